@@ -1,0 +1,119 @@
+"""The supervisor: builds the services a role needs, starts them in order, stops them in reverse.
+
+Order: broker → store → producer → consumers → gateway (intake last, so nothing is accepted
+before it can be carried); stop is the reverse, so intake stops first and the broker last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from channels.chat import LiveChatChannel
+from router.api import AgentApi
+from router.broker import EmbeddedBroker
+from router.bus import KafkaBus
+from router.classify_service import ClassifierService
+from router.dispatcher import DispatcherService
+from router.gateway import Gateway
+from router.intake import Intake
+from router.rules import Rules
+from router.sender import SenderService
+from router.settings import Settings
+from router.store import ConversationStore
+
+log = structlog.get_logger("router.app")
+ROLES = ("all", "gateway", "classifier", "dispatcher", "sender")
+
+
+@dataclass
+class Router:
+    settings: Settings
+    role: str = "all"
+    rules: Rules | None = None
+    broker: EmbeddedBroker | None = None
+    store: ConversationStore | None = None
+    bus: KafkaBus | None = None
+    gateway: Gateway | None = None
+    admin_password: str | None = None  # set only when generated at this start, to be printed
+    _started: list[Any] = field(default_factory=list)
+
+    async def start(self) -> None:
+        if self._started:
+            raise RuntimeError("Router already started")
+        if self.role not in ROLES:
+            raise ValueError(f"unknown role {self.role!r}; one of {ROLES}")
+        s = self.settings
+        self.rules = Rules(s.config_dir)
+        try:
+            await self._start_all(s)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_all(self, s: Settings) -> None:
+        if s.embedded:
+            if self.role != "all":
+                raise RuntimeError(
+                    "the embedded broker runs only with `supportrouter run`; "
+                    "set SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS to run one service alone"
+                )
+            self.broker = EmbeddedBroker(port=s.embedded_kafka_port)
+            await self._up(self.broker)
+        bootstrap = self.broker.bootstrap_servers if self.broker else s.kafka_bootstrap_servers
+        if self.role != "classifier":
+            self.store = ConversationStore(s.database_url)
+            await self._up(self.store)
+            await self._seed_admin()
+        self.bus = KafkaBus(s, bootstrap, embedded=self.broker is not None)
+        await self._up(self.bus)
+        wants = {self.role} if self.role != "all" else set(ROLES)
+        consumers: list[Any] = []
+        if "classifier" in wants:
+            consumers.append(ClassifierService(self.bus, self.rules))
+        if "dispatcher" in wants:
+            consumers.append(DispatcherService(self.bus, self.store, self.rules))
+        if "sender" in wants:
+            consumers.append(SenderService(self.bus, self.store, senders={}))
+        # Together: each consumer group's first join waits on the broker, so one at a time adds up.
+        results = await asyncio.gather(*(self._up(c) for c in consumers), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        if "gateway" in wants:
+            intake = Intake(self.bus, self.rules)
+            chat = LiveChatChannel(intake.publish, self.store, self.bus, s.max_chat_text_chars)
+            self.gateway = Gateway(s, self.store, self.bus, AgentApi(s, self.store, self.bus, self.rules), [chat])
+            await self._up(self.gateway)
+
+    async def _up(self, service: Any) -> None:
+        await service.start()
+        self._started.append(service)
+
+    async def stop(self) -> None:
+        while self._started:
+            service = self._started.pop()
+            try:
+                await service.stop()
+            except Exception as exc:  # keep stopping the rest: the broker must not be orphaned
+                log.error("service.stop_failed", service=type(service).__name__, error=repr(exc))
+
+    async def __aenter__(self) -> Router:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _seed_admin(self) -> None:
+        assert self.store is not None
+        configured = self.settings.admin_password
+        if configured is not None:
+            await self.store.set_password("admin", configured.get_secret_value())
+        elif not await self.store.has_password("admin"):
+            self.admin_password = secrets.token_urlsafe(12)
+            await self.store.set_password("admin", self.admin_password)

@@ -1,0 +1,282 @@
+"""KafkaBus (topics and the acks=all producer) and ConsumerLoop (commit only after the effect).
+
+Delivery is at least once: a record's offset is committed only after its handler returned, so a
+crash redelivers it and the idempotent handler makes the second run change nothing. A record
+that still fails after retries goes to the DLQ with the error, then is committed: it never blocks
+its partition and is never dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from router.envelope import now
+from router.metrics import CONSUMED, DEAD_LETTERS
+from router.settings import Settings
+
+log = structlog.get_logger("router.bus")
+
+Handler = Callable[[ConsumerRecord], Awaitable[None]]
+
+
+class KafkaBus:
+    def __init__(self, settings: Settings, bootstrap_servers: str, *, embedded: bool = False):
+        self.settings = settings
+        self.session_timeout_ms = settings.consumer_session_timeout_ms or (2000 if embedded else 10000)
+        self.topics = settings.topics
+        self.bootstrap_servers = bootstrap_servers
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        if self._producer is not None:
+            raise RuntimeError("KafkaBus already started")
+        await self.ensure_topics()
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            acks="all",
+            enable_idempotence=False,  # the embedded broker has no InitProducerId; consumers dedupe
+            linger_ms=0,
+            request_timeout_ms=10000,
+        )
+        await producer.start()
+        self._producer = producer
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.flush()
+            await producer.stop()
+
+    async def __aenter__(self) -> KafkaBus:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def ensure_topics(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            wanted = [
+                NewTopic(name, self.settings.partitions, 1)
+                for name in self.topics.all()
+                if name not in existing
+            ]
+            if wanted:
+                try:
+                    await admin.create_topics(wanted)
+                except TopicAlreadyExistsError:
+                    pass  # another process created them first
+        finally:
+            await admin.close()
+
+    async def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        """Return only once every in-sync replica has the record (acks=all)."""
+        if self._producer is None:
+            raise RuntimeError("KafkaBus is not started")
+        await self._producer.send_and_wait(topic, value, key=key)
+
+    async def publish_many(self, topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> None:
+        if self._producer is None:
+            raise RuntimeError("KafkaBus is not started")
+        futures = [await self._producer.send(topic, value, key=key) for key, value in items]
+        await asyncio.gather(*futures)
+
+    async def ping(self, timeout: float = 2.0) -> None:
+        if self._producer is None:
+            raise RuntimeError("producer not started")
+        await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout)
+
+    async def dead_letter(self, record: ConsumerRecord, stage: str, error: BaseException | str) -> None:
+        try:
+            value: Any = json.loads(record.value)
+        except (ValueError, TypeError):
+            value = {"base64": base64.b64encode(record.value or b"").decode()}
+        payload = {
+            "stage": stage,
+            "error": str(error)[:2000],
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": record.key.decode(errors="replace") if record.key else None,
+            "value": value,
+            "at": now().isoformat(),
+        }
+        await self.publish(self.topics.dlq, json.dumps(payload).encode(), key=record.key)
+        DEAD_LETTERS.labels(stage=stage).inc()
+        log.error("record.dead_lettered", stage=stage, topic=record.topic, offset=record.offset, error=str(error)[:300])
+
+    def consumer(self, topics: list[str], group: str | None, **options: Any) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=group,
+            enable_auto_commit=False,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=max(self.session_timeout_ms // 4, 100),
+            auto_offset_reset=options.pop("auto_offset_reset", "earliest"),
+            **options,
+        )
+
+
+class ConsumerLoop:
+    """Consume topics in a consumer group, handle each record, commit after the effect.
+
+    `yield_to` names a loop whose records always go first: before each of its own records this
+    loop waits until that one has nothing in hand (how the urgent lane overtakes the standard).
+    """
+
+    def __init__(
+        self,
+        bus: KafkaBus,
+        topics: list[str],
+        group: str,
+        handler: Handler,
+        stage: str,
+        *,
+        retries: int = 3,
+        batch: int = 200,
+        yield_to: ConsumerLoop | None = None,
+    ):
+        self.bus, self.topics, self.group, self.handler, self.stage = bus, topics, group, handler, stage
+        self.retries, self.batch, self.yield_to = retries, batch, yield_to
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        if self._task is not None:
+            raise RuntimeError(f"{self.stage} consumer already started")
+        self._consumer = self.bus.consumer(self.topics, self.group, max_poll_records=self.batch)
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"consume:{self.stage}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        while not self._stopping:
+            batches = await consumer.getmany(timeout_ms=500, max_records=self.batch)
+            if not batches:
+                self.idle.set()
+                continue
+            self.idle.clear()
+            try:
+                for tp, records in batches.items():
+                    for record in records:
+                        if self.yield_to is not None and not self.yield_to.idle.is_set():
+                            await self.yield_to.idle.wait()
+                        await self._handle(record)
+                    # Shielded so a stop never abandons a commit half-way; a crash before it
+                    # redelivers the batch, which the idempotent handlers absorb.
+                    await asyncio.shield(
+                        consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1})
+                    )
+            finally:
+                self.idle.set()
+
+    async def _handle(self, record: ConsumerRecord) -> None:
+        delay = 0.2
+        for attempt in range(1, self.retries + 1):
+            try:
+                await self.handler(record)
+                CONSUMED.labels(stage=self.stage).inc()
+                return
+            except asyncio.CancelledError:
+                raise
+            except PermanentError as exc:
+                await self.bus.dead_letter(record, self.stage, exc)
+                return
+            except Exception as exc:  # a transient fault: retry, then dead-letter
+                log.warning("record.retry", stage=self.stage, attempt=attempt, error=repr(exc)[:300])
+                if attempt == self.retries:
+                    await self.bus.dead_letter(record, self.stage, exc)
+                    return
+                await asyncio.sleep(delay)
+                delay *= 2
+
+
+class PermanentError(Exception):
+    """A record that no retry can fix (it does not parse): straight to the DLQ."""
+
+
+class TopicFanout:
+    """Every record of one topic, outside any consumer group, handed to a callback.
+
+    Each gateway process runs its own, to reach the sockets it holds (chat customers, agents'
+    event streams); it commits nothing, and a record it misses while down is still in the store.
+    """
+
+    def __init__(
+        self,
+        bus: KafkaBus,
+        topic: str,
+        callback: Callable[[ConsumerRecord], Awaitable[None]],
+        *,
+        from_beginning: bool = False,
+    ):
+        self.bus, self.topic, self.callback, self.from_beginning = bus, topic, callback, from_beginning
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        if self._consumer is not None:
+            raise RuntimeError(f"fanout of {self.topic} already started")
+        consumer = self.bus.consumer([], None)
+        await consumer.start()
+        self._consumer = consumer
+        await consumer.topics()  # loads the metadata partitions_for_topic reads
+        partitions = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or [0])]
+        consumer.assign(partitions)
+        if self.from_beginning:
+            await consumer.seek_to_beginning(*partitions)
+        else:
+            await consumer.seek_to_end(*partitions)
+        for tp in partitions:  # pin the start now, not at the first fetch
+            await consumer.position(tp)
+        self._task = asyncio.create_task(self._run(), name=f"fanout:{self.topic}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        async for record in self._consumer:
+            try:
+                await self.callback(record)
+            except Exception as exc:  # one bad record or socket must not stop the stream
+                log.warning("fanout.callback_failed", topic=self.topic, offset=record.offset, error=repr(exc)[:300])

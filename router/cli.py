@@ -1,0 +1,230 @@
+"""`supportrouter` command line. The only place that turns errors into exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import signal
+import sys
+from pathlib import Path
+
+from router.config import ConfigError, load_config
+from router.logs import configure_logging
+from router.settings import Settings
+
+
+def _run(args: argparse.Namespace) -> int:
+    from router.app import Router
+
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+
+    async def main() -> None:
+        router = Router(settings, role=args.role)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await router.start()
+        try:
+            _banner(router)
+            await stop.wait()
+            print("\nstopping: intake closed, flushing and committing ...", flush=True)
+        finally:
+            await router.stop()
+        print("stopped.", flush=True)
+
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        print(f"config refused:\n{exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _banner(router) -> None:
+    s = router.settings
+    lines = [f"supportrouter is running ({router.role}); Ctrl-C stops it."]
+    if router.broker:
+        lines.append(f"  embedded Kafka broker   {router.broker.bootstrap_servers}")
+    else:
+        lines.append(f"  Kafka                   {s.kafka_bootstrap_servers}")
+    if router.store:
+        lines.append(f"  store                   {s.database_url}")
+    if router.gateway:
+        base = f"http://localhost:{router.gateway.port}"
+        lines += [
+            f"  customer chat demo      {base}/chat/",
+            f"  agents' console         {base}/console/",
+            f"  agents' API             {base}/api/  (POST /api/login)",
+            f"  health                  {base}/healthz  {base}/readyz  {base}/metrics",
+        ]
+    if router.admin_password:
+        lines.append(f"  supervisor login        admin / {router.admin_password}   (generated now; "
+                     "set SUPPORTROUTER_ADMIN_PASSWORD to choose it)")
+    elif router.settings.admin_password is not None:
+        lines.append("  supervisor login        admin / the password in SUPPORTROUTER_ADMIN_PASSWORD")
+    elif router.store:
+        lines.append("  supervisor login        admin / the password printed at its first start "
+                     "(`supportrouter agent password admin` resets it)")
+    print("\n".join(lines), flush=True)
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    directory = Path(args.dir or Settings().config_dir)
+    try:
+        config = load_config(directory)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) in {directory}", file=sys.stderr)
+        return 1
+    print(f"{directory}: OK (rules version {config.version}; {len(config.routing.queues)} queues, "
+          f"{len(config.classifier.categories)} categories, {len(config.agents.agents)} agents)")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from router.redact import redact
+    from router.rules import Rules
+
+    rules = Rules(Path(args.config or Settings().config_dir))
+    redacted = redact(args.text)
+    c = rules.classify(redacted.text)
+    queue = rules.config.queue_for(c.category)
+    ack = rules.acknowledgement_text(c.category, c.language, "T00000000", redacted.kinds)
+    result = {
+        "channel": args.channel,
+        "text": redacted.text,
+        "redactions": redacted.kinds,
+        "lane": rules.lane(redacted.text).value,
+        "category": c.category,
+        "urgency": c.urgency.value,
+        "confidence": c.confidence,
+        "language": c.language,
+        "rules_fired": c.rules,
+        "entities": c.entities,
+        "queue": queue,
+        "rules_version": c.rules_version,
+        "acknowledgement": ack,
+    }
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from router.bus import KafkaBus, TopicFanout
+
+    settings = Settings()
+    if not settings.kafka_bootstrap_servers:
+        print("set SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS to the broker `supportrouter run` printed", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        bus = KafkaBus(settings, settings.kafka_bootstrap_servers)
+        remaining = args.max
+
+        async def show(record) -> None:
+            nonlocal remaining
+            try:
+                value = json.loads(record.value)
+            except ValueError:
+                value = record.value.decode(errors="replace")
+            print(json.dumps({"topic": record.topic, "partition": record.partition, "offset": record.offset,
+                              "key": record.key.decode(errors="replace") if record.key else None,
+                              "value": value}, ensure_ascii=False), flush=True)
+            if remaining is not None:
+                remaining -= 1
+                if remaining <= 0:
+                    done.set()
+
+        done = asyncio.Event()
+        fanout = TopicFanout(bus, args.topic, show, from_beginning=args.from_beginning)
+        await fanout.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, done.set)
+        try:
+            await done.wait()
+        finally:
+            await fanout.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+def _agent_password(args: argparse.Namespace) -> int:
+    from router.store import ConversationStore
+
+    settings = Settings()
+    try:
+        config = load_config(settings.config_dir)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if config.agent(args.username) is None:
+        print(f"{args.username!r} is not in {settings.config_dir}/agents.yaml", file=sys.stderr)
+        return 1
+    password = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("new password: ")
+    if len(password) < 8:
+        print("a password needs at least 8 characters", file=sys.stderr)
+        return 1
+
+    async def main() -> None:
+        async with ConversationStore(settings.database_url) as store:
+            await store.set_password(args.username, password)
+
+    asyncio.run(main())
+    print(f"password set for {args.username}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="supportrouter", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run every service (default) or one")
+    run.add_argument("role", nargs="?", default="all", choices=["all", "gateway", "classifier", "dispatcher", "sender"])
+    run.set_defaults(func=_run)
+
+    config = sub.add_parser("config", help="operators' files")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="report every problem with file, line and reason")
+    check.add_argument("dir", nargs="?")
+    check.set_defaults(func=_config_check)
+
+    simulate = sub.add_parser("simulate", help="what would happen to a message; nothing is sent")
+    simulate.add_argument("text")
+    simulate.add_argument("--channel", default="chat", choices=["sms", "whatsapp", "voice", "email", "chat", "telegram"])
+    simulate.add_argument("--config", help="config directory (default: SUPPORTROUTER_CONFIG_DIR or config/)")
+    simulate.set_defaults(func=_simulate)
+
+    tail = sub.add_parser("tail", help="print a topic's records as JSON lines (joins no consumer group)")
+    tail.add_argument("topic")
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument("--max", type=int, help="stop after this many records")
+    tail.set_defaults(func=_tail)
+
+    agent = sub.add_parser("agent", help="agents' credentials")
+    agent_sub = agent.add_subparsers(dest="agent_command", required=True)
+    password = agent_sub.add_parser("password", help="set an agent's password (stored as a scrypt hash)")
+    password.add_argument("username")
+    password.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    password.set_defaults(func=_agent_password)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with contextlib.suppress(BrokenPipeError):
+        return args.func(args)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

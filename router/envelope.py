@@ -1,0 +1,149 @@
+"""The one record every stage shares: an inbound message, its classification, an outbound reply.
+
+This module imports nothing of the project, so every other module may import it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+# A fixed namespace so the same provider message always gets the same message_id:
+# a provider's retry then dedupes on message_id as well as on channel_message_id.
+_MESSAGE_NAMESPACE = uuid.UUID("6f1d2a52-5b3e-4c1e-9a57-3f0c2f1d9b11")
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+    VOICE = "voice"
+    EMAIL = "email"
+    CHAT = "chat"
+    TELEGRAM = "telegram"
+
+
+class Urgency(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _URGENCY_RANK[self]
+
+
+_URGENCY_RANK = {Urgency.LOW: 0, Urgency.NORMAL: 1, Urgency.HIGH: 2, Urgency.CRITICAL: 3}
+
+
+class Lane(StrEnum):
+    URGENT = "urgent"
+    STANDARD = "standard"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def message_id_for(channel: str, channel_message_id: str) -> str:
+    return str(uuid.uuid5(_MESSAGE_NAMESPACE, f"{channel}:{channel_message_id}"))
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes):
+        return cls.model_validate_json(raw)
+
+
+class Sender(_Record):
+    address: str
+    name: str | None = None
+
+
+class Attachment(_Record):
+    name: str
+    content_type: str
+    size: int
+
+
+class Classification(_Record):
+    category: str
+    urgency: Urgency
+    confidence: float
+    rules: list[str] = Field(default_factory=list)
+    language: str
+    entities: dict[str, list[str]] = Field(default_factory=dict)
+    rules_version: str = ""
+
+
+class Envelope(_Record):
+    """An inbound customer message, normalized, redacted, on its way to a queue."""
+
+    schema_version: int = SCHEMA_VERSION
+    message_id: str
+    channel: Channel
+    channel_message_id: str
+    conversation_key: str
+    sender: Sender
+    text: str
+    redactions: list[str] = Field(default_factory=list)
+    subject: str | None = None
+    thread: dict[str, str] = Field(default_factory=dict)
+    attachments: list[Attachment] = Field(default_factory=list)
+    received_at: datetime = Field(default_factory=now)
+    lane: Lane = Lane.STANDARD
+    trace_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    classification: Classification | None = None
+
+    @classmethod
+    def new(cls, *, channel: Channel, channel_message_id: str, **fields: Any) -> Envelope:
+        return cls(
+            message_id=message_id_for(channel, channel_message_id),
+            channel=channel,
+            channel_message_id=channel_message_id,
+            **fields,
+        )
+
+    @property
+    def kafka_key(self) -> bytes:
+        return self.conversation_key.encode()
+
+
+class Outbound(_Record):
+    """A reply on its way to the customer, on the channel the conversation came from."""
+
+    schema_version: int = SCHEMA_VERSION
+    message_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    conversation_id: str
+    conversation_key: str
+    channel: Channel
+    to: str
+    text: str
+    kind: str = "agent_reply"  # acknowledgement | agent_reply
+    author: str | None = None
+    created_at: datetime = Field(default_factory=now)
+    trace_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    thread: dict[str, str] = Field(default_factory=dict)
+
+
+class QueueEvent(_Record):
+    """A change agents' consoles should see: a conversation entered, moved or left a queue."""
+
+    type: str
+    conversation_id: str
+    queue: str
+    urgency: Urgency | None = None
+    status: str | None = None
+    assignee: str | None = None
+    at: datetime = Field(default_factory=now)

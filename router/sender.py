@@ -1,0 +1,55 @@
+"""SenderService: support.outbound → each channel's sender, or the sandbox outbox without one."""
+
+from __future__ import annotations
+
+import structlog
+from aiokafka import ConsumerRecord
+from pydantic import ValidationError
+
+from channels.base import OutboundSender
+from router.bus import ConsumerLoop, KafkaBus, PermanentError
+from router.envelope import Outbound
+from router.metrics import DELIVERED
+from router.store import ConversationStore
+
+log = structlog.get_logger("router.sender")
+
+
+class SenderService:
+    """`senders` maps a channel to what delivers on it; `socket_channels` are delivered by the
+    gateway that holds the customer's socket, so the sender leaves them alone."""
+
+    def __init__(
+        self,
+        bus: KafkaBus,
+        store: ConversationStore,
+        senders: dict[str, OutboundSender],
+        socket_channels: frozenset[str] = frozenset({"chat"}),
+    ):
+        self.bus, self.store, self.senders, self.socket_channels = bus, store, senders, socket_channels
+        group = f"{bus.settings.consumer_group_prefix}-sender"
+        self.loop = ConsumerLoop(bus, [bus.topics.outbound], group, self.handle, "send")
+
+    async def start(self) -> None:
+        await self.loop.start()
+
+    async def stop(self) -> None:
+        await self.loop.stop()
+
+    async def handle(self, record: ConsumerRecord) -> None:
+        try:
+            out = Outbound.from_bytes(record.value)
+        except ValidationError as exc:
+            raise PermanentError(f"not an outbound message: {exc.error_count()} problems") from exc
+        if out.channel in self.socket_channels:
+            return
+        sender = self.senders.get(out.channel)
+        if sender is None:
+            if await self.store.record_sandbox_delivery(out):
+                DELIVERED.labels(channel=out.channel, mode="sandbox").inc()
+                log.info("reply.sandboxed", trace_id=out.trace_id, channel=out.channel,
+                         conversation_id=out.conversation_id)
+            return
+        await sender.send(out)
+        DELIVERED.labels(channel=out.channel, mode="provider").inc()
+        log.info("reply.sent", trace_id=out.trace_id, channel=out.channel, conversation_id=out.conversation_id)

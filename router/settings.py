@@ -1,0 +1,56 @@
+"""Process settings: every one has a default and a SUPPORTROUTER_ environment variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Topics(BaseModel):
+    inbound_urgent: str = "support.inbound.urgent"
+    inbound_standard: str = "support.inbound.standard"
+    classified: str = "support.classified"
+    outbound: str = "support.outbound"
+    events: str = "support.events"
+    dlq: str = "support.dlq"
+
+    def all(self) -> list[str]:
+        return list(self.model_dump().values())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SUPPORTROUTER_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    smtp_port: int = 2525
+    public_url: str | None = None
+
+    database_url: str = "sqlite+aiosqlite:///var/supportrouter.db"
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, description="unset: start the embedded broker"
+    )
+    embedded_kafka_port: int | None = None
+    topics: Topics = Topics()
+    partitions: int = 3
+    consumer_group_prefix: str = "supportrouter"
+    # A new consumer group waits half this long before its first assignment on the embedded
+    # broker, so the embedded default uses a short one; Kafka itself refuses less than 6000.
+    consumer_session_timeout_ms: int | None = None
+
+    config_dir: Path = Path("config")
+    admin_password: SecretStr | None = None
+    log_format: str = Field(default="auto", description="auto | json | console")
+    log_level: str = "info"
+
+    max_body_bytes: int = 64 * 1024
+    max_chat_text_chars: int = 4000
+    agent_token_ttl_seconds: int = 12 * 3600
+
+    @property
+    def embedded(self) -> bool:
+        return not self.kafka_bootstrap_servers

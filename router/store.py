@@ -1,0 +1,568 @@
+"""ConversationStore: conversations, messages, the sandbox outbox, agents' credentials.
+
+One SQLAlchemy Core layer over SQLite (aiosqlite) and PostgreSQL (asyncpg). Every write that a
+Kafka consumer makes is idempotent by message_id, so a redelivered record changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from router.envelope import Envelope, Outbound, Urgency, now
+
+metadata = sa.MetaData()
+
+conversations = sa.Table(
+    "conversations",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("ticket", sa.String(16), nullable=False, unique=True),
+    sa.Column("conversation_key", sa.String(200), nullable=False, index=True),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("customer_address", sa.String(320), nullable=False),
+    sa.Column("customer_name", sa.String(200)),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("category", sa.String(40), nullable=False),
+    sa.Column("urgency", sa.String(10), nullable=False),
+    sa.Column("urgency_rank", sa.Integer, nullable=False),
+    sa.Column("queue", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),  # waiting | assigned | resolved
+    sa.Column("assignee", sa.String(60)),
+    sa.Column("preview", sa.String(200), nullable=False),
+    sa.Column("rules_version", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_conversations_queue_order", "queue", "status", "urgency_rank", "created_at"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("conversation_id", sa.String(32), sa.ForeignKey("conversations.id"), nullable=False),
+    sa.Column("direction", sa.String(4), nullable=False),  # in | out
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("channel_message_id", sa.String(200)),
+    sa.Column("author", sa.String(200)),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("trace_id", sa.String(32), nullable=False),
+    sa.Column("meta", sa.JSON, nullable=False),
+    sa.Column("published", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("channel", "channel_message_id", name="uq_messages_channel_message"),
+    sa.Index("ix_messages_conversation", "conversation_id", "seq"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("conversation_id", sa.String(32), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("recipient", sa.String(320), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+agent_credentials = sa.Table(
+    "agent_credentials",
+    metadata,
+    sa.Column("username", sa.String(60), primary_key=True),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+)
+
+agent_tokens = sa.Table(
+    "agent_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("username", sa.String(60), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+chat_sessions = sa.Table(
+    "chat_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("conversation_key", sa.String(200), nullable=False, unique=True),
+    sa.Column("name", sa.String(200)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands datetimes back without a zone; everything stored here is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        _, salt_hex, digest_hex = stored.split("$")
+    except ValueError:
+        return False
+    digest = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt_hex), n=2**14, r=8, p=1)
+    return secrets.compare_digest(digest.hex(), digest_hex)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    conversation: dict[str, Any]
+    duplicate: bool
+    created: bool
+    requeued: bool  # the conversation entered a queue or moved up in it
+
+
+class ConversationStore:
+    def __init__(self, url: str, **engine_options: Any):
+        self.url = url
+        self._engine_options = engine_options
+        self._engine: AsyncEngine | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("ConversationStore is not started")
+        return self._engine
+
+    async def start(self) -> None:
+        if self._engine is not None:
+            raise RuntimeError("ConversationStore already started")
+        if self.url.startswith("sqlite"):
+            _ensure_sqlite_dir(self.url)
+        self._engine = create_async_engine(self.url, **self._engine_options)
+        if self.url.startswith("sqlite"):
+            sa.event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+        async with self._engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    async def stop(self) -> None:
+        if self._engine is not None:
+            engine, self._engine = self._engine, None
+            await engine.dispose()
+
+    async def __aenter__(self) -> ConversationStore:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    # --- inbound --------------------------------------------------------------------------
+
+    async def record_inbound(
+        self,
+        envelope: Envelope,
+        queue: str,
+        acknowledge: Callable[[dict[str, Any], bool], Outbound | None],
+    ) -> Recorded:
+        """Store a classified message in its conversation, once, with its acknowledgement.
+
+        `acknowledge(conversation, created)` builds the automatic reply, if any; it is stored in
+        the same transaction, unpublished, so a crash before it reaches Kafka loses nothing.
+        """
+        c = envelope.classification
+        assert c is not None, "only classified envelopes are stored"
+        async with self.engine.begin() as conn:
+            seen = await conn.execute(
+                sa.select(messages.c.conversation_id).where(
+                    (messages.c.message_id == envelope.message_id)
+                    | (
+                        (messages.c.channel == envelope.channel)
+                        & (messages.c.channel_message_id == envelope.channel_message_id)
+                    )
+                )
+            )
+            row = seen.first()
+            if row is not None:
+                return Recorded(await self._conversation(conn, row[0]), True, False, False)
+            open_conv = (
+                await conn.execute(
+                    sa.select(conversations)
+                    .where(conversations.c.conversation_key == envelope.conversation_key)
+                    .where(conversations.c.status != "resolved")
+                    .order_by(conversations.c.created_at.desc())
+                    .limit(1)
+                )
+            ).mappings().first()
+            at = now()
+            created = requeued = False
+            if open_conv is None:
+                conv_id = uuid.uuid4().hex
+                created = requeued = True
+                await conn.execute(
+                    conversations.insert().values(
+                        id=conv_id,
+                        ticket=_ticket(conv_id),
+                        conversation_key=envelope.conversation_key,
+                        channel=envelope.channel,
+                        customer_address=envelope.sender.address,
+                        customer_name=envelope.sender.name,
+                        language=c.language,
+                        category=c.category,
+                        urgency=c.urgency,
+                        urgency_rank=c.urgency.rank,
+                        queue=queue,
+                        status="waiting",
+                        assignee=None,
+                        preview=envelope.text[:200],
+                        rules_version=c.rules_version,
+                        created_at=envelope.received_at,
+                        updated_at=at,
+                    )
+                )
+            else:
+                conv_id = open_conv["id"]
+                values: dict[str, Any] = {"updated_at": at, "preview": envelope.text[:200]}
+                # Urgency only ever goes up: a follow-up "thanks" never demotes a fraud report.
+                if c.urgency.rank > open_conv["urgency_rank"]:
+                    requeued = True
+                    values.update(
+                        category=c.category, urgency=c.urgency, urgency_rank=c.urgency.rank,
+                        queue=queue, rules_version=c.rules_version,
+                    )
+                await conn.execute(
+                    conversations.update().where(conversations.c.id == conv_id).values(**values)
+                )
+            await conn.execute(
+                messages.insert().values(
+                    message_id=envelope.message_id,
+                    conversation_id=conv_id,
+                    direction="in",
+                    kind="customer",
+                    channel=envelope.channel,
+                    channel_message_id=envelope.channel_message_id,
+                    author=envelope.sender.name or envelope.sender.address,
+                    text=envelope.text,
+                    trace_id=envelope.trace_id,
+                    meta={
+                        "classification": c.model_dump(mode="json"),
+                        "redactions": envelope.redactions,
+                        "attachments": [a.model_dump() for a in envelope.attachments],
+                        "subject": envelope.subject,
+                    },
+                    published=True,
+                    created_at=envelope.received_at,
+                )
+            )
+            conversation = await self._conversation(conn, conv_id)
+            ack = acknowledge(conversation, created)
+            if ack is not None:
+                await self._insert_outbound(conn, ack)
+            return Recorded(conversation, False, created, requeued)
+
+    # --- outbound -------------------------------------------------------------------------
+
+    async def _insert_outbound(self, conn, out: Outbound) -> None:
+        await conn.execute(
+            messages.insert().values(
+                message_id=out.message_id,
+                conversation_id=out.conversation_id,
+                direction="out",
+                kind=out.kind,
+                channel=out.channel,
+                channel_message_id=None,
+                author=out.author,
+                text=out.text,
+                trace_id=out.trace_id,
+                meta={"outbound": out.model_dump(mode="json")},
+                published=False,
+                created_at=out.created_at,
+            )
+        )
+
+    async def add_outbound(self, out: Outbound) -> None:
+        async with self.engine.begin() as conn:
+            await self._insert_outbound(conn, out)
+            await conn.execute(
+                conversations.update()
+                .where(conversations.c.id == out.conversation_id)
+                .values(updated_at=now())
+            )
+
+    async def unpublished(self, conversation_id: str | None = None, older_than: float = 0) -> list[Outbound]:
+        query = sa.select(messages.c.meta).where(
+            (messages.c.direction == "out") & (messages.c.published == sa.false())
+        )
+        if conversation_id is not None:
+            query = query.where(messages.c.conversation_id == conversation_id)
+        if older_than:
+            query = query.where(messages.c.created_at < now() - timedelta(seconds=older_than))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(messages.c.seq))).all()
+        return [Outbound.model_validate(r[0]["outbound"]) for r in rows]
+
+    async def mark_published(self, message_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                messages.update().where(messages.c.message_id == message_id).values(published=True)
+            )
+
+    async def record_sandbox_delivery(self, out: Outbound) -> bool:
+        """Keep what would have been sent; False when this message was kept before."""
+        async with self.engine.begin() as conn:
+            exists = await conn.execute(
+                sa.select(outbox.c.seq).where(outbox.c.message_id == out.message_id)
+            )
+            if exists.first() is not None:
+                return False
+            await conn.execute(
+                outbox.insert().values(
+                    message_id=out.message_id, conversation_id=out.conversation_id,
+                    channel=out.channel, recipient=out.to, kind=out.kind, text=out.text,
+                    created_at=now(),
+                )
+            )
+            return True
+
+    async def list_outbox(self, limit: int = 200) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(sa.select(outbox).order_by(outbox.c.seq.desc()).limit(limit))
+            ).mappings().all()
+        return [_jsonable(r) for r in rows]
+
+    # --- agents' view ---------------------------------------------------------------------
+
+    async def _conversation(self, conn, conversation_id: str) -> dict[str, Any] | None:
+        row = (
+            await conn.execute(sa.select(conversations).where(conversations.c.id == conversation_id))
+        ).mappings().first()
+        return _listing(row) if row else None
+
+    async def conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            conv = await self._conversation(conn, conversation_id)
+            if conv is None:
+                return None
+            rows = (
+                await conn.execute(
+                    sa.select(messages)
+                    .where(messages.c.conversation_id == conversation_id)
+                    .order_by(messages.c.seq)
+                )
+            ).mappings().all()
+        conv["messages"] = [_message(r) for r in rows]
+        return conv
+
+    async def queue_conversations(self, queue: str) -> list[dict[str, Any]]:
+        """Open conversations in dispatch order: most urgent first, then oldest first."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(conversations)
+                    .where(conversations.c.queue == queue)
+                    .where(conversations.c.status != "resolved")
+                    .order_by(
+                        conversations.c.urgency_rank.desc(),
+                        conversations.c.created_at,
+                        conversations.c.id,
+                    )
+                )
+            ).mappings().all()
+        return [_listing(r) for r in rows]
+
+    async def queue_summaries(self) -> dict[str, dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        conversations.c.queue,
+                        sa.func.count(),
+                        sa.func.min(conversations.c.created_at),
+                    )
+                    .where(conversations.c.status == "waiting")
+                    .group_by(conversations.c.queue)
+                )
+            ).all()
+        return {
+            queue: {"waiting": count, "oldest_wait_seconds": _age(_utc(oldest))}
+            for queue, count, oldest in rows
+        }
+
+    async def claim(self, conversation_id: str, username: str) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                conversations.update()
+                .where(conversations.c.id == conversation_id)
+                .where(conversations.c.status != "resolved")
+                .where(conversations.c.assignee.is_(None) | (conversations.c.assignee == username))
+                .values(assignee=username, status="assigned", updated_at=now())
+            )
+            return result.rowcount == 1
+
+    async def resolve(self, conversation_id: str) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                conversations.update()
+                .where(conversations.c.id == conversation_id)
+                .where(conversations.c.status != "resolved")
+                .values(status="resolved", updated_at=now())
+            )
+            return result.rowcount == 1
+
+    async def transfer(self, conversation_id: str, queue: str) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                conversations.update()
+                .where(conversations.c.id == conversation_id)
+                .where(conversations.c.status != "resolved")
+                .values(queue=queue, status="waiting", assignee=None, updated_at=now())
+            )
+            return result.rowcount == 1
+
+    # --- credentials ----------------------------------------------------------------------
+
+    async def set_password(self, username: str, password: str) -> None:
+        hashed = hash_password(password)
+        async with self.engine.begin() as conn:
+            await conn.execute(agent_credentials.delete().where(agent_credentials.c.username == username))
+            await conn.execute(agent_credentials.insert().values(username=username, password_hash=hashed))
+
+    async def has_password(self, username: str) -> bool:
+        async with self.engine.connect() as conn:
+            row = await conn.execute(
+                sa.select(agent_credentials.c.username).where(agent_credentials.c.username == username)
+            )
+            return row.first() is not None
+
+    async def check_password(self, username: str, password: str) -> bool:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(agent_credentials.c.password_hash).where(
+                        agent_credentials.c.username == username
+                    )
+                )
+            ).first()
+        return row is not None and check_password(password, row[0])
+
+    async def issue_token(self, username: str, ttl_seconds: int) -> str:
+        token = secrets.token_urlsafe(32)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                agent_tokens.insert().values(
+                    token_hash=token_hash(token), username=username,
+                    expires_at=now() + timedelta(seconds=ttl_seconds),
+                )
+            )
+        return token
+
+    async def token_user(self, token: str) -> str | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(agent_tokens.c.username, agent_tokens.c.expires_at).where(
+                        agent_tokens.c.token_hash == token_hash(token)
+                    )
+                )
+            ).first()
+        if row is None or _utc(row[1]) < now():
+            return None
+        return row[0]
+
+    # --- chat sessions --------------------------------------------------------------------
+
+    async def new_chat_session(self, name: str | None) -> tuple[str, str]:
+        token = secrets.token_urlsafe(32)
+        key = f"chat:{uuid.uuid4().hex}"
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                chat_sessions.insert().values(
+                    token_hash=token_hash(token), conversation_key=key, name=name, created_at=now()
+                )
+            )
+        return token, key
+
+    async def chat_session(self, token: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(chat_sessions.c.conversation_key, chat_sessions.c.name).where(
+                        chat_sessions.c.token_hash == token_hash(token)
+                    )
+                )
+            ).mappings().first()
+        return dict(row) if row else None
+
+    async def history(self, conversation_key: str) -> list[dict[str, Any]]:
+        """Every message of every conversation under one key, oldest first."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(messages)
+                    .join(conversations, conversations.c.id == messages.c.conversation_id)
+                    .where(conversations.c.conversation_key == conversation_key)
+                    .order_by(messages.c.seq)
+                )
+            ).mappings().all()
+        return [_message(r) for r in rows]
+
+
+def _ticket(conversation_id: str) -> str:
+    return "T" + conversation_id[:8].upper()
+
+
+def _age(at: datetime | None) -> float:
+    return round((now() - at).total_seconds(), 1) if at else 0.0
+
+
+def _jsonable(row) -> dict[str, Any]:
+    return {k: (_utc(v).isoformat() if isinstance(v, datetime) else v) for k, v in dict(row).items()}
+
+
+def _listing(row) -> dict[str, Any]:
+    out = _jsonable(row)
+    out["urgency"] = Urgency(row["urgency"]).value
+    out["waiting_seconds"] = _age(_utc(row["created_at"]))
+    return out
+
+
+def _message(row) -> dict[str, Any]:
+    out = _jsonable(row)
+    out["id"] = out.pop("message_id")
+    out.pop("published", None)
+    return out
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    from pathlib import Path
+
+    path = sa.engine.make_url(url).database
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
