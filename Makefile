@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# System packages the tests drive for real: Chromium for the chat widget.
-APT_PACKAGES := chromium
+# System packages the tests drive for real: Chromium for the chat widget, Dovecot for IMAP.
+APT_PACKAGES := chromium dovecot-imapd
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aiohttp import web
 
 from router.envelope import Envelope, Outbound
+
+if TYPE_CHECKING:  # only for annotations: this module stays free of concrete imports
+    from router.bus import KafkaBus
+    from router.settings import Settings
+    from router.store import ConversationStore
 
 # What a channel calls with each inbound message; it returns once Kafka acknowledged the
 # record (acks=all), so a webhook may answer its provider with success only after it returns.
@@ -30,3 +36,28 @@ class ChannelAdapter(Protocol):
 class OutboundSender(Protocol):
     async def send(self, out: Outbound) -> None:
         """Deliver one reply; raise to have it retried, then dead-lettered."""
+
+
+class DeliveryFailed(Exception):
+    """A provider refused a reply for good (a bad number, a blocked chat): no retry helps."""
+
+
+@dataclass
+class ChannelContext:
+    """What a channel's `build` gets: dependencies passed in, never an app to reach into."""
+
+    settings: Settings
+    store: ConversationStore
+    bus: KafkaBus
+    publish: Publish  # the gateway's intake; only the gateway role calls it
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChannelParts:
+    """An inbound adapter for the gateway, and the senders for the sender service, keyed by
+    channel name ("sms", "whatsapp", ...). A channel without credentials returns no sender and
+    its replies go to the sandbox outbox."""
+
+    adapter: ChannelAdapter | None = None
+    senders: dict[str, OutboundSender] = field(default_factory=dict)

@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
-from channels.base import Publish
+from channels.base import ChannelContext, ChannelParts, Publish
 from router.bus import KafkaBus, TopicFanout
 from router.envelope import Channel, Envelope, Outbound, Sender
 from router.metrics import REJECTED
@@ -175,3 +175,11 @@ class LiveChatChannel:
             if not ws.closed:
                 await ws.send_json(frame)
         log.info("reply.delivered", trace_id=out.trace_id, channel="chat", sockets=len(sockets))
+
+
+def build(context: ChannelContext) -> ChannelParts:
+    # Chat replies are delivered by the gateway holding the socket, so there is no sender.
+    adapter = LiveChatChannel(
+        context.publish, context.store, context.bus, context.settings.max_chat_text_chars
+    )
+    return ChannelParts(adapter=adapter)

@@ -7,13 +7,15 @@ before it can be carried); stop is the reverse, so intake stops first and the br
 from __future__ import annotations
 
 import asyncio
+import importlib
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from channels.chat import LiveChatChannel
+from channels import REGISTRY
+from channels.base import ChannelContext, ChannelParts
 from router.api import AgentApi
 from router.broker import EmbeddedBroker
 from router.bus import KafkaBus
@@ -77,18 +79,30 @@ class Router:
             consumers.append(ClassifierService(self.bus, self.rules))
         if "dispatcher" in wants:
             consumers.append(DispatcherService(self.bus, self.store, self.rules))
+        intake = Intake(self.bus, self.rules)
+        channels = self._build_channels(ChannelContext(s, self.store, self.bus, intake.publish))
         if "sender" in wants:
-            consumers.append(SenderService(self.bus, self.store, senders={}))
+            senders = {name: sender for parts in channels for name, sender in parts.senders.items()}
+            consumers.append(SenderService(self.bus, self.store, senders=senders))
         # Together: each consumer group's first join waits on the broker, so one at a time adds up.
         results = await asyncio.gather(*(self._up(c) for c in consumers), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
         if "gateway" in wants:
-            intake = Intake(self.bus, self.rules)
-            chat = LiveChatChannel(intake.publish, self.store, self.bus, s.max_chat_text_chars)
-            self.gateway = Gateway(s, self.store, self.bus, AgentApi(s, self.store, self.bus, self.rules), [chat])
+            adapters = [parts.adapter for parts in channels if parts.adapter is not None]
+            api = AgentApi(s, self.store, self.bus, self.rules)
+            self.gateway = Gateway(s, self.store, self.bus, api, adapters)
             await self._up(self.gateway)
+
+    def _build_channels(self, context: ChannelContext) -> list[ChannelParts]:
+        if self.role == "classifier":
+            return []
+        built = []
+        for name in self.settings.channels:
+            module, _, function = REGISTRY[name].partition(":")
+            built.append(getattr(importlib.import_module(module), function)(context))
+        return built
 
     async def _up(self, service: Any) -> None:
         await service.start()

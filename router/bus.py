@@ -148,8 +148,10 @@ class ConsumerLoop:
         retries: int = 3,
         batch: int = 200,
         yield_to: ConsumerLoop | None = None,
+        on_dead_letter: Callable[[ConsumerRecord, BaseException], Awaitable[None]] | None = None,
     ):
         self.bus, self.topics, self.group, self.handler, self.stage = bus, topics, group, handler, stage
+        self.on_dead_letter = on_dead_letter
         self.retries, self.batch, self.yield_to = retries, batch, yield_to
         self.idle = asyncio.Event()
         self.idle.set()
@@ -210,15 +212,23 @@ class ConsumerLoop:
             except asyncio.CancelledError:
                 raise
             except PermanentError as exc:
-                await self.bus.dead_letter(record, self.stage, exc)
+                await self._dead_letter(record, exc)
                 return
             except Exception as exc:  # a transient fault: retry, then dead-letter
                 log.warning("record.retry", stage=self.stage, attempt=attempt, error=repr(exc)[:300])
                 if attempt == self.retries:
-                    await self.bus.dead_letter(record, self.stage, exc)
+                    await self._dead_letter(record, exc)
                     return
                 await asyncio.sleep(delay)
                 delay *= 2
+
+    async def _dead_letter(self, record: ConsumerRecord, error: BaseException) -> None:
+        await self.bus.dead_letter(record, self.stage, error)
+        if self.on_dead_letter is not None:
+            try:
+                await self.on_dead_letter(record, error)
+            except Exception as exc:  # the record is in the DLQ already; this is bookkeeping
+                log.warning("record.dead_letter_hook_failed", stage=self.stage, error=repr(exc)[:300])
 
 
 class PermanentError(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from router.config import CATEGORIES, ClassifierConfig
+from router.config import ClassifierConfig
 from router.envelope import Classification, Urgency
 
 FRAUD = "unauthorized_transaction"

@@ -224,7 +224,7 @@ def _line_for(loc: tuple, lines: dict[tuple, int]) -> int | None:
     return None
 
 
-def _load_file(path: Path, model: type[_Strict], name: str, problems: list[Problem], lines: dict[tuple, int]):
+def _load_file(path: Path, model: type[BaseModel], name: str, problems: list[Problem], lines: dict[tuple, int]):
     if not path.is_file():
         problems.append(Problem(name, None, "file is missing"))
         return None
@@ -252,6 +252,16 @@ def _load_file(path: Path, model: type[_Strict], name: str, problems: list[Probl
             reason = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             problems.append(Problem(name, _line_for(loc, lines), f"{field}: {reason}"))
         return None
+
+
+def load_model_file(path: Path | str, model: type[BaseModel], name: str | None = None):
+    """Load one more operators' file (a channel's own, say) with the same checks and errors."""
+    path = Path(path)
+    problems: list[Problem] = []
+    loaded = _load_file(path, model, name or path.name, problems, {})
+    if problems:
+        raise ConfigError(problems)
+    return loaded
 
 
 def _cross_check(parts: dict[str, Any], lines: dict[str, dict[tuple, int]], problems: list[Problem]) -> None:

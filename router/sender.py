@@ -6,7 +6,7 @@ import structlog
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
-from channels.base import OutboundSender
+from channels.base import DeliveryFailed, OutboundSender
 from router.bus import ConsumerLoop, KafkaBus, PermanentError
 from router.envelope import Outbound
 from router.metrics import DELIVERED
@@ -28,7 +28,9 @@ class SenderService:
     ):
         self.bus, self.store, self.senders, self.socket_channels = bus, store, senders, socket_channels
         group = f"{bus.settings.consumer_group_prefix}-sender"
-        self.loop = ConsumerLoop(bus, [bus.topics.outbound], group, self.handle, "send")
+        self.loop = ConsumerLoop(
+            bus, [bus.topics.outbound], group, self.handle, "send", on_dead_letter=self._mark_failed
+        )
 
     async def start(self) -> None:
         await self.loop.start()
@@ -46,10 +48,22 @@ class SenderService:
         sender = self.senders.get(out.channel)
         if sender is None:
             if await self.store.record_sandbox_delivery(out):
+                await self.store.set_delivery_status(out.message_id, "sandboxed")
                 DELIVERED.labels(channel=out.channel, mode="sandbox").inc()
                 log.info("reply.sandboxed", trace_id=out.trace_id, channel=out.channel,
                          conversation_id=out.conversation_id)
             return
-        await sender.send(out)
+        try:
+            await sender.send(out)
+        except DeliveryFailed as exc:
+            raise PermanentError(str(exc)) from exc
         DELIVERED.labels(channel=out.channel, mode="provider").inc()
         log.info("reply.sent", trace_id=out.trace_id, channel=out.channel, conversation_id=out.conversation_id)
+
+    async def _mark_failed(self, record: ConsumerRecord, error: BaseException) -> None:
+        """A reply that could not be delivered shows as failed on its conversation."""
+        try:
+            out = Outbound.from_bytes(record.value)
+        except ValidationError:
+            return
+        await self.store.set_delivery_status(out.message_id, "failed", detail=str(error))

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _registry() -> dict[str, str]:
+    from channels import REGISTRY
+
+    return REGISTRY
 
 
 class Topics(BaseModel):
@@ -42,6 +48,10 @@ class Settings(BaseSettings):
     # broker, so the embedded default uses a short one; Kafka itself refuses less than 6000.
     consumer_session_timeout_ms: int | None = None
 
+    channels: list[str] = Field(
+        default_factory=lambda: list(_registry()),
+        description="channels this router runs (default: every one in channels.REGISTRY)",
+    )
     config_dir: Path = Path("config")
     admin_password: SecretStr | None = None
     log_format: str = Field(default="auto", description="auto | json | console")
@@ -50,6 +60,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = 64 * 1024
     max_chat_text_chars: int = 4000
     agent_token_ttl_seconds: int = 12 * 3600
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in _registry()]
+        if unknown:
+            raise ValueError(f"unknown channels {unknown}; known: {sorted(_registry())}")
+        return value
 
     @property
     def embedded(self) -> bool:

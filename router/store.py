@@ -59,6 +59,11 @@ messages = sa.Table(
     sa.Column("trace_id", sa.String(32), nullable=False),
     sa.Column("meta", sa.JSON, nullable=False),
     sa.Column("published", sa.Boolean, nullable=False),
+    # Outbound only: queued → sent | sandboxed | failed, then what the provider reports
+    # (delivered, undelivered, read ...); provider_message_id ties a status callback to it.
+    sa.Column("delivery_status", sa.String(20)),
+    sa.Column("delivery_detail", sa.String(500)),
+    sa.Column("provider_message_id", sa.String(200), index=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("channel", "channel_message_id", name="uq_messages_channel_message"),
     sa.Index("ix_messages_conversation", "conversation_id", "seq"),
@@ -294,6 +299,7 @@ class ConversationStore:
                 trace_id=out.trace_id,
                 meta={"outbound": out.model_dump(mode="json")},
                 published=False,
+                delivery_status="queued",
                 created_at=out.created_at,
             )
         )
@@ -324,6 +330,31 @@ class ConversationStore:
             await conn.execute(
                 messages.update().where(messages.c.message_id == message_id).values(published=True)
             )
+
+    async def set_delivery_status(
+        self,
+        message_id: str | None = None,
+        status: str = "sent",
+        *,
+        provider_message_id: str | None = None,
+        detail: str | None = None,
+    ) -> bool:
+        """Record what became of a reply, found by our message_id or by the provider's id."""
+        if message_id is None and provider_message_id is None:
+            raise ValueError("set_delivery_status needs message_id or provider_message_id")
+        values: dict[str, Any] = {"delivery_status": status[:20]}
+        if detail is not None:
+            values["delivery_detail"] = detail[:500]
+        query = messages.update()
+        if message_id is not None:
+            query = query.where(messages.c.message_id == message_id)
+            if provider_message_id is not None:
+                values["provider_message_id"] = provider_message_id
+        else:
+            query = query.where(messages.c.provider_message_id == provider_message_id)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(query.values(**values))
+            return result.rowcount > 0
 
     async def record_sandbox_delivery(self, out: Outbound) -> bool:
         """Keep what would have been sent; False when this message was kept before."""
