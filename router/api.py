@@ -25,7 +25,6 @@ from router.settings import Settings
 from router.store import ConversationStore
 
 log = structlog.get_logger("router.api")
-AGENT_KEY = web.AppKey("agent", Agent)
 
 
 def _error(exc_class: type[web.HTTPException], message: str) -> web.HTTPException:
@@ -101,7 +100,6 @@ class AgentApi:
                 raise _error(web.HTTPUnauthorized, "log in first: Authorization: Bearer <token>")
             if supervisor and agent.role != "supervisor":
                 raise _error(web.HTTPForbidden, "supervisors only")
-            request[AGENT_KEY] = agent
             return await handler(request, agent)
 
         return wrapped

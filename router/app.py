@@ -108,12 +108,12 @@ class Router:
         await service.start()
         self._started.append(service)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_per_service: float = 15.0) -> None:
         while self._started:
             service = self._started.pop()
             try:
-                await service.stop()
-            except Exception as exc:  # keep stopping the rest: the broker must not be orphaned
+                await asyncio.wait_for(service.stop(), timeout_per_service)
+            except (Exception, TimeoutError) as exc:  # keep stopping the rest: never orphan the broker
                 log.error("service.stop_failed", service=type(service).__name__, error=repr(exc))
 
     async def __aenter__(self) -> Router:

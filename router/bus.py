@@ -28,6 +28,18 @@ log = structlog.get_logger("router.bus")
 Handler = Callable[[ConsumerRecord], Awaitable[None]]
 
 
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        # After a lost connection aiokafka's fetcher re-raises the cancellation of its own
+        # pending fetch from stop(); only a cancellation of this task itself may pass.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.warning("consumer.stop_interrupted")
+
+
 class KafkaBus:
     def __init__(self, settings: Settings, bootstrap_servers: str, *, embedded: bool = False):
         self.settings = settings
@@ -177,7 +189,7 @@ class ConsumerLoop:
                 pass
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     async def _run(self) -> None:
         assert self._consumer is not None
@@ -281,7 +293,7 @@ class TopicFanout:
                 pass
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     async def _run(self) -> None:
         assert self._consumer is not None

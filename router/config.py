@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from router.envelope import Urgency
 
@@ -82,23 +82,60 @@ class CategoryRules(_Strict):
 
 
 class UrgencyRule(_Strict):
+    """Sets the urgency of the listed categories when its keywords or patterns match.
+
+    A rule raises by default; `lowers: true` lets it set a lower urgency than the category's
+    own (never for unauthorized_transaction). `urgent_lane: true` makes it part of the gateway's
+    pre-screen, whatever the category turns out to be.
+    """
+
     name: str
     categories: list[Category]
     urgency: Urgency
+    lowers: bool = False
+    urgent_lane: bool = False
     keywords: Bilingual = Bilingual()
     patterns: list[str] = Field(default_factory=list)
+    negative_patterns: list[str] = Field(default_factory=list)
 
-    _check_patterns = field_validator("patterns")(_compile_all)
+    _check_patterns = field_validator("patterns", "negative_patterns")(_compile_all)
+
+    @model_validator(mode="after")
+    def _fraud_never_lowered(self) -> UrgencyRule:
+        if self.lowers and "unauthorized_transaction" in self.categories:
+            raise ValueError("a rule may not lower the urgency of unauthorized_transaction")
+        return self
 
 
 Category = Literal[CATEGORIES]  # type: ignore[valid-type]
 
 
+class ModelSettings(_Strict):
+    """How the model trained from the examples and the rules are weighed together."""
+
+    regularization: float = Field(default=8.0, gt=0)  # LogisticRegression C: higher fits the examples closer
+    rule_weight: float = Field(default=1.5, ge=0)  # log-odds each rule that fired adds to its category
+    max_rule_hits: int = Field(default=3, ge=1)
+    fraud_floor: float = Field(default=0.35, gt=0, le=1)  # model probability that alone makes it fraud
+
+
 class ClassifierConfig(_Strict):
     version: int
     fallback_category: Category = "general"
+    triage_below_confidence: float = Field(default=0.5, ge=0, le=1)
+    triage_queue: str | None = "triage"
+    model: ModelSettings = ModelSettings()
     categories: dict[Category, CategoryRules]
     urgency_rules: list[UrgencyRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _enough_to_learn_from(self) -> ClassifierConfig:
+        taught = [name for name, rules in self.categories.items() if rules.examples.all()]
+        if len(taught) < 2:
+            raise ValueError("examples are needed for at least two categories to train the model")
+        if self.fallback_category not in self.categories:
+            raise ValueError(f"fallback_category {self.fallback_category!r} is not among the categories")
+        return self
 
 
 # --- routing.yaml ----------------------------------------------------------------------------
@@ -164,7 +201,18 @@ class RouterConfig:
     agents: AgentsConfig
     version: str  # a digest of every file, recorded on each routing decision
 
-    def queue_for(self, category: str) -> str:
+    def queue_for(self, category: str, confidence: float | None = None, urgency: str | None = None) -> str:
+        # A doubtful classification goes to people who read it first, not to a guessed queue;
+        # but never a fraud report or a critical message: their own queue is the fastest.
+        triage = self.classifier.triage_queue
+        if (
+            triage
+            and confidence is not None
+            and confidence < self.classifier.triage_below_confidence
+            and category != "unauthorized_transaction"
+            and urgency != Urgency.CRITICAL
+        ):
+            return triage
         for route in self.routing.routes:
             if route.category == category:
                 return route.queue
@@ -272,6 +320,7 @@ def _cross_check(parts: dict[str, Any], lines: dict[str, dict[tuple, int]], prob
         problems.append(Problem(name, _line_for(loc, lines[name]), f"{field}: {reason}"))
 
     routing: RoutingConfig | None = parts.get("routing.yaml")
+    classifier: ClassifierConfig | None = parts.get("classifier.yaml")
     templates: TemplatesConfig | None = parts.get("templates/replies.yaml")
     agents: AgentsConfig | None = parts.get("agents.yaml")
     if routing:
@@ -280,6 +329,8 @@ def _cross_check(parts: dict[str, Any], lines: dict[str, dict[tuple, int]], prob
                 problem("routing.yaml", ("routes", i, "queue"), f"unknown queue {route.queue!r}")
         if routing.default_queue not in routing.queues:
             problem("routing.yaml", ("default_queue",), f"unknown queue {routing.default_queue!r}")
+    if classifier and routing and classifier.triage_queue and classifier.triage_queue not in routing.queues:
+        problem("classifier.yaml", ("triage_queue",), f"unknown queue {classifier.triage_queue!r} (add it to routing.yaml)")
     if templates and "default" not in templates.acknowledgement:
         problem("templates/replies.yaml", ("acknowledgement",), "a 'default' entry is required")
     if agents and routing:

@@ -1,10 +1,10 @@
-"""The rules in force: the loaded config/ and the classifier compiled from it."""
+"""The rules in force: the loaded config/ and the classifier compiled and trained from it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from router.classifier import RuleClassifier
+from router.classifier import Classifier
 from router.config import RouterConfig, load_config
 from router.envelope import Classification, Lane, Outbound
 
@@ -13,17 +13,22 @@ class Rules:
     def __init__(self, config_dir: Path):
         self.config_dir = Path(config_dir)
         self.config: RouterConfig = load_config(self.config_dir)
-        self.classifier = RuleClassifier(self.config.classifier, self.config.version)
+        self.classifier = Classifier(self.config.classifier, self.config.version)
 
     @property
     def version(self) -> str:
         return self.config.version
 
-    def lane(self, text: str) -> Lane:
-        return Lane.URGENT if self.classifier.prescreen(text) else Lane.STANDARD
+    def lane(self, text: str, subject: str | None = None) -> Lane:
+        return Lane.URGENT if self.classifier.prescreen(text, subject) else Lane.STANDARD
 
-    def classify(self, text: str) -> Classification:
-        return self.classifier.classify(text)
+    def classify(self, text: str, channel: str | None = None, subject: str | None = None) -> Classification:
+        return self.classifier.classify(text, channel=channel, subject=subject)
+
+    def queue_for(self, classification: Classification) -> str:
+        """The queue a classified message goes to; a doubtful one goes to triage."""
+        c = classification
+        return self.config.queue_for(c.category, confidence=c.confidence, urgency=c.urgency)
 
     def acknowledgement_text(self, category: str, language: str, ticket: str, redactions: list[str]) -> str:
         templates = self.config.templates

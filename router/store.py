@@ -97,6 +97,17 @@ agent_tokens = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# A phone number a channel verified belongs to one of its users (Telegram: the user shared
+# their own contact through the contact button). Never written from anything unverified.
+identities = sa.Table(
+    "identities",
+    metadata,
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Column("channel_user_id", sa.String(200), primary_key=True),
+    sa.Column("phone", sa.String(32), nullable=False, index=True),
+    sa.Column("verified_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 chat_sessions = sa.Table(
     "chat_sessions",
     metadata,
@@ -272,6 +283,7 @@ class ConversationStore:
                         "redactions": envelope.redactions,
                         "attachments": [a.model_dump() for a in envelope.attachments],
                         "subject": envelope.subject,
+                        "thread": envelope.thread,
                     },
                     published=True,
                     created_at=envelope.received_at,
@@ -518,6 +530,35 @@ class ConversationStore:
         if row is None or _utc(row[1]) < now():
             return None
         return row[0]
+
+    # --- verified identities --------------------------------------------------------------
+
+    async def link_identity(self, channel: str, channel_user_id: str, phone: str) -> None:
+        """Record a phone number the channel verified for this user; a newer one replaces it.
+        Call it only with a verified number: this is what agents trust as the customer's phone."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                identities.delete()
+                .where(identities.c.channel == channel)
+                .where(identities.c.channel_user_id == channel_user_id)
+            )
+            await conn.execute(
+                identities.insert().values(
+                    channel=channel, channel_user_id=channel_user_id, phone=phone, verified_at=now()
+                )
+            )
+
+    async def identity_for(self, channel: str, channel_user_id: str) -> dict[str, Any] | None:
+        """The verified phone of a channel's user, as {"phone", "verified_at"}, or None."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(identities.c.phone, identities.c.verified_at)
+                    .where(identities.c.channel == channel)
+                    .where(identities.c.channel_user_id == channel_user_id)
+                )
+            ).mappings().first()
+        return _jsonable(row) if row else None
 
     # --- chat sessions --------------------------------------------------------------------
 

@@ -1,0 +1,90 @@
+"""Live chat refuses bad input with a clear reason and keeps the socket; nothing is lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_journey import receive_until, wait_for_queue
+
+
+async def test_unknown_or_missing_session_is_refused_with_401(running_router):
+    r = running_router
+    for query in ("", "?session=", "?session=forged-token"):
+        async with r.http.get(r.url(f"/chat/ws{query}")) as resp:
+            assert resp.status == 401
+            assert "session" in (await resp.json())["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [(b"{not json", 400), (b'"just a string"', 400), (b'{"name": 42}', 400), (b'{"name": "' + b"x" * 200 + b'"}', 400)],
+)
+async def test_bad_session_requests_get_400(running_router, body, status):
+    r = running_router
+    async with r.http.post(r.url("/chat/sessions"), data=body) as resp:
+        assert resp.status == status
+        assert "error" in await resp.json()
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        ("not json at all", "not JSON"),
+        ('["message"]', "expected"),
+        ('{"type": "typing"}', "expected"),
+        ('{"type": "message", "text": ""}', "non-empty"),
+        ('{"type": "message", "text": 42}', "non-empty"),
+        ('{"type": "message", "text": "' + "长" * 4001 + '"}', "longer than 4000"),
+        ('{"type": "message", "text": "hi", "id": 7}', "id must be"),
+    ],
+)
+async def test_bad_frames_get_an_error_frame_and_the_socket_stays_usable(running_router, frame, reason):
+    r = running_router
+    token = await r.chat_session()
+    async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
+        await receive_until(ws, "history")
+        await ws.send_str(frame)
+        error = await receive_until(ws, "error")
+        assert reason in error["error"]
+        await ws.send_json({"type": "message", "text": "what is the withdrawal fee", "id": "ok"})
+        assert (await receive_until(ws, "accepted"))["client_id"] == "ok"
+
+
+async def test_resending_the_same_client_id_makes_one_message(running_router):
+    r = running_router
+    admin = await r.login()
+    token = await r.chat_session()
+    async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
+        await receive_until(ws, "history")
+        for _ in range(3):
+            await ws.send_json({"type": "message", "text": "my transfer failed", "id": "same"})
+            await receive_until(ws, "accepted")
+        await ws.send_json({"type": "message", "text": "and it is still pending", "id": "next"})
+        await receive_until(ws, "accepted")
+    [conversation] = await wait_for_queue(r, admin, "payments", lambda c: len(c) == 1)
+    for _ in range(300):
+        detail = await r.router.store.conversation(conversation["id"])
+        inbound = [m for m in detail["messages"] if m["direction"] == "in"]
+        if len(inbound) >= 2:
+            break
+        await __import__("asyncio").sleep(0.05)
+    assert [m["text"] for m in inbound] == ["my transfer failed", "and it is still pending"]
+
+
+async def test_a_customer_sees_only_their_own_conversation(running_router):
+    r = running_router
+    alice, bob = await r.chat_session(), await r.chat_session()
+    async with r.http.ws_connect(r.url(f"/chat/ws?session={alice}")) as ws_a, \
+            r.http.ws_connect(r.url(f"/chat/ws?session={bob}")) as ws_b:
+        await receive_until(ws_a, "history")
+        await receive_until(ws_b, "history")
+        await ws_a.send_json({"type": "message", "text": "alice: my transfer failed", "id": "a"})
+        await receive_until(ws_a, "accepted")
+        await receive_until(ws_a, "message")  # alice's acknowledgement
+        await ws_b.send_json({"type": "message", "text": "bob: what is the fee", "id": "b"})
+        await receive_until(ws_b, "accepted")
+        bob_ack = await receive_until(ws_b, "message")
+        assert "alice" not in bob_ack["text"]
+    async with r.http.ws_connect(r.url(f"/chat/ws?session={bob}")) as ws_b:
+        history = (await receive_until(ws_b, "history"))["messages"]
+    assert history and all("alice" not in m["text"] for m in history)
