@@ -392,6 +392,33 @@ class ConversationStore:
             ).mappings().all()
         return [_jsonable(r) for r in rows]
 
+    # --- threading lookups (email) --------------------------------------------------------
+
+    async def conversation_key_by_message_ids(self, channel: str, ids: list[str]) -> str | None:
+        """The conversation a reply belongs to: the newest of our messages whose provider id
+        (inbound channel_message_id, outbound provider_message_id) is among `ids`."""
+        if not ids:
+            return None
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(conversations.c.conversation_key)
+                    .join(messages, messages.c.conversation_id == conversations.c.id)
+                    .where(messages.c.channel == channel)
+                    .where(messages.c.channel_message_id.in_(ids) | messages.c.provider_message_id.in_(ids))
+                    .order_by(messages.c.seq.desc())
+                    .limit(1)
+                )
+            ).first()
+        return row[0] if row else None
+
+    async def conversation_by_ticket(self, ticket: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(conversations).where(conversations.c.ticket == ticket))
+            ).mappings().first()
+        return _listing(row) if row else None
+
     # --- agents' view ---------------------------------------------------------------------
 
     async def _conversation(self, conn, conversation_id: str) -> dict[str, Any] | None:
