@@ -24,7 +24,7 @@ async def test_agent_cannot_list_or_open_a_queue_they_do_not_belong_to(running_r
     [conversation] = await wait_for_queue(r, admin, "fraud", lambda c: len(c) == 1)
 
     async with r.http.get(r.url("/api/queues"), headers=agent_sam) as resp:
-        assert [q["name"] for q in (await resp.json())["queues"]] == ["accounts", "general"]
+        assert [q["name"] for q in (await resp.json())["queues"]] == ["accounts", "general", "triage"]
     async with r.http.get(r.url("/api/queues/fraud/conversations"), headers=agent_sam) as resp:
         assert resp.status == 403
     async with r.http.get(r.url(f"/api/conversations/{conversation['id']}"), headers=agent_sam) as resp:

@@ -1,0 +1,45 @@
+"""Reading topics in tests, from the beginning, outside any consumer group."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+from router.bus import KafkaBus, TopicFanout
+
+
+async def read_topic(
+    bus: KafkaBus, topic: str, until: Callable[[list[dict]], bool], timeout: float = 15
+) -> list[dict]:
+    """Collect a topic's records (JSON values, with their key) until `until(records)` holds."""
+    records: list[dict] = []
+    changed = asyncio.Event()
+
+    async def collect(record) -> None:
+        try:
+            value = json.loads(record.value)
+        except ValueError:
+            value = {"raw": record.value.decode(errors="replace")}
+        records.append({"key": record.key.decode() if record.key else None, "value": value,
+                        "partition": record.partition, "offset": record.offset})
+        changed.set()
+
+    fanout = TopicFanout(bus, topic, collect, from_beginning=True)
+    await fanout.start()
+    try:
+        async with asyncio.timeout(timeout):
+            while not until(records):
+                changed.clear()
+                await changed.wait()
+    except TimeoutError:
+        raise AssertionError(f"{topic}: condition never held; records: {records[:20]}") from None
+    finally:
+        await fanout.stop()
+    return records
+
+
+async def settle(bus: KafkaBus, topic: str, count_now: int, seconds: float = 1.0) -> list[dict]:
+    """What a topic holds after a pause: to show something did NOT arrive, give it time first."""
+    await asyncio.sleep(seconds)
+    return await read_topic(bus, topic, lambda r: len(r) >= count_now)
