@@ -36,10 +36,10 @@ async def test_readyz_names_kafka_when_the_broker_is_gone_and_recovers_when_it_i
 
 
 async def test_readyz_names_the_database_when_it_cannot_be_reached(tmp_path):
+    import aiohttp
+
     from router.app import Router
     from tests.conftest import make_settings
-
-    import aiohttp
 
     db = tmp_path / "gone" / "store.db"
     async with Router(make_settings(f"sqlite+aiosqlite:///{db}")) as router, aiohttp.ClientSession() as http:
