@@ -4,4 +4,5 @@ when the router runs it."""
 
 REGISTRY: dict[str, str] = {
     "chat": "channels.chat:build",
+    "telegram": "channels.telegram:build",
 }
