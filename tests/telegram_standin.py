@@ -33,6 +33,7 @@ class Call:
     method: str
     params: dict[str, str]  # as sent: form fields, non-strings JSON-encoded (PTB's encoding)
     at: float = field(default_factory=time.monotonic)
+    status: int | None = None  # what the stand-in answered
 
     def json(self, name: str) -> Any:
         return json.loads(self.params[name]) if name in self.params else None
@@ -59,12 +60,12 @@ class BotApiStandIn:
         """What SUPPORTROUTER_TELEGRAM_API_BASE_URL points at: the server root."""
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> BotApiStandIn:
+    async def start(self, port: int = 0) -> BotApiStandIn:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         self._runner = runner
         self.port = runner.addresses[0][1]
@@ -112,6 +113,11 @@ class BotApiStandIn:
     def add_chat(self, chat: dict[str, Any]) -> None:
         self.chats[chat["id"]] = chat
 
+    def delivering(self, update: dict[str, Any]) -> dict[str, Any]:
+        """An update this Telegram is about to send by webhook: it knows the chat from now on."""
+        self._remember_chat(update)
+        return update
+
     # --- what tests read -------------------------------------------------------------------
 
     def calls_to(self, method: str) -> list[Call]:
@@ -141,13 +147,15 @@ class BotApiStandIn:
             self._changed.notify_all()
         failures = self._failures.get(method)
         failure = failures.pop(0) if failures else None
-        if failure is not None:
-            status, body = failure
-            return web.json_response(body, status=status)
         handler = getattr(self, f"_m_{method}", None)
-        if handler is None:
-            return _error(404, "Not Found: method not found")
-        return await handler(call)
+        if failure is not None:
+            response = web.json_response(failure[1], status=failure[0])
+        elif handler is None:
+            response = _error(404, "Not Found: method not found")
+        else:
+            response = await handler(call)
+        call.status = response.status
+        return response
 
     async def _m_getMe(self, call: Call) -> web.Response:
         return _ok(BOT_USER)
@@ -235,6 +243,11 @@ def _error(status: int, description: str) -> web.Response:
 # --- Update JSON as Telegram sends it ----------------------------------------------------------
 
 _message_ids = itertools.count(101)
+_update_ids = itertools.count(800000001)
+
+
+def _update(kind: str, body: dict[str, Any], update_id: int | None) -> dict[str, Any]:
+    return {"update_id": update_id if update_id is not None else next(_update_ids), kind: body}
 
 
 def user(user_id: int = 424242, first_name: str = "Mei", last_name: str | None = "Chen",
@@ -270,21 +283,16 @@ def message(sender: dict[str, Any] | None = None, *, message_id: int | None = No
 
 
 def text_update(text: str, sender: dict[str, Any] | None = None, *, update_id: int | None = None, **fields: Any) -> dict[str, Any]:
-    update: dict[str, Any] = {"message": message(sender, text=text, **fields)}
+    update = _update("message", message(sender, text=text, **fields), update_id)
     if text.startswith("/"):
         command = text.split()[0]
         update["message"]["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
-    if update_id is not None:
-        update["update_id"] = update_id
     return update
 
 
 def edited_update(original: dict[str, Any], new_text: str, *, update_id: int | None = None) -> dict[str, Any]:
     edited = {**original["message"], "text": new_text, "edit_date": original["message"]["date"] + 30}
-    update: dict[str, Any] = {"edited_message": edited}
-    if update_id is not None:
-        update["update_id"] = update_id
-    return update
+    return _update("edited_message", edited, update_id)
 
 
 def photo_update(caption: str | None = None, sender: dict[str, Any] | None = None, *, update_id: int | None = None) -> dict[str, Any]:
@@ -295,10 +303,7 @@ def photo_update(caption: str | None = None, sender: dict[str, Any] | None = Non
     content: dict[str, Any] = {"photo": sizes}
     if caption:
         content["caption"] = caption
-    update: dict[str, Any] = {"message": message(sender, **content)}
-    if update_id is not None:
-        update["update_id"] = update_id
-    return update
+    return _update("message", message(sender, **content), update_id)
 
 
 def document_update(file_name: str, mime_type: str, file_size: int, caption: str | None = None,
@@ -309,7 +314,7 @@ def document_update(file_name: str, mime_type: str, file_size: int, caption: str
     }}
     if caption:
         content["caption"] = caption
-    return {"message": message(sender, **content)}
+    return _update("message", message(sender, **content), None)
 
 
 def contact_update(sender: dict[str, Any], phone_number: str, contact_user_id: int | None,
@@ -320,11 +325,11 @@ def contact_update(sender: dict[str, Any], phone_number: str, contact_user_id: i
     content: dict[str, Any] = {"contact": contact}
     if forwarded_from is not None:
         content["forward_origin"] = {"type": "user", "date": int(time.time()) - 3600, "sender_user": forwarded_from}
-    return {"message": message(sender, **content)}
+    return _update("message", message(sender, **content), None)
 
 
 def sticker_update(sender: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"message": message(sender, sticker={
+    return _update("message", message(sender, sticker={
         "file_id": "CAACAgIAAxkBAAIBstk", "file_unique_id": "AgADstk", "type": "regular",
         "width": 512, "height": 512, "is_animated": False, "is_video": False, "emoji": "\U0001f44d",
-    })}
+    }), None)
