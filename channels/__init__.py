@@ -4,5 +4,6 @@ when the router runs it."""
 
 REGISTRY: dict[str, str] = {
     "chat": "channels.chat:build",
+    "email": "channels.email:build",
     "telegram": "channels.telegram:build",
 }

@@ -77,6 +77,10 @@ class DispatcherService:
         def acknowledge(conversation: dict, created: bool) -> Outbound | None:
             if not created and not envelope.redactions:
                 return None
+            # A channel marks what must never be answered automatically (auto-replies, bulk
+            # and list mail, bounces): answering those is how mail loops start.
+            if envelope.thread.get("no_auto_reply") == "1":
+                return None
             return self.rules.acknowledgement(
                 conversation, c.language, envelope.redactions,
                 trace_id=envelope.trace_id, message_id=f"ack-{envelope.message_id}",

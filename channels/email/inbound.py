@@ -1,0 +1,128 @@
+"""What both doors (the SMTP listener and the IMAP poller) do with one raw mail: parse it, decide
+whether it may enter, find its conversation, and publish it.
+
+Threading: a reply joins its conversation through the Message-IDs it answers (In-Reply-To,
+References) when the store knows one of them, inbound or outbound; else through a ticket token
+"[T1A2B3C4D]" in the subject, but only when the sender is that ticket's customer (a ticket number
+is not a secret); else it opens a conversation keyed by its thread's root Message-ID, so later
+mails of the same thread meet there even before the store has seen the first one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+import structlog
+
+from channels.base import Publish
+from channels.email.parse import Limits, ParsedMail, parse_mail
+from channels.email.settings import EmailSettings
+from router.envelope import Channel, Envelope, Sender
+from router.metrics import REJECTED
+from router.redact import redact
+from router.store import ConversationStore
+
+log = structlog.get_logger("channels.email")
+TICKET = re.compile(r"\[(T[0-9A-F]{8})\]")
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"  # published; Kafka acknowledged
+    IGNORED = "ignored"  # taken and deliberately dropped (our own mail coming back)
+    REFUSED = "refused"  # will never be accepted as it is (no sender, MIME bomb)
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    reason: str = ""
+    envelope: Envelope | None = None
+
+
+def conversation_key_for_root(root_message_id: str) -> str:
+    return "email:" + hashlib.sha256(root_message_id.encode()).hexdigest()[:32]
+
+
+class EmailIntake:
+    def __init__(self, settings: EmailSettings, store: ConversationStore, publish: Publish):
+        self.settings, self.store, self._publish = settings, store, publish
+        self.limits = Limits(
+            max_text_chars=settings.email_max_text_chars,
+            max_quoted_chars=settings.email_max_quoted_chars,
+            max_attachments=settings.email_max_attachments,
+            max_parts=settings.email_max_parts,
+            max_multiparts=settings.email_max_multiparts,
+        )
+
+    async def accept(
+        self, raw: bytes, *, source: str, envelope_from: str | None = None, extra_problems: list[str] = ()
+    ) -> Result:
+        """Parse and publish one mail. Raises only when Kafka did not acknowledge it."""
+        # Parsing a large mail takes CPU time; one thread call keeps the event loop free.
+        mail = await asyncio.to_thread(parse_mail, raw, self.limits, envelope_from)
+        mail.problems.extend(extra_problems)
+        if mail.refusal:
+            REJECTED.labels(channel="email", reason="refused").inc()
+            log.warning("email.refused", source=source, reason=mail.refusal, bytes=len(raw),
+                        message_id=mail.message_id or None, problems=mail.problems)
+            return Result(Outcome.REFUSED, mail.refusal)
+        assert mail.from_address is not None
+        if mail.from_address in self.settings.own_addresses:
+            log.info("email.ignored", source=source, reason="from_own_address", message_id=mail.message_id)
+            return Result(Outcome.IGNORED, "mail from our own address is never answered")
+        key = await self.conversation_key(mail)
+        envelope = Envelope.new(
+            channel=Channel.EMAIL,
+            channel_message_id=mail.message_id,
+            conversation_key=key,
+            sender=Sender(address=mail.from_address, name=mail.from_name),
+            text=mail.text,
+            subject=mail.subject or None,
+            thread=self._thread(mail, source),
+            attachments=mail.attachments,
+        )
+        if mail.problems:
+            log.warning("email.neutralized", source=source, message_id=mail.message_id,
+                        problems=mail.problems, trace_id=envelope.trace_id)
+        accepted = await self._publish(envelope)
+        log.info("email.accepted", source=source, message_id=mail.message_id, trace_id=accepted.trace_id,
+                 conversation_key=key, attachments=len(mail.attachments), auto_reason=mail.auto_reason)
+        return Result(Outcome.ACCEPTED, envelope=accepted)
+
+    async def conversation_key(self, mail: ParsedMail) -> str:
+        ids = mail.thread_ids
+        if ids:
+            key = await self.store.conversation_key_by_message_ids(Channel.EMAIL, ids)
+            if key:
+                return key
+        match = TICKET.search(mail.subject)
+        if match:
+            conversation = await self.store.conversation_by_ticket(match.group(1))
+            if conversation and conversation["customer_address"].lower() == mail.from_address:
+                return conversation["conversation_key"]
+        root = mail.references[0] if mail.references else (mail.in_reply_to or [mail.message_id])[0]
+        return conversation_key_for_root(root)
+
+    def _thread(self, mail: ParsedMail, source: str) -> dict[str, str]:
+        thread = {
+            "message_id": mail.message_id,
+            "in_reply_to": " ".join(mail.in_reply_to),
+            "references": " ".join(mail.references),
+            "source": source,
+        }
+        if mail.quoted:
+            # Agents see the history; it is masked here because intake redacts only the text.
+            thread["quoted"] = redact(mail.quoted).text
+        reply_to = mail.reply_to
+        if reply_to and reply_to != mail.from_address and reply_to not in self.settings.own_addresses:
+            thread["reply_to"] = reply_to
+        if mail.auto_reason:
+            thread["no_auto_reply"] = "1"
+            thread["auto_reason"] = mail.auto_reason
+        if mail.problems:
+            thread["problems"] = ",".join(mail.problems)
+        return {k: v for k, v in thread.items() if v}
