@@ -185,8 +185,8 @@ class Dovecot:
             return out
 
 
-@pytest.fixture
-def dovecot(tmp_path) -> Iterator[Dovecot]:
+@pytest.fixture(name="dovecot")
+def dovecot_fixture(tmp_path) -> Iterator[Dovecot]:
     """A running dovecot with two users: `support` (the mailbox the router polls) and
     `customer` (where replies the relay delivers end up)."""
     if DOVECOT is None:

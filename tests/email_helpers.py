@@ -116,7 +116,8 @@ def _smtp_send(port: int, raw: bytes, sender: str, recipients: list[str]) -> dic
 
 async def send_smtp(port: int, mail: EmailMessage | bytes, sender: str = CUSTOMER, recipients: list[str] | None = None) -> dict:
     """smtplib, the standard library's real SMTP client; raises smtplib's errors on a refusal."""
-    raw = mail if isinstance(mail, bytes) else mail.as_bytes()
+    # On the wire every line ends in CRLF; smtplib sends bytes as they are.
+    raw = mail if isinstance(mail, bytes) else mail.as_bytes(policy=mail.policy.clone(linesep="\r\n"))
     return await asyncio.to_thread(_smtp_send, port, raw, sender, recipients or [SUPPORT])
 
 
