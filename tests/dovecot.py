@@ -8,6 +8,7 @@ run as anyone else, everything runs as that user under tmp_path.
 
 from __future__ import annotations
 
+import grp
 import imaplib
 import os
 import pwd
@@ -91,12 +92,12 @@ class Dovecot:
             lines += ["service auth {\n  user = root\n}"]
         else:
             me = pwd.getpwuid(os.getuid()).pw_name
+            group = grp.getgrgid(os.getgid()).gr_name
             lines += [
                 f"default_login_user = {me}",
                 f"default_internal_user = {me}",
+                f"default_internal_group = {group}",
                 "service anvil {\n  chroot =\n}",
-                "service stats {\n  unix_listener stats-reader {\n    mode = 0600\n  }\n"
-                "  unix_listener stats-writer {\n    mode = 0600\n  }\n}",
             ]
         return "\n".join(lines) + "\n"
 
