@@ -5,5 +5,8 @@ when the router runs it."""
 REGISTRY: dict[str, str] = {
     "chat": "channels.chat:build",
     "email": "channels.email:build",
+    # sms and whatsapp share one Twilio webhook; whichever is built first adds the route.
+    "sms": "channels.twilio_messaging:build_sms",
+    "whatsapp": "channels.twilio_messaging:build_whatsapp",
     "telegram": "channels.telegram:build",
 }
