@@ -8,5 +8,6 @@ REGISTRY: dict[str, str] = {
     # sms and whatsapp share one Twilio webhook; whichever is built first adds the route.
     "sms": "channels.twilio_messaging:build_sms",
     "whatsapp": "channels.twilio_messaging:build_whatsapp",
+    "voice": "channels.twilio_voice:build",
     "telegram": "channels.telegram:build",
 }
