@@ -201,18 +201,22 @@ class ConsumerLoop:
                 continue
             self.idle.clear()
             try:
-                for tp, records in batches.items():
-                    for record in records:
-                        if self.yield_to is not None and not self.yield_to.idle.is_set():
-                            await self.yield_to.idle.wait()
-                        await self._handle(record)
-                    # Shielded so a stop never abandons a commit half-way; a crash before it
-                    # redelivers the batch, which the idempotent handlers absorb.
-                    await asyncio.shield(
-                        consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1})
-                    )
+                # Partitions are independent (one conversation stays on one partition), so they
+                # are handled side by side; within a partition, strictly in order.
+                offsets = await asyncio.gather(*(self._partition(records) for records in batches.values()))
+                # Shielded so a stop never abandons a commit half-way; a crash before it
+                # redelivers the batch, which the idempotent handlers absorb.
+                await asyncio.shield(consumer.commit(dict(zip(batches, offsets, strict=True))))
             finally:
                 self.idle.set()
+
+    async def _partition(self, records: list[ConsumerRecord]) -> int:
+        """Handle one partition's records in order; return the offset to commit."""
+        for record in records:
+            if self.yield_to is not None and not self.yield_to.idle.is_set():
+                await self.yield_to.idle.wait()
+            await self._handle(record)
+        return records[-1].offset + 1
 
     async def _handle(self, record: ConsumerRecord) -> None:
         delay = 0.2

@@ -41,7 +41,27 @@ conversations = sa.Table(
     sa.Column("rules_version", sa.String(20), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Routing, SLA and assignment: router/routing.py, router/sla.py, router/assignment.py.
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rule", sa.String(80)),  # the workflow filter (or triage/route/default) that placed it
+    sa.Column("ladder_step", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("step_due_at", sa.DateTime(timezone=True)),  # when the ladder moves on, if waiting
+    sa.Column("sla_due_at", sa.DateTime(timezone=True)),  # first response due (business hours)
+    sa.Column("sla_breached_at", sa.DateTime(timezone=True)),
+    sa.Column("assigned_at", sa.DateTime(timezone=True)),
+    sa.Column("accepted_at", sa.DateTime(timezone=True)),  # the agent claimed it
+    sa.Column("first_response_at", sa.DateTime(timezone=True)),  # the first agent reply
     sa.Index("ix_conversations_queue_order", "queue", "status", "urgency_rank", "created_at"),
+)
+
+# Dispatch order, everywhere (queue listings, assignment, an agent's own list): critical first,
+# whatever any priority says; then priority; then urgency; then the oldest.
+DISPATCH_ORDER = (
+    sa.case((conversations.c.urgency_rank >= Urgency.CRITICAL.rank, 1), else_=0).desc(),
+    conversations.c.priority.desc(),
+    conversations.c.urgency_rank.desc(),
+    conversations.c.created_at,
+    conversations.c.id,
 )
 
 messages = sa.Table(
@@ -106,6 +126,47 @@ identities = sa.Table(
     sa.Column("channel_user_id", sa.String(200), primary_key=True),
     sa.Column("phone", sa.String(32), nullable=False, index=True),
     sa.Column("verified_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# An agent's availability (available | away | offline) and since when they have had no new work.
+agent_state = sa.Table(
+    "agent_state",
+    metadata,
+    sa.Column("username", sa.String(60), primary_key=True),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("status_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("idle_since", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The agent who last accepted a conversation of this customer: a returning customer goes back.
+customer_agents = sa.Table(
+    "customer_agents",
+    metadata,
+    sa.Column("conversation_key", sa.String(200), primary_key=True),
+    sa.Column("username", sa.String(60), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Every offer of a conversation to an agent, and how it ended: the assignment audit trail.
+assignments = sa.Table(
+    "assignments",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("conversation_id", sa.String(32), nullable=False, index=True),
+    sa.Column("username", sa.String(60), nullable=False),
+    sa.Column("reason", sa.String(20), nullable=False),  # longest_idle | returning | claimed
+    sa.Column("worker", sa.String(80), nullable=False),  # which dispatcher process decided
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ended", sa.String(20)),  # timed_out: the offer was taken back
+)
+
+# What the wallet knows of a customer (vip, segment ...): `customer.*` in routing filters.
+customer_profiles = sa.Table(
+    "customer_attributes",
+    metadata,
+    sa.Column("address", sa.String(320), primary_key=True),
+    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 chat_sessions = sa.Table(
@@ -174,6 +235,7 @@ class ConversationStore:
             sa.event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
         async with self._engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+            await conn.run_sync(_add_missing_columns)
 
     async def stop(self) -> None:
         if self._engine is not None:
@@ -198,12 +260,17 @@ class ConversationStore:
         envelope: Envelope,
         queue: str,
         acknowledge: Callable[[dict[str, Any], bool], Outbound | None],
+        placement: dict[str, Any] | None = None,
+        decision: dict[str, Any] | None = None,
     ) -> Recorded:
         """Store a classified message in its conversation, once, with its acknowledgement.
 
         `acknowledge(conversation, created)` builds the automatic reply, if any; it is stored in
         the same transaction, unpublished, so a crash before it reaches Kafka loses nothing.
+        `placement` holds the routing decision's columns (priority, rule, ladder_step,
+        step_due_at, sla_due_at, rules_version); `decision` its explanation, kept on the message.
         """
+        placement = dict(placement or {})
         c = envelope.classification
         assert c is not None, "only classified envelopes are stored"
         async with self.engine.begin() as conn:
@@ -249,7 +316,7 @@ class ConversationStore:
                         status="waiting",
                         assignee=None,
                         preview=envelope.text[:200],
-                        rules_version=c.rules_version,
+                        **{"rules_version": c.rules_version, **placement},
                         created_at=envelope.received_at,
                         updated_at=at,
                     )
@@ -262,8 +329,13 @@ class ConversationStore:
                     requeued = True
                     values.update(
                         category=c.category, urgency=c.urgency, urgency_rank=c.urgency.rank,
-                        queue=queue, rules_version=c.rules_version,
+                        queue=queue, **{"rules_version": c.rules_version, **placement},
                     )
+                    earlier = _utc(open_conv["sla_due_at"])
+                    if earlier is not None and placement.get("sla_due_at") is not None:
+                        values["sla_due_at"] = min(earlier, placement["sla_due_at"])
+                    if queue != open_conv["queue"]:  # a new queue: its own agents take it from the top
+                        values.update(status="waiting", assignee=None, assigned_at=None, accepted_at=None)
                 await conn.execute(
                     conversations.update().where(conversations.c.id == conv_id).values(**values)
                 )
@@ -284,6 +356,7 @@ class ConversationStore:
                         "attachments": [a.model_dump() for a in envelope.attachments],
                         "subject": envelope.subject,
                         "thread": envelope.thread,
+                        **({"decision": decision} if decision else {}),
                     },
                     published=True,
                     created_at=envelope.received_at,
@@ -319,10 +392,12 @@ class ConversationStore:
     async def add_outbound(self, out: Outbound) -> None:
         async with self.engine.begin() as conn:
             await self._insert_outbound(conn, out)
+            at = now()
+            values: dict[str, Any] = {"updated_at": at}
+            if out.kind == "agent_reply":  # the first response the SLA counts
+                values["first_response_at"] = sa.func.coalesce(conversations.c.first_response_at, at)
             await conn.execute(
-                conversations.update()
-                .where(conversations.c.id == out.conversation_id)
-                .values(updated_at=now())
+                conversations.update().where(conversations.c.id == out.conversation_id).values(**values)
             )
 
     async def unpublished(self, conversation_id: str | None = None, older_than: float = 0) -> list[Outbound]:
@@ -450,11 +525,19 @@ class ConversationStore:
                     sa.select(conversations)
                     .where(conversations.c.queue == queue)
                     .where(conversations.c.status != "resolved")
-                    .order_by(
-                        conversations.c.urgency_rank.desc(),
-                        conversations.c.created_at,
-                        conversations.c.id,
-                    )
+                    .order_by(*DISPATCH_ORDER)
+                )
+            ).mappings().all()
+        return [_listing(r) for r in rows]
+
+    async def agent_conversations(self, username: str) -> list[dict[str, Any]]:
+        """What an agent holds, in dispatch order: critical first, in their list too."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(conversations)
+                    .where(conversations.c.assignee == username, conversations.c.status == "assigned")
+                    .order_by(*DISPATCH_ORDER)
                 )
             ).mappings().all()
         return [_listing(r) for r in rows]
@@ -478,15 +561,31 @@ class ConversationStore:
         }
 
     async def claim(self, conversation_id: str, username: str) -> bool:
+        """The agent takes (or accepts an offer of) the conversation; they become the customer's
+        last agent, whom a returning customer goes back to."""
+        at = now()
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 conversations.update()
                 .where(conversations.c.id == conversation_id)
                 .where(conversations.c.status != "resolved")
                 .where(conversations.c.assignee.is_(None) | (conversations.c.assignee == username))
-                .values(assignee=username, status="assigned", updated_at=now())
+                .values(
+                    assignee=username, status="assigned", updated_at=at,
+                    assigned_at=sa.func.coalesce(conversations.c.assigned_at, at),
+                    accepted_at=sa.func.coalesce(conversations.c.accepted_at, at),
+                )
             )
-            return result.rowcount == 1
+            if result.rowcount != 1:
+                return False
+            key = (
+                await conn.execute(
+                    sa.select(conversations.c.conversation_key).where(conversations.c.id == conversation_id)
+                )
+            ).scalar_one()
+            await conn.execute(customer_agents.delete().where(customer_agents.c.conversation_key == key))
+            await conn.execute(customer_agents.insert().values(conversation_key=key, username=username, at=at))
+            return True
 
     async def resolve(self, conversation_id: str) -> bool:
         async with self.engine.begin() as conn:
@@ -504,7 +603,10 @@ class ConversationStore:
                 conversations.update()
                 .where(conversations.c.id == conversation_id)
                 .where(conversations.c.status != "resolved")
-                .values(queue=queue, status="waiting", assignee=None, updated_at=now())
+                .values(
+                    queue=queue, status="waiting", assignee=None, updated_at=now(),
+                    assigned_at=None, accepted_at=None, rule="transfer", ladder_step=0, step_due_at=None,
+                )
             )
             return result.rowcount == 1
 
@@ -587,6 +689,25 @@ class ConversationStore:
             ).mappings().first()
         return _jsonable(row) if row else None
 
+    # --- customers' attributes -----------------------------------------------------------
+
+    async def set_customer_attributes(self, address: str, attributes: dict[str, Any]) -> None:
+        """What routing filters see as `customer.*` for this address (vip, segment ...)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(customer_profiles.delete().where(customer_profiles.c.address == address))
+            await conn.execute(
+                customer_profiles.insert().values(address=address, attributes=attributes, updated_at=now())
+            )
+
+    async def customer_attributes(self, address: str) -> dict[str, Any]:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(customer_profiles.c.attributes).where(customer_profiles.c.address == address)
+                )
+            ).first()
+        return dict(row[0]) if row else {}
+
     # --- chat sessions --------------------------------------------------------------------
 
     async def new_chat_session(self, name: str | None) -> tuple[str, str]:
@@ -651,6 +772,21 @@ def _message(row) -> dict[str, Any]:
     return out
 
 
+def _add_missing_columns(sync_conn) -> None:
+    """A database made by an older version gains the columns added since (all nullable or
+    defaulted); create_all makes missing tables but never alters one that exists."""
+    inspector = sa.inspect(sync_conn)
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            kind = column.type.compile(dialect=sync_conn.dialect)
+            default = f" DEFAULT {column.server_default.arg}" if column.server_default is not None else ""
+            null = "" if column.nullable else " NOT NULL"
+            sync_conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}{default}{null}'))
+
+
 def _ensure_sqlite_dir(url: str) -> None:
     from pathlib import Path
 
@@ -663,5 +799,8 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")
+    # WAL with NORMAL survives a crash of the router (not of the machine) without an fsync
+    # per commit: the durable record of a message is Kafka until the consumer commits.
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
