@@ -7,6 +7,7 @@ from pathlib import Path
 from router.classifier import Classifier
 from router.config import RouterConfig, load_config
 from router.envelope import Classification, Lane, Outbound
+from router.replies import Replies, Wait
 
 
 class Rules:
@@ -30,23 +31,41 @@ class Rules:
         c = classification
         return self.config.queue_for(c.category, confidence=c.confidence, urgency=c.urgency)
 
-    def acknowledgement_text(self, category: str, language: str, ticket: str, redactions: list[str]) -> str:
-        templates = self.config.templates
-        entry = templates.acknowledgement.get(category) or templates.acknowledgement["default"]
-        lang = language if language in ("zh", "en") else "en"
-        text = getattr(entry, lang).format(ticket=ticket)
-        if redactions:
-            text += "\n" + getattr(templates.secret_warning, lang)
-        return text
+    def acknowledgement_text(
+        self,
+        category: str,
+        language: str,
+        ticket: str,
+        redactions: list[str],
+        *,
+        channel: str = "chat",
+        urgency: str = "normal",
+        wait: Wait | None = None,
+    ) -> str:
+        return Replies(self.config.templates).acknowledgement(
+            category=category, urgency=urgency, language=language, channel=channel,
+            ticket=ticket, redactions=redactions, wait=wait,
+        )
 
-    def acknowledgement(self, conversation: dict, language: str, redactions: list[str], **fields) -> Outbound:
+    def acknowledgement(
+        self, conversation: dict, language: str, redactions: list[str], wait: Wait | None = None, **fields
+    ) -> Outbound:
+        c = conversation
         return Outbound(
-            conversation_id=conversation["id"],
-            conversation_key=conversation["conversation_key"],
-            channel=conversation["channel"],
-            to=conversation["customer_address"],
+            conversation_id=c["id"],
+            conversation_key=c["conversation_key"],
+            channel=c["channel"],
+            to=c["customer_address"],
             kind="acknowledgement",
             author="supportrouter",
-            text=self.acknowledgement_text(conversation["category"], language, conversation["ticket"], redactions),
+            text=self.acknowledgement_text(
+                c["category"], language, c["ticket"], redactions,
+                channel=c["channel"], urgency=c["urgency"], wait=wait,
+            ),
             **fields,
         )
+
+    def adopt(self, fresh: Rules) -> None:
+        """Hot reload: take over everything `fresh` loaded, in one step, so no reader ever
+        sees the new config beside the old classifier."""
+        vars(self).update(vars(fresh))
