@@ -16,12 +16,14 @@ from aiohttp import WSCloseCode, web
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
+from router.assignment import STATUSES, Assigner
 from router.bus import KafkaBus, TopicFanout
 from router.config import Agent
 from router.dispatcher import OutboundRelay
 from router.envelope import Outbound, QueueEvent
 from router.rules import Rules
 from router.settings import Settings
+from router.sla import SystemClock
 from router.store import ConversationStore
 
 log = structlog.get_logger("router.api")
@@ -51,9 +53,10 @@ def _string_field(body: dict[str, Any], name: str, max_chars: int) -> str:
 
 
 class AgentApi:
-    def __init__(self, settings: Settings, store: ConversationStore, bus: KafkaBus, rules: Rules):
+    def __init__(self, settings: Settings, store: ConversationStore, bus: KafkaBus, rules: Rules, clock=None):
         self.settings, self.store, self.bus, self.rules = settings, store, bus, rules
         self.relay = OutboundRelay(bus, store)
+        self.assigner = Assigner(store, rules, clock or SystemClock(), publish=self._publish)
         self._sockets: dict[web.WebSocketResponse, Agent] = {}
         self._fanout = TopicFanout(bus, bus.topics.events, self._broadcast)
 
@@ -68,6 +71,9 @@ class AgentApi:
         r.add_post("/api/conversations/{id}/transfer", self.auth(self.transfer))
         r.add_post("/api/conversations/{id}/resolve", self.auth(self.resolve))
         r.add_get("/api/outbox", self.auth(self.outbox, supervisor=True))
+        r.add_get("/api/agents/me", self.auth(self.me))
+        r.add_post("/api/agents/me/status", self.auth(self.set_status))
+        r.add_get("/api/agents", self.auth(self.agents, supervisor=True))
         r.add_get("/api/events", self.events)
 
     async def start(self) -> None:
@@ -197,6 +203,7 @@ class AgentApi:
             raise _error(web.HTTPConflict, "this conversation is resolved")
         conversation = await self.store.conversation(conversation["id"])
         await self._event("conversation.transferred", conversation, None)
+        await self._offer()
         return web.json_response(conversation)
 
     async def resolve(self, request: web.Request, agent: Agent) -> web.Response:
@@ -204,10 +211,44 @@ class AgentApi:
         if not await self.store.resolve(conversation["id"]):
             raise _error(web.HTTPConflict, "this conversation is already resolved")
         await self._event("conversation.resolved", conversation, agent.username)
+        await self._offer()
         return web.json_response(await self.store.conversation(conversation["id"]))
 
     async def outbox(self, request: web.Request, agent: Agent) -> web.Response:
         return web.json_response({"outbox": await self.store.list_outbox()})
+
+    # --- agents' availability ------------------------------------------------------------
+
+    async def me(self, request: web.Request, agent: Agent) -> web.Response:
+        view = await self.assigner.agent_view(agent.username)
+        view["conversations"] = await self.store.agent_conversations(agent.username)
+        return web.json_response(view)
+
+    async def set_status(self, request: web.Request, agent: Agent) -> web.Response:
+        status = _string_field(await _json_object(request), "status", 20)
+        if status not in STATUSES:
+            raise _error(web.HTTPBadRequest, f"status must be one of {', '.join(STATUSES)}")
+        view = await self.assigner.set_status(agent.username, status)
+        if status == "available":
+            await self._offer()
+        return web.json_response(view)
+
+    async def agents(self, request: web.Request, agent: Agent) -> web.Response:
+        views = [await self.assigner.agent_view(a.username) for a in self.rules.config.agents.agents]
+        return web.json_response({"agents": views})
+
+    async def _offer(self) -> None:
+        """Capacity or an agent became free: offer waiting conversations now, not at the next tick."""
+        try:
+            await self.assigner.assign_waiting()
+        except Exception as exc:  # the dispatcher's timers offer them on their next round
+            log.warning("assignment.deferred", error=repr(exc)[:300])
+
+    async def _publish(self, event: QueueEvent) -> None:
+        try:
+            await self.bus.publish(self.bus.topics.events, event.to_bytes(), key=event.conversation_id.encode())
+        except Exception as exc:  # the change is stored; consoles also poll
+            log.warning("event.publish_failed", type=event.type, error=repr(exc)[:300])
 
     # --- queue events ---------------------------------------------------------------------
 

@@ -13,3 +13,8 @@ ROUTING_SECONDS = Histogram(
     "From gateway receipt to a place in a queue",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
+SLA_BREACHES = Counter("supportrouter_sla_breaches_total", "First responses later than the queue's SLA", ["queue"])
+ESCALATIONS = Counter("supportrouter_escalations_total", "Conversations moved along their ladder", ["queue", "reason"])
+ASSIGNED = Counter("supportrouter_assignments_total", "Conversations offered to an agent", ["queue", "reason"])
+REASSIGNED = Counter("supportrouter_reassignments_total", "Offers taken back from a silent agent", ["reason"])
+CONFIG_RELOADS = Counter("supportrouter_config_reloads_total", "Hot reloads of config/", ["result"])
