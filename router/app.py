@@ -23,6 +23,7 @@ from router.classify_service import ClassifierService
 from router.dispatcher import DispatcherService
 from router.gateway import Gateway
 from router.intake import Intake
+from router.reload import ConfigWatcher
 from router.rules import Rules
 from router.sender import SenderService
 from router.settings import Settings
@@ -41,6 +42,9 @@ class Router:
     store: ConversationStore | None = None
     bus: KafkaBus | None = None
     gateway: Gateway | None = None
+    dispatcher: DispatcherService | None = None
+    watcher: ConfigWatcher | None = None
+    clock: Any = None  # router.sla.Clock; None: the system clock (tests pass a ManualClock)
     admin_password: str | None = None  # set only when generated at this start, to be printed
     _started: list[Any] = field(default_factory=list)
 
@@ -73,12 +77,15 @@ class Router:
             await self._seed_admin()
         self.bus = KafkaBus(s, bootstrap, embedded=self.broker is not None)
         await self._up(self.bus)
+        self.watcher = ConfigWatcher(self.rules)
+        await self._up(self.watcher)
         wants = {self.role} if self.role != "all" else set(ROLES)
         consumers: list[Any] = []
         if "classifier" in wants:
             consumers.append(ClassifierService(self.bus, self.rules))
         if "dispatcher" in wants:
-            consumers.append(DispatcherService(self.bus, self.store, self.rules))
+            self.dispatcher = DispatcherService(self.bus, self.store, self.rules, clock=self.clock)
+            consumers.append(self.dispatcher)
         intake = Intake(self.bus, self.rules)
         channels = self._build_channels(ChannelContext(s, self.store, self.bus, intake.publish))
         if "sender" in wants:
@@ -91,7 +98,7 @@ class Router:
                 raise result
         if "gateway" in wants:
             adapters = [parts.adapter for parts in channels if parts.adapter is not None]
-            api = AgentApi(s, self.store, self.bus, self.rules)
+            api = AgentApi(s, self.store, self.bus, self.rules, clock=self.clock)
             self.gateway = Gateway(s, self.store, self.bus, api, adapters)
             await self._up(self.gateway)
 
@@ -115,6 +122,11 @@ class Router:
                 await asyncio.wait_for(service.stop(), timeout_per_service)
             except (Exception, TimeoutError) as exc:  # keep stopping the rest: never orphan the broker
                 log.error("service.stop_failed", service=type(service).__name__, error=repr(exc))
+
+    def reload(self) -> None:
+        """Load config/ again (SIGHUP); a bad file is refused and the rules in force stay."""
+        if self.watcher is not None:
+            self.watcher.request()
 
     async def __aenter__(self) -> Router:
         await self.start()
