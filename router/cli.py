@@ -97,8 +97,7 @@ def _simulate(args: argparse.Namespace) -> int:
     rules = Rules(Path(args.config or Settings().config_dir))
     redacted = redact(args.text)
     c = rules.classify(redacted.text)
-    queue = rules.config.queue_for(c.category)
-    ack = rules.acknowledgement_text(c.category, c.language, "T00000000", redacted.kinds)
+    routed = _simulated_route(rules, args, redacted, c)
     result = {
         "channel": args.channel,
         "text": redacted.text,
@@ -110,11 +109,69 @@ def _simulate(args: argparse.Namespace) -> int:
         "language": c.language,
         "rules_fired": c.rules,
         "entities": c.entities,
-        "queue": queue,
         "rules_version": c.rules_version,
-        "acknowledgement": ack,
+        **routed,
     }
     print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _simulated_route(rules, args: argparse.Namespace, redacted, classification) -> dict:
+    """The routing part of simulate: filter matched, queue, priority, and the reply."""
+    from router.envelope import Channel, Envelope, Sender
+    from router.replay import offline_decision
+
+    envelope = Envelope.new(
+        channel=Channel(args.channel), channel_message_id="simulate", conversation_key="simulate",
+        sender=Sender(address="simulate"), text=redacted.text, redactions=redacted.kinds,
+        classification=classification,
+    )
+    customer = {"vip": True} if args.vip else {}
+    decision = offline_decision(rules, envelope, language=args.language, customer=customer)
+    return {
+        "filter_matched": decision["filter"],
+        "queue": decision["queue"],
+        "priority": decision["priority"],
+        "ladder_step": decision["step"],
+        "next_step_after_seconds": decision["next_step_after_seconds"],
+        "explanation": decision["explanation"],
+        "routing_rules_version": decision["rules_version"],
+        "reply": decision["reply"],
+    }
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from router.replay import format_report, parse_since, replay
+    from router.rules import Rules
+    from router.store import ConversationStore
+
+    settings = Settings()
+    try:
+        since = parse_since(args.since)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        in_force = Rules(Path(args.current or settings.config_dir))
+    except ConfigError as exc:
+        print(f"the rules in force do not load:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        candidate = Rules(Path(args.config))
+    except ConfigError as exc:
+        print(f"candidate refused:\n{exc}", file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) in {args.config}", file=sys.stderr)
+        return 1
+
+    async def main():
+        async with ConversationStore(args.database_url or settings.database_url) as store:
+            return await replay(store, in_force, candidate, since, args.limit)
+
+    report = asyncio.run(main())
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(format_report(report, args.show))
     return 0
 
 
@@ -203,7 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("text")
     simulate.add_argument("--channel", default="chat", choices=["sms", "whatsapp", "voice", "email", "chat", "telegram"])
     simulate.add_argument("--config", help="config directory (default: SUPPORTROUTER_CONFIG_DIR or config/)")
+    simulate.add_argument("--language", choices=["zh", "en"], help="the customer's language (default: as detected)")
+    simulate.add_argument("--vip", action="store_true", help="as if the customer were a VIP (customer.vip)")
     simulate.set_defaults(func=_simulate)
+
+    replay = sub.add_parser("replay", help="recorded conversations under candidate rules: what would change")
+    replay.add_argument("--config", required=True, help="the candidate config directory")
+    replay.add_argument("--current", help="the rules in force (default: SUPPORTROUTER_CONFIG_DIR or config/)")
+    replay.add_argument("--since", help="only conversations since: 7d, 12h, 30m or a date (default: all)")
+    replay.add_argument("--database-url", help="default: SUPPORTROUTER_DATABASE_URL")
+    replay.add_argument("--limit", type=int, default=100_000, help="at most this many conversations")
+    replay.add_argument("--show", type=int, default=20, help="list this many changed conversations")
+    replay.add_argument("--json", action="store_true", help="the whole report as JSON")
+    replay.set_defaults(func=_replay)
 
     tail = sub.add_parser("tail", help="print a topic's records as JSON lines (joins no consumer group)")
     tail.add_argument("topic")
