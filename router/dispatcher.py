@@ -24,7 +24,7 @@ from router.metrics import ROUTING_SECONDS
 from router.replies import Replies, Wait
 from router.routing import Decision, Workflow, facts_for
 from router.rules import Rules
-from router.sla import Clock, SlaMonitor, SystemClock, calendar_for, first_response_due
+from router.sla import Clock, SlaMonitor, SystemClock, calendar_for, placement
 from router.store import ConversationStore
 
 log = structlog.get_logger("router.dispatcher")
@@ -121,14 +121,7 @@ class DispatcherService:
             available=available,
             is_open=lambda queue: calendar_for(config, queue).is_open(at),
         )
-        placement = {
-            "priority": decision.priority,
-            "rule": decision.rule,
-            "ladder_step": decision.step,
-            "step_due_at": at + timedelta(seconds=decision.timeout) if decision.timeout else None,
-            "sla_due_at": first_response_due(config, decision.queue, at),
-            "rules_version": config.version,
-        }
+        columns = placement(config, decision, at)
         calendar = calendar_for(config, decision.queue)
         if not calendar.is_open(at):
             wait = Wait(opens=calendar.describe(calendar.next_open(at), at))
@@ -136,7 +129,7 @@ class DispatcherService:
             wait = Wait(seconds=await self.assigner.expected_wait_seconds(
                 decision.queue, c.language, envelope.channel, decision.priority, c.urgency == Urgency.CRITICAL,
             ))
-        return decision, placement, wait
+        return decision, columns, wait
 
     async def handle(self, record: ConsumerRecord) -> None:
         try:
@@ -147,7 +140,7 @@ class DispatcherService:
             raise PermanentError("envelope on support.classified carries no classification")
         c = envelope.classification
         config = self.rules.config  # one version of the rules for the whole decision
-        decision, placement, wait = await self.decide(envelope, config)
+        decision, columns, wait = await self.decide(envelope, config)
 
         def acknowledge(conversation: dict, created: bool) -> Outbound | None:
             if envelope.thread.get("no_auto_reply"):  # automatic, bulk or list mail: never answered
@@ -165,7 +158,7 @@ class DispatcherService:
             return None
 
         recorded = await self.store.record_inbound(
-            envelope, decision.queue, acknowledge, placement=placement, decision=decision.as_dict()
+            envelope, decision.queue, acknowledge, placement=columns, decision=decision.as_dict()
         )
         conversation = recorded.conversation
         # A redelivered record finds its reply already stored: publishing what is still

@@ -18,7 +18,7 @@ import structlog
 from router.config import DAYS, BusinessHours, RouterConfig
 from router.envelope import QueueEvent, now
 from router.metrics import ESCALATIONS, SLA_BREACHES
-from router.routing import Workflow
+from router.routing import Decision, Workflow
 from router.store import DISPATCH_ORDER, ConversationStore, _utc, conversations
 
 log = structlog.get_logger("router.sla")
@@ -37,10 +37,11 @@ class SystemClock:
 
 
 class ManualClock:
-    """A clock that moves only when told to: for tests and for replaying a day."""
+    """A clock that moves only when told to: for tests and for replaying a day. Always UTC, as
+    everything stored is: SQLite compares times as text."""
 
     def __init__(self, start: datetime | None = None):
-        self._now = start or now()
+        self._now = (start or now()).astimezone(UTC)
 
     def now(self) -> datetime:
         return self._now
@@ -50,7 +51,7 @@ class ManualClock:
         return self._now
 
     def set(self, at: datetime) -> None:
-        self._now = at
+        self._now = at.astimezone(UTC)
 
 
 class Calendar:
@@ -87,6 +88,7 @@ class Calendar:
         return merged
 
     def _spans_from(self, at: datetime):
+        at = at.astimezone(UTC)
         day = at.astimezone(self.zone).date()
         for offset in range(_SEARCH_DAYS):
             for begin, finish in self._spans(day + timedelta(days=offset)):
@@ -98,12 +100,12 @@ class Calendar:
         return self.always or next(self._spans_from(at))[0] == at
 
     def next_open(self, at: datetime) -> datetime:
-        return at if self.always else next(self._spans_from(at))[0]
+        return at.astimezone(UTC) if self.always else next(self._spans_from(at))[0]
 
     def add(self, start: datetime, seconds: float) -> datetime:
         """The moment `seconds` of open time have passed since `start`."""
         if self.always:
-            return start + timedelta(seconds=seconds)
+            return start.astimezone(UTC) + timedelta(seconds=seconds)
         remaining = timedelta(seconds=seconds)
         for begin, finish in self._spans_from(start):
             if remaining <= finish - begin:
@@ -129,6 +131,18 @@ def first_response_due(config: RouterConfig, queue: str, start: datetime) -> dat
     if q is None:
         return None
     return calendar_for(config, queue).add(start, q.first_response_sla_seconds)
+
+
+def placement(config: RouterConfig, decision: Decision, at: datetime) -> dict[str, Any]:
+    """The columns that record a routing decision made at `at`: its timers start now."""
+    return {
+        "priority": decision.priority,
+        "rule": decision.rule,
+        "ladder_step": decision.step,
+        "step_due_at": at + timedelta(seconds=decision.timeout) if decision.timeout else None,
+        "sla_due_at": first_response_due(config, decision.queue, at),
+        "rules_version": config.version,
+    }
 
 
 Availability = Callable[[str, str], Awaitable[Callable[[str], bool]]]  # (language, channel) -> queue test
