@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from router.config import ClassifierConfig
 from router.entities import extract_entities
 from router.envelope import Classification, Urgency
+from router.keywords import KeywordIndex
 from router.model import NgramModel
-from router.textprep import for_model, new_text, normalize, prepare, subject_text
+from router.textprep import for_model, new_text, prepare, subject_text
 
 FRAUD = "unauthorized_transaction"
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]")
+_UPPER_IN_PATTERN = re.compile(r"(?<!\\)[A-Z]")
+_LETTER_IN_PATTERN = re.compile(r"(?<!\\)[A-Za-z]{2,}")
 
 
 def detect_language(text: str) -> str:
@@ -32,17 +35,27 @@ def detect_language(text: str) -> str:
     return "zh" if cjk * 4 >= len(_LATIN.findall(text)) else "en"
 
 
-def _keyword_regex(keywords: list[str]) -> re.Pattern | None:
-    words = sorted({normalize(k) for k in keywords if normalize(k)}, key=len, reverse=True)
-    if not words:
-        return None
-    # Latin keywords match whole words ("pin" is not "spinning"); Chinese ones anywhere.
-    parts = [re.escape(w) if _CJK.search(w) else rf"(?<![a-z]){re.escape(w)}(?![a-z])" for w in words]
-    return re.compile("|".join(parts))
+_SCRIPTS = ((False, False), (False, True), (True, False), (True, True))
 
 
-def _compile(patterns: list[str]) -> tuple[re.Pattern, ...]:
-    return tuple(re.compile(p, re.I) for p in patterns)
+def _by_script(patterns: list[str]) -> dict[tuple[bool, bool], tuple[re.Pattern, ...]]:
+    """For each (has Chinese, has Latin letters) kind of text, the patterns worth running on it.
+
+    A pattern that spells Chinese characters cannot match a text without any, and one that spells
+    English words cannot match a text without Latin letters. The text is already lower case, and
+    ignoring case costs the regex engine twice the time, so only a pattern that spells an
+    upper-case letter gets it.
+    """
+    compiled = [
+        (re.compile(p, re.I if _UPPER_IN_PATTERN.search(p) else 0), bool(_CJK.search(p)), bool(_LETTER_IN_PATTERN.search(p)))
+        for p in patterns
+    ]
+    return {
+        (chinese, latin): tuple(
+            rx for rx, zh, en in compiled if (zh and chinese) or (en and latin) or not (zh or en)
+        )
+        for chinese, latin in _SCRIPTS
+    }
 
 
 def _clip(text: str, limit: int = 40) -> str:
@@ -50,41 +63,45 @@ def _clip(text: str, limit: int = 40) -> str:
 
 
 @dataclass(frozen=True)
-class _Evidence:
-    """What one set of keywords, patterns and negative patterns found in a text."""
+class _Text:
+    """A prepared message and what every rule asks of it, computed once."""
 
-    keywords: re.Pattern | None
-    patterns: tuple[re.Pattern, ...]
-    negatives: tuple[re.Pattern, ...]
+    text: str
+    keywords: dict[str, list[str]]
+    script: tuple[bool, bool]  # has Chinese, has Latin letters
 
     @classmethod
-    def build(cls, keywords: list[str], patterns: list[str], negatives: list[str]) -> _Evidence:
-        return cls(_keyword_regex(keywords), _compile(patterns), _compile(negatives))
+    def of(cls, prepared: str, index: KeywordIndex) -> _Text:
+        return cls(prepared, index.find(prepared), (bool(_CJK.search(prepared)), bool(_LATIN.search(prepared))))
 
-    def negated(self, text: str) -> re.Match | None:
-        for negative in self.negatives:
-            match = negative.search(text)
+
+class _Evidence:
+    """One rule's patterns and negative patterns; its keywords live in the shared KeywordIndex."""
+
+    def __init__(self, owner: str, patterns: list[str], negatives: list[str]):
+        self.owner = owner
+        self._patterns = _by_script(patterns)
+        self._negatives = _by_script(negatives)
+
+    def negated(self, text: _Text) -> re.Match | None:
+        for negative in self._negatives[text.script]:
+            match = negative.search(text.text)
             if match:
                 return match
         return None
 
-    def hits(self, text: str) -> list[str]:
-        found: list[str] = []
-        if self.keywords is not None:
-            for match in self.keywords.finditer(text):
-                label = f"kw:{match.group(0)}"
-                if label not in found:
-                    found.append(label)
-        for pattern in self.patterns:
-            match = pattern.search(text)
+    def hits(self, text: _Text) -> list[str]:
+        found = [f"kw:{k}" for k in text.keywords.get(self.owner, ())]
+        for pattern in self._patterns[text.script]:
+            match = pattern.search(text.text)
             if match:
                 found.append(f"re:{_clip(match.group(0))}")
         return found
 
-    def fires(self, text: str) -> bool:
-        if self.keywords is not None and self.keywords.search(text):
-            return not self.negated(text)
-        return any(p.search(text) for p in self.patterns) and not self.negated(text)
+    def fires(self, text: _Text) -> bool:
+        if self.owner in text.keywords or any(p.search(text.text) for p in self._patterns[text.script]):
+            return self.negated(text) is None
+        return False
 
 
 @dataclass(frozen=True)
@@ -102,18 +119,20 @@ class Classifier:
         self._config = config
         self._version = version
         self._settings = config.model
-        self._categories = {
-            name: _Evidence.build(rules.keywords.all(), rules.patterns, rules.negative_patterns)
-            for name, rules in config.categories.items()
-        }
+        self._keywords = KeywordIndex()
+        self._categories: dict[str, _Evidence] = {}
+        for name, rules in config.categories.items():
+            self._keywords.add(name, rules.keywords.all())
+            self._categories[name] = _Evidence(name, rules.patterns, rules.negative_patterns)
         self._defaults = {name: rules.urgency for name, rules in config.categories.items()}
-        self._urgency_rules = [
-            _UrgencyRule(
-                rule.name, frozenset(rule.categories), rule.urgency, rule.lowers, rule.urgent_lane,
-                _Evidence.build(rule.keywords.all(), rule.patterns, rule.negative_patterns),
+        self._urgency_rules = []
+        for rule in config.urgency_rules:
+            owner = f"urgency:{rule.name}"
+            self._keywords.add(owner, rule.keywords.all())
+            evidence = _Evidence(owner, rule.patterns, rule.negative_patterns)
+            self._urgency_rules.append(
+                _UrgencyRule(rule.name, frozenset(rule.categories), rule.urgency, rule.lowers, rule.urgent_lane, evidence)
             )
-            for rule in config.urgency_rules
-        ]
         self._lane_rules = [rule for rule in self._urgency_rules if rule.urgent_lane]
         texts, labels = [], []
         for name, rules in config.categories.items():
@@ -128,28 +147,31 @@ class Classifier:
 
     def prescreen(self, text: str, subject: str | None = None) -> bool:
         """The fast rules only: may this message be fraud, a takeover or otherwise critical?"""
-        prepared = prepare(text, subject)
+        prepared = _Text.of(prepare(text, subject), self._keywords)
         fraud = self._categories.get(FRAUD)
         if fraud is not None and fraud.fires(prepared):
             return True
         return any(rule.evidence.fires(prepared) for rule in self._lane_rules)
 
     def classify(self, text: str, channel: str | None = None, subject: str | None = None) -> Classification:
-        prepared = prepare(text, subject)
+        prepared = _Text.of(prepare(text, subject), self._keywords)
         fired: list[str] = []
         hits: dict[str, int] = {}
+        negated: set[str] = set()
         for name, evidence in self._categories.items():
+            negation = evidence.negated(prepared)
+            if negation:
+                negated.add(name)
             found = evidence.hits(prepared)
             if not found:
                 continue
-            negation = evidence.negated(prepared)
             if negation:
                 fired.append(f"{name}:negated:{_clip(negation.group(0))}")
                 continue
             hits[name] = min(len(found), self._settings.max_rule_hits)
             fired += [f"{name}:{label}" for label in found]
 
-        probabilities = self.model.probabilities(for_model(prepared))
+        probabilities = self.model.probabilities(for_model(prepared.text))
         model_best = max(probabilities, key=probabilities.__getitem__)
         fired.append(f"model:{model_best}={probabilities[model_best]:.2f}")
         posterior = self._combine(probabilities, hits)
@@ -157,16 +179,22 @@ class Classifier:
         confidence = posterior[category]
 
         fraud_rule = FRAUD in hits
-        if category != FRAUD and probabilities.get(FRAUD, 0.0) >= self._settings.fraud_floor:
-            # The model alone may lift a message to fraud: a missed fraud report costs the most.
-            fired.append(f"safety:model_fraud={probabilities[FRAUD]:.2f}")
-            category, confidence = FRAUD, max(posterior[FRAUD], probabilities[FRAUD])
+        if (
+            category != FRAUD
+            and FRAUD not in negated
+            and posterior.get(FRAUD, 0.0) >= self._settings.fraud_floor
+        ):
+            # Fraud wins below an even chance (a missed fraud report costs the most), unless the
+            # customer said in so many words that nothing was taken.
+            fired.append(f"safety:fraud_floor={posterior[FRAUD]:.2f}")
+            category, confidence = FRAUD, posterior[FRAUD]
 
         urgency = self._urgency(category, prepared, fired)
         if fraud_rule and urgency is not Urgency.CRITICAL:
             fired.append("safety:fraud_rule_keeps_critical")
             urgency = Urgency.CRITICAL
-        return Classification(
+        # Built from values made here, so pydantic's validation would only re-check them.
+        return Classification.model_construct(
             category=category,
             urgency=urgency,
             confidence=round(confidence, 3),
@@ -187,7 +215,7 @@ class Classifier:
         total = sum(exp.values())
         return {name: value / total for name, value in exp.items()}
 
-    def _urgency(self, category: str, prepared: str, fired: list[str]) -> Urgency:
+    def _urgency(self, category: str, prepared: _Text, fired: list[str]) -> Urgency:
         urgency = self._defaults.get(category, Urgency.LOW)
         if category == FRAUD:
             return Urgency.CRITICAL

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,34 +18,35 @@ import numpy as np
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _TOKEN = re.compile(r"[^\W\d_]+|\d+|[^\w\s]", re.U)
 _WORD = re.compile(r"[a-z][a-z']*")
+_CHUNK_CACHE_SIZE = 200_000
+
+
+def chunk_features(chunk: str) -> list[str]:
+    """The n-grams of one whitespace-separated chunk: characters, and its English words."""
+    padded = f" {chunk} "
+    size = len(padded)
+    if _CJK.search(chunk):
+        # Chinese: single characters carry meaning; pairs and triples carry words.
+        out = [padded[i] for i in range(1, size - 1)]
+        out += [padded[i:i + 2] for i in range(size - 1)]
+        out += [padded[i:i + 3] for i in range(size - 2)]
+    else:
+        out = []
+        for n in (3, 4, 5):
+            if size < n:
+                break
+            out += [padded[i:i + n] for i in range(size - n + 1)]
+    out += ["w:" + w for w in _WORD.findall(chunk)]
+    return out
 
 
 def features(text: str) -> list[str]:
     """The n-grams of one normalized message (see textprep.prepare and textprep.for_model)."""
     out: list[str] = []
-    append = out.append
     for chunk in text.split():
-        if _CJK.search(chunk):
-            padded = f" {chunk} "
-            size = len(padded)
-            for n in (1, 2, 3):
-                for i in range(size - n + 1):
-                    gram = padded[i:i + n]
-                    if gram != " ":
-                        append(gram)
-        else:
-            padded = f" {chunk} "
-            size = len(padded)
-            for n in (3, 4, 5):
-                if size < n:
-                    break
-                for i in range(size - n + 1):
-                    append(padded[i:i + n])
+        out += chunk_features(chunk)
     words = _WORD.findall(text)
-    for i, word in enumerate(words):
-        append("w:" + word)
-        if i:
-            append("b:" + words[i - 1] + " " + word)
+    out += ["b:" + a + " " + b for a, b in zip(words, words[1:], strict=False)]
     return out
 
 
@@ -59,43 +59,58 @@ class NgramModel:
 
         if len(set(labels)) < 2:
             raise ValueError("the model needs examples of at least two categories")
-        vectorizer = TfidfVectorizer(analyzer=features, sublinear_tf=True, dtype=np.float64)
+        # Binary term frequency: in a message of a few lines a repeated n-gram adds little,
+        # and scoring then needs only the set of n-grams present.
+        vectorizer = TfidfVectorizer(analyzer=features, binary=True, dtype=np.float64)
         matrix = vectorizer.fit_transform(texts)
-        model = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
+        # newton-cg converges in a handful of steps here, where lbfgs needs dozens of slow ones.
+        model = LogisticRegression(C=c, max_iter=300, class_weight="balanced", solver="newton-cg")
         model.fit(matrix, labels)
         self.classes: list[str] = [str(c) for c in model.classes_]
         self._vocabulary: dict[str, int] = dict(vectorizer.vocabulary_)
-        self._idf = vectorizer.idf_.astype(np.float64)
-        coef = model.coef_
-        intercept = model.intercept_
+        idf = vectorizer.idf_.astype(np.float64)
+        self._idf_squared = idf * idf
+        coef, intercept = model.coef_, model.intercept_
         if coef.shape[0] == 1:  # two classes: scikit-learn keeps one row
             coef = np.vstack([-coef[0] / 2, coef[0] / 2])
             intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-        # Rows per feature, pre-multiplied by idf: a message's scores are one gather and one sum.
-        self._weights = np.ascontiguousarray((coef * self._idf).T)
+        # One row per n-gram, pre-multiplied by its idf: a message's scores are a gather and a sum.
+        self._weights = np.ascontiguousarray((coef * idf).T)
         self._intercept = intercept.astype(np.float64)
         self._sklearn = (vectorizer, model)
+        # Chunks (words, or whole Chinese phrases) recur from message to message: their n-grams'
+        # rows are remembered, up to a bound, so a common word is looked up once.
+        self._chunk_rows: dict[str, tuple[int, ...]] = {}
+
+    def _rows(self, text: str) -> set[int]:
+        vocabulary, cache = self._vocabulary, self._chunk_rows
+        present: set[int] = set()
+        for chunk in text.split():
+            rows = cache.get(chunk)
+            if rows is None:
+                rows = tuple(r for r in map(vocabulary.get, chunk_features(chunk)) if r is not None)
+                if len(cache) < _CHUNK_CACHE_SIZE:
+                    cache[chunk] = rows
+            present.update(rows)
+        words = _WORD.findall(text)
+        for a, b in zip(words, words[1:], strict=False):
+            row = vocabulary.get("b:" + a + " " + b)
+            if row is not None:
+                present.add(row)
+        return present
 
     def probabilities(self, text: str) -> dict[str, float]:
-        counts = Counter(features(text))
-        vocabulary = self._vocabulary
-        rows, values = [], []
-        for gram, count in counts.items():
-            row = vocabulary.get(gram)
-            if row is not None:
-                rows.append(row)
-                values.append(1.0 + math.log(count))
-        if rows:
-            idf = self._idf[rows]
-            tf = np.asarray(values)
-            norm = math.sqrt(float(np.dot(tf * idf, tf * idf)))
-            scores = (tf / norm) @ self._weights[rows] + self._intercept
+        present = self._rows(text)
+        if present:
+            index = np.fromiter(present, dtype=np.intp, count=len(present))
+            norm = math.sqrt(float(self._idf_squared[index].sum()))
+            scores = (self._weights[index].sum(axis=0) / norm + self._intercept).tolist()
         else:
-            scores = self._intercept.copy()
-        scores -= scores.max()
-        exp = np.exp(scores)
-        exp /= exp.sum()
-        return dict(zip(self.classes, exp.tolist(), strict=True))
+            scores = self._intercept.tolist()
+        top = max(scores)
+        exp = [math.exp(s - top) for s in scores]
+        total = sum(exp)
+        return {name: value / total for name, value in zip(self.classes, exp, strict=True)}
 
     def sklearn_probabilities(self, text: str) -> dict[str, float]:
         """The same through scikit-learn: slow, kept so a test can prove the fast path equal."""

@@ -75,6 +75,8 @@ _NOT_A_PASSWORD = re.compile(
     r"\[)"
 )
 _CARD_CONTEXT_TOO_SHORT = 13
+_ANY_DIGIT = re.compile(r"\d")
+_SPELLED_DIGITS = re.compile(rf"(?i){_SPELLED_EN}[ ,-]+{_SPELLED_EN}|{_SPELLED_ZH}{{4}}")
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -154,12 +156,16 @@ def redact(text: str) -> Redacted:
         kinds.add(PASSWORD)
         return cue + _MASKS[PASSWORD]
 
-    text = _RESIDENT_ID.sub(resident_id, text)
-    text = _CARD.sub(card, text)
-    text = _CVV.sub(keep_cue(CVV), text)
-    text = _AFTER_CARD_CVV.sub(keep_cue(CVV), text)
-    text = _OTP.sub(code, text)
-    text = _OTP_TIGHT.sub(code, text)
-    text = _OTP_BEFORE.sub(code_before, text)
+    # Most messages carry no digits; then only spelled-out codes and passwords can be in them.
+    if _ANY_DIGIT.search(text):
+        text = _RESIDENT_ID.sub(resident_id, text)
+        text = _CARD.sub(card, text)
+        text = _CVV.sub(keep_cue(CVV), text)
+        text = _AFTER_CARD_CVV.sub(keep_cue(CVV), text)
+        text = _OTP.sub(code, text)
+        text = _OTP_TIGHT.sub(code, text)
+        text = _OTP_BEFORE.sub(code_before, text)
+    elif _SPELLED_DIGITS.search(text):
+        text = _OTP.sub(code, text)
     text = _PASSWORD.sub(password, text)
     return Redacted(text=text, kinds=sorted(kinds))

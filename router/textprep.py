@@ -47,11 +47,16 @@ _REPEAT_WORD = re.compile(r"\b(\w+)(?:\s+\1\b)+", re.I)
 # A stutter in a transcript is a word said twice with a pause: "我 我", "转了 转了一共".
 _STUTTER_CJK = re.compile(rf"([{_CJK}]{{1,4}})(?:\s+\1)+")
 _SPACES = re.compile(r"\s+")
+_QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "`": "'"})
 _DIGITS = re.compile(r"\d")
 
 
 def new_text(text: str) -> str:
     """The part of a message the customer just wrote: no quoted thread, no signature."""
+    if "\n" not in text and "\r" not in text:
+        # One line (SMS, chat, a transcript): nothing is quoted unless the line itself is.
+        stripped = text.strip()
+        return stripped[1:].strip() if stripped.startswith(">") else stripped
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     kept: list[str] = []
     for i, line in enumerate(lines):
@@ -99,7 +104,7 @@ def subject_text(subject: str | None) -> str:
 
 def normalize(text: str) -> str:
     """Lower case, half-width, no fillers or stutters, no spaces between Chinese words."""
-    text = unicodedata.normalize("NFKC", text).lower()
+    text = unicodedata.normalize("NFKC", text).lower().translate(_QUOTES)
     text = _EN_FILLERS.sub("", text)
     text = _ZH_FILLERS.sub(" ", text)
     text = _SPACES.sub(" ", text).strip()
