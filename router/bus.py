@@ -75,6 +75,15 @@ class KafkaBus:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    @property
+    def classified_urgent(self) -> str:
+        """Classified urgent-lane messages: the dispatcher drains this topic before support.classified,
+        so an urgent message never waits behind standard ones already classified."""
+        return f"{self.topics.classified}.urgent"
+
+    def all_topics(self) -> list[str]:
+        return [*self.topics.all(), self.classified_urgent]
+
     async def ensure_topics(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
         await admin.start()
@@ -82,7 +91,7 @@ class KafkaBus:
             existing = set(await admin.list_topics())
             wanted = [
                 NewTopic(name, self.settings.partitions, 1)
-                for name in self.topics.all()
+                for name in self.all_topics()
                 if name not in existing
             ]
             if wanted:

@@ -9,7 +9,7 @@ from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from router.bus import ConsumerLoop, KafkaBus, PermanentError
-from router.envelope import Envelope
+from router.envelope import Envelope, Lane, Urgency
 from router.metrics import CLASSIFIED
 from router.rules import Rules
 
@@ -38,9 +38,13 @@ class ClassifierService:
             envelope = Envelope.from_bytes(record.value)
         except ValidationError as exc:
             raise PermanentError(f"not an envelope: {exc.error_count()} problems") from exc
-        classification = self.rules.classify(envelope.text)
+        classification = self.rules.classify(envelope.text, channel=envelope.channel, subject=envelope.subject)
         classified = envelope.model_copy(update={"classification": classification})
-        await self.bus.publish(self.bus.topics.classified, classified.to_bytes(), key=classified.kafka_key)
+        # An urgent-lane message, or one the classifier found critical, keeps its lead past this
+        # stage: the dispatcher drains the urgent topic first.
+        urgent = envelope.lane is Lane.URGENT or classification.urgency is Urgency.CRITICAL
+        topic = self.bus.classified_urgent if urgent else self.bus.topics.classified
+        await self.bus.publish(topic, classified.to_bytes(), key=classified.kafka_key)
         CLASSIFIED.labels(category=classification.category, urgency=classification.urgency).inc()
         log.info(
             "message.classified",

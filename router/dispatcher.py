@@ -65,11 +65,15 @@ class DispatcherService:
         self.assigner = Assigner(store, rules, self.clock, publish=self.publish_event)
         self.sla = SlaMonitor(store, rules, self.clock, self.publish_event, availability=self.assigner.availability)
         group = f"{bus.settings.consumer_group_prefix}-dispatcher"
-        self.loop = ConsumerLoop(bus, [bus.topics.classified], group, self.handle, "dispatch")
+        # Two lanes here too: standard records wait whenever urgent ones are in hand.
+        self.urgent_loop = ConsumerLoop(bus, [bus.classified_urgent], f"{group}-urgent", self.handle, "dispatch-urgent")
+        self.loop = ConsumerLoop(
+            bus, [bus.topics.classified], group, self.handle, "dispatch", yield_to=self.urgent_loop
+        )
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        await self.loop.start()
+        await asyncio.gather(self.urgent_loop.start(), self.loop.start())
         self._tasks = [
             asyncio.create_task(self._every(self.relay_interval, self._relay_round), name="dispatch:relay"),
             asyncio.create_task(self._every(self.timer_interval, self.tick), name="dispatch:timers"),
@@ -83,6 +87,7 @@ class DispatcherService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.loop.stop()
+        await self.urgent_loop.stop()
 
     async def _every(self, interval: float, work) -> None:
         while True:

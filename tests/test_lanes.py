@@ -1,0 +1,151 @@
+"""Lanes: the gateway's pre-screen picks the urgent lane, and an urgent message overtakes a backlog.
+
+Kafka has no priority queue, so priority is made of lanes: anything that may be fraud, a
+takeover or a stolen unlocked phone goes to support.inbound.urgent, and no stage after it lets
+the standard lane delay it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+
+from router.app import Router
+from router.envelope import Channel, Envelope, Lane, Sender
+from router.rules import Rules
+from router.store import conversations, messages
+from tests.conftest import CONFIG_DIR, make_settings
+
+BACKLOG = 5000
+STANDARD_TEXTS = [
+    "what does it cost to send money to another country",
+    "怎么修改我的收货地址",
+    "can I have the wallet on my phone and my tablet",
+    "我忘记登录密码了",
+    "is there a fee for topping up by card",
+    "换了新手机，以前的记录还在吗",
+]
+
+
+@pytest.fixture(scope="module")
+def rules() -> Rules:
+    return Rules(CONFIG_DIR)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "someone made a payment from my wallet that I did not make",
+        "有人用我的钱包转走了两千块，不是我转的",
+        "there are three withdrawals I don't recognise, freeze my card now",
+        "我的钱包被盗刷了",
+        "my phone was stolen while it was unlocked and the wallet was open",
+        "有人现在还登录着我的账号，我踢不掉",
+        "a caller says he is from support and he can see my screen right now through anydesk",
+    ],
+)
+def test_anything_that_may_be_fraud_or_a_takeover_takes_the_urgent_lane(rules, text):
+    assert rules.lane(text) is Lane.URGENT
+
+
+@pytest.mark.parametrize("text", STANDARD_TEXTS + ["my transfer failed, can you check it?", "提现手续费是多少"])
+def test_ordinary_questions_take_the_standard_lane(rules, text):
+    assert rules.lane(text) is Lane.STANDARD
+
+
+def test_the_pre_screen_reads_the_email_subject_too(rules):
+    assert rules.lane("Please call me back.", subject="Unauthorised payment on my account") is Lane.URGENT
+
+
+def test_an_explicit_this_is_not_fraud_keeps_the_standard_lane(rules):
+    assert rules.lane("I did make that payment myself, it is not fraud, just tell me the fee") is Lane.STANDARD
+
+
+async def _inbound_stored(router: Router) -> int:
+    async with router.store.engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(messages).where(messages.c.direction == "in")
+        return (await conn.execute(query)).scalar_one()
+
+
+async def _urgent_position(router: Router, conversation_key: str) -> tuple[int, dict] | None:
+    """How many inbound messages the store took before the urgent one, and its conversation."""
+    async with router.store.engine.connect() as conn:
+        row = (await conn.execute(
+            sa.select(messages.c.seq, conversations)
+            .join(conversations, messages.c.conversation_id == conversations.c.id)
+            .where(conversations.c.conversation_key == conversation_key, messages.c.direction == "in")
+        )).mappings().first()
+        if row is None:
+            return None
+        ahead = (await conn.execute(
+            sa.select(sa.func.count()).select_from(messages)
+            .where(messages.c.direction == "in", messages.c.seq < row["seq"])
+        )).scalar_one()
+    return ahead, dict(row)
+
+
+async def _wait_for(condition, what: str, timeout: float = 180.0):
+    async with asyncio.timeout(timeout):
+        while True:
+            result = await condition()
+            if result:
+                return result
+            await asyncio.sleep(0.05)
+    raise AssertionError(what)  # pragma: no cover - asyncio.timeout raises first
+
+
+async def test_an_urgent_message_overtakes_a_backlog_of_5000_standard_ones_all_the_way_into_a_queue(tmp_path):
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/store.db", channels=["chat"], log_level="warning")
+    async with Router(settings) as router, aiohttp.ClientSession() as http:
+        # The backlog goes straight onto the standard lane, as a burst from every channel would.
+        producer = AIOKafkaProducer(bootstrap_servers=router.bus.bootstrap_servers, acks="all", linger_ms=20)
+        await producer.start()
+        try:
+            sends = []
+            for i in range(BACKLOG):
+                envelope = Envelope.new(
+                    channel=Channel.SMS, channel_message_id=f"backlog-{i}", conversation_key=f"sms:+1555{i:07d}",
+                    sender=Sender(address=f"+1555{i:07d}"), text=STANDARD_TEXTS[i % len(STANDARD_TEXTS)],
+                    lane=Lane.STANDARD,
+                )
+                sends.append(await producer.send(
+                    router.bus.topics.inbound_standard, envelope.to_bytes(), key=envelope.kafka_key
+                ))
+            await asyncio.gather(*sends)
+        finally:
+            await producer.stop()
+
+        # Let the backlog flow through the classifier and into the store before the urgent one.
+        await _wait_for(lambda: _count_at_least(router, 100), "the backlog never started reaching the store")
+        stored_when_sent = await _inbound_stored(router)
+
+        base = f"http://127.0.0.1:{router.gateway.port}"
+        async with http.post(base + "/chat/sessions", json={"name": "Urgent"}) as r:
+            token = (await r.json())["session"]
+        session = await router.store.chat_session(token)
+        async with http.ws_connect(f"{base}/chat/ws?session={token}") as ws:
+            await ws.send_json({"type": "message", "text": "someone is taking money out of my wallet right now, "
+                                "these are transfers I did not make", "id": "urgent-1"})
+            ahead, conversation = await _wait_for(
+                lambda: _urgent_position(router, session["conversation_key"]),
+                "the urgent message never reached the store",
+            )
+
+    assert conversation["category"] == "unauthorized_transaction"
+    assert conversation["urgency"] == "critical" and conversation["queue"] == "fraud"
+    # Order, not time: when the urgent message took its place, most of the backlog had not...
+    assert ahead < BACKLOG // 2, f"{ahead} of {BACKLOG} backlog messages were stored before the urgent one"
+    # ... and it passed every backlog message still in flight when it arrived, give or take the
+    # handful each stage already had in hand.
+    overtaken_by = ahead - stored_when_sent
+    assert overtaken_by < BACKLOG // 10, (
+        f"{overtaken_by} backlog messages reached the store after the urgent one was sent and before it"
+    )
+
+
+async def _count_at_least(router: Router, n: int) -> bool:
+    return await _inbound_stored(router) >= n
