@@ -93,16 +93,24 @@ def _config_check(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from router.redact import redact
     from router.rules import Rules
+    from router.textprep import prepare
 
-    rules = Rules(Path(args.config or Settings().config_dir))
-    redacted = redact(args.text)
-    c = rules.classify(redacted.text)
+    try:
+        rules = Rules(Path(args.config or Settings().config_dir))
+    except ConfigError as exc:
+        print(f"config refused:\n{exc}", file=sys.stderr)
+        return 2
+    text = sys.stdin.read() if args.text == "-" else args.text
+    redacted = redact(text)
+    subject = redact(args.subject).text if args.subject else None
+    c = rules.classify(redacted.text, channel=args.channel, subject=subject)
     routed = _simulated_route(rules, args, redacted, c)
     result = {
         "channel": args.channel,
         "text": redacted.text,
+        "classified_text": prepare(redacted.text, subject),
         "redactions": redacted.kinds,
-        "lane": rules.lane(redacted.text).value,
+        "lane": rules.lane(redacted.text, subject).value,
         "category": c.category,
         "urgency": c.urgency.value,
         "confidence": c.confidence,
@@ -138,6 +146,25 @@ def _simulated_route(rules, args: argparse.Namespace, redacted, classification) 
         "routing_rules_version": decision["rules_version"],
         "reply": decision["reply"],
     }
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from router.evaluate import EvalFileError, evaluate, format_json, format_text, read_rows
+    from router.rules import Rules
+
+    try:
+        rows = read_rows(args.file)
+    except EvalFileError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        rules = Rules(Path(args.config or Settings().config_dir))
+    except ConfigError as exc:
+        print(f"config refused:\n{exc}", file=sys.stderr)
+        return 2
+    report = evaluate(rules, rows)
+    print(format_json(report) if args.json else format_text(report))
+    return 0
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -257,12 +284,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_config_check)
 
     simulate = sub.add_parser("simulate", help="what would happen to a message; nothing is sent")
-    simulate.add_argument("text")
+    simulate.add_argument("text", help="the message; - reads it from standard input (an email with its quotes)")
+    simulate.add_argument("--subject", help="an email's subject line")
     simulate.add_argument("--channel", default="chat", choices=["sms", "whatsapp", "voice", "email", "chat", "telegram"])
     simulate.add_argument("--config", help="config directory (default: SUPPORTROUTER_CONFIG_DIR or config/)")
     simulate.add_argument("--language", choices=["zh", "en"], help="the customer's language (default: as detected)")
     simulate.add_argument("--vip", action="store_true", help="as if the customer were a VIP (customer.vip)")
     simulate.set_defaults(func=_simulate)
+
+    evaluate = sub.add_parser("eval", help="score the classifier on a CSV of labelled messages")
+    evaluate.add_argument("file", help="CSV with columns text,category and optionally urgency,channel")
+    evaluate.add_argument("--json", action="store_true", help="one JSON object instead of the tables")
+    evaluate.add_argument("--config", help="config directory (default: SUPPORTROUTER_CONFIG_DIR or config/)")
+    evaluate.set_defaults(func=_eval)
 
     replay = sub.add_parser("replay", help="recorded conversations under candidate rules: what would change")
     replay.add_argument("--config", required=True, help="the candidate config directory")
