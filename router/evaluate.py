@@ -127,10 +127,12 @@ def read_rows(path: Path | str) -> list[Row]:
     reader.fieldnames = columns
     rows: list[Row] = []
     problems: list[str] = []
+    line = reader.line_num + 1  # where the next record starts (a quoted text may span lines)
     for record in reader:
-        line = reader.line_num
+        next_line = reader.line_num + 1
         if None in record:
             problems.append(f"{path}:{line}: more fields than columns")
+            line = next_line
             continue
         text = (record.get("text") or "").strip()
         category = (record.get("category") or "").strip()
@@ -145,6 +147,7 @@ def read_rows(path: Path | str) -> list[Row]:
         if channel is not None and channel not in _CHANNELS:
             problems.append(f"{path}:{line}: unknown channel {channel!r}; one of {', '.join(sorted(_CHANNELS))}")
         rows.append(Row(line, text, category, urgency, channel))
+        line = next_line
     if problems:
         shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
         raise EvalFileError("\n".join(shown))

@@ -1,0 +1,109 @@
+"""Redaction at the gateway: every kind of secret is masked, everything else stays readable."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.redact import CARD_NUMBER, CVV, ONE_TIME_CODE, PASSWORD, RESIDENT_ID, redact
+from router.rules import Rules
+from tests.conftest import CONFIG_DIR
+
+VALID_CARDS = ["4111 1111 1111 1111", "5555-5555-5555-4444", "6011000990139424", "378282246310005"]
+VALID_RESIDENT_ID = "11010519491231002X"
+
+
+@pytest.mark.parametrize(
+    ("text", "secret", "kind"),
+    [
+        ("我的验证码是 482913 你们看一下", "482913", ONE_TIME_CODE),
+        ("验证码：558201", "558201", ONE_TIME_CODE),
+        ("刚收到的验证码771204是你们发的吗", "771204", ONE_TIME_CODE),
+        ("390512是验证码", "390512", ONE_TIME_CODE),
+        ("the code is 448120, is that normal?", "448120", ONE_TIME_CODE),
+        ("my OTP 8812 just arrived", "8812", ONE_TIME_CODE),
+        ("the code they sent me was 771 204", "771 204", ONE_TIME_CODE),
+        ("verification code: 9931", "9931", ONE_TIME_CODE),
+        ("my code is four eight two nine one three", "four eight two nine one three", ONE_TIME_CODE),
+        ("验证码是六六八八九九", "六六八八九九", ONE_TIME_CODE),
+        ("my password is Hunter2!x", "Hunter2!x", PASSWORD),
+        ("password: correcthorsebattery", "correcthorsebattery", PASSWORD),
+        ("密码是abc12345，帮我看看", "abc12345", PASSWORD),
+        ("登录密码 qwe123456", "qwe123456", PASSWORD),
+        ("支付密码198877", "198877", PASSWORD),
+        ("my pin is 4321", "4321", PASSWORD),
+        ("card 4111 1111 1111 1111 please block it", "4111 1111 1111 1111", CARD_NUMBER),
+        ("卡号6011000990139424被盗刷", "6011000990139424", CARD_NUMBER),
+        ("amex 378282246310005", "378282246310005", CARD_NUMBER),
+        ("cvv 737", "737", CVV),
+        ("卡背面的三位数是 123", "123", CVV),
+        ("安全码：456", "456", CVV),
+        (f"身份证号 {VALID_RESIDENT_ID}", VALID_RESIDENT_ID, RESIDENT_ID),
+        (f"my id is {VALID_RESIDENT_ID.lower()}", VALID_RESIDENT_ID.lower(), RESIDENT_ID),
+    ],
+)
+def test_each_kind_of_secret_is_masked_and_recorded(text, secret, kind):
+    result = redact(text)
+    assert secret not in result.text
+    assert kind in result.kinds
+
+
+@pytest.mark.parametrize("card", VALID_CARDS)
+def test_luhn_valid_card_numbers_are_masked_whatever_the_separators(card):
+    assert redact(f"my card is {card}").kinds == [CARD_NUMBER]
+
+
+def test_a_cvv_right_after_a_card_number_is_masked_too():
+    result = redact("card number 4111-1111-1111-1111 exp 09/27 321")
+    assert "321" not in result.text and "4111" not in result.text
+    assert result.kinds == [CARD_NUMBER, CVV]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "error code 4012 when paying",
+        "promo code 2024 is not working",
+        "I transferred 5,000 yuan and the code took 30 minutes to arrive",
+        "订单号 202403181234567890",
+        "call me on 13812345678",
+        "transaction 4111111111111112 failed",  # sixteen digits, but not a valid card number
+        "my password is not working",
+        "密码是多少位",
+        "密码是6位数字吗",
+        "my pin is blocked",
+        "验证码收不到 已经等了10分钟",
+        "I paid ¥1,280 at 10:30 on 3 May",
+    ],
+)
+def test_amounts_phones_order_numbers_and_talk_about_secrets_stay_readable(text):
+    result = redact(text)
+    assert result.text == text
+    assert result.kinds == []
+
+
+def test_an_eighteen_digit_number_that_is_not_a_resident_id_stays():
+    assert redact("reference 110105194912310021").kinds == []  # wrong check digit, no cue
+
+
+def test_a_mistyped_resident_id_is_still_masked_when_named_as_one():
+    assert RESIDENT_ID in redact("身份证 110105194912310021").kinds
+
+
+def test_every_secret_in_one_message_is_masked_and_each_kind_recorded_once():
+    text = f"OTP 123456, password is P@ss1word, card 5555555555554444 cvc 999, id {VALID_RESIDENT_ID}"
+    result = redact(text)
+    for secret in ("123456", "P@ss1word", "5555555555554444", "999", VALID_RESIDENT_ID):
+        assert secret not in result.text
+    assert result.kinds == sorted([ONE_TIME_CODE, PASSWORD, CARD_NUMBER, CVV, RESIDENT_ID])
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [("zh", "请不要向任何人"), ("en", "Never send one-time codes")],
+)
+def test_the_acknowledgement_warns_the_customer_in_their_language(language, expected):
+    rules = Rules(CONFIG_DIR)
+    with_secret = rules.acknowledgement_text("general", language, "T1", [ONE_TIME_CODE])
+    without = rules.acknowledgement_text("general", language, "T1", [])
+    assert expected in with_secret
+    assert expected not in without
