@@ -161,12 +161,14 @@ class Classifier:
         for name, evidence in self._categories.items():
             negation = evidence.negated(prepared)
             if negation:
+                # "This is not fraud": the category's rules are off, and the statement itself
+                # counts against it as much as one rule would count for it.
                 negated.add(name)
+                hits[name] = -1
+                fired.append(f"{name}:negated:{_clip(negation.group(0))}")
+                continue
             found = evidence.hits(prepared)
             if not found:
-                continue
-            if negation:
-                fired.append(f"{name}:negated:{_clip(negation.group(0))}")
                 continue
             hits[name] = min(len(found), self._settings.max_rule_hits)
             fired += [f"{name}:{label}" for label in found]
@@ -178,7 +180,7 @@ class Classifier:
         category = max(posterior, key=posterior.__getitem__)
         confidence = posterior[category]
 
-        fraud_rule = FRAUD in hits
+        fraud_rule = hits.get(FRAUD, 0) > 0
         if (
             category != FRAUD
             and FRAUD not in negated

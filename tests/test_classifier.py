@@ -1,0 +1,311 @@
+"""The bilingual classifier: categories, urgency, safety, triage, entities, and the text it reads.
+
+The messages here are the team's own; none comes from ../shared/eval.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from router.classifier import Classifier, detect_language
+from router.config import ConfigError, load_config
+from router.entities import extract_entities
+from router.envelope import Urgency
+from router.rules import Rules
+from router.textprep import new_text, normalize, prepare
+from tests.conftest import CONFIG_DIR
+
+
+@pytest.fixture(scope="module")
+def rules() -> Rules:
+    return Rules(CONFIG_DIR)
+
+
+# --- categories, in both languages and every channel's shape ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "channel", "category"),
+    [
+        # two-word SMS
+        ("盗刷！！", "sms", "unauthorized_transaction"),
+        ("pin blocked", "sms", "password_reset"),
+        ("转账失败", "sms", "transaction_failed"),
+        ("tablet app?", "sms", "multi_device"),
+        ("手机丢了", "sms", "data_loss"),
+        ("fees abroad?", "sms", "general"),
+        # chat, Chinese, English and mixed
+        ("我昨天给房东转的租金显示成功了，可是房东说一分钱都没收到", "chat", "transaction_failed"),
+        ("there is a purchase at a jewellery shop on my account that I never made", "chat", "unauthorized_transaction"),
+        ("收到一条短信说我的账户要被冻结，让我点链接重新认证，这是你们发的吗", "chat", "account_security"),
+        ("能不能在 iPad 和手机上同时 login 同一个账号", "chat", "multi_device"),
+        ("我的 transfer 被 decline 了，balance 明明够的", "chat", "transaction_failed"),
+        ("how can I turn on two-step verification for my account", "telegram", "account_security"),
+        ("重装 app 以后 transaction history 全没了", "telegram", "data_loss"),
+        ("what's the monthly limit for sending money to other people", "telegram", "general"),
+        # speech-to-text: no punctuation, fillers and stutters
+        ("喂 你好 我 我那个 钱包里 少了 少了两千块 我 我没有转过 是不是 被人 盗了", "voice", "unauthorized_transaction"),
+        ("um hi yeah i um i forgot my uh my passcode and the the app won't let me in", "voice", "password_reset"),
+        ("hello um my phone fell in the bath and it won't turn on how do i get my wallet on a new one", "voice",
+         "data_loss"),
+    ],
+)
+def test_messages_get_the_category_a_support_lead_would_give(rules, text, channel, category):
+    assert rules.classify(text, channel=channel).category == category
+
+
+def test_only_the_new_text_of_an_email_reply_counts_not_the_quoted_history(rules):
+    email = (
+        "Thanks, that is sorted now. One more question: what is the fee for sending money to Canada?\n\n"
+        "Best regards,\nMaria Lopez\n+44 7700 900456\n\n"
+        "On Tue, 3 Sep 2024 at 09:12, Wallet Support <help@wallet.example> wrote:\n"
+        "> You wrote: someone made three payments from my wallet that I did not make, freeze it\n"
+        "> We have frozen your account.\n"
+    )
+    c = rules.classify(email, channel="email")
+    assert c.category == "general"
+    assert c.urgency is not Urgency.CRITICAL
+    assert rules.lane(email) == "standard"
+
+
+@pytest.mark.parametrize(
+    "quoted",
+    [
+        "-----Original Message-----\nFrom: support\nSubject: fraud report\n\nsomeone stole money from my wallet",
+        "在 2024年9月3日 周二 09:12，客服 <help@wallet.example> 写道：\n> 有人用我的钱包转走了五千，不是我转的",
+        "> someone used my card for purchases I didn't make\n> please block it",
+        "________________________________\nFrom: Wallet Support\nSent: Tuesday\n\nunauthorised transfers reported",
+    ],
+)
+def test_every_common_quoting_style_is_cut_before_classifying(rules, quoted):
+    text = f"I forgot my password again, can you send me a reset link?\n\n{quoted}"
+    assert "password" in new_text(text) and "stole" not in new_text(text) and "转走" not in new_text(text)
+    assert rules.classify(text, channel="email").category == "password_reset"
+
+
+def test_a_signature_is_not_read_as_part_of_the_message():
+    text = "您好：\n\n我想问一下提现的手续费是多少。\n\n谢谢\n王女士\n13800000000"
+    assert new_text(text) == "您好：\n\n我想问一下提现的手续费是多少。"
+
+
+def test_the_subject_line_counts_with_the_body(rules):
+    c = rules.classify("Please call me back today.", channel="email", subject="Re: payments I did not make")
+    assert c.category == "unauthorized_transaction"
+
+
+def test_voice_fillers_and_stutters_are_removed_and_chinese_words_joined():
+    assert normalize("um so I I um lost my phone") == "so i lost my phone"
+    assert normalize("喂 你好 我 我 的 钱包 多了 多了一笔 扣款") == "你好我的钱包多了一笔扣款"
+    assert normalize("ＡＢＣ，ｃａｒｄ") == "abc,card"  # full-width to half-width
+
+
+# --- every decision explains itself -------------------------------------------------------------
+
+
+def test_every_decision_carries_a_confidence_and_the_rules_that_fired(rules):
+    c = rules.classify("my transfer failed but the money was deducted", channel="chat")
+    assert 0 < c.confidence <= 1
+    assert any(r.startswith("transaction_failed:kw:") for r in c.rules)
+    assert any(r.startswith("model:") for r in c.rules)
+    assert "urgency:money_left_the_account" in c.rules
+    assert c.rules_version == rules.version
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [("我的钱包被盗了", "zh"), ("my card was declined", "en"), ("我的 balance 少了 ¥3,000，history 里没有记录", "zh"),
+     ("hi this is 王伟, my transfer failed", "en")],
+)
+def test_language_follows_the_script_that_carries_the_message(text, language):
+    assert detect_language(text) == language
+
+
+# --- urgency ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "category", "urgency"),
+    [
+        ("my transfer failed and the money already left my balance", "transaction_failed", Urgency.HIGH),
+        ("转账失败了，钱已经扣了，对方没收到", "transaction_failed", Urgency.HIGH),
+        ("my transfer failed, no money was taken, why?", "transaction_failed", Urgency.NORMAL),
+        ("付款失败，钱没扣，换了张卡也不行", "transaction_failed", Urgency.NORMAL),
+        ("my phone was stolen on the bus and it was unlocked with the wallet open", "data_loss", Urgency.CRITICAL),
+        ("手机被偷了，当时没锁屏", "data_loss", Urgency.CRITICAL),
+        ("my phone broke, will my history be safe?", "data_loss", Urgency.NORMAL),
+        ("will uninstalling the app delete my history?", "data_loss", Urgency.LOW),
+        ("a man who says he is from support can see my screen right now, he asked me to open the wallet",
+         "account_security", Urgency.CRITICAL),
+        ("someone logged in to my account from another city this morning, it wasn't me, nothing was taken",
+         "account_security", Urgency.HIGH),
+        ("how do I turn on login alerts?", "account_security", Urgency.LOW),
+        ("I'm at the pharmacy and my payment pin is locked, I need to pay now", "password_reset", Urgency.HIGH),
+        ("what is the fee for a withdrawal?", "general", Urgency.LOW),
+    ],
+)
+def test_urgency_follows_the_urgency_rules(rules, text, category, urgency):
+    c = rules.classify(text)
+    assert (c.category, c.urgency) == (category, urgency)
+
+
+def test_a_fraud_report_is_always_critical(rules):
+    for text in ("有人用我的钱包买了东西，不是我买的", "unknown charge of 20 on my card, not me"):
+        c = rules.classify(text)
+        assert c.category == "unauthorized_transaction" and c.urgency is Urgency.CRITICAL
+
+
+# --- asymmetric safety ---------------------------------------------------------------------------
+
+
+def _config_with(tmp_path, change) -> Classifier:
+    target = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, target)
+    path = target / "classifier.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    config = load_config(target)
+    return Classifier(config.classifier, config.version)
+
+
+def test_the_model_never_lowers_the_urgency_a_fraud_rule_set(tmp_path):
+    # A fraud keyword in a message every example calls a fee question: whatever category wins,
+    # the urgency stays critical.
+    def add_keyword(data):
+        data["categories"]["unauthorized_transaction"]["keywords"]["en"].append("zebra-alert")
+        data["model"]["fraud_floor"] = 1.0  # the model alone may not lift it: only the rule counts
+        data["model"]["rule_weight"] = 0.0  # and the rule adds no weight to the category either
+
+    classifier = _config_with(tmp_path, add_keyword)
+    c = classifier.classify("what is the fee for a transfer to my own bank account zebra-alert")
+    assert c.category != "unauthorized_transaction"
+    assert c.urgency is Urgency.CRITICAL
+    assert "safety:fraud_rule_keeps_critical" in c.rules
+    assert classifier.prescreen("what is the fee for a transfer zebra-alert")
+
+
+def test_a_rule_that_would_lower_fraud_urgency_is_refused(tmp_path):
+    def lower_fraud(data):
+        data["urgency_rules"].append(
+            {"name": "calm_fraud", "categories": ["unauthorized_transaction"], "urgency": "low", "lowers": True,
+             "keywords": {"en": ["just checking"]}}
+        )
+
+    with pytest.raises(ConfigError) as err:
+        _config_with(tmp_path, lower_fraud)
+    assert "may not lower the urgency of unauthorized_transaction" in str(err.value)
+    assert "classifier.yaml:" in str(err.value)
+
+
+def test_a_negative_pattern_switches_the_fraud_rules_off(rules):
+    c = rules.classify("I did make that payment myself, it is not fraud, I only want to know the fee")
+    assert c.category != "unauthorized_transaction" and c.urgency is not Urgency.CRITICAL
+    assert any(r.startswith("unauthorized_transaction:negated:") for r in c.rules)
+
+
+def test_fraud_wins_below_an_even_chance(rules):
+    # Nothing here is a fraud keyword; the model's lean towards fraud is enough.
+    c = rules.classify("a company called BRIGHTLINE took 60 from me, who are they?")
+    assert c.category == "unauthorized_transaction"
+
+
+# --- triage ----------------------------------------------------------------------------------------
+
+
+def test_a_doubtful_message_keeps_its_category_but_goes_to_triage(rules):
+    c = rules.classify("hello?")
+    assert c.confidence < rules.config.classifier.triage_below_confidence
+    assert rules.queue_for(c) == "triage"
+    assert rules.config.queue_for(c.category) != "triage"  # the category alone routes elsewhere
+
+
+def test_a_doubtful_fraud_report_goes_to_the_fraud_queue_not_to_triage(rules):
+    from router.envelope import Classification
+
+    doubtful_fraud = Classification(category="unauthorized_transaction", urgency=Urgency.CRITICAL,
+                                    confidence=0.2, language="en")
+    assert rules.queue_for(doubtful_fraud) == "fraud"
+
+
+# --- operators tune it in config ---------------------------------------------------------------------
+
+
+def test_an_operator_keyword_changes_the_decision_after_a_reload(tmp_path, rules):
+    text = "where do I see my loyalty stamps"
+    before = rules.classify(text)
+
+    def teach(data):
+        data["categories"]["multi_device"]["keywords"]["en"].append("loyalty stamps")
+        data["model"]["rule_weight"] = 6.0
+
+    after = _config_with(tmp_path, teach).classify(text)
+    assert after.category == "multi_device" and before.category != "multi_device"
+    assert "multi_device:kw:loyalty stamps" in after.rules
+
+
+def test_the_model_is_trained_from_the_examples_in_config(tmp_path):
+    def relabel(data):
+        # Teach the model one new phrase through examples only: no keyword, no pattern.
+        data["categories"]["multi_device"]["examples"]["en"] += ["quokka quokka sync"] * 8
+
+    classifier = _config_with(tmp_path, relabel)
+    assert classifier.classify("quokka sync please").category == "multi_device"
+
+
+def test_the_fast_scoring_path_gives_scikit_learns_probabilities(rules):
+    model = rules.classifier.model
+    for text in ("我的钱包被盗刷了", "my transfer failed", "hello", "手机 tablet 同时 login"):
+        prepared = prepare(text)
+        fast, reference = model.probabilities(prepared), model.sklearn_probabilities(prepared)
+        assert fast == pytest.approx(reference, abs=1e-9)
+
+
+def test_a_config_without_enough_examples_is_refused(tmp_path):
+    def strip(data):
+        for category in data["categories"].values():
+            category["examples"] = {"zh": [], "en": []}
+
+    with pytest.raises(ConfigError) as err:
+        _config_with(tmp_path, strip)
+    assert "examples are needed" in str(err.value)
+
+
+# --- entities --------------------------------------------------------------------------------------
+
+
+def test_entities_are_extracted_from_what_the_customer_wrote(rules):
+    c = rules.classify(
+        "transfer TXN20240311778 of ¥2,350.00 failed on 2024-03-11 at 14:05 with error E1023, "
+        "call me on +86 138 0013 8000 or mail li.wei@example.com"
+    )
+    e = c.entities
+    assert e["transaction_ids"] == ["TXN20240311778"]
+    assert e["amounts"] == ["¥2,350.00"]
+    assert e["error_codes"] == ["E1023"]
+    assert "2024-03-11" in e["dates"] and "14:05" in e["times"]
+    assert e["phone_numbers"] == ["+86 138 0013 8000"]
+    assert e["emails"] == ["li.wei@example.com"]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("3月5日晚上9点多扣了我648元", "amounts", "648元"),
+        ("3月5日晚上9点多扣了我648元", "dates", "3月5日"),
+        ("3月5日晚上9点多扣了我648元", "times", "晚上9点多"),
+        ("订单号：4200001234567890 一直处理中", "transaction_ids", "4200001234567890"),
+        ("提示返回码 R-77，付不了款", "error_codes", "R-77"),
+        ("paid 45 EUR yesterday", "amounts", "45 EUR"),
+        ("ref PAY-88812-X was charged twice", "transaction_ids", "PAY-88812-X"),
+        ("我的电话 139 1234 5678", "phone_numbers", "139 1234 5678"),
+    ],
+)
+def test_entities_in_chinese_and_english_forms(text, kind, value):
+    assert value in extract_entities(text)[kind]
+
+
+def test_a_message_without_digits_has_no_numeric_entities():
+    assert extract_entities("my transfer failed this morning") == {"dates": ["this morning"]}
