@@ -37,7 +37,6 @@ class ImapPoller:
     def __init__(self, settings: EmailSettings, intake: EmailIntake):
         self.settings, self.intake = settings, intake
         self._tasks: list[asyncio.Task] = []
-        self.rounds = 0  # finished polling rounds, all mailboxes: lets a test wait for one
 
     async def start(self) -> None:
         if self._tasks:
@@ -66,7 +65,6 @@ class ImapPoller:
                 delay = 1.0
                 while True:
                     more = await self._round(conn, mailbox)
-                    self.rounds += 1
                     if not more:
                         await self._wait(conn, mailbox)
             except asyncio.CancelledError:
