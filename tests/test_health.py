@@ -35,20 +35,20 @@ async def test_readyz_names_kafka_when_the_broker_is_gone_and_recovers_when_it_i
     assert resp.status == 200
 
 
-async def test_readyz_names_the_database_when_it_cannot_be_reached(tmp_path):
+async def test_readyz_names_the_database_when_it_cannot_be_opened(tmp_path):
     import aiohttp
 
     from router.app import Router
     from tests.conftest import make_settings
 
-    db = tmp_path / "gone" / "store.db"
+    db = tmp_path / "store.db"
     async with Router(make_settings(f"sqlite+aiosqlite:///{db}")) as router, aiohttp.ClientSession() as http:
-        db.parent.chmod(0o000)  # the database file can no longer be opened
-        try:
-            await router.store.engine.dispose()  # no pooled connection hides the loss
-            async with http.get(f"http://127.0.0.1:{router.gateway.port}/readyz") as resp:
-                body = await resp.json()
-        finally:
-            db.parent.chmod(0o755)
+        await router.store.engine.dispose()  # no pooled connection hides the loss
+        for leftover in tmp_path.glob("store.db*"):
+            leftover.unlink()
+        db.mkdir()  # where the database file was, a directory: SQLite cannot open it (even as root)
+        async with http.get(f"http://127.0.0.1:{router.gateway.port}/readyz") as resp:
+            body = await resp.json()
+        db.rmdir()
     assert resp.status == 503
     assert "database" in body["problems"] and "kafka" not in body["problems"]
