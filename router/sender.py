@@ -32,11 +32,26 @@ class SenderService:
             bus, [bus.topics.outbound], group, self.handle, "send", on_dead_letter=self._mark_failed
         )
 
+    def _lifecycled(self) -> list:
+        """Senders with their own connections (a pool, a bot) to open and close; each once."""
+        unique = {id(s): s for s in self.senders.values()}.values()
+        return [s for s in unique if hasattr(s, "start") and hasattr(s, "stop")]
+
     async def start(self) -> None:
+        for sender in self._lifecycled():
+            try:
+                await sender.start()
+            except Exception as exc:  # a provider away at start: each send tries again
+                log.warning("sender.start_failed", sender=type(sender).__name__, error=repr(exc)[:300])
         await self.loop.start()
 
     async def stop(self) -> None:
         await self.loop.stop()
+        for sender in reversed(self._lifecycled()):
+            try:
+                await sender.stop()
+            except Exception as exc:  # the others must still close
+                log.warning("sender.stop_failed", sender=type(sender).__name__, error=repr(exc)[:300])
 
     async def handle(self, record: ConsumerRecord) -> None:
         try:
