@@ -242,13 +242,23 @@ class TwilioApiHttpClient(AsyncTwilioHttpClient):
     """twilio's async HTTP client, sent to a configurable base URL.
 
     Twilio documents a custom HTTP client as the way to send its REST calls elsewhere (a proxy, a
-    stand-in). One short-lived aiohttp session per request: senders have no stop hook that could
-    close a pooled one, and a support desk sends a few messages a second at most.
+    stand-in). Between open() and close() (the sender service's start and stop) requests share
+    one pooled session, so a reply does not pay a TLS handshake; outside them each request opens
+    and closes its own.
     """
 
     def __init__(self, base_url: str = TWILIO_API, timeout: float = 30.0):
         super().__init__(pool_connections=False, timeout=timeout)
         self.base_url = base_url.rstrip("/")
+
+    async def open(self) -> None:
+        if self.session is None:
+            self.session = ClientSession()
+
+    async def close(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            await session.close()
 
     def rewrite(self, url: str) -> str:
         parts = urlsplit(url)
@@ -269,7 +279,13 @@ class TwilioApiHttpClient(AsyncTwilioHttpClient):
             "allow_redirects": allow_redirects,
         }
         self.log_request(kwargs)
-        async with ClientSession() as session, session.request(**kwargs) as response:
+        if self.session is not None:
+            return await self._send(self.session, kwargs)
+        async with ClientSession() as session:
+            return await self._send(session, kwargs)
+
+    async def _send(self, session: ClientSession, kwargs: dict[str, Any]) -> TwilioResponse:
+        async with session.request(**kwargs) as response:
             text = await response.text()
             self.log_response(response.status, response)
             return TwilioResponse(response.status, text, response.headers)
@@ -290,9 +306,15 @@ class TwilioRest:
             username, password = settings.api_key, settings.api_secret.get_secret_value()
         else:
             username, password = settings.account_sid, settings.auth_token.get_secret_value()
-        http = TwilioApiHttpClient(settings.api_base_url, timeout=settings.request_timeout_seconds)
-        self.client = Client(username, password, account_sid=settings.account_sid, http_client=http)
+        self.http = TwilioApiHttpClient(settings.api_base_url, timeout=settings.request_timeout_seconds)
+        self.client = Client(username, password, account_sid=settings.account_sid, http_client=self.http)
         self._sleep = sleep
+
+    async def start(self) -> None:
+        await self.http.open()
+
+    async def stop(self) -> None:
+        await self.http.close()
 
     async def create_message(self, **params: Any) -> str:
         message = await self._with_retries("message", self.client.messages.create_async, params)
@@ -389,6 +411,12 @@ class TwilioMessageSender:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.max_chars = max_chars
         self._progress: OrderedDict[str, dict[int, str]] = OrderedDict()
+
+    async def start(self) -> None:
+        await self.rest.start()
+
+    async def stop(self) -> None:
+        await self.rest.stop()
 
     def _to(self, out: Outbound) -> str:
         number = out.to.removeprefix("whatsapp:")

@@ -343,6 +343,12 @@ class TwilioCallbackSender:
     def __init__(self, rest: TwilioRest, store, config: VoiceConfig):
         self.rest, self.store, self.config = rest, store, config
 
+    async def start(self) -> None:
+        await self.rest.start()
+
+    async def stop(self) -> None:
+        await self.rest.stop()
+
     async def send(self, out: Outbound) -> None:
         if not E164.match(out.to):
             raise DeliveryFailed(f"cannot call {out.to!r} back: not a phone number (a withheld caller id?)")

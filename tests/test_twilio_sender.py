@@ -89,6 +89,19 @@ async def test_the_real_twilio_client_reaches_the_standin_over_http_with_the_acc
     assert sid == standin.messages[0]["sid"] and sid.startswith("SM")
 
 
+async def test_between_start_and_stop_replies_share_one_connection(standin):
+    rest = TwilioRest(settings_for(standin))
+    await rest.start()
+    try:
+        for body in ("one", "two", "three"):
+            await rest.create_message(to=CUSTOMER, from_=OUR_NUMBER, body=body)
+    finally:
+        await rest.stop()
+    assert len({r.peer for r in standin.requests}) == 1
+    await rest.create_message(to=CUSTOMER, from_=OUR_NUMBER, body="after stop")  # its own connection
+    assert len({r.peer for r in standin.requests}) == 2
+
+
 def test_the_api_base_url_is_twilios_own_unless_set(monkeypatch):
     monkeypatch.delenv("SUPPORTROUTER_TWILIO_API_BASE_URL", raising=False)
     assert TwilioSettings().api_base_url == TWILIO_API

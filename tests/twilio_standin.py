@@ -35,6 +35,7 @@ class RecordedRequest:
     form: dict[str, list[str]]
     username: str | None
     status: int = 0
+    peer: tuple | None = None  # the client's address and port: one per TCP connection
 
     def one(self, name: str) -> str | None:
         values = self.form.get(name)
@@ -116,8 +117,8 @@ class TwilioStandIn:
         header = request.headers.get("Authorization", "")
         if header.startswith("Basic "):
             username, _, password = base64.b64decode(header[6:]).decode().partition(":")
-        recorded = RecordedRequest(request.method, request.path,
-                                   {k: form.getall(k) for k in form.keys()}, username)
+        recorded = RecordedRequest(request.method, request.path, {k: form.getall(k) for k in form.keys()},
+                                   username, peer=request.transport.get_extra_info("peername"))
         self.requests.append(recorded)
         if username != self.account_sid or password != self.auth_token:
             return recorded, _error(401, 20003, "Authenticate")
