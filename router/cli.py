@@ -127,12 +127,13 @@ def _simulate(args: argparse.Namespace) -> int:
 def _simulated_route(rules, args: argparse.Namespace, redacted, classification) -> dict:
     """The routing part of simulate: filter matched, queue, priority, and the reply."""
     from router.envelope import Channel, Envelope, Sender
+    from router.redact import redact
     from router.replay import offline_decision
 
     envelope = Envelope.new(
         channel=Channel(args.channel), channel_message_id="simulate", conversation_key="simulate",
         sender=Sender(address="simulate"), text=redacted.text, redactions=redacted.kinds,
-        classification=classification,
+        subject=redact(args.subject).text if args.subject else None, classification=classification,
     )
     customer = {"vip": True} if args.vip else {}
     decision = offline_decision(rules, envelope, language=args.language, customer=customer)
