@@ -28,6 +28,18 @@ log = structlog.get_logger("router.bus")
 Handler = Callable[[ConsumerRecord], Awaitable[None]]
 
 
+async def _cancel(task: asyncio.Task | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception as exc:  # the loop had already died; the consumer must still be closed
+        log.error("consumer.loop_died", task=task.get_name(), error=repr(exc)[:300])
+
+
 async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
     try:
         await consumer.stop()
@@ -189,13 +201,8 @@ class ConsumerLoop:
 
     async def stop(self) -> None:
         self._stopping = True
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await _cancel(self._task)
+        self._task = None
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await stop_consumer(consumer)
@@ -204,20 +211,31 @@ class ConsumerLoop:
         assert self._consumer is not None
         consumer = self._consumer
         while not self._stopping:
-            batches = await consumer.getmany(timeout_ms=500, max_records=self.batch)
-            if not batches:
-                self.idle.set()
-                continue
-            self.idle.clear()
             try:
-                # Partitions are independent (one conversation stays on one partition), so they
-                # are handled side by side; within a partition, strictly in order.
-                offsets = await asyncio.gather(*(self._partition(records) for records in batches.values()))
-                # Shielded so a stop never abandons a commit half-way; a crash before it
-                # redelivers the batch, which the idempotent handlers absorb.
-                await asyncio.shield(consumer.commit(dict(zip(batches, offsets, strict=True))))
-            finally:
-                self.idle.set()
+                await self._batch(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # A lost broker or a rebalance (CommitFailedError): what was not committed comes
+                # back and the idempotent handlers absorb it. The loop itself must never die.
+                log.warning("consumer.batch_failed", stage=self.stage, error=repr(exc)[:300])
+                await asyncio.sleep(1)
+
+    async def _batch(self, consumer: AIOKafkaConsumer) -> None:
+        batches = await consumer.getmany(timeout_ms=500, max_records=self.batch)
+        if not batches:
+            self.idle.set()
+            return
+        self.idle.clear()
+        try:
+            # Partitions are independent (one conversation stays on one partition), so they
+            # are handled side by side; within a partition, strictly in order.
+            offsets = await asyncio.gather(*(self._partition(records) for records in batches.values()))
+            # Shielded so a stop never abandons a commit half-way; a crash before it
+            # redelivers the batch, which the idempotent handlers absorb.
+            await asyncio.shield(consumer.commit(dict(zip(batches, offsets, strict=True))))
+        finally:
+            self.idle.set()
 
     async def _partition(self, records: list[ConsumerRecord]) -> int:
         """Handle one partition's records in order; return the offset to commit."""
@@ -297,20 +315,23 @@ class TopicFanout:
         self._task = asyncio.create_task(self._run(), name=f"fanout:{self.topic}")
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await _cancel(self._task)
+        self._task = None
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await stop_consumer(consumer)
 
     async def _run(self) -> None:
         assert self._consumer is not None
-        async for record in self._consumer:
+        while True:
+            try:
+                record = await self._consumer.getone()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker is away: keep trying, never die
+                log.warning("fanout.fetch_failed", topic=self.topic, error=repr(exc)[:300])
+                await asyncio.sleep(1)
+                continue
             try:
                 await self.callback(record)
             except Exception as exc:  # one bad record or socket must not stop the stream

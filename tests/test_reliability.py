@@ -82,3 +82,72 @@ async def test_a_poison_record_goes_to_the_dlq_and_does_not_block_its_partition(
         return [c for c in await store.queue_conversations("general") if c["conversation_key"] == key.decode()]
 
     assert await wait_for(good_stored)
+
+
+async def test_the_pipeline_carries_on_after_the_broker_was_away(running_router):
+    """A broker outage long enough to break the consumers' group sessions and commits."""
+    r = running_router
+    broker = r.router.broker
+    await broker.stop()
+    await asyncio.sleep(6)  # three session timeouts of the embedded default
+    await broker.start()  # same port; memory storage, so the router's topics come back empty
+    await r.router.bus.ensure_topics()
+    admin = await r.login()
+    token = await r.chat_session()
+
+    async def routed():
+        async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
+            await ws.receive_json()
+            await ws.send_json({"type": "message", "text": "someone stole money from my wallet", "id": "after"})
+            frame = await ws.receive_json()
+        if frame["type"] != "accepted":
+            await asyncio.sleep(0.5)
+            return None
+        return True
+
+    assert await wait_for(routed, timeout=30)
+
+    async def in_fraud_queue():
+        async with r.http.get(r.url("/api/queues/fraud/conversations"), headers=admin) as resp:
+            return (await resp.json())["conversations"]
+
+    [conversation] = await wait_for(in_fraud_queue, timeout=60)
+    assert conversation["urgency"] == "critical"
+
+
+async def test_a_consumer_loop_survives_a_commit_that_fails_while_the_broker_is_away():
+    """The broker goes away while a batch is in hand: the commit fails, the loop must not die."""
+    from router.broker import EmbeddedBroker
+    from router.bus import ConsumerLoop, KafkaBus
+    from router.settings import Settings
+
+    async with EmbeddedBroker() as broker:
+        async with KafkaBus(Settings(partitions=1), broker.bootstrap_servers, embedded=True) as bus:
+            topic = bus.topics.classified
+            seen: list[bytes] = []
+            outage_done = asyncio.Event()
+
+            async def handler(record) -> None:
+                seen.append(record.value)
+                if record.value == b"first":
+                    await broker.stop()  # the commit after this record cannot reach the broker
+                    asyncio.get_running_loop().call_later(6, lambda: asyncio.ensure_future(restart()))
+
+            async def restart() -> None:
+                await broker.start()
+                await bus.ensure_topics()
+                outage_done.set()
+
+            await bus.publish(topic, b"first")
+            loop = ConsumerLoop(bus, [topic], "test-outage", handler, "test")
+            await loop.start()
+            try:
+                async with asyncio.timeout(30):
+                    await outage_done.wait()
+                await bus.publish(topic, b"after the outage")
+                async with asyncio.timeout(60):
+                    while b"after the outage" not in seen:
+                        await asyncio.sleep(0.1)
+            finally:
+                await loop.stop()
+    assert seen[0] == b"first" and seen[-1] == b"after the outage"
