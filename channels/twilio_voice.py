@@ -118,6 +118,9 @@ def load_voice_config(config_dir: Path | str) -> VoiceConfig:
     return load_model_file(Path(config_dir) / "voice.yaml", VoiceConfig, "voice.yaml")
 
 
+check_config = load_voice_config  # what `supportrouter config check` calls
+
+
 # --- the webhooks ----------------------------------------------------------------------------------
 
 

@@ -85,3 +85,14 @@ def test_config_check_command_exits_1_and_prints_the_problems(config_copy):
     ok = subprocess.run([sys.executable, "-m", "router.cli", "config", "check", str(CONFIG_DIR)],
                         capture_output=True, text=True, check=False)
     assert ok.returncode == 0 and "OK" in ok.stdout
+
+
+def test_config_check_also_checks_the_channels_own_files(config_copy):
+    path = config_copy / "voice.yaml"
+    path.write_text(path.read_text() + "\nunexpected_key: 1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "router.cli", "config", "check", str(config_copy)],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 1
+    assert "voice.yaml:" in result.stderr and "unexpected_key: unknown key" in result.stderr
