@@ -9,6 +9,7 @@ of a fraud report. Every decision carries its confidence and the rules that fire
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -16,15 +17,17 @@ from dataclasses import dataclass
 from router.config import ClassifierConfig
 from router.entities import extract_entities
 from router.envelope import Classification, Urgency
+from router.fastre import AnchorIndex, anchors
 from router.keywords import KeywordIndex
 from router.model import NgramModel
-from router.textprep import for_model, new_text, prepare, subject_text
+from router.textprep import for_model, prepare, prepare_with_source
 
 FRAUD = "unauthorized_transaction"
+_LOG_FLOOR = math.log(1e-6)  # a category the model gives nothing still has a sliver for rules to lift
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]")
+_numbers = itertools.count()  # pattern numbers, unique in the process
 _UPPER_IN_PATTERN = re.compile(r"(?<!\\)[A-Z]")
-_LETTER_IN_PATTERN = re.compile(r"(?<!\\)[A-Za-z]{2,}")
 
 
 def detect_language(text: str) -> str:
@@ -35,27 +38,22 @@ def detect_language(text: str) -> str:
     return "zh" if cjk * 4 >= len(_LATIN.findall(text)) else "en"
 
 
-_SCRIPTS = ((False, False), (False, True), (True, False), (True, True))
+@dataclass(frozen=True)
+class _Pattern:
+    regex: re.Pattern
+    anchors: frozenset[str] | None  # one of these is in any text it matches (None: unknown)
+    number: int  # its key in the AnchorIndex; -1 when it has no anchors and always runs
 
 
-def _by_script(patterns: list[str]) -> dict[tuple[bool, bool], tuple[re.Pattern, ...]]:
-    """For each (has Chinese, has Latin letters) kind of text, the patterns worth running on it.
-
-    A pattern that spells Chinese characters cannot match a text without any, and one that spells
-    English words cannot match a text without Latin letters. The text is already lower case, and
-    ignoring case costs the regex engine twice the time, so only a pattern that spells an
-    upper-case letter gets it.
-    """
-    compiled = [
-        (re.compile(p, re.I if _UPPER_IN_PATTERN.search(p) else 0), bool(_CJK.search(p)), bool(_LETTER_IN_PATTERN.search(p)))
-        for p in patterns
-    ]
-    return {
-        (chinese, latin): tuple(
-            rx for rx, zh, en in compiled if (zh and chinese) or (en and latin) or not (zh or en)
-        )
-        for chinese, latin in _SCRIPTS
-    }
+def _compile(patterns: list[str]) -> tuple[_Pattern, ...]:
+    """The text is already lower case, and ignoring case costs the regex engine twice the time,
+    so only a pattern that spells an upper-case letter gets it."""
+    out = []
+    for p in patterns:
+        flags = re.I if _UPPER_IN_PATTERN.search(p) else 0
+        found = anchors(p, flags)
+        out.append(_Pattern(re.compile(p, flags), found, next(_numbers) if found else -1))
+    return tuple(out)
 
 
 def _clip(text: str, limit: int = 40) -> str:
@@ -68,40 +66,49 @@ class _Text:
 
     text: str
     keywords: dict[str, list[str]]
-    script: tuple[bool, bool]  # has Chinese, has Latin letters
-
-    @classmethod
-    def of(cls, prepared: str, index: KeywordIndex) -> _Text:
-        return cls(prepared, index.find(prepared), (bool(_CJK.search(prepared)), bool(_LATIN.search(prepared))))
+    live: frozenset[int]  # numbers of the patterns one of whose anchors it contains: the others cannot match
+    source: str  # the subject and new text as written, for the entities
 
 
 class _Evidence:
-    """One rule's patterns and negative patterns; its keywords live in the shared KeywordIndex."""
+    """One rule's patterns and negative patterns; its keywords live in the shared KeywordIndex.
+
+    A pattern whose anchors are known runs only when the text contains one of them (`_Text.live`);
+    one whose anchors are unknown always runs.
+    """
 
     def __init__(self, owner: str, patterns: list[str], negatives: list[str]):
         self.owner = owner
-        self._patterns = _by_script(patterns)
-        self._negatives = _by_script(negatives)
+        self.patterns = _compile(patterns)
+        self.negatives = _compile(negatives)
+        self._patterns = [(p.regex, p.number) for p in self.patterns]
+        self._negatives = [(p.regex, p.number) for p in self.negatives]
 
     def negated(self, text: _Text) -> re.Match | None:
-        for negative in self._negatives[text.script]:
-            match = negative.search(text.text)
-            if match:
-                return match
+        live, body = text.live, text.text
+        for regex, number in self._negatives:
+            if number < 0 or number in live:
+                match = regex.search(body)
+                if match:
+                    return match
         return None
 
     def hits(self, text: _Text) -> list[str]:
         found = [f"kw:{k}" for k in text.keywords.get(self.owner, ())]
-        for pattern in self._patterns[text.script]:
-            match = pattern.search(text.text)
-            if match:
-                found.append(f"re:{_clip(match.group(0))}")
+        live, body = text.live, text.text
+        for regex, number in self._patterns:
+            if number < 0 or number in live:
+                match = regex.search(body)
+                if match:
+                    found.append(f"re:{_clip(match.group(0))}")
         return found
 
     def fires(self, text: _Text) -> bool:
-        if self.owner in text.keywords or any(p.search(text.text) for p in self._patterns[text.script]):
-            return self.negated(text) is None
-        return False
+        if self.owner not in text.keywords:
+            live, body = text.live, text.text
+            if not any((number < 0 or number in live) and regex.search(body) for regex, number in self._patterns):
+                return False
+        return self.negated(text) is None
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,9 @@ class Classifier:
                 _UrgencyRule(rule.name, frozenset(rule.categories), rule.urgency, rule.lowers, rule.urgent_lane, evidence)
             )
         self._lane_rules = [rule for rule in self._urgency_rules if rule.urgent_lane]
+        self._rules_for = {name: [r for r in self._urgency_rules if name in r.categories] for name in self._categories}
+        every = [*self._categories.values(), *(rule.evidence for rule in self._urgency_rules)]
+        self._anchors = AnchorIndex((p.anchors, p.number) for e in every for p in (*e.patterns, *e.negatives))
         texts, labels = [], []
         for name, rules in config.categories.items():
             for example in rules.examples.all():
@@ -147,14 +157,14 @@ class Classifier:
 
     def prescreen(self, text: str, subject: str | None = None) -> bool:
         """The fast rules only: may this message be fraud, a takeover or otherwise critical?"""
-        prepared = _Text.of(prepare(text, subject), self._keywords)
+        prepared = self._text(text, subject)
         fraud = self._categories.get(FRAUD)
         if fraud is not None and fraud.fires(prepared):
             return True
         return any(rule.evidence.fires(prepared) for rule in self._lane_rules)
 
     def classify(self, text: str, channel: str | None = None, subject: str | None = None) -> Classification:
-        prepared = _Text.of(prepare(text, subject), self._keywords)
+        prepared = self._text(text, subject)
         fired: list[str] = []
         hits: dict[str, int] = {}
         negated: set[str] = set()
@@ -173,10 +183,10 @@ class Classifier:
             hits[name] = min(len(found), self._settings.max_rule_hits)
             fired += [f"{name}:{label}" for label in found]
 
-        probabilities = self.model.probabilities(for_model(prepared.text))
-        model_best = max(probabilities, key=probabilities.__getitem__)
-        fired.append(f"model:{model_best}={probabilities[model_best]:.2f}")
-        posterior = self._combine(probabilities, hits)
+        log_probabilities = self.model.log_probabilities(for_model(prepared.text))
+        model_best = max(log_probabilities, key=log_probabilities.__getitem__)
+        fired.append(f"model:{model_best}={math.exp(log_probabilities[model_best]):.2f}")
+        posterior = self._combine(log_probabilities, hits)
         category = max(posterior, key=posterior.__getitem__)
         confidence = posterior[category]
 
@@ -202,14 +212,18 @@ class Classifier:
             confidence=round(confidence, 3),
             rules=fired,
             language=detect_language(text),
-            entities=extract_entities(f"{subject_text(subject)}\n{new_text(text)}"),
+            entities=extract_entities(prepared.source),
             rules_version=self._version,
         )
 
-    def _combine(self, probabilities: dict[str, float], hits: dict[str, int]) -> dict[str, float]:
+    def _text(self, text: str, subject: str | None) -> _Text:
+        prepared, source = prepare_with_source(text, subject)
+        return _Text(prepared, self._keywords.find(prepared), self._anchors.live(prepared), source)
+
+    def _combine(self, log_probabilities: dict[str, float], hits: dict[str, int]) -> dict[str, float]:
         weight = self._settings.rule_weight
         logits = {
-            name: math.log(max(probabilities.get(name, 0.0), 1e-6)) + weight * hits.get(name, 0)
+            name: max(log_probabilities.get(name, _LOG_FLOOR), _LOG_FLOOR) + weight * hits.get(name, 0)
             for name in self._categories
         }
         top = max(logits.values())
@@ -221,7 +235,7 @@ class Classifier:
         urgency = self._defaults.get(category, Urgency.LOW)
         if category == FRAUD:
             return Urgency.CRITICAL
-        applicable = [r for r in self._urgency_rules if category in r.categories]
+        applicable = self._rules_for.get(category, ())
         # Lowering rules first, then raising ones: a sign of harm always wins over a sign of calm.
         for rule in applicable:
             if rule.lowers and rule.urgency.rank < urgency.rank and rule.evidence.fires(prepared):

@@ -69,13 +69,13 @@ class NgramModel:
         self.classes: list[str] = [str(c) for c in model.classes_]
         self._vocabulary: dict[str, int] = dict(vectorizer.vocabulary_)
         idf = vectorizer.idf_.astype(np.float64)
-        self._idf_squared = idf * idf
         coef, intercept = model.coef_, model.intercept_
         if coef.shape[0] == 1:  # two classes: scikit-learn keeps one row
             coef = np.vstack([-coef[0] / 2, coef[0] / 2])
             intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-        # One row per n-gram, pre-multiplied by its idf: a message's scores are a gather and a sum.
-        self._weights = np.ascontiguousarray((coef * idf).T)
+        # One row per n-gram: its weight for each class pre-multiplied by its idf, then its idf
+        # squared. A message's scores and its l2 norm are then one gather and one sum.
+        self._table = np.ascontiguousarray(np.hstack([(coef * idf).T, (idf * idf)[:, None]]))
         self._intercept = intercept.astype(np.float64)
         self._sklearn = (vectorizer, model)
         # Chunks (words, or whole Chinese phrases) recur from message to message: their n-grams'
@@ -99,18 +99,20 @@ class NgramModel:
                 present.add(row)
         return present
 
-    def probabilities(self, text: str) -> dict[str, float]:
+    def log_probabilities(self, text: str) -> dict[str, float]:
+        """The natural log of each class's probability (what the classifier adds rules to)."""
         present = self._rows(text)
         if present:
-            index = np.fromiter(present, dtype=np.intp, count=len(present))
-            norm = math.sqrt(float(self._idf_squared[index].sum()))
-            scores = (self._weights[index].sum(axis=0) / norm + self._intercept).tolist()
+            summed = self._table.take(np.fromiter(present, dtype=np.intp, count=len(present)), axis=0).sum(axis=0)
+            scores = (summed[:-1] / math.sqrt(summed[-1]) + self._intercept).tolist()
         else:
             scores = self._intercept.tolist()
         top = max(scores)
-        exp = [math.exp(s - top) for s in scores]
-        total = sum(exp)
-        return {name: value / total for name, value in zip(self.classes, exp, strict=True)}
+        normalizer = top + math.log(sum(math.exp(s - top) for s in scores))
+        return {name: s - normalizer for name, s in zip(self.classes, scores, strict=True)}
+
+    def probabilities(self, text: str) -> dict[str, float]:
+        return {name: math.exp(value) for name, value in self.log_probabilities(text).items()}
 
     def sklearn_probabilities(self, text: str) -> dict[str, float]:
         """The same through scikit-learn: slow, kept so a test can prove the fast path equal."""

@@ -40,6 +40,7 @@ _SIGN_OFF = re.compile(
 _SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|fw|fwd|aw|回复|答复|转发)\s*[:：]\s*)+", re.I)
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff"
+_HAS_CJK = re.compile(f"[{_CJK}]")
 _CJK_GAP = re.compile(rf"(?<=[{_CJK}])\s+(?=[{_CJK}])")
 _EN_FILLERS = re.compile(r"\b(?:um+|uh+|erm+|er|ah+|hmm+|mm+|uh-huh)\b[,.]?\s*", re.I)
 _ZH_FILLERS = re.compile(r"[嗯呃唔]+|^\s*喂[，,\s]*")
@@ -105,12 +106,16 @@ def subject_text(subject: str | None) -> str:
 def normalize(text: str) -> str:
     """Lower case, half-width, no fillers or stutters, no spaces between Chinese words."""
     text = unicodedata.normalize("NFKC", text).lower().translate(_QUOTES)
+    chinese = _HAS_CJK.search(text) is not None
     text = _EN_FILLERS.sub("", text)
-    text = _ZH_FILLERS.sub(" ", text)
+    if chinese:
+        text = _ZH_FILLERS.sub(" ", text)
     text = _SPACES.sub(" ", text).strip()
-    text = _STUTTER_CJK.sub(r"\1", text)
+    if chinese:
+        text = _STUTTER_CJK.sub(r"\1", text)
     text = _REPEAT_WORD.sub(r"\1", text)
-    text = _CJK_GAP.sub("", text)
+    if chinese:
+        text = _CJK_GAP.sub("", text)
     return text
 
 
@@ -121,6 +126,12 @@ def for_model(normalized: str) -> str:
 
 def prepare(text: str, subject: str | None = None) -> str:
     """Subject line (reply prefixes removed) and new text, normalized: what rules and model read."""
+    return prepare_with_source(text, subject)[0]
+
+
+def prepare_with_source(text: str, subject: str | None = None) -> tuple[str, str]:
+    """What `prepare` returns, and the same subject line and new text as the customer wrote them."""
     body = new_text(text)
     subject = subject_text(subject)
-    return normalize(f"{subject}\n{body}" if subject else body)
+    source = f"{subject}\n{body}" if subject else body
+    return normalize(source), source
