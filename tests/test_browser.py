@@ -82,6 +82,13 @@ async def test_agent_logs_into_the_console_sees_the_fraud_report_first_and_repli
         await page.fill("#login-username", "admin")
         await page.fill("#login-password", ADMIN_PASSWORD)
         await page.click("#login-submit")
+        await page.select_option("#agent-status", "available")
+        for _ in range(100):
+            async with r.http.get(r.url("/api/agents/me"), headers=admin) as resp:
+                if (await resp.json())["status"] == "available":
+                    break
+            await page.wait_for_timeout(50)
+        assert (await (await r.http.get(r.url("/api/agents/me"), headers=admin)).json())["status"] == "available"
         await page.click("[data-queue='fraud']")
         item = page.locator(f"[data-id='{conversation['id']}']")
         await item.wait_for()
