@@ -132,6 +132,11 @@ class Classifier:
             self._keywords.add(name, rules.keywords.all())
             self._categories[name] = _Evidence(name, rules.patterns, rules.negative_patterns)
         self._defaults = {name: rules.urgency for name, rules in config.categories.items()}
+        fraud_weight = self._settings.fraud_rule_weight
+        self._weights = {
+            name: fraud_weight if name == FRAUD and fraud_weight is not None else self._settings.rule_weight
+            for name in self._categories
+        }
         self._urgency_rules = []
         for rule in config.urgency_rules:
             owner = f"urgency:{rule.name}"
@@ -221,9 +226,8 @@ class Classifier:
         return _Text(prepared, self._keywords.find(prepared), self._anchors.live(prepared), source)
 
     def _combine(self, log_probabilities: dict[str, float], hits: dict[str, int]) -> dict[str, float]:
-        weight = self._settings.rule_weight
         logits = {
-            name: max(log_probabilities.get(name, _LOG_FLOOR), _LOG_FLOOR) + weight * hits.get(name, 0)
+            name: max(log_probabilities.get(name, _LOG_FLOOR), _LOG_FLOOR) + self._weights[name] * hits.get(name, 0)
             for name in self._categories
         }
         top = max(logits.values())

@@ -129,6 +129,7 @@ class ModelSettings(_Strict):
 
     regularization: float = Field(default=8.0, gt=0)  # LogisticRegression C: higher fits the examples closer
     rule_weight: float = Field(default=1.5, ge=0)  # log-odds each rule that fired adds to its category
+    fraud_rule_weight: float | None = Field(default=None, ge=0)  # the same for unauthorized_transaction (default: rule_weight)
     max_rule_hits: int = Field(default=3, ge=1)
     fraud_floor: float = Field(default=0.35, gt=0, le=1)  # model probability that alone makes it fraud
 

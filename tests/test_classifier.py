@@ -177,7 +177,7 @@ def test_the_model_never_lowers_the_urgency_a_fraud_rule_set(tmp_path):
     def add_keyword(data):
         data["categories"]["unauthorized_transaction"]["keywords"]["en"].append("zebra-alert")
         data["model"]["fraud_floor"] = 1.0  # the model alone may not lift it: only the rule counts
-        data["model"]["rule_weight"] = 0.0  # and the rule adds no weight to the category either
+        data["model"]["rule_weight"] = data["model"]["fraud_rule_weight"] = 0.0  # nor any weight to the category
 
     classifier = _config_with(tmp_path, add_keyword)
     c = classifier.classify("what is the fee for a transfer to my own bank account zebra-alert")
