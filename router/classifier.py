@@ -32,10 +32,10 @@ _UPPER_IN_PATTERN = re.compile(r"(?<!\\)[A-Z]")
 
 def detect_language(text: str) -> str:
     """zh when Chinese carries the message (a Chinese character says about as much as a word)."""
-    cjk = len(_CJK.findall(text))
+    cjk = _CJK.subn("", text)[1]  # counts without building a list of every character
     if not cjk:
         return "en"
-    return "zh" if cjk * 4 >= len(_LATIN.findall(text)) else "en"
+    return "zh" if cjk * 4 >= _LATIN.subn("", text)[1] else "en"
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,7 @@ class Classifier:
             urgency=urgency,
             confidence=round(confidence, 3),
             rules=fired,
-            language=detect_language(text),
+            language=detect_language(prepared.source),
             entities=extract_entities(prepared.source),
             rules_version=self._version,
         )
@@ -226,10 +226,10 @@ class Classifier:
         return _Text(prepared, self._keywords.find(prepared), self._anchors.live(prepared), source)
 
     def _combine(self, log_probabilities: dict[str, float], hits: dict[str, int]) -> dict[str, float]:
-        logits = {
-            name: max(log_probabilities.get(name, _LOG_FLOOR), _LOG_FLOOR) + self._weights[name] * hits.get(name, 0)
-            for name in self._categories
-        }
+        logits = {}
+        for name, weight in self._weights.items():
+            value = log_probabilities.get(name, _LOG_FLOOR)
+            logits[name] = (value if value > _LOG_FLOOR else _LOG_FLOOR) + weight * hits.get(name, 0)
         top = max(logits.values())
         exp = {name: math.exp(value - top) for name, value in logits.items()}
         total = sum(exp.values())

@@ -1,7 +1,8 @@
 """Run only the patterns that can match: a gate of literal anchors in front of the regex engine.
 
-Most operator patterns begin with a word from a list: `\\b(payments?|charges?|...)`, `(钱|余额)`.
-A pattern can only match a text that contains one of those leading literals, its anchors.
+Most operator patterns are built of word lists: `\\b(payments?|charges?|...)`, `(钱|余额)`. A
+pattern can only match a text that contains one word of each list it requires: the rarest such
+list is its anchors.
 `AnchorIndex` finds, in one scan, which anchors of all patterns a text contains, so each pattern
 is searched only when one of its anchors is there. A pattern whose anchors cannot be worked out
 (it starts with `.`, `\\d`, an optional group, ignores case, ...) is always searched.
@@ -26,39 +27,71 @@ def anchors(pattern: str, flags: int = 0) -> frozenset[str] | None:
     if _parser is None or flags & re.IGNORECASE:
         return None
     try:
-        found = _leading(list(_parser.parse(pattern, flags)))
+        found = _required(list(_parser.parse(pattern, flags)))
     except Exception:  # an analysis this module does not know: no gate
         return None
     return frozenset(found) if found else None
 
 
-def _leading(items: list) -> set[str] | None:
+def _required(items: list) -> set[str] | None:
+    """Of the parts every match must contain, the one whose literals are rarest: the longest
+    shortest literal (a pattern such as `\\b(i|we) ... (never|didn't) (make|authorise)` is gated
+    on `make`/`authorise` rather than on `i`)."""
+    best: set[str] | None = None
     for i, (op, av) in enumerate(items):
-        if op in (_c.AT, _c.ASSERT, _c.ASSERT_NOT):
-            continue  # zero width: the next item decides
         if op is _c.LITERAL:
-            literal = []
+            if i and items[i - 1][0] is _c.LITERAL:
+                continue  # inside a run already taken whole
+            run = []
             for next_op, next_av in items[i:]:
                 if next_op is not _c.LITERAL:
                     break
-                literal.append(chr(next_av))
-            return {"".join(literal)}
-        if op is _c.IN:
-            return _charset(av)
-        if op is _c.BRANCH:
-            union: set[str] = set()
+                run.append(chr(next_av))
+            found: set[str] | None = {"".join(run)}
+        elif op is _c.IN:
+            found = _charset(av)
+        elif op is _c.BRANCH:
+            found = set()
             for alternative in av[1]:
-                found = _leading(list(alternative))
-                if not found:
-                    return None
-                union |= found
-            return union
+                part = _required(list(alternative))
+                if not part:
+                    found = None
+                    break
+                found |= part
+        elif op is _c.SUBPATTERN:
+            found = None if _can_be_empty(av[-1]) else _required(list(av[-1]))
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT) and av[0] >= 1:
+            found = _required(list(av[2]))
+        else:
+            continue  # zero width, optional, any character: says nothing
+        if found and (best is None or _rarer(found, best)):
+            best = found
+    return best
+
+
+def _rarer(a: set[str], b: set[str]) -> bool:
+    shortest_a, shortest_b = min(map(len, a)), min(map(len, b))
+    return shortest_a > shortest_b or (shortest_a == shortest_b and len(a) < len(b))
+
+
+def _can_be_empty(items) -> bool:
+    for op, av in items:
+        if op in (_c.AT, _c.ASSERT, _c.ASSERT_NOT):
+            continue
         if op is _c.SUBPATTERN:
-            return _leading(list(av[-1]))
-        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT) and av[0] >= 1:
-            return _leading(list(av[2]))
-        return None  # optional, any character, a class: no literal must be there
-    return None
+            if not _can_be_empty(av[-1]):
+                return False
+            continue
+        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+            if av[0] > 0 and not _can_be_empty(av[2]):
+                return False
+            continue
+        if op is _c.BRANCH:
+            if not any(_can_be_empty(alternative) for alternative in av[1]):
+                return False
+            continue
+        return False
+    return True
 
 
 def _charset(av) -> set[str] | None:

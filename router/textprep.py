@@ -47,7 +47,6 @@ _ZH_FILLERS = re.compile(r"[嗯呃唔]+|^\s*喂[，,\s]*")
 _REPEAT_WORD = re.compile(r"\b(\w+)(?:\s+\1\b)+", re.I)
 # A stutter in a transcript is a word said twice with a pause: "我 我", "转了 转了一共".
 _STUTTER_CJK = re.compile(rf"([{_CJK}]{{1,4}})(?:\s+\1)+")
-_SPACES = re.compile(r"\s+")
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "`": "'"})
 _DIGITS = re.compile(r"\d")
 
@@ -110,7 +109,7 @@ def normalize(text: str) -> str:
     text = _EN_FILLERS.sub("", text)
     if chinese:
         text = _ZH_FILLERS.sub(" ", text)
-    text = _SPACES.sub(" ", text).strip()
+    text = " ".join(text.split())
     if chinese:
         text = _STUTTER_CJK.sub(r"\1", text)
     text = _REPEAT_WORD.sub(r"\1", text)
