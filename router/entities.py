@@ -63,8 +63,12 @@ def extract_entities(text: str) -> dict[str, list[str]]:
     taken: list[tuple[int, int]] = []
     # Every kind but a few date words needs a digit (or an @): most messages skip the patterns.
     kinds = ["emails"] if "@" in text else []
-    if _DIGIT.search(lowered):
-        kinds += ["transaction_ids", "amounts", "phone_numbers", "dates", "times", "error_codes"]
+    digits = len(_DIGIT.findall(lowered))
+    if digits:
+        if digits >= 5:  # an id or a phone number has at least five digits
+            kinds += ["transaction_ids", "amounts", "phone_numbers", "dates", "times", "error_codes"]
+        else:
+            kinds += ["amounts", "dates", "times", "error_codes"]
     elif _DATE_WORDS.search(lowered):
         kinds.append("dates")
     for kind in kinds:

@@ -115,7 +115,7 @@ class AnchorIndex:
             for anchor in found or ():
                 by_anchor.setdefault(anchor, set()).add(item)
         words = sorted(by_anchor)
-        self._finder = re.compile(f"(?=({_trie(words)}))") if words else None
+        self._finder = re.compile(f"(?=({trie_pattern(words)}))") if words else None
         # A match is the longest anchor starting at a position; the shorter ones it begins with
         # are in the text too.
         self._items = {
@@ -132,7 +132,7 @@ class AnchorIndex:
         return frozenset(found)
 
 
-def _trie(words: list[str]) -> str:
+def trie_pattern(words: list[str]) -> str:
     """One alternation shaped as a trie, longest match first."""
     trie: dict = {}
     for word in words:

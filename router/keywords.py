@@ -1,8 +1,8 @@
 """Every operator keyword of every rule, found in one pass over a message.
 
 English keywords match whole words ("pin" is not in "spinning"), so they are looked up as word
-n-grams; Chinese has no spaces, so Chinese keywords match anywhere, looked up by position and
-length. Both are dictionary lookups: the cost grows with the message, not with the keywords.
+n-grams; Chinese has no spaces, so Chinese keywords match anywhere, found by one regex built as a
+trie. Either way the cost grows with the message, not with the number of keywords.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+from router.fastre import trie_pattern
 from router.textprep import normalize
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
@@ -21,9 +22,8 @@ class KeywordIndex:
         self._words: dict[tuple[str, ...], set[str]] = defaultdict(set)
         self._chinese: dict[str, set[str]] = defaultdict(set)
         self._sizes_by_first_word: dict[str, set[int]] = defaultdict(set)
-        self._lengths: list[int] = []
-        self._starts: set[str] = set()
-        self._start_finder: re.Pattern | None = None
+        self._finder: re.Pattern | None = None  # every Chinese keyword, longest at each position
+        self._within: dict[str, list[str]] = {}  # a keyword -> the keywords it begins with
 
     def add(self, owner: str, keywords: list[str]) -> None:
         for keyword in keywords:
@@ -32,15 +32,22 @@ class KeywordIndex:
                 continue
             if _CJK.search(key):
                 self._chinese[key].add(owner)
-                self._starts.add(key[0])
-                self._start_finder = re.compile("[" + "".join(sorted(map(re.escape, self._starts))) + "]")
-                if len(key) not in self._lengths:
-                    self._lengths = sorted({*self._lengths, len(key)})
             else:
                 words = tuple(_WORD.findall(key))
                 if words:
                     self._words[words].add(owner)
                     self._sizes_by_first_word[words[0]].add(len(words))
+
+        self._finder = None  # rebuilt on the next find
+
+    def _chinese_finder(self) -> re.Pattern | None:
+        if self._finder is None and self._chinese:
+            chinese = sorted(self._chinese)
+            # A lookahead finds the longest keyword at every position, overlapping ones too, in
+            # one pass; the shorter keywords it begins with are there as well.
+            self._finder = re.compile(f"(?=({trie_pattern(chinese)}))")
+            self._within = {k: [p for p in chinese if k.startswith(p)] for k in chinese}
+        return self._finder
 
     def find(self, text: str) -> dict[str, list[str]]:
         """For a normalized text: each owner with the keywords of theirs that it contains."""
@@ -60,12 +67,9 @@ class KeywordIndex:
                     owners = self._words.get(tuple(words[i:i + size]))
                     if owners:
                         hit(" ".join(words[i:i + size]), owners)
-        if self._start_finder is not None:
-            lookup, lengths = self._chinese, self._lengths
-            for match in self._start_finder.finditer(text):
-                i = match.start()
-                for size in lengths:
-                    owners = lookup.get(text[i:i + size])
-                    if owners:
-                        hit(text[i:i + size], owners)
+        finder = self._chinese_finder()
+        if finder is not None and _CJK.search(text):
+            for longest in finder.findall(text):
+                for keyword in self._within[longest]:
+                    hit(keyword, self._chinese[keyword])
         return found
