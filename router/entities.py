@@ -10,7 +10,9 @@ import re
 _CURRENCY_SIGN = r"[¥￥$€£]|us\$|hk\$|s\$|a\$|c\$"
 _CURRENCY_CODE = r"rmb|cny|usd|eur|gbp|hkd|jpy|sgd|aud|cad|inr|thb|myr|php|idr|vnd|krw"
 _CURRENCY_WORD = r"元|块钱|块|人民币|美元|美金|欧元|英镑|港币|日元|yuan|dollars?|bucks|euros?|pounds?|quid|rupees?"
-_NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?"
+# Bounded, and never starting inside a longer number: a run of thousands of digits must not make
+# the engine retry every suffix (quadratic time on hostile input).
+_NUMBER = r"(?<![\d,.])(?:\d{1,3}(?:,\d{3}){1,5}(?:\.\d{1,2})?|\d{1,12}(?:\.\d{1,2})?)(?![\d,])"
 
 _PATTERNS: dict[str, re.Pattern] = {
     "emails": re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
