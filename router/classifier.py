@@ -19,7 +19,7 @@ from router.entities import extract_entities
 from router.envelope import Classification, Urgency
 from router.fastre import AnchorIndex, anchors
 from router.keywords import KeywordIndex
-from router.model import NgramModel
+from router.model import trained
 from router.textprep import for_model, prepare, prepare_with_source
 
 FRAUD = "unauthorized_transaction"
@@ -154,7 +154,7 @@ class Classifier:
             for example in rules.examples.all():
                 texts.append(for_model(prepare(example)))
                 labels.append(name)
-        self.model = NgramModel(texts, labels, c=self._settings.regularization)
+        self.model = trained(tuple(texts), tuple(labels), self._settings.regularization)
 
     @property
     def categories(self) -> list[str]:

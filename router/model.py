@@ -9,6 +9,7 @@ because scikit-learn's per-call checks cost more than the sums themselves.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -119,3 +120,10 @@ class NgramModel:
         vectorizer, model = self._sklearn
         row = model.predict_proba(vectorizer.transform([text]))[0]
         return dict(zip(self.classes, row.tolist(), strict=True))
+
+
+@functools.lru_cache(maxsize=4)
+def trained(texts: tuple[str, ...], labels: tuple[str, ...], c: float) -> NgramModel:
+    """The model for these examples, trained once per process: a hot reload that changes only
+    keywords, patterns or urgency rules, or a second router in the same process, reuses it."""
+    return NgramModel(texts, labels, c=c)
