@@ -181,7 +181,9 @@ class Dovecot:
             out = []
             for uid in data[0].split():
                 _, fetched = imap.uid("FETCH", uid, "(FLAGS BODY.PEEK[])")
-                head, raw = fetched[0]
+                # While the router's poller changes flags, the server may slip an untagged
+                # "* n FETCH (FLAGS ...)" line (plain bytes) in before the literal we asked for.
+                head, raw = next(part for part in fetched if isinstance(part, tuple))
                 out.append((head.decode(errors="replace"), raw))
             return out
 
