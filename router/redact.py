@@ -32,7 +32,9 @@ _DIGIT_RUN = r"\d(?:[ -]?\d){3,7}(?![\d.,]?\d)"
 _RESIDENT_ID = re.compile(
     r"(?<![\dA-Za-z])(\d{6})\s?((?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))\s?(\d{3}[\dXx])(?![\dA-Za-z])"
 )
-_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+# Digits glued to letters (TX2026110100123, an order number) are an id, not a card: a long
+# transaction number passes the Luhn check one time in ten.
+_CARD = re.compile(r"(?<![\dA-Za-z-])(?:\d[ -]?){12,18}\d(?![\d-])")
 _CVV = re.compile(
     r"(?i)((?:cvv2?|cvc2?|cvn|card security code|security code on the back|安全码|卡背面?(?:的)?(?:三位|3位)(?:数字|数|码)?|"
     r"背面(?:的)?(?:三位|3位)(?:数字|数|码)?)\s*(?:is|was|是|为|=|:|：|-)?\s*(?:number\s*)?)(\d{3,4})(?!\d)"

@@ -107,3 +107,12 @@ def test_the_acknowledgement_warns_the_customer_in_their_language(language, expe
     without = rules.acknowledgement_text("general", language, "T1", [])
     assert expected in with_secret
     assert expected not in without
+
+
+def test_a_transaction_id_whose_digits_pass_luhn_is_kept_but_a_card_after_chinese_text_is_masked():
+    from router.redact import redact as mask
+
+    kept = mask("转账失败了，钱已经扣了，交易号 TX2026110100123")
+    assert "TX2026110100123" in kept.text and kept.kinds == []
+    masked = mask("卡号4111111111111111被盗刷")
+    assert "4111111111111111" not in masked.text and "card_number" in masked.kinds
