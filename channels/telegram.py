@@ -66,6 +66,7 @@ from router.config import ConfigError, Problem
 from router.envelope import Attachment, Channel, Envelope, Outbound, Sender
 from router.metrics import REJECTED
 from router.store import ConversationStore
+from router.tasks import cancel_and_wait
 
 log = structlog.get_logger("channels.telegram")
 
@@ -264,10 +265,7 @@ class TelegramChannel:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         if self.mode == "polling" and self._offset is not None and self._ready.is_set():
             # Confirm what was handled, so a restart does not fetch it again.
             with contextlib.suppress(Exception):

@@ -22,22 +22,11 @@ from aiokafka.errors import TopicAlreadyExistsError
 from router.envelope import now
 from router.metrics import CONSUMED, DEAD_LETTERS
 from router.settings import Settings
+from router.tasks import cancel_and_wait
 
 log = structlog.get_logger("router.bus")
 
 Handler = Callable[[ConsumerRecord], Awaitable[None]]
-
-
-async def _cancel(task: asyncio.Task | None) -> None:
-    if task is None:
-        return
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-    except Exception as exc:  # the loop had already died; the consumer must still be closed
-        log.error("consumer.loop_died", task=task.get_name(), error=repr(exc)[:300])
 
 
 async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
@@ -201,7 +190,7 @@ class ConsumerLoop:
 
     async def stop(self) -> None:
         self._stopping = True
-        await _cancel(self._task)
+        await cancel_and_wait(self._task)
         self._task = None
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
@@ -315,7 +304,7 @@ class TopicFanout:
         self._task = asyncio.create_task(self._run(), name=f"fanout:{self.topic}")
 
     async def stop(self) -> None:
-        await _cancel(self._task)
+        await cancel_and_wait(self._task)
         self._task = None
         consumer, self._consumer = self._consumer, None
         if consumer is not None:

@@ -9,7 +9,6 @@ had not reached Kafka yet.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import timedelta
 
 import structlog
@@ -26,6 +25,7 @@ from router.routing import Decision, Workflow, facts_for
 from router.rules import Rules
 from router.sla import Clock, SlaMonitor, SystemClock, calendar_for, placement
 from router.store import ConversationStore
+from router.tasks import cancel_and_wait
 
 log = structlog.get_logger("router.dispatcher")
 
@@ -81,11 +81,7 @@ class DispatcherService:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
         await self.loop.stop()
         await self.urgent_loop.stop()
 

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from router.config import ConfigError
 from router.metrics import CONFIG_RELOADS
 from router.rules import Rules
+from router.tasks import cancel_and_wait
 
 log = structlog.get_logger("router.reload")
 
@@ -43,10 +44,7 @@ class ConfigWatcher:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def request(self) -> None:
         """Ask for a reload now (safe from a signal handler on the loop)."""

@@ -19,6 +19,7 @@ import structlog
 
 from channels.email.inbound import EmailIntake, Outcome
 from channels.email.settings import EmailSettings
+from router.tasks import cancel_and_wait
 
 log = structlog.get_logger("channels.email.imap")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
@@ -48,11 +49,7 @@ class ImapPoller:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
 
     # --- one mailbox ----------------------------------------------------------------------
 
