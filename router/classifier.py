@@ -41,8 +41,8 @@ def detect_language(text: str) -> str:
 @dataclass(frozen=True)
 class _Pattern:
     regex: re.Pattern
-    anchors: frozenset[str] | None  # one of these is in any text it matches (None: unknown)
-    number: int  # its key in the AnchorIndex; -1 when it has no anchors and always runs
+    anchors: frozenset[str] | None  # one of these is in any text it matches (None: unknown, always runs)
+    number: int  # its key in the AnchorIndex; numbers rise in the order patterns are written
 
 
 def _compile(patterns: list[str]) -> tuple[_Pattern, ...]:
@@ -51,9 +51,24 @@ def _compile(patterns: list[str]) -> tuple[_Pattern, ...]:
     out = []
     for p in patterns:
         flags = re.I if _UPPER_IN_PATTERN.search(p) else 0
-        found = anchors(p, flags)
-        out.append(_Pattern(re.compile(p, flags), found, next(_numbers) if found else -1))
+        out.append(_Pattern(re.compile(p, flags), anchors(p, flags), next(_numbers)))
     return tuple(out)
+
+
+class _Gated:
+    """Some patterns, in the order written; `runnable` gives those that can match a text: the ones
+    whose anchors it contains, and the ones without anchors, which always run."""
+
+    def __init__(self, patterns: tuple[_Pattern, ...]):
+        self._regex = {p.number: p.regex for p in patterns}
+        self._gated = frozenset(p.number for p in patterns if p.anchors)
+        self._always = frozenset(p.number for p in patterns if not p.anchors)
+
+    def runnable(self, live: frozenset[int]) -> list[re.Pattern]:
+        numbers = live & self._gated  # a set operation in C: most texts leave few or none
+        if self._always:
+            numbers |= self._always
+        return [self._regex[n] for n in sorted(numbers)] if numbers else []
 
 
 def _clip(text: str, limit: int = 40) -> str:
@@ -81,32 +96,39 @@ class _Evidence:
         self.owner = owner
         self.patterns = _compile(patterns)
         self.negatives = _compile(negatives)
-        self._patterns = [(p.regex, p.number) for p in self.patterns]
-        self._negatives = [(p.regex, p.number) for p in self.negatives]
+        self._patterns = _Gated(self.patterns)
+        self._negatives = _Gated(self.negatives)
+        every = (*self.patterns, *self.negatives)
+        self._always = any(not p.anchors for p in every)
+        self._numbers = frozenset(p.number for p in every)
+
+    def silent(self, text: _Text) -> bool:
+        """Nothing of this rule can fire: no keyword of its found, no pattern that could match."""
+        return not self._always and self.owner not in text.keywords and text.live.isdisjoint(self._numbers)
 
     def negated(self, text: _Text) -> re.Match | None:
-        live, body = text.live, text.text
-        for regex, number in self._negatives:
-            if number < 0 or number in live:
-                match = regex.search(body)
-                if match:
-                    return match
+        body = text.text
+        for regex in self._negatives.runnable(text.live):
+            match = regex.search(body)
+            if match:
+                return match
         return None
 
     def hits(self, text: _Text) -> list[str]:
         found = [f"kw:{k}" for k in text.keywords.get(self.owner, ())]
-        live, body = text.live, text.text
-        for regex, number in self._patterns:
-            if number < 0 or number in live:
-                match = regex.search(body)
-                if match:
-                    found.append(f"re:{_clip(match.group(0))}")
+        body = text.text
+        for regex in self._patterns.runnable(text.live):
+            match = regex.search(body)
+            if match:
+                found.append(f"re:{_clip(match.group(0))}")
         return found
 
     def fires(self, text: _Text) -> bool:
+        if self.silent(text):
+            return False
         if self.owner not in text.keywords:
-            live, body = text.live, text.text
-            if not any((number < 0 or number in live) and regex.search(body) for regex, number in self._patterns):
+            body = text.text
+            if not any(regex.search(body) for regex in self._patterns.runnable(text.live)):
                 return False
         return self.negated(text) is None
 
@@ -174,6 +196,8 @@ class Classifier:
         hits: dict[str, int] = {}
         negated: set[str] = set()
         for name, evidence in self._categories.items():
+            if evidence.silent(prepared):
+                continue
             negation = evidence.negated(prepared)
             if negation:
                 # "This is not fraud": the category's rules are off, and the statement itself

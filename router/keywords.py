@@ -1,8 +1,9 @@
 """Every operator keyword of every rule, found in one pass over a message.
 
 English keywords match whole words ("pin" is not in "spinning"), so they are looked up as word
-n-grams; Chinese has no spaces, so Chinese keywords match anywhere, found by one regex built as a
-trie. Either way the cost grows with the message, not with the number of keywords.
+n-grams; Chinese has no spaces, so Chinese keywords match anywhere, found in one pass by an
+Aho-Corasick automaton (`fastre.Substrings`). Either way the cost grows with the message, not
+with the number of keywords.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from router.fastre import trie_pattern
+from router.fastre import Substrings
 from router.textprep import normalize
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
@@ -22,8 +23,7 @@ class KeywordIndex:
         self._words: dict[tuple[str, ...], set[str]] = defaultdict(set)
         self._chinese: dict[str, set[str]] = defaultdict(set)
         self._sizes_by_first_word: dict[str, set[int]] = defaultdict(set)
-        self._finder: re.Pattern | None = None  # every Chinese keyword, longest at each position
-        self._within: dict[str, list[str]] = {}  # a keyword -> the keywords it begins with
+        self._finder: Substrings | None = None  # every Chinese keyword, found wherever it occurs
 
     def add(self, owner: str, keywords: list[str]) -> None:
         for keyword in keywords:
@@ -40,13 +40,9 @@ class KeywordIndex:
 
         self._finder = None  # rebuilt on the next find
 
-    def _chinese_finder(self) -> re.Pattern | None:
+    def _chinese_finder(self) -> Substrings | None:
         if self._finder is None and self._chinese:
-            chinese = sorted(self._chinese)
-            # A lookahead finds the longest keyword at every position, overlapping ones too, in
-            # one pass; the shorter keywords it begins with are there as well.
-            self._finder = re.compile(f"(?=({trie_pattern(chinese)}))")
-            self._within = {k: [p for p in chinese if k.startswith(p)] for k in chinese}
+            self._finder = Substrings(self._chinese)
         return self._finder
 
     def find(self, text: str) -> dict[str, list[str]]:
@@ -69,7 +65,6 @@ class KeywordIndex:
                         hit(" ".join(words[i:i + size]), owners)
         finder = self._chinese_finder()
         if finder is not None and _CJK.search(text):
-            for longest in finder.findall(text):
-                for keyword in self._within[longest]:
-                    hit(keyword, self._chinese[keyword])
+            for keyword in finder.found(text):
+                hit(keyword, self._chinese[keyword])
         return found
