@@ -76,9 +76,19 @@ _NOT_A_PASSWORD = re.compile(
     r"|多少|什么|啥|不|没|错|对|忘|正确|几位|怎么|要|必须|需要|默认|一直|老是|总是|还|也|都|被|已|就|又|输|的|了|吗|呢|吧|"
     r"\[)"
 )
+# Literal cues, one of which is in any text the pattern after them can match (compared with the
+# text case-folded, as the patterns ignore case): a plain substring test skips a regex that would
+# otherwise be tried at every position of every message.
+_OTP_CUES = ("码", "otp", "code", "time password", "time pin")
+_CVV_CUES = ("cvv", "cvc", "cvn", "code", "安全码", "卡背", "背面")
+_PASSWORD_CUES = ("pass", "pw", "密码", "口令", "pin")
 _CARD_CONTEXT_TOO_SHORT = 13
 _ANY_DIGIT = re.compile(r"\d")
 _SPELLED_DIGITS = re.compile(rf"(?i){_SPELLED_EN}[ ,-]+{_SPELLED_EN}|{_SPELLED_ZH}{{4}}")
+
+
+def _any_in(text: str, cues: tuple[str, ...]) -> bool:
+    return any(cue in text for cue in cues)
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -158,16 +168,22 @@ def redact(text: str) -> Redacted:
         kinds.add(PASSWORD)
         return cue + _MASKS[PASSWORD]
 
+    folded = text.casefold()
+    otp_cue = _any_in(folded, _OTP_CUES)
     # Most messages carry no digits; then only spelled-out codes and passwords can be in them.
     if _ANY_DIGIT.search(text):
         text = _RESIDENT_ID.sub(resident_id, text)
         text = _CARD.sub(card, text)
-        text = _CVV.sub(keep_cue(CVV), text)
-        text = _AFTER_CARD_CVV.sub(keep_cue(CVV), text)
+        if _any_in(folded, _CVV_CUES):
+            text = _CVV.sub(keep_cue(CVV), text)
+        if _MASKS[CARD_NUMBER] in text:
+            text = _AFTER_CARD_CVV.sub(keep_cue(CVV), text)
+        if otp_cue:
+            text = _OTP.sub(code, text)
+            text = _OTP_TIGHT.sub(code, text)
+            text = _OTP_BEFORE.sub(code_before, text)
+    elif otp_cue and _SPELLED_DIGITS.search(text):
         text = _OTP.sub(code, text)
-        text = _OTP_TIGHT.sub(code, text)
-        text = _OTP_BEFORE.sub(code_before, text)
-    elif _SPELLED_DIGITS.search(text):
-        text = _OTP.sub(code, text)
-    text = _PASSWORD.sub(password, text)
+    if _any_in(folded, _PASSWORD_CUES):
+        text = _PASSWORD.sub(password, text)
     return Redacted(text=text, kinds=sorted(kinds))

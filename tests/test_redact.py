@@ -47,6 +47,32 @@ def test_each_kind_of_secret_is_masked_and_recorded(text, secret, kind):
     assert kind in result.kinds
 
 
+@pytest.mark.parametrize(
+    ("text", "secret", "kind"),
+    [
+        # Each cue the redactor looks for before running a pattern, written in capitals, in
+        # mixed case and in every spelling the patterns accept: the quick test must not skip them.
+        ("MY PIN IS 4821", "4821", PASSWORD),
+        ("Passcode: Tr0ub4dor", "Tr0ub4dor", PASSWORD),
+        ("PWD=zx81spectrum", "zx81spectrum", PASSWORD),
+        ("口令是 qaz741", "qaz741", PASSWORD),
+        ("Your One-Time Password is 550321", "550321", ONE_TIME_CODE),
+        ("one time pin 8841", "8841", ONE_TIME_CODE),
+        ("OTP 77 31 09", "77 31 09", ONE_TIME_CODE),
+        ("Verification CODE: 884211", "884211", ONE_TIME_CODE),
+        ("动态密码 662190", "662190", ONE_TIME_CODE),
+        ("my CODE is SEVEN TWO NINE ONE FOUR FOUR", "SEVEN TWO NINE ONE FOUR FOUR", ONE_TIME_CODE),
+        ("CVC2: 9182", "9182", CVV),
+        ("the Security Code On The Back is 314", "314", CVV),
+        ("背面3位数字 271", "271", CVV),
+    ],
+)
+def test_cues_are_found_whatever_their_case_and_spelling(text, secret, kind):
+    result = redact(text)
+    assert secret not in result.text, result.text
+    assert kind in result.kinds
+
+
 @pytest.mark.parametrize("card", VALID_CARDS)
 def test_luhn_valid_card_numbers_are_masked_whatever_the_separators(card):
     assert redact(f"my card is {card}").kinds == [CARD_NUMBER]
