@@ -11,7 +11,7 @@ is searched only when one of its anchors is there. A pattern whose anchors canno
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
 
 import ahocorasick
 
@@ -126,9 +126,13 @@ class Substrings:
     def found(self, text: str) -> list[str]:
         """The strings that occur in the text, overlapping ones included, each once, in the order
         they end in the text."""
-        if self._empty:
-            return []
-        return list(dict.fromkeys(word for _, word in self._automaton.iter(text)))
+        return list(dict.fromkeys(self.each(text)))
+
+    def each(self, text: str) -> Iterator[str]:
+        """Every occurrence, repeats included."""
+        if not self._empty:
+            for _, word in self._automaton.iter(text):
+                yield word
 
 
 class AnchorIndex:
@@ -145,6 +149,7 @@ class AnchorIndex:
     def live(self, text: str) -> frozenset:
         """The items one of whose anchors the text contains."""
         found: set = set()
-        for anchor in self._anchors.found(text):
-            found |= self._items[anchor]
+        items = self._items
+        for anchor in self._anchors.each(text):
+            found |= items[anchor]
         return frozenset(found)

@@ -42,9 +42,11 @@ _SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|fw|fwd|aw|回复|答复|转发)\s*[:
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff"
 _HAS_CJK = re.compile(f"[{_CJK}]")
 _CJK_GAP = re.compile(rf"(?<=[{_CJK}])\s+(?=[{_CJK}])")
-_EN_FILLERS = re.compile(r"\b(?:um+|uh+|erm+|er|ah+|hmm+|mm+|uh-huh)\b[,.]?\s*", re.I)
+# These run on lower-cased text, so without re.I (which doubles the engine's work); the lookahead
+# and the possessive \w++ let the engine give up at once where no filler or repeat can start.
+_EN_FILLERS = re.compile(r"\b(?=[ueham])(?:um+|uh+|erm+|er|ah+|hmm+|mm+|uh-huh)\b[,.]?\s*")
 _ZH_FILLERS = re.compile(r"[嗯呃唔]+|^\s*喂[，,\s]*")
-_REPEAT_WORD = re.compile(r"\b(\w+)(?:\s+\1\b)+", re.I)
+_REPEAT_WORD = re.compile(r"\b(\w++)(?:\s+\1\b)+")
 # A stutter in a transcript is a word said twice with a pause: "我 我", "转了 转了一共".
 _STUTTER_CJK = re.compile(rf"([{_CJK}]{{1,4}})(?:\s+\1)+")
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "`": "'"})
@@ -104,7 +106,9 @@ def subject_text(subject: str | None) -> str:
 
 def normalize(text: str) -> str:
     """Lower case, half-width, no fillers or stutters, no spaces between Chinese words."""
-    text = unicodedata.normalize("NFKC", text).lower().translate(_QUOTES)
+    text = unicodedata.normalize("NFKC", text).lower()
+    if "`" in text or not text.isascii():  # the quotes to straighten; translate is slow, so ask first
+        text = text.translate(_QUOTES)
     chinese = _HAS_CJK.search(text) is not None
     text = _EN_FILLERS.sub("", text)
     if chinese:
