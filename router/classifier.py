@@ -83,6 +83,7 @@ class _Text:
     keywords: dict[str, list[str]]
     live: frozenset[int]  # numbers of the patterns one of whose anchors it contains: the others cannot match
     source: str  # the subject and new text as written, for the entities
+    active: frozenset[str]  # owners (rules) with a keyword found or a pattern that could match
 
 
 class _Evidence:
@@ -98,13 +99,7 @@ class _Evidence:
         self.negatives = _compile(negatives)
         self._patterns = _Gated(self.patterns)
         self._negatives = _Gated(self.negatives)
-        every = (*self.patterns, *self.negatives)
-        self._always = any(not p.anchors for p in every)
-        self._numbers = frozenset(p.number for p in every)
-
-    def silent(self, text: _Text) -> bool:
-        """Nothing of this rule can fire: no keyword of its found, no pattern that could match."""
-        return not self._always and self.owner not in text.keywords and text.live.isdisjoint(self._numbers)
+        self.always = any(not p.anchors for p in (*self.patterns, *self.negatives))
 
     def negated(self, text: _Text) -> re.Match | None:
         body = text.text
@@ -124,7 +119,7 @@ class _Evidence:
         return found
 
     def fires(self, text: _Text) -> bool:
-        if self.silent(text):
+        if self.owner not in text.active:
             return False
         if self.owner not in text.keywords:
             body = text.text
@@ -171,6 +166,8 @@ class Classifier:
         self._rules_for = {name: [r for r in self._urgency_rules if name in r.categories] for name in self._categories}
         every = [*self._categories.values(), *(rule.evidence for rule in self._urgency_rules)]
         self._anchors = AnchorIndex((p.anchors, p.number) for e in every for p in (*e.patterns, *e.negatives))
+        self._owner_of = {p.number: e.owner for e in every for p in (*e.patterns, *e.negatives)}
+        self._always_active = frozenset(e.owner for e in every if e.always)
         texts, labels = [], []
         for name, rules in config.categories.items():
             for example in rules.examples.all():
@@ -195,8 +192,9 @@ class Classifier:
         fired: list[str] = []
         hits: dict[str, int] = {}
         negated: set[str] = set()
+        active = prepared.active
         for name, evidence in self._categories.items():
-            if evidence.silent(prepared):
+            if name not in active:  # no keyword found, no pattern that could match
                 continue
             negation = evidence.negated(prepared)
             if negation:
@@ -247,7 +245,10 @@ class Classifier:
 
     def _text(self, text: str, subject: str | None) -> _Text:
         prepared, source = prepare_with_source(text, subject)
-        return _Text(prepared, self._keywords.find(prepared), self._anchors.live(prepared), source)
+        keywords, live = self._keywords.find(prepared), self._anchors.live(prepared)
+        owner_of = self._owner_of
+        active = frozenset({owner_of[n] for n in live}.union(keywords, self._always_active))
+        return _Text(prepared, keywords, live, source, active)
 
     def _combine(self, log_probabilities: dict[str, float], hits: dict[str, int]) -> dict[str, float]:
         logits = {}
