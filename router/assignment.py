@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -124,35 +125,28 @@ class Assigner:
 
     async def availability(self, language: str, channel: str) -> Callable[[str], bool]:
         """A snapshot: could an available agent with room take a conversation in this queue now?"""
-        async with self.store.engine.connect() as conn:
-            available = await _available(conn)
-            loads = await _loads(conn)
-        agents = [a for a in self.config.agents.agents if a.username in available]
-
-        def test(queue: str) -> bool:
-            return any(self.eligible(a, queue, language, channel, loads.get((a.username, channel), 0)) for a in agents)
-
-        return test
+        return (await self.snapshot(waiting=False)).availability(language, channel)
 
     async def expected_wait_seconds(self, queue: str, language: str, channel: str, priority: int, critical: bool) -> float:
         """Conversations ahead of this one, shared among the agents who could take them, times
         the queue's expected handling time."""
-        q = self.config.routing.queues[queue]
-        ahead = conversations.c.urgency_rank >= 3 if critical else conversations.c.priority >= priority
+        return (await self.snapshot()).expected_wait_seconds(queue, language, channel, priority, critical)
+
+    async def snapshot(self, *, waiting: bool = True) -> Snapshot:
+        """Who is available, what each holds, and (with `waiting`) what waits in each queue: read
+        once, then asked many times (a dispatcher's batch decides every message from one)."""
         async with self.store.engine.connect() as conn:
-            waiting = (
-                await conn.execute(
-                    sa.select(sa.func.count()).select_from(conversations)
-                    .where(conversations.c.queue == queue, conversations.c.status == "waiting", ahead)
-                )
-            ).scalar_one()
             available = await _available(conn)
-        staff = sum(
-            1 for a in self.config.agents.agents
-            if a.username in available and self.eligible(a, queue, language, channel, 0)
-        )
-        rounds = -(-(waiting + 1) // max(staff, 1))
-        return float(rounds * q.expected_handle_seconds)
+            loads = await _loads(conn)
+            counts: Counter[tuple[str, int, int]] = Counter()
+            if waiting:
+                rows = await conn.execute(
+                    sa.select(conversations.c.queue, conversations.c.priority, conversations.c.urgency_rank, sa.func.count())
+                    .where(conversations.c.status == "waiting")
+                    .group_by(conversations.c.queue, conversations.c.priority, conversations.c.urgency_rank)
+                )
+                counts.update({(queue, priority, rank): n for queue, priority, rank, n in rows.all()})
+        return Snapshot(self, available, loads, counts)
 
     # --- assignment --------------------------------------------------------------------------
 
@@ -352,6 +346,41 @@ class Assigner:
         ))
 
 
+class Snapshot:
+    """Assignment's view at one moment: which agents are available, what each holds per channel,
+    and how many conversations wait per (queue, priority, urgency rank). A dispatcher's batch
+    asks it for every message and tells it of the conversations the batch puts in a queue, so
+    each quote counts the ones placed before it, as if they had been read back one by one."""
+
+    def __init__(self, assigner: Assigner, available: set[str], loads: dict[tuple[str, str], int],
+                 waiting: Counter[tuple[str, int, int]]):
+        self.assigner, self.available, self.loads, self.waiting = assigner, available, loads, waiting
+        self.agents = [a for a in assigner.config.agents.agents if a.username in available]
+
+    def availability(self, language: str, channel: str) -> Callable[[str], bool]:
+        """Could an available agent with room take a conversation in this queue?"""
+        eligible, loads = self.assigner.eligible, self.loads
+        agents = self.agents
+
+        def test(queue: str) -> bool:
+            return any(eligible(a, queue, language, channel, loads.get((a.username, channel), 0)) for a in agents)
+
+        return test
+
+    def expected_wait_seconds(self, queue: str, language: str, channel: str, priority: int, critical: bool) -> float:
+        q = self.assigner.config.routing.queues[queue]
+        waiting = sum(
+            n for (in_queue, p, rank), n in self.waiting.items()
+            if in_queue == queue and (rank >= 3 if critical else p >= priority)
+        )
+        staff = sum(1 for a in self.agents if self.assigner.eligible(a, queue, language, channel, 0))
+        rounds = -(-(waiting + 1) // max(staff, 1))
+        return float(rounds * q.expected_handle_seconds)
+
+    def add_waiting(self, queue: str, priority: int, urgency_rank: int) -> None:
+        self.waiting[(queue, priority, urgency_rank)] += 1
+
+
 async def _available(conn) -> set[str]:
     rows = await conn.execute(sa.select(agent_state.c.username).where(agent_state.c.status == "available"))
     return set(rows.scalars())
@@ -370,10 +399,16 @@ async def _loads(conn, username: str | None = None) -> dict[tuple[str, str], int
 
 
 async def last_agent(store: ConversationStore, conversation_key: str, since: datetime) -> str | None:
+    return (await last_agents(store, [conversation_key], since)).get(conversation_key)
+
+
+async def last_agents(store: ConversationStore, conversation_keys: list[str], since: datetime) -> dict[str, str]:
+    """Each customer's last agent, if they accepted a conversation of theirs since `since`."""
+    if not conversation_keys:
+        return {}
     async with store.engine.connect() as conn:
-        return (
-            await conn.execute(
-                sa.select(customer_agents.c.username)
-                .where(customer_agents.c.conversation_key == conversation_key, customer_agents.c.at >= since)
-            )
-        ).scalar()
+        rows = await conn.execute(
+            sa.select(customer_agents.c.conversation_key, customer_agents.c.username)
+            .where(customer_agents.c.conversation_key.in_(sorted(set(conversation_keys))), customer_agents.c.at >= since)
+        )
+        return dict(rows.all())

@@ -3,19 +3,21 @@ acknowledgement, an agent; and the timers (ladder steps, SLA breaches, silent ag
 
 At least once, idempotent: the message, its decision and its acknowledgement are stored in one
 transaction keyed by message_id; a redelivered record finds them stored and only publishes what
-had not reached Kafka yet.
+had not reached Kafka yet. Records come in chunks of a partition (up to `batch_size`): one
+transaction and one round of lookups per chunk, the acknowledgements published together, then
+the commit. The standard lane gives way to the urgent one between chunks.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
-from router.assignment import Assigner, last_agent
+from router.assignment import Assigner, Snapshot, last_agents
 from router.bus import ConsumerLoop, KafkaBus, PermanentError
 from router.config import RouterConfig
 from router.envelope import Envelope, Outbound, QueueEvent, Urgency, now
@@ -23,8 +25,8 @@ from router.metrics import ROUTING_SECONDS
 from router.replies import Replies, Wait
 from router.routing import Decision, Workflow, facts_for
 from router.rules import Rules
-from router.sla import Clock, SlaMonitor, SystemClock, calendar_for, placement
-from router.store import ConversationStore
+from router.sla import Calendar, Clock, SlaMonitor, SystemClock, calendar_for, placement
+from router.store import ConversationStore, Inbound
 from router.tasks import cancel_and_wait
 
 log = structlog.get_logger("router.dispatcher")
@@ -37,14 +39,23 @@ class OutboundRelay:
         self.bus, self.store = bus, store
 
     async def publish(self, out: Outbound) -> None:
-        await self.bus.publish(self.bus.topics.outbound, out.to_bytes(), key=out.conversation_key.encode())
-        await self.store.mark_published(out.message_id)
-        log.info("reply.published", trace_id=out.trace_id, conversation_id=out.conversation_id,
-                 channel=out.channel, kind=out.kind)
+        await self.publish_many([out])
 
-    async def flush(self, conversation_id: str | None = None, older_than: float = 0) -> None:
-        for out in await self.store.unpublished(conversation_id, older_than):
-            await self.publish(out)
+    async def publish_many(self, outs: list[Outbound]) -> None:
+        """Send them all, wait for every acknowledgement, then mark them all published: a
+        failure marks none, and the next flush sends them again (receivers dedupe by message_id)."""
+        if not outs:
+            return
+        await self.bus.publish_many(self.bus.topics.outbound, ((o.conversation_key.encode(), o.to_bytes()) for o in outs))
+        await self.store.mark_published(*(o.message_id for o in outs))
+        for out in outs:
+            log.info("reply.published", trace_id=out.trace_id, conversation_id=out.conversation_id,
+                     channel=out.channel, kind=out.kind)
+
+    async def flush(
+        self, conversation_id: str | None = None, older_than: float = 0, *, conversation_ids: list[str] | None = None
+    ) -> None:
+        await self.publish_many(await self.store.unpublished(conversation_id, older_than, conversation_ids=conversation_ids))
 
 
 class DispatcherService:
@@ -57,6 +68,7 @@ class DispatcherService:
         *,
         clock: Clock | None = None,
         timer_interval: float = 1.0,
+        batch_size: int = 50,
     ):
         self.bus, self.store, self.rules = bus, store, rules
         self.clock = clock or SystemClock()
@@ -66,9 +78,14 @@ class DispatcherService:
         self.sla = SlaMonitor(store, rules, self.clock, self.publish_event, availability=self.assigner.availability)
         group = f"{bus.settings.consumer_group_prefix}-dispatcher"
         # Two lanes here too: standard records wait whenever urgent ones are in hand.
-        self.urgent_loop = ConsumerLoop(bus, [bus.classified_urgent], f"{group}-urgent", self.handle, "dispatch-urgent")
+        # Each fetched partition is handled in chunks, one store transaction each.
+        self.urgent_loop = ConsumerLoop(
+            bus, [bus.classified_urgent], f"{group}-urgent", self.handle, "dispatch-urgent",
+            batch_handler=self.handle_batch, chunk=batch_size,
+        )
         self.loop = ConsumerLoop(
-            bus, [bus.topics.classified], group, self.handle, "dispatch", yield_to=self.urgent_loop
+            bus, [bus.topics.classified], group, self.handle, "dispatch", yield_to=self.urgent_loop,
+            batch_handler=self.handle_batch, chunk=batch_size,
         )
         self._tasks: list[asyncio.Task] = []
 
@@ -105,45 +122,86 @@ class DispatcherService:
     async def publish_event(self, event: QueueEvent) -> None:
         await self.bus.publish(self.bus.topics.events, event.to_bytes(), key=event.conversation_id.encode())
 
-    # --- one classified message ----------------------------------------------------------------
-
-    async def decide(self, envelope: Envelope, config: RouterConfig) -> tuple[Decision, dict, Wait]:
-        """The routing decision for a message, the columns that record it, and the wait to quote."""
-        c = envelope.classification
-        assert c is not None
-        at = self.clock.now()
-        window = config.routing.assignment.return_to_last_agent_seconds
-        customer = await self.store.customer_attributes(envelope.sender.address)
-        previous = await last_agent(self.store, envelope.conversation_key, at - timedelta(seconds=window)) if window else None
-        customer.setdefault("returning", previous is not None)
-        available = await self.assigner.availability(c.language, envelope.channel)
-        decision = Workflow(config).decide(
-            facts_for(envelope, config, customer),
-            available=available,
-            is_open=lambda queue: calendar_for(config, queue).is_open(at),
-        )
-        columns = placement(config, decision, at)
-        calendar = calendar_for(config, decision.queue)
-        if not calendar.is_open(at):
-            wait = Wait(opens=calendar.describe(calendar.next_open(at), at))
-        else:
-            wait = Wait(seconds=await self.assigner.expected_wait_seconds(
-                decision.queue, c.language, envelope.channel, decision.priority, c.urgency == Urgency.CRITICAL,
-            ))
-        return decision, columns, wait
+    # --- classified messages ----------------------------------------------------------------
 
     async def handle(self, record: ConsumerRecord) -> None:
-        try:
-            envelope = Envelope.from_bytes(record.value)
-        except ValidationError as exc:
-            raise PermanentError(f"not an envelope: {exc.error_count()} problems") from exc
-        if envelope.classification is None:
-            raise PermanentError("envelope on support.classified carries no classification")
+        """One record: the batch of one (what a chunk falls back to, record by record)."""
+        await self.handle_batch([record])
+
+    async def handle_batch(self, records: list[ConsumerRecord]) -> None:
+        """Route, store and acknowledge a partition's records, in order, as one.
+
+        Every lookup is made once for the batch (customers, last agents, availability, queue
+        lengths); the messages, their decisions and acknowledgements go to the store in one
+        transaction, idempotent by message_id; the replies still unpublished in these
+        conversations (the new ones, or the ones a crash left behind) are then published
+        together, and only after that does the consumer commit. A record that does not parse
+        fails the batch, which the consumer loop then hands here again one record at a time.
+        """
+        envelopes = [_envelope(record) for record in records]
+        config = self.rules.config  # one version of the rules for the whole batch
+        window = config.routing.assignment.return_to_last_agent_seconds
+        snapshot = await self.assigner.snapshot()
+        customers = await self.store.customer_attributes_many([e.sender.address for e in envelopes])
+        previous = (
+            await last_agents(self.store, [e.conversation_key for e in envelopes],
+                              self.clock.now() - timedelta(seconds=window))
+            if window else {}
+        )
+        batch = _Batch(config, snapshot)
+        items = []
+        for envelope in envelopes:
+            customer = dict(customers.get(envelope.sender.address, {}))
+            customer.setdefault("returning", envelope.conversation_key in previous)
+            items.append(self._inbound(envelope, customer, batch))
+        recorded = await self.store.record_inbound_many(items)
+        # A redelivered record finds its reply already stored: publishing what is still
+        # unpublished makes the second run finish what a crash interrupted, and nothing more.
+        await self.relay.flush(conversation_ids=[r.conversation["id"] for r in recorded if r.conversation])
+        events = []
+        for envelope, item, done in zip(envelopes, items, recorded, strict=True):
+            if done.duplicate:
+                log.info("message.duplicate", trace_id=envelope.trace_id, message_id=envelope.message_id)
+                continue
+            conversation = done.conversation
+            if done.requeued:
+                events.append(QueueEvent(
+                    type="conversation.queued", conversation_id=conversation["id"], queue=conversation["queue"],
+                    urgency=conversation["urgency"], status=conversation["status"],
+                ))
+            ROUTING_SECONDS.observe((now() - envelope.received_at).total_seconds())
+            decision = item.decision or {}
+            log.info(
+                "conversation.queued" if done.requeued else "conversation.updated",
+                trace_id=envelope.trace_id, conversation_key=envelope.conversation_key,
+                conversation_id=conversation["id"], queue=conversation["queue"], urgency=conversation["urgency"],
+                rule=decision.get("rule"), step=decision.get("step", 0) + 1, priority=conversation["priority"],
+                rules_version=config.version,
+            )
+        if events:
+            await self.bus.publish_many(
+                self.bus.topics.events, ((e.conversation_id.encode(), e.to_bytes()) for e in events)
+            )
+            await self.assigner.assign_waiting()
+
+    def _inbound(self, envelope: Envelope, customer: dict, batch: _Batch) -> Inbound:
+        """The routing decision for one message, and the acknowledgement to store with it."""
         c = envelope.classification
-        config = self.rules.config  # one version of the rules for the whole decision
-        decision, columns, wait = await self.decide(envelope, config)
+        assert c is not None
+        config = batch.config
+        at = self.clock.now()
+        decision = batch.workflow.decide(
+            facts_for(envelope, config, customer),
+            available=batch.snapshot.availability(c.language, envelope.channel),
+            is_open=lambda queue: batch.calendar(queue).is_open(at),
+        )
 
         def acknowledge(conversation: dict, created: bool) -> Outbound | None:
+            wait = None
+            if created:
+                # Quoted before this conversation joins the count, then counted for the next.
+                wait = batch.wait(decision, c.language, envelope.channel, c.urgency == Urgency.CRITICAL, at)
+                batch.snapshot.add_waiting(decision.queue, decision.priority, c.urgency.rank)
             if envelope.thread.get("no_auto_reply"):  # automatic, bulk or list mail: never answered
                 return None
             fields = {"trace_id": envelope.trace_id, "message_id": f"ack-{envelope.message_id}"}
@@ -158,28 +216,38 @@ class DispatcherService:
                 )
             return None
 
-        recorded = await self.store.record_inbound(
-            envelope, decision.queue, acknowledge, placement=columns, decision=decision.as_dict()
-        )
-        conversation = recorded.conversation
-        # A redelivered record finds its reply already stored: publishing what is still
-        # unpublished makes the second run finish what a crash interrupted, and nothing more.
-        await self.relay.flush(conversation["id"])
-        if recorded.duplicate:
-            log.info("message.duplicate", trace_id=envelope.trace_id, message_id=envelope.message_id)
-            return
-        if recorded.requeued:
-            await self.publish_event(QueueEvent(
-                type="conversation.queued", conversation_id=conversation["id"], queue=conversation["queue"],
-                urgency=conversation["urgency"], status=conversation["status"],
-            ))
-        ROUTING_SECONDS.observe((now() - envelope.received_at).total_seconds())
-        log.info(
-            "conversation.queued" if recorded.requeued else "conversation.updated",
-            trace_id=envelope.trace_id, conversation_key=envelope.conversation_key,
-            conversation_id=conversation["id"], queue=conversation["queue"], urgency=conversation["urgency"],
-            rule=decision.rule, step=decision.step + 1, priority=conversation["priority"],
-            rules_version=config.version,
-        )
-        if recorded.requeued:
-            await self.assigner.assign_waiting()
+        return Inbound(envelope, decision.queue, acknowledge,
+                       placement=placement(config, decision, at), decision=decision.as_dict())
+
+
+class _Batch:
+    """What one batch decides with: the rules, one workflow, the calendars, one snapshot."""
+
+    def __init__(self, config: RouterConfig, snapshot: Snapshot):
+        self.config, self.snapshot = config, snapshot
+        self.workflow = Workflow(config)
+        self._calendars: dict[str, Calendar] = {}
+
+    def calendar(self, queue: str) -> Calendar:
+        if queue not in self._calendars:
+            self._calendars[queue] = calendar_for(self.config, queue)
+        return self._calendars[queue]
+
+    def wait(self, decision: Decision, language: str, channel: str, critical: bool, at: datetime) -> Wait:
+        """The wait to quote: minutes, or when a closed queue opens."""
+        calendar = self.calendar(decision.queue)
+        if not calendar.is_open(at):
+            return Wait(opens=calendar.describe(calendar.next_open(at), at))
+        return Wait(seconds=self.snapshot.expected_wait_seconds(
+            decision.queue, language, channel, decision.priority, critical,
+        ))
+
+
+def _envelope(record: ConsumerRecord) -> Envelope:
+    try:
+        envelope = Envelope.from_bytes(record.value)
+    except ValidationError as exc:
+        raise PermanentError(f"not an envelope: {exc.error_count()} problems") from exc
+    if envelope.classification is None:
+        raise PermanentError("envelope on support.classified carries no classification")
+    return envelope

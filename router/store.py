@@ -205,6 +205,20 @@ def check_password(password: str, stored: str) -> bool:
     return secrets.compare_digest(digest.hex(), digest_hex)
 
 
+Acknowledge = Callable[[dict[str, Any], bool], Outbound | None]
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One classified message to store, as `ConversationStore.record_inbound` takes it."""
+
+    envelope: Envelope
+    queue: str
+    acknowledge: Acknowledge
+    placement: dict[str, Any] | None = None
+    decision: dict[str, Any] | None = None
+
+
 @dataclass(frozen=True)
 class Recorded:
     conversation: dict[str, Any]
@@ -259,7 +273,7 @@ class ConversationStore:
         self,
         envelope: Envelope,
         queue: str,
-        acknowledge: Callable[[dict[str, Any], bool], Outbound | None],
+        acknowledge: Acknowledge,
         placement: dict[str, Any] | None = None,
         decision: dict[str, Any] | None = None,
     ) -> Recorded:
@@ -270,124 +284,119 @@ class ConversationStore:
         `placement` holds the routing decision's columns (priority, rule, ladder_step,
         step_due_at, sla_due_at, rules_version); `decision` its explanation, kept on the message.
         """
-        placement = dict(placement or {})
-        c = envelope.classification
-        assert c is not None, "only classified envelopes are stored"
+        [recorded] = await self.record_inbound_many([Inbound(envelope, queue, acknowledge, placement, decision)])
+        return recorded
+
+    async def record_inbound_many(self, items: list[Inbound]) -> list[Recorded]:
+        """`record_inbound` for many messages in one transaction, with the same outcome as one
+        after another, in order: a message seen before (stored earlier, or earlier in `items`)
+        is a duplicate; a later message of a conversation finds the one an earlier item opened.
+
+        A handful of statements for the whole list: one lookup of what was seen, one of the
+        open conversations, then the inserts and updates. A concurrent writer storing one of
+        these messages first makes the whole transaction fail on a unique key, and nothing is
+        stored: the caller handles the messages again, one by one, and finds them stored.
+        """
+        if not items:
+            return []
+        for item in items:
+            assert item.envelope.classification is not None, "only classified envelopes are stored"
         async with self.engine.begin() as conn:
-            seen = await conn.execute(
-                sa.select(messages.c.conversation_id).where(
-                    (messages.c.message_id == envelope.message_id)
-                    | (
-                        (messages.c.channel == envelope.channel)
-                        & (messages.c.channel_message_id == envelope.channel_message_id)
-                    )
-                )
-            )
-            row = seen.first()
-            if row is not None:
-                return Recorded(await self._conversation(conn, row[0]), True, False, False)
-            open_conv = (
-                await conn.execute(
-                    sa.select(conversations)
-                    .where(conversations.c.conversation_key == envelope.conversation_key)
-                    .where(conversations.c.status != "resolved")
-                    .order_by(conversations.c.created_at.desc())
-                    .limit(1)
-                )
-            ).mappings().first()
+            seen = await self._seen(conn, [item.envelope for item in items])
+            open_by_key = await self._open_conversations(conn, {item.envelope.conversation_key for item in items})
+            rows_by_id = {row["id"]: row for row in open_by_key.values()}
+            new_rows: dict[str, dict[str, Any]] = {}  # inserted by this call, in order
+            changed: dict[str, dict[str, Any]] = {}  # updates of conversations stored before
+            message_rows: list[dict[str, Any]] = []
+            results: list[Recorded | str] = []  # a duplicate's conversation id until it is read
             at = now()
-            created = requeued = False
-            if open_conv is None:
-                conv_id = uuid.uuid4().hex
-                created = requeued = True
-                await conn.execute(
-                    conversations.insert().values(
-                        id=conv_id,
-                        ticket=_ticket(conv_id),
-                        conversation_key=envelope.conversation_key,
-                        channel=envelope.channel,
-                        customer_address=envelope.sender.address,
-                        customer_name=envelope.sender.name,
-                        language=c.language,
-                        category=c.category,
-                        urgency=c.urgency,
-                        urgency_rank=c.urgency.rank,
-                        queue=queue,
-                        status="waiting",
-                        assignee=None,
-                        preview=envelope.text[:200],
-                        **{"rules_version": c.rules_version, **placement},
-                        created_at=envelope.received_at,
-                        updated_at=at,
-                    )
+            for item in items:
+                envelope = item.envelope
+                pair = (str(envelope.channel), envelope.channel_message_id)
+                known = seen.get(("id", envelope.message_id)) or seen.get(("pair", pair))
+                if known is not None:
+                    results.append(known)
+                    continue
+                row, created, requeued, values = _place_inbound(
+                    envelope, item.queue, dict(item.placement or {}), open_by_key.get(envelope.conversation_key), at
                 )
-            else:
-                conv_id = open_conv["id"]
-                values: dict[str, Any] = {"updated_at": at, "preview": envelope.text[:200]}
-                # Urgency only ever goes up: a follow-up "thanks" never demotes a fraud report.
-                if c.urgency.rank > open_conv["urgency_rank"]:
-                    requeued = True
-                    values.update(
-                        category=c.category, urgency=c.urgency, urgency_rank=c.urgency.rank,
-                        queue=queue, **{"rules_version": c.rules_version, **placement},
-                    )
-                    earlier = _utc(open_conv["sla_due_at"])
-                    if earlier is not None and placement.get("sla_due_at") is not None:
-                        values["sla_due_at"] = min(earlier, placement["sla_due_at"])
-                    if queue != open_conv["queue"]:  # a new queue: its own agents take it from the top
-                        values.update(status="waiting", assignee=None, assigned_at=None, accepted_at=None)
-                await conn.execute(
-                    conversations.update().where(conversations.c.id == conv_id).values(**values)
-                )
-            await conn.execute(
-                messages.insert().values(
-                    message_id=envelope.message_id,
-                    conversation_id=conv_id,
-                    direction="in",
-                    kind="customer",
-                    channel=envelope.channel,
-                    channel_message_id=envelope.channel_message_id,
-                    author=envelope.sender.name or envelope.sender.address,
-                    text=envelope.text,
-                    trace_id=envelope.trace_id,
-                    meta={
-                        "classification": c.model_dump(mode="json"),
-                        "redactions": envelope.redactions,
-                        "attachments": [a.model_dump() for a in envelope.attachments],
-                        "subject": envelope.subject,
-                        "thread": envelope.thread,
-                        **({"decision": decision} if decision else {}),
-                    },
-                    published=True,
-                    created_at=envelope.received_at,
-                )
+                conv_id = row["id"]
+                if created:
+                    new_rows[conv_id] = row
+                    rows_by_id[conv_id] = row
+                elif conv_id not in new_rows:
+                    changed.setdefault(conv_id, {}).update(values)
+                open_by_key[envelope.conversation_key] = row
+                seen[("id", envelope.message_id)] = seen[("pair", pair)] = conv_id
+                message_rows.append(_inbound_row(envelope, conv_id, item.decision))
+                conversation = _listing(row)
+                ack = item.acknowledge(conversation, created)
+                if ack is not None:
+                    message_rows.append(_outbound_row(ack))
+                results.append(Recorded(conversation, False, created, requeued))
+            if new_rows:
+                await conn.execute(conversations.insert(), list(new_rows.values()))
+            for conv_id, values in changed.items():
+                await conn.execute(conversations.update().where(conversations.c.id == conv_id).values(**values))
+            if message_rows:
+                # One statement, rows in order: each acknowledgement right after its message.
+                await conn.execute(messages.insert(), message_rows)
+            missing = {r for r in results if isinstance(r, str) and r not in rows_by_id}
+            if missing:
+                for row in (
+                    await conn.execute(sa.select(conversations).where(conversations.c.id.in_(sorted(missing))))
+                ).mappings():
+                    rows_by_id[row["id"]] = dict(row)
+        return [
+            r if isinstance(r, Recorded) else Recorded(_listing(rows_by_id[r]) if r in rows_by_id else None, True, False, False)
+            for r in results
+        ]
+
+    @staticmethod
+    async def _seen(conn, envelopes: list[Envelope]) -> dict[tuple[str, Any], str]:
+        """Which of these messages are stored already: ("id", message_id) and
+        ("pair", (channel, channel_message_id)) → their conversation id."""
+        by_channel: dict[str, set[str]] = {}
+        for e in envelopes:
+            by_channel.setdefault(str(e.channel), set()).add(e.channel_message_id)
+        query = sa.select(
+            messages.c.message_id, messages.c.channel, messages.c.channel_message_id, messages.c.conversation_id
+        ).where(
+            sa.or_(
+                messages.c.message_id.in_([e.message_id for e in envelopes]),
+                *(
+                    (messages.c.channel == channel) & messages.c.channel_message_id.in_(sorted(ids))
+                    for channel, ids in by_channel.items()
+                ),
             )
-            conversation = await self._conversation(conn, conv_id)
-            ack = acknowledge(conversation, created)
-            if ack is not None:
-                await self._insert_outbound(conn, ack)
-            return Recorded(conversation, False, created, requeued)
+        )
+        seen: dict[tuple[str, Any], str] = {}
+        for message_id, channel, channel_message_id, conversation_id in (await conn.execute(query)).all():
+            seen[("id", message_id)] = conversation_id
+            if channel_message_id is not None:
+                seen[("pair", (channel, channel_message_id))] = conversation_id
+        return seen
+
+    @staticmethod
+    async def _open_conversations(conn, keys: set[str]) -> dict[str, dict[str, Any]]:
+        """The newest conversation not resolved under each key, as a plain row."""
+        rows = (
+            await conn.execute(
+                sa.select(conversations)
+                .where(conversations.c.conversation_key.in_(sorted(keys)))
+                .where(conversations.c.status != "resolved")
+                .order_by(conversations.c.created_at.desc())
+            )
+        ).mappings()
+        found: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            found.setdefault(row["conversation_key"], dict(row))
+        return found
 
     # --- outbound -------------------------------------------------------------------------
 
     async def _insert_outbound(self, conn, out: Outbound) -> None:
-        await conn.execute(
-            messages.insert().values(
-                message_id=out.message_id,
-                conversation_id=out.conversation_id,
-                direction="out",
-                kind=out.kind,
-                channel=out.channel,
-                channel_message_id=None,
-                author=out.author,
-                text=out.text,
-                trace_id=out.trace_id,
-                meta={"outbound": out.model_dump(mode="json")},
-                published=False,
-                delivery_status="queued",
-                created_at=out.created_at,
-            )
-        )
+        await conn.execute(messages.insert().values(**_outbound_row(out)))
 
     async def add_outbound(self, out: Outbound) -> None:
         async with self.engine.begin() as conn:
@@ -400,22 +409,32 @@ class ConversationStore:
                 conversations.update().where(conversations.c.id == out.conversation_id).values(**values)
             )
 
-    async def unpublished(self, conversation_id: str | None = None, older_than: float = 0) -> list[Outbound]:
+    async def unpublished(
+        self, conversation_id: str | None = None, older_than: float = 0, *, conversation_ids: list[str] | None = None
+    ) -> list[Outbound]:
+        """Replies stored but not yet acknowledged by Kafka, oldest first: of one conversation,
+        of several (`conversation_ids`), or of all."""
         query = sa.select(messages.c.meta).where(
             (messages.c.direction == "out") & (messages.c.published == sa.false())
         )
         if conversation_id is not None:
             query = query.where(messages.c.conversation_id == conversation_id)
+        if conversation_ids is not None:
+            if not conversation_ids:
+                return []
+            query = query.where(messages.c.conversation_id.in_(sorted(set(conversation_ids))))
         if older_than:
             query = query.where(messages.c.created_at < now() - timedelta(seconds=older_than))
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query.order_by(messages.c.seq))).all()
         return [Outbound.model_validate(r[0]["outbound"]) for r in rows]
 
-    async def mark_published(self, message_id: str) -> None:
+    async def mark_published(self, *message_ids: str) -> None:
+        if not message_ids:
+            return
         async with self.engine.begin() as conn:
             await conn.execute(
-                messages.update().where(messages.c.message_id == message_id).values(published=True)
+                messages.update().where(messages.c.message_id.in_(message_ids)).values(published=True)
             )
 
     async def set_delivery_status(
@@ -700,13 +719,20 @@ class ConversationStore:
             )
 
     async def customer_attributes(self, address: str) -> dict[str, Any]:
+        return (await self.customer_attributes_many([address])).get(address, {})
+
+    async def customer_attributes_many(self, addresses: list[str]) -> dict[str, dict[str, Any]]:
+        """What is known of each of these customers; an address with nothing known is absent."""
+        if not addresses:
+            return {}
         async with self.engine.connect() as conn:
-            row = (
+            rows = (
                 await conn.execute(
-                    sa.select(customer_profiles.c.attributes).where(customer_profiles.c.address == address)
+                    sa.select(customer_profiles.c.address, customer_profiles.c.attributes)
+                    .where(customer_profiles.c.address.in_(sorted(set(addresses))))
                 )
-            ).first()
-        return dict(row[0]) if row else {}
+            ).all()
+        return {address: dict(attributes) for address, attributes in rows}
 
     # --- chat sessions --------------------------------------------------------------------
 
@@ -744,6 +770,103 @@ class ConversationStore:
                 )
             ).mappings().all()
         return [_message(r) for r in rows]
+
+
+def _place_inbound(
+    envelope: Envelope, queue: str, placement: dict[str, Any], open_conv: dict[str, Any] | None, at: datetime
+) -> tuple[dict[str, Any], bool, bool, dict[str, Any]]:
+    """Where a new message goes: a new conversation, or the open one (changed in place).
+    Returns the conversation's row as it is now, created, requeued, and the changed columns."""
+    c = envelope.classification
+    assert c is not None
+    if open_conv is None:
+        conv_id = uuid.uuid4().hex
+        row: dict[str, Any] = {column.name: None for column in conversations.columns}
+        row.update(
+            id=conv_id,
+            ticket=_ticket(conv_id),
+            conversation_key=envelope.conversation_key,
+            channel=str(envelope.channel),
+            customer_address=envelope.sender.address,
+            customer_name=envelope.sender.name,
+            language=c.language,
+            category=c.category,
+            urgency=str(c.urgency),
+            urgency_rank=c.urgency.rank,
+            queue=queue,
+            status="waiting",
+            assignee=None,
+            preview=envelope.text[:200],
+            priority=0,  # the columns' server defaults, unless the placement says otherwise
+            ladder_step=0,
+            rules_version=c.rules_version,
+            created_at=envelope.received_at,
+            updated_at=at,
+        )
+        row.update(placement)
+        return row, True, True, row
+    values: dict[str, Any] = {"updated_at": at, "preview": envelope.text[:200]}
+    requeued = False
+    # Urgency only ever goes up: a follow-up "thanks" never demotes a fraud report.
+    if c.urgency.rank > open_conv["urgency_rank"]:
+        requeued = True
+        values.update(
+            category=c.category, urgency=str(c.urgency), urgency_rank=c.urgency.rank,
+            queue=queue, **{"rules_version": c.rules_version, **placement},
+        )
+        earlier = _utc(open_conv["sla_due_at"])
+        if earlier is not None and placement.get("sla_due_at") is not None:
+            values["sla_due_at"] = min(earlier, placement["sla_due_at"])
+        if queue != open_conv["queue"]:  # a new queue: its own agents take it from the top
+            values.update(status="waiting", assignee=None, assigned_at=None, accepted_at=None)
+    open_conv.update(values)
+    return open_conv, False, requeued, values
+
+
+def _inbound_row(envelope: Envelope, conversation_id: str, decision: dict[str, Any] | None) -> dict[str, Any]:
+    c = envelope.classification
+    assert c is not None
+    return {
+        "message_id": envelope.message_id,
+        "conversation_id": conversation_id,
+        "direction": "in",
+        "kind": "customer",
+        "channel": str(envelope.channel),
+        "channel_message_id": envelope.channel_message_id,
+        "author": envelope.sender.name or envelope.sender.address,
+        "text": envelope.text,
+        "trace_id": envelope.trace_id,
+        "meta": {
+            "classification": c.model_dump(mode="json"),
+            "redactions": envelope.redactions,
+            "attachments": [a.model_dump() for a in envelope.attachments],
+            "subject": envelope.subject,
+            "thread": envelope.thread,
+            **({"decision": decision} if decision else {}),
+        },
+        "published": True,
+        "delivery_status": None,
+        "created_at": envelope.received_at,
+    }
+
+
+def _outbound_row(out: Outbound) -> dict[str, Any]:
+    """A reply as stored: unpublished until Kafka acknowledged it (see OutboundRelay)."""
+    return {
+        "message_id": out.message_id,
+        "conversation_id": out.conversation_id,
+        "direction": "out",
+        "kind": out.kind,
+        "channel": str(out.channel),
+        "channel_message_id": None,
+        "author": out.author,
+        "text": out.text,
+        "trace_id": out.trace_id,
+        "meta": {"outbound": out.model_dump(mode="json")},
+        "published": False,
+        "delivery_status": "queued",
+        "created_at": out.created_at,
+    }
 
 
 def _ticket(conversation_id: str) -> str:

@@ -1,0 +1,194 @@
+"""The dispatcher stores a partition's records a chunk at a time: still once each, in order.
+
+A crash can come between any two steps of a chunk (store, publish the replies, commit the
+offsets); whatever Kafka then redelivers must leave one message, one decision and one
+acknowledgement per customer message, and each acknowledgement on support.outbound once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+import sqlalchemy as sa
+from aiokafka import TopicPartition
+
+from router.broker import EmbeddedBroker
+from router.bus import KafkaBus
+from router.dispatcher import DispatcherService
+from router.envelope import Channel, Envelope, Sender
+from router.rules import Rules
+from router.settings import Settings
+from router.store import ConversationStore, Inbound, conversations, messages
+from tests.conftest import CONFIG_DIR
+from tests.kafka_helpers import read_topic, settle
+from tests.test_reliability import classified_envelope, wait_for
+
+
+@pytest.fixture(scope="module")
+def rules() -> Rules:
+    return Rules(CONFIG_DIR)
+
+
+def a_batch(rules: Rules, tag: str) -> list[Envelope]:
+    """Six records for one partition: three customers, one of them writing twice, and one
+    record twice over (a provider's retry that reached Kafka twice)."""
+    key = f"chat:{tag}"
+    first = classified_envelope(rules, "my transfer failed, the money left my account", key, f"{tag}-1")
+    return [
+        first,
+        classified_envelope(rules, "it was 200 yuan to my brother", key, f"{tag}-2"),
+        first,
+        classified_envelope(rules, "what is the fee for a withdrawal", f"{key}-b", f"{tag}-3"),
+        classified_envelope(rules, "我忘记登录密码了", f"{key}-c", f"{tag}-4"),
+        classified_envelope(rules, "how do I raise my daily limit", f"{key}-d", f"{tag}-5"),
+    ]
+
+
+async def stored_counts(store: ConversationStore) -> tuple[Counter, Counter, int]:
+    """Inbound messages by message_id, replies by message_id, and conversations."""
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(messages.c.direction, messages.c.message_id))).all()
+        n_conversations = (await conn.execute(sa.select(sa.func.count()).select_from(conversations))).scalar_one()
+    inbound = Counter(m for d, m in rows if d == "in")
+    outbound = Counter(m for d, m in rows if d == "out")
+    return inbound, outbound, n_conversations
+
+
+def assert_once_each(batch: list[Envelope], inbound: Counter, outbound: Counter, n_conversations: int) -> None:
+    unique = {e.message_id for e in batch}
+    assert set(inbound) == unique and set(inbound.values()) == {1}
+    # One acknowledgement per new conversation; the follow-up in the first one gets none.
+    assert n_conversations == 4
+    assert len(outbound) == 4 and set(outbound.values()) == {1}
+    assert set(outbound) <= {f"ack-{m}" for m in unique}
+
+
+@pytest.fixture
+async def parts(database_url):
+    """A broker, a bus and a store, and no router: the test plays the crashed dispatcher."""
+    settings = Settings(database_url=database_url, partitions=1)
+    async with EmbeddedBroker() as broker, ConversationStore(database_url) as store:
+        async with KafkaBus(settings, broker.bootstrap_servers, embedded=True) as bus:
+            yield bus, store
+
+
+async def test_a_chunk_redelivered_after_a_crash_before_its_commit_changes_nothing(parts, rules):
+    bus, store = parts
+    batch = a_batch(rules, "crash-before-commit")
+    await bus.publish_many(bus.topics.classified, ((e.kafka_key, e.to_bytes()) for e in batch))
+
+    # The first dispatcher fetches the chunk in its group, stores it, publishes the replies,
+    # and dies before committing the offsets.
+    first = DispatcherService(bus, store, rules)
+    consumer = bus.consumer([bus.topics.classified], f"{bus.settings.consumer_group_prefix}-dispatcher")
+    await consumer.start()
+    try:
+        fetched: list = []
+        async with asyncio.timeout(30):
+            while len(fetched) < len(batch):
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    fetched += records
+        await first.handle_batch(fetched)
+    finally:
+        await consumer.stop()  # no commit
+    assert_once_each(batch, *await stored_counts(store))
+    replies = await read_topic(bus, bus.topics.outbound, lambda r: len(r) >= 4)
+
+    # The next dispatcher in the same group gets the whole chunk again.
+    second = DispatcherService(bus, store, rules)
+    await second.start()
+    try:
+        await wait_for(lambda: _committed(bus, second.loop.group, len(batch)), timeout=30)
+    finally:
+        await second.stop()
+    assert_once_each(batch, *await stored_counts(store))
+    assert await _records_in(bus, bus.topics.dlq) == 0  # absorbed, not dead-lettered
+    replies = await settle(bus, bus.topics.outbound, len(replies))
+    assert sorted(r["value"]["message_id"] for r in replies) == sorted(
+        f"ack-{m}" for m in {e.message_id for e in batch[:1] + batch[3:]}
+    )
+
+
+async def _records_in(bus: KafkaBus, topic: str) -> int:
+    reader = bus.consumer([], None)
+    await reader.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or [0])]
+        return sum((await reader.end_offsets(partitions)).values())
+    finally:
+        await reader.stop()
+
+
+async def _committed(bus: KafkaBus, group: str, offset: int) -> bool:
+    """The group's committed offset, read by a consumer that never joins the group."""
+    reader = bus.consumer([], group)
+    await reader.start()
+    try:
+        return await reader.committed(TopicPartition(bus.topics.classified, 0)) == offset
+    finally:
+        await reader.stop()
+
+
+async def test_a_chunk_stored_but_never_published_is_published_once_when_redelivered(running_router):
+    """The dispatcher stored a chunk (messages and acknowledgements) and died before producing
+    any reply: the redelivered chunk publishes each stored reply once, and stores nothing new."""
+    router = running_router.router
+    bus, store, rules = router.bus, router.store, router.rules
+    batch = a_batch(rules, "crash-before-publish")
+
+    def acknowledge(envelope):
+        return lambda conversation, created: rules.acknowledgement(
+            conversation, "en", [], message_id=f"ack-{envelope.message_id}", trace_id=envelope.trace_id
+        ) if created else None
+
+    recorded = await store.record_inbound_many([
+        Inbound(e, rules.config.queue_for(e.classification.category), acknowledge(e)) for e in batch
+    ])
+    assert [r.duplicate for r in recorded] == [False, False, True, False, False, False]
+    assert [r.created for r in recorded] == [True, False, False, True, True, True]
+    assert recorded[1].conversation["id"] == recorded[0].conversation["id"] == recorded[2].conversation["id"]
+    assert len(await store.unpublished()) == 4
+
+    for _ in range(2):  # redelivered, and once more for good measure
+        await bus.publish_many(bus.topics.classified, ((e.kafka_key, e.to_bytes()) for e in batch))
+    replies = await read_topic(bus, bus.topics.outbound, lambda r: len(r) >= 4)
+    assert await wait_for(lambda: _none_unpublished(store))
+    replies = await settle(bus, bus.topics.outbound, len(replies), seconds=2)
+    assert Counter(r["value"]["message_id"] for r in replies) == Counter(
+        {f"ack-{e.message_id}": 1 for e in batch[:1] + batch[3:]}
+    )
+    assert_once_each(batch, *await stored_counts(store))
+    assert await _records_in(bus, bus.topics.dlq) == 0
+
+
+async def _none_unpublished(store) -> bool:
+    return not await store.unpublished()
+
+
+async def test_a_poison_record_in_a_chunk_goes_to_the_dlq_and_the_rest_of_the_chunk_is_stored(running_router):
+    router = running_router.router
+    bus, store = router.bus, router.store
+    key = "chat:poison-in-a-chunk"
+    before = classified_envelope(router.rules, "what is the top-up fee", key, "pc-1")
+    after = classified_envelope(router.rules, "and the withdrawal fee?", key, "pc-2")
+    unclassified = Envelope.new(channel=Channel.CHAT, channel_message_id="pc-0", conversation_key=key,
+                                sender=Sender(address=key), text="no classification")
+    await bus.publish_many(bus.topics.classified, [
+        (key.encode(), before.to_bytes()),
+        (key.encode(), b"\xff not json"),
+        (key.encode(), unclassified.to_bytes()),
+        (key.encode(), after.to_bytes()),
+    ])
+    dead = await read_topic(bus, bus.topics.dlq, lambda r: len(r) >= 2)
+    assert [d["value"]["stage"] for d in dead] == ["dispatch", "dispatch"]
+    assert "not an envelope" in dead[0]["value"]["error"]
+    assert "no classification" in dead[1]["value"]["error"]
+
+    async def both_stored():
+        history = await store.history(key)
+        return history if [m["direction"] for m in history].count("in") == 2 else None
+
+    history = await wait_for(both_stored)
+    assert [m["id"] for m in history if m["direction"] == "in"] == [before.message_id, after.message_id]
