@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from router.config import ClassifierConfig
 from router.entities import extract_entities
 from router.envelope import Classification, Urgency
-from router.fastre import AnchorIndex, anchors
+from router.fastre import AnchorIndex, anchors, compile_fast
 from router.keywords import KeywordIndex
 from router.model import trained
 from router.textprep import for_model, prepare, prepare_with_source
@@ -51,7 +51,7 @@ def _compile(patterns: list[str]) -> tuple[_Pattern, ...]:
     out = []
     for p in patterns:
         flags = re.I if _UPPER_IN_PATTERN.search(p) else 0
-        out.append(_Pattern(re.compile(p, flags), anchors(p, flags), next(_numbers)))
+        out.append(_Pattern(compile_fast(p, flags), anchors(p, flags), next(_numbers)))
     return tuple(out)
 
 

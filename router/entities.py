@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+from router.fastre import compile_fast
+
 _CURRENCY_SIGN = r"[¥￥$€£]|us\$|hk\$|s\$|a\$|c\$"
 _CURRENCY_CODE = r"rmb|cny|usd|eur|gbp|hkd|jpy|sgd|aud|cad|inr|thb|myr|php|idr|vnd|krw"
 _CURRENCY_WORD = r"元|块钱|块|人民币|美元|美金|欧元|英镑|港币|日元|yuan|dollars?|bucks|euros?|pounds?|quid|rupees?"
@@ -15,24 +17,24 @@ _CURRENCY_WORD = r"元|块钱|块|人民币|美元|美金|欧元|英镑|港币|�
 _NUMBER = r"(?<![\d,.])(?:\d{1,3}(?:,\d{3}){1,5}(?:\.\d{1,2})?|\d{1,12}(?:\.\d{1,2})?)(?![\d,])"
 
 _PATTERNS: dict[str, re.Pattern] = {
-    "emails": re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
-    "transaction_ids": re.compile(
+    "emails": compile_fast(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
+    "transaction_ids": compile_fast(
         r"\b((?:txn|tx|trx|t)\d{6,})\b"
         r"|(?:(?:txn|tx|trx|transaction|ref(?:erence)?|order|交易单号|交易号|订单号|流水号|参考号|单号)"
         r"\s*(?:id|no\.?|number|#)?\s*[:：#]?\s*)"
         r"([a-z0-9][a-z0-9-]{4,39}[a-z0-9])",
     ),
-    "amounts": re.compile(
+    "amounts": compile_fast(
         rf"(?:(?:{_CURRENCY_SIGN})\s?(?:{_NUMBER})(?:\s?[k万])?"
         rf"|(?:{_CURRENCY_CODE})\s?(?:{_NUMBER})"
         rf"|(?:{_NUMBER})\s?(?:k|万|千)?\s?(?:{_CURRENCY_CODE}|{_CURRENCY_WORD}))",
     ),
-    "error_codes": re.compile(
+    "error_codes": compile_fast(
         r"(?:error|err|code|错误码|错误代码|返回码|代码|提示码)\s*(?:code)?\s*[:：#]?\s*([a-z]{0,4}-?\d{2,6})\b"
         r"|\b([a-z]{1,3}-?\d{2,5})\b(?=\s*(?:error|错误|报错))"
         r"|\b([a-z]{1,3}\d{3,5})\b",
     ),
-    "dates": re.compile(
+    "dates": compile_fast(
         r"\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b"
         r"|\b\d{1,2}/\d{1,2}(?:/\d{2,4})?\b"
         r"|(?:\d{4}年)?\d{1,2}月\d{1,2}[日号]"
@@ -41,11 +43,11 @@ _PATTERNS: dict[str, re.Pattern] = {
         r"|\b(?:yesterday|today|tonight|this morning|last night)\b"
         r"|昨天|今天|前天|今早|昨晚|今晚",
     ),
-    "times": re.compile(
+    "times": compile_fast(
         r"\b\d{1,2}:\d{2}(?:\s?[ap]\.?m\.?)?\b|\b\d{1,2}\s?[ap]\.?m\.?\b"
         r"|(?:凌晨|早上|上午|中午|下午|晚上|夜里)?\d{1,2}点(?:\d{1,2}分|半|多)?",
     ),
-    "phone_numbers": re.compile(
+    "phone_numbers": compile_fast(
         r"(?<![\w.+])(?:\+\d{1,3}[\s-]?\d{2,5}(?:[\s-]?\d{2,5}){1,3}"
         r"|1[3-9]\d[\s-]?\d{4}[\s-]?\d{4}|\(?\d{2,4}\)?[\s-]\d{3,4}[\s-]\d{3,4})(?![\w.])"
     ),

@@ -108,6 +108,83 @@ def _charset(av) -> set[str] | None:
     return chars
 
 
+_CATEGORIES = {"CATEGORY_DIGIT": r"\d", "CATEGORY_WORD": r"\w", "CATEGORY_SPACE": r"\s"}
+
+
+def compile_fast(pattern: str, flags: int = 0) -> re.Pattern:
+    """`re.compile`, with a lookahead for the characters a match can start with put in front.
+
+    `re` tries a pattern such as `\\b(never|didn't) ...` in full at every position of the text;
+    a leading `(?=[nd])` lets it move on after one character test. The lookahead only states what
+    every match already starts with, so the matches are the same.
+    """
+    first = _first_characters(pattern, flags)
+    if first is None:
+        return re.compile(pattern, flags)
+    return re.compile(f"(?=[{first}])(?:{pattern})", flags)
+
+
+def _first_characters(pattern: str, flags: int) -> str | None:
+    """A character class (without brackets) that every match starts with, or None."""
+    if _parser is None or re.match(r"\(\?[aiLmsux]+\)", pattern):  # global flags must stay first
+        return None
+    try:
+        found, can_be_empty = _first(list(_parser.parse(pattern, flags)))
+    except Exception:  # an analysis this module does not know: no lookahead
+        return None
+    if not found or can_be_empty:
+        return None
+    return "".join(sorted(found))
+
+
+def _first(items: list) -> tuple[set[str] | None, bool]:
+    """What the sequence's first consumed character can be, and whether it can match nothing."""
+    out: set[str] = set()
+    for op, av in items:
+        if op in (_c.AT, _c.ASSERT, _c.ASSERT_NOT):
+            continue  # zero width: the next item consumes the first character
+        if op is _c.LITERAL:
+            return out | {re.escape(chr(av))}, False
+        if op is _c.IN:
+            chars = _class_items(av)
+            return (None, False) if chars is None else (out | chars, False)
+        if op is _c.BRANCH:
+            parts = [_first(list(alternative)) for alternative in av[1]]
+            if any(found is None for found, _ in parts):
+                return None, False
+            out = out.union(*(found for found, _ in parts))
+            if not any(empty for _, empty in parts):
+                return out, False
+            continue
+        if op in (_c.SUBPATTERN, _c.ATOMIC_GROUP):
+            found, empty = _first(list(av[-1] if op is _c.SUBPATTERN else av))
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+            found, empty = _first(list(av[2]))
+            empty = empty or av[0] == 0
+        else:  # any character, a negated class, a back reference...: anything can come first
+            return None, False
+        if found is None:
+            return None, False
+        out |= found
+        if not empty:
+            return out, False
+    return out, True
+
+
+def _class_items(av) -> set[str] | None:
+    out: set[str] = set()
+    for op, value in av:
+        if op is _c.LITERAL:
+            out.add(re.escape(chr(value)))
+        elif op is _c.RANGE:
+            out.add(f"{re.escape(chr(value[0]))}-{re.escape(chr(value[1]))}")
+        elif op is _c.CATEGORY and str(value) in _CATEGORIES:
+            out.add(_CATEGORIES[str(value)])
+        else:  # a negated class or a category without a short name
+            return None
+    return out
+
+
 class Substrings:
     """Every occurrence of many literal strings in a text, in one pass (an Aho-Corasick automaton,
     in C: a regex alternation tried at every position cost five times as much)."""
@@ -125,7 +202,7 @@ class Substrings:
 
     def found(self, text: str) -> list[str]:
         """The strings that occur in the text, overlapping ones included, each once, in the order
-        they end in the text."""
+        they end in the text (the longer first where two end together)."""
         return list(dict.fromkeys(self.each(text)))
 
     def each(self, text: str) -> Iterator[str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from router.fastre import compile_fast
+
 ONE_TIME_CODE = "one_time_code"
 PASSWORD = "password"
 CARD_NUMBER = "card_number"
@@ -29,17 +31,17 @@ _SPELLED_EN = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
 _SPELLED_ZH = r"[零〇一二三四五六七八九幺两]"
 _DIGIT_RUN = r"\d(?:[ -]?\d){3,7}(?![\d.,]?\d)"
 
-_RESIDENT_ID = re.compile(
+_RESIDENT_ID = compile_fast(
     r"(?<![\dA-Za-z])(\d{6})\s?((?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))\s?(\d{3}[\dXx])(?![\dA-Za-z])"
 )
 # Digits glued to letters (TX2026110100123, an order number) are an id, not a card: a long
 # transaction number passes the Luhn check one time in ten.
-_CARD = re.compile(r"(?<![\dA-Za-z-])(?:\d[ -]?){12,18}\d(?![\d-])")
+_CARD = compile_fast(r"(?<![\dA-Za-z-])(?:\d[ -]?){12,18}\d(?![\d-])")
 _CVV = re.compile(
     r"(?i)((?:cvv2?|cvc2?|cvn|card security code|security code on the back|安全码|卡背面?(?:的)?(?:三位|3位)(?:数字|数|码)?|"
     r"背面(?:的)?(?:三位|3位)(?:数字|数|码)?)\s*(?:is|was|是|为|=|:|：|-)?\s*(?:number\s*)?)(\d{3,4})(?!\d)"
 )
-_AFTER_CARD_CVV = re.compile(r"(\[card number removed\][^\d\n]{0,12}?(?:exp\w*\s*\d{1,2}\s*/\s*\d{2,4}\s*)?)(\d{3,4})(?!\d)")
+_AFTER_CARD_CVV = compile_fast(r"(\[card number removed\][^\d\n]{0,12}?(?:exp\w*\s*\d{1,2}\s*/\s*\d{2,4}\s*)?)(\d{3,4})(?!\d)")
 _OTP_WORDS = (
     r"验证码|校验码|动态码|动态密码|短信码|确认码|授权码|激活码|"
     r"otp|one[- ]?time (?:pass)?code|one[- ]?time password|one[- ]?time pin|passcode sent|"

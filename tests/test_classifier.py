@@ -309,3 +309,49 @@ def test_entities_in_chinese_and_english_forms(text, kind, value):
 
 def test_a_message_without_digits_has_no_numeric_entities():
     assert extract_entities("my transfer failed this morning") == {"dates": ["this morning"]}
+
+
+# --- the fast paths decide exactly what the slow ones would ------------------------------------
+
+
+def _every_shape(rules: Rules) -> list[str]:
+    """Every example sentence of the config as a chat line, an SMS, a transcript and an email."""
+    out = []
+    for category in rules.config.classifier.categories.values():
+        for text in category.examples.all():
+            out += [text, text[:40], text.replace("，", " ").replace(",", " ").lower(),
+                    f"Hello,\n\n{text}\n\nThanks,\nSam\n\n> older message about a refund\n"]
+    return out
+
+
+def test_the_anchor_gate_never_changes_a_decision(rules, monkeypatch):
+    """Patterns run only when one of their literal anchors is in the text. Running every pattern
+    on every text must give the same category, urgency, confidence and rules fired."""
+    texts = _every_shape(rules)
+    gated = [rules.classify(text) for text in texts]
+    classifier = rules.classifier
+    everything = frozenset(classifier._owner_of)  # every pattern's number: no gate at all
+    owners = frozenset(classifier._owner_of.values())
+    original = classifier._text
+
+    def ungated(text, subject):
+        prepared = original(text, subject)
+        return prepared.__class__(prepared.text, prepared.keywords, everything, prepared.source, owners)
+
+    monkeypatch.setattr(classifier, "_text", ungated)
+    for text, fast in zip(texts, gated, strict=True):
+        slow = rules.classify(text)
+        assert (fast.category, fast.urgency, fast.confidence, fast.rules) == (
+            slow.category, slow.urgency, slow.confidence, slow.rules), text
+    assert len(texts) > 1000
+
+
+def test_overlapping_chinese_keywords_are_all_found():
+    from router.keywords import KeywordIndex
+
+    index = KeywordIndex()
+    index.add("reset", ["支付密码", "忘记密码"])
+    index.add("secret", ["密码"])
+    index.add("fraud", ["盗刷", "被盗"])
+    found = index.find(normalize("我忘记密码了，支付密码也不对，是不是被盗刷了"))
+    assert found == {"reset": ["忘记密码", "支付密码"], "secret": ["密码"], "fraud": ["被盗", "盗刷"]}
