@@ -464,20 +464,14 @@ class ConversationStore:
 
     async def record_sandbox_delivery(self, out: Outbound) -> bool:
         """Keep what would have been sent; False when this message was kept before."""
+        # One statement: the unique message_id decides, so a redelivered reply is a no-op.
+        insert = _insert_for(self.engine.dialect.name)(outbox).values(
+            message_id=out.message_id, conversation_id=out.conversation_id,
+            channel=out.channel, recipient=out.to, kind=out.kind, text=out.text,
+            created_at=now(),
+        ).on_conflict_do_nothing(index_elements=[outbox.c.message_id])
         async with self.engine.begin() as conn:
-            exists = await conn.execute(
-                sa.select(outbox.c.seq).where(outbox.c.message_id == out.message_id)
-            )
-            if exists.first() is not None:
-                return False
-            await conn.execute(
-                outbox.insert().values(
-                    message_id=out.message_id, conversation_id=out.conversation_id,
-                    channel=out.channel, recipient=out.to, kind=out.kind, text=out.text,
-                    created_at=now(),
-                )
-            )
-            return True
+            return (await conn.execute(insert)).rowcount == 1
 
     async def list_outbox(self, limit: int = 200) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
@@ -867,6 +861,15 @@ def _outbound_row(out: Outbound) -> dict[str, Any]:
         "delivery_status": "queued",
         "created_at": out.created_at,
     }
+
+
+def _insert_for(dialect: str):
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING (both SQLite and PostgreSQL)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
 
 def _ticket(conversation_id: str) -> str:

@@ -151,3 +151,15 @@ async def test_a_consumer_loop_survives_a_commit_that_fails_while_the_broker_is_
             finally:
                 await loop.stop()
     assert seen[0] == b"first" and seen[-1] == b"after the outage"
+
+
+async def test_a_reply_redelivered_to_the_sandbox_outbox_is_kept_once(database_url):
+    from router.envelope import Outbound
+    from router.store import ConversationStore
+
+    async with ConversationStore(database_url) as store:
+        out = Outbound(conversation_id="c1", conversation_key="sms:+15550000001", channel=Channel.SMS,
+                       to="+15550000001", text="ticket T1", kind="acknowledgement")
+        assert await store.record_sandbox_delivery(out) is True
+        assert await store.record_sandbox_delivery(out) is False  # Kafka delivered it again
+        assert [m["message_id"] for m in await store.list_outbox()] == [out.message_id]
