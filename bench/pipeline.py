@@ -6,7 +6,9 @@ URGENT fraud reports through the gateway's intake, and reports:
 
 - how long each fraud report took from intake to its place at the head of the fraud queue, and
   how many backlog messages were still unrouted at that moment (the lanes at work);
-- how long the whole backlog took to drain, and the end-to-end rate in messages per second.
+- how long the whole backlog took to drain, and the end-to-end rate in messages per second;
+- how long until every acknowledgement had also been delivered (here: kept in the sandbox
+  outbox by the sender, the stage after the dispatcher).
 
     .venv/bin/python bench/pipeline.py --backlog 5000 --urgent 5 [--database-url URL] [--json]
 """
@@ -51,6 +53,15 @@ async def _count_stored(router: Router) -> int:
                                    .where(messages.c.direction == "in"))).scalar_one()
 
 
+async def _count_delivered(router: Router) -> int:
+    import sqlalchemy as sa
+
+    from router.store import outbox
+
+    async with router.store.engine.connect() as conn:
+        return (await conn.execute(sa.select(sa.func.count()).select_from(outbox))).scalar_one()
+
+
 async def run(backlog: int, urgent: int, database_url: str | None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
@@ -90,6 +101,10 @@ async def run(backlog: int, urgent: int, database_url: str | None) -> dict:
             while await _count_stored(router) < backlog + urgent:
                 await asyncio.sleep(0.05)
             drained = time.perf_counter() - started
+            # Chat acknowledgements go to the customer's socket, not the sandbox outbox.
+            while await _count_delivered(router) < backlog:
+                await asyncio.sleep(0.05)
+            delivered = time.perf_counter() - started
     latencies = [r["seconds"] for r in results]
     return {
         "backlog": backlog,
@@ -102,6 +117,7 @@ async def run(backlog: int, urgent: int, database_url: str | None) -> dict:
         "backlog_unrouted_when_urgent_routed": [r["backlog_unrouted"] for r in results],
         "drain_seconds": round(drained, 2),
         "end_to_end_messages_per_second": round((backlog + urgent) / drained, 1),
+        "acknowledgements_delivered_seconds": round(delivered, 2),
     }
 
 
@@ -123,6 +139,7 @@ def main() -> None:
           f"(backlog still unrouted at those moments: {result['backlog_unrouted_when_urgent_routed']})")
     print(f"whole backlog drained in {result['drain_seconds']} s: "
           f"{result['end_to_end_messages_per_second']} messages/s end to end")
+    print(f"every acknowledgement delivered (sandbox outbox) after {result['acknowledgements_delivered_seconds']} s")
 
 
 if __name__ == "__main__":
