@@ -13,6 +13,7 @@ Each message's id comes from the CallSid and what was said, so a retried webhook
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from pathlib import Path
@@ -42,8 +43,9 @@ from channels.twilio_common import (
     twiml,
 )
 from router.classifier import detect_language
-from router.config import load_model_file
+from router.config import ConfigError, load_model_file
 from router.envelope import Attachment, Channel, Envelope, Lane, Outbound, Sender
+from router.metrics import CONFIG_RELOADS
 
 log = structlog.get_logger("channels.twilio_voice")
 
@@ -121,13 +123,60 @@ def load_voice_config(config_dir: Path | str) -> VoiceConfig:
 check_config = load_voice_config  # what `supportrouter config check` calls
 
 
+class VoiceConfigFile:
+    """voice.yaml as in force: read again, off the event loop, by the first call after it changes.
+
+    A look at the file's inode, mtime and size per webhook is cheap; reading and checking it is
+    not, so that happens only when one of them moved. A bad file is refused once per change, with
+    file, line and reason, and the menu in force keeps answering.
+    """
+
+    def __init__(self, config_dir: Path | str):
+        self.path = Path(config_dir) / "voice.yaml"
+        self._stamp = self._stat()  # before reading: a change made while we read is seen next time
+        self.config = load_voice_config(config_dir)
+        self._lock = asyncio.Lock()
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:  # missing for a moment while an editor saves: loading it says so
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    async def current(self) -> VoiceConfig:
+        if self._stat() == self._stamp:
+            return self.config
+        async with self._lock:
+            stamp = self._stat()
+            if stamp != self._stamp:  # else another call reloaded it while this one waited
+                await self._reload()
+                self._stamp = stamp  # only now: a call cancelled mid-read leaves the next one to read
+        return self.config
+
+    async def _reload(self) -> None:
+        try:
+            fresh = await asyncio.to_thread(load_voice_config, self.path.parent)
+        except ConfigError as exc:
+            problems = [str(p) for p in exc.problems]
+        except OSError as exc:
+            problems = [f"{self.path.name}: cannot read: {exc.strerror or exc}"]
+        else:
+            self.config = fresh
+            CONFIG_RELOADS.labels(result="reloaded").inc()
+            log.info("config.reloaded", file=self.path.name, reason="file change")
+            return
+        CONFIG_RELOADS.labels(result="refused").inc()
+        log.error("config.refused", file=self.path.name, reason="file change", problems=problems)
+
+
 # --- the webhooks ----------------------------------------------------------------------------------
 
 
 class TwilioVoiceChannel:
     name = "voice"
 
-    def __init__(self, publish: Publish, verifier: WebhookVerifier, status: StatusCallbacks, config: VoiceConfig):
+    def __init__(self, publish: Publish, verifier: WebhookVerifier, status: StatusCallbacks, config: VoiceConfigFile):
         self._publish, self.verifier, self._status, self.config = publish, verifier, status, config
 
     def routes(self, app: web.Application) -> None:
@@ -144,126 +193,135 @@ class TwilioVoiceChannel:
         pass
 
     # --- what the caller hears -----------------------------------------------------------------
+    # Each request reads voice.yaml's state once and hands it down, so a reload cannot change
+    # the menu half-way through an answer.
 
-    def _say(self, node, lang: Language, text: str) -> None:
-        spec = self.config.languages[lang]
+    @staticmethod
+    def _say(config: VoiceConfig, node, lang: Language, text: str) -> None:
+        spec = config.languages[lang]
         node.say(text, language=spec.say_language, voice=spec.voice)
 
-    def _listen(self, response: VoiceResponse, lang: Language, step: str, prompt: str, *, keys: bool) -> None:
-        spec = self.config.languages[lang]
+    def _listen(self, config: VoiceConfig, response: VoiceResponse, lang: Language, step: str, prompt: str, *,
+                keys: bool) -> None:
+        spec = config.languages[lang]
         gather = response.gather(
             input="dtmf speech" if keys else "speech",
             num_digits=1 if keys else None,
             action=self.verifier.callback_url(GATHER_PATH, lang=lang, step=step),
             method="POST",
-            timeout=self.config.gather_timeout_seconds,
+            timeout=config.gather_timeout_seconds,
             speech_timeout="auto",
             language=spec.speech_language,
             action_on_empty_result=True,
         )
-        self._say(gather, lang, prompt)
+        self._say(config, gather, lang, prompt)
 
-    def _dial_fraud_line(self, response: VoiceResponse, lang: Language) -> None:
-        texts = self.config.languages[lang].texts
-        self._say(response, lang, texts.fraud_connecting)
-        response.dial(self.config.fraud_hotline, timeout=self.config.fraud_dial_timeout_seconds)
-        self._say(response, lang, texts.fraud_after_dial)
+    def _dial_fraud_line(self, config: VoiceConfig, response: VoiceResponse, lang: Language) -> None:
+        texts = config.languages[lang].texts
+        self._say(config, response, lang, texts.fraud_connecting)
+        response.dial(config.fraud_hotline, timeout=config.fraud_dial_timeout_seconds)
+        self._say(config, response, lang, texts.fraud_after_dial)
         response.hangup()
 
-    def _goodbye(self, response: VoiceResponse, lang: Language, text: str) -> VoiceResponse:
-        self._say(response, lang, text)
+    def _goodbye(self, config: VoiceConfig, response: VoiceResponse, lang: Language, text: str) -> VoiceResponse:
+        self._say(config, response, lang, text)
         response.hangup()
         return response
 
-    def _voicemail(self, response: VoiceResponse, lang: Language) -> None:
-        spec = self.config.languages[lang]
-        self._say(response, lang, spec.texts.voicemail_prompt)
+    def _voicemail(self, config: VoiceConfig, response: VoiceResponse, lang: Language) -> None:
+        spec = config.languages[lang]
+        self._say(config, response, lang, spec.texts.voicemail_prompt)
         transcribe = {}
         if spec.transcribe_voicemail:
             transcribe = {"transcribe": True,
                           "transcribe_callback": self.verifier.callback_url(TRANSCRIPTION_PATH, lang=lang)}
         response.record(
             action=self.verifier.callback_url(RECORDED_PATH, lang=lang), method="POST",
-            max_length=self.config.voicemail_max_seconds, finish_on_key="#", play_beep=True,
+            max_length=config.voicemail_max_seconds, finish_on_key="#", play_beep=True,
             trim="trim-silence", **transcribe,
         )
         # Reached only if the caller records nothing: Twilio skips the action then.
-        self._say(response, lang, spec.texts.voicemail_thanks)
+        self._say(config, response, lang, spec.texts.voicemail_thanks)
         response.hangup()
 
     # --- handlers ------------------------------------------------------------------------------
 
-    def _lang(self, request: web.Request, call: _Call) -> Language:
+    @staticmethod
+    def _lang(config: VoiceConfig, request: web.Request, call: _Call) -> Language:
         asked = request.query.get("lang")
-        return asked if asked in self.config.languages else self.config.language_for(call.caller, call.called)
+        return asked if asked in config.languages else config.language_for(call.caller, call.called)
 
     async def answer(self, request: web.Request) -> web.Response:
         call = await self._call(request)
-        lang = self._lang(request, call)
-        texts = self.config.languages[lang].texts
+        config = await self.config.current()
+        lang = self._lang(config, request, call)
+        texts = config.languages[lang].texts
         response = VoiceResponse()
-        self._listen(response, lang, "menu", f"{texts.greeting} {texts.menu}", keys=True)
+        self._listen(config, response, lang, "menu", f"{texts.greeting} {texts.menu}", keys=True)
         log.info("twilio.call_answered", lang=lang, call_sid=call.sid)
         return twiml(response)
 
     async def gather(self, request: web.Request) -> web.Response:
         call = await self._call(request)
-        lang = self._lang(request, call)
+        config = await self.config.current()
+        lang = self._lang(config, request, call)
         step = request.query.get("step", "menu")
         if step not in STEPS:
             raise bad_request("voice", "bad_field", f"step must be one of {list(STEPS)}")
-        texts = self.config.languages[lang].texts
+        texts = config.languages[lang].texts
         digits = field(call.form, "Digits", "voice", required=False, pattern=DIGITS, max_chars=10)
         speech = field(call.form, "SpeechResult", "voice", required=False, max_chars=4000).strip()
         confidence = _confidence(call.form)
         response = VoiceResponse()
 
-        if step == "menu" and digits == self.config.fraud_key:
+        if step == "menu" and digits == config.fraud_key:
             await self._publish_call(call, f"{call.sid}:key", texts.fraud_report)
-            if self.config.fraud_hotline:
-                self._dial_fraud_line(response, lang)
+            if config.fraud_hotline:
+                self._dial_fraud_line(config, response, lang)
             else:
-                self._listen(response, lang, "fraud", texts.fraud_flagged, keys=False)
-                self._goodbye(response, lang, texts.thanks)
+                self._listen(config, response, lang, "fraud", texts.fraud_flagged, keys=False)
+                self._goodbye(config, response, lang, texts.thanks)
             return twiml(response)
 
-        if speech and confidence >= self.config.min_speech_confidence:
+        if speech and confidence >= config.min_speech_confidence:
             digest = hashlib.sha256(f"{step}\n{speech}".encode()).hexdigest()[:16]
             accepted = await self._publish_call(call, f"{call.sid}:speech:{digest}", speech)
-            if accepted.lane is Lane.URGENT and self.config.fraud_hotline and step != "fraud":
-                self._dial_fraud_line(response, lang)
+            if accepted.lane is Lane.URGENT and config.fraud_hotline and step != "fraud":
+                self._dial_fraud_line(config, response, lang)
                 return twiml(response)
-            return twiml(self._goodbye(response, lang, texts.thanks))
+            return twiml(self._goodbye(config, response, lang, texts.thanks))
 
         if step == "fraud":  # the report is in already; details were a bonus
-            return twiml(self._goodbye(response, lang, texts.thanks))
+            return twiml(self._goodbye(config, response, lang, texts.thanks))
         if step == "menu" and digits:  # another key: ask in words, once
-            self._listen(response, lang, "again", texts.reprompt, keys=False)
+            self._listen(config, response, lang, "again", texts.reprompt, keys=False)
             return twiml(response)
-        self._voicemail(response, lang)
+        self._voicemail(config, response, lang)
         return twiml(response)
 
     async def recorded(self, request: web.Request) -> web.Response:
         call = await self._call(request)
-        lang = self._lang(request, call)
-        spec = self.config.languages[lang]
+        config = await self.config.current()
+        lang = self._lang(config, request, call)
+        spec = config.languages[lang]
         if not spec.transcribe_voicemail:  # no transcript will come: the recording is the message
             recording = _recording(call.form)
             if recording is not None:
                 await self._publish_call(call, f"{call.sid}:voicemail:{recording.sid}",
                                          spec.texts.voicemail_untranscribed, [recording.attachment])
-        return twiml(self._goodbye(VoiceResponse(), lang, spec.texts.voicemail_thanks))
+        return twiml(self._goodbye(config, VoiceResponse(), lang, spec.texts.voicemail_thanks))
 
     async def transcription(self, request: web.Request) -> web.Response:
         call = await self._call(request)
-        lang = self._lang(request, call)
+        config = await self.config.current()
+        lang = self._lang(config, request, call)
         recording = _recording(call.form)
         if recording is None:
             raise bad_request("voice", "missing_field", "RecordingSid and RecordingUrl are required")
         text = ""
         if field(call.form, "TranscriptionStatus", "voice", required=False, max_chars=20) == "completed":
             text = field(call.form, "TranscriptionText", "voice", required=False, max_chars=10_000).strip()
-        text = text or self.config.languages[lang].texts.voicemail_untranscribed
+        text = text or config.languages[lang].texts.voicemail_untranscribed
         await self._publish_call(call, f"{call.sid}:voicemail:{recording.sid}", text, [recording.attachment])
         return web.Response(status=204)
 
@@ -343,7 +401,7 @@ def _recording(form: MultiDictProxy[str]) -> _Recording | None:
 class TwilioCallbackSender:
     """Answers a caller by calling back and reading the reply out (SUPPORTROUTER_TWILIO_VOICE_REPLY=call)."""
 
-    def __init__(self, rest: TwilioRest, store, config: VoiceConfig):
+    def __init__(self, rest: TwilioRest, store, config: VoiceConfigFile):
         self.rest, self.store, self.config = rest, store, config
 
     async def start(self) -> None:
@@ -358,7 +416,8 @@ class TwilioCallbackSender:
         parsed = parse_conversation_key(out.conversation_key)
         if parsed is None or not E164.match(parsed[2]):
             raise DeliveryFailed(f"no number to call from for conversation {out.conversation_id}")
-        spec = self.config.languages.get(detect_language(out.text)) or self.config.languages[self.config.default_language]
+        config = await self.config.current()
+        spec = config.languages.get(detect_language(out.text)) or config.languages[config.default_language]
         response = VoiceResponse()
         response.say(out.text, language=spec.say_language, voice=spec.voice, loop=2)
         sid = await self.rest.create_call(to=out.to, from_=parsed[2], twiml=str(response))
@@ -368,7 +427,7 @@ class TwilioCallbackSender:
 
 def build(context: ChannelContext) -> ChannelParts:
     settings = TwilioSettings()
-    config = load_voice_config(context.settings.config_dir)
+    config = VoiceConfigFile(context.settings.config_dir)
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
     verifier = WebhookVerifier(token, context.settings.public_url, settings.insecure_dev)
     if verifier.insecure_dev:

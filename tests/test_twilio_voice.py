@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
+from structlog.testing import capture_logs
 
 from channels.twilio_voice import load_voice_config
 from router.config import ConfigError
@@ -270,6 +271,64 @@ async def test_a_reply_to_a_withheld_number_fails_for_good_and_shows_failed(sqli
         failed = await t.wait_for_delivery(conversation["id"], reply_id, "failed")
         assert "not a phone number" in failed["delivery_detail"]
         assert t.standin.requests == []
+
+
+# --- voice.yaml changed while the router runs ------------------------------------------------------
+
+
+def rewrite_voice_yaml(config: Path, change) -> Path:
+    """Edit voice.yaml in place, as an operator's editor would."""
+    path = config / "voice.yaml"
+    path.write_text(change(path.read_text(encoding="utf-8")), encoding="utf-8")
+    return path
+
+
+async def test_a_changed_voice_yaml_is_heard_on_the_next_call_without_a_restart(sqlite_url, monkeypatch, tmp_path,
+                                                                                  voice_texts):
+    config = config_with(tmp_path)
+    async with twilio_router(sqlite_url, monkeypatch, config_dir=config) as t:
+        before = parse((await t.call(VOICE, call_sid(), caller=US_CALLER))[1]).find("Gather")
+        assert voice_texts["en"]["texts"]["greeting"] in before.find("Say").text
+
+        def new_menu(text: str) -> str:
+            data = yaml.safe_load(text)
+            data["gather_timeout_seconds"] = 9
+            data["languages"]["en"]["texts"].update(greeting="Welcome back to Wallet support.",
+                                                    menu="Press 1 to report fraud, or just tell us.")
+            return yaml.safe_dump(data, allow_unicode=True)
+
+        rewrite_voice_yaml(config, new_menu)
+        after = parse((await t.call(VOICE, call_sid(), caller=US_CALLER))[1]).find("Gather")
+        assert after.find("Say").text == "Welcome back to Wallet support. Press 1 to report fraud, or just tell us."
+        assert after.get("timeout") == "9"
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "reason"),
+    [
+        ("gather_timeout_seconds: 6: 7", "YAML syntax"),
+        ("colour: blue", "colour: unknown key"),
+        ("gather_timeout_seconds: soon", "gather_timeout_seconds: Input should be a valid integer"),
+    ],
+    ids=["yaml-error", "unknown-key", "wrong-type"],
+)
+async def test_a_broken_voice_yaml_is_refused_with_its_line_and_calls_keep_the_menu_in_force(
+        sqlite_url, monkeypatch, tmp_path, voice_texts, bad_line, reason):
+    config = config_with(tmp_path, gather_timeout_seconds=6)
+    lines = (config / "voice.yaml").read_text(encoding="utf-8").splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if text.startswith("gather_timeout_seconds:"))
+    async with twilio_router(sqlite_url, monkeypatch, config_dir=config) as t:
+        lines[line - 1] = bad_line
+        rewrite_voice_yaml(config, lambda _: "\n".join(lines) + "\n")
+        with capture_logs() as logs:
+            for _ in range(2):
+                gather = parse((await t.call(VOICE, call_sid(), caller=US_CALLER))[1]).find("Gather")
+                assert voice_texts["en"]["texts"]["greeting"] in gather.find("Say").text
+                assert gather.get("timeout") == "6"
+        # Refused once for the change, not once per call.
+        [refused] = [e for e in logs if e["event"] == "config.refused" and e.get("file") == "voice.yaml"]
+        assert refused["log_level"] == "error"
+        assert any(p.startswith(f"voice.yaml:{line}: {reason}") for p in refused["problems"]), refused["problems"]
 
 
 # --- refusals --------------------------------------------------------------------------------------
