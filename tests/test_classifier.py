@@ -355,3 +355,37 @@ def test_overlapping_chinese_keywords_are_all_found():
     index.add("fraud", ["盗刷", "被盗"])
     found = index.find(normalize("我忘记密码了，支付密码也不对，是不是被盗刷了"))
     assert found == {"reset": ["忘记密码", "支付密码"], "secret": ["密码"], "fraud": ["被盗", "盗刷"]}
+
+
+# --- an account taken over and money moved is fraud -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hi, someone logged into my account from another phone and sent 300 USD",
+        "I got a login alert from Shenzhen then 5000 yuan was gone",
+        "someone got into my account last night and paid for a bunch of game credits",
+        "new device login I don't know about, and my savings are gone",
+        "有陌生设备登录我的账号并且消费了两笔",
+        "收到异地登录短信，随后余额少了两千",
+        "手机被偷了，小偷用我的钱包付款买东西",
+    ],
+)
+def test_a_takeover_followed_by_money_moving_is_a_critical_fraud_report_on_the_urgent_lane(rules, text):
+    result = rules.classify(text)
+    assert (result.category, result.urgency) == ("unauthorized_transaction", Urgency.CRITICAL), result.rules
+    assert rules.lane(text).value == "urgent"
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        # A login alone is account security; a login the customer made is not fraud at all.
+        ("someone logged into my account from a new device", "account_security"),
+        ("I changed my password after a login alert, nothing was taken", "account_security"),
+        ("收到登录提醒，是我自己在新手机上登录的，钱没少", "account_security"),
+    ],
+)
+def test_a_login_without_money_moving_is_not_fraud(rules, text, category):
+    assert rules.classify(text).category == category
