@@ -370,6 +370,9 @@ def test_overlapping_chinese_keywords_are_all_found():
         "有陌生设备登录我的账号并且消费了两笔",
         "收到异地登录短信，随后余额少了两千",
         "手机被偷了，小偷用我的钱包付款买东西",
+        # A scam that had the customer send the money themselves.
+        "a scammer convinced me to transfer 3000 for a fake investment",
+        "they tricked me into sending 800 for a parcel fee that was fake",
     ],
 )
 def test_a_takeover_followed_by_money_moving_is_a_critical_fraud_report_on_the_urgent_lane(rules, text):
@@ -385,6 +388,7 @@ def test_a_takeover_followed_by_money_moving_is_a_critical_fraud_report_on_the_u
         ("someone logged into my account from a new device", "account_security"),
         ("I changed my password after a login alert, nothing was taken", "account_security"),
         ("收到登录提醒，是我自己在新手机上登录的，钱没少", "account_security"),
+        ("my friend convinced me to try the new savings feature", "general"),
     ],
 )
 def test_a_login_without_money_moving_is_not_fraud(rules, text, category):
