@@ -373,6 +373,9 @@ def test_overlapping_chinese_keywords_are_all_found():
         # A scam that had the customer send the money themselves.
         "a scammer convinced me to transfer 3000 for a fake investment",
         "they tricked me into sending 800 for a parcel fee that was fake",
+        # Mixed and abbreviated, as typed on a phone.
+        "我的wallet被hack了 balance全没了",
+        "pls help acct hacked",
     ],
 )
 def test_a_takeover_followed_by_money_moving_is_a_critical_fraud_report_on_the_urgent_lane(rules, text):
