@@ -1,0 +1,46 @@
+"""The README's measuring commands run and print what the README says they print."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import CONFIG_DIR
+
+ROOT = CONFIG_DIR.parent
+
+
+def test_crossval_holds_out_every_example_once_and_reports_the_figures():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from classifier_crossval import folds_of, without
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    from router.config import load_config
+
+    config = load_config(CONFIG_DIR).classifier
+    folds = folds_of(config, 4, seed=1)
+    held = sorted(t for fold in folds for texts in fold.values() for t in texts)
+    assert held == sorted(t for c in config.categories.values() for t in c.examples.all())
+    trimmed = without(config, folds[0])
+    left = {t for c in trimmed.categories.values() for t in c.examples.all()}
+    assert left.isdisjoint(t for texts in folds[0].values() for t in texts)
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "classifier_crossval.py"), "--folds", "2", "--json"],
+        capture_output=True, text=True, check=True, timeout=300,
+    )
+    report = json.loads(out.stdout)
+    assert report["rows"] == len(held)
+    assert 0 < report["macro_f1"] <= 1 and 0 < report["unauthorized_recall"] <= 1
+
+
+def test_classifier_throughput_reports_every_stage():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "classifier_throughput.py"), "--messages", "300", "--rounds", "1", "--json"],
+        capture_output=True, text=True, check=True, timeout=300,
+    )
+    result = json.loads(out.stdout)
+    for key in ("gateway", "classify_only", "classifier_record", "pipeline"):
+        assert result[f"{key}_messages_per_second"] > 0
