@@ -113,6 +113,16 @@ class WebhookVerifier:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.insecure_dev = insecure_dev and not auth_token
 
+    @classmethod
+    def from_settings(cls, settings: TwilioSettings, public_url: str | None, channel: str) -> WebhookVerifier:
+        """The verifier a channel's webhooks use, which says so loudly when it checks nothing."""
+        token = settings.auth_token.get_secret_value() if settings.auth_token else None
+        verifier = cls(token, public_url, settings.insecure_dev)
+        if verifier.insecure_dev:
+            log.warning("twilio.webhooks_unsigned", channel=channel,
+                        reason="SUPPORTROUTER_TWILIO_INSECURE_DEV=1 and no TWILIO_AUTH_TOKEN: anyone can post")
+        return verifier
+
     def url_for(self, request: web.Request) -> str:
         """The URL Twilio called: the public one when set, since a proxy changes what we see."""
         if self.public_url:

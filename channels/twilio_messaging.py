@@ -136,11 +136,7 @@ async def _receive(request: web.Request) -> web.Response:
 def _build(context: ChannelContext, channel: Channel) -> ChannelParts:
     settings = TwilioSettings()
     public_url = context.settings.public_url
-    token = settings.auth_token.get_secret_value() if settings.auth_token else None
-    verifier = WebhookVerifier(token, public_url, settings.insecure_dev)
-    if verifier.insecure_dev:
-        log.warning("twilio.webhooks_unsigned", channel=channel.value,
-                    reason="SUPPORTROUTER_TWILIO_INSECURE_DEV=1 and no TWILIO_AUTH_TOKEN: anyone can post")
+    verifier = WebhookVerifier.from_settings(settings, public_url, channel.value)
     adapter = TwilioMessagingChannel(
         channel, context.publish, verifier, StatusCallbacks(verifier, context.store), settings.max_inbound_chars
     )

@@ -428,11 +428,7 @@ class TwilioCallbackSender:
 def build(context: ChannelContext) -> ChannelParts:
     settings = TwilioSettings()
     config = VoiceConfigFile(context.settings.config_dir)
-    token = settings.auth_token.get_secret_value() if settings.auth_token else None
-    verifier = WebhookVerifier(token, context.settings.public_url, settings.insecure_dev)
-    if verifier.insecure_dev:
-        log.warning("twilio.webhooks_unsigned", channel="voice",
-                    reason="SUPPORTROUTER_TWILIO_INSECURE_DEV=1 and no TWILIO_AUTH_TOKEN: anyone can post")
+    verifier = WebhookVerifier.from_settings(settings, context.settings.public_url, "voice")
     adapter = TwilioVoiceChannel(context.publish, verifier, StatusCallbacks(verifier, context.store), config)
     senders = {}
     if settings.can_send and settings.voice_reply == "sms":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
+from structlog.testing import capture_logs
 
 from router.envelope import Urgency
 from tests.twilio_standin import (
@@ -129,6 +130,17 @@ async def test_the_insecure_dev_opt_in_accepts_unsigned_webhooks_when_no_token_i
                                  signed=False)
         assert status == 200
         assert [e.channel_message_id for e in await t.inbound_records()] == [sid]
+
+
+async def test_every_twilio_channel_warns_at_start_that_the_insecure_dev_opt_in_checks_no_signature(
+        sqlite_url, monkeypatch):
+    env = {"TWILIO_AUTH_TOKEN": None, "SUPPORTROUTER_TWILIO_INSECURE_DEV": "1"}
+    with capture_logs() as logs:
+        async with twilio_router(sqlite_url, monkeypatch, env=env):
+            pass
+    warnings = [e for e in logs if e["event"] == "twilio.webhooks_unsigned"]
+    assert sorted(e["channel"] for e in warnings) == ["sms", "voice", "whatsapp"]
+    assert {e["log_level"] for e in warnings} == {"warning"}
 
 
 async def test_the_insecure_dev_opt_in_does_not_lift_the_check_when_a_token_is_set(sqlite_url, monkeypatch):
