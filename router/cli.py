@@ -40,9 +40,6 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
-    except ConfigError as exc:
-        print(f"config refused:\n{exc}", file=sys.stderr)
-        return 2
     except RuntimeError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 1
@@ -117,11 +114,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from router.rules import Rules
     from router.textprep import prepare
 
-    try:
-        rules = Rules(Path(args.config or Settings().config_dir))
-    except ConfigError as exc:
-        print(f"config refused:\n{exc}", file=sys.stderr)
-        return 2
+    rules = Rules(Path(args.config or Settings().config_dir))
     text = sys.stdin.read() if args.text == "-" else args.text
     redacted = redact(text)
     subject = redact(args.subject).text if args.subject else None
@@ -180,11 +173,7 @@ def _eval(args: argparse.Namespace) -> int:
     except EvalFileError as exc:
         print(exc, file=sys.stderr)
         return 2
-    try:
-        rules = Rules(Path(args.config or Settings().config_dir))
-    except ConfigError as exc:
-        print(f"config refused:\n{exc}", file=sys.stderr)
-        return 2
+    rules = Rules(Path(args.config or Settings().config_dir))
     report = evaluate(rules, rows)
     print(format_json(report) if args.json else format_text(report))
     return 0
@@ -270,11 +259,7 @@ def _agent_password(args: argparse.Namespace) -> int:
     from router.store import ConversationStore
 
     settings = Settings()
-    try:
-        config = load_config(settings.config_dir)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    config = load_config(settings.config_dir)
     if config.agent(args.username) is None:
         print(f"{args.username!r} is not in {settings.config_dir}/agents.yaml", file=sys.stderr)
         return 1
@@ -349,7 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with contextlib.suppress(BrokenPipeError):
-        return args.func(args)
+        try:
+            return args.func(args)
+        except ConfigError as exc:
+            # Every command that loads the rules refuses a bad file the same way.
+            print(f"config refused:\n{exc}", file=sys.stderr)
+            return 2
     return 1
 
 
