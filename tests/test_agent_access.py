@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_journey import receive_until, wait_for_queue
+from tests.chat_helpers import chat_into_queue
 
 
 @pytest.fixture
@@ -16,12 +16,7 @@ async def agent_sam(running_router):
 async def test_agent_cannot_list_or_open_a_queue_they_do_not_belong_to(running_router, agent_sam):
     r = running_router
     admin = await r.login()
-    token = await r.chat_session()
-    async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
-        await receive_until(ws, "history")
-        await ws.send_json({"type": "message", "text": "someone stole money from my wallet", "id": "x"})
-        await receive_until(ws, "accepted")
-    [conversation] = await wait_for_queue(r, admin, "fraud", lambda c: len(c) == 1)
+    [conversation] = await chat_into_queue(r, admin, "someone stole money from my wallet", queue="fraud")
 
     async with r.http.get(r.url("/api/queues"), headers=agent_sam) as resp:
         assert [q["name"] for q in (await resp.json())["queues"]] == ["accounts", "general", "triage"]
@@ -41,12 +36,7 @@ async def test_a_conversation_claimed_by_one_agent_cannot_be_taken_by_another(ru
     await store.set_password("li.na", "li-na-password")
     admin = await r.login()
     li_na = await r.login("li.na", "li-na-password")
-    token = await r.chat_session()
-    async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
-        await receive_until(ws, "history")
-        await ws.send_json({"type": "message", "text": "someone stole money from my wallet", "id": "x"})
-        await receive_until(ws, "accepted")
-    [conversation] = await wait_for_queue(r, admin, "fraud", lambda c: len(c) == 1)
+    [conversation] = await chat_into_queue(r, admin, "someone stole money from my wallet", queue="fraud")
     async with r.http.post(r.url(f"/api/conversations/{conversation['id']}/claim"), headers=li_na) as resp:
         assert resp.status == 200
     async with r.http.post(r.url(f"/api/conversations/{conversation['id']}/claim"), headers=admin) as resp:

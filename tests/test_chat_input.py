@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_journey import receive_until, wait_for_queue
+from tests.chat_helpers import chat_socket, receive_until, send_message, wait_for_queue
 
 
 async def test_unknown_or_missing_session_is_refused_with_401(running_router):
@@ -40,27 +40,20 @@ async def test_bad_session_requests_get_400(running_router, body, status):
 )
 async def test_bad_frames_get_an_error_frame_and_the_socket_stays_usable(running_router, frame, reason):
     r = running_router
-    token = await r.chat_session()
-    async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
-        await receive_until(ws, "history")
+    async with chat_socket(r) as ws:
         await ws.send_str(frame)
         error = await receive_until(ws, "error")
         assert reason in error["error"]
-        await ws.send_json({"type": "message", "text": "what is the withdrawal fee", "id": "ok"})
-        assert (await receive_until(ws, "accepted"))["client_id"] == "ok"
+        assert (await send_message(ws, "what is the withdrawal fee", "ok"))["client_id"] == "ok"
 
 
 async def test_resending_the_same_client_id_makes_one_message(running_router):
     r = running_router
     admin = await r.login()
-    token = await r.chat_session()
-    async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
-        await receive_until(ws, "history")
+    async with chat_socket(r) as ws:
         for _ in range(3):
-            await ws.send_json({"type": "message", "text": "my transfer failed", "id": "same"})
-            await receive_until(ws, "accepted")
-        await ws.send_json({"type": "message", "text": "and it is still pending", "id": "next"})
-        await receive_until(ws, "accepted")
+            await send_message(ws, "my transfer failed", "same")
+        await send_message(ws, "and it is still pending", "next")
     [conversation] = await wait_for_queue(r, admin, "payments", lambda c: len(c) == 1)
     for _ in range(300):
         detail = await r.router.store.conversation(conversation["id"])

@@ -7,31 +7,17 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
-
 from router.envelope import Urgency
+from tests.chat_helpers import (
+    chat_into_queue,
+    chat_socket,
+    receive_until,
+    send_message,
+    wait_for_queue,
+)
 
 FRAUD_ZH = "有人用我的钱包付了一笔我不认识的款"
 FRAUD_EN = "someone made a payment from my wallet that I did not make"
-
-
-async def receive_until(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 15) -> dict:
-    while True:
-        frame = await asyncio.wait_for(ws.receive_json(), timeout)
-        if frame["type"] == kind:
-            return frame
-
-
-async def wait_for_queue(running, headers, queue: str, predicate, timeout: float = 15) -> list[dict]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        async with running.http.get(running.url(f"/api/queues/{queue}/conversations"), headers=headers) as r:
-            assert r.status == 200
-            conversations = (await r.json())["conversations"]
-        if predicate(conversations):
-            return conversations
-        assert asyncio.get_running_loop().time() < deadline, f"queue {queue} never matched: {conversations}"
-        await asyncio.sleep(0.05)
 
 
 async def test_chinese_fraud_report_heads_the_fraud_queue_and_the_agent_reply_reaches_the_customer(running_router):
@@ -74,16 +60,9 @@ async def test_chinese_fraud_report_heads_the_fraud_queue_and_the_agent_reply_re
 async def test_english_fraud_report_gets_the_english_acknowledgement_and_outranks_older_questions(running_router):
     r = running_router
     admin = await r.login()
-    older = await r.chat_session()
-    async with r.http.ws_connect(r.url(f"/chat/ws?session={older}")) as ws:
-        await receive_until(ws, "history")
-        await ws.send_json({"type": "message", "text": "my transfer failed, can you check it?", "id": "a"})
-        await receive_until(ws, "accepted")
-    await wait_for_queue(r, admin, "payments", lambda c: len(c) == 1)
+    await chat_into_queue(r, admin, "my transfer failed, can you check it?", queue="payments")
 
-    token = await r.chat_session()
-    async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
-        await receive_until(ws, "history")
+    async with chat_socket(r) as ws:
         await ws.send_json({"type": "message", "text": FRAUD_EN, "id": "b"})
         ack = await receive_until(ws, "message")
     assert ack["text"].startswith("We have your report of a transaction you did not make")
@@ -97,12 +76,7 @@ async def test_queue_lists_critical_before_older_lower_urgency_conversations(run
     admin = await r.login()
     texts = ["my transfer failed", "my transfer failed and the money was deducted", "my transfer failed again"]
     for i, text in enumerate(texts):
-        token = await r.chat_session()
-        async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
-            await receive_until(ws, "history")
-            await ws.send_json({"type": "message", "text": text, "id": str(i)})
-            await receive_until(ws, "accepted")
-        await wait_for_queue(r, admin, "payments", lambda c, n=i + 1: len(c) == n)
+        await chat_into_queue(r, admin, text, queue="payments", count=i + 1)
     listing = await wait_for_queue(r, admin, "payments", lambda c: len(c) == 3)
     assert [c["urgency"] for c in listing] == ["high", "normal", "normal"]
     assert [c["preview"] for c in listing] == [texts[1], texts[0], texts[2]]
@@ -111,17 +85,12 @@ async def test_queue_lists_critical_before_older_lower_urgency_conversations(run
 async def test_a_follow_up_in_the_same_chat_joins_the_open_conversation_and_can_only_raise_urgency(running_router):
     r = running_router
     admin = await r.login()
-    token = await r.chat_session()
-    async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
-        await receive_until(ws, "history")
-        await ws.send_json({"type": "message", "text": "what is the fee for a top-up?", "id": "1"})
-        await receive_until(ws, "accepted")
+    async with chat_socket(r) as ws:
+        await send_message(ws, "what is the fee for a top-up?", "1")
         await wait_for_queue(r, admin, "general", lambda c: len(c) == 1)
-        await ws.send_json({"type": "message", "text": FRAUD_EN, "id": "2"})
-        await receive_until(ws, "accepted")
+        await send_message(ws, FRAUD_EN, "2")
         fraud = await wait_for_queue(r, admin, "fraud", lambda c: len(c) == 1)
-        await ws.send_json({"type": "message", "text": "thanks", "id": "3"})
-        await receive_until(ws, "accepted")
+        await send_message(ws, "thanks", "3")
     conversation_id = fraud[0]["id"]
     async def messages_stored() -> dict:
         async with r.http.get(r.url(f"/api/conversations/{conversation_id}"), headers=admin) as resp:
