@@ -13,10 +13,11 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import make_msgid
 
+import aiohttp
 from aiosmtpd.smtp import SMTP
 
 from router.app import Router
-from tests.conftest import make_settings
+from tests.conftest import ADMIN_PASSWORD, make_settings
 
 SUPPORT = "support@wallet.example"
 CUSTOMER = "customer@example.net"
@@ -64,6 +65,13 @@ class Relay:
             await self._server.wait_closed()
             self._server = None
 
+    async def __aenter__(self) -> Relay:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.stop()
+
     async def wait_for(self, count: int, timeout: float = 20) -> list[Captured]:
         async with asyncio.timeout(timeout):
             while len(self.captured) < count:
@@ -86,6 +94,17 @@ def email_env(monkeypatch, relay: Relay | None = None, **values: object) -> None
 async def email_router(database_url: str) -> AsyncIterator[Router]:
     async with Router(make_settings(database_url, channels=["email"], smtp_port=0)) as router:
         yield router
+
+
+async def agent_reply(router: Router, conversation_id: str, text: str) -> None:
+    """The admin answers through the agents' API over HTTP, as the console does it."""
+    base = f"http://127.0.0.1:{router.gateway.port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD}) as r:
+            headers = {"Authorization": "Bearer " + (await r.json())["token"]}
+        async with http.post(f"{base}/api/conversations/{conversation_id}/messages", headers=headers,
+                             json={"text": text}) as r:
+            assert r.status == 201, await r.text()
 
 
 def email_channel(router: Router):

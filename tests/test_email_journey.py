@@ -13,13 +13,11 @@ import asyncio
 from email import policy
 from email.parser import BytesParser
 
-import aiohttp
-
-from tests.conftest import ADMIN_PASSWORD
 from tests.dovecot import Dovecot, dovecot_fixture  # noqa: F401  (provides the `dovecot` fixture)
 from tests.email_helpers import (
     PAYMENT_FAILED_ZH,
     Relay,
+    agent_reply,
     customer_mail,
     email_env,
     email_router,
@@ -32,28 +30,16 @@ BY_SMTP = "alice@example.net"
 BY_IMAP = "bob@example.org"
 
 
-async def _reply(router, conversation_id: str, text: str) -> None:
-    base = f"http://127.0.0.1:{router.gateway.port}"
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{base}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD}) as r:
-            headers = {"Authorization": "Bearer " + (await r.json())["token"]}
-        async with http.post(f"{base}/api/conversations/{conversation_id}/messages", headers=headers,
-                             json={"text": text}) as r:
-            assert r.status == 201, await r.text()
-
-
 async def test_payment_failure_by_smtp_and_by_imap_each_queued_once_and_answered_in_thread(database_url, monkeypatch, dovecot: Dovecot):
     async def deliver(recipients: list[str], raw: bytes) -> None:
         # The relay as the customers' mail server: into their mailbox (one test mailbox for both).
         await asyncio.to_thread(dovecot.append, "customer", raw)
 
-    relay = Relay(deliver=deliver)
-    await relay.start()
-    email_env(
-        monkeypatch, relay, imap_host=dovecot.host, imap_port=dovecot.port, imap_tls="false",
-        imap_username="support", imap_password="support-secret", imap_timeout_seconds=5,
-    )
-    try:
+    async with Relay(deliver=deliver) as relay:
+        email_env(
+            monkeypatch, relay, imap_host=dovecot.host, imap_port=dovecot.port, imap_tls="false",
+            imap_username="support", imap_password="support-secret", imap_timeout_seconds=5,
+        )
         async with email_router(database_url) as router:
             by_smtp = customer_mail(PAYMENT_FAILED_ZH, subject="转账失败", sender=BY_SMTP,
                                     message_id="<smtp-original@example.net>")
@@ -84,8 +70,8 @@ async def test_payment_failure_by_smtp_and_by_imap_each_queued_once_and_answered
             assert len(await router.store.queue_conversations("payments")) == 2
 
             by_address = {c["customer_address"]: c for c in listing}
-            await _reply(router, by_address[BY_SMTP]["id"], "您好，这笔转账已原路退回，请查收。")
-            await _reply(router, by_address[BY_IMAP]["id"], "您好，这笔转账已原路退回，请查收。")
+            await agent_reply(router, by_address[BY_SMTP]["id"], "您好，这笔转账已原路退回，请查收。")
+            await agent_reply(router, by_address[BY_IMAP]["id"], "您好，这笔转账已原路退回，请查收。")
             await relay.wait_for(4)
 
         inbox = [BytesParser(policy=policy.default).parsebytes(raw)
@@ -101,8 +87,6 @@ async def test_payment_failure_by_smtp_and_by_imap_each_queued_once_and_answered
             assert reply["Subject"] == f"Re: 转账失败 [{conversation['ticket']}]"
             assert reply["Message-ID"] and reply["Message-ID"] != original
             assert "原路退回" in reply.get_body(("plain",)).get_content()
-    finally:
-        await relay.stop()
 
 
 async def _seen(server: Dovecot, count: int = 1) -> bool:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import smtplib
 
-import aiohttp
 import pytest
 
-from tests.conftest import ADMIN_PASSWORD
 from tests.email_helpers import (
     CUSTOMER,
     PAYMENT_FAILED_ZH,
     SUPPORT,
     Relay,
+    agent_reply,
     customer_mail,
     email_env,
     email_router,
@@ -25,10 +24,16 @@ from tests.email_helpers import (
 
 @pytest.fixture
 async def relay():
-    relay = Relay()
-    await relay.start()
-    yield relay
-    await relay.stop()
+    async with Relay() as relay:
+        yield relay
+
+
+@pytest.fixture
+async def router(monkeypatch, relay, tmp_path):
+    """The email channel answering through `relay`, on a SQLite store of the test's own."""
+    email_env(monkeypatch, relay)
+    async with email_router(f"sqlite+aiosqlite:///{tmp_path}/s.db") as router:
+        yield router
 
 
 async def _conversation(router, queue: str, count: int = 1) -> dict:
@@ -38,17 +43,6 @@ async def _conversation(router, queue: str, count: int = 1) -> dict:
 
     found = await wait_until(listing, what=f"{count} conversation(s) in {queue}")
     return await router.store.conversation(found[-1]["id"])
-
-
-async def _agent_reply(router, conversation_id: str, text: str) -> None:
-    """The agents' API over HTTP, as the console does it."""
-    base = f"http://127.0.0.1:{router.gateway.port}"
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{base}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD}) as r:
-            token = (await r.json())["token"]
-        headers = {"Authorization": f"Bearer {token}"}
-        async with http.post(f"{base}/api/conversations/{conversation_id}/messages", headers=headers, json={"text": text}) as r:
-            assert r.status == 201, await r.text()
 
 
 async def test_a_customer_agent_customer_thread_stays_one_conversation_and_replies_thread(database_url, monkeypatch, relay):
@@ -69,7 +63,7 @@ async def test_a_customer_agent_customer_thread_stays_one_conversation_and_repli
         assert ack.message["In-Reply-To"] == "<first.1@example.net>"
         assert ack.message["Subject"] == f"Re: 转账失败 [{ticket}]"
 
-        await _agent_reply(router, conversation["id"], "您好，我们查到这笔交易，已为您退款。")
+        await agent_reply(router, conversation["id"], "您好，我们查到这笔交易，已为您退款。")
         reply = (await relay.wait_for(2))[1]
         m = reply.message
         assert m["Subject"] == f"Re: 转账失败 [{ticket}]"
@@ -104,46 +98,40 @@ async def _messages_in(router, conversation_id: str, count: int):
     return inbound if len(inbound) == count else None
 
 
-async def test_a_reply_without_thread_headers_joins_by_the_ticket_in_its_subject(monkeypatch, relay, tmp_path):
-    email_env(monkeypatch, relay)
-    async with email_router(f"sqlite+aiosqlite:///{tmp_path}/s.db") as router:
-        port = smtp_port(router)
-        await send_smtp(port, customer_mail("my transfer failed and the money was deducted", subject="transfer"))
-        conversation = await _conversation(router, "payments")
-        ticket = conversation["ticket"]
-        # A webmail that drops In-Reply-To and References, but keeps the subject.
-        await send_smtp(port, customer_mail("any news?", subject=f"Re: transfer [{ticket}]"))
-        await wait_until(lambda: _messages_in(router, conversation["id"], 2), what="the follow-up joined by ticket")
+async def test_a_reply_without_thread_headers_joins_by_the_ticket_in_its_subject(router):
+    port = smtp_port(router)
+    await send_smtp(port, customer_mail("my transfer failed and the money was deducted", subject="transfer"))
+    conversation = await _conversation(router, "payments")
+    ticket = conversation["ticket"]
+    # A webmail that drops In-Reply-To and References, but keeps the subject.
+    await send_smtp(port, customer_mail("any news?", subject=f"Re: transfer [{ticket}]"))
+    await wait_until(lambda: _messages_in(router, conversation["id"], 2), what="the follow-up joined by ticket")
 
 
-async def test_a_ticket_in_the_subject_from_another_sender_does_not_join_that_conversation(monkeypatch, relay, tmp_path):
-    email_env(monkeypatch, relay)
-    async with email_router(f"sqlite+aiosqlite:///{tmp_path}/s.db") as router:
-        port = smtp_port(router)
-        await send_smtp(port, customer_mail("my transfer failed and the money was deducted", subject="transfer"))
-        conversation = await _conversation(router, "payments")
-        intruder = customer_mail("my transfer failed, please check", subject=f"Re: transfer [{conversation['ticket']}]",
-                                 sender="someone.else@example.org")
-        await send_smtp(port, intruder, sender="someone.else@example.org")
-        both = await _conversation(router, "payments", count=2)
-        assert both["customer_address"] == "someone.else@example.org"
-        assert len((await router.store.conversation(conversation["id"]))["messages"]) == 2  # mail + ack only
+async def test_a_ticket_in_the_subject_from_another_sender_does_not_join_that_conversation(router):
+    port = smtp_port(router)
+    await send_smtp(port, customer_mail("my transfer failed and the money was deducted", subject="transfer"))
+    conversation = await _conversation(router, "payments")
+    intruder = customer_mail("my transfer failed, please check", subject=f"Re: transfer [{conversation['ticket']}]",
+                             sender="someone.else@example.org")
+    await send_smtp(port, intruder, sender="someone.else@example.org")
+    both = await _conversation(router, "payments", count=2)
+    assert both["customer_address"] == "someone.else@example.org"
+    assert len((await router.store.conversation(conversation["id"]))["messages"]) == 2  # mail + ack only
 
 
-async def test_the_same_mail_delivered_twice_is_one_message(monkeypatch, relay, tmp_path):
-    email_env(monkeypatch, relay)
-    async with email_router(f"sqlite+aiosqlite:///{tmp_path}/s.db") as router:
-        port = smtp_port(router)
-        mail = customer_mail(PAYMENT_FAILED_ZH, message_id="<retry.1@example.net>")
-        await send_smtp(port, mail)
-        await send_smtp(port, mail)  # the forwarding server retried after a lost 250
-        conversation = await _conversation(router, "payments")
-        await relay.wait_for(1)
-        later = customer_mail("还有一个问题", message_id="<retry.2@example.net>", In_Reply_To="<retry.1@example.net>")
-        await send_smtp(port, later)  # processed after the retry: proves the retry was handled
-        inbound = await wait_until(lambda: _messages_in(router, conversation["id"], 2), what="two inbound messages")
-        assert [m["channel_message_id"] for m in inbound] == ["<retry.1@example.net>", "<retry.2@example.net>"]
-        assert len(relay.captured) == 1  # one acknowledgement
+async def test_the_same_mail_delivered_twice_is_one_message(router, relay):
+    port = smtp_port(router)
+    mail = customer_mail(PAYMENT_FAILED_ZH, message_id="<retry.1@example.net>")
+    await send_smtp(port, mail)
+    await send_smtp(port, mail)  # the forwarding server retried after a lost 250
+    conversation = await _conversation(router, "payments")
+    await relay.wait_for(1)
+    later = customer_mail("还有一个问题", message_id="<retry.2@example.net>", In_Reply_To="<retry.1@example.net>")
+    await send_smtp(port, later)  # processed after the retry: proves the retry was handled
+    inbound = await wait_until(lambda: _messages_in(router, conversation["id"], 2), what="two inbound messages")
+    assert [m["channel_message_id"] for m in inbound] == ["<retry.1@example.net>", "<retry.2@example.net>"]
+    assert len(relay.captured) == 1  # one acknowledgement
 
 
 @pytest.mark.parametrize("headers", [
@@ -151,31 +139,27 @@ async def test_the_same_mail_delivered_twice_is_one_message(monkeypatch, relay, 
     {"Precedence": "bulk"},
     {"List_Id": "<offers.shop.example>"},
 ], ids=["auto-submitted", "bulk", "list"])
-async def test_automatic_bulk_and_list_mail_is_queued_but_never_answered(monkeypatch, relay, tmp_path, headers):
-    email_env(monkeypatch, relay)
-    async with email_router(f"sqlite+aiosqlite:///{tmp_path}/s.db") as router:
-        await send_smtp(smtp_port(router), customer_mail("my transfer failed, money deducted", **headers))
-        conversation = await _conversation(router, "payments")
-        # A normal mail after it is answered: once its acknowledgement arrived, the first one
-        # would have arrived before it, had it been sent.
-        await send_smtp(smtp_port(router), customer_mail("I forgot my password", sender="other@example.org"),
-                        sender="other@example.org")
-        captured = await relay.wait_for(1)
-        assert [c.rcpt_tos for c in captured] == [["other@example.org"]]
-        messages = (await router.store.conversation(conversation["id"]))["messages"]
-        assert [m["direction"] for m in messages] == ["in"]
-        assert messages[0]["meta"]["thread"]["no_auto_reply"] == "1"
+async def test_automatic_bulk_and_list_mail_is_queued_but_never_answered(router, relay, headers):
+    await send_smtp(smtp_port(router), customer_mail("my transfer failed, money deducted", **headers))
+    conversation = await _conversation(router, "payments")
+    # A normal mail after it is answered: once its acknowledgement arrived, the first one
+    # would have arrived before it, had it been sent.
+    await send_smtp(smtp_port(router), customer_mail("I forgot my password", sender="other@example.org"),
+                    sender="other@example.org")
+    captured = await relay.wait_for(1)
+    assert [c.rcpt_tos for c in captured] == [["other@example.org"]]
+    messages = (await router.store.conversation(conversation["id"]))["messages"]
+    assert [m["direction"] for m in messages] == ["in"]
+    assert messages[0]["meta"]["thread"]["no_auto_reply"] == "1"
 
 
-async def test_mail_from_our_own_address_is_accepted_and_dropped(monkeypatch, relay, tmp_path):
-    email_env(monkeypatch, relay)
-    async with email_router(f"sqlite+aiosqlite:///{tmp_path}/s.db") as router:
-        own = customer_mail("Re: your ticket", sender=SUPPORT)
-        await send_smtp(smtp_port(router), own, sender=SUPPORT)  # 250: a bounce would loop too
-        await send_smtp(smtp_port(router), customer_mail("my transfer failed", sender="c@example.org"), sender="c@example.org")
-        await relay.wait_for(1)
-        everything = [c for q in ("payments", "general", "accounts", "fraud") for c in await router.store.queue_conversations(q)]
-        assert [c["customer_address"] for c in everything] == ["c@example.org"]
+async def test_mail_from_our_own_address_is_accepted_and_dropped(router, relay):
+    own = customer_mail("Re: your ticket", sender=SUPPORT)
+    await send_smtp(smtp_port(router), own, sender=SUPPORT)  # 250: a bounce would loop too
+    await send_smtp(smtp_port(router), customer_mail("my transfer failed", sender="c@example.org"), sender="c@example.org")
+    await relay.wait_for(1)
+    everything = [c for q in ("payments", "general", "accounts", "fraud") for c in await router.store.queue_conversations(q)]
+    assert [c["customer_address"] for c in everything] == ["c@example.org"]
 
 
 async def test_the_listener_relays_for_no_one(monkeypatch, tmp_path):
