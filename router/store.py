@@ -293,17 +293,22 @@ class ConversationStore:
         is a duplicate; a later message of a conversation finds the one an earlier item opened.
 
         A handful of statements for the whole list: one lookup of what was seen, one of the
-        open conversations, then the inserts and updates. A concurrent writer storing one of
-        these messages first makes the whole transaction fail on a unique key, and nothing is
-        stored: the caller handles the messages again, one by one, and finds them stored.
+        open conversations, then the inserts and updates. The conversations' keys are held
+        first (see `_hold_conversations`), so a writer storing messages of the same customer
+        at the same time (the urgent lane's dispatcher, another process) waits, then finds the
+        conversation this one opened. A concurrent writer storing one of these messages first
+        makes the whole transaction fail on a unique key, and nothing is stored: the caller
+        handles the messages again, one by one, and finds them stored.
         """
         if not items:
             return []
         for item in items:
             assert item.envelope.classification is not None, "only classified envelopes are stored"
+        keys = {item.envelope.conversation_key for item in items}
         async with self.engine.begin() as conn:
+            await self._hold_conversations(conn, keys)
             seen = await self._seen(conn, [item.envelope for item in items])
-            open_by_key = await self._open_conversations(conn, {item.envelope.conversation_key for item in items})
+            open_by_key = await self._open_conversations(conn, keys)
             rows_by_id = {row["id"]: row for row in open_by_key.values()}
             new_rows: dict[str, dict[str, Any]] = {}  # inserted by this call, in order
             changed: dict[str, dict[str, Any]] = {}  # updates of conversations stored before
@@ -351,6 +356,25 @@ class ConversationStore:
             r if isinstance(r, Recorded) else Recorded(_listing(rows_by_id[r]) if r in rows_by_id else None, True, False, False)
             for r in results
         ]
+
+    @staticmethod
+    async def _hold_conversations(conn, keys: set[str]) -> None:
+        """Hold these conversation keys until the transaction ends, before reading anything:
+        without it two writers could each find no open conversation for a customer who wrote
+        on both lanes at once, and open two. SQLite: take the database's write lock now
+        (BEGIN IMMEDIATE) instead of at the first insert. PostgreSQL: a transaction-scoped
+        advisory lock per key, taken in one order (a deadlock would only roll one back)."""
+        dialect = conn.dialect.name
+        if dialect == "sqlite":
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif dialect == "postgresql":
+            await conn.execute(
+                sa.text(
+                    "SELECT count(pg_advisory_xact_lock(h)) FROM "
+                    "(SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS held"
+                ),
+                {"keys": sorted(keys)},
+            )
 
     @staticmethod
     async def _seen(conn, envelopes: list[Envelope]) -> dict[tuple[str, Any], str]:

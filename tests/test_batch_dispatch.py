@@ -192,3 +192,35 @@ async def test_a_poison_record_in_a_chunk_goes_to_the_dlq_and_the_rest_of_the_ch
 
     history = await wait_for(both_stored)
     assert [m["id"] for m in history if m["direction"] == "in"] == [before.message_id, after.message_id]
+
+
+async def test_a_customer_writing_on_both_lanes_at_once_gets_one_conversation(running_router):
+    """The urgent and the standard dispatcher store chunks side by side; a customer whose
+    messages reach both at the same moment must still end up in one conversation."""
+    router = running_router.router
+    bus, rules = router.bus, router.rules
+    n = 200
+    urgent, standard = [], []
+    for i in range(n):
+        key = f"chat:both-lanes-{i}"
+        fraud = classified_envelope(rules, "someone stole money from my wallet", key, f"bl-{i}-u")
+        question = classified_envelope(rules, "what is the fee for a withdrawal", key, f"bl-{i}-s")
+        urgent.append((fraud.kafka_key, fraud.to_bytes()))
+        standard.append((question.kafka_key, question.to_bytes()))
+    await asyncio.gather(
+        bus.publish_many(bus.classified_urgent, urgent), bus.publish_many(bus.topics.classified, standard)
+    )
+
+    async def all_stored():
+        inbound, _, _ = await stored_counts(router.store)
+        return len(inbound) >= 2 * n
+
+    await wait_for(all_stored, timeout=120)
+    async with router.store.engine.connect() as conn:
+        per_key = (await conn.execute(
+            sa.select(conversations.c.conversation_key, sa.func.count())
+            .where(conversations.c.conversation_key.like("chat:both-lanes-%"))
+            .group_by(conversations.c.conversation_key)
+        )).all()
+    assert len(per_key) == n
+    assert [key for key, count in per_key if count != 1] == []
