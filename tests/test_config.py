@@ -1,5 +1,6 @@
 """Operators' files: the shipped config loads; a bad file is refused with file, line and reason."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -96,3 +97,23 @@ def test_config_check_also_checks_the_channels_own_files(config_copy):
     )
     assert result.returncode == 1
     assert "voice.yaml:" in result.stderr and "unexpected_key: unknown key" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["simulate", "my card was stolen", "--channel", "sms"], ["eval", "rows.csv"], ["agent", "password", "admin"]],
+)
+def test_every_command_refuses_a_bad_config_with_file_line_and_exit_2(config_copy, command, tmp_path):
+    (config_copy / "classifier.yaml").write_text("version: 1\ncategories: {}\nsurprise: true\n")
+    (tmp_path / "rows.csv").write_text("text,category\nmy card was stolen,unauthorized_transaction\n")
+    if command[0] in ("simulate", "eval"):
+        command = [*command, "--config", str(config_copy)]
+    result = subprocess.run(
+        [sys.executable, "-m", "router.cli", *command],
+        capture_output=True, text=True, check=False, timeout=120, cwd=tmp_path,
+        env={**os.environ, "SUPPORTROUTER_CONFIG_DIR": str(config_copy)},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "config refused:" in result.stderr
+    assert "classifier.yaml:3: surprise: unknown key" in result.stderr
+    assert "Traceback" not in result.stderr
