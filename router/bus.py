@@ -82,14 +82,8 @@ class KafkaBus:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    @property
-    def classified_urgent(self) -> str:
-        """Classified urgent-lane messages: the dispatcher drains this topic before support.classified,
-        so an urgent message never waits behind standard ones already classified."""
-        return f"{self.topics.classified}.urgent"
-
     def all_topics(self) -> list[str]:
-        return [*self.topics.all(), self.classified_urgent]
+        return self.topics.all()
 
     async def ensure_topics(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)

@@ -43,7 +43,7 @@ class ClassifierService:
         # An urgent-lane message, or one the classifier found critical, keeps its lead past this
         # stage: the dispatcher drains the urgent topic first.
         urgent = envelope.lane is Lane.URGENT or classification.urgency is Urgency.CRITICAL
-        topic = self.bus.classified_urgent if urgent else self.bus.topics.classified
+        topic = self.bus.topics.classified_urgent if urgent else self.bus.topics.classified
         await self.bus.publish(topic, classified.to_bytes(), key=classified.kafka_key)
         CLASSIFIED.labels(category=classification.category, urgency=classification.urgency).inc()
         log.info(

@@ -80,7 +80,7 @@ class DispatcherService:
         # Two lanes here too: standard records wait whenever urgent ones are in hand.
         # Each fetched partition is handled in chunks, one store transaction each.
         self.urgent_loop = ConsumerLoop(
-            bus, [bus.classified_urgent], f"{group}-urgent", self.handle, "dispatch-urgent",
+            bus, [bus.topics.classified_urgent], f"{group}-urgent", self.handle, "dispatch-urgent",
             batch_handler=self.handle_batch, chunk=batch_size,
         )
         self.loop = ConsumerLoop(

@@ -18,6 +18,9 @@ class Topics(BaseModel):
     inbound_urgent: str = "support.inbound.urgent"
     inbound_standard: str = "support.inbound.standard"
     classified: str = "support.classified"
+    # Classified urgent-lane or critical messages: the dispatcher drains this topic before
+    # support.classified, so an urgent message never waits behind standard ones already classified.
+    classified_urgent: str = "support.classified.urgent"
     outbound: str = "support.outbound"
     events: str = "support.events"
     dlq: str = "support.dlq"

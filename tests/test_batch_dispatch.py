@@ -208,7 +208,7 @@ async def test_a_customer_writing_on_both_lanes_at_once_gets_one_conversation(ru
         urgent.append((fraud.kafka_key, fraud.to_bytes()))
         standard.append((question.kafka_key, question.to_bytes()))
     await asyncio.gather(
-        bus.publish_many(bus.classified_urgent, urgent), bus.publish_many(bus.topics.classified, standard)
+        bus.publish_many(bus.topics.classified_urgent, urgent), bus.publish_many(bus.topics.classified, standard)
     )
 
     async def all_stored():

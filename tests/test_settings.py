@@ -14,6 +14,7 @@ def test_defaults_are_the_embedded_default(monkeypatch):
     assert s.config_dir == Path("config")
     assert s.database_url.startswith("sqlite+aiosqlite:///var/")
     assert s.topics.inbound_urgent == "support.inbound.urgent"
+    assert s.topics.classified_urgent == "support.classified.urgent"
 
 
 def test_environment_variables_override(monkeypatch):
@@ -21,9 +22,11 @@ def test_environment_variables_override(monkeypatch):
     monkeypatch.setenv("SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
     monkeypatch.setenv("SUPPORTROUTER_ADMIN_PASSWORD", "s3cret-pass")
     monkeypatch.setenv("SUPPORTROUTER_TOPICS__DLQ", "ops.dlq")
+    monkeypatch.setenv("SUPPORTROUTER_TOPICS__CLASSIFIED_URGENT", "ops.classified.fast")
     s = Settings()
     assert s.http_port == 9090
     assert s.embedded is False
     assert s.topics.dlq == "ops.dlq"
+    assert "ops.classified.fast" in s.topics.all()  # created with the others, and named in settings
     assert "s3cret-pass" not in repr(s)  # a secret never shows in a log of the settings
     assert s.admin_password.get_secret_value() == "s3cret-pass"
