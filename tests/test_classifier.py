@@ -396,3 +396,16 @@ def test_a_takeover_followed_by_money_moving_is_a_critical_fraud_report_on_the_u
 )
 def test_a_login_without_money_moving_is_not_fraud(rules, text, category):
     assert rules.classify(text).category == category
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2fa not working new phone", "new phone, authenticator codes dont work", "换了新手机，两步验证收不到"],
+)
+def test_two_step_codes_on_a_new_phone_are_account_security_not_lost_data(rules, text):
+    assert rules.classify(text).category == "account_security"
+
+
+def test_lost_records_are_still_data_loss(rules):
+    for text in ("聊天记录没了", "转账记录不见了", "I lost my phone, how do I get my transaction history back"):
+        assert rules.classify(text).category == "data_loss", text
