@@ -409,3 +409,18 @@ def test_two_step_codes_on_a_new_phone_are_account_security_not_lost_data(rules,
 def test_lost_records_are_still_data_loss(rules):
     for text in ("聊天记录没了", "转账记录不见了", "I lost my phone, how do I get my transaction history back"):
         assert rules.classify(text).category == "data_loss", text
+
+
+@pytest.mark.parametrize(
+    ("text", "category", "urgency"),
+    [
+        ("我把验证码告诉了一个自称客服的人", "account_security", Urgency.HIGH),
+        ("someone called pretending to be from your bank and I gave them the code", "account_security", Urgency.HIGH),
+        ("手机被抢了 当时是解锁状态", "data_loss", Urgency.CRITICAL),
+        ("my phone was snatched while unlocked and the wallet was open", "data_loss", Urgency.CRITICAL),
+    ],
+)
+def test_a_code_given_away_or_a_phone_stolen_unlocked_is_raised_in_both_languages(rules, text, category, urgency):
+    result = rules.classify(text)
+    assert (result.category, result.urgency) == (category, urgency), result.rules
+    assert rules.lane(text).value == "urgent"
