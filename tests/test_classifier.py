@@ -376,6 +376,7 @@ def test_overlapping_chinese_keywords_are_all_found():
         # Mixed and abbreviated, as typed on a phone.
         "我的wallet被hack了 balance全没了",
         "pls help acct hacked",
+        "three payments to an online casino this morning, I have never gambled in my life",
     ],
 )
 def test_a_takeover_followed_by_money_moving_is_a_critical_fraud_report_on_the_urgent_lane(rules, text):
