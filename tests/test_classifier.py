@@ -357,7 +357,7 @@ def test_overlapping_chinese_keywords_are_all_found():
     assert found == {"reset": ["忘记密码", "支付密码"], "secret": ["密码"], "fraud": ["被盗", "盗刷"]}
 
 
-# --- an account taken over and money moved is fraud -------------------------------------------
+# --- fraud reports written the ways customers write them -----------------------------------
 
 
 @pytest.mark.parametrize(
@@ -379,7 +379,7 @@ def test_overlapping_chinese_keywords_are_all_found():
         "three payments to an online casino this morning, I have never gambled in my life",
     ],
 )
-def test_a_takeover_followed_by_money_moving_is_a_critical_fraud_report_on_the_urgent_lane(rules, text):
+def test_takeovers_scams_and_unknown_payments_are_critical_fraud_reports_on_the_urgent_lane(rules, text):
     result = rules.classify(text)
     assert (result.category, result.urgency) == ("unauthorized_transaction", Urgency.CRITICAL), result.rules
     assert rules.lane(text).value == "urgent"
