@@ -497,6 +497,48 @@ class ConversationStore:
         async with self.engine.begin() as conn:
             return (await conn.execute(insert)).rowcount == 1
 
+    async def record_sandbox_deliveries(self, outs: list[Outbound]) -> list[str]:
+        """`record_sandbox_delivery` for many replies in one transaction: keep each one not
+        kept before and mark it `sandboxed`; return the message_ids kept now, in order.
+
+        The unique message_id still decides (a reply kept before, or twice in `outs`, is kept
+        once), so a redelivered chunk changes nothing and sets no status again."""
+        rows, seen = [], set()
+        at = now()
+        for out in outs:
+            if out.message_id not in seen:
+                seen.add(out.message_id)
+                rows.append({
+                    "message_id": out.message_id, "conversation_id": out.conversation_id,
+                    "channel": str(out.channel), "recipient": out.to, "kind": out.kind, "text": out.text,
+                    "created_at": at,
+                })
+        if not rows:
+            return []
+        insert = (
+            _insert_for(self.engine.dialect.name)(outbox).values(rows)
+            .on_conflict_do_nothing(index_elements=[outbox.c.message_id])
+            .returning(outbox.c.message_id)
+        )
+        async with self.engine.begin() as conn:
+            kept = set((await conn.execute(insert)).scalars().all())
+            if kept:
+                await conn.execute(
+                    messages.update().where(messages.c.message_id.in_(sorted(kept)))
+                    .values(delivery_status="sandboxed")
+                )
+        return [row["message_id"] for row in rows if row["message_id"] in kept]
+
+    async def delivery_statuses(self, message_ids: list[str]) -> dict[str, str | None]:
+        """The delivery status of each of these replies that is stored (absent: not stored)."""
+        if not message_ids:
+            return {}
+        query = sa.select(messages.c.message_id, messages.c.delivery_status).where(
+            messages.c.message_id.in_(sorted(set(message_ids)))
+        )
+        async with self.engine.connect() as conn:
+            return {m: s for m, s in (await conn.execute(query)).all()}
+
     async def list_outbox(self, limit: int = 200) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
             rows = (
