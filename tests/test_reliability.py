@@ -84,6 +84,38 @@ async def test_a_poison_record_goes_to_the_dlq_and_does_not_block_its_partition(
     assert await wait_for(good_stored)
 
 
+async def test_a_poison_record_in_a_classifier_chunk_is_dead_lettered_and_the_rest_classified_once_in_order(
+    running_router,
+):
+    router = running_router.router
+    bus = router.bus
+    key = "chat:poison-in-a-classifier-chunk"
+    good = [
+        Envelope.new(channel=Channel.CHAT, channel_message_id=f"pcc-{i}", conversation_key=key,
+                     sender=Sender(address=key), text=text)
+        for i, text in enumerate(["what is the withdrawal limit", "and the daily one?", "thanks"])
+    ]
+    await bus.publish_many(bus.topics.inbound_standard, [  # one fetch: one chunk
+        (key.encode(), good[0].to_bytes()),
+        (key.encode(), good[1].to_bytes()),
+        (key.encode(), b"\xff not an envelope"),
+        (key.encode(), good[2].to_bytes()),
+    ])
+
+    dead = await read_topic(bus, bus.topics.dlq, lambda r: len(r) >= 1)
+    assert [(d["value"]["stage"], d["value"]["value"]) for d in dead] == [
+        ("classify-standard", {"base64": "/yBub3QgYW4gZW52ZWxvcGU="})
+    ]
+
+    def mine(records):
+        return [r for r in records if r["key"] == key]
+
+    classified = await read_topic(bus, bus.topics.classified, lambda r: len(mine(r)) >= 3)
+    classified = await settle(bus, bus.topics.classified, len(classified))
+    assert [r["value"]["message_id"] for r in mine(classified)] == [e.message_id for e in good]
+    assert all(r["value"]["classification"] for r in mine(classified))
+
+
 async def test_the_pipeline_carries_on_after_the_broker_was_away(running_router):
     """A broker outage long enough to break the consumers' group sessions and commits."""
     r = running_router
