@@ -32,6 +32,8 @@ _UPPER_IN_PATTERN = re.compile(r"(?<!\\)[A-Z]")
 
 def detect_language(text: str) -> str:
     """zh when Chinese carries the message (a Chinese character says about as much as a word)."""
+    if text.isascii():  # no Chinese character can be in it; isascii is a flag lookup
+        return "en"
     cjk = _CJK.subn("", text)[1]  # counts without building a list of every character
     if not cjk:
         return "en"
