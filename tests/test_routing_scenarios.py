@@ -50,6 +50,10 @@ ROWS = [
         "fraud", 90, "phone stolen unlocked"),
     Row("a critical message the classifier doubts is never sent to triage",
         classified("data_loss", "critical", confidence=0.2), "fraud", 90, "phone stolen unlocked"),
+    Row("someone in the account right now is handled by the fraud team", classified("account_security", "critical"),
+        "fraud", 90, "account taken over"),
+    Row("a login question that is not critical stays with accounts", classified("account_security", "high"),
+        "accounts", 0, "route:account_security"),
     Row("a lost chat history is an accounts question", classified("data_loss", "normal"),
         "accounts", 0, "route:data_loss"),
     Row("money deducted but not received jumps the payments queue", classified("transaction_failed", "high"),
@@ -231,7 +235,7 @@ def test_unknown_queues_and_hours_are_each_named(config_copy):
     with pytest.raises(ConfigError) as err:
         load_config(config_copy)
     reasons = [p.reason for p in err.value.problems]
-    assert any("workflow.2.targets.1.queue: unknown queue 'vip_desk'" in r for r in reasons)
+    assert any("workflow.3.targets.1.queue: unknown queue 'vip_desk'" in r for r in reasons)
     assert any("queues.general.hours: unknown business hours 'offfice'" in r for r in reasons)
     assert all(p.line for p in err.value.problems)
 
