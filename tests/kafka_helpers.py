@@ -43,3 +43,19 @@ async def settle(bus: KafkaBus, topic: str, count_now: int, seconds: float = 1.0
     """What a topic holds after a pause: to show something did NOT arrive, give it time first."""
     await asyncio.sleep(seconds)
     return await read_topic(bus, topic, lambda r: len(r) >= count_now)
+
+
+async def fetch_uncommitted(bus: KafkaBus, topics: list[str], group: str, count: int) -> list:
+    """Fetch `count` records as a member of `group`, then leave without committing: what a
+    consumer that crashed after its handler ran but before its commit has seen."""
+    consumer = bus.consumer(topics, group)
+    await consumer.start()
+    try:
+        fetched: list = []
+        async with asyncio.timeout(30):
+            while len(fetched) < count:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    fetched += records
+        return fetched
+    finally:
+        await consumer.stop()  # no commit

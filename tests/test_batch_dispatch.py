@@ -22,7 +22,7 @@ from router.rules import Rules
 from router.settings import Settings
 from router.store import ConversationStore, Inbound, conversations, messages
 from tests.conftest import CONFIG_DIR
-from tests.kafka_helpers import read_topic, settle
+from tests.kafka_helpers import fetch_uncommitted, read_topic, settle
 from tests.test_reliability import classified_envelope, wait_for
 
 
@@ -82,17 +82,8 @@ async def test_a_chunk_redelivered_after_a_crash_before_its_commit_changes_nothi
     # The first dispatcher fetches the chunk in its group, stores it, publishes the replies,
     # and dies before committing the offsets.
     first = DispatcherService(bus, store, rules)
-    consumer = bus.consumer([bus.topics.classified], f"{bus.settings.consumer_group_prefix}-dispatcher")
-    await consumer.start()
-    try:
-        fetched: list = []
-        async with asyncio.timeout(30):
-            while len(fetched) < len(batch):
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    fetched += records
-        await first.handle_batch(fetched)
-    finally:
-        await consumer.stop()  # no commit
+    group = f"{bus.settings.consumer_group_prefix}-dispatcher"
+    await first.handle_batch(await fetch_uncommitted(bus, [bus.topics.classified], group, len(batch)))
     assert_once_each(batch, *await stored_counts(store))
     replies = await read_topic(bus, bus.topics.outbound, lambda r: len(r) >= 4)
 

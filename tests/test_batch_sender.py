@@ -9,7 +9,6 @@ neither send nor keep any reply twice, and one conversation's replies arrive in 
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from router.envelope import Channel, Classification, Envelope, Outbound, Sender,
 from router.sender import SenderService
 from router.settings import Settings
 from router.store import ConversationStore, outbox
-from tests.kafka_helpers import settle
+from tests.kafka_helpers import fetch_uncommitted, settle
 from tests.test_reliability import wait_for
 from tests.twilio_standin import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, TwilioStandIn, message_sid
 
@@ -135,17 +134,7 @@ async def test_a_chunk_redelivered_after_a_crash_before_its_commit_sends_and_kee
 
     # The first sender fetches the chunk in its group, delivers it, and dies before committing.
     first = parts.service()
-    consumer = bus.consumer([bus.topics.outbound], first.loop.group)
-    await consumer.start()
-    try:
-        fetched: list = []
-        async with asyncio.timeout(30):
-            while len(fetched) < len(outs):
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    fetched += records
-        await first.handle_batch(fetched)
-    finally:
-        await consumer.stop()  # no commit
+    await first.handle_batch(await fetch_uncommitted(bus, [bus.topics.outbound], first.loop.group, len(outs)))
     assert parts.bodies_to("+15550001001") == ["a: first", "a: second"]
     assert await statuses(store, outs) == ["sent", "sent", "sandboxed", "sandboxed", "sent"]
 
