@@ -70,7 +70,7 @@ async def test_a_changed_file_is_reloaded_and_a_bad_one_refused_while_the_rules_
         line = edit(routing, *BAD_TARGET)
         await eventually(lambda: _refused(router))
         assert router.watcher.problems == [
-            f"routing.yaml:{line}: workflow.3.targets.1.queue: unknown queue 'vip_desk'"
+            f"routing.yaml:{line}: workflow.2.targets.1.queue: unknown queue 'vip_desk'"
         ]
         assert router.rules.version == second_version
         still = await route(router, "chat:while-refused")
@@ -141,7 +141,7 @@ async def test_sighup_reloads_and_a_bad_file_is_refused_with_file_line_and_reaso
         process.send_signal(signal.SIGHUP)
         refused = await logs.wait_for("config.refused", after=mark)
         assert refused["version_in_force"] == reloaded["version"]
-        assert refused["problems"] == [f"routing.yaml:{line}: workflow.3.targets.1.queue: unknown queue 'vip_desk'"]
+        assert refused["problems"] == [f"routing.yaml:{line}: workflow.2.targets.1.queue: unknown queue 'vip_desk'"]
 
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):

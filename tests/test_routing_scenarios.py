@@ -235,7 +235,7 @@ def test_unknown_queues_and_hours_are_each_named(config_copy):
     with pytest.raises(ConfigError) as err:
         load_config(config_copy)
     reasons = [p.reason for p in err.value.problems]
-    assert any("workflow.3.targets.1.queue: unknown queue 'vip_desk'" in r for r in reasons)
+    assert any("workflow.2.targets.1.queue: unknown queue 'vip_desk'" in r for r in reasons)
     assert any("queues.general.hours: unknown business hours 'offfice'" in r for r in reasons)
     assert all(p.line for p in err.value.problems)
 
