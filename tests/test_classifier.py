@@ -425,3 +425,20 @@ def test_a_code_given_away_or_a_phone_stolen_unlocked_is_raised_in_both_language
     result = rules.classify(text)
     assert (result.category, result.urgency) == (category, urgency), result.rules
     assert rules.lane(text).value == "urgent"
+
+
+@pytest.mark.parametrize(
+    ("text", "category", "urgency"),
+    [
+        # Money simply gone, said and nothing else: the fraud team looks first.
+        ("钱没了", "unauthorized_transaction", Urgency.CRITICAL),
+        ("余额怎么少了？", "unauthorized_transaction", Urgency.CRITICAL),
+        # Gone because a transfer failed: a payments problem, raised.
+        ("转账失败了 钱没了", "transaction_failed", Urgency.HIGH),
+        # Sent to the wrong person by the customer: a payments problem, not fraud or a question.
+        ("I accidentally sent 500 to the wrong person, can I get it back", "transaction_failed", Urgency.NORMAL),
+    ],
+)
+def test_money_gone_is_read_by_why_it_went(rules, text, category, urgency):
+    result = rules.classify(text)
+    assert (result.category, result.urgency) == (category, urgency), result.rules
