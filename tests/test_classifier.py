@@ -377,6 +377,9 @@ def test_overlapping_chinese_keywords_are_all_found():
         "我的wallet被hack了 balance全没了",
         "pls help acct hacked",
         "three payments to an online casino this morning, I have never gambled in my life",
+        # A phishing link, and then the money went.
+        "I clicked a link in a text and now 1000 is gone",
+        "我点了一个链接 然后钱就被扣了",
     ],
 )
 def test_takeovers_scams_and_unknown_payments_are_critical_fraud_reports_on_the_urgent_lane(rules, text):
@@ -393,6 +396,7 @@ def test_takeovers_scams_and_unknown_payments_are_critical_fraud_reports_on_the_
         ("I changed my password after a login alert, nothing was taken", "account_security"),
         ("收到登录提醒，是我自己在新手机上登录的，钱没少", "account_security"),
         ("my friend convinced me to try the new savings feature", "general"),
+        ("我点了短信里的链接，是你们发的吗", "account_security"),  # a link, no money gone yet
     ],
 )
 def test_a_login_without_money_moving_is_not_fraud(rules, text, category):
