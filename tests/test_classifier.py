@@ -421,6 +421,8 @@ def test_lost_records_are_still_data_loss(rules):
     [
         ("我把验证码告诉了一个自称客服的人", "account_security", Urgency.HIGH),
         ("someone called pretending to be from your bank and I gave them the code", "account_security", Urgency.HIGH),
+        ("我的手机号被人改了", "account_security", Urgency.HIGH),
+        ("my password was changed and I didn't do it", "account_security", Urgency.HIGH),
         ("手机被抢了 当时是解锁状态", "data_loss", Urgency.CRITICAL),
         ("my phone was snatched while unlocked and the wallet was open", "data_loss", Urgency.CRITICAL),
     ],
