@@ -6,6 +6,8 @@ list is its anchors.
 `AnchorIndex` finds, in one scan, which anchors of all patterns a text contains, so each pattern
 is searched only when one of its anchors is there. A pattern whose anchors cannot be worked out
 (it starts with `.`, `\\d`, an optional group, ignores case, ...) is always searched.
+`Substrings` is that one scan (an Aho-Corasick automaton), also used for Chinese keywords, and
+`compile_fast` puts a lookahead for a pattern's possible first characters in front of it.
 """
 
 from __future__ import annotations
@@ -196,9 +198,6 @@ class Substrings:
         self._empty = len(self._automaton) == 0
         if not self._empty:
             self._automaton.make_automaton()
-
-    def __iter__(self):
-        return iter(self._automaton.keys())
 
     def found(self, text: str) -> list[str]:
         """The strings that occur in the text, overlapping ones included, each once, in the order
