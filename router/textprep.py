@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from router.fastre import compile_fast
+
 # Where quoted history starts: everything from this line down is someone else's older text.
 _HISTORY_START = re.compile(
     r"""^\s*(?:
@@ -42,9 +44,10 @@ _SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|fw|fwd|aw|回复|答复|转发)\s*[:
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff"
 _HAS_CJK = re.compile(f"[{_CJK}]")
 _CJK_GAP = re.compile(rf"(?<=[{_CJK}])\s+(?=[{_CJK}])")
-# These run on lower-cased text, so without re.I (which doubles the engine's work); the lookahead
-# and the possessive \w++ let the engine give up at once where no filler or repeat can start.
-_EN_FILLERS = re.compile(r"\b(?=[ueham])(?:um+|uh+|erm+|er|ah+|hmm+|mm+|uh-huh)\b[,.]?\s*")
+# These run on lower-cased text, so without re.I (which doubles the engine's work);
+# compile_fast's lookahead and the possessive \w++ let the engine give up at once where no filler
+# or repeat can start.
+_EN_FILLERS = compile_fast(r"\b(?:um+|uh+|erm+|er|ah+|hmm+|mm+|uh-huh)\b[,.]?\s*")
 _ZH_FILLERS = re.compile(r"[嗯呃唔]+|^\s*喂[，,\s]*")
 _REPEAT_WORD = re.compile(r"\b(\w++)(?:\s+\1\b)+")
 # A stutter in a transcript is a word said twice with a pause: "我 我", "转了 转了一共".
