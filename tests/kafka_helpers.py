@@ -6,6 +6,8 @@ import asyncio
 import json
 from collections.abc import Callable
 
+from aiokafka import TopicPartition
+
 from router.bus import KafkaBus, TopicFanout
 
 
@@ -59,3 +61,14 @@ async def fetch_uncommitted(bus: KafkaBus, topics: list[str], group: str, count:
         return fetched
     finally:
         await consumer.stop()  # no commit
+
+
+async def committed(bus: KafkaBus, topic: str, group: str, offset: int) -> bool:
+    """Whether the group committed this offset on the topic's partition 0, read by a consumer
+    that never joins the group."""
+    reader = bus.consumer([], group)
+    await reader.start()
+    try:
+        return await reader.committed(TopicPartition(topic, 0)) == offset
+    finally:
+        await reader.stop()

@@ -22,7 +22,7 @@ from router.rules import Rules
 from router.settings import Settings
 from router.store import ConversationStore, Inbound, conversations, messages
 from tests.conftest import CONFIG_DIR
-from tests.kafka_helpers import fetch_uncommitted, read_topic, settle
+from tests.kafka_helpers import committed, fetch_uncommitted, read_topic, settle
 from tests.test_reliability import classified_envelope, wait_for
 
 
@@ -91,7 +91,7 @@ async def test_a_chunk_redelivered_after_a_crash_before_its_commit_changes_nothi
     second = DispatcherService(bus, store, rules)
     await second.start()
     try:
-        await wait_for(lambda: _committed(bus, second.loop.group, len(batch)), timeout=30)
+        await wait_for(lambda: committed(bus, bus.topics.classified, second.loop.group, len(batch)), timeout=30)
     finally:
         await second.stop()
     assert_once_each(batch, *await stored_counts(store))
@@ -108,16 +108,6 @@ async def _records_in(bus: KafkaBus, topic: str) -> int:
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or [0])]
         return sum((await reader.end_offsets(partitions)).values())
-    finally:
-        await reader.stop()
-
-
-async def _committed(bus: KafkaBus, group: str, offset: int) -> bool:
-    """The group's committed offset, read by a consumer that never joins the group."""
-    reader = bus.consumer([], group)
-    await reader.start()
-    try:
-        return await reader.committed(TopicPartition(bus.topics.classified, 0)) == offset
     finally:
         await reader.stop()
 

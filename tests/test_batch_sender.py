@@ -24,7 +24,7 @@ from router.envelope import Channel, Classification, Envelope, Outbound, Sender,
 from router.sender import SenderService
 from router.settings import Settings
 from router.store import ConversationStore, outbox
-from tests.kafka_helpers import fetch_uncommitted, settle
+from tests.kafka_helpers import committed, fetch_uncommitted, settle
 from tests.test_reliability import wait_for
 from tests.twilio_standin import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, TwilioStandIn, message_sid
 
@@ -93,16 +93,6 @@ async def kept(store: ConversationStore) -> Counter:
         return Counter((await conn.execute(sa.select(outbox.c.message_id))).scalars().all())
 
 
-async def committed(bus: KafkaBus, group: str, offset: int) -> bool:
-    """Whether the group committed this offset, read by a consumer that never joins the group."""
-    reader = bus.consumer([], group)
-    await reader.start()
-    try:
-        return await reader.committed(TopicPartition(bus.topics.outbound, 0)) == offset
-    finally:
-        await reader.stop()
-
-
 async def dead_letters(bus: KafkaBus) -> int:
     reader = bus.consumer([], None)
     await reader.start()
@@ -116,7 +106,7 @@ async def dead_letters(bus: KafkaBus) -> int:
 async def run_until_committed(service: SenderService, offset: int) -> None:
     await service.start()
     try:
-        await wait_for(lambda: committed(service.bus, service.loop.group, offset), timeout=30)
+        await wait_for(lambda: committed(service.bus, service.bus.topics.outbound, service.loop.group, offset), timeout=30)
     finally:
         await service.stop()
 
