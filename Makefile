@@ -3,14 +3,19 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
 
-.PHONY: run test install system-deps lint bench clean
+.PHONY: run test install services services-down kafka lint clean
 
 run: install
 	$(BIN)/supportrouter run
 
-test: install system-deps
-	$(BIN)/pytest
+# Installs what is missing (Debian: postgresql, dovecot-imapd, chromium; Maven Central: Apache
+# Kafka's jars, cached in ~/.cache/supportrouter), starts PostgreSQL and Apache Kafka on loopback
+# under var/, runs the suite (Kafka-facing tests on Tansu and on Kafka), and stops both after,
+# also on failure or Ctrl-C. See devenv/__main__.py.
+test: install
+	$(BIN)/python -m devenv run -- $(BIN)/pytest $(PYTEST_ARGS)
 
 install: $(STAMP)
 
@@ -20,15 +25,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# System packages the tests drive for real: Chromium for the chat widget, Dovecot for IMAP.
-APT_PACKAGES := chromium dovecot-imapd
-system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing system packages:$$missing"; \
-		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+# The test services left running, for `.venv/bin/pytest tests/...` by hand; then services-down.
+services: install
+	$(BIN)/python -m devenv up
+
+services-down: install
+	$(BIN)/python -m devenv down
+
+# A single-node Apache Kafka (KRaft) in the foreground on 127.0.0.1:9092, to run the router on.
+kafka: install
+	$(BIN)/python -m devenv kafka
 
 lint: install
 	$(BIN)/ruff check .

@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from router.envelope import now
 from router.metrics import CONSUMED, DEAD_LETTERS
@@ -47,27 +47,63 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
         log.warning("consumer.stop_interrupted")
 
 
+async def topic_partitions(bootstrap_servers: str, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of each topic, asked of the cluster. (A consumer outside any group knows
+    no topic's partitions until asked: Apache Kafka answers its first Metadata request, for no
+    topics, with none.) A topic that does not exist is an error, never taken as one partition."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    missing = [t["topic"] for t in described if t["error_code"] != 0 or not t["partitions"]]
+    if missing:
+        raise LookupError(f"no such topic on {bootstrap_servers}: {', '.join(missing)}")
+    return sorted(TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"])
+
+
 class KafkaBus:
     def __init__(self, settings: Settings, bootstrap_servers: str, *, embedded: bool = False):
         self.settings = settings
         self.session_timeout_ms = settings.consumer_session_timeout_ms or (2000 if embedded else 10000)
+        self.embedded = embedded
         self.topics = settings.topics
         self.bootstrap_servers = bootstrap_servers
+        self.idempotent = False  # set at start: whether the broker offers idempotent producers
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
         if self._producer is not None:
             raise RuntimeError("KafkaBus already started")
         await self.ensure_topics()
-        producer = AIOKafkaProducer(
+        self._producer = await self._start_producer()
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        """An idempotent producer where the broker offers one (Apache Kafka): a send retried
+        after a lost answer is written once. The embedded broker advertises InitProducerId but
+        fails it, so there, and on any broker that refuses it, the consumers' dedupe is all."""
+        if not self.embedded:
+            producer = self._new_producer(idempotent=True)
+            try:
+                await asyncio.wait_for(producer.start(), 30)
+                self.idempotent = True
+                return producer
+            except (KafkaError, TimeoutError) as exc:
+                await producer.stop()
+                log.warning("producer.not_idempotent", reason=repr(exc)[:200])
+        producer = self._new_producer(idempotent=False)
+        await producer.start()
+        return producer
+
+    def _new_producer(self, *, idempotent: bool) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
             bootstrap_servers=self.bootstrap_servers,
             acks="all",
-            enable_idempotence=False,  # the embedded broker has no InitProducerId; consumers dedupe
+            enable_idempotence=idempotent,
             linger_ms=0,
             request_timeout_ms=10000,
         )
-        await producer.start()
-        self._producer = producer
 
     async def stop(self) -> None:
         producer, self._producer = self._producer, None
@@ -91,7 +127,7 @@ class KafkaBus:
         try:
             existing = set(await admin.list_topics())
             wanted = [
-                NewTopic(name, self.settings.partitions, 1)
+                NewTopic(name, self.settings.partitions, self.settings.replication_factor)
                 for name in self.all_topics()
                 if name not in existing
             ]
@@ -100,8 +136,25 @@ class KafkaBus:
                     await admin.create_topics(wanted)
                 except TopicAlreadyExistsError:
                     pass  # another process created them first
+                await self._until_led(admin, [t.name for t in wanted])
         finally:
             await admin.close()
+
+    async def _until_led(self, admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30) -> None:
+        """Wait until every partition of new topics has a leader. Apache Kafka answers
+        CreateTopics before then, and a client that looks sooner sees some partitions missing
+        (a reader would skip them) or gets NotLeaderForPartition."""
+        async with asyncio.timeout(timeout):
+            while True:
+                described = await admin.describe_topics(names)
+                if all(
+                    t["error_code"] == 0
+                    and len(t["partitions"]) == self.settings.partitions
+                    and all(p["leader"] >= 0 for p in t["partitions"])
+                    for t in described
+                ):
+                    return
+                await asyncio.sleep(0.1)
 
     async def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         """Return only once every in-sync replica has the record (acks=all)."""
@@ -324,11 +377,10 @@ class TopicFanout:
     async def start(self) -> None:
         if self._consumer is not None:
             raise RuntimeError(f"fanout of {self.topic} already started")
+        partitions = await topic_partitions(self.bus.bootstrap_servers, [self.topic])
         consumer = self.bus.consumer([], None)
         await consumer.start()
         self._consumer = consumer
-        await consumer.topics()  # loads the metadata partitions_for_topic reads
-        partitions = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or [0])]
         consumer.assign(partitions)
         if self.from_beginning:
             await consumer.seek_to_beginning(*partitions)

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     embedded_kafka_port: int | None = None
     topics: Topics = Topics()
     partitions: int = 3
+    # Replicas per topic when the router creates them: 1 on one broker, 3 on a production
+    # cluster (with min.insync.replicas=2 on the brokers, so acks=all means two copies).
+    replication_factor: int = 1
     consumer_group_prefix: str = "supportrouter"
     # A new consumer group waits half this long before its first assignment on the embedded
     # broker, so the embedded default uses a short one; Kafka itself refuses less than 6000.

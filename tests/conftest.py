@@ -1,22 +1,139 @@
-"""Shared fixtures: real embedded broker, real SQLite and PostgreSQL, the whole router."""
+"""Shared fixtures: real brokers (embedded Tansu and Apache Kafka), real SQLite and PostgreSQL,
+the whole router.
+
+Where the services are: SUPPORTROUTER_TEST_POSTGRES and SUPPORTROUTER_TEST_KAFKA (`make test`
+sets both), else var/devenv.json (`python -m devenv up`), else PostgreSQL on 127.0.0.1:5432 and
+an Apache Kafka started here for the session. Under CI=true a missing service fails the run.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from router.app import Router
+from router.broker import EmbeddedBroker
 from router.settings import Settings
+from tests.brokers import KINDS, Broker, names_of_my_own, router_overrides, shared_kafka_address
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
-PG_ADMIN_DSN = os.environ.get("SUPPORTROUTER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 ADMIN_PASSWORD = "test-admin-password"
+UNDER_CI = os.environ.get("CI") == "true"
+
+
+def _postgres_dsn() -> str:
+    if os.environ.get("SUPPORTROUTER_TEST_POSTGRES"):
+        return os.environ["SUPPORTROUTER_TEST_POSTGRES"]
+    state = ROOT / "var" / "devenv.json"
+    if state.exists():
+        dsn = json.loads(state.read_text()).get("SUPPORTROUTER_TEST_POSTGRES")
+        if dsn:
+            return dsn
+    return "postgresql://postgres@127.0.0.1:5432/test"
+
+
+PG_ADMIN_DSN = _postgres_dsn()
+
+
+def missing_service(what: str) -> None:
+    """Skip with the reason, or fail under CI, where every service must be there."""
+    if UNDER_CI:
+        pytest.fail(f"{what} is required under CI=true", pytrace=False)
+    pytest.skip(f"{what} (`make test` starts it)")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--broker", choices=("tansu", "kafka", "both"),
+        default=os.environ.get("SUPPORTROUTER_TEST_BROKERS", "both"),
+        help="which broker the Kafka-facing tests run on (default both; env SUPPORTROUTER_TEST_BROKERS)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    chosen = config.getoption("--broker")
+    if chosen == "both":
+        return
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        kind = callspec.params.get("broker_kind") if callspec else None
+        (drop if kind is not None and kind != chosen else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def shared_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Apache Kafka every Kafka-facing test shares (each with names of its own)."""
+    address = shared_kafka_address()
+    if address:
+        yield address
+        return
+    from devenv.kafka import TEST_OVERRIDES, KafkaServer
+
+    server = KafkaServer(tmp_path_factory.mktemp("kafka"), overrides=dict(TEST_OVERRIDES))
+    try:
+        server.start()
+    except Exception as exc:  # no Java, no Maven, no jars: say which
+        missing_service(f"Apache Kafka could not be started here ({exc})")
+    try:
+        yield server.bootstrap_servers
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=[KINDS[0], pytest.param(KINDS[1], marks=pytest.mark.kafka)])
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    """Which broker: the test id names it (`tansu` or `kafka`)."""
+    return request.param
+
+
+@pytest.fixture
+async def broker(broker_kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
+    """A broker to put a bus on: a fresh Tansu, or the shared Apache Kafka with names of the
+    test's own. Neither may be stopped by the test (see `own_broker`)."""
+    if broker_kind == "tansu":
+        async with EmbeddedBroker() as tansu:
+            yield Broker("tansu", tansu.bootstrap_servers)
+        return
+    address = request.getfixturevalue("shared_kafka")
+    yield Broker("kafka", address, {"kafka_bootstrap_servers": address, **names_of_my_own()})
+
+
+@pytest.fixture
+async def own_broker(broker_kind: str, tmp_path: Path) -> AsyncIterator[Broker]:
+    """A broker the test alone uses, so it may stop and restart it."""
+    if broker_kind == "tansu":
+        tansu = EmbeddedBroker()
+        await tansu.start()
+        try:
+            yield Broker("tansu", tansu.bootstrap_servers, _server=tansu)
+        finally:
+            await tansu.stop()
+        return
+    from devenv.kafka import TEST_OVERRIDES, KafkaServer
+
+    kafka = KafkaServer(tmp_path / "kafka", overrides=dict(TEST_OVERRIDES))
+    try:
+        kafka.start()
+    except Exception as exc:
+        missing_service(f"Apache Kafka could not be started here ({exc})")
+    try:
+        yield Broker("kafka", kafka.bootstrap_servers, {"kafka_bootstrap_servers": kafka.bootstrap_servers},
+                     _server=kafka)
+    finally:
+        kafka.stop()
+        shutil.rmtree(tmp_path / "kafka", ignore_errors=True)
 
 
 async def _postgres_available() -> str | None:
@@ -40,9 +157,7 @@ async def database_url(request, tmp_path) -> AsyncIterator[str]:
 
     problem = await _postgres_available()
     if problem:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {PG_ADMIN_DSN} is required under CI: {problem}")
-        pytest.skip(f"PostgreSQL at {PG_ADMIN_DSN} is not reachable: {problem}")
+        missing_service(f"PostgreSQL at {PG_ADMIN_DSN} ({problem})")
     name = f"sr_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(PG_ADMIN_DSN)
     try:
@@ -90,8 +205,16 @@ class RunningRouter:
             return (await r.json())["session"]
 
 
+def router_settings(database_url: str, broker_kind: str, request: pytest.FixtureRequest, **overrides) -> Settings:
+    """Settings for a whole Router on `broker_kind`: Tansu embedded by the Router itself (as
+    `make run` does), or the shared Apache Kafka with topic and group names of the test's own."""
+    shared = request.getfixturevalue("shared_kafka") if broker_kind == "kafka" else None
+    return make_settings(database_url, **{**router_overrides(broker_kind, shared), **overrides})
+
+
 @pytest.fixture
-async def running_router(database_url) -> AsyncIterator[RunningRouter]:
-    """The whole router, embedded broker included, on a free port."""
-    async with Router(make_settings(database_url)) as router, aiohttp.ClientSession() as http:
+async def running_router(database_url, broker_kind, request) -> AsyncIterator[RunningRouter]:
+    """The whole router on a free port, on each broker and each database."""
+    settings = router_settings(database_url, broker_kind, request)
+    async with Router(settings) as router, aiohttp.ClientSession() as http:
         yield RunningRouter(router, http)

@@ -12,14 +12,11 @@ from collections import Counter
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import TopicPartition
 
-from router.broker import EmbeddedBroker
-from router.bus import KafkaBus
+from router.bus import KafkaBus, topic_partitions
 from router.dispatcher import DispatcherService
 from router.envelope import Channel, Envelope, Sender
 from router.rules import Rules
-from router.settings import Settings
 from router.store import ConversationStore, Inbound, conversations, messages
 from tests.conftest import CONFIG_DIR
 from tests.kafka_helpers import committed, fetch_uncommitted, read_topic, settle
@@ -66,11 +63,11 @@ def assert_once_each(batch: list[Envelope], inbound: Counter, outbound: Counter,
 
 
 @pytest.fixture
-async def parts(database_url):
+async def parts(database_url, broker):
     """A broker, a bus and a store, and no router: the test plays the crashed dispatcher."""
-    settings = Settings(database_url=database_url, partitions=1)
-    async with EmbeddedBroker() as broker, ConversationStore(database_url) as store:
-        async with KafkaBus(settings, broker.bootstrap_servers, embedded=True) as bus:
+    settings = broker.settings(database_url=database_url, partitions=1)
+    async with ConversationStore(database_url) as store:
+        async with KafkaBus(settings, broker.bootstrap_servers, embedded=broker.embedded) as bus:
             yield bus, store
 
 
@@ -106,7 +103,7 @@ async def _records_in(bus: KafkaBus, topic: str) -> int:
     reader = bus.consumer([], None)
     await reader.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or [0])]
+        partitions = await topic_partitions(bus.bootstrap_servers, [topic])
         return sum((await reader.end_offsets(partitions)).values())
     finally:
         await reader.stop()

@@ -15,14 +15,11 @@ from dataclasses import dataclass
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import TopicPartition
 
 from channels.twilio_common import TwilioMessageSender, TwilioRest, TwilioSettings, conversation_key
-from router.broker import EmbeddedBroker
-from router.bus import KafkaBus
+from router.bus import KafkaBus, topic_partitions
 from router.envelope import Channel, Classification, Envelope, Outbound, Sender, Urgency
 from router.sender import SenderService
-from router.settings import Settings
 from router.store import ConversationStore, outbox
 from tests.kafka_helpers import committed, fetch_uncommitted, settle
 from tests.test_reliability import wait_for
@@ -48,13 +45,11 @@ class Parts:
 
 
 @pytest.fixture
-async def parts(database_url) -> AsyncIterator[Parts]:
+async def parts(database_url, broker) -> AsyncIterator[Parts]:
     """A broker with one partition per topic, a store and the Twilio stand-in; no router."""
-    settings = Settings(database_url=database_url, partitions=1)
-    async with EmbeddedBroker() as broker, ConversationStore(database_url) as store, TwilioStandIn(
-        ACCOUNT_SID, AUTH_TOKEN
-    ) as standin:
-        async with KafkaBus(settings, broker.bootstrap_servers, embedded=True) as bus:
+    settings = broker.settings(database_url=database_url, partitions=1)
+    async with ConversationStore(database_url) as store, TwilioStandIn(ACCOUNT_SID, AUTH_TOKEN) as standin:
+        async with KafkaBus(settings, broker.bootstrap_servers, embedded=broker.embedded) as bus:
             yield Parts(bus, store, standin)
 
 
@@ -97,7 +92,7 @@ async def dead_letters(bus: KafkaBus) -> int:
     reader = bus.consumer([], None)
     await reader.start()
     try:
-        partitions = [TopicPartition(bus.topics.dlq, p) for p in sorted(reader.partitions_for_topic(bus.topics.dlq) or [0])]
+        partitions = await topic_partitions(bus.bootstrap_servers, [bus.topics.dlq])
         return sum((await reader.end_offsets(partitions)).values())
     finally:
         await reader.stop()

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from tests.conftest import missing_service
 from tests.test_journey import wait_for_queue
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 async def browser():
     if not shutil.which("chromium"):
-        pytest.skip("Debian's chromium is not installed: `make test` installs it (make system-deps)")
+        missing_service("Debian's chromium (/usr/bin/chromium)")
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:

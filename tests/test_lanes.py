@@ -18,7 +18,7 @@ from router.app import Router
 from router.envelope import Channel, Envelope, Lane, Sender
 from router.rules import Rules
 from router.store import conversations, messages
-from tests.conftest import CONFIG_DIR, make_settings
+from tests.conftest import CONFIG_DIR, router_settings
 
 BACKLOG = 5000
 STANDARD_TEXTS = [
@@ -98,8 +98,11 @@ async def _wait_for(condition, what: str, timeout: float = 180.0):
     raise AssertionError(what)  # pragma: no cover - asyncio.timeout raises first
 
 
-async def test_an_urgent_message_overtakes_a_backlog_of_5000_standard_ones_all_the_way_into_a_queue(tmp_path):
-    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/store.db", channels=["chat"], log_level="warning")
+async def test_an_urgent_message_overtakes_a_backlog_of_5000_standard_ones_all_the_way_into_a_queue(
+    tmp_path, broker_kind, request
+):
+    settings = router_settings(f"sqlite+aiosqlite:///{tmp_path}/store.db", broker_kind, request,
+                               channels=["chat"], log_level="warning")
     async with Router(settings) as router, aiohttp.ClientSession() as http:
         # The backlog goes straight onto the standard lane, as a burst from every channel would.
         producer = AIOKafkaProducer(bootstrap_servers=router.bus.bootstrap_servers, acks="all", linger_ms=20)

@@ -46,7 +46,9 @@ def _eval_rows() -> list[str]:
     rows: list[str] = []
     for path in sorted(EVAL_DIR.glob("*.csv")):
         with path.open(encoding="utf-8", newline="") as handle:
-            rows += [row["text"] for row in csv.DictReader(handle)]
+            reader = csv.DictReader(handle)
+            if "text" in (reader.fieldnames or []):  # dev2_phenomena.csv holds only tags
+                rows += [row["text"] for row in reader]
     return rows
 
 

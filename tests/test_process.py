@@ -12,8 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from router.broker import EmbeddedBroker, free_port
-from router.settings import Settings
+from router.broker import free_port
 from tests.conftest import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,30 +108,28 @@ async def test_a_killed_router_takes_its_embedded_broker_with_it(tmp_path):
             await process.wait()
 
 
-async def test_with_bootstrap_servers_set_no_broker_is_started_and_that_cluster_is_used(tmp_path):
-    async with EmbeddedBroker() as cluster:
-        env = _env(tmp_path, SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS=cluster.bootstrap_servers,
-                   SUPPORTROUTER_ADMIN_PASSWORD="operator-chosen")
-        process = await _start(env)
-        try:
-            banner = await _banner(process)
-            assert f"Kafka                   {cluster.bootstrap_servers}" in banner
-            assert "embedded Kafka broker" not in banner
-            assert "SUPPORTROUTER_ADMIN_PASSWORD" in banner and "operator-chosen" not in banner
-            assert _children(process.pid) == []
-            # The router made its topics on the given cluster.
-            from aiokafka.admin import AIOKafkaAdminClient
+async def test_with_bootstrap_servers_set_no_broker_is_started_and_that_cluster_is_used(tmp_path, broker):
+    env = _env(tmp_path, SUPPORTROUTER_ADMIN_PASSWORD="operator-chosen", **broker.env())
+    process = await _start(env)
+    try:
+        banner = await _banner(process)
+        assert f"Kafka                   {broker.bootstrap_servers}" in banner
+        assert "embedded Kafka broker" not in banner
+        assert "SUPPORTROUTER_ADMIN_PASSWORD" in banner and "operator-chosen" not in banner
+        assert _children(process.pid) == []
+        # The router made its topics on the given cluster.
+        from aiokafka.admin import AIOKafkaAdminClient
 
-            admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers)
-            await admin.start()
-            try:
-                assert set(Settings().topics.all()) <= set(await admin.list_topics())
-            finally:
-                await admin.close()
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        await admin.start()
+        try:
+            assert set(broker.settings().topics.all()) <= set(await admin.list_topics())
         finally:
-            process.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(30):
-                await process.wait()
+            await admin.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await process.wait()
 
 
 async def test_one_service_alone_needs_a_cluster_and_says_so(tmp_path):
@@ -144,21 +141,20 @@ async def test_one_service_alone_needs_a_cluster_and_says_so(tmp_path):
     assert "SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS" in err
 
 
-async def test_tail_prints_the_records_of_a_topic_as_json_lines(tmp_path):
-    async with EmbeddedBroker() as cluster:
-        from router.bus import KafkaBus
+async def test_tail_prints_the_records_of_a_topic_as_json_lines(tmp_path, broker):
+    from router.bus import KafkaBus
 
-        settings = Settings(kafka_bootstrap_servers=cluster.bootstrap_servers)
-        async with KafkaBus(settings, cluster.bootstrap_servers) as bus:
-            await bus.publish(bus.topics.classified, json.dumps({"hello": "世界"}).encode(), key=b"k1")
-        env = _env(tmp_path, SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS=cluster.bootstrap_servers)
-        tail = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "router.cli", "tail", "support.classified", "--from-beginning", "--max", "1",
-            env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        async with asyncio.timeout(30):
-            out, err = await tail.communicate()
+    settings = broker.settings()
+    async with KafkaBus(settings, broker.bootstrap_servers, embedded=broker.embedded) as bus:
+        await bus.publish(bus.topics.classified, json.dumps({"hello": "世界"}).encode(), key=b"k1")
+    env = _env(tmp_path, **broker.env())
+    tail = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "router.cli", "tail", settings.topics.classified, "--from-beginning", "--max", "1",
+        env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        out, err = await tail.communicate()
     assert tail.returncode == 0, err.decode()
     record = json.loads(out.decode().strip())
-    assert record["topic"] == "support.classified" and record["key"] == "k1"
+    assert record["topic"] == settings.topics.classified and record["key"] == "k1"
     assert record["value"] == {"hello": "世界"}

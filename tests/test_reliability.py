@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
+import aiohttp
+import pytest
+
+from router.app import Router
+from router.bus import ConsumerLoop, KafkaBus
 from router.envelope import Channel, Envelope, Sender
+from tests.brokers import Broker
+from tests.conftest import RunningRouter, make_settings
 from tests.kafka_helpers import read_topic, settle
 
 
@@ -116,13 +124,28 @@ async def test_a_poison_record_in_a_classifier_chunk_is_dead_lettered_and_the_re
     assert all(r["value"]["classification"] for r in mine(classified))
 
 
-async def test_the_pipeline_carries_on_after_the_broker_was_away(running_router):
+@pytest.fixture
+async def router_on_its_own_broker(database_url, own_broker) -> AsyncIterator[tuple[RunningRouter, Broker]]:
+    """A whole router and a broker only it uses, which the test may stop and start: Tansu
+    embedded by the router (memory only; `own_broker`'s Tansu is left idle), or an Apache Kafka
+    of the test's own (durable log). Sessions of 2 s on both, so a short outage breaks every
+    consumer's group session."""
+    overrides = own_broker.overrides if own_broker.kind == "kafka" else {}
+    settings = make_settings(database_url, consumer_session_timeout_ms=2000, **overrides)
+    async with Router(settings) as router, aiohttp.ClientSession() as http:
+        if own_broker.kind == "kafka":
+            yield RunningRouter(router, http), own_broker
+        else:
+            assert router.broker is not None
+            yield RunningRouter(router, http), Broker("tansu", router.broker.bootstrap_servers, _server=router.broker)
+
+
+async def test_the_pipeline_carries_on_after_the_broker_was_away(router_on_its_own_broker):
     """A broker outage long enough to break the consumers' group sessions and commits."""
-    r = running_router
-    broker = r.router.broker
+    r, broker = router_on_its_own_broker
     await broker.stop()
-    await asyncio.sleep(6)  # three session timeouts of the embedded default
-    await broker.start()  # same port; memory storage, so the router's topics come back empty
+    await asyncio.sleep(6)  # three session timeouts
+    await broker.start()  # same port; Tansu comes back empty, Kafka with its log
     await r.router.bus.ensure_topics()
     admin = await r.login()
     token = await r.chat_session()
@@ -147,41 +170,38 @@ async def test_the_pipeline_carries_on_after_the_broker_was_away(running_router)
     assert conversation["urgency"] == "critical"
 
 
-async def test_a_consumer_loop_survives_a_commit_that_fails_while_the_broker_is_away():
+async def test_a_consumer_loop_survives_a_commit_that_fails_while_the_broker_is_away(own_broker):
     """The broker goes away while a batch is in hand: the commit fails, the loop must not die."""
-    from router.broker import EmbeddedBroker
-    from router.bus import ConsumerLoop, KafkaBus
-    from router.settings import Settings
+    broker = own_broker
+    settings = broker.settings(partitions=1, consumer_session_timeout_ms=2000)
+    async with KafkaBus(settings, broker.bootstrap_servers, embedded=broker.embedded) as bus:
+        topic = bus.topics.classified
+        seen: list[bytes] = []
+        outage_done = asyncio.Event()
 
-    async with EmbeddedBroker() as broker:
-        async with KafkaBus(Settings(partitions=1), broker.bootstrap_servers, embedded=True) as bus:
-            topic = bus.topics.classified
-            seen: list[bytes] = []
-            outage_done = asyncio.Event()
+        async def handler(record) -> None:
+            seen.append(record.value)
+            if record.value == b"first":
+                await broker.stop()  # the commit after this record cannot reach the broker
+                asyncio.get_running_loop().call_later(6, lambda: asyncio.ensure_future(restart()))
 
-            async def handler(record) -> None:
-                seen.append(record.value)
-                if record.value == b"first":
-                    await broker.stop()  # the commit after this record cannot reach the broker
-                    asyncio.get_running_loop().call_later(6, lambda: asyncio.ensure_future(restart()))
+        async def restart() -> None:
+            await broker.start()
+            await bus.ensure_topics()
+            outage_done.set()
 
-            async def restart() -> None:
-                await broker.start()
-                await bus.ensure_topics()
-                outage_done.set()
-
-            await bus.publish(topic, b"first")
-            loop = ConsumerLoop(bus, [topic], "test-outage", handler, "test")
-            await loop.start()
-            try:
-                async with asyncio.timeout(30):
-                    await outage_done.wait()
-                await bus.publish(topic, b"after the outage")
-                async with asyncio.timeout(60):
-                    while b"after the outage" not in seen:
-                        await asyncio.sleep(0.1)
-            finally:
-                await loop.stop()
+        await bus.publish(topic, b"first")
+        loop = ConsumerLoop(bus, [topic], "test-outage", handler, "test")
+        await loop.start()
+        try:
+            async with asyncio.timeout(30):
+                await outage_done.wait()
+            await bus.publish(topic, b"after the outage")
+            async with asyncio.timeout(60):
+                while b"after the outage" not in seen:
+                    await asyncio.sleep(0.1)
+        finally:
+            await loop.stop()
     assert seen[0] == b"first" and seen[-1] == b"after the outage"
 
 

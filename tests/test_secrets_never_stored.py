@@ -17,9 +17,10 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from router.app import Router
+from router.bus import topic_partitions
 from router.logs import configure_logging
 from tests.conftest import make_settings
 
@@ -71,8 +72,7 @@ async def _every_record(bootstrap: str, topics: list[str]) -> dict[str, list[byt
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()
-        partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
+        partitions = await topic_partitions(bootstrap, topics)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

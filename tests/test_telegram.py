@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from channels.base import ChannelContext, DeliveryFailed
 from channels.telegram import (
@@ -31,6 +31,7 @@ from channels.telegram import (
     utf16_units,
 )
 from router.app import Router
+from router.bus import topic_partitions
 from router.config import ConfigError
 from router.envelope import Outbound
 from router.gateway import json_errors
@@ -564,12 +565,7 @@ async def inbound_records(router: Router, until_text: str) -> list[str]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bus.bootstrap_servers, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()  # loads the metadata partitions_for_topic reads
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in (bus.topics.inbound_urgent, bus.topics.inbound_standard)
-            for p in sorted(consumer.partitions_for_topic(topic) or [0])
-        ]
+        partitions = await topic_partitions(bus.bootstrap_servers, [bus.topics.inbound_urgent, bus.topics.inbound_standard])
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         texts: list[str] = []

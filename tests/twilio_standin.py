@@ -20,9 +20,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from twilio.request_validator import RequestValidator
 
+from router.bus import topic_partitions
 from router.envelope import Envelope, now
 
 _ADDRESS = re.compile(r"^(whatsapp:)?\+[1-9]\d{6,14}$")
@@ -309,8 +310,7 @@ async def read_topic(bootstrap_servers: str, *topics: str) -> list[bytes]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()
-        partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [0])]
+        partitions = await topic_partitions(bootstrap_servers, list(topics))
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
