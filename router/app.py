@@ -54,7 +54,8 @@ class Router:
         if self.role not in ROLES:
             raise ValueError(f"unknown role {self.role!r}; one of {ROLES}")
         s = self.settings
-        self.rules = Rules(s.config_dir)
+        if self.rules is None:  # a caller may hand over rules already built from s.config_dir
+            self.rules = Rules(s.config_dir)
         try:
             await self._start_all(s)
         except BaseException:

@@ -8,6 +8,7 @@ an Apache Kafka started here for the session. Under CI=true a missing service fa
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import pytest
 
 from router.app import Router
 from router.broker import EmbeddedBroker
+from router.rules import Rules
 from router.settings import Settings
 from tests.brokers import KINDS, Broker, names_of_my_own, router_overrides, shared_kafka_address
 
@@ -205,6 +207,19 @@ class RunningRouter:
             return (await r.json())["session"]
 
 
+@functools.cache
+def _rules_of(config_dir: Path) -> Rules:
+    return Rules(config_dir)
+
+
+def new_router(settings: Settings) -> Router:
+    """A Router. On the shipped config/ it reuses one Rules per session: building them trains the
+    classifier (about two seconds a router), and no test changes config/ itself (the reload
+    tests work on copies)."""
+    rules = _rules_of(CONFIG_DIR) if Path(settings.config_dir) == CONFIG_DIR else None
+    return Router(settings, rules=rules)
+
+
 def router_settings(database_url: str, broker_kind: str, request: pytest.FixtureRequest, **overrides) -> Settings:
     """Settings for a whole Router on `broker_kind`: Tansu embedded by the Router itself (as
     `make run` does), or the shared Apache Kafka with topic and group names of the test's own."""
@@ -216,5 +231,5 @@ def router_settings(database_url: str, broker_kind: str, request: pytest.Fixture
 async def running_router(database_url, broker_kind, request) -> AsyncIterator[RunningRouter]:
     """The whole router on a free port, on each broker and each database."""
     settings = router_settings(database_url, broker_kind, request)
-    async with Router(settings) as router, aiohttp.ClientSession() as http:
+    async with new_router(settings) as router, aiohttp.ClientSession() as http:
         yield RunningRouter(router, http)

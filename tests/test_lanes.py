@@ -18,7 +18,7 @@ from router.app import Router
 from router.envelope import Channel, Envelope, Lane, Sender
 from router.rules import Rules
 from router.store import conversations, messages
-from tests.conftest import CONFIG_DIR, router_settings
+from tests.conftest import CONFIG_DIR, new_router, router_settings
 
 BACKLOG = 5000
 STANDARD_TEXTS = [
@@ -103,7 +103,7 @@ async def test_an_urgent_message_overtakes_a_backlog_of_5000_standard_ones_all_t
 ):
     settings = router_settings(f"sqlite+aiosqlite:///{tmp_path}/store.db", broker_kind, request,
                                channels=["chat"], log_level="warning")
-    async with Router(settings) as router, aiohttp.ClientSession() as http:
+    async with new_router(settings) as router, aiohttp.ClientSession() as http:
         # The backlog goes straight onto the standard lane, as a burst from every channel would.
         producer = AIOKafkaProducer(bootstrap_servers=router.bus.bootstrap_servers, acks="all", linger_ms=20)
         await producer.start()

@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from router.app import Router
 from router.bus import ConsumerLoop, KafkaBus
 from router.envelope import Channel, Envelope, Sender
 from tests.brokers import Broker
-from tests.conftest import RunningRouter, make_settings
+from tests.conftest import RunningRouter, make_settings, new_router
 from tests.kafka_helpers import read_topic, settle
 
 
@@ -132,7 +131,7 @@ async def router_on_its_own_broker(database_url, own_broker) -> AsyncIterator[tu
     consumer's group session."""
     overrides = own_broker.overrides if own_broker.kind == "kafka" else {}
     settings = make_settings(database_url, consumer_session_timeout_ms=2000, **overrides)
-    async with Router(settings) as router, aiohttp.ClientSession() as http:
+    async with new_router(settings) as router, aiohttp.ClientSession() as http:
         if own_broker.kind == "kafka":
             yield RunningRouter(router, http), own_broker
         else:
