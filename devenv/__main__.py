@@ -76,17 +76,19 @@ def run(command: list[str]) -> int:
     child: subprocess.Popen | None = None
 
     def forward(signum: int, _frame: object) -> None:
-        # A Ctrl-C reaches the command too (same process group); a TERM sent to us alone is
-        # passed on. Either way the services are stopped below, once the command has ended.
-        if child is not None and child.poll() is None and signum == signal.SIGTERM:
+        # The command runs in a process group of its own, so a Ctrl-C at the terminal reaches
+        # only us; we pass it (or a TERM) on once, and stop the services when it has ended.
+        if child is not None and child.poll() is None:
             child.send_signal(signum)
+        elif child is None:
+            raise KeyboardInterrupt  # still starting: stop what has started
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
     try:
         state = services.up()
         env = dict(os.environ, **{k: v for k, v in state.items() if k.startswith("SUPPORTROUTER_")})
-        child = subprocess.Popen(command, env=env)
+        child = subprocess.Popen(command, env=env, process_group=0)
         return child.wait()
     finally:
         began = time.monotonic()
