@@ -30,9 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from router.envelope import Envelope, Sender  # noqa: E402
-from router.redact import redact  # noqa: E402
-from router.rules import Rules  # noqa: E402
+from router.classify.redact import redact  # noqa: E402
+from router.core.envelope import Envelope, Sender  # noqa: E402
+from router.policy.rules import Rules  # noqa: E402
 
 _QUOTED = (
     "\n\nThanks,\nAlex\n\nOn Mon, 2 Sep 2024 at 09:14, Wallet Support <help@wallet.example> wrote:\n"

@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from router.app import Router  # noqa: E402
-from router.envelope import Channel, Envelope, Sender  # noqa: E402
-from router.intake import Intake  # noqa: E402
-from router.logs import configure_logging  # noqa: E402
-from router.settings import Settings  # noqa: E402
+from router.core.envelope import Channel, Envelope, Sender  # noqa: E402
+from router.core.settings import Settings  # noqa: E402
+from router.observability.logs import configure_logging  # noqa: E402
+from router.services.intake import Intake  # noqa: E402
 
 STANDARD_TEXTS = [
     "what is the fee for a withdrawal to my bank card",
@@ -46,9 +46,9 @@ FRAUD_TEXT = "someone made a payment from my wallet that I did not make"
 async def _count_stored(router: Router) -> int:
     import sqlalchemy as sa
 
-    from router.store import messages
+    from router.store.conversations import messages
 
-    async with router.store.engine.connect() as conn:
+    async with router.store.conversations.engine.connect() as conn:
         return (await conn.execute(sa.select(sa.func.count()).select_from(messages)
                                    .where(messages.c.direction == "in"))).scalar_one()
 
@@ -56,9 +56,9 @@ async def _count_stored(router: Router) -> int:
 async def _count_delivered(router: Router) -> int:
     import sqlalchemy as sa
 
-    from router.store import outbox
+    from router.store.conversations import outbox
 
-    async with router.store.engine.connect() as conn:
+    async with router.store.conversations.engine.connect() as conn:
         return (await conn.execute(sa.select(sa.func.count()).select_from(outbox))).scalar_one()
 
 
@@ -70,7 +70,7 @@ async def run(backlog: int, urgent: int, database_url: str | None) -> dict:
             admin_password="bench-password", log_level="warning",
         )
         async with Router(settings) as router:
-            bus = router.bus
+            bus = router.bus.kafka
             envelopes = [
                 Envelope.new(channel=Channel.SMS, channel_message_id=f"bench-{i}",
                              conversation_key=f"sms:+1555{i:07d}", sender=Sender(address=f"+1555{i:07d}"),
@@ -81,7 +81,7 @@ async def run(backlog: int, urgent: int, database_url: str | None) -> dict:
             await bus.publish_many(bus.topics.inbound_standard, ((e.kafka_key, e.to_bytes()) for e in envelopes))
             produced = time.perf_counter() - started
 
-            intake = Intake(bus, router.rules)
+            intake = Intake(bus, router.policy.rules)
             results = []
             for n in range(urgent):
                 env = Envelope.new(channel=Channel.CHAT, channel_message_id=f"fraud-{n}",
@@ -90,7 +90,7 @@ async def run(backlog: int, urgent: int, database_url: str | None) -> dict:
                 sent = time.perf_counter()
                 await intake.publish(env)
                 while True:
-                    head = await router.store.queue_conversations("fraud")
+                    head = await router.store.conversations.queue_conversations("fraud")
                     if any(c["conversation_key"] == env.conversation_key for c in head):
                         break
                     await asyncio.sleep(0.005)

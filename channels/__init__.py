@@ -3,11 +3,11 @@ names them as "module:function" and imports each lazily, so a channel's librarie
 when the router runs it."""
 
 REGISTRY: dict[str, str] = {
-    "chat": "channels.chat:build",
+    "chat": "channels.chat.adapter:build",
     "email": "channels.email:build",
     # sms and whatsapp share one Twilio webhook; whichever is built first adds the route.
-    "sms": "channels.twilio_messaging:build_sms",
-    "whatsapp": "channels.twilio_messaging:build_whatsapp",
-    "voice": "channels.twilio_voice:build",
-    "telegram": "channels.telegram:build",
+    "sms": "channels.twilio.messaging:build_sms",
+    "whatsapp": "channels.twilio.messaging:build_whatsapp",
+    "voice": "channels.twilio.voice:build",
+    "telegram": "channels.telegram.adapter:build",
 }

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aiohttp import web
 
-from router.envelope import Envelope, Outbound
+from router.core.envelope import Envelope, Outbound
 
 if TYPE_CHECKING:  # only for annotations: this module stays free of concrete imports
-    from router.bus import KafkaBus
-    from router.settings import Settings
-    from router.store import ConversationStore
+    from router.bus.kafka import KafkaBus
+    from router.core.settings import Settings
+    from router.store.conversations import ConversationStore
 
 # What a channel calls with each inbound message; it returns once Kafka acknowledged the
 # record (acks=all), so a webhook may answer its provider with success only after it returns.

@@ -16,18 +16,18 @@ import structlog
 
 from channels import REGISTRY
 from channels.base import ChannelContext, ChannelParts
-from router.api import AgentApi
-from router.broker import EmbeddedBroker
-from router.bus import KafkaBus
-from router.classify_service import ClassifierService
-from router.dispatcher import DispatcherService
-from router.gateway import Gateway
-from router.intake import Intake
-from router.reload import ConfigWatcher
-from router.rules import Rules
-from router.sender import SenderService
-from router.settings import Settings
-from router.store import ConversationStore
+from router.bus.embedded import EmbeddedBroker
+from router.bus.kafka import KafkaBus
+from router.core.settings import Settings
+from router.policy.rules import Rules
+from router.policy.watcher import ConfigWatcher
+from router.services.api import AgentApi
+from router.services.classifier import ClassifierService
+from router.services.dispatcher import DispatcherService
+from router.services.gateway import Gateway
+from router.services.intake import Intake
+from router.services.sender import SenderService
+from router.store.conversations import ConversationStore
 
 log = structlog.get_logger("router.app")
 ROLES = ("all", "gateway", "classifier", "dispatcher", "sender")
@@ -44,7 +44,7 @@ class Router:
     gateway: Gateway | None = None
     dispatcher: DispatcherService | None = None
     watcher: ConfigWatcher | None = None
-    clock: Any = None  # router.sla.Clock; None: the system clock (tests pass a ManualClock)
+    clock: Any = None  # router.services.sla.Clock; None: the system clock (tests pass a ManualClock)
     admin_password: str | None = None  # set only when generated at this start, to be printed
     _started: list[Any] = field(default_factory=list)
 

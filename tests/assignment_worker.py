@@ -13,9 +13,9 @@ import json
 import sys
 import time
 
-from router.assignment import Assigner
-from router.sla import SystemClock
-from router.store import ConversationStore
+from router.services.assignment import Assigner
+from router.services.sla import SystemClock
+from router.store.conversations import ConversationStore
 from tests.routing_helpers import rules_from
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from router.broker import EmbeddedBroker
-from router.settings import Settings, Topics
+from router.bus.embedded import EmbeddedBroker
+from router.core.settings import Settings, Topics
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("tansu", "kafka")

@@ -20,9 +20,9 @@ import aiohttp
 import pytest
 
 from router.app import Router
-from router.broker import EmbeddedBroker
-from router.rules import Rules
-from router.settings import Settings
+from router.bus.embedded import EmbeddedBroker
+from router.core.settings import Settings
+from router.policy.rules import Rules
 from tests.brokers import KINDS, Broker, names_of_my_own, router_overrides, shared_kafka_address
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,7 +191,7 @@ class RunningRouter:
     def __init__(self, router: Router, http: aiohttp.ClientSession):
         self.router = router
         self.http = http
-        self.base_url = f"http://127.0.0.1:{router.gateway.port}"
+        self.base_url = f"http://127.0.0.1:{router.services.gateway.port}"
 
     def url(self, path: str) -> str:
         return self.base_url + path

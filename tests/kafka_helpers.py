@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from aiokafka import TopicPartition
 
-from router.bus import KafkaBus, TopicFanout
+from router.bus.kafka import KafkaBus, TopicFanout
 
 
 async def read_topic(

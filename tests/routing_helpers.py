@@ -9,11 +9,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from router.config import RouterConfig, load_config
-from router.envelope import Channel, Classification, Envelope, Sender, Urgency
-from router.routing import Workflow, facts_for
-from router.sla import calendar_for, placement
-from router.store import ConversationStore
+from router.core.envelope import Channel, Classification, Envelope, Sender, Urgency
+from router.operator_files.config import RouterConfig, load_config
+from router.routing.workflow import Workflow, facts_for
+from router.services.sla import calendar_for, placement
+from router.store.conversations import ConversationStore
 from tests.conftest import CONFIG_DIR
 
 _ids = itertools.count()

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from router.assignment import Assigner
-from router.envelope import Outbound
-from router.sla import ManualClock
-from router.store import ConversationStore
+from router.core.envelope import Outbound
+from router.services.assignment import Assigner
+from router.services.sla import ManualClock
+from router.store.conversations import ConversationStore
 from tests.routing_helpers import classified, config_dir_with, place, rules_from
 from tests.test_journey import receive_until, wait_for_queue
 
@@ -201,7 +201,7 @@ async def test_an_answered_conversation_stays_with_its_agent(store, rules, clock
 
 async def test_an_agent_sets_their_status_and_gets_a_conversation_shown_in_the_listing(running_router):
     r = running_router
-    await r.router.store.set_password("sam", "sam-password-1")
+    await r.router.store.conversations.set_password("sam", "sam-password-1")
     sam = await r.login("sam", "sam-password-1")
     admin = await r.login()
     async with r.http.post(r.url("/api/agents/me/status"), headers=sam, json={"status": "asleep"}) as resp:
@@ -231,7 +231,7 @@ async def test_an_agent_sets_their_status_and_gets_a_conversation_shown_in_the_l
 
 async def test_an_agent_going_available_is_offered_what_waits(running_router):
     r = running_router
-    await r.router.store.set_password("sam", "sam-password-1")
+    await r.router.store.conversations.set_password("sam", "sam-password-1")
     sam = await r.login("sam", "sam-password-1")
     admin = await r.login()
     token = await r.chat_session()

@@ -10,8 +10,8 @@ import sys
 import pytest
 import sqlalchemy as sa
 
-from router.sla import ManualClock
-from router.store import ConversationStore, assignments, conversations
+from router.services.sla import ManualClock
+from router.store.conversations import ConversationStore, assignments, conversations
 from tests.conftest import ROOT
 from tests.routing_helpers import classified, config_dir_with, place, rules_from
 
@@ -46,7 +46,7 @@ async def test_two_dispatcher_processes_never_assign_one_conversation_twice(data
             clock.advance(1)
             urgency = "critical" if i % (WAITING // CRITICAL) == WAITING // CRITICAL - 1 else "normal"
             await place(store, rules.config, clock, classified("transaction_failed", urgency))
-        from router.assignment import Assigner
+        from router.services.assignment import Assigner
         setup = Assigner(store, rules, clock, worker="setup")
         for i in range(AGENTS):
             await setup.set_status(f"agent{i:02d}", "available")

@@ -13,11 +13,11 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from router.bus import KafkaBus, topic_partitions
-from router.dispatcher import DispatcherService
-from router.envelope import Channel, Envelope, Sender
-from router.rules import Rules
-from router.store import ConversationStore, Inbound, conversations, messages
+from router.bus.kafka import KafkaBus, topic_partitions
+from router.core.envelope import Channel, Envelope, Sender
+from router.policy.rules import Rules
+from router.services.dispatcher import DispatcherService
+from router.store.conversations import ConversationStore, Inbound, conversations, messages
 from tests.conftest import CONFIG_DIR
 from tests.kafka_helpers import committed, fetch_uncommitted, read_topic, settle
 from tests.test_reliability import classified_envelope, wait_for
@@ -113,7 +113,7 @@ async def test_a_chunk_stored_but_never_published_is_published_once_when_redeliv
     """The dispatcher stored a chunk (messages and acknowledgements) and died before producing
     any reply: the redelivered chunk publishes each stored reply once, and stores nothing new."""
     router = running_router.router
-    bus, store, rules = router.bus, router.store, router.rules
+    bus, store, rules = router.bus.kafka, router.store.conversations, router.policy.rules
     batch = a_batch(rules, "crash-before-publish")
 
     def acknowledge(envelope):
@@ -147,10 +147,10 @@ async def _none_unpublished(store) -> bool:
 
 async def test_a_poison_record_in_a_chunk_goes_to_the_dlq_and_the_rest_of_the_chunk_is_stored(running_router):
     router = running_router.router
-    bus, store = router.bus, router.store
+    bus, store = router.bus.kafka, router.store.conversations
     key = "chat:poison-in-a-chunk"
-    before = classified_envelope(router.rules, "what is the top-up fee", key, "pc-1")
-    after = classified_envelope(router.rules, "and the withdrawal fee?", key, "pc-2")
+    before = classified_envelope(router.policy.rules, "what is the top-up fee", key, "pc-1")
+    after = classified_envelope(router.policy.rules, "and the withdrawal fee?", key, "pc-2")
     unclassified = Envelope.new(channel=Channel.CHAT, channel_message_id="pc-0", conversation_key=key,
                                 sender=Sender(address=key), text="no classification")
     await bus.publish_many(bus.topics.classified, [
@@ -176,7 +176,7 @@ async def test_a_customer_writing_on_both_lanes_at_once_gets_one_conversation(ru
     """The urgent and the standard dispatcher store chunks side by side; a customer whose
     messages reach both at the same moment must still end up in one conversation."""
     router = running_router.router
-    bus, rules = router.bus, router.rules
+    bus, rules = router.bus.kafka, router.policy.rules
     n = 200
     urgent, standard = [], []
     for i in range(n):
@@ -190,11 +190,11 @@ async def test_a_customer_writing_on_both_lanes_at_once_gets_one_conversation(ru
     )
 
     async def all_stored():
-        inbound, _, _ = await stored_counts(router.store)
+        inbound, _, _ = await stored_counts(router.store.conversations)
         return len(inbound) >= 2 * n
 
     await wait_for(all_stored, timeout=120)
-    async with router.store.engine.connect() as conn:
+    async with router.store.conversations.engine.connect() as conn:
         per_key = (await conn.execute(
             sa.select(conversations.c.conversation_key, sa.func.count())
             .where(conversations.c.conversation_key.like("chat:both-lanes-%"))

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import pytest
 import sqlalchemy as sa
 
-from channels.twilio_common import TwilioMessageSender, TwilioRest, TwilioSettings, conversation_key
-from router.bus import KafkaBus, topic_partitions
-from router.envelope import Channel, Classification, Envelope, Outbound, Sender, Urgency
-from router.sender import SenderService
-from router.store import ConversationStore, outbox
+from channels.twilio.common import TwilioMessageSender, TwilioRest, TwilioSettings, conversation_key
+from router.bus.kafka import KafkaBus, topic_partitions
+from router.core.envelope import Channel, Classification, Envelope, Outbound, Sender, Urgency
+from router.services.sender import SenderService
+from router.store.conversations import ConversationStore, outbox
 from tests.kafka_helpers import committed, fetch_uncommitted, settle
 from tests.test_reliability import wait_for
 from tests.twilio_standin import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, TwilioStandIn, message_sid

@@ -17,7 +17,7 @@ def test_crossval_holds_out_every_example_once_and_reports_the_figures():
         from classifier_crossval import folds_of, without
     finally:
         sys.path.remove(str(ROOT / "bench"))
-    from router.config import load_config
+    from router.operator_files.config import load_config
 
     config = load_config(CONFIG_DIR).classifier
     folds = folds_of(config, 4, seed=1)

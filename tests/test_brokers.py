@@ -10,7 +10,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from router.bus import ConsumerLoop, KafkaBus
+from router.bus.kafka import ConsumerLoop, KafkaBus
 from tests.kafka_helpers import committed
 
 

@@ -10,12 +10,12 @@ import shutil
 import pytest
 import yaml
 
-from router.classifier import Classifier, detect_language
-from router.config import ConfigError, load_config
-from router.entities import extract_entities
-from router.envelope import Urgency
-from router.rules import Rules
-from router.textprep import new_text, normalize, prepare
+from router.classify.classifier import Classifier, detect_language
+from router.classify.entities import extract_entities
+from router.classify.textprep import new_text, normalize, prepare
+from router.core.envelope import Urgency
+from router.operator_files.config import ConfigError, load_config
+from router.policy.rules import Rules
 from tests.conftest import CONFIG_DIR
 
 
@@ -230,7 +230,7 @@ def test_a_doubtful_message_keeps_its_category_but_goes_to_triage(rules):
 
 
 def test_a_doubtful_fraud_report_goes_to_the_fraud_queue_not_to_triage(rules):
-    from router.envelope import Classification
+    from router.core.envelope import Classification
 
     doubtful_fraud = Classification(category="unauthorized_transaction", urgency=Urgency.CRITICAL,
                                     confidence=0.2, language="en")
@@ -354,7 +354,7 @@ def test_the_anchor_gate_never_changes_a_decision(rules, monkeypatch):
 
 
 def test_overlapping_chinese_keywords_are_all_found():
-    from router.keywords import KeywordIndex
+    from router.classify.keywords import KeywordIndex
 
     index = KeywordIndex()
     index.add("reset", ["支付密码", "忘记密码"])

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from router.config import ConfigError, load_config
+from router.operator_files.config import ConfigError, load_config
 from tests.conftest import CONFIG_DIR
 
 

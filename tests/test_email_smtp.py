@@ -17,8 +17,8 @@ from structlog.testing import capture_logs
 from channels.email.inbound import EmailIntake
 from channels.email.settings import EmailSettings
 from channels.email.smtp_inbound import SmtpListener
-from router.envelope import Envelope
-from router.store import ConversationStore
+from router.core.envelope import Envelope
+from router.store.conversations import ConversationStore
 from tests.email_helpers import CUSTOMER, PAYMENT_FAILED_ZH, SUPPORT, customer_mail, send_smtp
 
 

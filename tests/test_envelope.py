@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from router.envelope import Channel, Classification, Envelope, Sender, Urgency, message_id_for
+from router.core.envelope import Channel, Classification, Envelope, Sender, Urgency, message_id_for
 
 
 def test_same_provider_message_gets_the_same_message_id():

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from router.evaluate import EvalFileError, Report, read_rows
+from router.cli.evaluate import EvalFileError, Report, read_rows
 from tests.conftest import CONFIG_DIR
 
 JSON_KEYS = {"rows", "macro_f1", "per_category", "unauthorized_recall", "unauthorized_precision",

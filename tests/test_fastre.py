@@ -7,8 +7,8 @@ import re
 import pytest
 
 from router import entities, redact
-from router.fastre import Substrings, compile_fast
-from router.rules import Rules
+from router.classify.fastre import Substrings, compile_fast
+from router.policy.rules import Rules
 from tests.conftest import CONFIG_DIR
 
 # Our own texts with the things the patterns look for: amounts, dates, times, ids, codes, phones.

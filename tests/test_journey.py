@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from router.envelope import Urgency
+from router.core.envelope import Urgency
 from tests.chat_helpers import (
     chat_into_queue,
     chat_socket,

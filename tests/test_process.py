@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from router.broker import free_port
+from router.bus.embedded import free_port
 from tests.conftest import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,7 +142,7 @@ async def test_one_service_alone_needs_a_cluster_and_says_so(tmp_path):
 
 
 async def test_tail_prints_the_records_of_a_topic_as_json_lines(tmp_path, broker):
-    from router.bus import KafkaBus
+    from router.bus.kafka import KafkaBus
 
     settings = broker.settings()
     async with KafkaBus(settings, broker.bootstrap_servers, embedded=broker.embedded) as bus:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.redact import CARD_NUMBER, CVV, ONE_TIME_CODE, PASSWORD, RESIDENT_ID, redact
-from router.rules import Rules
+from router.classify.redact import CARD_NUMBER, CVV, ONE_TIME_CODE, PASSWORD, RESIDENT_ID, redact
+from router.policy.rules import Rules
 from tests.conftest import CONFIG_DIR
 
 VALID_CARDS = ["4111 1111 1111 1111", "5555-5555-5555-4444", "6011000990139424", "378282246310005"]
@@ -136,7 +136,7 @@ def test_the_acknowledgement_warns_the_customer_in_their_language(language, expe
 
 
 def test_a_transaction_id_whose_digits_pass_luhn_is_kept_but_a_card_after_chinese_text_is_masked():
-    from router.redact import redact as mask
+    from router.classify.redact import redact as mask
 
     kept = mask("转账失败了，钱已经扣了，交易号 TX2026110100123")
     assert "TX2026110100123" in kept.text and kept.kinds == []

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from router.bus import ConsumerLoop, KafkaBus
-from router.envelope import Channel, Envelope, Sender
+from router.bus.kafka import ConsumerLoop, KafkaBus
+from router.core.envelope import Channel, Envelope, Sender
 from tests.brokers import Broker
 from tests.conftest import RunningRouter, make_settings, new_router
 from tests.kafka_helpers import read_topic, settle
@@ -30,8 +30,8 @@ async def wait_for(predicate, timeout: float = 15):
 
 async def test_a_redelivered_classified_record_changes_nothing(running_router):
     router = running_router.router
-    bus, store = router.bus, router.store
-    env = classified_envelope(router.rules, "my transfer failed", "chat:redelivery", "r1")
+    bus, store = router.bus.kafka, router.store.conversations
+    env = classified_envelope(router.policy.rules, "my transfer failed", "chat:redelivery", "r1")
     for _ in range(3):  # what Kafka does after a consumer dies before committing
         await bus.publish(bus.topics.classified, env.to_bytes(), key=env.kafka_key)
 
@@ -50,12 +50,12 @@ async def test_a_redelivered_classified_record_changes_nothing(running_router):
 async def test_a_reply_stored_but_never_published_goes_out_when_its_record_is_redelivered(running_router):
     """The dispatcher stored the message and its acknowledgement, then died before producing it."""
     router = running_router.router
-    bus, store = router.bus, router.store
-    env = classified_envelope(router.rules, "what is the top-up fee", "chat:crash", "c1")
-    queue = router.rules.config.queue_for(env.classification.category)
+    bus, store = router.bus.kafka, router.store.conversations
+    env = classified_envelope(router.policy.rules, "what is the top-up fee", "chat:crash", "c1")
+    queue = router.policy.rules.config.queue_for(env.classification.category)
     await store.record_inbound(
         env, queue,
-        lambda conversation, created: router.rules.acknowledgement(
+        lambda conversation, created: router.policy.rules.acknowledgement(
             conversation, "en", [], message_id=f"ack-{env.message_id}", trace_id=env.trace_id),
     )
     assert [o.message_id for o in await store.unpublished()] == [f"ack-{env.message_id}"]
@@ -72,7 +72,7 @@ async def _none_unpublished(store) -> bool:
 
 async def test_a_poison_record_goes_to_the_dlq_and_does_not_block_its_partition(running_router):
     router = running_router.router
-    bus, store = router.bus, router.store
+    bus, store = router.bus.kafka, router.store.conversations
     key = b"chat:poison"
     await bus.publish(bus.topics.inbound_standard, b"\xff\xfe this is not an envelope", key=key)
     await bus.publish(bus.topics.inbound_standard, b'{"message_id": "half an envelope"}', key=key)
@@ -95,7 +95,7 @@ async def test_a_poison_record_in_a_classifier_chunk_is_dead_lettered_and_the_re
     running_router,
 ):
     router = running_router.router
-    bus = router.bus
+    bus = router.bus.kafka
     key = "chat:poison-in-a-classifier-chunk"
     good = [
         Envelope.new(channel=Channel.CHAT, channel_message_id=f"pcc-{i}", conversation_key=key,
@@ -135,8 +135,8 @@ async def router_on_its_own_broker(database_url, own_broker) -> AsyncIterator[tu
         if own_broker.kind == "kafka":
             yield RunningRouter(router, http), own_broker
         else:
-            assert router.broker is not None
-            yield RunningRouter(router, http), Broker("tansu", router.broker.bootstrap_servers, _server=router.broker)
+            assert router.bus.embedded is not None
+            yield RunningRouter(router, http), Broker("tansu", router.bus.embedded.bootstrap_servers, _server=router.bus.embedded)
 
 
 async def test_the_pipeline_carries_on_after_the_broker_was_away(router_on_its_own_broker):
@@ -145,7 +145,7 @@ async def test_the_pipeline_carries_on_after_the_broker_was_away(router_on_its_o
     await broker.stop()
     await asyncio.sleep(6)  # three session timeouts
     await broker.start()  # same port; Tansu comes back empty, Kafka with its log
-    await r.router.bus.ensure_topics()
+    await r.router.bus.kafka.ensure_topics()
     admin = await r.login()
     token = await r.chat_session()
 
@@ -205,8 +205,8 @@ async def test_a_consumer_loop_survives_a_commit_that_fails_while_the_broker_is_
 
 
 async def test_a_reply_redelivered_to_the_sandbox_outbox_is_kept_once(database_url):
-    from router.envelope import Outbound
-    from router.store import ConversationStore
+    from router.core.envelope import Outbound
+    from router.store.conversations import ConversationStore
 
     async with ConversationStore(database_url) as store:
         out = Outbound(conversation_id="c1", conversation_key="sms:+15550000001", channel=Channel.SMS,

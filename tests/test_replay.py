@@ -10,9 +10,9 @@ from datetime import timedelta
 
 import pytest
 
-from router.envelope import now
-from router.sla import ManualClock
-from router.store import ConversationStore
+from router.core.envelope import now
+from router.services.sla import ManualClock
+from router.store.conversations import ConversationStore
 from tests.conftest import CONFIG_DIR, ROOT
 from tests.routing_helpers import classified, config_dir_with, place, rules_from
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from router.config import ConfigError, load_config
-from router.envelope import Envelope, Urgency
-from router.expression import Expression, ExpressionError, namespace
-from router.replies import Replies, Wait
-from router.routing import Workflow, facts_for
+from router.core.envelope import Envelope, Urgency
+from router.operator_files.config import ConfigError, load_config
+from router.operator_files.expression import Expression, ExpressionError, namespace
+from router.routing.replies import Replies, Wait
+from router.routing.workflow import Workflow, facts_for
 from tests.conftest import CONFIG_DIR
 from tests.routing_helpers import classified
 
@@ -176,7 +176,7 @@ FILTERS = [
 def test_filter_language_evaluates(source, expected):
     expression = Expression(source)
     if expected is None:
-        from router.expression import EvaluationError
+        from router.operator_files.expression import EvaluationError
         with pytest.raises(EvaluationError):
             expression.evaluate(FACTS)
     else:

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from router.settings import Settings
+from router.core.settings import Settings
 
 
 def test_defaults_are_the_embedded_default(monkeypatch):

@@ -11,9 +11,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from router.app import Router
-from router.config import BusinessHours
-from router.envelope import Outbound
-from router.sla import Calendar, ManualClock, SlaMonitor
+from router.core.envelope import Outbound
+from router.operator_files.config import BusinessHours
+from router.services.sla import Calendar, ManualClock, SlaMonitor
 from tests.conftest import CONFIG_DIR, make_settings
 from tests.kafka_helpers import read_topic
 from tests.routing_helpers import classified, config_dir_with, place, rules_from
@@ -88,7 +88,7 @@ def rules():
 
 @pytest.fixture
 async def store(database_url):
-    from router.store import ConversationStore
+    from router.store.conversations import ConversationStore
 
     async with ConversationStore(database_url) as s:
         yield s
@@ -225,10 +225,10 @@ async def test_the_running_router_puts_a_breach_on_support_events(tmp_path):
     settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/s.db")
     async with Router(settings, clock=clock) as router:
         env = classified("unauthorized_transaction", "critical", key="chat:sla")
-        await router.bus.publish(router.bus.topics.classified, env.to_bytes(), key=env.kafka_key)
-        await read_topic(router.bus, router.bus.topics.outbound, lambda r: len(r) >= 1)  # acknowledged
+        await router.bus.kafka.publish(router.bus.kafka.topics.classified, env.to_bytes(), key=env.kafka_key)
+        await read_topic(router.bus.kafka, router.bus.kafka.topics.outbound, lambda r: len(r) >= 1)  # acknowledged
         clock.advance(61)
-        records = await read_topic(router.bus, router.bus.topics.events,
+        records = await read_topic(router.bus.kafka, router.bus.kafka.topics.events,
                                    lambda r: any(x["value"]["type"] == "sla.breached" for x in r))
     breach = next(r["value"] for r in records if r["value"]["type"] == "sla.breached")
     assert breach["queue"] == "fraud" and breach["urgency"] == "critical"

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from structlog.testing import capture_logs
 
-from router.envelope import Urgency
+from router.core.envelope import Urgency
 from tests.twilio_standin import (
     CUSTOMER,
     OUR_NUMBER,
@@ -210,7 +210,7 @@ async def test_a_body_that_is_not_a_form_gets_400(sqlite_url, monkeypatch):
 async def test_when_kafka_does_not_acknowledge_twilio_gets_503_and_its_retry_lands_once(sqlite_url, monkeypatch):
     async with twilio_router(sqlite_url, monkeypatch) as t:
         sid = message_sid()
-        broker = t.router.broker
+        broker = t.router.bus.embedded
         await broker.stop()
         try:
             status, _ = await t.sms(FAILED_TRANSFER, sid=sid)

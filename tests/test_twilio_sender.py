@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from channels.base import DeliveryFailed
-from channels.twilio_common import (
+from channels.twilio.common import (
     TWILIO_API,
     TwilioApiHttpClient,
     TwilioMessageSender,
@@ -19,8 +19,8 @@ from channels.twilio_common import (
     conversation_key,
     split_message,
 )
-from router.envelope import Channel, Classification, Envelope, Outbound, Sender, Urgency
-from router.store import ConversationStore
+from router.core.envelope import Channel, Classification, Envelope, Outbound, Sender, Urgency
+from router.store.conversations import ConversationStore
 from tests.twilio_standin import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -244,7 +244,7 @@ async def test_an_undeliverable_reply_goes_to_the_dlq_and_shows_failed_on_the_co
         reply_id = await t.reply(conversation["id"], "Checking E1023.")
         failed = await t.wait_for_delivery(conversation["id"], reply_id, "failed")
         assert "21610" in failed["delivery_detail"]
-        dead = [json.loads(v) for v in await read_topic(t.router.bus.bootstrap_servers, t.router.bus.topics.dlq)]
+        dead = [json.loads(v) for v in await read_topic(t.router.bus.kafka.bootstrap_servers, t.router.bus.kafka.topics.dlq)]
         assert [d["value"]["message_id"] for d in dead if d["stage"] == "send"] == [reply_id]
 
 

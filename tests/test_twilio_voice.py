@@ -13,9 +13,9 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
-from channels.twilio_voice import load_voice_config
-from router.config import ConfigError
-from router.envelope import Lane, Urgency
+from channels.twilio.voice import load_voice_config
+from router.core.envelope import Lane, Urgency
+from router.operator_files.config import ConfigError
 from tests.conftest import CONFIG_DIR
 from tests.twilio_standin import CUSTOMER, OUR_NUMBER, PUBLIC_URL, call_sid, twilio_router
 
@@ -376,7 +376,7 @@ def test_a_bad_voice_yaml_is_refused_with_the_file_line_and_reason(tmp_path):
 
 
 def test_the_shipped_voice_yaml_loads_and_its_fraud_report_takes_the_urgent_lane():
-    from router.rules import Rules
+    from router.policy.rules import Rules
 
     config, rules = load_voice_config(CONFIG_DIR), Rules(CONFIG_DIR)
     for language in config.languages.values():

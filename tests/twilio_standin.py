@@ -23,8 +23,8 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 from twilio.request_validator import RequestValidator
 
-from router.bus import topic_partitions
-from router.envelope import Envelope, now
+from router.bus.kafka import topic_partitions
+from router.core.envelope import Envelope, now
 
 _ADDRESS = re.compile(r"^(whatsapp:)?\+[1-9]\d{6,14}$")
 
@@ -256,8 +256,8 @@ class TwilioRouter:
         return self._headers
 
     async def inbound_records(self) -> list[Envelope]:
-        topics = self.router.bus.topics
-        return [Envelope.from_bytes(v) for v in await read_topic(self.router.bus.bootstrap_servers,
+        topics = self.router.bus.kafka.topics
+        return [Envelope.from_bytes(v) for v in await read_topic(self.router.bus.kafka.bootstrap_servers,
                                                                     topics.inbound_urgent, topics.inbound_standard)]
 
     async def wait_for_queue(self, queue: str, predicate, timeout: float = 15) -> list[dict]:

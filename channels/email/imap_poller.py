@@ -19,7 +19,7 @@ import structlog
 
 from channels.email.inbound import EmailIntake, Outcome
 from channels.email.settings import EmailSettings
-from router.tasks import cancel_and_wait
+from router.core.tasks import cancel_and_wait
 
 log = structlog.get_logger("channels.email.imap")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")

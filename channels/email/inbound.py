@@ -21,10 +21,10 @@ import structlog
 from channels.base import Publish
 from channels.email.parse import Limits, ParsedMail, parse_mail
 from channels.email.settings import EmailSettings
-from router.envelope import Channel, Envelope, Sender
-from router.metrics import REJECTED
-from router.redact import redact
-from router.store import ConversationStore
+from router.classify.redact import redact
+from router.core.envelope import Channel, Envelope, Sender
+from router.observability.metrics import REJECTED
+from router.store.conversations import ConversationStore
 
 log = structlog.get_logger("channels.email")
 TICKET = re.compile(r"\[(T[0-9A-F]{8})\]")

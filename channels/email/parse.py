@@ -21,7 +21,7 @@ from email.utils import getaddresses
 
 from channels.email.settings import ADDRESS
 from channels.email.text import html_to_text, split_reply, tidy
-from router.envelope import Attachment
+from router.core.envelope import Attachment
 
 _MSGID = re.compile(r"<([^<>\s]{1,998})>")
 _BOUNDARY = re.compile(rb'boundary\s*=\s*"?([^"\s;]{1,200})', re.I)

@@ -22,8 +22,8 @@ import structlog
 from channels.base import DeliveryFailed
 from channels.email.parse import MAX_REFERENCES, message_ids, valid_address
 from channels.email.settings import EmailSettings
-from router.envelope import Outbound
-from router.store import ConversationStore
+from router.core.envelope import Outbound
+from router.store.conversations import ConversationStore
 
 log = structlog.get_logger("channels.email.sender")
 _REPLY_PREFIX = re.compile(r"^\s*((re|fw|fwd|aw|sv|回复|答复|回覆|转发|轉寄)\s*(\[\d+\])?\s*[:：]\s*)+", re.I)

@@ -1,6 +1,6 @@
 """The email channel's settings: SUPPORTROUTER_ environment variables, each with a default.
 
-The SMTP listener's port is the process-wide SUPPORTROUTER_SMTP_PORT (router/settings.py);
+The SMTP listener's port is the process-wide SUPPORTROUTER_SMTP_PORT (router/core/settings.py);
 everything else about email lives here so the channel owns its knobs.
 """
 

@@ -18,7 +18,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from channels.email.inbound import EmailIntake, Outcome
 from channels.email.settings import EmailSettings
-from router.metrics import REJECTED
+from router.observability.metrics import REJECTED
 
 log = structlog.get_logger("channels.email.smtp")
 

@@ -1,0 +1,1 @@
+"""Live chat: the customer's websocket, the widget and its demo page."""

@@ -1,0 +1,1 @@
+"""Telegram: the bot's webhook or long polling, and its sender."""

@@ -1,0 +1,280 @@
+"""The bilingual classifier: operators' rules and a model trained from their examples, combined.
+
+Rules are evidence: each keyword or pattern that fires for a category adds `rule_weight`
+log-odds to the model's probability for it. Safety is asymmetric: a fraud rule that fires
+makes the urgency critical whatever the category ends up being, the model alone can lift a
+message to fraud but never take one away from the fraud rules, and nothing lowers the urgency
+of a fraud report. Every decision carries its confidence and the rules that fired.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from dataclasses import dataclass
+
+from router.classify.entities import extract_entities
+from router.classify.fastre import AnchorIndex, anchors, compile_fast
+from router.classify.keywords import KeywordIndex
+from router.classify.model import trained
+from router.classify.textprep import for_model, prepare, prepare_with_source
+from router.core.envelope import Classification, Urgency
+from router.operator_files.config import ClassifierConfig
+
+FRAUD = "unauthorized_transaction"
+_LOG_FLOOR = math.log(1e-6)  # a category the model gives nothing still has a sliver for rules to lift
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+_LATIN = re.compile(r"[A-Za-z]")
+_numbers = itertools.count()  # pattern numbers, unique in the process
+_UPPER_IN_PATTERN = re.compile(r"(?<!\\)[A-Z]")
+
+
+def detect_language(text: str) -> str:
+    """zh when Chinese carries the message (a Chinese character says about as much as a word)."""
+    if text.isascii():  # no Chinese character can be in it; isascii is a flag lookup
+        return "en"
+    cjk = _CJK.subn("", text)[1]  # counts without building a list of every character
+    if not cjk:
+        return "en"
+    return "zh" if cjk * 4 >= _LATIN.subn("", text)[1] else "en"
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    regex: re.Pattern
+    anchors: frozenset[str] | None  # one of these is in any text it matches (None: unknown, always runs)
+    number: int  # its key in the AnchorIndex; numbers rise in the order patterns are written
+
+
+def _compile(patterns: list[str]) -> tuple[_Pattern, ...]:
+    """The text is already lower case, and ignoring case costs the regex engine twice the time,
+    so only a pattern that spells an upper-case letter gets it."""
+    out = []
+    for p in patterns:
+        flags = re.I if _UPPER_IN_PATTERN.search(p) else 0
+        out.append(_Pattern(compile_fast(p, flags), anchors(p, flags), next(_numbers)))
+    return tuple(out)
+
+
+class _Gated:
+    """Some patterns, in the order written; `runnable` gives those that can match a text: the ones
+    whose anchors it contains, and the ones without anchors, which always run."""
+
+    def __init__(self, patterns: tuple[_Pattern, ...]):
+        self._regex = {p.number: p.regex for p in patterns}
+        self._gated = frozenset(p.number for p in patterns if p.anchors)
+        self._always = frozenset(p.number for p in patterns if not p.anchors)
+
+    def runnable(self, live: frozenset[int]) -> list[re.Pattern]:
+        numbers = live & self._gated  # a set operation in C: most texts leave few or none
+        if self._always:
+            numbers |= self._always
+        return [self._regex[n] for n in sorted(numbers)] if numbers else []
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class _Text:
+    """A prepared message and what every rule asks of it, computed once."""
+
+    text: str
+    keywords: dict[str, list[str]]
+    live: frozenset[int]  # numbers of the patterns one of whose anchors it contains: the others cannot match
+    source: str  # the subject and new text as written, for the entities
+    active: frozenset[str]  # owners (rules) with a keyword found or a pattern that could match
+
+
+class _Evidence:
+    """One rule's patterns and negative patterns; its keywords live in the shared KeywordIndex.
+
+    A pattern whose anchors are known runs only when the text contains one of them (`_Text.live`);
+    one whose anchors are unknown always runs.
+    """
+
+    def __init__(self, owner: str, patterns: list[str], negatives: list[str]):
+        self.owner = owner
+        self.patterns = _compile(patterns)
+        self.negatives = _compile(negatives)
+        self._patterns = _Gated(self.patterns)
+        self._negatives = _Gated(self.negatives)
+        self.always = any(not p.anchors for p in (*self.patterns, *self.negatives))
+
+    def negated(self, text: _Text) -> re.Match | None:
+        body = text.text
+        for regex in self._negatives.runnable(text.live):
+            match = regex.search(body)
+            if match:
+                return match
+        return None
+
+    def hits(self, text: _Text) -> list[str]:
+        found = [f"kw:{k}" for k in text.keywords.get(self.owner, ())]
+        body = text.text
+        for regex in self._patterns.runnable(text.live):
+            match = regex.search(body)
+            if match:
+                found.append(f"re:{_clip(match.group(0))}")
+        return found
+
+    def fires(self, text: _Text) -> bool:
+        if self.owner not in text.active:
+            return False
+        if self.owner not in text.keywords:
+            body = text.text
+            if not any(regex.search(body) for regex in self._patterns.runnable(text.live)):
+                return False
+        return self.negated(text) is None
+
+
+@dataclass(frozen=True)
+class _UrgencyRule:
+    name: str
+    categories: frozenset[str]
+    urgency: Urgency
+    lowers: bool
+    urgent_lane: bool
+    evidence: _Evidence
+
+
+class Classifier:
+    def __init__(self, config: ClassifierConfig, version: str = ""):
+        self._config = config
+        self._version = version
+        self._settings = config.model
+        self._keywords = KeywordIndex()
+        self._categories: dict[str, _Evidence] = {}
+        for name, rules in config.categories.items():
+            self._keywords.add(name, rules.keywords.all())
+            self._categories[name] = _Evidence(name, rules.patterns, rules.negative_patterns)
+        self._defaults = {name: rules.urgency for name, rules in config.categories.items()}
+        fraud_weight = self._settings.fraud_rule_weight
+        self._weights = {
+            name: fraud_weight if name == FRAUD and fraud_weight is not None else self._settings.rule_weight
+            for name in self._categories
+        }
+        self._urgency_rules = []
+        for rule in config.urgency_rules:
+            owner = f"urgency:{rule.name}"
+            self._keywords.add(owner, rule.keywords.all())
+            evidence = _Evidence(owner, rule.patterns, rule.negative_patterns)
+            self._urgency_rules.append(
+                _UrgencyRule(rule.name, frozenset(rule.categories), rule.urgency, rule.lowers, rule.urgent_lane, evidence)
+            )
+        self._lane_rules = [rule for rule in self._urgency_rules if rule.urgent_lane]
+        self._rules_for = {name: [r for r in self._urgency_rules if name in r.categories] for name in self._categories}
+        every = [*self._categories.values(), *(rule.evidence for rule in self._urgency_rules)]
+        self._anchors = AnchorIndex((p.anchors, p.number) for e in every for p in (*e.patterns, *e.negatives))
+        self._owner_of = {p.number: e.owner for e in every for p in (*e.patterns, *e.negatives)}
+        self._always_active = frozenset(e.owner for e in every if e.always)
+        texts, labels = [], []
+        for name, rules in config.categories.items():
+            for example in rules.examples.all():
+                texts.append(for_model(prepare(example)))
+                labels.append(name)
+        self.model = trained(tuple(texts), tuple(labels), self._settings.regularization)
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self._categories)
+
+    def prescreen(self, text: str, subject: str | None = None) -> bool:
+        """The fast rules only: may this message be fraud, a takeover or otherwise critical?"""
+        prepared = self._text(text, subject)
+        fraud = self._categories.get(FRAUD)
+        if fraud is not None and fraud.fires(prepared):
+            return True
+        return any(rule.evidence.fires(prepared) for rule in self._lane_rules)
+
+    def classify(self, text: str, channel: str | None = None, subject: str | None = None) -> Classification:
+        prepared = self._text(text, subject)
+        fired: list[str] = []
+        hits: dict[str, int] = {}
+        negated: set[str] = set()
+        active = prepared.active
+        for name, evidence in self._categories.items():
+            if name not in active:  # no keyword found, no pattern that could match
+                continue
+            negation = evidence.negated(prepared)
+            if negation:
+                # "This is not fraud": the category's rules are off, and the statement itself
+                # counts against it as much as one rule would count for it.
+                negated.add(name)
+                hits[name] = -1
+                fired.append(f"{name}:negated:{_clip(negation.group(0))}")
+                continue
+            found = evidence.hits(prepared)
+            if not found:
+                continue
+            hits[name] = min(len(found), self._settings.max_rule_hits)
+            fired += [f"{name}:{label}" for label in found]
+
+        log_probabilities = self.model.log_probabilities(for_model(prepared.text))
+        model_best = max(log_probabilities, key=log_probabilities.__getitem__)
+        fired.append(f"model:{model_best}={math.exp(log_probabilities[model_best]):.2f}")
+        posterior = self._combine(log_probabilities, hits)
+        category = max(posterior, key=posterior.__getitem__)
+        confidence = posterior[category]
+
+        fraud_rule = hits.get(FRAUD, 0) > 0
+        if (
+            category != FRAUD
+            and FRAUD not in negated
+            and posterior.get(FRAUD, 0.0) >= self._settings.fraud_floor
+        ):
+            # Fraud wins below an even chance (a missed fraud report costs the most), unless the
+            # customer said in so many words that nothing was taken.
+            fired.append(f"safety:fraud_floor={posterior[FRAUD]:.2f}")
+            category, confidence = FRAUD, posterior[FRAUD]
+
+        urgency = self._urgency(category, prepared, fired)
+        if fraud_rule and urgency is not Urgency.CRITICAL:
+            fired.append("safety:fraud_rule_keeps_critical")
+            urgency = Urgency.CRITICAL
+        # Validated: pydantic's compiled validation costs less than model_construct's Python loop.
+        return Classification(
+            category=category,
+            urgency=urgency,
+            confidence=round(confidence, 3),
+            rules=fired,
+            language=detect_language(prepared.source),
+            entities=extract_entities(prepared.source),
+            rules_version=self._version,
+        )
+
+    def _text(self, text: str, subject: str | None) -> _Text:
+        prepared, source = prepare_with_source(text, subject)
+        keywords, live = self._keywords.find(prepared), self._anchors.live(prepared)
+        owner_of = self._owner_of
+        active = frozenset({owner_of[n] for n in live}.union(keywords, self._always_active))
+        return _Text(prepared, keywords, live, source, active)
+
+    def _combine(self, log_probabilities: dict[str, float], hits: dict[str, int]) -> dict[str, float]:
+        logits = {}
+        for name, weight in self._weights.items():
+            value = log_probabilities.get(name, _LOG_FLOOR)
+            logits[name] = (value if value > _LOG_FLOOR else _LOG_FLOOR) + weight * hits.get(name, 0)
+        top = max(logits.values())
+        exp = {name: math.exp(value - top) for name, value in logits.items()}
+        total = sum(exp.values())
+        return {name: value / total for name, value in exp.items()}
+
+    def _urgency(self, category: str, prepared: _Text, fired: list[str]) -> Urgency:
+        urgency = self._defaults.get(category, Urgency.LOW)
+        if category == FRAUD:
+            return Urgency.CRITICAL
+        applicable = self._rules_for.get(category, ())
+        # Lowering rules first, then raising ones: a sign of harm always wins over a sign of calm.
+        for rule in applicable:
+            if rule.lowers and rule.urgency.rank < urgency.rank and rule.evidence.fires(prepared):
+                urgency = rule.urgency
+                fired.append(f"urgency:{rule.name}")
+                break
+        for rule in applicable:
+            if not rule.lowers and rule.urgency.rank > urgency.rank and rule.evidence.fires(prepared):
+                urgency = rule.urgency
+                fired.append(f"urgency:{rule.name}")
+        return urgency

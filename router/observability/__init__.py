@@ -1,0 +1,1 @@
+"""Logs (structlog, JSON or console) and Prometheus metrics."""

@@ -1,0 +1,253 @@
+"""DispatcherService: support.classified → a routing decision, a place in a queue, an
+acknowledgement, an agent; and the timers (ladder steps, SLA breaches, silent agents).
+
+At least once, idempotent: the message, its decision and its acknowledgement are stored in one
+transaction keyed by message_id; a redelivered record finds them stored and only publishes what
+had not reached Kafka yet. Records come in chunks of a partition (up to `batch_size`): one
+transaction and one round of lookups per chunk, the acknowledgements published together, then
+the commit. The standard lane gives way to the urgent one between chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+import structlog
+from aiokafka import ConsumerRecord
+from pydantic import ValidationError
+
+from router.bus.kafka import ConsumerLoop, KafkaBus, PermanentError
+from router.core.envelope import Envelope, Outbound, QueueEvent, Urgency, now
+from router.core.tasks import cancel_and_wait
+from router.observability.metrics import ROUTING_SECONDS
+from router.operator_files.config import RouterConfig
+from router.policy.rules import Rules
+from router.routing.replies import Replies, Wait
+from router.routing.workflow import Decision, Workflow, facts_for
+from router.services.assignment import Assigner, Snapshot, last_agents
+from router.services.sla import Calendar, Clock, SlaMonitor, SystemClock, calendar_for, placement
+from router.store.conversations import ConversationStore, Inbound
+
+log = structlog.get_logger("router.services.dispatcher")
+
+
+class OutboundRelay:
+    """Publishes stored replies that have not reached Kafka yet; each is marked once acked."""
+
+    def __init__(self, bus: KafkaBus, store: ConversationStore):
+        self.bus, self.store = bus, store
+
+    async def publish(self, out: Outbound) -> None:
+        await self.publish_many([out])
+
+    async def publish_many(self, outs: list[Outbound]) -> None:
+        """Send them all, wait for every acknowledgement, then mark them all published: a
+        failure marks none, and the next flush sends them again (receivers dedupe by message_id)."""
+        if not outs:
+            return
+        await self.bus.publish_many(self.bus.topics.outbound, ((o.conversation_key.encode(), o.to_bytes()) for o in outs))
+        await self.store.mark_published(*(o.message_id for o in outs))
+        for out in outs:
+            log.info("reply.published", trace_id=out.trace_id, conversation_id=out.conversation_id,
+                     channel=out.channel, kind=out.kind)
+
+    async def flush(
+        self, conversation_id: str | None = None, older_than: float = 0, *, conversation_ids: list[str] | None = None
+    ) -> None:
+        await self.publish_many(await self.store.unpublished(conversation_id, older_than, conversation_ids=conversation_ids))
+
+
+class DispatcherService:
+    def __init__(
+        self,
+        bus: KafkaBus,
+        store: ConversationStore,
+        rules: Rules,
+        relay_interval: float = 5.0,
+        *,
+        clock: Clock | None = None,
+        timer_interval: float = 1.0,
+        batch_size: int = 50,
+    ):
+        self.bus, self.store, self.rules = bus, store, rules
+        self.clock = clock or SystemClock()
+        self.relay = OutboundRelay(bus, store)
+        self.relay_interval, self.timer_interval = relay_interval, timer_interval
+        self.assigner = Assigner(store, rules, self.clock, publish=self.publish_event)
+        self.sla = SlaMonitor(store, rules, self.clock, self.publish_event, availability=self.assigner.availability)
+        group = f"{bus.settings.consumer_group_prefix}-dispatcher"
+        # Two lanes here too: standard records wait whenever urgent ones are in hand.
+        # Each fetched partition is handled in chunks, one store transaction each.
+        self.urgent_loop = ConsumerLoop(
+            bus, [bus.topics.classified_urgent], f"{group}-urgent", self.handle, "dispatch-urgent",
+            batch_handler=self.handle_batch, chunk=batch_size,
+        )
+        self.loop = ConsumerLoop(
+            bus, [bus.topics.classified], group, self.handle, "dispatch", yield_to=self.urgent_loop,
+            batch_handler=self.handle_batch, chunk=batch_size,
+        )
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        await asyncio.gather(self.urgent_loop.start(), self.loop.start())
+        self._tasks = [
+            asyncio.create_task(self._every(self.relay_interval, self._relay_round), name="dispatch:relay"),
+            asyncio.create_task(self._every(self.timer_interval, self.tick), name="dispatch:timers"),
+        ]
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        await cancel_and_wait(*tasks)
+        await self.loop.stop()
+        await self.urgent_loop.stop()
+
+    async def _every(self, interval: float, work) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await work()
+            except Exception as exc:  # Kafka or the database is away: try again next round
+                log.warning("dispatch.round_failed", work=work.__name__, error=repr(exc)[:300])
+
+    async def _relay_round(self) -> None:
+        await self.relay.flush(older_than=self.relay_interval)
+
+    async def tick(self) -> None:
+        """One round of the timers: ladders and SLAs, silent agents, then offers to agents."""
+        await self.sla.sweep()
+        await self.assigner.reassign_timed_out()
+        await self.assigner.assign_waiting()
+
+    async def publish_event(self, event: QueueEvent) -> None:
+        await self.bus.publish(self.bus.topics.events, event.to_bytes(), key=event.conversation_id.encode())
+
+    # --- classified messages ----------------------------------------------------------------
+
+    async def handle(self, record: ConsumerRecord) -> None:
+        """One record: the batch of one (what a chunk falls back to, record by record)."""
+        await self.handle_batch([record])
+
+    async def handle_batch(self, records: list[ConsumerRecord]) -> None:
+        """Route, store and acknowledge a partition's records, in order, as one.
+
+        Every lookup is made once for the batch (customers, last agents, availability, queue
+        lengths); the messages, their decisions and acknowledgements go to the store in one
+        transaction, idempotent by message_id; the replies still unpublished in these
+        conversations (the new ones, or the ones a crash left behind) are then published
+        together, and only after that does the consumer commit. A record that does not parse
+        fails the batch, which the consumer loop then hands here again one record at a time.
+        """
+        envelopes = [_envelope(record) for record in records]
+        config = self.rules.config  # one version of the rules for the whole batch
+        window = config.routing.assignment.return_to_last_agent_seconds
+        snapshot = await self.assigner.snapshot()
+        customers = await self.store.customer_attributes_many([e.sender.address for e in envelopes])
+        previous = (
+            await last_agents(self.store, [e.conversation_key for e in envelopes],
+                              self.clock.now() - timedelta(seconds=window))
+            if window else {}
+        )
+        batch = _Batch(config, snapshot)
+        items = []
+        for envelope in envelopes:
+            customer = dict(customers.get(envelope.sender.address, {}))
+            customer.setdefault("returning", envelope.conversation_key in previous)
+            items.append(self._inbound(envelope, customer, batch))
+        recorded = await self.store.record_inbound_many(items)
+        # A redelivered record finds its reply already stored: publishing what is still
+        # unpublished makes the second run finish what a crash interrupted, and nothing more.
+        await self.relay.flush(conversation_ids=[r.conversation["id"] for r in recorded if r.conversation])
+        events = []
+        for envelope, item, done in zip(envelopes, items, recorded, strict=True):
+            if done.duplicate:
+                log.info("message.duplicate", trace_id=envelope.trace_id, message_id=envelope.message_id)
+                continue
+            conversation = done.conversation
+            if done.requeued:
+                events.append(QueueEvent(
+                    type="conversation.queued", conversation_id=conversation["id"], queue=conversation["queue"],
+                    urgency=conversation["urgency"], status=conversation["status"],
+                ))
+            ROUTING_SECONDS.observe((now() - envelope.received_at).total_seconds())
+            decision = item.decision or {}
+            log.info(
+                "conversation.queued" if done.requeued else "conversation.updated",
+                trace_id=envelope.trace_id, conversation_key=envelope.conversation_key,
+                conversation_id=conversation["id"], queue=conversation["queue"], urgency=conversation["urgency"],
+                rule=decision.get("rule"), step=decision.get("step", 0) + 1, priority=conversation["priority"],
+                rules_version=config.version,
+            )
+        if events:
+            await self.bus.publish_many(
+                self.bus.topics.events, ((e.conversation_id.encode(), e.to_bytes()) for e in events)
+            )
+            await self.assigner.assign_waiting()
+
+    def _inbound(self, envelope: Envelope, customer: dict, batch: _Batch) -> Inbound:
+        """The routing decision for one message, and the acknowledgement to store with it."""
+        c = envelope.classification
+        assert c is not None
+        config = batch.config
+        at = self.clock.now()
+        decision = batch.workflow.decide(
+            facts_for(envelope, config, customer),
+            available=batch.snapshot.availability(c.language, envelope.channel),
+            is_open=lambda queue: batch.calendar(queue).is_open(at),
+        )
+
+        def acknowledge(conversation: dict, created: bool) -> Outbound | None:
+            wait = None
+            if created:
+                # Quoted before this conversation joins the count, then counted for the next.
+                wait = batch.wait(decision, c.language, envelope.channel, c.urgency == Urgency.CRITICAL, at)
+                batch.snapshot.add_waiting(decision.queue, decision.priority, c.urgency.rank)
+            if envelope.thread.get("no_auto_reply"):  # automatic, bulk or list mail: never answered
+                return None
+            fields = {"trace_id": envelope.trace_id, "message_id": f"ack-{envelope.message_id}"}
+            if created:
+                return self.rules.acknowledgement(conversation, c.language, envelope.redactions, wait=wait, **fields)
+            if envelope.redactions:  # a follow-up with a secret in it: the warning alone
+                return Outbound(
+                    conversation_id=conversation["id"], conversation_key=conversation["conversation_key"],
+                    channel=conversation["channel"], to=conversation["customer_address"],
+                    kind="acknowledgement", author="supportrouter",
+                    text=Replies(config.templates).secret_warning(conversation["channel"], c.language), **fields,
+                )
+            return None
+
+        return Inbound(envelope, decision.queue, acknowledge,
+                       placement=placement(config, decision, at), decision=decision.as_dict())
+
+
+class _Batch:
+    """What one batch decides with: the rules, one workflow, the calendars, one snapshot."""
+
+    def __init__(self, config: RouterConfig, snapshot: Snapshot):
+        self.config, self.snapshot = config, snapshot
+        self.workflow = Workflow(config)
+        self._calendars: dict[str, Calendar] = {}
+
+    def calendar(self, queue: str) -> Calendar:
+        if queue not in self._calendars:
+            self._calendars[queue] = calendar_for(self.config, queue)
+        return self._calendars[queue]
+
+    def wait(self, decision: Decision, language: str, channel: str, critical: bool, at: datetime) -> Wait:
+        """The wait to quote: minutes, or when a closed queue opens."""
+        calendar = self.calendar(decision.queue)
+        if not calendar.is_open(at):
+            return Wait(opens=calendar.describe(calendar.next_open(at), at))
+        return Wait(seconds=self.snapshot.expected_wait_seconds(
+            decision.queue, language, channel, decision.priority, critical,
+        ))
+
+
+def _envelope(record: ConsumerRecord) -> Envelope:
+    try:
+        envelope = Envelope.from_bytes(record.value)
+    except ValidationError as exc:
+        raise PermanentError(f"not an envelope: {exc.error_count()} problems") from exc
+    if envelope.classification is None:
+        raise PermanentError("envelope on support.classified carries no classification")
+    return envelope

@@ -1,0 +1,121 @@
+"""Gateway: the HTTP server in front of everything. Channels' routes, the agents' API, health."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from channels.base import ChannelAdapter
+from router.bus.kafka import KafkaBus
+from router.core.settings import Settings
+from router.services.api import AgentApi
+from router.store.conversations import ConversationStore
+
+log = structlog.get_logger("router.services.gateway")
+STATIC = Path(__file__).parent / "static"
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler) -> web.StreamResponse:
+    """Every refusal is a JSON body with a reason; an unexpected fault is logged, never a crash."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.content_type != "application/json":
+            return web.json_response({"error": exc.reason}, status=exc.status, headers={
+                k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate")
+            })
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("http.unhandled", path=request.path, method=request.method)
+        return web.json_response({"error": "internal error; the request was logged"}, status=500)
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ConversationStore,
+        bus: KafkaBus,
+        api: AgentApi,
+        channels: list[ChannelAdapter],
+    ):
+        self.settings, self.store, self.bus, self.api, self.channels = settings, store, bus, api, channels
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    def build_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.max_body_bytes, middlewares=[json_errors])
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/console/", self.console)
+        app.router.add_get("/console", self.console)
+        app.router.add_get("/", self.index)
+        self.api.routes(app)
+        for channel in self.channels:
+            channel.routes(app)
+        app.on_shutdown.append(self._close_sockets)
+        return app
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("Gateway already started")
+        await self.api.start()
+        for channel in self.channels:
+            await channel.start()
+        runner = web.AppRunner(self.build_app(), access_log=None, shutdown_timeout=5)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port)
+        await site.start()
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        log.info("gateway.listening", port=self.port)
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()  # stops intake first, then on_shutdown closes the sockets
+        else:
+            await self._close_sockets(None)
+
+    async def _close_sockets(self, _app: web.Application | None) -> None:
+        for channel in reversed(self.channels):
+            await channel.stop()
+        await self.api.stop()
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        problems: dict[str, str] = {}
+        try:
+            await self.bus.ping()
+        except Exception as exc:
+            problems["kafka"] = f"unreachable: {exc!r}"[:300]
+        try:
+            await asyncio.wait_for(self.store.ping(), 2)
+        except Exception as exc:
+            problems["database"] = f"unreachable: {exc!r}"[:300]
+        if problems:
+            return web.json_response({"status": "unavailable", "problems": problems}, status=503)
+        return web.json_response({"status": "ready"})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def console(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "console.html")
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"chat": "/chat/", "console": "/console/", "api": "/api/", "health": ["/healthz", "/readyz", "/metrics"]},
+            dumps=lambda v: json.dumps(v, indent=2),
+        )

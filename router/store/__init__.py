@@ -1,0 +1,1 @@
+"""All SQL lives here: the schema and the ConversationStore over SQLite or PostgreSQL."""
