@@ -42,7 +42,11 @@ def without(config: ClassifierConfig, held: dict[tuple[str, str], list[str]]) ->
     categories = {}
     for name, category in config.categories.items():
         kept = {
-            language: [t for t in getattr(category.examples, language) if t not in held.get((name, language), ())]
+            language: [
+                t
+                for t in getattr(category.examples, language)
+                if t not in held.get((name, language), ())
+            ]
             for language in ("zh", "en")
         }
         categories[name] = category.model_copy(update={"examples": Bilingual(**kept)})
@@ -50,7 +54,9 @@ def without(config: ClassifierConfig, held: dict[tuple[str, str], list[str]]) ->
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--config", type=Path, default=ROOT / "config")
@@ -70,8 +76,13 @@ def main() -> int:
                 gold.append(category)
                 predicted.append(classifier.classify(redact(text).text).category)
     report = Report(
-        rows=len(gold), seconds=time.perf_counter() - started, gold=gold, predicted=predicted,
-        gold_urgency=[None] * len(gold), predicted_urgency=["normal"] * len(gold), has_urgency=False,
+        rows=len(gold),
+        seconds=time.perf_counter() - started,
+        gold=gold,
+        predicted=predicted,
+        gold_urgency=[None] * len(gold),
+        predicted_urgency=["normal"] * len(gold),
+        has_urgency=False,
     )
     print(format_json(report) if args.json else format_text(report))
     return 0

@@ -79,7 +79,9 @@ def _best(run, rounds: int) -> tuple[float, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--csv", type=Path, help="take the messages from this CSV's text column")
     parser.add_argument("--config", type=Path, default=ROOT / "config")
@@ -101,8 +103,11 @@ def main() -> int:
     redacted = [(redact(text).text, channel) for text, channel in messages]
     records = [
         Envelope.new(
-            channel=channel, channel_message_id=str(i), conversation_key=f"{channel}:customer-{i % 500}",
-            sender=Sender(address=f"customer-{i % 500}"), text=text,
+            channel=channel,
+            channel_message_id=str(i),
+            conversation_key=f"{channel}:customer-{i % 500}",
+            sender=Sender(address=f"customer-{i % 500}"),
+            text=text,
         ).to_bytes()
         for i, (text, channel) in enumerate(redacted)
     ]
@@ -124,7 +129,9 @@ def main() -> int:
     def classifier_record() -> None:
         for raw in records:
             envelope = Envelope.from_bytes(raw)
-            classification = rules.classify(envelope.text, channel=envelope.channel, subject=envelope.subject)
+            classification = rules.classify(
+                envelope.text, channel=envelope.channel, subject=envelope.subject
+            )
             envelope.model_copy(update={"classification": classification}).to_bytes()
 
     # Best of several rounds: other processes on a shared machine only ever slow a round down.
@@ -151,16 +158,28 @@ def main() -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{result['messages']} messages ({result['distinct_messages']} distinct, "
-              f"mean {result['mean_chars']} chars) on one core, best of {args.rounds} rounds")
+        print(
+            f"{result['messages']} messages ({result['distinct_messages']} distinct, "
+            f"mean {result['mean_chars']} chars) on one core, best of {args.rounds} rounds"
+        )
         print("  messages/second, CPU time:")
-        print(f"  gateway: redact + pre-screen lane         : {result['gateway_messages_per_second']:>7}")
-        print(f"  classifier: classify                      : {result['classify_only_messages_per_second']:>7}"
-              "   (target: at least 5,000)")
-        print(f"  classifier record: decode, classify, encode: {result['classifier_record_messages_per_second']:>7}")
-        print(f"  both on one core: redact + lane + classify: {result['pipeline_messages_per_second']:>7}")
+        print(
+            f"  gateway: redact + pre-screen lane         : {result['gateway_messages_per_second']:>7}"
+        )
+        print(
+            f"  classifier: classify                      : {result['classify_only_messages_per_second']:>7}"
+            "   (target: at least 5,000)"
+        )
+        print(
+            f"  classifier record: decode, classify, encode: {result['classifier_record_messages_per_second']:>7}"
+        )
+        print(
+            f"  both on one core: redact + lane + classify: {result['pipeline_messages_per_second']:>7}"
+        )
         print(f"  start-up (load config, train model): {result['startup_seconds']} s")
-        print(f"  this core runs the reference loop (3,000,000 Python additions) in {result['reference_loop_seconds']} s")
+        print(
+            f"  this core runs the reference loop (3,000,000 Python additions) in {result['reference_loop_seconds']} s"
+        )
     return 0
 
 

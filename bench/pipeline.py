@@ -49,8 +49,11 @@ async def _count_stored(router: Router) -> int:
     from router.store.conversations import messages
 
     async with router.store.conversations.engine.connect() as conn:
-        return (await conn.execute(sa.select(sa.func.count()).select_from(messages)
-                                   .where(messages.c.direction == "in"))).scalar_one()
+        return (
+            await conn.execute(
+                sa.select(sa.func.count()).select_from(messages).where(messages.c.direction == "in")
+            )
+        ).scalar_one()
 
 
 async def _count_delivered(router: Router) -> int:
@@ -66,27 +69,40 @@ async def run(backlog: int, urgent: int, database_url: str | None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
             database_url=database_url or f"sqlite+aiosqlite:///{tmp}/bench.db",
-            http_host="127.0.0.1", http_port=0, config_dir=ROOT / "config",
-            admin_password="bench-password", log_level="warning",
+            http_host="127.0.0.1",
+            http_port=0,
+            config_dir=ROOT / "config",
+            admin_password="bench-password",
+            log_level="warning",
         )
         async with Router(settings) as router:
             bus = router.bus.kafka
             envelopes = [
-                Envelope.new(channel=Channel.SMS, channel_message_id=f"bench-{i}",
-                             conversation_key=f"sms:+1555{i:07d}", sender=Sender(address=f"+1555{i:07d}"),
-                             text=STANDARD_TEXTS[i % len(STANDARD_TEXTS)])
+                Envelope.new(
+                    channel=Channel.SMS,
+                    channel_message_id=f"bench-{i}",
+                    conversation_key=f"sms:+1555{i:07d}",
+                    sender=Sender(address=f"+1555{i:07d}"),
+                    text=STANDARD_TEXTS[i % len(STANDARD_TEXTS)],
+                )
                 for i in range(backlog)
             ]
             started = time.perf_counter()
-            await bus.publish_many(bus.topics.inbound_standard, ((e.kafka_key, e.to_bytes()) for e in envelopes))
+            await bus.publish_many(
+                bus.topics.inbound_standard, ((e.kafka_key, e.to_bytes()) for e in envelopes)
+            )
             produced = time.perf_counter() - started
 
             intake = Intake(bus, router.policy.rules)
             results = []
             for n in range(urgent):
-                env = Envelope.new(channel=Channel.CHAT, channel_message_id=f"fraud-{n}",
-                                   conversation_key=f"chat:fraud-{n}", sender=Sender(address=f"chat:fraud-{n}"),
-                                   text=FRAUD_TEXT)
+                env = Envelope.new(
+                    channel=Channel.CHAT,
+                    channel_message_id=f"fraud-{n}",
+                    conversation_key=f"chat:fraud-{n}",
+                    sender=Sender(address=f"chat:fraud-{n}"),
+                    text=FRAUD_TEXT,
+                )
                 sent = time.perf_counter()
                 await intake.publish(env)
                 while True:
@@ -122,7 +138,9 @@ async def run(backlog: int, urgent: int, database_url: str | None) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backlog", type=int, default=5000)
     parser.add_argument("--urgent", type=int, default=5)
     parser.add_argument("--database-url")
@@ -134,12 +152,20 @@ def main() -> None:
         print(json.dumps(result))
         return
     u = result["urgent_to_queue_seconds"]
-    print(f"backlog {result['backlog']} standard messages, produced in {result['produce_backlog_seconds']} s")
-    print(f"fraud report → head of the fraud queue: median {u['median']} s, max {u['max']} s "
-          f"(backlog still unrouted at those moments: {result['backlog_unrouted_when_urgent_routed']})")
-    print(f"whole backlog drained in {result['drain_seconds']} s: "
-          f"{result['end_to_end_messages_per_second']} messages/s end to end")
-    print(f"every acknowledgement delivered (sandbox outbox) after {result['acknowledgements_delivered_seconds']} s")
+    print(
+        f"backlog {result['backlog']} standard messages, produced in {result['produce_backlog_seconds']} s"
+    )
+    print(
+        f"fraud report → head of the fraud queue: median {u['median']} s, max {u['max']} s "
+        f"(backlog still unrouted at those moments: {result['backlog_unrouted_when_urgent_routed']})"
+    )
+    print(
+        f"whole backlog drained in {result['drain_seconds']} s: "
+        f"{result['end_to_end_messages_per_second']} messages/s end to end"
+    )
+    print(
+        f"every acknowledgement delivered (sandbox outbox) after {result['acknowledgements_delivered_seconds']} s"
+    )
 
 
 if __name__ == "__main__":

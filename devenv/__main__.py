@@ -44,17 +44,28 @@ def _line(name: str, version: str, where: str, seconds: float | None) -> None:
 class Services:
     def __init__(self, *, detached: bool):
         self.postgres = PostgresCluster(VAR / "postgres")
-        self.kafka = KafkaServer(VAR / "kafka" / "test", overrides=dict(TEST_OVERRIDES),
-                                 die_with_parent=not detached)
+        self.kafka = KafkaServer(
+            VAR / "kafka" / "test", overrides=dict(TEST_OVERRIDES), die_with_parent=not detached
+        )
 
     def up(self) -> dict[str, str]:
         system.install()
         print("services for the tests:", flush=True)
         pg_seconds = self.postgres.start()
-        _line("postgresql", self.postgres.version(), f"127.0.0.1:{self.postgres.port}/test", pg_seconds)
+        _line(
+            "postgresql",
+            self.postgres.version(),
+            f"127.0.0.1:{self.postgres.port}/test",
+            pg_seconds,
+        )
         self.kafka.format()  # every run starts from empty storage
         kafka_seconds = self.kafka.start()
-        _line("kafka", f"{kafka_version()} KRaft, Java {_java_version()}", self.kafka.bootstrap_servers, kafka_seconds)
+        _line(
+            "kafka",
+            f"{kafka_version()} KRaft, Java {_java_version()}",
+            self.kafka.bootstrap_servers,
+            kafka_seconds,
+        )
         _line("dovecot", system.version("dovecot-imapd"), "one per test, free loopback port", None)
         _line("chromium", system.version("chromium"), "/usr/bin/chromium, headless", None)
         state = {
@@ -117,11 +128,18 @@ def kafka_foreground(port: int) -> int:
 
     server = KafkaServer(VAR / "kafka" / "dev", port=free_port(port))
     seconds = server.start()
-    _line("kafka", f"{kafka_version()} KRaft, Java {_java_version()}", server.bootstrap_servers, seconds)
-    print(f"  data and server.log under {server.workdir}; Ctrl-C stops it.\n"
-          f"  run the router against it:\n"
-          f"    SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS={server.bootstrap_servers} .venv/bin/supportrouter run",
-          flush=True)
+    _line(
+        "kafka",
+        f"{kafka_version()} KRaft, Java {_java_version()}",
+        server.bootstrap_servers,
+        seconds,
+    )
+    print(
+        f"  data and server.log under {server.workdir}; Ctrl-C stops it.\n"
+        f"  run the router against it:\n"
+        f"    SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS={server.bootstrap_servers} .venv/bin/supportrouter run",
+        flush=True,
+    )
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     try:
@@ -136,8 +154,11 @@ def kafka_foreground(port: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devenv", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m devenv",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="install and start PostgreSQL and Kafka, left running")
     commands.add_parser("down", help="stop what `up` started")
@@ -149,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     VAR.mkdir(exist_ok=True)
     if args.command == "up":
         Services(detached=True).up()
-        print(f"left running; `python -m devenv down` stops them ({STATE.relative_to(ROOT)} says where they are)")
+        print(
+            f"left running; `python -m devenv down` stops them ({STATE.relative_to(ROOT)} says where they are)"
+        )
         return 0
     if args.command == "down":
         down()

@@ -45,7 +45,8 @@ def version() -> str:
 
 def cache_dir() -> Path:
     base = os.environ.get("SUPPORTROUTER_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "supportrouter")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "supportrouter"
+    )
     return Path(base) / f"kafka-{version()}"
 
 
@@ -61,8 +62,16 @@ def libs() -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     print(f"fetching Apache Kafka {version()} from Maven Central into {target.parent}", flush=True)
     subprocess.run(
-        [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-         "-DincludeScope=runtime", f"-DoutputDirectory={partial}"],
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={partial}",
+        ],
         check=True,
     )
     shutil.rmtree(target, ignore_errors=True)
@@ -129,8 +138,15 @@ class KafkaServer:
         return "".join(f"{key}={value}\n" for key, value in values.items())
 
     def _java(self, main: str, *args: str) -> list[str]:
-        return [_java(), *HEAP, f"-Dlog4j2.configurationFile={LOG_CONFIG}",
-                "-cp", f"{libs()}/*", main, *args]
+        return [
+            _java(),
+            *HEAP,
+            f"-Dlog4j2.configurationFile={LOG_CONFIG}",
+            "-cp",
+            f"{libs()}/*",
+            main,
+            *args,
+        ]
 
     def _configure(self) -> Path:
         """Pick the ports (unless given) and write server.properties."""
@@ -148,10 +164,14 @@ class KafkaServer:
         cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
         done = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode != 0:
-            raise RuntimeError(f"formatting Kafka's storage failed: {done.stderr.strip() or done.stdout.strip()}")
+            raise RuntimeError(
+                f"formatting Kafka's storage failed: {done.stderr.strip() or done.stdout.strip()}"
+            )
 
     def start(self, timeout: float = 90.0) -> float:
         """Start on formatted storage (format first if there is none); return the seconds taken."""
@@ -166,7 +186,9 @@ class KafkaServer:
         try:
             self._process = subprocess.Popen(
                 self._java("kafka.Kafka", str(self.workdir / "server.properties")),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent if self.die_with_parent else None,
                 start_new_session=True,  # a Ctrl-C reaches whoever started it, who stops it in order
             )
@@ -180,13 +202,17 @@ class KafkaServer:
         while True:
             if self._process is not None and self._process.poll() is not None:
                 code, self._process = self._process.returncode, None
-                raise RuntimeError(f"Kafka exited with status {code}; see {self.workdir / 'server.log'}")
+                raise RuntimeError(
+                    f"Kafka exited with status {code}; see {self.workdir / 'server.log'}"
+                )
             if answers(self.bootstrap_servers):
                 return
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"Kafka did not answer on {self.bootstrap_servers} within {timeout:.0f}s;"
-                                   f" see {self.workdir / 'server.log'}")
+                raise RuntimeError(
+                    f"Kafka did not answer on {self.bootstrap_servers} within {timeout:.0f}s;"
+                    f" see {self.workdir / 'server.log'}"
+                )
             time.sleep(0.2)
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -214,8 +240,9 @@ def answers(bootstrap_servers: str, timeout: float = 2.0) -> bool:
     a broker that accepts connections but has not joined its cluster yet names none."""
     host, _, port = bootstrap_servers.rpartition(":")
     client_id = b"devenv"
-    request = (struct.pack(">hhih", 3, 4, 1, len(client_id)) + client_id
-               + struct.pack(">i?", -1, False))  # all topics, create none
+    request = (
+        struct.pack(">hhih", 3, 4, 1, len(client_id)) + client_id + struct.pack(">i?", -1, False)
+    )  # all topics, create none
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as sock:
             sock.sendall(struct.pack(">i", len(request)) + request)

@@ -18,7 +18,9 @@ from devenv.ports import free_port
 
 
 def _bindir() -> Path:
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name)
+    )
     if not candidates:
         raise RuntimeError("PostgreSQL's server is not installed (Debian package postgresql)")
     return candidates[-1].parent
@@ -46,18 +48,25 @@ class PostgresCluster:
     def _run(self, *command: str) -> str:
         done = subprocess.run(self._as_owner(*command), capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+            raise RuntimeError(
+                f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}"
+            )
         return done.stdout
 
     def version(self) -> str:
-        return self._run(str(_bindir() / "postgres"), "--version").split()[2]  # postgres (PostgreSQL) 15.18 ...
+        return self._run(str(_bindir() / "postgres"), "--version").split()[
+            2
+        ]  # postgres (PostgreSQL) 15.18 ...
 
     def running(self) -> bool:
         pid = self.data / "postmaster.pid"
         if not pid.exists():
             return False
-        done = subprocess.run(self._as_owner(str(_bindir() / "pg_ctl"), "-D", str(self.data), "status"),
-                              capture_output=True, check=False)
+        done = subprocess.run(
+            self._as_owner(str(_bindir() / "pg_ctl"), "-D", str(self.data), "status"),
+            capture_output=True,
+            check=False,
+        )
         return done.returncode == 0
 
     def start(self) -> float:
@@ -73,22 +82,54 @@ class PostgresCluster:
         if not (self.data / "PG_VERSION").exists():
             if self.data.exists():
                 shutil.rmtree(self.data)
-            self._run(str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
-                      "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8")
+            self._run(
+                str(bindir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            )
         if self.running():
             self.port = int((self.data / "postmaster.pid").read_text().splitlines()[3])
         else:
             self.port = self.port or free_port(5432)
-            options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
-                       " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-                       " -c max_connections=300")
-            self._run(str(bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
-                      "-o", options, "-w", "-t", "60", "start")
+            options = (
+                f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
+                " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+                " -c max_connections=300"
+            )
+            self._run(
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.root / "server.log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            )
         self._create_database()
         return time.monotonic() - began
 
     def _create_database(self) -> None:
-        psql = [shutil.which("psql") or str(_bindir() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres", "-tAc"]
+        psql = [
+            shutil.which("psql") or str(_bindir() / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-tAc",
+        ]
         exists = self._run(*psql, f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'")
         if exists.strip() != "1":
             self._run(*psql, f'CREATE DATABASE "{self.database}"')

@@ -32,7 +32,9 @@ def install(packages: tuple[str, ...] = PACKAGES) -> list[str]:
     subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(
         [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *absent],
-        check=True, env=env, stdout=subprocess.DEVNULL,  # errors still reach stderr
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,  # errors still reach stderr
     )
     return absent
 

@@ -44,7 +44,9 @@ class Router:
     gateway: Gateway | None = None
     dispatcher: DispatcherService | None = None
     watcher: ConfigWatcher | None = None
-    clock: Any = None  # router.services.sla.Clock; None: the system clock (tests pass a ManualClock)
+    clock: Any = (
+        None  # router.services.sla.Clock; None: the system clock (tests pass a ManualClock)
+    )
     admin_password: str | None = None  # set only when generated at this start, to be printed
     _started: list[Any] = field(default_factory=list)
 
@@ -121,7 +123,10 @@ class Router:
             service = self._started.pop()
             try:
                 await asyncio.wait_for(service.stop(), timeout_per_service)
-            except (Exception, TimeoutError) as exc:  # keep stopping the rest: never orphan the broker
+            except (
+                Exception,
+                TimeoutError,
+            ) as exc:  # keep stopping the rest: never orphan the broker
                 log.error("service.stop_failed", service=type(service).__name__, error=repr(exc))
 
     def reload(self) -> None:

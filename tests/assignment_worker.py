@@ -31,7 +31,12 @@ async def main(url: str, config_dir: str, name: str) -> None:
             done = await assigner.assign_waiting(limit=5)
             assigned += [d.conversation_id for d in done]
             idle_rounds = 0 if done else idle_rounds + 1
-        print(json.dumps({"worker": name, "assigned": assigned, "seconds": time.perf_counter() - started}), flush=True)
+        print(
+            json.dumps(
+                {"worker": name, "assigned": assigned, "seconds": time.perf_counter() - started}
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

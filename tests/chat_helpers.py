@@ -10,22 +10,30 @@ from contextlib import asynccontextmanager
 import aiohttp
 
 
-async def receive_until(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 15) -> dict:
+async def receive_until(
+    ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 15
+) -> dict:
     while True:
         frame = await asyncio.wait_for(ws.receive_json(), timeout)
         if frame["type"] == kind:
             return frame
 
 
-async def wait_for_queue(running, headers, queue: str, predicate, timeout: float = 15) -> list[dict]:
+async def wait_for_queue(
+    running, headers, queue: str, predicate, timeout: float = 15
+) -> list[dict]:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        async with running.http.get(running.url(f"/api/queues/{queue}/conversations"), headers=headers) as r:
+        async with running.http.get(
+            running.url(f"/api/queues/{queue}/conversations"), headers=headers
+        ) as r:
             assert r.status == 200
             conversations = (await r.json())["conversations"]
         if predicate(conversations):
             return conversations
-        assert asyncio.get_running_loop().time() < deadline, f"queue {queue} never matched: {conversations}"
+        assert asyncio.get_running_loop().time() < deadline, (
+            f"queue {queue} never matched: {conversations}"
+        )
         await asyncio.sleep(0.05)
 
 

@@ -54,7 +54,8 @@ def missing_service(what: str) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--broker", choices=("tansu", "kafka", "both"),
+        "--broker",
+        choices=("tansu", "kafka", "both"),
         default=os.environ.get("SUPPORTROUTER_TEST_BROKERS", "both"),
         help="which broker the Kafka-facing tests run on (default both; env SUPPORTROUTER_TEST_BROKERS)",
     )
@@ -131,8 +132,12 @@ async def own_broker(broker_kind: str, tmp_path: Path) -> AsyncIterator[Broker]:
     except Exception as exc:
         missing_service(f"Apache Kafka could not be started here ({exc})")
     try:
-        yield Broker("kafka", kafka.bootstrap_servers, {"kafka_bootstrap_servers": kafka.bootstrap_servers},
-                     _server=kafka)
+        yield Broker(
+            "kafka",
+            kafka.bootstrap_servers,
+            {"kafka_bootstrap_servers": kafka.bootstrap_servers},
+            _server=kafka,
+        )
     finally:
         kafka.stop()
         shutil.rmtree(tmp_path / "kafka", ignore_errors=True)
@@ -196,13 +201,19 @@ class RunningRouter:
     def url(self, path: str) -> str:
         return self.base_url + path
 
-    async def login(self, username: str = "admin", password: str = ADMIN_PASSWORD) -> dict[str, str]:
-        async with self.http.post(self.url("/api/login"), json={"username": username, "password": password}) as r:
+    async def login(
+        self, username: str = "admin", password: str = ADMIN_PASSWORD
+    ) -> dict[str, str]:
+        async with self.http.post(
+            self.url("/api/login"), json={"username": username, "password": password}
+        ) as r:
             assert r.status == 200, await r.text()
             return {"Authorization": "Bearer " + (await r.json())["token"]}
 
     async def chat_session(self, name: str | None = None) -> str:
-        async with self.http.post(self.url("/chat/sessions"), json={"name": name} if name else {}) as r:
+        async with self.http.post(
+            self.url("/chat/sessions"), json={"name": name} if name else {}
+        ) as r:
             assert r.status == 201
             return (await r.json())["session"]
 
@@ -220,7 +231,9 @@ def new_router(settings: Settings) -> Router:
     return Router(settings, rules=rules)
 
 
-def router_settings(database_url: str, broker_kind: str, request: pytest.FixtureRequest, **overrides) -> Settings:
+def router_settings(
+    database_url: str, broker_kind: str, request: pytest.FixtureRequest, **overrides
+) -> Settings:
     """Settings for a whole Router on `broker_kind`: Tansu embedded by the Router itself (as
     `make run` does), or the shared Apache Kafka with topic and group names of the test's own."""
     shared = request.getfixturevalue("shared_kafka") if broker_kind == "kafka" else None

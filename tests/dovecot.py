@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
-DOVECOT = shutil.which("dovecot") or ("/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None)
+DOVECOT = shutil.which("dovecot") or (
+    "/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None
+)
 
 
 def _free_port() -> int:
@@ -107,13 +109,18 @@ class Dovecot:
         assert self.process is None, "already running"
         self.process = subprocess.Popen(
             [DOVECOT, "-F", "-c", str(self.config)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group: stop() ends the whole instance
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                err = (
+                    self.process.stderr.read().decode(errors="replace")
+                    if self.process.stderr
+                    else ""
+                )
                 self.process = None
                 raise RuntimeError(f"dovecot exited at start: {err}\n{self.log()}")
             try:
@@ -198,7 +205,9 @@ def dovecot_fixture(tmp_path) -> Iterator[Dovecot]:
             pytest.fail(reason)
         print(f"SKIP: {reason}")
         pytest.skip(reason)
-    server = Dovecot(tmp_path / "dovecot", {"support": "support-secret", "customer": "customer-secret"})
+    server = Dovecot(
+        tmp_path / "dovecot", {"support": "support-secret", "customer": "customer-secret"}
+    )
     try:
         server.start()
         yield server

@@ -84,7 +84,9 @@ def email_env(monkeypatch, relay: Relay | None = None, **values: object) -> None
     """The channel's SUPPORTROUTER_ variables, as an operator would set them."""
     env = {"SUPPORT_ADDRESS": SUPPORT, "EMAIL_RECIPIENTS": "help@wallet.example"}
     if relay is not None:
-        env.update(SMTP_RELAY_HOST="127.0.0.1", SMTP_RELAY_PORT=relay.port, SMTP_RELAY_STARTTLS="off")
+        env.update(
+            SMTP_RELAY_HOST="127.0.0.1", SMTP_RELAY_PORT=relay.port, SMTP_RELAY_STARTTLS="off"
+        )
     env.update({k.upper(): v for k, v in values.items()})
     for key, value in env.items():
         monkeypatch.setenv(f"SUPPORTROUTER_{key}", str(value))
@@ -100,10 +102,15 @@ async def agent_reply(router: Router, conversation_id: str, text: str) -> None:
     """The admin answers through the agents' API over HTTP, as the console does it."""
     base = f"http://127.0.0.1:{router.services.gateway.port}"
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{base}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD}) as r:
+        async with http.post(
+            f"{base}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+        ) as r:
             headers = {"Authorization": "Bearer " + (await r.json())["token"]}
-        async with http.post(f"{base}/api/conversations/{conversation_id}/messages", headers=headers,
-                             json={"text": text}) as r:
+        async with http.post(
+            f"{base}/api/conversations/{conversation_id}/messages",
+            headers=headers,
+            json={"text": text},
+        ) as r:
             assert r.status == 201, await r.text()
 
 
@@ -115,8 +122,15 @@ def smtp_port(router: Router) -> int:
     return email_channel(router).smtp.port
 
 
-def customer_mail(text: str, subject: str = "转账问题", *, sender: str = CUSTOMER, to: str = SUPPORT,
-                  message_id: str | None = None, **headers: str) -> EmailMessage:
+def customer_mail(
+    text: str,
+    subject: str = "转账问题",
+    *,
+    sender: str = CUSTOMER,
+    to: str = SUPPORT,
+    message_id: str | None = None,
+    **headers: str,
+) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = f"王先生 <{sender}>"
     msg["To"] = to
@@ -133,14 +147,23 @@ def _smtp_send(port: int, raw: bytes, sender: str, recipients: list[str]) -> dic
         return client.sendmail(sender, recipients, raw)
 
 
-async def send_smtp(port: int, mail: EmailMessage | bytes, sender: str = CUSTOMER, recipients: list[str] | None = None) -> dict:
+async def send_smtp(
+    port: int,
+    mail: EmailMessage | bytes,
+    sender: str = CUSTOMER,
+    recipients: list[str] | None = None,
+) -> dict:
     """smtplib, the standard library's real SMTP client; raises smtplib's errors on a refusal."""
     # On the wire every line ends in CRLF; smtplib sends bytes as they are.
-    raw = mail if isinstance(mail, bytes) else mail.as_bytes(policy=mail.policy.clone(linesep="\r\n"))
+    raw = (
+        mail if isinstance(mail, bytes) else mail.as_bytes(policy=mail.policy.clone(linesep="\r\n"))
+    )
     return await asyncio.to_thread(_smtp_send, port, raw, sender, recipients or [SUPPORT])
 
 
-async def wait_until(check: Callable[[], Awaitable[object]], timeout: float = 20, what: str = "condition"):
+async def wait_until(
+    check: Callable[[], Awaitable[object]], timeout: float = 20, what: str = "condition"
+):
     """Poll `check` until it returns something truthy."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

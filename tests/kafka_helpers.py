@@ -23,8 +23,14 @@ async def read_topic(
             value = json.loads(record.value)
         except ValueError:
             value = {"raw": record.value.decode(errors="replace")}
-        records.append({"key": record.key.decode() if record.key else None, "value": value,
-                        "partition": record.partition, "offset": record.offset})
+        records.append(
+            {
+                "key": record.key.decode() if record.key else None,
+                "value": value,
+                "partition": record.partition,
+                "offset": record.offset,
+            }
+        )
         changed.set()
 
     fanout = TopicFanout(bus, topic, collect, from_beginning=True)

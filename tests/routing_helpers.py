@@ -43,29 +43,60 @@ def rules_from(directory: Path) -> StaticRules:
     return StaticRules(load_config(directory))
 
 
-def classified(category: str, urgency: str, *, confidence: float = 0.95, channel: str = "chat",
-               language: str = "en", text: str = "…", key: str | None = None,
-               redactions: list[str] | None = None, entities: dict | None = None) -> Envelope:
+def classified(
+    category: str,
+    urgency: str,
+    *,
+    confidence: float = 0.95,
+    channel: str = "chat",
+    language: str = "en",
+    text: str = "…",
+    key: str | None = None,
+    redactions: list[str] | None = None,
+    entities: dict | None = None,
+) -> Envelope:
     n = next(_ids)
-    envelope = Envelope.new(channel=Channel(channel), channel_message_id=f"m{n}", conversation_key=key or f"k{n}",
-                            sender=Sender(address=key or f"+86138000{n:05d}"), text=text,
-                            redactions=redactions or [])
-    return envelope.model_copy(update={"classification": Classification(
-        category=category, urgency=Urgency(urgency), confidence=confidence, language=language,
-        entities=entities or {},
-    )})
+    envelope = Envelope.new(
+        channel=Channel(channel),
+        channel_message_id=f"m{n}",
+        conversation_key=key or f"k{n}",
+        sender=Sender(address=key or f"+86138000{n:05d}"),
+        text=text,
+        redactions=redactions or [],
+    )
+    return envelope.model_copy(
+        update={
+            "classification": Classification(
+                category=category,
+                urgency=Urgency(urgency),
+                confidence=confidence,
+                language=language,
+                entities=entities or {},
+            )
+        }
+    )
 
 
-async def place(store: ConversationStore, config: RouterConfig, clock, envelope: Envelope,
-                customer: dict | None = None, available=None) -> dict[str, Any]:
+async def place(
+    store: ConversationStore,
+    config: RouterConfig,
+    clock,
+    envelope: Envelope,
+    customer: dict | None = None,
+    available=None,
+) -> dict[str, Any]:
     """Store a message as the dispatcher does: decided by the workflow, timers started now."""
     at = clock.now()
     decision = Workflow(config).decide(
-        facts_for(envelope, config, customer), available=available,
+        facts_for(envelope, config, customer),
+        available=available,
         is_open=lambda q: calendar_for(config, q).is_open(at),
     )
     recorded = await store.record_inbound(
-        envelope.model_copy(update={"received_at": at}), decision.queue, lambda conversation, created: None,
-        placement=placement(config, decision, at), decision=decision.as_dict(),
+        envelope.model_copy(update={"received_at": at}),
+        decision.queue,
+        lambda conversation, created: None,
+        placement=placement(config, decision, at),
+        decision=decision.as_dict(),
     )
     return recorded.conversation

@@ -99,8 +99,15 @@ class BotApiStandIn:
     def next_update_id(self) -> int:
         return next(self._update_ids)
 
-    def fail_next(self, method: str, status: int, description: str, parameters: dict[str, Any] | None = None,
-                  times: int = 1, after: int = 0) -> None:
+    def fail_next(
+        self,
+        method: str,
+        status: int,
+        description: str,
+        parameters: dict[str, Any] | None = None,
+        times: int = 1,
+        after: int = 0,
+    ) -> None:
         """Answer the next `times` calls of `method` with this error, once `after` more succeeded."""
         body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
         if parameters:
@@ -108,7 +115,13 @@ class BotApiStandIn:
         self._failures.setdefault(method, []).extend([None] * after + [(status, body)] * times)
 
     def rate_limit_next(self, method: str, retry_after: int, times: int = 1) -> None:
-        self.fail_next(method, 429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after}, times)
+        self.fail_next(
+            method,
+            429,
+            f"Too Many Requests: retry after {retry_after}",
+            {"retry_after": retry_after},
+            times,
+        )
 
     def add_chat(self, chat: dict[str, Any]) -> None:
         self.chats[chat["id"]] = chat
@@ -124,7 +137,11 @@ class BotApiStandIn:
         return [c for c in self.calls if c.method == method]
 
     def sent_to(self, chat_id: int) -> list[str]:
-        return [c.params["text"] for c in self.calls_to("sendMessage") if int(c.params["chat_id"]) == chat_id]
+        return [
+            c.params["text"]
+            for c in self.calls_to("sendMessage")
+            if int(c.params["chat_id"]) == chat_id
+        ]
 
     async def wait_for(self, predicate, timeout: float = 20) -> None:
         async with self._changed:
@@ -135,7 +152,10 @@ class BotApiStandIn:
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         if request.content_type == "application/json":
-            params = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (await request.json()).items()}
+            params = {
+                k: v if isinstance(v, str) else json.dumps(v)
+                for k, v in (await request.json()).items()
+            }
         else:
             params = {k: str(v) for k, v in (await request.post()).items()}
         params.update(request.query)
@@ -162,7 +182,10 @@ class BotApiStandIn:
 
     async def _m_getUpdates(self, call: Call) -> web.Response:
         if self.webhook is not None:
-            return _error(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first")
+            return _error(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+            )
         offset = int(call.params.get("offset", 0) or 0)
         timeout = float(call.params.get("timeout", 0) or 0)
         limit = int(call.params.get("limit", 100) or 100)
@@ -171,7 +194,9 @@ class BotApiStandIn:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
             if not self._updates and timeout and not self._closing:
                 try:
-                    await asyncio.wait_for(self._changed.wait_for(lambda: self._updates or self._closing), timeout)
+                    await asyncio.wait_for(
+                        self._changed.wait_for(lambda: self._updates or self._closing), timeout
+                    )
                 except TimeoutError:
                     pass
             return _ok(self._updates[:limit])
@@ -182,7 +207,9 @@ class BotApiStandIn:
             self.webhook = None
             return _ok(True, "Webhook was deleted")
         if not url.startswith("https://"):
-            return _error(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+            return _error(
+                400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
+            )
         self.webhook = {
             "url": url,
             "secret_token": call.params.get("secret_token"),
@@ -195,8 +222,11 @@ class BotApiStandIn:
         return _ok(True, "Webhook was deleted" if existed else "Webhook is already deleted")
 
     async def _m_getWebhookInfo(self, call: Call) -> web.Response:
-        info = {"url": self.webhook["url"] if self.webhook else "", "has_custom_certificate": False,
-                "pending_update_count": len(self._updates)}
+        info = {
+            "url": self.webhook["url"] if self.webhook else "",
+            "has_custom_certificate": False,
+            "pending_update_count": len(self._updates),
+        }
         if self.webhook and self.webhook["allowed_updates"]:
             info["allowed_updates"] = self.webhook["allowed_updates"]
         return _ok(info)
@@ -215,13 +245,15 @@ class BotApiStandIn:
             return _error(400, "Bad Request: message text is empty")
         if len(text.encode("utf-16-le")) // 2 > 4096:
             return _error(400, "Bad Request: message is too long")
-        return _ok({
-            "message_id": next(self._message_ids),
-            "from": BOT_USER,
-            "chat": self.chats[chat_id],
-            "date": int(time.time()),
-            "text": text,
-        })
+        return _ok(
+            {
+                "message_id": next(self._message_ids),
+                "from": BOT_USER,
+                "chat": self.chats[chat_id],
+                "date": int(time.time()),
+                "text": text,
+            }
+        )
 
     def _remember_chat(self, update: dict[str, Any]) -> None:
         for key in ("message", "edited_message"):
@@ -237,7 +269,9 @@ def _ok(result: Any, description: str | None = None) -> web.Response:
 
 
 def _error(status: int, description: str) -> web.Response:
-    return web.json_response({"ok": False, "error_code": status, "description": description}, status=status)
+    return web.json_response(
+        {"ok": False, "error_code": status, "description": description}, status=status
+    )
 
 
 # --- Update JSON as Telegram sends it ----------------------------------------------------------
@@ -250,8 +284,13 @@ def _update(kind: str, body: dict[str, Any], update_id: int | None) -> dict[str,
     return {"update_id": update_id if update_id is not None else next(_update_ids), kind: body}
 
 
-def user(user_id: int = 424242, first_name: str = "Mei", last_name: str | None = "Chen",
-         username: str | None = "meichen", language_code: str | None = "en") -> dict[str, Any]:
+def user(
+    user_id: int = 424242,
+    first_name: str = "Mei",
+    last_name: str | None = "Chen",
+    username: str | None = "meichen",
+    language_code: str | None = "en",
+) -> dict[str, Any]:
     out: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": first_name}
     if last_name:
         out["last_name"] = last_name
@@ -270,8 +309,14 @@ def private_chat(sender: dict[str, Any]) -> dict[str, Any]:
     return chat
 
 
-def message(sender: dict[str, Any] | None = None, *, message_id: int | None = None, date: int | None = None,
-            chat: dict[str, Any] | None = None, **content: Any) -> dict[str, Any]:
+def message(
+    sender: dict[str, Any] | None = None,
+    *,
+    message_id: int | None = None,
+    date: int | None = None,
+    chat: dict[str, Any] | None = None,
+    **content: Any,
+) -> dict[str, Any]:
     sender = sender or user()
     return {
         "message_id": message_id if message_id is not None else next(_message_ids),
@@ -282,23 +327,50 @@ def message(sender: dict[str, Any] | None = None, *, message_id: int | None = No
     }
 
 
-def text_update(text: str, sender: dict[str, Any] | None = None, *, update_id: int | None = None, **fields: Any) -> dict[str, Any]:
+def text_update(
+    text: str, sender: dict[str, Any] | None = None, *, update_id: int | None = None, **fields: Any
+) -> dict[str, Any]:
     update = _update("message", message(sender, text=text, **fields), update_id)
     if text.startswith("/"):
         command = text.split()[0]
-        update["message"]["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+        update["message"]["entities"] = [
+            {"type": "bot_command", "offset": 0, "length": len(command)}
+        ]
     return update
 
 
-def edited_update(original: dict[str, Any], new_text: str, *, update_id: int | None = None) -> dict[str, Any]:
-    edited = {**original["message"], "text": new_text, "edit_date": original["message"]["date"] + 30}
+def edited_update(
+    original: dict[str, Any], new_text: str, *, update_id: int | None = None
+) -> dict[str, Any]:
+    edited = {
+        **original["message"],
+        "text": new_text,
+        "edit_date": original["message"]["date"] + 30,
+    }
     return _update("edited_message", edited, update_id)
 
 
-def photo_update(caption: str | None = None, sender: dict[str, Any] | None = None, *, update_id: int | None = None) -> dict[str, Any]:
+def photo_update(
+    caption: str | None = None,
+    sender: dict[str, Any] | None = None,
+    *,
+    update_id: int | None = None,
+) -> dict[str, Any]:
     sizes = [
-        {"file_id": "AgACAgQAAxkBAAIBsmall", "file_unique_id": "AQADsmall", "width": 90, "height": 67, "file_size": 1311},
-        {"file_id": "AgACAgQAAxkBAAIBlarge", "file_unique_id": "AQADlarge", "width": 1280, "height": 960, "file_size": 98211},
+        {
+            "file_id": "AgACAgQAAxkBAAIBsmall",
+            "file_unique_id": "AQADsmall",
+            "width": 90,
+            "height": 67,
+            "file_size": 1311,
+        },
+        {
+            "file_id": "AgACAgQAAxkBAAIBlarge",
+            "file_unique_id": "AQADlarge",
+            "width": 1280,
+            "height": 960,
+            "file_size": 98211,
+        },
     ]
     content: dict[str, Any] = {"photo": sizes}
     if caption:
@@ -306,30 +378,62 @@ def photo_update(caption: str | None = None, sender: dict[str, Any] | None = Non
     return _update("message", message(sender, **content), update_id)
 
 
-def document_update(file_name: str, mime_type: str, file_size: int, caption: str | None = None,
-                    sender: dict[str, Any] | None = None) -> dict[str, Any]:
-    content: dict[str, Any] = {"document": {
-        "file_id": "BQACAgQAAxkBAAIBdoc", "file_unique_id": "AgADdoc",
-        "file_name": file_name, "mime_type": mime_type, "file_size": file_size,
-    }}
+def document_update(
+    file_name: str,
+    mime_type: str,
+    file_size: int,
+    caption: str | None = None,
+    sender: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    content: dict[str, Any] = {
+        "document": {
+            "file_id": "BQACAgQAAxkBAAIBdoc",
+            "file_unique_id": "AgADdoc",
+            "file_name": file_name,
+            "mime_type": mime_type,
+            "file_size": file_size,
+        }
+    }
     if caption:
         content["caption"] = caption
     return _update("message", message(sender, **content), None)
 
 
-def contact_update(sender: dict[str, Any], phone_number: str, contact_user_id: int | None,
-                   first_name: str = "Mei", forwarded_from: dict[str, Any] | None = None) -> dict[str, Any]:
+def contact_update(
+    sender: dict[str, Any],
+    phone_number: str,
+    contact_user_id: int | None,
+    first_name: str = "Mei",
+    forwarded_from: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     contact: dict[str, Any] = {"phone_number": phone_number, "first_name": first_name}
     if contact_user_id is not None:
         contact["user_id"] = contact_user_id
     content: dict[str, Any] = {"contact": contact}
     if forwarded_from is not None:
-        content["forward_origin"] = {"type": "user", "date": int(time.time()) - 3600, "sender_user": forwarded_from}
+        content["forward_origin"] = {
+            "type": "user",
+            "date": int(time.time()) - 3600,
+            "sender_user": forwarded_from,
+        }
     return _update("message", message(sender, **content), None)
 
 
 def sticker_update(sender: dict[str, Any] | None = None) -> dict[str, Any]:
-    return _update("message", message(sender, sticker={
-        "file_id": "CAACAgIAAxkBAAIBstk", "file_unique_id": "AgADstk", "type": "regular",
-        "width": 512, "height": 512, "is_animated": False, "is_video": False, "emoji": "\U0001f44d",
-    }), None)
+    return _update(
+        "message",
+        message(
+            sender,
+            sticker={
+                "file_id": "CAACAgIAAxkBAAIBstk",
+                "file_unique_id": "AgADstk",
+                "type": "regular",
+                "width": 512,
+                "height": 512,
+                "is_animated": False,
+                "is_video": False,
+                "emoji": "\U0001f44d",
+            },
+        ),
+        None,
+    )

@@ -16,15 +16,25 @@ async def agent_sam(running_router):
 async def test_agent_cannot_list_or_open_a_queue_they_do_not_belong_to(running_router, agent_sam):
     r = running_router
     admin = await r.login()
-    [conversation] = await chat_into_queue(r, admin, "someone stole money from my wallet", queue="fraud")
+    [conversation] = await chat_into_queue(
+        r, admin, "someone stole money from my wallet", queue="fraud"
+    )
 
     async with r.http.get(r.url("/api/queues"), headers=agent_sam) as resp:
-        assert [q["name"] for q in (await resp.json())["queues"]] == ["accounts", "general", "triage"]
+        assert [q["name"] for q in (await resp.json())["queues"]] == [
+            "accounts",
+            "general",
+            "triage",
+        ]
     async with r.http.get(r.url("/api/queues/fraud/conversations"), headers=agent_sam) as resp:
         assert resp.status == 403
-    async with r.http.get(r.url(f"/api/conversations/{conversation['id']}"), headers=agent_sam) as resp:
+    async with r.http.get(
+        r.url(f"/api/conversations/{conversation['id']}"), headers=agent_sam
+    ) as resp:
         assert resp.status == 404
-    async with r.http.post(r.url(f"/api/conversations/{conversation['id']}/claim"), headers=agent_sam) as resp:
+    async with r.http.post(
+        r.url(f"/api/conversations/{conversation['id']}/claim"), headers=agent_sam
+    ) as resp:
         assert resp.status == 404
     async with r.http.get(r.url("/api/outbox"), headers=agent_sam) as resp:
         assert resp.status == 403
@@ -36,13 +46,22 @@ async def test_a_conversation_claimed_by_one_agent_cannot_be_taken_by_another(ru
     await store.set_password("li.na", "li-na-password")
     admin = await r.login()
     li_na = await r.login("li.na", "li-na-password")
-    [conversation] = await chat_into_queue(r, admin, "someone stole money from my wallet", queue="fraud")
-    async with r.http.post(r.url(f"/api/conversations/{conversation['id']}/claim"), headers=li_na) as resp:
+    [conversation] = await chat_into_queue(
+        r, admin, "someone stole money from my wallet", queue="fraud"
+    )
+    async with r.http.post(
+        r.url(f"/api/conversations/{conversation['id']}/claim"), headers=li_na
+    ) as resp:
         assert resp.status == 200
-    async with r.http.post(r.url(f"/api/conversations/{conversation['id']}/claim"), headers=admin) as resp:
+    async with r.http.post(
+        r.url(f"/api/conversations/{conversation['id']}/claim"), headers=admin
+    ) as resp:
         assert resp.status == 409
-    async with r.http.post(r.url(f"/api/conversations/{conversation['id']}/messages"), headers=admin,
-                           json={"text": "hello"}) as resp:
+    async with r.http.post(
+        r.url(f"/api/conversations/{conversation['id']}/messages"),
+        headers=admin,
+        json={"text": "hello"},
+    ) as resp:
         assert resp.status == 409
 
 
@@ -58,7 +77,9 @@ async def test_a_conversation_claimed_by_one_agent_cannot_be_taken_by_another(ru
 )
 async def test_bad_login_requests_get_a_clear_4xx(running_router, path, body, status):
     r = running_router
-    async with r.http.post(r.url(path), data=body, headers={"Content-Type": "application/json"}) as resp:
+    async with r.http.post(
+        r.url(path), data=body, headers={"Content-Type": "application/json"}
+    ) as resp:
         assert resp.status == status
         assert "error" in await resp.json()
 
@@ -74,5 +95,7 @@ async def test_api_without_a_token_is_401_and_unknown_routes_are_json_404(runnin
     admin = await r.login()
     async with r.http.get(r.url("/api/conversations/does-not-exist"), headers=admin) as resp:
         assert resp.status == 404
-    async with r.http.post(r.url("/api/conversations/x/messages"), headers=admin, data=b"\xff\xfe") as resp:
+    async with r.http.post(
+        r.url("/api/conversations/x/messages"), headers=admin, data=b"\xff\xfe"
+    ) as resp:
         assert resp.status == 404

@@ -79,7 +79,9 @@ async def test_the_agent_idle_longest_gets_the_next_conversation(store, rules, c
     assert await holder(store, third) == "ann"  # ann's last offer is older than bo's
 
 
-async def test_an_agent_at_capacity_gets_nothing_more_until_one_is_resolved(store, rules, clock, assigner):
+async def test_an_agent_at_capacity_gets_nothing_more_until_one_is_resolved(
+    store, rules, clock, assigner
+):
     await assigner.set_status("ann", "available")  # chat capacity 1
     first = await conversation(store, rules, clock)
     second = await conversation(store, rules, clock)
@@ -110,11 +112,21 @@ async def test_away_and_offline_agents_get_nothing(store, rules, clock, assigner
     assert await holder(store, conv) is None
 
 
-async def test_a_critical_conversation_never_waits_behind_a_higher_priority_lower_one(store, rules, clock, assigner):
-    vip = await place(store, rules.config, clock, classified("transaction_failed", "normal"), customer={"vip": True})
+async def test_a_critical_conversation_never_waits_behind_a_higher_priority_lower_one(
+    store, rules, clock, assigner
+):
+    vip = await place(
+        store,
+        rules.config,
+        clock,
+        classified("transaction_failed", "normal"),
+        customer={"vip": True},
+    )
     clock.advance(5)
     critical = await conversation(store, rules, clock, urgency="critical")
-    assert vip["priority"] > critical["priority"]  # 50 against 20: priority alone would pick the VIP
+    assert (
+        vip["priority"] > critical["priority"]
+    )  # 50 against 20: priority alone would pick the VIP
     listing = await store.queue_conversations("payments")
     assert listing[0]["id"] == critical["id"]
     await assigner.set_status("ann", "available")  # one chat of room
@@ -125,13 +137,18 @@ async def test_a_critical_conversation_never_waits_behind_a_higher_priority_lowe
 
 async def test_an_agents_own_list_shows_critical_first(store, rules, clock, assigner):
     await assigner.set_status("ann", "available")
-    emails = [await conversation(store, rules, clock, channel="email", urgency=u) for u in ("normal", "critical", "high")]
+    emails = [
+        await conversation(store, rules, clock, channel="email", urgency=u)
+        for u in ("normal", "critical", "high")
+    ]
     await assigner.assign_waiting()
     held = await store.agent_conversations("ann")
     assert [c["id"] for c in held] == [emails[1]["id"], emails[2]["id"], emails[0]["id"]]
 
 
-async def test_a_returning_customer_goes_back_to_their_last_agent_within_the_window(store, rules, clock, assigner):
+async def test_a_returning_customer_goes_back_to_their_last_agent_within_the_window(
+    store, rules, clock, assigner
+):
     await assigner.set_status("bo", "available")
     clock.advance(10)
     await assigner.set_status("ann", "available")
@@ -146,14 +163,18 @@ async def test_a_returning_customer_goes_back_to_their_last_agent_within_the_win
     assert await holder(store, again) == "bo"  # returning, though ann is idle longer
     await store.resolve(again["id"])
     await assigner.set_status("bo", "away")
-    await assigner.set_status("bo", "available")  # bo idle from now: bo would win only as alice's agent
+    await assigner.set_status(
+        "bo", "available"
+    )  # bo idle from now: bo would win only as alice's agent
     clock.advance(86_401)  # past return_to_last_agent_seconds
     late = await conversation(store, rules, clock, key="chat:alice", channel="email")
     await assigner.assign_waiting()
     assert await holder(store, late) == "ann"
 
 
-async def test_an_offer_not_accepted_in_time_is_reassigned_and_the_agent_set_away(store, rules, clock, assigner, events):
+async def test_an_offer_not_accepted_in_time_is_reassigned_and_the_agent_set_away(
+    store, rules, clock, assigner, events
+):
     await assigner.set_status("ann", "available")
     clock.advance(10)
     await assigner.set_status("bo", "available")
@@ -167,11 +188,16 @@ async def test_an_offer_not_accepted_in_time_is_reassigned_and_the_agent_set_awa
     assert (await assigner.agent_view("ann"))["status"] == "away"
     await assigner.assign_waiting()
     assert await holder(store, conv) == "bo"
-    assert events.seen == [("conversation.assigned", "ann"), ("conversation.released", None),
-                           ("conversation.assigned", "bo")]
+    assert events.seen == [
+        ("conversation.assigned", "ann"),
+        ("conversation.released", None),
+        ("conversation.assigned", "bo"),
+    ]
 
 
-async def test_an_accepted_conversation_left_unanswered_goes_to_another_agent(store, rules, clock, assigner):
+async def test_an_accepted_conversation_left_unanswered_goes_to_another_agent(
+    store, rules, clock, assigner
+):
     await assigner.set_status("ann", "available")
     conv = await conversation(store, rules, clock)
     await assigner.assign_waiting()
@@ -180,7 +206,9 @@ async def test_an_accepted_conversation_left_unanswered_goes_to_another_agent(st
     await assigner.set_status("bo", "available")  # ann has been idle longer than bo
     clock.advance(901)  # answer_timeout_seconds is 900
     assert await assigner.reassign_timed_out() == [conv["id"]]
-    assert (await assigner.agent_view("ann"))["status"] == "available"  # she is working, not missing
+    assert (await assigner.agent_view("ann"))[
+        "status"
+    ] == "available"  # she is working, not missing
     await assigner.assign_waiting()
     assert await holder(store, conv) == "bo"  # never straight back to the agent who let it lapse
 
@@ -190,8 +218,16 @@ async def test_an_answered_conversation_stays_with_its_agent(store, rules, clock
     conv = await conversation(store, rules, clock)
     await assigner.assign_waiting()
     await store.claim(conv["id"], "ann")
-    await store.add_outbound(Outbound(conversation_id=conv["id"], conversation_key=conv["conversation_key"],
-                                      channel="chat", to="x", text="on it", kind="agent_reply"))
+    await store.add_outbound(
+        Outbound(
+            conversation_id=conv["id"],
+            conversation_key=conv["conversation_key"],
+            channel="chat",
+            to="x",
+            text="on it",
+            kind="agent_reply",
+        )
+    )
     clock.advance(10_000)
     assert await assigner.reassign_timed_out() == []
     assert await holder(store, conv) == "ann"
@@ -199,32 +235,45 @@ async def test_an_answered_conversation_stays_with_its_agent(store, rules, clock
 
 # --- through the API ---------------------------------------------------------------------------
 
-async def test_an_agent_sets_their_status_and_gets_a_conversation_shown_in_the_listing(running_router):
+
+async def test_an_agent_sets_their_status_and_gets_a_conversation_shown_in_the_listing(
+    running_router,
+):
     r = running_router
     await r.router.store.conversations.set_password("sam", "sam-password-1")
     sam = await r.login("sam", "sam-password-1")
     admin = await r.login()
-    async with r.http.post(r.url("/api/agents/me/status"), headers=sam, json={"status": "asleep"}) as resp:
+    async with r.http.post(
+        r.url("/api/agents/me/status"), headers=sam, json={"status": "asleep"}
+    ) as resp:
         assert resp.status == 400 and "available" in (await resp.json())["error"]
     async with r.http.post(r.url("/api/agents/me/status"), headers=sam, data=b"{") as resp:
         assert resp.status == 400
-    async with r.http.post(r.url("/api/agents/me/status"), headers=sam, json={"status": "available"}) as resp:
+    async with r.http.post(
+        r.url("/api/agents/me/status"), headers=sam, json={"status": "available"}
+    ) as resp:
         assert resp.status == 200
         assert (await resp.json())["status"] == "available"
 
     token = await r.chat_session()
     async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
         await receive_until(ws, "history")
-        await ws.send_json({"type": "message", "text": "I forgot my password and cannot log in", "id": "p"})
+        await ws.send_json(
+            {"type": "message", "text": "I forgot my password and cannot log in", "id": "p"}
+        )
         await receive_until(ws, "accepted")
-    [listed] = await wait_for_queue(r, admin, "accounts", lambda c: len(c) == 1 and c[0]["assignee"] == "sam")
+    [listed] = await wait_for_queue(
+        r, admin, "accounts", lambda c: len(c) == 1 and c[0]["assignee"] == "sam"
+    )
     assert listed["status"] == "assigned" and listed["assigned_at"] and listed["sla_due_at"]
     async with r.http.get(r.url("/api/agents/me"), headers=sam) as resp:
         me = await resp.json()
     assert [c["id"] for c in me["conversations"]] == [listed["id"]]
     assert me["load"]["chat"] == {"open": 1, "capacity": 4}
     async with r.http.get(r.url("/api/agents"), headers=admin) as resp:
-        assert {a["username"]: a["status"] for a in (await resp.json())["agents"]}["sam"] == "available"
+        assert {a["username"]: a["status"] for a in (await resp.json())["agents"]}[
+            "sam"
+        ] == "available"
     async with r.http.get(r.url("/api/agents"), headers=sam) as resp:
         assert resp.status == 403
 
@@ -240,7 +289,11 @@ async def test_an_agent_going_available_is_offered_what_waits(running_router):
         await ws.send_json({"type": "message", "text": "I forgot my password", "id": "p"})
         await receive_until(ws, "accepted")
     await wait_for_queue(r, admin, "accounts", lambda c: len(c) == 1)
-    async with r.http.post(r.url("/api/agents/me/status"), headers=sam, json={"status": "available"}) as resp:
+    async with r.http.post(
+        r.url("/api/agents/me/status"), headers=sam, json={"status": "available"}
+    ) as resp:
         assert resp.status == 200
-    [listed] = await wait_for_queue(r, admin, "accounts", lambda c: c[0]["assignee"] == "sam", timeout=5)
+    [listed] = await wait_for_queue(
+        r, admin, "accounts", lambda c: c[0]["assignee"] == "sam", timeout=5
+    )
     assert listed["status"] == "assigned"

@@ -32,7 +32,9 @@ def a_batch(rules: Rules, tag: str) -> list[Envelope]:
     """Six records for one partition: three customers, one of them writing twice, and one
     record twice over (a provider's retry that reached Kafka twice)."""
     key = f"chat:{tag}"
-    first = classified_envelope(rules, "my transfer failed, the money left my account", key, f"{tag}-1")
+    first = classified_envelope(
+        rules, "my transfer failed, the money left my account", key, f"{tag}-1"
+    )
     return [
         first,
         classified_envelope(rules, "it was 200 yuan to my brother", key, f"{tag}-2"),
@@ -47,13 +49,17 @@ async def stored_counts(store: ConversationStore) -> tuple[Counter, Counter, int
     """Inbound messages by message_id, replies by message_id, and conversations."""
     async with store.engine.connect() as conn:
         rows = (await conn.execute(sa.select(messages.c.direction, messages.c.message_id))).all()
-        n_conversations = (await conn.execute(sa.select(sa.func.count()).select_from(conversations))).scalar_one()
+        n_conversations = (
+            await conn.execute(sa.select(sa.func.count()).select_from(conversations))
+        ).scalar_one()
     inbound = Counter(m for d, m in rows if d == "in")
     outbound = Counter(m for d, m in rows if d == "out")
     return inbound, outbound, n_conversations
 
 
-def assert_once_each(batch: list[Envelope], inbound: Counter, outbound: Counter, n_conversations: int) -> None:
+def assert_once_each(
+    batch: list[Envelope], inbound: Counter, outbound: Counter, n_conversations: int
+) -> None:
     unique = {e.message_id for e in batch}
     assert set(inbound) == unique and set(inbound.values()) == {1}
     # One acknowledgement per new conversation; the follow-up in the first one gets none.
@@ -80,7 +86,9 @@ async def test_a_chunk_redelivered_after_a_crash_before_its_commit_changes_nothi
     # and dies before committing the offsets.
     first = DispatcherService(bus, store, rules)
     group = f"{bus.settings.consumer_group_prefix}-dispatcher"
-    await first.handle_batch(await fetch_uncommitted(bus, [bus.topics.classified], group, len(batch)))
+    await first.handle_batch(
+        await fetch_uncommitted(bus, [bus.topics.classified], group, len(batch))
+    )
     assert_once_each(batch, *await stored_counts(store))
     replies = await read_topic(bus, bus.topics.outbound, lambda r: len(r) >= 4)
 
@@ -88,7 +96,9 @@ async def test_a_chunk_redelivered_after_a_crash_before_its_commit_changes_nothi
     second = DispatcherService(bus, store, rules)
     await second.start()
     try:
-        await wait_for(lambda: committed(bus, bus.topics.classified, second.loop.group, len(batch)), timeout=30)
+        await wait_for(
+            lambda: committed(bus, bus.topics.classified, second.loop.group, len(batch)), timeout=30
+        )
     finally:
         await second.stop()
     assert_once_each(batch, *await stored_counts(store))
@@ -109,7 +119,9 @@ async def _records_in(bus: KafkaBus, topic: str) -> int:
         await reader.stop()
 
 
-async def test_a_chunk_stored_but_never_published_is_published_once_when_redelivered(running_router):
+async def test_a_chunk_stored_but_never_published_is_published_once_when_redelivered(
+    running_router,
+):
     """The dispatcher stored a chunk (messages and acknowledgements) and died before producing
     any reply: the redelivered chunk publishes each stored reply once, and stores nothing new."""
     router = running_router.router
@@ -117,16 +129,31 @@ async def test_a_chunk_stored_but_never_published_is_published_once_when_redeliv
     batch = a_batch(rules, "crash-before-publish")
 
     def acknowledge(envelope):
-        return lambda conversation, created: rules.acknowledgement(
-            conversation, "en", [], message_id=f"ack-{envelope.message_id}", trace_id=envelope.trace_id
-        ) if created else None
+        return lambda conversation, created: (
+            rules.acknowledgement(
+                conversation,
+                "en",
+                [],
+                message_id=f"ack-{envelope.message_id}",
+                trace_id=envelope.trace_id,
+            )
+            if created
+            else None
+        )
 
-    recorded = await store.record_inbound_many([
-        Inbound(e, rules.config.queue_for(e.classification.category), acknowledge(e)) for e in batch
-    ])
+    recorded = await store.record_inbound_many(
+        [
+            Inbound(e, rules.config.queue_for(e.classification.category), acknowledge(e))
+            for e in batch
+        ]
+    )
     assert [r.duplicate for r in recorded] == [False, False, True, False, False, False]
     assert [r.created for r in recorded] == [True, False, False, True, True, True]
-    assert recorded[1].conversation["id"] == recorded[0].conversation["id"] == recorded[2].conversation["id"]
+    assert (
+        recorded[1].conversation["id"]
+        == recorded[0].conversation["id"]
+        == recorded[2].conversation["id"]
+    )
     assert len(await store.unpublished()) == 4
 
     for _ in range(2):  # redelivered, and once more for good measure
@@ -145,20 +172,30 @@ async def _none_unpublished(store) -> bool:
     return not await store.unpublished()
 
 
-async def test_a_poison_record_in_a_chunk_goes_to_the_dlq_and_the_rest_of_the_chunk_is_stored(running_router):
+async def test_a_poison_record_in_a_chunk_goes_to_the_dlq_and_the_rest_of_the_chunk_is_stored(
+    running_router,
+):
     router = running_router.router
     bus, store = router.bus.kafka, router.store.conversations
     key = "chat:poison-in-a-chunk"
     before = classified_envelope(router.policy.rules, "what is the top-up fee", key, "pc-1")
     after = classified_envelope(router.policy.rules, "and the withdrawal fee?", key, "pc-2")
-    unclassified = Envelope.new(channel=Channel.CHAT, channel_message_id="pc-0", conversation_key=key,
-                                sender=Sender(address=key), text="no classification")
-    await bus.publish_many(bus.topics.classified, [
-        (key.encode(), before.to_bytes()),
-        (key.encode(), b"\xff not json"),
-        (key.encode(), unclassified.to_bytes()),
-        (key.encode(), after.to_bytes()),
-    ])
+    unclassified = Envelope.new(
+        channel=Channel.CHAT,
+        channel_message_id="pc-0",
+        conversation_key=key,
+        sender=Sender(address=key),
+        text="no classification",
+    )
+    await bus.publish_many(
+        bus.topics.classified,
+        [
+            (key.encode(), before.to_bytes()),
+            (key.encode(), b"\xff not json"),
+            (key.encode(), unclassified.to_bytes()),
+            (key.encode(), after.to_bytes()),
+        ],
+    )
     dead = await read_topic(bus, bus.topics.dlq, lambda r: len(r) >= 2)
     assert [d["value"]["stage"] for d in dead] == ["dispatch", "dispatch"]
     assert "not an envelope" in dead[0]["value"]["error"]
@@ -169,7 +206,10 @@ async def test_a_poison_record_in_a_chunk_goes_to_the_dlq_and_the_rest_of_the_ch
         return history if [m["direction"] for m in history].count("in") == 2 else None
 
     history = await wait_for(both_stored)
-    assert [m["id"] for m in history if m["direction"] == "in"] == [before.message_id, after.message_id]
+    assert [m["id"] for m in history if m["direction"] == "in"] == [
+        before.message_id,
+        after.message_id,
+    ]
 
 
 async def test_a_customer_writing_on_both_lanes_at_once_gets_one_conversation(running_router):
@@ -186,7 +226,8 @@ async def test_a_customer_writing_on_both_lanes_at_once_gets_one_conversation(ru
         urgent.append((fraud.kafka_key, fraud.to_bytes()))
         standard.append((question.kafka_key, question.to_bytes()))
     await asyncio.gather(
-        bus.publish_many(bus.topics.classified_urgent, urgent), bus.publish_many(bus.topics.classified, standard)
+        bus.publish_many(bus.topics.classified_urgent, urgent),
+        bus.publish_many(bus.topics.classified, standard),
     )
 
     async def all_stored():
@@ -195,10 +236,12 @@ async def test_a_customer_writing_on_both_lanes_at_once_gets_one_conversation(ru
 
     await wait_for(all_stored, timeout=120)
     async with router.store.conversations.engine.connect() as conn:
-        per_key = (await conn.execute(
-            sa.select(conversations.c.conversation_key, sa.func.count())
-            .where(conversations.c.conversation_key.like("chat:both-lanes-%"))
-            .group_by(conversations.c.conversation_key)
-        )).all()
+        per_key = (
+            await conn.execute(
+                sa.select(conversations.c.conversation_key, sa.func.count())
+                .where(conversations.c.conversation_key.like("chat:both-lanes-%"))
+                .group_by(conversations.c.conversation_key)
+            )
+        ).all()
     assert len(per_key) == n
     assert [key for key, count in per_key if count != 1] == []

@@ -25,7 +25,9 @@ from tests.kafka_helpers import committed, fetch_uncommitted, settle
 from tests.test_reliability import wait_for
 from tests.twilio_standin import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, TwilioStandIn, message_sid
 
-LONG = " ".join(f"Step {i}: open the app, go to Me, then Wallet, then tap the transfer." for i in range(60))
+LONG = " ".join(
+    f"Step {i}: open the app, go to Me, then Wallet, then tap the transfer." for i in range(60)
+)
 
 
 @dataclass
@@ -35,8 +37,13 @@ class Parts:
     standin: TwilioStandIn
 
     def service(self, send_attempts: int = 3) -> SenderService:
-        settings = TwilioSettings(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, api_base_url=self.standin.url,
-                                  retry_backoff_seconds=0.001, send_attempts=send_attempts)
+        settings = TwilioSettings(
+            account_sid=ACCOUNT_SID,
+            auth_token=AUTH_TOKEN,
+            api_base_url=self.standin.url,
+            retry_backoff_seconds=0.001,
+            send_attempts=send_attempts,
+        )
         sms = TwilioMessageSender(TwilioRest(settings), self.store, whatsapp=False)
         return SenderService(self.bus, self.store, {"sms": sms})  # email: no sender, the sandbox
 
@@ -48,18 +55,33 @@ class Parts:
 async def parts(database_url, broker) -> AsyncIterator[Parts]:
     """A broker with one partition per topic, a store and the Twilio stand-in; no router."""
     settings = broker.settings(database_url=database_url, partitions=1)
-    async with ConversationStore(database_url) as store, TwilioStandIn(ACCOUNT_SID, AUTH_TOKEN) as standin:
+    async with (
+        ConversationStore(database_url) as store,
+        TwilioStandIn(ACCOUNT_SID, AUTH_TOKEN) as standin,
+    ):
         async with KafkaBus(settings, broker.bootstrap_servers, embedded=broker.embedded) as bus:
             yield Parts(bus, store, standin)
 
 
 async def conversation(store: ConversationStore, channel: Channel, customer: str) -> dict:
-    key = conversation_key(channel, customer, OUR_NUMBER) if channel is Channel.SMS else f"email:{customer}"
+    key = (
+        conversation_key(channel, customer, OUR_NUMBER)
+        if channel is Channel.SMS
+        else f"email:{customer}"
+    )
     envelope = Envelope.new(
-        channel=channel, channel_message_id=message_sid(), conversation_key=key,
-        sender=Sender(address=customer), text="my transfer failed",
-    ).model_copy(update={"classification": Classification(
-        category="transaction_failed", urgency=Urgency.NORMAL, confidence=0.9, language="en")})
+        channel=channel,
+        channel_message_id=message_sid(),
+        conversation_key=key,
+        sender=Sender(address=customer),
+        text="my transfer failed",
+    ).model_copy(
+        update={
+            "classification": Classification(
+                category="transaction_failed", urgency=Urgency.NORMAL, confidence=0.9, language="en"
+            )
+        }
+    )
     return (await store.record_inbound(envelope, "payments", lambda c, created: None)).conversation
 
 
@@ -67,15 +89,23 @@ async def replies(store: ConversationStore, conversation: dict, *texts: str) -> 
     """Agents' replies, stored as the API stores them: queued, waiting for the sender."""
     outs = []
     for text in texts:
-        out = Outbound(conversation_id=conversation["id"], conversation_key=conversation["conversation_key"],
-                       channel=conversation["channel"], to=conversation["customer_address"], text=text, author="agent")
+        out = Outbound(
+            conversation_id=conversation["id"],
+            conversation_key=conversation["conversation_key"],
+            channel=conversation["channel"],
+            to=conversation["customer_address"],
+            text=text,
+            author="agent",
+        )
         await store.add_outbound(out)
         outs.append(out)
     return outs
 
 
 async def publish(bus: KafkaBus, outs: list[Outbound]) -> None:
-    await bus.publish_many(bus.topics.outbound, ((o.conversation_key.encode(), o.to_bytes()) for o in outs))
+    await bus.publish_many(
+        bus.topics.outbound, ((o.conversation_key.encode(), o.to_bytes()) for o in outs)
+    )
 
 
 async def statuses(store: ConversationStore, outs: list[Outbound]) -> list[str | None]:
@@ -101,31 +131,44 @@ async def dead_letters(bus: KafkaBus) -> int:
 async def run_until_committed(service: SenderService, offset: int) -> None:
     await service.start()
     try:
-        await wait_for(lambda: committed(service.bus, service.bus.topics.outbound, service.loop.group, offset), timeout=30)
+        await wait_for(
+            lambda: committed(service.bus, service.bus.topics.outbound, service.loop.group, offset),
+            timeout=30,
+        )
     finally:
         await service.stop()
 
 
-async def test_a_chunk_redelivered_after_a_crash_before_its_commit_sends_and_keeps_nothing_twice(parts):
+async def test_a_chunk_redelivered_after_a_crash_before_its_commit_sends_and_keeps_nothing_twice(
+    parts,
+):
     bus, store = parts.bus, parts.store
     a = await conversation(store, Channel.SMS, "+15550001001")
     b = await conversation(store, Channel.SMS, "+15550001002")
     mail = await conversation(store, Channel.EMAIL, "c@example.com")
     outs = [
-        *await replies(store, a, "a: first"), *await replies(store, b, "b: only"),
-        *await replies(store, mail, "mail: first", "mail: second"), *await replies(store, a, "a: second"),
+        *await replies(store, a, "a: first"),
+        *await replies(store, b, "b: only"),
+        *await replies(store, mail, "mail: first", "mail: second"),
+        *await replies(store, a, "a: second"),
     ]
     await publish(bus, outs)
 
     # The first sender fetches the chunk in its group, delivers it, and dies before committing.
     first = parts.service()
-    await first.handle_batch(await fetch_uncommitted(bus, [bus.topics.outbound], first.loop.group, len(outs)))
+    await first.handle_batch(
+        await fetch_uncommitted(bus, [bus.topics.outbound], first.loop.group, len(outs))
+    )
     assert parts.bodies_to("+15550001001") == ["a: first", "a: second"]
     assert await statuses(store, outs) == ["sent", "sent", "sandboxed", "sandboxed", "sent"]
 
     # The next sender in the same group gets the whole chunk again.
     await run_until_committed(parts.service(), len(outs))
-    assert Counter(m["body"] for m in parts.standin.messages) == {"a: first": 1, "b: only": 1, "a: second": 1}
+    assert Counter(m["body"] for m in parts.standin.messages) == {
+        "a: first": 1,
+        "b: only": 1,
+        "a: second": 1,
+    }
     assert await kept(store) == {outs[2].message_id: 1, outs[3].message_id: 1}
     assert await statuses(store, outs) == ["sent", "sent", "sandboxed", "sandboxed", "sent"]
     assert await dead_letters(bus) == 0
@@ -138,7 +181,9 @@ async def test_two_replies_of_one_conversation_in_one_chunk_arrive_in_order(part
     customers = [f"+1555000200{i}" for i in range(4)]
     outs = []
     for customer in customers:
-        outs += await replies(store, await conversation(store, Channel.SMS, customer), LONG, f"short for {customer}")
+        outs += await replies(
+            store, await conversation(store, Channel.SMS, customer), LONG, f"short for {customer}"
+        )
     await publish(bus, outs)  # before the sender starts, so they are fetched as one chunk
 
     await run_until_committed(parts.service(), len(outs))
@@ -146,18 +191,22 @@ async def test_two_replies_of_one_conversation_in_one_chunk_arrive_in_order(part
         bodies = parts.bodies_to(customer)
         parts_of_long = len(bodies) - 1
         assert parts_of_long > 1
-        assert [b.split(" ", 1)[0] for b in bodies] == [f"({i}/{parts_of_long})" for i in range(1, parts_of_long + 1)] + [
-            "short"
-        ]
+        assert [b.split(" ", 1)[0] for b in bodies] == [
+            f"({i}/{parts_of_long})" for i in range(1, parts_of_long + 1)
+        ] + ["short"]
     assert set(await statuses(store, outs)) == {"sent"}
 
 
-async def test_a_transient_failure_in_a_chunk_resends_nothing_and_keeps_the_conversation_in_order(parts):
+async def test_a_transient_failure_in_a_chunk_resends_nothing_and_keeps_the_conversation_in_order(
+    parts,
+):
     """The second reply fails until Twilio's attempts run out: the chunk is handed over again
     record by record; the first reply, sent already, is not sent again, and the third waits
     for the second."""
     bus, store = parts.bus, parts.store
-    outs = await replies(store, await conversation(store, Channel.SMS, "+15550003001"), "one", "two", "three")
+    outs = await replies(
+        store, await conversation(store, Channel.SMS, "+15550003001"), "one", "two", "three"
+    )
     parts.standin.fail_next(503, times=2, after=1)
     await publish(bus, outs)
 
@@ -170,8 +219,12 @@ async def test_a_transient_failure_in_a_chunk_resends_nothing_and_keeps_the_conv
 
 async def test_a_refused_reply_in_a_chunk_is_dead_lettered_once_and_its_conversation_goes_on(parts):
     bus, store = parts.bus, parts.store
-    outs = await replies(store, await conversation(store, Channel.SMS, "+15550004001"), "one", "two", "three")
-    parts.standin.fail_next(400, code=21610, message="Attempt to send to unsubscribed recipient", after=1)
+    outs = await replies(
+        store, await conversation(store, Channel.SMS, "+15550004001"), "one", "two", "three"
+    )
+    parts.standin.fail_next(
+        400, code=21610, message="Attempt to send to unsubscribed recipient", after=1
+    )
     await publish(bus, outs)
 
     await run_until_committed(parts.service(), len(outs))
@@ -179,7 +232,9 @@ async def test_a_refused_reply_in_a_chunk_is_dead_lettered_once_and_its_conversa
     assert [r.status for r in parts.standin.requests] == [201, 400, 201]  # no second try of "two"
     assert await statuses(store, outs) == ["sent", "failed", "sent"]
     dead = await settle(bus, bus.topics.dlq, 1)
-    assert [(d["value"]["stage"], d["value"]["value"]["message_id"]) for d in dead] == [("send", outs[1].message_id)]
+    assert [(d["value"]["stage"], d["value"]["value"]["message_id"]) for d in dead] == [
+        ("send", outs[1].message_id)
+    ]
     assert "21610" in dead[0]["value"]["error"]
 
 

@@ -29,7 +29,10 @@ def test_crossval_holds_out_every_example_once_and_reports_the_figures():
 
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "classifier_crossval.py"), "--folds", "2", "--json"],
-        capture_output=True, text=True, check=True, timeout=300,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
     report = json.loads(out.stdout)
     assert report["rows"] == len(held)
@@ -38,8 +41,19 @@ def test_crossval_holds_out_every_example_once_and_reports_the_figures():
 
 def test_classifier_throughput_reports_every_stage():
     out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "classifier_throughput.py"), "--messages", "300", "--rounds", "1", "--json"],
-        capture_output=True, text=True, check=True, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "classifier_throughput.py"),
+            "--messages",
+            "300",
+            "--rounds",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
     result = json.loads(out.stdout)
     for key in ("gateway", "classify_only", "classifier_record", "pipeline"):

@@ -32,7 +32,9 @@ async def test_the_bus_makes_every_topic_with_the_configured_partitions(broker):
 
 
 async def test_the_producer_is_idempotent_where_the_broker_offers_it(broker):
-    async with KafkaBus(broker.settings(), broker.bootstrap_servers, embedded=broker.embedded) as bus:
+    async with KafkaBus(
+        broker.settings(), broker.bootstrap_servers, embedded=broker.embedded
+    ) as bus:
         await bus.publish(bus.topics.events, b"{}", key=b"k")  # either way, it publishes
         # Apache Kafka grants a producer id; the embedded broker advertises InitProducerId but
         # fails it, so there the bus does without (and its consumers dedupe).
@@ -49,19 +51,24 @@ async def test_when_a_consumer_leaves_its_group_the_other_takes_over_its_partiti
         def handler(name):
             async def handle(record) -> None:
                 seen[name].append(record.value)
+
             return handle
 
         a = ConsumerLoop(bus, [topic], "rebalance", handler("a"), "a")
         b = ConsumerLoop(bus, [topic], "rebalance", handler("b"), "b")
         await asyncio.gather(a.start(), b.start())
         try:
-            await bus.publish_many(topic, ((f"k{i}".encode(), f"first-{i}".encode()) for i in range(40)))
+            await bus.publish_many(
+                topic, ((f"k{i}".encode(), f"first-{i}".encode()) for i in range(40))
+            )
             async with asyncio.timeout(60):
                 while len(seen["a"]) + len(seen["b"]) < 40:
                     await asyncio.sleep(0.1)
             assert seen["a"] and seen["b"], "both members had partitions"
             await a.stop()  # leaves the group: b is given a's partitions
-            await bus.publish_many(topic, ((f"k{i}".encode(), f"second-{i}".encode()) for i in range(40)))
+            await bus.publish_many(
+                topic, ((f"k{i}".encode(), f"second-{i}".encode()) for i in range(40))
+            )
             async with asyncio.timeout(60):
                 while sum(v.startswith(b"second") for v in seen["b"]) < 40:
                     await asyncio.sleep(0.1)
@@ -73,7 +80,9 @@ async def test_when_a_consumer_leaves_its_group_the_other_takes_over_its_partiti
     )
 
 
-@pytest.mark.parametrize("broker_kind", [pytest.param("kafka", marks=pytest.mark.kafka)], indirect=True)
+@pytest.mark.parametrize(
+    "broker_kind", [pytest.param("kafka", marks=pytest.mark.kafka)], indirect=True
+)
 async def test_records_and_committed_offsets_survive_a_kafka_restart(own_broker):
     """What the embedded memory broker cannot do: Apache Kafka, stopped and started again,
     still holds what it acknowledged and where each group had got to."""
@@ -87,7 +96,9 @@ async def test_records_and_committed_offsets_survive_a_kafka_restart(own_broker)
             async with asyncio.timeout(30):
                 fetched: list = []
                 while len(fetched) < 4:
-                    for records in (await consumer.getmany(timeout_ms=500, max_records=4 - len(fetched))).values():
+                    for records in (
+                        await consumer.getmany(timeout_ms=500, max_records=4 - len(fetched))
+                    ).values():
                         fetched += records
             await consumer.commit({TopicPartition(topic, 0): 4})
         finally:

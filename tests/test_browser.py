@@ -10,8 +10,15 @@ from tests.conftest import missing_service
 from tests.test_journey import wait_for_queue
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = pytest.mark.browser
 
@@ -38,19 +45,26 @@ async def test_customer_chats_in_the_widget_and_sees_the_agent_reply_and_the_his
     page = await browser.new_page()
     await page.goto(r.url("/chat/"))
     await page.wait_for_selector("#sr-chat-status:has-text('connected')")
-    await page.fill("#sr-chat-input", "有人用我的钱包付了一笔我不认识的款，验证码 654321 也发给了他")
+    await page.fill(
+        "#sr-chat-input", "有人用我的钱包付了一笔我不认识的款，验证码 654321 也发给了他"
+    )
     await page.press("#sr-chat-input", "Enter")
 
     ack = page.locator("#sr-chat-messages .sr-msg.sr-out").first
     await ack.wait_for()
     assert "未授权交易" in await ack.text_content()
     sent = page.locator("#sr-chat-messages .sr-msg.sr-in").first
-    assert "654321" not in await sent.text_content()  # the stored, masked text replaces what was typed
+    assert (
+        "654321" not in await sent.text_content()
+    )  # the stored, masked text replaces what was typed
 
     admin = await r.login()
     [conversation] = await wait_for_queue(r, admin, "fraud", lambda c: len(c) == 1)
-    async with r.http.post(r.url(f"/api/conversations/{conversation['id']}/messages"), headers=admin,
-                           json={"text": "<b>已为您冻结账户</b>"}) as resp:
+    async with r.http.post(
+        r.url(f"/api/conversations/{conversation['id']}/messages"),
+        headers=admin,
+        json={"text": "<b>已为您冻结账户</b>"},
+    ) as resp:
         assert resp.status == 201
     reply = page.locator("#sr-chat-messages .sr-msg.sr-out", has_text="已为您冻结账户")
     await reply.wait_for()
@@ -63,15 +77,22 @@ async def test_customer_chats_in_the_widget_and_sees_the_agent_reply_and_the_his
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_agent_logs_into_the_console_sees_the_fraud_report_first_and_replies(running_router, browser):
+async def test_agent_logs_into_the_console_sees_the_fraud_report_first_and_replies(
+    running_router, browser
+):
     r = running_router
     token = await r.chat_session()
     async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
         await ws.receive_json()
         await ws.send_json({"type": "message", "text": "what is the fee for a top-up", "id": "1"})
         await ws.receive_json()
-        await ws.send_json({"type": "message", "text": "and someone made a payment from my wallet I did not make",
-                            "id": "2"})
+        await ws.send_json(
+            {
+                "type": "message",
+                "text": "and someone made a payment from my wallet I did not make",
+                "id": "2",
+            }
+        )
         await ws.receive_json()
         admin = await r.login()
         [conversation] = await wait_for_queue(r, admin, "fraud", lambda c: len(c) == 1)
@@ -89,7 +110,9 @@ async def test_agent_logs_into_the_console_sees_the_fraud_report_first_and_repli
                 if (await resp.json())["status"] == "available":
                     break
             await page.wait_for_timeout(50)
-        assert (await (await r.http.get(r.url("/api/agents/me"), headers=admin)).json())["status"] == "available"
+        assert (await (await r.http.get(r.url("/api/agents/me"), headers=admin)).json())[
+            "status"
+        ] == "available"
         await page.click("[data-queue='fraud']")
         item = page.locator(f"[data-id='{conversation['id']}']")
         await item.wait_for()

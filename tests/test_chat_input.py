@@ -17,7 +17,12 @@ async def test_unknown_or_missing_session_is_refused_with_401(running_router):
 
 @pytest.mark.parametrize(
     ("body", "status"),
-    [(b"{not json", 400), (b'"just a string"', 400), (b'{"name": 42}', 400), (b'{"name": "' + b"x" * 200 + b'"}', 400)],
+    [
+        (b"{not json", 400),
+        (b'"just a string"', 400),
+        (b'{"name": 42}', 400),
+        (b'{"name": "' + b"x" * 200 + b'"}', 400),
+    ],
 )
 async def test_bad_session_requests_get_400(running_router, body, status):
     r = running_router
@@ -38,7 +43,9 @@ async def test_bad_session_requests_get_400(running_router, body, status):
         ('{"type": "message", "text": "hi", "id": 7}', "id must be"),
     ],
 )
-async def test_bad_frames_get_an_error_frame_and_the_socket_stays_usable(running_router, frame, reason):
+async def test_bad_frames_get_an_error_frame_and_the_socket_stays_usable(
+    running_router, frame, reason
+):
     r = running_router
     async with chat_socket(r) as ws:
         await ws.send_str(frame)
@@ -67,8 +74,10 @@ async def test_resending_the_same_client_id_makes_one_message(running_router):
 async def test_a_customer_sees_only_their_own_conversation(running_router):
     r = running_router
     alice, bob = await r.chat_session(), await r.chat_session()
-    async with r.http.ws_connect(r.url(f"/chat/ws?session={alice}")) as ws_a, \
-            r.http.ws_connect(r.url(f"/chat/ws?session={bob}")) as ws_b:
+    async with (
+        r.http.ws_connect(r.url(f"/chat/ws?session={alice}")) as ws_a,
+        r.http.ws_connect(r.url(f"/chat/ws?session={bob}")) as ws_b,
+    ):
         await receive_until(ws_a, "history")
         await receive_until(ws_b, "history")
         await ws_a.send_json({"type": "message", "text": "alice: my transfer failed", "id": "a"})

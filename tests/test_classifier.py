@@ -39,18 +39,37 @@ def rules() -> Rules:
         ("fees abroad?", "sms", "general"),
         # chat, Chinese, English and mixed
         ("我昨天给房东转的租金显示成功了，可是房东说一分钱都没收到", "chat", "transaction_failed"),
-        ("there is a purchase at a jewellery shop on my account that I never made", "chat", "unauthorized_transaction"),
-        ("收到一条短信说我的账户要被冻结，让我点链接重新认证，这是你们发的吗", "chat", "account_security"),
+        (
+            "there is a purchase at a jewellery shop on my account that I never made",
+            "chat",
+            "unauthorized_transaction",
+        ),
+        (
+            "收到一条短信说我的账户要被冻结，让我点链接重新认证，这是你们发的吗",
+            "chat",
+            "account_security",
+        ),
         ("能不能在 iPad 和手机上同时 login 同一个账号", "chat", "multi_device"),
         ("我的 transfer 被 decline 了，balance 明明够的", "chat", "transaction_failed"),
         ("how can I turn on two-step verification for my account", "telegram", "account_security"),
         ("重装 app 以后 transaction history 全没了", "telegram", "data_loss"),
         ("what's the monthly limit for sending money to other people", "telegram", "general"),
         # speech-to-text: no punctuation, fillers and stutters
-        ("喂 你好 我 我那个 钱包里 少了 少了两千块 我 我没有转过 是不是 被人 盗了", "voice", "unauthorized_transaction"),
-        ("um hi yeah i um i forgot my uh my passcode and the the app won't let me in", "voice", "password_reset"),
-        ("hello um my phone fell in the bath and it won't turn on how do i get my wallet on a new one", "voice",
-         "data_loss"),
+        (
+            "喂 你好 我 我那个 钱包里 少了 少了两千块 我 我没有转过 是不是 被人 盗了",
+            "voice",
+            "unauthorized_transaction",
+        ),
+        (
+            "um hi yeah i um i forgot my uh my passcode and the the app won't let me in",
+            "voice",
+            "password_reset",
+        ),
+        (
+            "hello um my phone fell in the bath and it won't turn on how do i get my wallet on a new one",
+            "voice",
+            "data_loss",
+        ),
     ],
 )
 def test_messages_get_the_category_a_support_lead_would_give(rules, text, channel, category):
@@ -82,7 +101,11 @@ def test_only_the_new_text_of_an_email_reply_counts_not_the_quoted_history(rules
 )
 def test_every_common_quoting_style_is_cut_before_classifying(rules, quoted):
     text = f"I forgot my password again, can you send me a reset link?\n\n{quoted}"
-    assert "password" in new_text(text) and "stole" not in new_text(text) and "转走" not in new_text(text)
+    assert (
+        "password" in new_text(text)
+        and "stole" not in new_text(text)
+        and "转走" not in new_text(text)
+    )
     assert rules.classify(text, channel="email").category == "password_reset"
 
 
@@ -92,7 +115,9 @@ def test_a_signature_is_not_read_as_part_of_the_message():
 
 
 def test_the_subject_line_counts_with_the_body(rules):
-    c = rules.classify("Please call me back today.", channel="email", subject="Re: payments I did not make")
+    c = rules.classify(
+        "Please call me back today.", channel="email", subject="Re: payments I did not make"
+    )
     assert c.category == "unauthorized_transaction"
 
 
@@ -116,8 +141,12 @@ def test_every_decision_carries_a_confidence_and_the_rules_that_fired(rules):
 
 @pytest.mark.parametrize(
     ("text", "language"),
-    [("我的钱包被盗了", "zh"), ("my card was declined", "en"), ("我的 balance 少了 ¥3,000，history 里没有记录", "zh"),
-     ("hi this is 王伟, my transfer failed", "en")],
+    [
+        ("我的钱包被盗了", "zh"),
+        ("my card was declined", "en"),
+        ("我的 balance 少了 ¥3,000，history 里没有记录", "zh"),
+        ("hi this is 王伟, my transfer failed", "en"),
+    ],
 )
 def test_language_follows_the_script_that_carries_the_message(text, language):
     assert detect_language(text) == language
@@ -129,20 +158,38 @@ def test_language_follows_the_script_that_carries_the_message(text, language):
 @pytest.mark.parametrize(
     ("text", "category", "urgency"),
     [
-        ("my transfer failed and the money already left my balance", "transaction_failed", Urgency.HIGH),
+        (
+            "my transfer failed and the money already left my balance",
+            "transaction_failed",
+            Urgency.HIGH,
+        ),
         ("转账失败了，钱已经扣了，对方没收到", "transaction_failed", Urgency.HIGH),
         ("my transfer failed, no money was taken, why?", "transaction_failed", Urgency.NORMAL),
         ("付款失败，钱没扣，换了张卡也不行", "transaction_failed", Urgency.NORMAL),
-        ("my phone was stolen on the bus and it was unlocked with the wallet open", "data_loss", Urgency.CRITICAL),
+        (
+            "my phone was stolen on the bus and it was unlocked with the wallet open",
+            "data_loss",
+            Urgency.CRITICAL,
+        ),
         ("手机被偷了，当时没锁屏", "data_loss", Urgency.CRITICAL),
         ("my phone broke, will my history be safe?", "data_loss", Urgency.NORMAL),
         ("will uninstalling the app delete my history?", "data_loss", Urgency.LOW),
-        ("a man who says he is from support can see my screen right now, he asked me to open the wallet",
-         "account_security", Urgency.CRITICAL),
-        ("someone logged in to my account from another city this morning, it wasn't me, nothing was taken",
-         "account_security", Urgency.HIGH),
+        (
+            "a man who says he is from support can see my screen right now, he asked me to open the wallet",
+            "account_security",
+            Urgency.CRITICAL,
+        ),
+        (
+            "someone logged in to my account from another city this morning, it wasn't me, nothing was taken",
+            "account_security",
+            Urgency.HIGH,
+        ),
         ("how do I turn on login alerts?", "account_security", Urgency.LOW),
-        ("I'm at the pharmacy and my payment pin is locked, I need to pay now", "password_reset", Urgency.HIGH),
+        (
+            "I'm at the pharmacy and my payment pin is locked, I need to pay now",
+            "password_reset",
+            Urgency.HIGH,
+        ),
         ("what is the fee for a withdrawal?", "general", Urgency.LOW),
         # Money gone is read by why it went: said and nothing else, the fraud team looks first;
         # gone with a failed transfer, a raised payments problem; sent to the wrong person by the
@@ -150,7 +197,11 @@ def test_language_follows_the_script_that_carries_the_message(text, language):
         ("钱没了", "unauthorized_transaction", Urgency.CRITICAL),
         ("余额怎么少了？", "unauthorized_transaction", Urgency.CRITICAL),
         ("转账失败了 钱没了", "transaction_failed", Urgency.HIGH),
-        ("I accidentally sent 500 to the wrong person, can I get it back", "transaction_failed", Urgency.NORMAL),
+        (
+            "I accidentally sent 500 to the wrong person, can I get it back",
+            "transaction_failed",
+            Urgency.NORMAL,
+        ),
     ],
 )
 def test_urgency_follows_the_urgency_rules(rules, text, category, urgency):
@@ -184,7 +235,9 @@ def test_the_model_never_lowers_the_urgency_a_fraud_rule_set(tmp_path):
     def add_keyword(data):
         data["categories"]["unauthorized_transaction"]["keywords"]["en"].append("zebra-alert")
         data["model"]["fraud_floor"] = 1.0  # the model alone may not lift it: only the rule counts
-        data["model"]["rule_weight"] = data["model"]["fraud_rule_weight"] = 0.0  # nor any weight to the category
+        data["model"]["rule_weight"] = data["model"]["fraud_rule_weight"] = (
+            0.0  # nor any weight to the category
+        )
 
     classifier = _config_with(tmp_path, add_keyword)
     c = classifier.classify("what is the fee for a transfer to my own bank account zebra-alert")
@@ -197,8 +250,13 @@ def test_the_model_never_lowers_the_urgency_a_fraud_rule_set(tmp_path):
 def test_a_rule_that_would_lower_fraud_urgency_is_refused(tmp_path):
     def lower_fraud(data):
         data["urgency_rules"].append(
-            {"name": "calm_fraud", "categories": ["unauthorized_transaction"], "urgency": "low", "lowers": True,
-             "keywords": {"en": ["just checking"]}}
+            {
+                "name": "calm_fraud",
+                "categories": ["unauthorized_transaction"],
+                "urgency": "low",
+                "lowers": True,
+                "keywords": {"en": ["just checking"]},
+            }
         )
 
     with pytest.raises(ConfigError) as err:
@@ -208,7 +266,9 @@ def test_a_rule_that_would_lower_fraud_urgency_is_refused(tmp_path):
 
 
 def test_a_negative_pattern_switches_the_fraud_rules_off(rules):
-    c = rules.classify("I did make that payment myself, it is not fraud, I only want to know the fee")
+    c = rules.classify(
+        "I did make that payment myself, it is not fraud, I only want to know the fee"
+    )
     assert c.category != "unauthorized_transaction" and c.urgency is not Urgency.CRITICAL
     assert any(r.startswith("unauthorized_transaction:negated:") for r in c.rules)
 
@@ -232,8 +292,9 @@ def test_a_doubtful_message_keeps_its_category_but_goes_to_triage(rules):
 def test_a_doubtful_fraud_report_goes_to_the_fraud_queue_not_to_triage(rules):
     from router.core.envelope import Classification
 
-    doubtful_fraud = Classification(category="unauthorized_transaction", urgency=Urgency.CRITICAL,
-                                    confidence=0.2, language="en")
+    doubtful_fraud = Classification(
+        category="unauthorized_transaction", urgency=Urgency.CRITICAL, confidence=0.2, language="en"
+    )
     assert rules.queue_for(doubtful_fraud) == "fraud"
 
 
@@ -326,8 +387,12 @@ def _every_shape(rules: Rules) -> list[str]:
     out = []
     for category in rules.config.classifier.categories.values():
         for text in category.examples.all():
-            out += [text, text[:40], text.replace("，", " ").replace(",", " ").lower(),
-                    f"Hello,\n\n{text}\n\nThanks,\nSam\n\n> older message about a refund\n"]
+            out += [
+                text,
+                text[:40],
+                text.replace("，", " ").replace(",", " ").lower(),
+                f"Hello,\n\n{text}\n\nThanks,\nSam\n\n> older message about a refund\n",
+            ]
     return out
 
 
@@ -343,13 +408,19 @@ def test_the_anchor_gate_never_changes_a_decision(rules, monkeypatch):
 
     def ungated(text, subject):
         prepared = original(text, subject)
-        return prepared.__class__(prepared.text, prepared.keywords, everything, prepared.source, owners)
+        return prepared.__class__(
+            prepared.text, prepared.keywords, everything, prepared.source, owners
+        )
 
     monkeypatch.setattr(classifier, "_text", ungated)
     for text, fast in zip(texts, gated, strict=True):
         slow = rules.classify(text)
         assert (fast.category, fast.urgency, fast.confidence, fast.rules) == (
-            slow.category, slow.urgency, slow.confidence, slow.rules), text
+            slow.category,
+            slow.urgency,
+            slow.confidence,
+            slow.rules,
+        ), text
     assert len(texts) > 1000
 
 
@@ -361,7 +432,11 @@ def test_overlapping_chinese_keywords_are_all_found():
     index.add("secret", ["密码"])
     index.add("fraud", ["盗刷", "被盗"])
     found = index.find(normalize("我忘记密码了，支付密码也不对，是不是被盗刷了"))
-    assert found == {"reset": ["忘记密码", "支付密码"], "secret": ["密码"], "fraud": ["被盗", "盗刷"]}
+    assert found == {
+        "reset": ["忘记密码", "支付密码"],
+        "secret": ["密码"],
+        "fraud": ["被盗", "盗刷"],
+    }
 
 
 # --- fraud reports written the ways customers write them -----------------------------------
@@ -389,9 +464,13 @@ def test_overlapping_chinese_keywords_are_all_found():
         "我点了一个链接 然后钱就被扣了",
     ],
 )
-def test_takeovers_scams_and_unknown_payments_are_critical_fraud_reports_on_the_urgent_lane(rules, text):
+def test_takeovers_scams_and_unknown_payments_are_critical_fraud_reports_on_the_urgent_lane(
+    rules, text
+):
     result = rules.classify(text)
-    assert (result.category, result.urgency) == ("unauthorized_transaction", Urgency.CRITICAL), result.rules
+    assert (result.category, result.urgency) == ("unauthorized_transaction", Urgency.CRITICAL), (
+        result.rules
+    )
     assert rules.lane(text).value == "urgent"
 
 
@@ -412,14 +491,22 @@ def test_a_login_without_money_moving_is_not_fraud(rules, text, category):
 
 @pytest.mark.parametrize(
     "text",
-    ["2fa not working new phone", "new phone, authenticator codes dont work", "换了新手机，两步验证收不到"],
+    [
+        "2fa not working new phone",
+        "new phone, authenticator codes dont work",
+        "换了新手机，两步验证收不到",
+    ],
 )
 def test_two_step_codes_on_a_new_phone_are_account_security_not_lost_data(rules, text):
     assert rules.classify(text).category == "account_security"
 
 
 def test_lost_records_are_still_data_loss(rules):
-    for text in ("聊天记录没了", "转账记录不见了", "I lost my phone, how do I get my transaction history back"):
+    for text in (
+        "聊天记录没了",
+        "转账记录不见了",
+        "I lost my phone, how do I get my transaction history back",
+    ):
         assert rules.classify(text).category == "data_loss", text
 
 
@@ -427,14 +514,24 @@ def test_lost_records_are_still_data_loss(rules):
     ("text", "category", "urgency"),
     [
         ("我把验证码告诉了一个自称客服的人", "account_security", Urgency.HIGH),
-        ("someone called pretending to be from your bank and I gave them the code", "account_security", Urgency.HIGH),
+        (
+            "someone called pretending to be from your bank and I gave them the code",
+            "account_security",
+            Urgency.HIGH,
+        ),
         ("我的手机号被人改了", "account_security", Urgency.HIGH),
         ("my password was changed and I didn't do it", "account_security", Urgency.HIGH),
         ("手机被抢了 当时是解锁状态", "data_loss", Urgency.CRITICAL),
-        ("my phone was snatched while unlocked and the wallet was open", "data_loss", Urgency.CRITICAL),
+        (
+            "my phone was snatched while unlocked and the wallet was open",
+            "data_loss",
+            Urgency.CRITICAL,
+        ),
     ],
 )
-def test_a_code_given_away_or_a_phone_stolen_unlocked_is_raised_in_both_languages(rules, text, category, urgency):
+def test_a_code_given_away_or_a_phone_stolen_unlocked_is_raised_in_both_languages(
+    rules, text, category, urgency
+):
     result = rules.classify(text)
     assert (result.category, result.urgency) == (category, urgency), result.rules
     assert rules.lane(text).value == "urgent"

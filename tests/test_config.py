@@ -40,13 +40,20 @@ def test_unknown_key_is_refused_with_file_and_line(config_copy):
 
 
 def test_every_problem_in_every_file_is_listed_at_once(config_copy):
-    (config_copy / "routing.yaml").write_text("version: 1\nqueues: {}\nroutes: []\ndefault_queue: nowhere\n")
-    (config_copy / "classifier.yaml").write_text("version: 1\ncategories:\n  fees: {urgency: low}\n")
+    (config_copy / "routing.yaml").write_text(
+        "version: 1\nqueues: {}\nroutes: []\ndefault_queue: nowhere\n"
+    )
+    (config_copy / "classifier.yaml").write_text(
+        "version: 1\ncategories:\n  fees: {urgency: low}\n"
+    )
     with pytest.raises(ConfigError) as err:
         load_config(config_copy)
     text = str(err.value)
     assert "routing.yaml:4: default_queue: unknown queue 'nowhere'" in text
-    assert "classifier.yaml:3: categories.fees.[key]: Input should be 'unauthorized_transaction'" in text
+    assert (
+        "classifier.yaml:3: categories.fees.[key]: Input should be 'unauthorized_transaction'"
+        in text
+    )
     assert "agents.yaml:11: agents.1.queues: agent li.na: unknown queue 'fraud'" in text
 
 
@@ -61,7 +68,9 @@ def test_yaml_syntax_error_names_the_line(config_copy):
 
 def test_invalid_regular_expression_is_refused(config_copy):
     path = config_copy / "classifier.yaml"
-    path.write_text(path.read_text().replace("patterns: ['\\b[A-Z]\\d{3,5}\\b']", "patterns: ['(unclosed']"))
+    path.write_text(
+        path.read_text().replace("patterns: ['\\b[A-Z]\\d{3,5}\\b']", "patterns: ['(unclosed']")
+    )
     with pytest.raises(ConfigError) as err:
         load_config(config_copy)
     assert "not a valid regular expression" in str(err.value)
@@ -76,15 +85,23 @@ def test_invalid_utf8_is_refused_not_crashed(config_copy):
 
 
 def test_config_check_command_exits_1_and_prints_the_problems(config_copy):
-    (config_copy / "routing.yaml").write_text("version: 1\nqueues: {}\nroutes: []\ndefault_queue: x\nextra: 1\n")
+    (config_copy / "routing.yaml").write_text(
+        "version: 1\nqueues: {}\nroutes: []\ndefault_queue: x\nextra: 1\n"
+    )
     result = subprocess.run(
         [sys.executable, "-m", "router.cli", "config", "check", str(config_copy)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 1
     assert "routing.yaml:5: extra: unknown key" in result.stderr
-    ok = subprocess.run([sys.executable, "-m", "router.cli", "config", "check", str(CONFIG_DIR)],
-                        capture_output=True, text=True, check=False)
+    ok = subprocess.run(
+        [sys.executable, "-m", "router.cli", "config", "check", str(CONFIG_DIR)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert ok.returncode == 0 and "OK" in ok.stdout
 
 
@@ -93,7 +110,9 @@ def test_config_check_also_checks_the_channels_own_files(config_copy):
     path.write_text(path.read_text() + "\nunexpected_key: 1\n")
     result = subprocess.run(
         [sys.executable, "-m", "router.cli", "config", "check", str(config_copy)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 1
     assert "voice.yaml:" in result.stderr and "unexpected_key: unknown key" in result.stderr
@@ -101,16 +120,28 @@ def test_config_check_also_checks_the_channels_own_files(config_copy):
 
 @pytest.mark.parametrize(
     "command",
-    [["simulate", "my card was stolen", "--channel", "sms"], ["eval", "rows.csv"], ["agent", "password", "admin"]],
+    [
+        ["simulate", "my card was stolen", "--channel", "sms"],
+        ["eval", "rows.csv"],
+        ["agent", "password", "admin"],
+    ],
 )
-def test_every_command_refuses_a_bad_config_with_file_line_and_exit_2(config_copy, command, tmp_path):
+def test_every_command_refuses_a_bad_config_with_file_line_and_exit_2(
+    config_copy, command, tmp_path
+):
     (config_copy / "classifier.yaml").write_text("version: 1\ncategories: {}\nsurprise: true\n")
-    (tmp_path / "rows.csv").write_text("text,category\nmy card was stolen,unauthorized_transaction\n")
+    (tmp_path / "rows.csv").write_text(
+        "text,category\nmy card was stolen,unauthorized_transaction\n"
+    )
     if command[0] in ("simulate", "eval"):
         command = [*command, "--config", str(config_copy)]
     result = subprocess.run(
         [sys.executable, "-m", "router.cli", *command],
-        capture_output=True, text=True, check=False, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=tmp_path,
         env={**os.environ, "SUPPORTROUTER_CONFIG_DIR": str(config_copy)},
     )
     assert result.returncode == 2, result.stderr

@@ -26,9 +26,16 @@ def _raw(mail) -> bytes:
 
 def _settings(server: Dovecot, **overrides) -> EmailSettings:
     values = dict(
-        support_address=SUPPORT, imap_host=server.host, imap_port=server.port, imap_tls=False,
-        imap_username="support", imap_password="support-secret", imap_timeout_seconds=5,
-        imap_reconnect_max_seconds=1, imap_poll_seconds=600, imap_idle_seconds=600,
+        support_address=SUPPORT,
+        imap_host=server.host,
+        imap_port=server.port,
+        imap_tls=False,
+        imap_username="support",
+        imap_password="support-secret",
+        imap_timeout_seconds=5,
+        imap_reconnect_max_seconds=1,
+        imap_poll_seconds=600,
+        imap_idle_seconds=600,
     )
     values.update(overrides)
     return EmailSettings(**values)
@@ -51,8 +58,14 @@ async def _run_poller(settings: EmailSettings, store, published: Published) -> I
 
 
 async def test_unseen_mail_is_published_and_marked_seen_only_after_publish_returned(dovecot, store):
-    await asyncio.to_thread(dovecot.append, "support", _raw(customer_mail("old, already read")), flags=r"(\Seen)")
-    await asyncio.to_thread(dovecot.append, "support", _raw(customer_mail(PAYMENT_FAILED_ZH, message_id="<a@example.net>")))
+    await asyncio.to_thread(
+        dovecot.append, "support", _raw(customer_mail("old, already read")), flags=r"(\Seen)"
+    )
+    await asyncio.to_thread(
+        dovecot.append,
+        "support",
+        _raw(customer_mail(PAYMENT_FAILED_ZH, message_id="<a@example.net>")),
+    )
     published = Published()
     published.gate = asyncio.Event()
     poller = await _run_poller(_settings(dovecot), store, published)
@@ -78,7 +91,9 @@ async def test_mail_stays_unseen_while_publishing_fails_and_is_published_later(d
     with capture_logs() as logs:
         poller = await _run_poller(_settings(dovecot), store, published)
         try:
-            await wait_until(lambda: _has_event(logs, "email.imap_disconnected"), what="a failed round")
+            await wait_until(
+                lambda: _has_event(logs, "email.imap_disconnected"), what="a failed round"
+            )
             assert not await _all_seen(dovecot)
             published.fail_with = None
             await wait_until(lambda: _all_seen(dovecot), what="the mail seen after Kafka came back")
@@ -99,7 +114,11 @@ async def test_new_mail_arrives_through_idle_long_before_the_poll_interval(dovec
             await wait_until(lambda: _has_event(logs, "email.imap_connected"), what="connected")
             assert next(e for e in logs if e["event"] == "email.imap_connected")["idle"] is True
             await asyncio.sleep(0.3)  # let the first (empty) round finish and IDLE begin
-            await asyncio.to_thread(dovecot.append, "support", _raw(customer_mail("new mail", message_id="<n@example.net>")))
+            await asyncio.to_thread(
+                dovecot.append,
+                "support",
+                _raw(customer_mail("new mail", message_id="<n@example.net>")),
+            )
             await wait_until(lambda: _published(published, 1), timeout=15, what="the IDLE push")
         finally:
             await poller.stop()
@@ -114,13 +133,28 @@ async def test_the_poller_reconnects_after_the_imap_server_restarts(dovecot, sto
     with capture_logs() as logs:
         poller = await _run_poller(_settings(dovecot), store, published)
         try:
-            await asyncio.to_thread(dovecot.append, "support", _raw(customer_mail("before", message_id="<1@example.net>")))
+            await asyncio.to_thread(
+                dovecot.append,
+                "support",
+                _raw(customer_mail("before", message_id="<1@example.net>")),
+            )
             await wait_until(lambda: _published(published, 1), what="the first mail")
             await asyncio.to_thread(dovecot.restart)
-            await wait_until(lambda: _has_event(logs, "email.imap_disconnected"), what="the disconnect noticed")
-            await asyncio.to_thread(dovecot.append, "support", _raw(customer_mail("after", message_id="<2@example.net>")))
-            await wait_until(lambda: _published(published, 2), timeout=30, what="the mail after the restart")
-            assert [e.channel_message_id for e in published.envelopes] == ["<1@example.net>", "<2@example.net>"]
+            await wait_until(
+                lambda: _has_event(logs, "email.imap_disconnected"), what="the disconnect noticed"
+            )
+            await asyncio.to_thread(
+                dovecot.append,
+                "support",
+                _raw(customer_mail("after", message_id="<2@example.net>")),
+            )
+            await wait_until(
+                lambda: _published(published, 2), timeout=30, what="the mail after the restart"
+            )
+            assert [e.channel_message_id for e in published.envelopes] == [
+                "<1@example.net>",
+                "<2@example.net>",
+            ]
         finally:
             await poller.stop()
 
@@ -128,7 +162,9 @@ async def test_the_poller_reconnects_after_the_imap_server_restarts(dovecot, sto
 async def test_a_mail_that_can_never_be_accepted_is_flagged_seen_and_logged(dovecot, store):
     raw = b"From: nobody\r\nSubject: x\r\nMessage-ID: <bad@x>\r\n\r\nhello\r\n"
     await asyncio.to_thread(dovecot.append, "support", raw)
-    await asyncio.to_thread(dovecot.append, "support", _raw(customer_mail("fine", message_id="<ok@example.net>")))
+    await asyncio.to_thread(
+        dovecot.append, "support", _raw(customer_mail("fine", message_id="<ok@example.net>"))
+    )
     published = Published()
     with capture_logs() as logs:
         poller = await _run_poller(_settings(dovecot), store, published)
@@ -142,9 +178,13 @@ async def test_a_mail_that_can_never_be_accepted_is_flagged_seen_and_logged(dove
     assert next(e for e in logs if e["event"] == "email.refused")["source"] == "imap:INBOX"
 
 
-async def test_an_oversized_mail_is_read_up_to_the_limit_and_its_text_still_published(dovecot, store):
+async def test_an_oversized_mail_is_read_up_to_the_limit_and_its_text_still_published(
+    dovecot, store
+):
     mail = customer_mail(PAYMENT_FAILED_ZH, message_id="<big@example.net>")
-    mail.add_attachment(b"\0" * 300_000, maintype="application", subtype="pdf", filename="statement.pdf")
+    mail.add_attachment(
+        b"\0" * 300_000, maintype="application", subtype="pdf", filename="statement.pdf"
+    )
     await asyncio.to_thread(dovecot.append, "support", _raw(mail))
     published = Published()
     poller = await _run_poller(_settings(dovecot, smtp_max_bytes=100_000), store, published)
@@ -159,10 +199,19 @@ async def test_an_oversized_mail_is_read_up_to_the_limit_and_its_text_still_publ
 
 
 async def test_several_mailboxes_are_polled(dovecot, store):
-    await asyncio.to_thread(dovecot.append, "support", _raw(customer_mail("in inbox", message_id="<i@example.net>")))
-    await asyncio.to_thread(dovecot.append, "support", _raw(customer_mail("in vip", message_id="<v@example.net>")), mailbox="VIP")
+    await asyncio.to_thread(
+        dovecot.append, "support", _raw(customer_mail("in inbox", message_id="<i@example.net>"))
+    )
+    await asyncio.to_thread(
+        dovecot.append,
+        "support",
+        _raw(customer_mail("in vip", message_id="<v@example.net>")),
+        mailbox="VIP",
+    )
     published = Published()
-    poller = await _run_poller(_settings(dovecot, imap_mailboxes=["INBOX", "VIP"]), store, published)
+    poller = await _run_poller(
+        _settings(dovecot, imap_mailboxes=["INBOX", "VIP"]), store, published
+    )
     try:
         await wait_until(lambda: _published(published, 2), what="both mailboxes")
     finally:

@@ -30,22 +30,38 @@ BY_SMTP = "alice@example.net"
 BY_IMAP = "bob@example.org"
 
 
-async def test_payment_failure_by_smtp_and_by_imap_each_queued_once_and_answered_in_thread(database_url, monkeypatch, dovecot: Dovecot):
+async def test_payment_failure_by_smtp_and_by_imap_each_queued_once_and_answered_in_thread(
+    database_url, monkeypatch, dovecot: Dovecot
+):
     async def deliver(recipients: list[str], raw: bytes) -> None:
         # The relay as the customers' mail server: into their mailbox (one test mailbox for both).
         await asyncio.to_thread(dovecot.append, "customer", raw)
 
     async with Relay(deliver=deliver) as relay:
         email_env(
-            monkeypatch, relay, imap_host=dovecot.host, imap_port=dovecot.port, imap_tls="false",
-            imap_username="support", imap_password="support-secret", imap_timeout_seconds=5,
+            monkeypatch,
+            relay,
+            imap_host=dovecot.host,
+            imap_port=dovecot.port,
+            imap_tls="false",
+            imap_username="support",
+            imap_password="support-secret",
+            imap_timeout_seconds=5,
         )
         async with email_router(database_url) as router:
-            by_smtp = customer_mail(PAYMENT_FAILED_ZH, subject="转账失败", sender=BY_SMTP,
-                                    message_id="<smtp-original@example.net>")
+            by_smtp = customer_mail(
+                PAYMENT_FAILED_ZH,
+                subject="转账失败",
+                sender=BY_SMTP,
+                message_id="<smtp-original@example.net>",
+            )
             await send_smtp(smtp_port(router), by_smtp, sender=BY_SMTP)
-            by_imap = customer_mail(PAYMENT_FAILED_ZH, subject="转账失败", sender=BY_IMAP,
-                                    message_id="<imap-original@example.org>")
+            by_imap = customer_mail(
+                PAYMENT_FAILED_ZH,
+                subject="转账失败",
+                sender=BY_IMAP,
+                message_id="<imap-original@example.org>",
+            )
             raw_imap = by_imap.as_bytes(policy=by_imap.policy.clone(linesep="\r\n"))
             await asyncio.to_thread(dovecot.append, "support", raw_imap)
 
@@ -70,12 +86,18 @@ async def test_payment_failure_by_smtp_and_by_imap_each_queued_once_and_answered
             assert len(await router.store.conversations.queue_conversations("payments")) == 2
 
             by_address = {c["customer_address"]: c for c in listing}
-            await agent_reply(router, by_address[BY_SMTP]["id"], "您好，这笔转账已原路退回，请查收。")
-            await agent_reply(router, by_address[BY_IMAP]["id"], "您好，这笔转账已原路退回，请查收。")
+            await agent_reply(
+                router, by_address[BY_SMTP]["id"], "您好，这笔转账已原路退回，请查收。"
+            )
+            await agent_reply(
+                router, by_address[BY_IMAP]["id"], "您好，这笔转账已原路退回，请查收。"
+            )
             await relay.wait_for(4)
 
-        inbox = [BytesParser(policy=policy.default).parsebytes(raw)
-                 for _, raw in await asyncio.to_thread(dovecot.messages, "customer")]
+        inbox = [
+            BytesParser(policy=policy.default).parsebytes(raw)
+            for _, raw in await asyncio.to_thread(dovecot.messages, "customer")
+        ]
         replies = {m["To"].addresses[0].addr_spec: m for m in inbox if m["Auto-Submitted"] is None}
         for customer, original, conversation in (
             (BY_SMTP, "<smtp-original@example.net>", by_address[BY_SMTP]),

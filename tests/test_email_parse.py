@@ -37,16 +37,39 @@ def test_html_only_mail_becomes_clean_text_without_scripts_styles_or_entities():
     assert converted.removed == {"script"}
 
 
-@pytest.mark.parametrize("body,new", [
-    ("好的，我再试一下。\n\n在 2026年11月1日 周一 10:00，客服 <support@wallet.example> 写道：\n> 请提供交易号", "好的，我再试一下。"),
-    ("Thanks, it worked.\n\nOn Mon, Nov 3, 2026 at 10:00 AM Wallet Support <\nsupport@wallet.example> wrote:\n> Please retry",
-     "Thanks, it worked."),
-    ("Still failing.\n\n-----Original Message-----\nFrom: Support\nSent: Monday\nplease retry", "Still failing."),
-    ("Still failing.\n\nFrom: Support <support@wallet.example>\nSent: Monday\nTo: me\n\nplease retry", "Still failing."),
-    ("see below\n> quoted a\nmy inline answer\n> quoted b", "see below\nmy inline answer"),
-    ("钱还没到账\n-- \n王先生\n138 0000 0000", "钱还没到账"),
-    ("钱还没到账\n\n发自我的iPhone", "钱还没到账"),
-], ids=["zh-attribution", "en-wrapped-attribution", "outlook-original", "outlook-header-block", "inline", "signature", "mobile"])
+@pytest.mark.parametrize(
+    "body,new",
+    [
+        (
+            "好的，我再试一下。\n\n在 2026年11月1日 周一 10:00，客服 <support@wallet.example> 写道：\n> 请提供交易号",
+            "好的，我再试一下。",
+        ),
+        (
+            "Thanks, it worked.\n\nOn Mon, Nov 3, 2026 at 10:00 AM Wallet Support <\nsupport@wallet.example> wrote:\n> Please retry",
+            "Thanks, it worked.",
+        ),
+        (
+            "Still failing.\n\n-----Original Message-----\nFrom: Support\nSent: Monday\nplease retry",
+            "Still failing.",
+        ),
+        (
+            "Still failing.\n\nFrom: Support <support@wallet.example>\nSent: Monday\nTo: me\n\nplease retry",
+            "Still failing.",
+        ),
+        ("see below\n> quoted a\nmy inline answer\n> quoted b", "see below\nmy inline answer"),
+        ("钱还没到账\n-- \n王先生\n138 0000 0000", "钱还没到账"),
+        ("钱还没到账\n\n发自我的iPhone", "钱还没到账"),
+    ],
+    ids=[
+        "zh-attribution",
+        "en-wrapped-attribution",
+        "outlook-original",
+        "outlook-header-block",
+        "inline",
+        "signature",
+        "mobile",
+    ],
+)
 def test_the_new_text_is_split_from_quoted_history_and_signature(body, new):
     reply = split_reply(body)
     assert reply.new == new
@@ -80,7 +103,9 @@ def test_an_empty_body_falls_back_to_the_subject():
 def test_a_missing_message_id_is_made_from_the_mail_so_a_retry_dedupes():
     raw = b"From: a@example.net\r\nSubject: x\r\nDate: Mon, 3 Nov 2026 10:00:00 +0000\r\n\r\nhello\r\n"
     first, again = parse_mail(raw), parse_mail(raw)
-    assert first.message_id == again.message_id and first.message_id.endswith("@no-message-id.invalid>")
+    assert first.message_id == again.message_id and first.message_id.endswith(
+        "@no-message-id.invalid>"
+    )
 
 
 def test_a_message_id_too_long_for_the_store_is_hashed_the_same_way_everywhere():
@@ -91,17 +116,20 @@ def test_a_message_id_too_long_for_the_store_is_hashed_the_same_way_everywhere()
     assert mail.in_reply_to == [normalize_message_id(long_id)]
 
 
-@pytest.mark.parametrize("headers,reason", [
-    ({"Auto_Submitted": "auto-replied"}, "auto_submitted"),
-    ({"Auto_Submitted": "no"}, None),
-    ({"Precedence": "bulk"}, "bulk"),
-    ({"Precedence": "junk"}, "bulk"),
-    ({"List_Unsubscribe": "<mailto:u@shop.example>"}, "mailing_list"),
-    ({"X_Auto_Response_Suppress": "All"}, "auto_response_suppressed"),
-    ({"From": "MAILER-DAEMON@mx.example.net"}, "no_reply_sender"),
-    ({"From": "no-reply@shop.example"}, "no_reply_sender"),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    "headers,reason",
+    [
+        ({"Auto_Submitted": "auto-replied"}, "auto_submitted"),
+        ({"Auto_Submitted": "no"}, None),
+        ({"Precedence": "bulk"}, "bulk"),
+        ({"Precedence": "junk"}, "bulk"),
+        ({"List_Unsubscribe": "<mailto:u@shop.example>"}, "mailing_list"),
+        ({"X_Auto_Response_Suppress": "All"}, "auto_response_suppressed"),
+        ({"From": "MAILER-DAEMON@mx.example.net"}, "no_reply_sender"),
+        ({"From": "no-reply@shop.example"}, "no_reply_sender"),
+        ({}, None),
+    ],
+)
 def test_mail_that_must_not_be_answered_automatically_is_recognized(headers, reason):
     assert parse_mail(_mail(**headers).as_bytes()).auto_reason == reason
 
@@ -113,9 +141,15 @@ def test_a_null_envelope_sender_is_a_bounce():
 def test_attachments_beyond_the_bound_are_counted_not_listed():
     msg = _mail("see attached")
     for i in range(5):
-        msg.add_attachment(b"data", maintype="application", subtype="pdf", filename=f"../../etc/{i}.pdf")
+        msg.add_attachment(
+            b"data", maintype="application", subtype="pdf", filename=f"../../etc/{i}.pdf"
+        )
     mail = parse_mail(msg.as_bytes(), Limits(max_attachments=3))
-    assert [a.name for a in mail.attachments] == [".._.._etc_0.pdf", ".._.._etc_1.pdf", ".._.._etc_2.pdf"]
+    assert [a.name for a in mail.attachments] == [
+        ".._.._etc_0.pdf",
+        ".._.._etc_1.pdf",
+        ".._.._etc_2.pdf",
+    ]
     assert "attachments_not_listed:2" in mail.problems
 
 
@@ -125,7 +159,12 @@ def test_text_beyond_the_bound_is_cut_and_noted():
 
 
 def test_garbage_bytes_never_raise():
-    for raw in (b"", b"\xff\xfe\x00\x01", b"From: \xff\r\n\r\n\xff", b"Content-Type: multipart/mixed\r\n\r\n--"):
+    for raw in (
+        b"",
+        b"\xff\xfe\x00\x01",
+        b"From: \xff\r\n\r\n\xff",
+        b"Content-Type: multipart/mixed\r\n\r\n--",
+    ):
         mail = parse_mail(raw)
         assert mail.refusal  # none of these has a sender
 
@@ -137,7 +176,10 @@ def test_the_reply_subject_keeps_one_re_and_the_ticket_once():
 
 
 def test_references_start_at_the_root_and_end_bounded_with_the_parent_kept():
-    messages = [{"channel": "email", "direction": "in", "channel_message_id": f"<{i}@c>", "meta": {}} for i in range(30)]
+    messages = [
+        {"channel": "email", "direction": "in", "channel_message_id": f"<{i}@c>", "meta": {}}
+        for i in range(30)
+    ]
     messages[-1]["meta"] = {"thread": {"references": "<root@c> <0@c>"}}
     parent_id, refs = thread_ids({"messages": messages}, messages[-1])
     assert parent_id == "<29@c>"

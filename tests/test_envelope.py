@@ -13,11 +13,15 @@ def test_same_provider_message_gets_the_same_message_id():
 
 def test_envelope_round_trips_through_kafka_bytes_unchanged():
     env = Envelope.new(
-        channel=Channel.CHAT, channel_message_id="c1", conversation_key="chat:k",
-        sender=Sender(address="chat:k", name="王"), text="转账失败",
+        channel=Channel.CHAT,
+        channel_message_id="c1",
+        conversation_key="chat:k",
+        sender=Sender(address="chat:k", name="王"),
+        text="转账失败",
         received_at=datetime(2026, 11, 1, tzinfo=UTC),
-        classification=Classification(category="transaction_failed", urgency=Urgency.HIGH,
-                                      confidence=0.9, language="zh"),
+        classification=Classification(
+            category="transaction_failed", urgency=Urgency.HIGH, confidence=0.9, language="zh"
+        ),
     )
     assert Envelope.from_bytes(env.to_bytes()) == env
     assert env.kafka_key == b"chat:k"
@@ -26,10 +30,23 @@ def test_envelope_round_trips_through_kafka_bytes_unchanged():
 
 def test_envelope_refuses_unknown_fields_and_channels():
     with pytest.raises(ValidationError):
-        Envelope.model_validate({"message_id": "m", "channel": "fax", "channel_message_id": "x",
-                                 "conversation_key": "k", "sender": {"address": "a"}, "text": "t"})
-    good = Envelope.new(channel=Channel.SMS, channel_message_id="x", conversation_key="k",
-                        sender=Sender(address="+1"), text="t").model_dump()
+        Envelope.model_validate(
+            {
+                "message_id": "m",
+                "channel": "fax",
+                "channel_message_id": "x",
+                "conversation_key": "k",
+                "sender": {"address": "a"},
+                "text": "t",
+            }
+        )
+    good = Envelope.new(
+        channel=Channel.SMS,
+        channel_message_id="x",
+        conversation_key="k",
+        sender=Sender(address="+1"),
+        text="t",
+    ).model_dump()
     with pytest.raises(ValidationError):
         Envelope.model_validate({**good, "surprise": 1})
 

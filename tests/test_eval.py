@@ -11,13 +11,23 @@ import pytest
 from router.cli.evaluate import EvalFileError, Report, read_rows
 from tests.conftest import CONFIG_DIR
 
-JSON_KEYS = {"rows", "macro_f1", "per_category", "unauthorized_recall", "unauthorized_precision",
-             "critical_recall", "seconds"}
+JSON_KEYS = {
+    "rows",
+    "macro_f1",
+    "per_category",
+    "unauthorized_recall",
+    "unauthorized_precision",
+    "critical_recall",
+    "seconds",
+}
 
 
 def _report(gold, predicted, gold_urgency=None, predicted_urgency=None) -> Report:
     return Report(
-        rows=len(gold), seconds=0.0, gold=gold, predicted=predicted,
+        rows=len(gold),
+        seconds=0.0,
+        gold=gold,
+        predicted=predicted,
         gold_urgency=gold_urgency or [None] * len(gold),
         predicted_urgency=predicted_urgency or ["low"] * len(gold),
         has_urgency=gold_urgency is not None,
@@ -26,7 +36,12 @@ def _report(gold, predicted, gold_urgency=None, predicted_urgency=None) -> Repor
 
 def test_precision_recall_and_f1_per_category_and_macro_f1_over_the_categories_present():
     gold = ["unauthorized_transaction"] * 4 + ["general"] * 4
-    predicted = ["unauthorized_transaction"] * 3 + ["general"] + ["general"] * 2 + ["unauthorized_transaction", "data_loss"]
+    predicted = (
+        ["unauthorized_transaction"] * 3
+        + ["general"]
+        + ["general"] * 2
+        + ["unauthorized_transaction", "data_loss"]
+    )
     report = _report(gold, predicted)
     fraud = report.per_category["unauthorized_transaction"]
     assert (fraud["precision"], fraud["recall"], fraud["support"]) == (0.75, 0.75, 4)
@@ -47,8 +62,12 @@ def test_the_confusion_matrix_counts_expected_against_predicted():
 
 
 def test_critical_recall_counts_only_rows_marked_critical_and_is_null_without_urgency():
-    report = _report(["unauthorized_transaction"] * 3, ["unauthorized_transaction"] * 3,
-                     gold_urgency=["critical", "critical", "low"], predicted_urgency=["critical", "high", "critical"])
+    report = _report(
+        ["unauthorized_transaction"] * 3,
+        ["unauthorized_transaction"] * 3,
+        gold_urgency=["critical", "critical", "low"],
+        predicted_urgency=["critical", "high", "critical"],
+    )
     assert report.critical_recall == 0.5
     assert _report(["general"], ["general"]).critical_recall is None
 
@@ -80,7 +99,9 @@ def test_a_bad_file_is_refused_with_the_line_and_the_reason(tmp_path, content, r
 
 def test_multi_line_quoted_texts_and_a_byte_order_mark_are_read(tmp_path):
     path = tmp_path / "mail.csv"
-    path.write_bytes('\ufefftext,category,channel\n"Hello,\n\nmy card was used\n",unauthorized_transaction,email\n'.encode())
+    path.write_bytes(
+        '\ufefftext,category,channel\n"Hello,\n\nmy card was used\n",unauthorized_transaction,email\n'.encode()
+    )
     [row] = read_rows(path)
     assert row.text.startswith("Hello,") and "my card was used" in row.text
     assert row.channel == "email" and row.line == 2
@@ -89,7 +110,9 @@ def test_multi_line_quoted_texts_and_a_byte_order_mark_are_read(tmp_path):
 def _eval_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "router.cli", "eval", *args, "--config", str(CONFIG_DIR)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -123,9 +146,17 @@ def test_eval_text_shows_per_category_scores_macro_f1_confusion_and_the_fraud_fi
     result = _eval_cli(str(labelled_csv))
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for expected in ("precision", "recall", "f1", "support", "macro-F1", "confusion matrix",
-                     "unauthorized_transaction recall", "unauthorized_transaction precision",
-                     "critical-urgency recall"):
+    for expected in (
+        "precision",
+        "recall",
+        "f1",
+        "support",
+        "macro-F1",
+        "confusion matrix",
+        "unauthorized_transaction recall",
+        "unauthorized_transaction precision",
+        "critical-urgency recall",
+    ):
         assert expected in out
 
 

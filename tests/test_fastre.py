@@ -30,7 +30,11 @@ def _texts() -> list[str]:
     out = list(_HANDWRITTEN)
     for category in rules.config.classifier.categories.values():
         for text in category.examples.all():
-            out += [text, text.lower(), f"Hello,\n\n{text}\n\nOn 2 Sep 2024, 09:14, Support wrote:\n> 100 GBP\n"]
+            out += [
+                text,
+                text.lower(),
+                f"Hello,\n\n{text}\n\nOn 2 Sep 2024, 09:14, Support wrote:\n> 100 GBP\n",
+            ]
     return out
 
 
@@ -63,7 +67,10 @@ def test_every_pattern_matches_the_same_spans_with_its_lookahead():
         with_lookahead += fast.pattern != plain.pattern
         for text in texts:
             expected = [(m.span(), m.groups()) for m in plain.finditer(text)]
-            assert [(m.span(), m.groups()) for m in fast.finditer(text)] == expected, (pattern, text)
+            assert [(m.span(), m.groups()) for m in fast.finditer(text)] == expected, (
+                pattern,
+                text,
+            )
     assert with_lookahead > len(patterns) // 2  # the fast path is taken, not silently skipped
 
 
@@ -91,5 +98,11 @@ def test_the_lookahead_names_what_every_match_starts_with(pattern, lookahead):
 def test_substrings_finds_overlapping_occurrences_once_each_in_the_order_they_end():
     index = Substrings(["密码", "支付密码", "盗刷", "被盗", "pin"])
     # Two that end together come longer first.
-    assert index.found("支付密码被盗刷了, spinning pin") == ["支付密码", "密码", "被盗", "盗刷", "pin"]
+    assert index.found("支付密码被盗刷了, spinning pin") == [
+        "支付密码",
+        "密码",
+        "被盗",
+        "盗刷",
+        "pin",
+    ]
     assert Substrings([]).found("anything") == []

@@ -16,7 +16,9 @@ async def test_healthz_readyz_and_metrics(running_router):
         assert "supportrouter_messages_received_total" in await resp.text()
 
 
-async def test_readyz_names_kafka_when_the_broker_is_gone_and_recovers_when_it_is_back(running_router):
+async def test_readyz_names_kafka_when_the_broker_is_gone_and_recovers_when_it_is_back(
+    running_router,
+):
     r = running_router
     broker = r.router.bus.embedded
     await broker.stop()
@@ -42,7 +44,10 @@ async def test_readyz_names_the_database_when_it_cannot_be_opened(tmp_path):
     from tests.conftest import make_settings
 
     db = tmp_path / "store.db"
-    async with Router(make_settings(f"sqlite+aiosqlite:///{db}")) as router, aiohttp.ClientSession() as http:
+    async with (
+        Router(make_settings(f"sqlite+aiosqlite:///{db}")) as router,
+        aiohttp.ClientSession() as http,
+    ):
         await router.store.conversations.engine.dispose()  # no pooled connection hides the loss
         for leftover in tmp_path.glob("store.db*"):
             leftover.unlink()

@@ -14,7 +14,10 @@ from tests.conftest import make_settings
 from tests.routing_helpers import classified, config_dir_with
 from tests.test_process import _banner, _env, _start
 
-TO_GENERAL = ("  - {category: transaction_failed, queue: payments}", "  - {category: transaction_failed, queue: general}")
+TO_GENERAL = (
+    "  - {category: transaction_failed, queue: payments}",
+    "  - {category: transaction_failed, queue: general}",
+)
 BAD_TARGET = ("      - {queue: general, priority: 50}", "      - {queue: vip_desk, priority: 50}")
 
 
@@ -37,7 +40,9 @@ async def eventually(predicate, timeout: float = 60, what: str = "condition"):
 async def route(router: Router, key: str) -> dict:
     """A pending transfer through the running dispatcher; its stored conversation."""
     env = classified("transaction_failed", "normal", key=key)
-    await router.bus.kafka.publish(router.bus.kafka.topics.classified, env.to_bytes(), key=env.kafka_key)
+    await router.bus.kafka.publish(
+        router.bus.kafka.topics.classified, env.to_bytes(), key=env.kafka_key
+    )
 
     async def stored():
         for queue in router.policy.rules.config.routing.queues:
@@ -55,7 +60,9 @@ async def test_a_changed_file_is_reloaded_and_a_bad_one_refused_while_the_rules_
     monkeypatch.setenv("SUPPORTROUTER_CONFIG_POLL_SECONDS", "0.1")
     config_dir = config_dir_with(tmp_path)
     routing = config_dir / "routing.yaml"
-    async with Router(make_settings(f"sqlite+aiosqlite:///{tmp_path}/s.db", config_dir=config_dir)) as router:
+    async with Router(
+        make_settings(f"sqlite+aiosqlite:///{tmp_path}/s.db", config_dir=config_dir)
+    ) as router:
         first_version = router.policy.rules.version
         before = await route(router, "chat:before")
         assert (before["queue"], before["rules_version"]) == ("payments", first_version)
@@ -65,7 +72,9 @@ async def test_a_changed_file_is_reloaded_and_a_bad_one_refused_while_the_rules_
         second_version = router.policy.rules.version
         after = await route(router, "chat:after")
         assert (after["queue"], after["rules_version"]) == ("general", second_version)
-        assert (await router.store.conversations.conversation(before["id"]))["rules_version"] == first_version
+        assert (await router.store.conversations.conversation(before["id"]))[
+            "rules_version"
+        ] == first_version
 
         line = edit(routing, *BAD_TARGET)
         await eventually(lambda: _refused(router))
@@ -76,7 +85,9 @@ async def test_a_changed_file_is_reloaded_and_a_bad_one_refused_while_the_rules_
         still = await route(router, "chat:while-refused")
         assert (still["queue"], still["rules_version"]) == ("general", second_version)
 
-        edit(routing, BAD_TARGET[1], BAD_TARGET[0])  # fixed: the problems go, the version is the second again
+        edit(
+            routing, BAD_TARGET[1], BAD_TARGET[0]
+        )  # fixed: the problems go, the version is the second again
         await eventually(lambda: _cleared(router))
         assert router.policy.rules.version == second_version
 
@@ -124,7 +135,9 @@ class LogLines:
 async def test_sighup_reloads_and_a_bad_file_is_refused_with_file_line_and_reason(tmp_path):
     config_dir = config_dir_with(tmp_path)
     routing = config_dir / "routing.yaml"
-    env = _env(tmp_path, SUPPORTROUTER_CONFIG_DIR=str(config_dir), SUPPORTROUTER_CONFIG_POLL_SECONDS="0")
+    env = _env(
+        tmp_path, SUPPORTROUTER_CONFIG_DIR=str(config_dir), SUPPORTROUTER_CONFIG_POLL_SECONDS="0"
+    )
     process = await _start(env)
     logs = LogLines(process.stderr)
     try:
@@ -141,7 +154,9 @@ async def test_sighup_reloads_and_a_bad_file_is_refused_with_file_line_and_reaso
         process.send_signal(signal.SIGHUP)
         refused = await logs.wait_for("config.refused", after=mark)
         assert refused["version_in_force"] == reloaded["version"]
-        assert refused["problems"] == [f"routing.yaml:{line}: workflow.2.targets.1.queue: unknown queue 'vip_desk'"]
+        assert refused["problems"] == [
+            f"routing.yaml:{line}: workflow.2.targets.1.queue: unknown queue 'vip_desk'"
+        ]
 
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):

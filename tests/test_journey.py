@@ -20,7 +20,9 @@ FRAUD_ZH = "有人用我的钱包付了一笔我不认识的款"
 FRAUD_EN = "someone made a payment from my wallet that I did not make"
 
 
-async def test_chinese_fraud_report_heads_the_fraud_queue_and_the_agent_reply_reaches_the_customer(running_router):
+async def test_chinese_fraud_report_heads_the_fraud_queue_and_the_agent_reply_reaches_the_customer(
+    running_router,
+):
     r = running_router
     admin = await r.login()
     token = await r.chat_session(name="王先生")
@@ -40,11 +42,16 @@ async def test_chinese_fraud_report_heads_the_fraud_queue_and_the_agent_reply_re
         for field in ("id", "queue", "assignee", "waiting_seconds", "preview"):
             assert field in head
 
-        async with r.http.post(r.url(f"/api/conversations/{head['id']}/claim"), headers=admin) as resp:
+        async with r.http.post(
+            r.url(f"/api/conversations/{head['id']}/claim"), headers=admin
+        ) as resp:
             assert resp.status == 200
             assert (await resp.json())["assignee"] == "admin"
-        async with r.http.post(r.url(f"/api/conversations/{head['id']}/messages"), headers=admin,
-                               json={"text": "我们已冻结您的账户，请稍候。"}) as resp:
+        async with r.http.post(
+            r.url(f"/api/conversations/{head['id']}/messages"),
+            headers=admin,
+            json={"text": "我们已冻结您的账户，请稍候。"},
+        ) as resp:
             assert resp.status == 201
             reply_id = (await resp.json())["id"]
         reply = await receive_until(ws, "message")
@@ -57,7 +64,9 @@ async def test_chinese_fraud_report_heads_the_fraud_queue_and_the_agent_reply_re
     assert [m["direction"] for m in history] == ["in", "out", "out"]
 
 
-async def test_english_fraud_report_gets_the_english_acknowledgement_and_outranks_older_questions(running_router):
+async def test_english_fraud_report_gets_the_english_acknowledgement_and_outranks_older_questions(
+    running_router,
+):
     r = running_router
     admin = await r.login()
     await chat_into_queue(r, admin, "my transfer failed, can you check it?", queue="payments")
@@ -74,7 +83,11 @@ async def test_queue_lists_critical_before_older_lower_urgency_conversations(run
     """Within one queue: urgency first, then age. A later critical message jumps the line."""
     r = running_router
     admin = await r.login()
-    texts = ["my transfer failed", "my transfer failed and the money was deducted", "my transfer failed again"]
+    texts = [
+        "my transfer failed",
+        "my transfer failed and the money was deducted",
+        "my transfer failed again",
+    ]
     for i, text in enumerate(texts):
         await chat_into_queue(r, admin, text, queue="payments", count=i + 1)
     listing = await wait_for_queue(r, admin, "payments", lambda c: len(c) == 3)
@@ -82,7 +95,9 @@ async def test_queue_lists_critical_before_older_lower_urgency_conversations(run
     assert [c["preview"] for c in listing] == [texts[1], texts[0], texts[2]]
 
 
-async def test_a_follow_up_in_the_same_chat_joins_the_open_conversation_and_can_only_raise_urgency(running_router):
+async def test_a_follow_up_in_the_same_chat_joins_the_open_conversation_and_can_only_raise_urgency(
+    running_router,
+):
     r = running_router
     admin = await r.login()
     async with chat_socket(r) as ws:
@@ -92,9 +107,13 @@ async def test_a_follow_up_in_the_same_chat_joins_the_open_conversation_and_can_
         fraud = await wait_for_queue(r, admin, "fraud", lambda c: len(c) == 1)
         await send_message(ws, "thanks", "3")
     conversation_id = fraud[0]["id"]
+
     async def messages_stored() -> dict:
-        async with r.http.get(r.url(f"/api/conversations/{conversation_id}"), headers=admin) as resp:
+        async with r.http.get(
+            r.url(f"/api/conversations/{conversation_id}"), headers=admin
+        ) as resp:
             return await resp.json()
+
     for _ in range(300):
         detail = await messages_stored()
         if sum(m["direction"] == "in" for m in detail["messages"]) == 3:

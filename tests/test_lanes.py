@@ -52,17 +52,25 @@ def test_anything_that_may_be_fraud_or_a_takeover_takes_the_urgent_lane(rules, t
     assert rules.lane(text) is Lane.URGENT
 
 
-@pytest.mark.parametrize("text", STANDARD_TEXTS + ["my transfer failed, can you check it?", "提现手续费是多少"])
+@pytest.mark.parametrize(
+    "text", STANDARD_TEXTS + ["my transfer failed, can you check it?", "提现手续费是多少"]
+)
 def test_ordinary_questions_take_the_standard_lane(rules, text):
     assert rules.lane(text) is Lane.STANDARD
 
 
 def test_the_pre_screen_reads_the_email_subject_too(rules):
-    assert rules.lane("Please call me back.", subject="Unauthorised payment on my account") is Lane.URGENT
+    assert (
+        rules.lane("Please call me back.", subject="Unauthorised payment on my account")
+        is Lane.URGENT
+    )
 
 
 def test_an_explicit_this_is_not_fraud_keeps_the_standard_lane(rules):
-    assert rules.lane("I did make that payment myself, it is not fraud, just tell me the fee") is Lane.STANDARD
+    assert (
+        rules.lane("I did make that payment myself, it is not fraud, just tell me the fee")
+        is Lane.STANDARD
+    )
 
 
 async def _inbound_stored(router: Router) -> int:
@@ -74,17 +82,29 @@ async def _inbound_stored(router: Router) -> int:
 async def _urgent_position(router: Router, conversation_key: str) -> tuple[int, dict] | None:
     """How many inbound messages the store took before the urgent one, and its conversation."""
     async with router.store.conversations.engine.connect() as conn:
-        row = (await conn.execute(
-            sa.select(messages.c.seq, conversations)
-            .join(conversations, messages.c.conversation_id == conversations.c.id)
-            .where(conversations.c.conversation_key == conversation_key, messages.c.direction == "in")
-        )).mappings().first()
+        row = (
+            (
+                await conn.execute(
+                    sa.select(messages.c.seq, conversations)
+                    .join(conversations, messages.c.conversation_id == conversations.c.id)
+                    .where(
+                        conversations.c.conversation_key == conversation_key,
+                        messages.c.direction == "in",
+                    )
+                )
+            )
+            .mappings()
+            .first()
+        )
         if row is None:
             return None
-        ahead = (await conn.execute(
-            sa.select(sa.func.count()).select_from(messages)
-            .where(messages.c.direction == "in", messages.c.seq < row["seq"])
-        )).scalar_one()
+        ahead = (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(messages)
+                .where(messages.c.direction == "in", messages.c.seq < row["seq"])
+            )
+        ).scalar_one()
     return ahead, dict(row)
 
 
@@ -101,29 +121,45 @@ async def _wait_for(condition, what: str, timeout: float = 180.0):
 async def test_an_urgent_message_overtakes_a_backlog_of_5000_standard_ones_all_the_way_into_a_queue(
     tmp_path, broker_kind, request
 ):
-    settings = router_settings(f"sqlite+aiosqlite:///{tmp_path}/store.db", broker_kind, request,
-                               channels=["chat"], log_level="warning")
+    settings = router_settings(
+        f"sqlite+aiosqlite:///{tmp_path}/store.db",
+        broker_kind,
+        request,
+        channels=["chat"],
+        log_level="warning",
+    )
     async with new_router(settings) as router, aiohttp.ClientSession() as http:
         # The backlog goes straight onto the standard lane, as a burst from every channel would.
-        producer = AIOKafkaProducer(bootstrap_servers=router.bus.kafka.bootstrap_servers, acks="all", linger_ms=20)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=router.bus.kafka.bootstrap_servers, acks="all", linger_ms=20
+        )
         await producer.start()
         try:
             sends = []
             for i in range(BACKLOG):
                 envelope = Envelope.new(
-                    channel=Channel.SMS, channel_message_id=f"backlog-{i}", conversation_key=f"sms:+1555{i:07d}",
-                    sender=Sender(address=f"+1555{i:07d}"), text=STANDARD_TEXTS[i % len(STANDARD_TEXTS)],
+                    channel=Channel.SMS,
+                    channel_message_id=f"backlog-{i}",
+                    conversation_key=f"sms:+1555{i:07d}",
+                    sender=Sender(address=f"+1555{i:07d}"),
+                    text=STANDARD_TEXTS[i % len(STANDARD_TEXTS)],
                     lane=Lane.STANDARD,
                 )
-                sends.append(await producer.send(
-                    router.bus.kafka.topics.inbound_standard, envelope.to_bytes(), key=envelope.kafka_key
-                ))
+                sends.append(
+                    await producer.send(
+                        router.bus.kafka.topics.inbound_standard,
+                        envelope.to_bytes(),
+                        key=envelope.kafka_key,
+                    )
+                )
             await asyncio.gather(*sends)
         finally:
             await producer.stop()
 
         # Let the backlog flow through the classifier and into the store before the urgent one.
-        await _wait_for(lambda: _count_at_least(router, 100), "the backlog never started reaching the store")
+        await _wait_for(
+            lambda: _count_at_least(router, 100), "the backlog never started reaching the store"
+        )
         stored_when_sent = await _inbound_stored(router)
 
         base = f"http://127.0.0.1:{router.services.gateway.port}"
@@ -131,8 +167,14 @@ async def test_an_urgent_message_overtakes_a_backlog_of_5000_standard_ones_all_t
             token = (await r.json())["session"]
         session = await router.store.conversations.chat_session(token)
         async with http.ws_connect(f"{base}/chat/ws?session={token}") as ws:
-            await ws.send_json({"type": "message", "text": "someone is taking money out of my wallet right now, "
-                                "these are transfers I did not make", "id": "urgent-1"})
+            await ws.send_json(
+                {
+                    "type": "message",
+                    "text": "someone is taking money out of my wallet right now, "
+                    "these are transfers I did not make",
+                    "id": "urgent-1",
+                }
+            )
             ahead, conversation = await _wait_for(
                 lambda: _urgent_position(router, session["conversation_key"]),
                 "the urgent message never reached the store",
@@ -141,7 +183,9 @@ async def test_an_urgent_message_overtakes_a_backlog_of_5000_standard_ones_all_t
     assert conversation["category"] == "unauthorized_transaction"
     assert conversation["urgency"] == "critical" and conversation["queue"] == "fraud"
     # Order, not time: when the urgent message took its place, most of the backlog had not...
-    assert ahead < BACKLOG // 2, f"{ahead} of {BACKLOG} backlog messages were stored before the urgent one"
+    assert ahead < BACKLOG // 2, (
+        f"{ahead} of {BACKLOG} backlog messages were stored before the urgent one"
+    )
     # ... and it passed every backlog message still in flight when it arrived, give or take the
     # handful each stage already had in hand.
     overtaken_by = ahead - stored_when_sent

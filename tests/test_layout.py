@@ -80,8 +80,10 @@ def test_every_module_belongs_to_a_layer():
 def test_no_package_imports_a_package_above_it():
     upward = [
         f"{importer} imports {imported}"
-        for importer, targets in graph().items() if importer not in ("router",)
-        for imported in targets if imported != "router" and layer_of(imported) > layer_of(importer)
+        for importer, targets in graph().items()
+        if importer not in ("router",)
+        for imported in targets
+        if imported != "router" and layer_of(imported) > layer_of(importer)
     ]
     assert upward == []
 
@@ -92,7 +94,7 @@ def test_no_modules_import_each_other_in_a_circle():
 
     def visit(node: str, path: list[str]) -> None:
         if node in path:
-            cycles.append(path[path.index(node):] + [node])
+            cycles.append(path[path.index(node) :] + [node])
             return
         if node in done:
             return
@@ -103,11 +105,17 @@ def test_no_modules_import_each_other_in_a_circle():
     for name in sorted(edges):
         visit(name, [])
     # a package's __init__ naming its own modules is not a cycle of code
-    cycles = [c for c in cycles if not any(c[i + 1].startswith(c[i] + ".") for i in range(len(c) - 1))]
+    cycles = [
+        c for c in cycles if not any(c[i + 1].startswith(c[i] + ".") for i in range(len(c) - 1))
+    ]
     assert cycles == []
 
 
 def test_the_checks_above_can_fail():
     """A lower module importing a higher one is seen (guards the guard)."""
     assert layer_of("router.services.gateway") > layer_of("router.store.conversations")
-    assert layer_of("channels") < layer_of("router.observability.metrics") < layer_of("channels.chat.adapter")
+    assert (
+        layer_of("channels")
+        < layer_of("router.observability.metrics")
+        < layer_of("channels.chat.adapter")
+    )

@@ -65,8 +65,11 @@ def test_no_config_string_copies_or_closely_paraphrases_an_evaluation_row():
             if abs(len(row) - len(mine)) > 0.4 * max(len(row), len(mine)):
                 continue
             matcher.set_seq1(row)
-            if matcher.real_quick_ratio() >= THRESHOLD and matcher.quick_ratio() >= THRESHOLD \
-                    and matcher.ratio() >= THRESHOLD:
+            if (
+                matcher.real_quick_ratio() >= THRESHOLD
+                and matcher.quick_ratio() >= THRESHOLD
+                and matcher.ratio() >= THRESHOLD
+            ):
                 close.append(f"{where}: {text!r} ~ {row!r} ({matcher.ratio():.2f})")
                 break
     assert not close, "config strings too close to evaluation rows:\n" + "\n".join(close)

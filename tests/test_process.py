@@ -33,8 +33,15 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 async def _start(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "router.cli", "run", *args, env=env, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "router.cli",
+        "run",
+        *args,
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -65,7 +72,9 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-async def test_run_prints_where_things_are_and_a_signal_stops_it_without_an_orphan_broker(tmp_path, sig):
+async def test_run_prints_where_things_are_and_a_signal_stops_it_without_an_orphan_broker(
+    tmp_path, sig
+):
     env = _env(tmp_path)
     process = await _start(env)
     try:
@@ -77,7 +86,10 @@ async def test_run_prints_where_things_are_and_a_signal_stops_it_without_an_orph
         assert "embedded Kafka broker" in banner
         [broker_pid] = _children(process.pid)
         assert _alive(broker_pid)
-        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/readyz") as resp,
+        ):
             assert resp.status == 200
         process.send_signal(sig)
         async with asyncio.timeout(30):
@@ -108,7 +120,9 @@ async def test_a_killed_router_takes_its_embedded_broker_with_it(tmp_path):
             await process.wait()
 
 
-async def test_with_bootstrap_servers_set_no_broker_is_started_and_that_cluster_is_used(tmp_path, broker):
+async def test_with_bootstrap_servers_set_no_broker_is_started_and_that_cluster_is_used(
+    tmp_path, broker
+):
     env = _env(tmp_path, SUPPORTROUTER_ADMIN_PASSWORD="operator-chosen", **broker.env())
     process = await _start(env)
     try:
@@ -149,8 +163,18 @@ async def test_tail_prints_the_records_of_a_topic_as_json_lines(tmp_path, broker
         await bus.publish(bus.topics.classified, json.dumps({"hello": "世界"}).encode(), key=b"k1")
     env = _env(tmp_path, **broker.env())
     tail = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "router.cli", "tail", settings.topics.classified, "--from-beginning", "--max", "1",
-        env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "router.cli",
+        "tail",
+        settings.topics.classified,
+        "--from-beginning",
+        "--max",
+        "1",
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     async with asyncio.timeout(30):
         out, err = await tail.communicate()

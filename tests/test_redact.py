@@ -23,7 +23,11 @@ VALID_RESIDENT_ID = "11010519491231002X"
         ("my OTP 8812 just arrived", "8812", ONE_TIME_CODE),
         ("the code they sent me was 771 204", "771 204", ONE_TIME_CODE),
         ("verification code: 9931", "9931", ONE_TIME_CODE),
-        ("my code is four eight two nine one three", "four eight two nine one three", ONE_TIME_CODE),
+        (
+            "my code is four eight two nine one three",
+            "four eight two nine one three",
+            ONE_TIME_CODE,
+        ),
         ("验证码是六六八八九九", "六六八八九九", ONE_TIME_CODE),
         ("my password is Hunter2!x", "Hunter2!x", PASSWORD),
         ("password: correcthorsebattery", "correcthorsebattery", PASSWORD),
@@ -116,7 +120,9 @@ def test_a_mistyped_resident_id_is_still_masked_when_named_as_one():
 
 
 def test_every_secret_in_one_message_is_masked_and_each_kind_recorded_once():
-    text = f"OTP 123456, password is P@ss1word, card 5555555555554444 cvc 999, id {VALID_RESIDENT_ID}"
+    text = (
+        f"OTP 123456, password is P@ss1word, card 5555555555554444 cvc 999, id {VALID_RESIDENT_ID}"
+    )
     result = redact(text)
     for secret in ("123456", "P@ss1word", "5555555555554444", "999", VALID_RESIDENT_ID):
         assert secret not in result.text

@@ -16,8 +16,13 @@ from tests.kafka_helpers import read_topic, settle
 
 
 def classified_envelope(rules, text: str, key: str, channel_message_id: str) -> Envelope:
-    env = Envelope.new(channel=Channel.CHAT, channel_message_id=channel_message_id, conversation_key=key,
-                       sender=Sender(address=key), text=text)
+    env = Envelope.new(
+        channel=Channel.CHAT,
+        channel_message_id=channel_message_id,
+        conversation_key=key,
+        sender=Sender(address=key),
+        text=text,
+    )
     return env.model_copy(update={"classification": rules.classify(text)})
 
 
@@ -47,16 +52,20 @@ async def test_a_redelivered_classified_record_changes_nothing(running_router):
     assert [r["value"]["kind"] for r in outbound] == ["acknowledgement"]
 
 
-async def test_a_reply_stored_but_never_published_goes_out_when_its_record_is_redelivered(running_router):
+async def test_a_reply_stored_but_never_published_goes_out_when_its_record_is_redelivered(
+    running_router,
+):
     """The dispatcher stored the message and its acknowledgement, then died before producing it."""
     router = running_router.router
     bus, store = router.bus.kafka, router.store.conversations
     env = classified_envelope(router.policy.rules, "what is the top-up fee", "chat:crash", "c1")
     queue = router.policy.rules.config.queue_for(env.classification.category)
     await store.record_inbound(
-        env, queue,
+        env,
+        queue,
         lambda conversation, created: router.policy.rules.acknowledgement(
-            conversation, "en", [], message_id=f"ack-{env.message_id}", trace_id=env.trace_id),
+            conversation, "en", [], message_id=f"ack-{env.message_id}", trace_id=env.trace_id
+        ),
     )
     assert [o.message_id for o in await store.unpublished()] == [f"ack-{env.message_id}"]
 
@@ -76,8 +85,13 @@ async def test_a_poison_record_goes_to_the_dlq_and_does_not_block_its_partition(
     key = b"chat:poison"
     await bus.publish(bus.topics.inbound_standard, b"\xff\xfe this is not an envelope", key=key)
     await bus.publish(bus.topics.inbound_standard, b'{"message_id": "half an envelope"}', key=key)
-    good = Envelope.new(channel=Channel.CHAT, channel_message_id="after-poison", conversation_key=key.decode(),
-                        sender=Sender(address=key.decode()), text="what is the withdrawal limit")
+    good = Envelope.new(
+        channel=Channel.CHAT,
+        channel_message_id="after-poison",
+        conversation_key=key.decode(),
+        sender=Sender(address=key.decode()),
+        text="what is the withdrawal limit",
+    )
     await bus.publish(bus.topics.inbound_standard, good.to_bytes(), key=key)
 
     dead = await read_topic(bus, bus.topics.dlq, lambda r: len(r) >= 2)
@@ -86,7 +100,11 @@ async def test_a_poison_record_goes_to_the_dlq_and_does_not_block_its_partition(
     assert dead[0]["value"]["value"] == {"base64": "//4gdGhpcyBpcyBub3QgYW4gZW52ZWxvcGU="}
 
     async def good_stored():
-        return [c for c in await store.queue_conversations("general") if c["conversation_key"] == key.decode()]
+        return [
+            c
+            for c in await store.queue_conversations("general")
+            if c["conversation_key"] == key.decode()
+        ]
 
     assert await wait_for(good_stored)
 
@@ -98,16 +116,24 @@ async def test_a_poison_record_in_a_classifier_chunk_is_dead_lettered_and_the_re
     bus = router.bus.kafka
     key = "chat:poison-in-a-classifier-chunk"
     good = [
-        Envelope.new(channel=Channel.CHAT, channel_message_id=f"pcc-{i}", conversation_key=key,
-                     sender=Sender(address=key), text=text)
+        Envelope.new(
+            channel=Channel.CHAT,
+            channel_message_id=f"pcc-{i}",
+            conversation_key=key,
+            sender=Sender(address=key),
+            text=text,
+        )
         for i, text in enumerate(["what is the withdrawal limit", "and the daily one?", "thanks"])
     ]
-    await bus.publish_many(bus.topics.inbound_standard, [  # one fetch: one chunk
-        (key.encode(), good[0].to_bytes()),
-        (key.encode(), good[1].to_bytes()),
-        (key.encode(), b"\xff not an envelope"),
-        (key.encode(), good[2].to_bytes()),
-    ])
+    await bus.publish_many(
+        bus.topics.inbound_standard,
+        [  # one fetch: one chunk
+            (key.encode(), good[0].to_bytes()),
+            (key.encode(), good[1].to_bytes()),
+            (key.encode(), b"\xff not an envelope"),
+            (key.encode(), good[2].to_bytes()),
+        ],
+    )
 
     dead = await read_topic(bus, bus.topics.dlq, lambda r: len(r) >= 1)
     assert [(d["value"]["stage"], d["value"]["value"]) for d in dead] == [
@@ -124,7 +150,9 @@ async def test_a_poison_record_in_a_classifier_chunk_is_dead_lettered_and_the_re
 
 
 @pytest.fixture
-async def router_on_its_own_broker(database_url, own_broker) -> AsyncIterator[tuple[RunningRouter, Broker]]:
+async def router_on_its_own_broker(
+    database_url, own_broker
+) -> AsyncIterator[tuple[RunningRouter, Broker]]:
     """A whole router and a broker only it uses, which the test may stop and start: Tansu
     embedded by the router (memory only; `own_broker`'s Tansu is left idle), or an Apache Kafka
     of the test's own (durable log). Sessions of 2 s on both, so a short outage breaks every
@@ -136,7 +164,10 @@ async def router_on_its_own_broker(database_url, own_broker) -> AsyncIterator[tu
             yield RunningRouter(router, http), own_broker
         else:
             assert router.bus.embedded is not None
-            yield RunningRouter(router, http), Broker("tansu", router.bus.embedded.bootstrap_servers, _server=router.bus.embedded)
+            yield (
+                RunningRouter(router, http),
+                Broker("tansu", router.bus.embedded.bootstrap_servers, _server=router.bus.embedded),
+            )
 
 
 async def test_the_pipeline_carries_on_after_the_broker_was_away(router_on_its_own_broker):
@@ -152,7 +183,9 @@ async def test_the_pipeline_carries_on_after_the_broker_was_away(router_on_its_o
     async def routed():
         async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
             await ws.receive_json()
-            await ws.send_json({"type": "message", "text": "someone stole money from my wallet", "id": "after"})
+            await ws.send_json(
+                {"type": "message", "text": "someone stole money from my wallet", "id": "after"}
+            )
             frame = await ws.receive_json()
         if frame["type"] != "accepted":
             await asyncio.sleep(0.5)
@@ -209,8 +242,14 @@ async def test_a_reply_redelivered_to_the_sandbox_outbox_is_kept_once(database_u
     from router.store.conversations import ConversationStore
 
     async with ConversationStore(database_url) as store:
-        out = Outbound(conversation_id="c1", conversation_key="sms:+15550000001", channel=Channel.SMS,
-                       to="+15550000001", text="ticket T1", kind="acknowledgement")
+        out = Outbound(
+            conversation_id="c1",
+            conversation_key="sms:+15550000001",
+            channel=Channel.SMS,
+            to="+15550000001",
+            text="ticket T1",
+            kind="acknowledgement",
+        )
         assert await store.record_sandbox_delivery(out) is True
         assert await store.record_sandbox_delivery(out) is False  # Kafka delivered it again
         assert [m["message_id"] for m in await store.list_outbox()] == [out.message_id]

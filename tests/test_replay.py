@@ -28,12 +28,21 @@ RECORDED = [  # text, the category and urgency it is recorded with
 
 def candidate(tmp_path):
     routing = (CONFIG_DIR / "routing.yaml").read_text()
-    routing = routing.replace("{category: password_reset, queue: accounts}", "{category: password_reset, queue: triage}")
-    routing = routing.replace("{queue: payments, priority: 20, timeout: 600}", "{queue: payments, priority: 30, timeout: 600}")
+    routing = routing.replace(
+        "{category: password_reset, queue: accounts}", "{category: password_reset, queue: triage}"
+    )
+    routing = routing.replace(
+        "{queue: payments, priority: 20, timeout: 600}",
+        "{queue: payments, priority: 30, timeout: 600}",
+    )
     replies = (CONFIG_DIR / "templates" / "replies.yaml").read_text()
-    replies = replies.replace("Please do not pay again; an agent will check", "Please do not pay twice; an agent checks")
+    replies = replies.replace(
+        "Please do not pay again; an agent will check", "Please do not pay twice; an agent checks"
+    )
     assert "priority: 30" in routing and "do not pay twice" in replies
-    return config_dir_with(tmp_path / "candidate", **{"routing.yaml": routing, "templates__replies.yaml": replies})
+    return config_dir_with(
+        tmp_path / "candidate", **{"routing.yaml": routing, "templates__replies.yaml": replies}
+    )
 
 
 @pytest.fixture
@@ -42,7 +51,12 @@ async def recorded(tmp_path):
     rules = rules_from(CONFIG_DIR)
     async with ConversationStore(url) as store:
         old = ManualClock(now() - timedelta(days=10))
-        await place(store, rules.config, old, classified("transaction_failed", "normal", text="my transfer failed"))
+        await place(
+            store,
+            rules.config,
+            old,
+            classified("transaction_failed", "normal", text="my transfer failed"),
+        )
         clock = ManualClock()
         for text, category, urgency in RECORDED:
             clock.advance(1)
@@ -53,12 +67,17 @@ async def recorded(tmp_path):
 def replay(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "router.cli", "replay", "--current", str(CONFIG_DIR), *args],
-        capture_output=True, text=True, check=False, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
     )
 
 
 async def test_replay_counts_what_candidate_rules_would_change(recorded, tmp_path):
-    result = replay("--config", str(candidate(tmp_path)), "--database-url", recorded, "--since", "7d", "--json")
+    result = replay(
+        "--config", str(candidate(tmp_path)), "--database-url", recorded, "--since", "7d", "--json"
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["replayed"] == 6  # the conversation from ten days ago is left out
@@ -89,12 +108,18 @@ async def test_the_same_rules_change_nothing(recorded):
 async def test_a_bad_candidate_is_refused_with_file_line_and_reason(recorded, tmp_path):
     bad = config_dir_with(tmp_path / "bad")
     path = bad / "routing.yaml"
-    path.write_text(path.read_text().replace("filter: category == \"data_loss\"", "filter: category === \"data_loss\""))
+    path.write_text(
+        path.read_text().replace(
+            'filter: category == "data_loss"', 'filter: category === "data_loss"'
+        )
+    )
     result = replay("--config", str(bad), "--database-url", recorded)
     assert result.returncode == 1
     assert "routing.yaml:" in result.stderr and "syntax error" in result.stderr
 
 
 async def test_a_bad_since_is_a_clear_error(recorded, tmp_path):
-    result = replay("--config", str(CONFIG_DIR), "--database-url", recorded, "--since", "last tuesday")
+    result = replay(
+        "--config", str(CONFIG_DIR), "--database-url", recorded, "--since", "last tuesday"
+    )
     assert result.returncode == 2 and "--since 'last tuesday'" in result.stderr

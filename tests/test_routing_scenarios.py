@@ -40,45 +40,142 @@ class Row:
 
 
 ROWS = [
-    Row("a fraud report goes to fraud at the top priority", classified("unauthorized_transaction", "critical"),
-        "fraud", 100, "fraud first"),
-    Row("a fraud report goes to fraud even when nobody is signed in", classified("unauthorized_transaction", "critical"),
-        "fraud", 100, "fraud first", staffed=frozenset()),
-    Row("a fraud report the classifier doubts is still fraud, never triage",
-        classified("unauthorized_transaction", "critical", confidence=0.2), "fraud", 100, "fraud first"),
-    Row("a phone stolen unlocked is handled by the fraud team", classified("data_loss", "critical"),
-        "fraud", 90, "phone stolen unlocked"),
-    Row("a critical message the classifier doubts is never sent to triage",
-        classified("data_loss", "critical", confidence=0.2), "fraud", 90, "phone stolen unlocked"),
-    Row("someone in the account right now is handled by the fraud team", classified("account_security", "critical"),
-        "fraud", 90, "account taken over"),
-    Row("a login question that is not critical stays with accounts", classified("account_security", "high"),
-        "accounts", 0, "route:account_security"),
-    Row("a lost chat history is an accounts question", classified("data_loss", "normal"),
-        "accounts", 0, "route:data_loss"),
-    Row("money deducted but not received jumps the payments queue", classified("transaction_failed", "high"),
-        "payments", 20, "money left the account"),
-    Row("a pending transfer waits in payments", classified("transaction_failed", "normal"),
-        "payments", 0, "route:transaction_failed"),
-    Row("a VIP's failed transfer goes to payments at VIP priority", classified("transaction_failed", "normal"),
-        "payments", 50, "VIP money problems", customer={"vip": True}),
-    Row("a VIP's failed transfer goes to general when no payments agent can take it",
-        classified("transaction_failed", "normal"), "general", 50, "VIP money problems",
-        customer={"vip": True}, staffed=EVERY_QUEUE - {"payments"}, step=1),
-    Row("a forgotten password is an accounts question", classified("password_reset", "normal", channel="sms"),
-        "accounts", 0, "route:password_reset"),
-    Row("a message the classifier doubts goes to triage", classified("general", "low", confidence=0.3),
-        "triage", 0, "triage"),
-    Row("a doubtful message overflows from an unstaffed triage to a staffed general queue",
-        classified("general", "low", confidence=0.3), "general", 0, "triage",
-        staffed=frozenset({"general"})),
-    Row("a doubtful message stays in triage when general could not take it either",
-        classified("general", "low", confidence=0.3), "triage", 0, "triage", staffed=frozenset()),
-    Row("a fee question at night waits in general for the office to open",
-        classified("general", "low"), "general", 0, "route:general", open=EVERY_QUEUE - {"general"}),
-    Row("a doubtful message at night skips the closed general queue and stays in triage",
-        classified("general", "low", confidence=0.3), "triage", 0, "triage",
-        staffed=frozenset({"general"}), open=EVERY_QUEUE - {"general"}),
+    Row(
+        "a fraud report goes to fraud at the top priority",
+        classified("unauthorized_transaction", "critical"),
+        "fraud",
+        100,
+        "fraud first",
+    ),
+    Row(
+        "a fraud report goes to fraud even when nobody is signed in",
+        classified("unauthorized_transaction", "critical"),
+        "fraud",
+        100,
+        "fraud first",
+        staffed=frozenset(),
+    ),
+    Row(
+        "a fraud report the classifier doubts is still fraud, never triage",
+        classified("unauthorized_transaction", "critical", confidence=0.2),
+        "fraud",
+        100,
+        "fraud first",
+    ),
+    Row(
+        "a phone stolen unlocked is handled by the fraud team",
+        classified("data_loss", "critical"),
+        "fraud",
+        90,
+        "phone stolen unlocked",
+    ),
+    Row(
+        "a critical message the classifier doubts is never sent to triage",
+        classified("data_loss", "critical", confidence=0.2),
+        "fraud",
+        90,
+        "phone stolen unlocked",
+    ),
+    Row(
+        "someone in the account right now is handled by the fraud team",
+        classified("account_security", "critical"),
+        "fraud",
+        90,
+        "account taken over",
+    ),
+    Row(
+        "a login question that is not critical stays with accounts",
+        classified("account_security", "high"),
+        "accounts",
+        0,
+        "route:account_security",
+    ),
+    Row(
+        "a lost chat history is an accounts question",
+        classified("data_loss", "normal"),
+        "accounts",
+        0,
+        "route:data_loss",
+    ),
+    Row(
+        "money deducted but not received jumps the payments queue",
+        classified("transaction_failed", "high"),
+        "payments",
+        20,
+        "money left the account",
+    ),
+    Row(
+        "a pending transfer waits in payments",
+        classified("transaction_failed", "normal"),
+        "payments",
+        0,
+        "route:transaction_failed",
+    ),
+    Row(
+        "a VIP's failed transfer goes to payments at VIP priority",
+        classified("transaction_failed", "normal"),
+        "payments",
+        50,
+        "VIP money problems",
+        customer={"vip": True},
+    ),
+    Row(
+        "a VIP's failed transfer goes to general when no payments agent can take it",
+        classified("transaction_failed", "normal"),
+        "general",
+        50,
+        "VIP money problems",
+        customer={"vip": True},
+        staffed=EVERY_QUEUE - {"payments"},
+        step=1,
+    ),
+    Row(
+        "a forgotten password is an accounts question",
+        classified("password_reset", "normal", channel="sms"),
+        "accounts",
+        0,
+        "route:password_reset",
+    ),
+    Row(
+        "a message the classifier doubts goes to triage",
+        classified("general", "low", confidence=0.3),
+        "triage",
+        0,
+        "triage",
+    ),
+    Row(
+        "a doubtful message overflows from an unstaffed triage to a staffed general queue",
+        classified("general", "low", confidence=0.3),
+        "general",
+        0,
+        "triage",
+        staffed=frozenset({"general"}),
+    ),
+    Row(
+        "a doubtful message stays in triage when general could not take it either",
+        classified("general", "low", confidence=0.3),
+        "triage",
+        0,
+        "triage",
+        staffed=frozenset(),
+    ),
+    Row(
+        "a fee question at night waits in general for the office to open",
+        classified("general", "low"),
+        "general",
+        0,
+        "route:general",
+        open=EVERY_QUEUE - {"general"},
+    ),
+    Row(
+        "a doubtful message at night skips the closed general queue and stays in triage",
+        classified("general", "low", confidence=0.3),
+        "triage",
+        0,
+        "triage",
+        staffed=frozenset({"general"}),
+        open=EVERY_QUEUE - {"general"},
+    ),
 ]
 
 
@@ -90,13 +187,19 @@ def test_routing_scenario(row: Row):
         is_open=lambda q: q in row.open,
     )
     assert (decision.queue, decision.priority, decision.rule, decision.step) == (
-        row.queue, row.priority, row.rule, row.step), decision.explanation
+        row.queue,
+        row.priority,
+        row.rule,
+        row.step,
+    ), decision.explanation
     assert decision.rules_version == CONFIG.version
     assert decision.explanation  # every decision says why
 
 
 def test_a_ladder_step_with_a_timeout_says_when_the_next_step_comes():
-    decision = Workflow(CONFIG).decide(facts_for(classified("unauthorized_transaction", "critical"), CONFIG))
+    decision = Workflow(CONFIG).decide(
+        facts_for(classified("unauthorized_transaction", "critical"), CONFIG)
+    )
     assert decision.timeout == 120
     assert Workflow(CONFIG).ladder("fraud first")[1].priority == 200
     last = Workflow(CONFIG).place("fraud first", Workflow(CONFIG).ladder("fraud first"), 1, [])
@@ -106,31 +209,103 @@ def test_a_ladder_step_with_a_timeout_says_when_the_next_step_comes():
 # --- replies ----------------------------------------------------------------------------------
 
 REPLY_ROWS = [
-    ("an SMS acknowledgement is short, with the ticket and the wait", "general", "low", "sms", "en", [],
-     ["T1234", "about 5 minutes"], ["\n"]),
-    ("an email acknowledgement is complete", "transaction_failed", "normal", "email", "en", [],
-     ["T1234", "about 5 minutes", "transaction ID"], []),
-    ("a password reset by SMS gets the short self-service steps", "password_reset", "normal", "sms", "en", [],
-     ["Forgot password"], []),
-    ("a password reset by email gets every step", "password_reset", "normal", "email", "en", [],
-     ["1. Open the app", "3. Choose a new password"], []),
-    ("using several devices gets the device steps", "multi_device", "low", "telegram", "zh", [],
-     ["设备管理"], []),
-    ("a lost phone gets the backup restore steps", "data_loss", "normal", "whatsapp", "en", [],
-     ["restore your cloud backup"], []),
-    ("a phone stolen unlocked gets no self-service, it is urgent", "data_loss", "critical", "sms", "en", [],
-     ["T1234"], ["restore your cloud backup"]),
-    ("a masked secret brings the warning, in Chinese", "general", "low", "chat", "zh", ["one_time_code"],
-     ["验证码"], []),
+    (
+        "an SMS acknowledgement is short, with the ticket and the wait",
+        "general",
+        "low",
+        "sms",
+        "en",
+        [],
+        ["T1234", "about 5 minutes"],
+        ["\n"],
+    ),
+    (
+        "an email acknowledgement is complete",
+        "transaction_failed",
+        "normal",
+        "email",
+        "en",
+        [],
+        ["T1234", "about 5 minutes", "transaction ID"],
+        [],
+    ),
+    (
+        "a password reset by SMS gets the short self-service steps",
+        "password_reset",
+        "normal",
+        "sms",
+        "en",
+        [],
+        ["Forgot password"],
+        [],
+    ),
+    (
+        "a password reset by email gets every step",
+        "password_reset",
+        "normal",
+        "email",
+        "en",
+        [],
+        ["1. Open the app", "3. Choose a new password"],
+        [],
+    ),
+    (
+        "using several devices gets the device steps",
+        "multi_device",
+        "low",
+        "telegram",
+        "zh",
+        [],
+        ["设备管理"],
+        [],
+    ),
+    (
+        "a lost phone gets the backup restore steps",
+        "data_loss",
+        "normal",
+        "whatsapp",
+        "en",
+        [],
+        ["restore your cloud backup"],
+        [],
+    ),
+    (
+        "a phone stolen unlocked gets no self-service, it is urgent",
+        "data_loss",
+        "critical",
+        "sms",
+        "en",
+        [],
+        ["T1234"],
+        ["restore your cloud backup"],
+    ),
+    (
+        "a masked secret brings the warning, in Chinese",
+        "general",
+        "low",
+        "chat",
+        "zh",
+        ["one_time_code"],
+        ["验证码"],
+        [],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("situation", "category", "urgency", "channel", "language", "redactions", "has", "lacks"),
-                         REPLY_ROWS, ids=[r[0] for r in REPLY_ROWS])
+@pytest.mark.parametrize(
+    ("situation", "category", "urgency", "channel", "language", "redactions", "has", "lacks"),
+    REPLY_ROWS,
+    ids=[r[0] for r in REPLY_ROWS],
+)
 def test_reply_scenario(situation, category, urgency, channel, language, redactions, has, lacks):
     text = Replies(CONFIG.templates).acknowledgement(
-        category=category, urgency=urgency, language=language, channel=channel, ticket="T1234",
-        redactions=redactions, wait=Wait(seconds=290),
+        category=category,
+        urgency=urgency,
+        language=language,
+        channel=channel,
+        ticket="T1234",
+        redactions=redactions,
+        wait=Wait(seconds=290),
     )
     for part in has:
         assert part in text or part.replace("about 5 minutes", "约 5 分钟") in text
@@ -141,23 +316,42 @@ def test_reply_scenario(situation, category, urgency, channel, language, redacti
 def test_sms_replies_are_much_shorter_than_email_replies():
     def reply(channel):
         return Replies(CONFIG.templates).acknowledgement(
-            category="password_reset", urgency="normal", language="en", channel=channel,
-            ticket="T1234", redactions=["password"], wait=Wait(seconds=60))
+            category="password_reset",
+            urgency="normal",
+            language="en",
+            channel=channel,
+            ticket="T1234",
+            redactions=["password"],
+            wait=Wait(seconds=60),
+        )
+
     assert len(reply("sms")) * 2 < len(reply("email"))
 
 
 def test_a_closed_queue_quotes_its_opening_time():
     text = Replies(CONFIG.templates).acknowledgement(
-        category="general", urgency="low", language="en", channel="sms", ticket="T1",
-        redactions=[], wait=Wait(opens="Mon 09:00 (Asia/Shanghai)"))
+        category="general",
+        urgency="low",
+        language="en",
+        channel="sms",
+        ticket="T1",
+        redactions=[],
+        wait=Wait(opens="Mon 09:00 (Asia/Shanghai)"),
+    )
     assert "after we open at Mon 09:00 (Asia/Shanghai)" in text
 
 
 # --- the filter language ------------------------------------------------------------------------
 
-FACTS = {"category": "transaction_failed", "urgency": Urgency.HIGH, "confidence": 0.9, "channel": "voice",
-         "text": "refund please", "customer": namespace({"vip": True, "segment": "gold"}),
-         "entities": namespace({"amount": ["500"]}, missing=[])}
+FACTS = {
+    "category": "transaction_failed",
+    "urgency": Urgency.HIGH,
+    "confidence": 0.9,
+    "channel": "voice",
+    "text": "refund please",
+    "customer": namespace({"vip": True, "segment": "gold"}),
+    "entities": namespace({"amount": ["500"]}, missing=[]),
+}
 
 FILTERS = [
     ('urgency >= "high"', True),
@@ -165,7 +359,7 @@ FILTERS = [
     ('urgency in ["high", "critical"]', True),
     ('channel == "voice" and customer.vip', True),
     ('customer.segment == "gold" and not customer.blocked', True),
-    ('len(entities.amount) > 0 and len(entities.transaction_id) == 0', True),
+    ("len(entities.amount) > 0 and len(entities.transaction_id) == 0", True),
     ('"refund" in text or confidence < 0.5', True),
     ('category != "transaction_failed" or confidence <= 0.5', False),
     ('confidence > "high"', None),  # cannot be evaluated: the filter is skipped, not crashed
@@ -177,6 +371,7 @@ def test_filter_language_evaluates(source, expected):
     expression = Expression(source)
     if expected is None:
         from router.operator_files.expression import EvaluationError
+
         with pytest.raises(EvaluationError):
             expression.evaluate(FACTS)
     else:
@@ -242,7 +437,11 @@ def test_unknown_queues_and_hours_are_each_named(config_copy):
 
 def test_a_template_with_an_unknown_placeholder_is_refused(config_copy):
     path = config_copy / "templates" / "replies.yaml"
-    path.write_text(path.read_text().replace("(ticket {ticket}) and an agent", "(ticket {tikcet}) and an agent", 1))
+    path.write_text(
+        path.read_text().replace(
+            "(ticket {ticket}) and an agent", "(ticket {tikcet}) and an agent", 1
+        )
+    )
     with pytest.raises(ConfigError) as err:
         load_config(config_copy)
     assert "unknown placeholder {tikcet}" in str(err.value)
@@ -251,9 +450,22 @@ def test_a_template_with_an_unknown_placeholder_is_refused(config_copy):
 
 def test_simulate_shows_filter_queue_priority_and_the_reply():
     result = subprocess.run(
-        [sys.executable, "-m", "router.cli", "simulate", "I forgot my password", "--channel", "sms",
-         "--language", "zh", "--config", str(CONFIG_DIR)],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "router.cli",
+            "simulate",
+            "I forgot my password",
+            "--channel",
+            "sms",
+            "--language",
+            "zh",
+            "--config",
+            str(CONFIG_DIR),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     out = json.loads(result.stdout)
     assert out["queue"] == "accounts" and out["priority"] == 0

@@ -26,13 +26,36 @@ from tests.conftest import make_settings
 
 # kind -> (what the customer writes, the secrets in it, words the acknowledgement must carry)
 SECRETS = {
-    "one_time_code": ("我刚收到的验证码是 482913，有人打电话问我要，是你们吗", ["482913"], "请不要向任何人"),
-    "one_time_code_en": ("the code is 771204 and a caller wants it, is that you?", ["771204"], "Never send"),
-    "password": ("my password is Tr0ub4dor&3x and it stopped working", ["Tr0ub4dor&3x"], "Never send"),
-    "card_number": ("my card 4111 1111 1111 1111 was charged twice for one taxi", ["4111 1111 1111 1111",
-                                                                                   "4111111111111111"], "Never send"),
-    "cvv": ("卡号 5555555555554444 安全码 8642，这张卡能绑定吗", ["5555555555554444", "8642"], "请不要向任何人"),
-    "resident_id": ("实名认证一直失败，我的身份证号是 11010519491231002X", ["11010519491231002X"], "请不要向任何人"),
+    "one_time_code": (
+        "我刚收到的验证码是 482913，有人打电话问我要，是你们吗",
+        ["482913"],
+        "请不要向任何人",
+    ),
+    "one_time_code_en": (
+        "the code is 771204 and a caller wants it, is that you?",
+        ["771204"],
+        "Never send",
+    ),
+    "password": (
+        "my password is Tr0ub4dor&3x and it stopped working",
+        ["Tr0ub4dor&3x"],
+        "Never send",
+    ),
+    "card_number": (
+        "my card 4111 1111 1111 1111 was charged twice for one taxi",
+        ["4111 1111 1111 1111", "4111111111111111"],
+        "Never send",
+    ),
+    "cvv": (
+        "卡号 5555555555554444 安全码 8642，这张卡能绑定吗",
+        ["5555555555554444", "8642"],
+        "请不要向任何人",
+    ),
+    "resident_id": (
+        "实名认证一直失败，我的身份证号是 11010519491231002X",
+        ["11010519491231002X"],
+        "请不要向任何人",
+    ),
 }
 
 
@@ -69,7 +92,9 @@ def captured_logs():
 
 async def _every_record(bootstrap: str, topics: list[str]) -> dict[str, list[bytes]]:
     """Every record of every topic, from the first offset to the last, outside any group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         partitions = await topic_partitions(bootstrap, topics)
@@ -117,7 +142,9 @@ async def test_no_secret_reaches_the_logs_kafka_or_the_database(database_url, ca
             async with http.ws_connect(f"{base}/chat/ws?session={token}") as ws:
                 await ws.send_json({"type": "message", "text": text, "id": kind})
                 acknowledgements[kind] = await _ack(ws)
-        records = await _every_record(router.bus.kafka.bootstrap_servers, router.bus.kafka.all_topics())
+        records = await _every_record(
+            router.bus.kafka.bootstrap_servers, router.bus.kafka.all_topics()
+        )
         rows = await _every_row(router.store.conversations.engine)
 
     leaks = _leaks("the logs", captured_logs.getvalue())
@@ -128,12 +155,20 @@ async def test_no_secret_reaches_the_logs_kafka_or_the_database(database_url, ca
     assert not leaks, leaks
     assert "message.received" in captured_logs.getvalue(), "the log capture saw the router's lines"
 
-    inbound = [r for topic in ("support.inbound.urgent", "support.inbound.standard") for r in records[topic]]
+    inbound = [
+        r
+        for topic in ("support.inbound.urgent", "support.inbound.standard")
+        for r in records[topic]
+    ]
     assert len(inbound) == len(SECRETS)
     recorded_kinds = set(re.findall(rb'"redactions":\[([^\]]*)\]', b" ".join(inbound)))
     for kind in ("one_time_code", "password", "card_number", "cvv", "resident_id"):
-        assert any(kind.encode() in kinds for kinds in recorded_kinds), f"{kind} not recorded on any envelope"
+        assert any(kind.encode() in kinds for kinds in recorded_kinds), (
+            f"{kind} not recorded on any envelope"
+        )
     assert any(rows["messages"]), "the store holds the (redacted) messages"
 
     for kind, (_, _, warning) in SECRETS.items():
-        assert warning in acknowledgements[kind]["text"], f"{kind}: {acknowledgements[kind]['text']}"
+        assert warning in acknowledgements[kind]["text"], (
+            f"{kind}: {acknowledgements[kind]['text']}"
+        )

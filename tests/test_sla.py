@@ -21,7 +21,8 @@ from tests.routing_helpers import classified, config_dir_with, place, rules_from
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 OFFICE = BusinessHours(
     timezone="Asia/Shanghai",
-    weekly={d: ["09:00-21:00"] for d in ("mon", "tue", "wed", "thu", "fri")} | {"sat": ["10:00-18:00"]},
+    weekly={d: ["09:00-21:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
+    | {"sat": ["10:00-18:00"]},
     closed_on=[date(2025, 10, 1)],
 )
 
@@ -32,6 +33,7 @@ def local(*args) -> datetime:
 
 # --- calendars ---------------------------------------------------------------------------------
 
+
 def test_time_after_closing_counts_from_the_next_opening():
     friday_evening = local(2025, 6, 6, 20, 50)  # 10 minutes before Friday closes
     due = Calendar(OFFICE).add(friday_evening, 30 * 60)
@@ -40,26 +42,39 @@ def test_time_after_closing_counts_from_the_next_opening():
 
 def test_a_day_with_no_hours_and_a_holiday_are_skipped():
     saturday_evening = local(2025, 6, 7, 17, 0)
-    assert Calendar(OFFICE).add(saturday_evening, 2 * 3600).astimezone(SHANGHAI) == local(2025, 6, 9, 10, 0)
+    assert Calendar(OFFICE).add(saturday_evening, 2 * 3600).astimezone(SHANGHAI) == local(
+        2025, 6, 9, 10, 0
+    )
     before_holiday = local(2025, 9, 30, 20, 0)  # Tuesday; Wednesday 1 October is closed
-    assert Calendar(OFFICE).add(before_holiday, 2 * 3600).astimezone(SHANGHAI) == local(2025, 10, 2, 10, 0)
+    assert Calendar(OFFICE).add(before_holiday, 2 * 3600).astimezone(SHANGHAI) == local(
+        2025, 10, 2, 10, 0
+    )
 
 
 def test_opening_hours_follow_the_wall_clock_across_a_daylight_saving_change():
     new_york = ZoneInfo("America/New_York")
-    hours = BusinessHours(timezone="America/New_York", weekly={"mon": ["09:00-17:00"], "fri": ["09:00-17:00"]})
+    hours = BusinessHours(
+        timezone="America/New_York", weekly={"mon": ["09:00-17:00"], "fri": ["09:00-17:00"]}
+    )
     friday = datetime(2025, 3, 7, 16, 0, tzinfo=new_york)  # EST; clocks go forward on Sunday
     due = Calendar(hours).add(friday, 2 * 3600)
     assert due.astimezone(new_york).replace(tzinfo=None) == datetime(2025, 3, 10, 10, 0)
-    assert due.utcoffset() is None or due.astimezone(new_york).utcoffset().total_seconds() == -4 * 3600
+    assert (
+        due.utcoffset() is None or due.astimezone(new_york).utcoffset().total_seconds() == -4 * 3600
+    )
 
 
 def test_open_and_next_opening():
     calendar = Calendar(OFFICE)
     assert calendar.is_open(local(2025, 6, 6, 9, 0))
     assert not calendar.is_open(local(2025, 6, 6, 21, 0))
-    assert calendar.next_open(local(2025, 6, 8, 12, 0)).astimezone(SHANGHAI) == local(2025, 6, 9, 9, 0)
-    assert calendar.describe(local(2025, 6, 9, 9, 0), local(2025, 6, 8, 12, 0)) == "Mon 09:00 (Asia/Shanghai)"
+    assert calendar.next_open(local(2025, 6, 8, 12, 0)).astimezone(SHANGHAI) == local(
+        2025, 6, 9, 9, 0
+    )
+    assert (
+        calendar.describe(local(2025, 6, 9, 9, 0), local(2025, 6, 8, 12, 0))
+        == "Mon 09:00 (Asia/Shanghai)"
+    )
 
 
 def test_without_hours_a_queue_is_always_open():
@@ -69,6 +84,7 @@ def test_without_hours_a_queue_is_always_open():
 
 
 # --- the monitor -------------------------------------------------------------------------------
+
 
 class Events:
     def __init__(self):
@@ -106,7 +122,9 @@ def breaches(queue: str) -> float:
 async def test_a_breach_is_reported_once_when_the_first_response_is_late(store, rules, clock):
     events = Events()
     monitor = SlaMonitor(store, rules, clock, events)
-    conversation = await place(store, rules.config, clock, classified("transaction_failed", "normal"))
+    conversation = await place(
+        store, rules.config, clock, classified("transaction_failed", "normal")
+    )
     before = breaches("payments")
     clock.advance(899)  # payments promises a first response within 900 seconds
     await monitor.sweep()
@@ -123,11 +141,21 @@ async def test_a_breach_is_reported_once_when_the_first_response_is_late(store, 
 
 async def test_a_first_response_in_time_is_no_breach(store, rules, clock):
     events = Events()
-    conversation = await place(store, rules.config, clock, classified("transaction_failed", "normal"))
+    conversation = await place(
+        store, rules.config, clock, classified("transaction_failed", "normal")
+    )
     clock.advance(300)
     await store.claim(conversation["id"], "li.na")
-    await store.add_outbound(Outbound(conversation_id=conversation["id"], conversation_key=conversation["conversation_key"],
-                                      channel="chat", to="x", text="checking now", kind="agent_reply"))
+    await store.add_outbound(
+        Outbound(
+            conversation_id=conversation["id"],
+            conversation_key=conversation["conversation_key"],
+            channel="chat",
+            to="x",
+            text="checking now",
+            kind="agent_reply",
+        )
+    )
     clock.advance(3600)
     await SlaMonitor(store, rules, clock, events).sweep()
     assert events.types() == []
@@ -135,15 +163,27 @@ async def test_a_first_response_in_time_is_no_breach(store, rules, clock):
 
 async def test_an_automatic_acknowledgement_does_not_stop_the_clock(store, rules, clock):
     events = Events()
-    conversation = await place(store, rules.config, clock, classified("transaction_failed", "normal"))
-    await store.add_outbound(Outbound(conversation_id=conversation["id"], conversation_key=conversation["conversation_key"],
-                                      channel="chat", to="x", text="we have it", kind="acknowledgement"))
+    conversation = await place(
+        store, rules.config, clock, classified("transaction_failed", "normal")
+    )
+    await store.add_outbound(
+        Outbound(
+            conversation_id=conversation["id"],
+            conversation_key=conversation["conversation_key"],
+            channel="chat",
+            to="x",
+            text="we have it",
+            kind="acknowledgement",
+        )
+    )
     clock.advance(901)
     await SlaMonitor(store, rules, clock, events).sweep()
     assert events.types()[0] == "sla.breached"
 
 
-async def test_the_ladder_moves_on_after_its_timeout_and_a_breach_on_the_last_step_raises_priority(store, rules, clock):
+async def test_the_ladder_moves_on_after_its_timeout_and_a_breach_on_the_last_step_raises_priority(
+    store, rules, clock
+):
     events = Events()
     monitor = SlaMonitor(store, rules, clock, events)
     conversation = await place(store, rules.config, clock, classified("transaction_failed", "high"))
@@ -162,19 +202,33 @@ async def test_the_ladder_moves_on_after_its_timeout_and_a_breach_on_the_last_st
 async def test_a_fraud_breach_raises_priority_and_the_ladder_never_lowers_it(store, rules, clock):
     events = Events()
     monitor = SlaMonitor(store, rules, clock, events)
-    conversation = await place(store, rules.config, clock, classified("unauthorized_transaction", "critical"))
+    conversation = await place(
+        store, rules.config, clock, classified("unauthorized_transaction", "critical")
+    )
     clock.advance(61)  # fraud's SLA is 60 seconds; its policy is raise_priority by 50
     await monitor.sweep()
     assert (await store.conversation(conversation["id"]))["priority"] == 150
     clock.advance(60)  # step 2 of "fraud first" says 200: higher, so it applies
     await monitor.sweep()
     assert (await store.conversation(conversation["id"]))["priority"] == 200
-    assert events.types() == ["sla.breached", "conversation.reprioritized", "conversation.escalated"]
+    assert events.types() == [
+        "sla.breached",
+        "conversation.reprioritized",
+        "conversation.escalated",
+    ]
 
 
-async def test_without_a_ladder_a_breach_on_a_queue_that_escalates_raises_priority(store, rules, clock):
+async def test_without_a_ladder_a_breach_on_a_queue_that_escalates_raises_priority(
+    store, rules, clock
+):
     events = Events()
-    conversation = await place(store, rules.config, clock, classified("transaction_failed", "normal"), customer={"vip": True})
+    conversation = await place(
+        store,
+        rules.config,
+        clock,
+        classified("transaction_failed", "normal"),
+        customer={"vip": True},
+    )
     await store.transfer(conversation["id"], "payments")  # put back by hand: no ladder any more
     clock.advance(901)
     await SlaMonitor(store, rules, clock, events).sweep()
@@ -182,13 +236,26 @@ async def test_without_a_ladder_a_breach_on_a_queue_that_escalates_raises_priori
     assert events.types() == ["sla.breached", "conversation.reprioritized"]
 
 
-async def test_a_breach_on_a_queue_that_escalates_moves_the_conversation_to_the_next_step(store, clock, tmp_path):
-    text = (CONFIG_DIR / "routing.yaml").read_text().replace(
-        "{queue: payments, priority: 50, timeout: 300, skip_if_no_agent: true}",
-        "{queue: payments, priority: 50, timeout: 3000, skip_if_no_agent: true}")
+async def test_a_breach_on_a_queue_that_escalates_moves_the_conversation_to_the_next_step(
+    store, clock, tmp_path
+):
+    text = (
+        (CONFIG_DIR / "routing.yaml")
+        .read_text()
+        .replace(
+            "{queue: payments, priority: 50, timeout: 300, skip_if_no_agent: true}",
+            "{queue: payments, priority: 50, timeout: 3000, skip_if_no_agent: true}",
+        )
+    )
     rules = rules_from(config_dir_with(tmp_path, **{"routing.yaml": text}))
     events = Events()
-    vip = await place(store, rules.config, clock, classified("transaction_failed", "normal"), customer={"vip": True})
+    vip = await place(
+        store,
+        rules.config,
+        clock,
+        classified("transaction_failed", "normal"),
+        customer={"vip": True},
+    )
     assert vip["queue"] == "payments"
     clock.advance(901)  # payments' SLA, long before the step's own timeout
     await SlaMonitor(store, rules, clock, events).sweep()
@@ -212,7 +279,9 @@ async def test_time_outside_business_hours_does_not_count(store, rules):
 
 async def test_a_resolved_conversation_never_breaches(store, rules, clock):
     events = Events()
-    conversation = await place(store, rules.config, clock, classified("transaction_failed", "normal"))
+    conversation = await place(
+        store, rules.config, clock, classified("transaction_failed", "normal")
+    )
     await store.resolve(conversation["id"])
     clock.advance(10_000)
     await SlaMonitor(store, rules, clock, events).sweep()
@@ -225,10 +294,17 @@ async def test_the_running_router_puts_a_breach_on_support_events(tmp_path):
     settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/s.db")
     async with Router(settings, clock=clock) as router:
         env = classified("unauthorized_transaction", "critical", key="chat:sla")
-        await router.bus.kafka.publish(router.bus.kafka.topics.classified, env.to_bytes(), key=env.kafka_key)
-        await read_topic(router.bus.kafka, router.bus.kafka.topics.outbound, lambda r: len(r) >= 1)  # acknowledged
+        await router.bus.kafka.publish(
+            router.bus.kafka.topics.classified, env.to_bytes(), key=env.kafka_key
+        )
+        await read_topic(
+            router.bus.kafka, router.bus.kafka.topics.outbound, lambda r: len(r) >= 1
+        )  # acknowledged
         clock.advance(61)
-        records = await read_topic(router.bus.kafka, router.bus.kafka.topics.events,
-                                   lambda r: any(x["value"]["type"] == "sla.breached" for x in r))
+        records = await read_topic(
+            router.bus.kafka,
+            router.bus.kafka.topics.events,
+            lambda r: any(x["value"]["type"] == "sla.breached" for x in r),
+        )
     breach = next(r["value"] for r in records if r["value"]["type"] == "sla.breached")
     assert breach["queue"] == "fraud" and breach["urgency"] == "critical"

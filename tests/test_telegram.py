@@ -78,16 +78,23 @@ class RecordingPublish:
 
 
 def settings_for(api: tg.BotApiStandIn, **values) -> TelegramSettings:
-    return TelegramSettings(bot_token=api.token, api_base_url=api.base_url, poll_timeout_seconds=2, **values)
+    return TelegramSettings(
+        bot_token=api.token, api_base_url=api.base_url, poll_timeout_seconds=2, **values
+    )
 
 
 @contextlib.asynccontextmanager
-async def channel_running(api, store, publish, *, webhook=True) -> AsyncIterator[tuple[TelegramChannel, str]]:
+async def channel_running(
+    api, store, publish, *, webhook=True
+) -> AsyncIterator[tuple[TelegramChannel, str]]:
     """The channel started against the stand-in, its routes served on a free port."""
     channel = TelegramChannel(
-        build_application(settings_for(api)), publish, store,
+        build_application(settings_for(api)),
+        publish,
+        store,
         webhook_url=PUBLIC_URL + WEBHOOK_PATH if webhook else None,
-        secret_token=SECRET if webhook else None, poll_timeout=2,
+        secret_token=SECRET if webhook else None,
+        poll_timeout=2,
     )
     app = web.Application(middlewares=[json_errors])
     channel.routes(app)
@@ -102,7 +109,9 @@ async def channel_running(api, store, publish, *, webhook=True) -> AsyncIterator
         await runner.cleanup()
 
 
-async def post_update(api: tg.BotApiStandIn, url: str, update: dict, secret: str | None = SECRET) -> tuple[int, dict]:
+async def post_update(
+    api: tg.BotApiStandIn, url: str, update: dict, secret: str | None = SECRET
+) -> tuple[int, dict]:
     """Deliver an update as Telegram's webhook would; the stand-in then knows its chat."""
     api.delivering(update)
     headers = {SECRET_HEADER: secret} if secret is not None else {}
@@ -126,7 +135,9 @@ def test_split_text_keeps_every_piece_within_4096_utf16_units_and_drops_only_the
     parts = split_text(text)
     assert len(parts) > 1
     assert all(0 < utf16_units(p) <= 4096 for p in parts)
-    assert "".join(parts).replace(" ", "").replace("\n", "") == text.replace(" ", "").replace("\n", "")
+    assert "".join(parts).replace(" ", "").replace("\n", "") == text.replace(" ", "").replace(
+        "\n", ""
+    )
 
 
 def test_split_text_leaves_a_short_reply_whole():
@@ -162,8 +173,13 @@ def test_a_secret_token_telegram_would_refuse_is_refused_at_load(monkeypatch):
 
 async def test_a_token_the_bot_api_rejects_stops_the_start_without_printing_the_token(api, store):
     channel = TelegramChannel(
-        build_application(TelegramSettings(bot_token="999:not-the-token", api_base_url=api.base_url)),
-        RecordingPublish(), store, webhook_url=None, secret_token=None,
+        build_application(
+            TelegramSettings(bot_token="999:not-the-token", api_base_url=api.base_url)
+        ),
+        RecordingPublish(),
+        store,
+        webhook_url=None,
+        secret_token=None,
     )
     with pytest.raises(RuntimeError, match="rejected TELEGRAM_BOT_TOKEN") as caught:
         await channel.start()
@@ -171,7 +187,9 @@ async def test_a_token_the_bot_api_rejects_stops_the_start_without_printing_the_
     await channel.stop()
 
 
-async def test_an_unreachable_bot_api_does_not_stop_the_router_and_the_channel_connects_later(store):
+async def test_an_unreachable_bot_api_does_not_stop_the_router_and_the_channel_connects_later(
+    store,
+):
     with socket.socket() as probe:  # a port nothing listens on, yet
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -196,14 +214,17 @@ async def test_an_unreachable_bot_api_does_not_stop_the_router_and_the_channel_c
 async def test_start_registers_the_webhook_with_the_secret_token(api, store):
     async with channel_running(api, store, RecordingPublish()):
         assert api.webhook == {
-            "url": PUBLIC_URL + WEBHOOK_PATH, "secret_token": SECRET,
+            "url": PUBLIC_URL + WEBHOOK_PATH,
+            "secret_token": SECRET,
             "allowed_updates": ["message", "edited_message"],
         }
         assert [c.method for c in api.calls] == ["getMe", "setWebhook"]
 
 
 @pytest.mark.parametrize("secret", [None, "wrong-secret", ""], ids=["missing", "wrong", "empty"])
-async def test_a_webhook_without_the_right_secret_is_refused_and_nothing_is_published(api, store, secret):
+async def test_a_webhook_without_the_right_secret_is_refused_and_nothing_is_published(
+    api, store, secret
+):
     publish = RecordingPublish()
     async with channel_running(api, store, publish) as (_, url):
         status, body = await post_update(api, url, tg.text_update("hello"), secret=secret)
@@ -215,7 +236,9 @@ async def test_the_webhook_answers_only_after_publish_returned(api, store):
     publish = RecordingPublish()
     publish.gate = asyncio.Event()
     async with channel_running(api, store, publish) as (_, url):
-        answer = asyncio.create_task(post_update(api, url, tg.text_update("my transfer is pending")))
+        answer = asyncio.create_task(
+            post_update(api, url, tg.text_update("my transfer is pending"))
+        )
         await asyncio.wait_for(publish.entered.wait(), 10)
         await asyncio.sleep(0.2)
         assert not answer.done()
@@ -224,7 +247,9 @@ async def test_the_webhook_answers_only_after_publish_returned(api, store):
     assert status == 200 and body["published"] == 1
 
 
-async def test_the_webhook_answers_503_when_kafka_did_not_acknowledge_and_the_retry_is_accepted(api, store):
+async def test_the_webhook_answers_503_when_kafka_did_not_acknowledge_and_the_retry_is_accepted(
+    api, store
+):
     publish = RecordingPublish()
     publish.refuse = 1
     update = tg.text_update("my transfer failed", update_id=api.next_update_id())
@@ -248,16 +273,24 @@ async def test_a_repeated_update_id_is_published_once(api, store):
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"[1, 2]", b'{"message": {}}', b'{"update_id": "7"}',
-     b'{"update_id": 7, "message": "just a string"}'],
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"message": {}}',
+        b'{"update_id": "7"}',
+        b'{"update_id": 7, "message": "just a string"}',
+    ],
     ids=["not-json", "not-object", "no-update-id", "string-update-id", "message-not-object"],
 )
 async def test_a_malformed_webhook_body_gets_400_with_a_reason(api, store, body):
     publish = RecordingPublish()
     async with channel_running(api, store, publish) as (_, url):
-        async with aiohttp.ClientSession() as http, http.post(
-            url, data=body, headers={SECRET_HEADER: SECRET, "Content-Type": "application/json"}
-        ) as r:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                url, data=body, headers={SECRET_HEADER: SECRET, "Content-Type": "application/json"}
+            ) as r,
+        ):
             assert r.status == 400
             assert "Update" in (await r.json())["error"]
     assert publish.envelopes == []
@@ -290,7 +323,9 @@ async def test_a_text_message_becomes_an_envelope_keyed_by_chat(api, store):
 async def test_an_edited_message_is_a_new_envelope_with_its_own_id(api, store):
     publish = RecordingPublish()
     original = tg.text_update("transfer failed", update_id=api.next_update_id())
-    edited = tg.edited_update(original, "transfer failed, error code E1042", update_id=api.next_update_id())
+    edited = tg.edited_update(
+        original, "transfer failed, error code E1042", update_id=api.next_update_id()
+    )
     async with channel_running(api, store, publish) as (_, url):
         assert (await post_update(api, url, original))[0] == 200
         assert (await post_update(api, url, edited))[0] == 200
@@ -327,11 +362,16 @@ async def test_a_document_is_recorded_as_attachment_metadata(api, store):
 
 @pytest.mark.parametrize(
     ("language_code", "expected", "button"),
-    [("zh-hans", "钱包官方 Telegram 客服", "分享我的手机号"), ("en", "official customer service", "Share my phone number"),
-     (None, "official customer service", "Share my phone number")],
+    [
+        ("zh-hans", "钱包官方 Telegram 客服", "分享我的手机号"),
+        ("en", "official customer service", "Share my phone number"),
+        (None, "official customer service", "Share my phone number"),
+    ],
     ids=["zh", "en", "unknown-language"],
 )
-async def test_start_greets_in_the_users_language_with_the_contact_button(api, store, language_code, expected, button):
+async def test_start_greets_in_the_users_language_with_the_contact_button(
+    api, store, language_code, expected, button
+):
     publish = RecordingPublish()
     sender = tg.user(user_id=6061, language_code=language_code)
     async with channel_running(api, store, publish) as (_, url):
@@ -348,7 +388,11 @@ async def test_sharing_ones_own_contact_links_the_phone_and_later_messages_carry
     publish = RecordingPublish()
     me = tg.user(user_id=7071)
     async with channel_running(api, store, publish) as (_, url):
-        assert (await post_update(api, url, tg.contact_update(me, "8613800138000", contact_user_id=7071)))[0] == 200
+        assert (
+            await post_update(
+                api, url, tg.contact_update(me, "8613800138000", contact_user_id=7071)
+            )
+        )[0] == 200
         assert (await post_update(api, url, tg.text_update("I forgot my PIN", me)))[0] == 200
     identity = await store.identity_for("telegram", "7071")
     assert identity["phone"] == "+8613800138000" and identity["verified_at"]
@@ -374,14 +418,18 @@ async def test_someone_elses_contact_is_recorded_as_a_message_and_never_linked(a
 async def test_a_forwarded_copy_of_ones_own_contact_is_not_a_verification(api, store):
     publish = RecordingPublish()
     me = tg.user(user_id=8082)
-    update = tg.contact_update(me, "8613900000000", contact_user_id=8082, forwarded_from=tg.user(user_id=1234))
+    update = tg.contact_update(
+        me, "8613900000000", contact_user_id=8082, forwarded_from=tg.user(user_id=1234)
+    )
     async with channel_running(api, store, publish) as (_, url):
         assert (await post_update(api, url, update))[0] == 200
     assert await store.identity_for("telegram", "8082") is None
     assert len(publish.envelopes) == 1
 
 
-async def test_an_unsupported_message_gets_told_what_the_bot_reads_and_publishes_nothing(api, store):
+async def test_an_unsupported_message_gets_told_what_the_bot_reads_and_publishes_nothing(
+    api, store
+):
     publish = RecordingPublish()
     async with channel_running(api, store, publish) as (_, url):
         assert (await post_update(api, url, tg.sticker_update(tg.user(user_id=9091))))[0] == 200
@@ -394,7 +442,9 @@ async def test_group_chat_messages_are_ignored(api, store):
     publish = RecordingPublish()
     group = {"id": -100123, "type": "supergroup", "title": "Wallet fans"}
     async with channel_running(api, store, publish) as (_, url):
-        assert (await post_update(api, url, tg.text_update("my payment failed", chat=group)))[0] == 200
+        assert (await post_update(api, url, tg.text_update("my payment failed", chat=group)))[
+            0
+        ] == 200
     assert publish.envelopes == []
     assert api.calls_to("sendMessage") == []
 
@@ -408,8 +458,12 @@ async def test_polling_confirms_an_update_only_after_it_was_published(api, store
     async with channel_running(api, store, publish, webhook=False):
         update = await api.push_update(tg.text_update("my transfer is stuck"))
         await api.wait_for(lambda: len(publish.envelopes) == 1)
-        await api.wait_for(lambda: any(c.params.get("offset") == str(update["update_id"] + 1)
-                                       for c in api.calls_to("getUpdates")))
+        await api.wait_for(
+            lambda: any(
+                c.params.get("offset") == str(update["update_id"] + 1)
+                for c in api.calls_to("getUpdates")
+            )
+        )
     polls = api.calls_to("getUpdates")
     # Refused once: the next poll asks again without confirming it (same offset as before).
     assert polls[1].params.get("offset") == polls[0].params.get("offset")
@@ -421,8 +475,13 @@ async def test_polling_confirms_an_update_only_after_it_was_published(api, store
 
 
 def outbound(chat_id: int, text: str) -> Outbound:
-    return Outbound(conversation_id="c1", conversation_key=f"telegram:{chat_id}", channel="telegram",
-                    to=str(chat_id), text=text)
+    return Outbound(
+        conversation_id="c1",
+        conversation_key=f"telegram:{chat_id}",
+        channel="telegram",
+        to=str(chat_id),
+        text=text,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -436,7 +495,10 @@ async def sender_for(api, store, sleeps: list[float] | None = None, **options):
     from telegram import Bot
 
     sender = TelegramSender(
-        Bot(api.token, base_url=cfg.bot_url(), base_file_url=cfg.file_url()), store, sleep=recording_sleep, **options
+        Bot(api.token, base_url=cfg.bot_url(), base_file_url=cfg.file_url()),
+        store,
+        sleep=recording_sleep,
+        **options,
     )
     await sender.start()
     try:
@@ -457,7 +519,9 @@ async def test_the_sender_waits_retry_after_on_429_then_sends(api, store):
     assert api.sent_to(1212) == ["Your transfer has been refunded."] * 2  # the first got the 429
 
 
-async def test_a_flood_wait_longer_than_allowed_is_raised_for_the_sender_service_to_retry(api, store):
+async def test_a_flood_wait_longer_than_allowed_is_raised_for_the_sender_service_to_retry(
+    api, store
+):
     from telegram.error import RetryAfter
 
     api.add_chat(tg.private_chat(tg.user(user_id=1213)))
@@ -467,7 +531,9 @@ async def test_a_flood_wait_longer_than_allowed_is_raised_for_the_sender_service
             await sender.send(outbound(1213, "hello"))
 
 
-async def test_the_sender_splits_text_over_4096_characters_into_ordered_messages_to_the_same_chat(api, store):
+async def test_the_sender_splits_text_over_4096_characters_into_ordered_messages_to_the_same_chat(
+    api, store
+):
     api.add_chat(tg.private_chat(tg.user(user_id=3434)))
     text = " ".join(f"step{i}" for i in range(1300))  # 10,589 characters
     async with sender_for(api, store) as sender:
@@ -494,7 +560,9 @@ async def test_a_retried_split_reply_resends_only_the_pieces_not_yet_sent(api, s
     [(lambda api: api.blocked.add(4545), "blocked"), (lambda api: None, "Chat not found")],
     ids=["blocked-bot", "unknown-chat"],
 )
-async def test_a_blocked_bot_or_unknown_chat_is_a_permanent_delivery_failure(api, store, setup, reason):
+async def test_a_blocked_bot_or_unknown_chat_is_a_permanent_delivery_failure(
+    api, store, setup, reason
+):
     api.add_chat(tg.private_chat(tg.user(user_id=4545)))
     setup(api)
     async with sender_for(api, store) as sender:
@@ -537,7 +605,11 @@ async def wait_until(check, timeout: float = 20):
 
 
 async def stored_messages(router: Router, conversation_key: str) -> list[dict]:
-    return [m for m in await router.store.conversations.history(conversation_key) if m["direction"] == "in"]
+    return [
+        m
+        for m in await router.store.conversations.history(conversation_key)
+        if m["direction"] == "in"
+    ]
 
 
 async def test_polling_delivers_a_text_update_into_the_store(api, telegram_env, tmp_path):
@@ -548,11 +620,17 @@ async def test_polling_delivers_a_text_update_into_the_store(api, telegram_env, 
     assert stored["text"] == "my transfer failed" and stored["channel"] == "telegram"
 
 
-async def test_a_webhook_with_the_right_secret_is_answered_200_and_lands_in_the_store(api, telegram_env, tmp_path):
-    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/r.db", channels=["telegram"], public_url=PUBLIC_URL)
+async def test_a_webhook_with_the_right_secret_is_answered_200_and_lands_in_the_store(
+    api, telegram_env, tmp_path
+):
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{tmp_path}/r.db", channels=["telegram"], public_url=PUBLIC_URL
+    )
     async with Router(settings) as router:
         url = f"http://127.0.0.1:{router.services.gateway.port}{WEBHOOK_PATH}"
-        status, _ = await post_update(api, url, tg.text_update("I forgot my password", tg.user(user_id=2222)))
+        status, _ = await post_update(
+            api, url, tg.text_update("I forgot my password", tg.user(user_id=2222))
+        )
         assert status == 200
         [stored] = await wait_until(lambda: stored_messages(router, "telegram:2222"))
     assert stored["text"] == "I forgot my password"
@@ -562,16 +640,22 @@ async def test_a_webhook_with_the_right_secret_is_answered_200_and_lands_in_the_
 async def inbound_records(router: Router, until_text: str) -> list[str]:
     """Every inbound record on both lanes, read from the beginning until one carries until_text."""
     bus = router.bus.kafka
-    consumer = AIOKafkaConsumer(bootstrap_servers=bus.bootstrap_servers, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bus.bootstrap_servers, group_id=None, enable_auto_commit=False
+    )
     await consumer.start()
     try:
-        partitions = await topic_partitions(bus.bootstrap_servers, [bus.topics.inbound_urgent, bus.topics.inbound_standard])
+        partitions = await topic_partitions(
+            bus.bootstrap_servers, [bus.topics.inbound_urgent, bus.topics.inbound_standard]
+        )
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         texts: list[str] = []
         deadline = asyncio.get_running_loop().time() + 20
         while until_text not in texts:
-            assert asyncio.get_running_loop().time() < deadline, f"never saw {until_text!r}: {texts}"
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"never saw {until_text!r}: {texts}"
+            )
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 texts.extend(json.loads(r.value)["text"] for r in records)
         return texts
@@ -579,12 +663,18 @@ async def inbound_records(router: Router, until_text: str) -> list[str]:
         await consumer.stop()
 
 
-async def test_a_webhook_with_a_wrong_secret_gets_403_and_nothing_reaches_kafka(api, telegram_env, tmp_path):
-    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/r.db", channels=["telegram"], public_url=PUBLIC_URL)
+async def test_a_webhook_with_a_wrong_secret_gets_403_and_nothing_reaches_kafka(
+    api, telegram_env, tmp_path
+):
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{tmp_path}/r.db", channels=["telegram"], public_url=PUBLIC_URL
+    )
     async with Router(settings) as router:
         url = f"http://127.0.0.1:{router.services.gateway.port}{WEBHOOK_PATH}"
         for secret in ("wrong-secret", None):
-            status, _ = await post_update(api, url, tg.text_update("forged: freeze my account"), secret=secret)
+            status, _ = await post_update(
+                api, url, tg.text_update("forged: freeze my account"), secret=secret
+            )
             assert status == 403
         # A genuine update afterwards marks the end of what could have reached the topics.
         assert (await post_update(api, url, tg.text_update("genuine canary")))[0] == 200
@@ -593,10 +683,14 @@ async def test_a_webhook_with_a_wrong_secret_gets_403_and_nothing_reaches_kafka(
 
 
 async def test_the_webhook_answers_503_when_kafka_is_not_acknowledging(api, telegram_env, tmp_path):
-    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/r.db", channels=["telegram"], public_url=PUBLIC_URL)
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{tmp_path}/r.db", channels=["telegram"], public_url=PUBLIC_URL
+    )
     async with Router(settings) as router:
         url = f"http://127.0.0.1:{router.services.gateway.port}{WEBHOOK_PATH}"
-        await router.bus.kafka.stop()  # the producer is gone: intake raises instead of acknowledging
+        await (
+            router.bus.kafka.stop()
+        )  # the producer is gone: intake raises instead of acknowledging
         status, body = await post_update(api, url, tg.text_update("my transfer failed"))
     assert status == 503 and "retry" in body["error"]
 
@@ -611,7 +705,9 @@ async def test_an_ipad_question_lands_as_multi_device_in_accounts_and_the_agent_
         status, _ = await post_update(api, base + WEBHOOK_PATH, tg.text_update(IPAD, customer))
         assert status == 200
 
-        async with http.post(base + "/api/login", json={"username": "admin", "password": "test-admin-password"}) as r:
+        async with http.post(
+            base + "/api/login", json={"username": "admin", "password": "test-admin-password"}
+        ) as r:
             admin = {"Authorization": "Bearer " + (await r.json())["token"]}
 
         async def in_accounts():
@@ -622,9 +718,14 @@ async def test_an_ipad_question_lands_as_multi_device_in_accounts_and_the_agent_
         assert conversation["category"] == "multi_device"
         assert conversation["queue"] == "accounts"
 
-        reply = "You can stay signed in on your phone and your iPad: turn on multi-device in Settings."
-        async with http.post(base + f"/api/conversations/{conversation['id']}/messages", headers=admin,
-                             json={"text": reply}) as r:
+        reply = (
+            "You can stay signed in on your phone and your iPad: turn on multi-device in Settings."
+        )
+        async with http.post(
+            base + f"/api/conversations/{conversation['id']}/messages",
+            headers=admin,
+            json={"text": reply},
+        ) as r:
             assert r.status == 201
             reply_id = (await r.json())["id"]
         await api.wait_for(lambda: reply in api.sent_to(918273645))

@@ -35,7 +35,9 @@ def assert_empty_twiml(text: str) -> None:
 # --- the journey (both databases) ---------------------------------------------------------------
 
 
-async def test_signed_sms_about_a_failed_transfer_lands_in_payments_high_with_the_error_code(database_url, monkeypatch):
+async def test_signed_sms_about_a_failed_transfer_lands_in_payments_high_with_the_error_code(
+    database_url, monkeypatch
+):
     async with twilio_router(database_url, monkeypatch) as t:
         status, body = await t.sms(FAILED_TRANSFER)
         assert status == 200, body
@@ -50,7 +52,9 @@ async def test_signed_sms_about_a_failed_transfer_lands_in_payments_high_with_th
         assert "E1023" in message["meta"]["classification"]["entities"]["error_codes"]
 
 
-async def test_agent_reply_reaches_twilio_addressed_to_the_customer_from_the_number_they_texted(database_url, monkeypatch):
+async def test_agent_reply_reaches_twilio_addressed_to_the_customer_from_the_number_they_texted(
+    database_url, monkeypatch
+):
     async with twilio_router(database_url, monkeypatch) as t:
         other_number = "+15005550010"  # a second number of ours: the reply must leave from this one
         await t.sms(FAILED_TRANSFER, to=other_number)
@@ -59,12 +63,16 @@ async def test_agent_reply_reaches_twilio_addressed_to_the_customer_from_the_num
         reply_id = await t.reply(conversation["id"], "We are checking transfer E1023 now.")
         sent = await t.wait_for_delivery(conversation["id"], reply_id, "sent")
 
-        reply = next(m for m in t.standin.messages if m["body"] == "We are checking transfer E1023 now.")
+        reply = next(
+            m for m in t.standin.messages if m["body"] == "We are checking transfer E1023 now."
+        )
         assert reply["to"] == CUSTOMER and reply["from"] == other_number
         assert sent["provider_message_id"] == reply["sid"]
         # The acknowledgement went the same way, before the agent's reply.
         assert all(m["to"] == CUSTOMER and m["from"] == other_number for m in t.standin.messages)
-        assert reply["status_callback"].startswith(f"{PUBLIC_URL}/webhooks/twilio/status?message_id=")
+        assert reply["status_callback"].startswith(
+            f"{PUBLIC_URL}/webhooks/twilio/status?message_id="
+        )
 
 
 async def test_the_same_message_sid_three_times_makes_one_message(database_url, monkeypatch):
@@ -73,11 +81,17 @@ async def test_the_same_message_sid_three_times_makes_one_message(database_url, 
         for _ in range(3):
             status, _ = await t.sms(FAILED_TRANSFER, sid=sid)
             assert status == 200
-        await t.sms("and what is the fee for a withdrawal?")  # later message: the three are handled by then
+        await t.sms(
+            "and what is the fee for a withdrawal?"
+        )  # later message: the three are handled by then
         [conversation] = await t.wait_for_queue(
             "payments", lambda c: len(c) == 1 and c[0]["preview"].startswith("and what")
         )
-        inbound = [m for m in (await t.conversation(conversation["id"]))["messages"] if m["direction"] == "in"]
+        inbound = [
+            m
+            for m in (await t.conversation(conversation["id"]))["messages"]
+            if m["direction"] == "in"
+        ]
         assert [m["channel_message_id"] for m in inbound].count(sid) == 1
         assert len(inbound) == 2
 
@@ -88,8 +102,15 @@ async def test_the_same_message_sid_three_times_makes_one_message(database_url, 
 async def test_a_forged_signature_gets_403_and_nothing_reaches_kafka(sqlite_url, monkeypatch):
     async with twilio_router(sqlite_url, monkeypatch) as t:
         forged_sid, genuine_sid = message_sid(), message_sid()
-        params = {"MessageSid": forged_sid, "From": CUSTOMER, "To": OUR_NUMBER, "Body": "freeze my account"}
-        forged = t.validator.compute_signature(PUBLIC_URL + PATH, {**params, "Body": "something else"})
+        params = {
+            "MessageSid": forged_sid,
+            "From": CUSTOMER,
+            "To": OUR_NUMBER,
+            "Body": "freeze my account",
+        }
+        forged = t.validator.compute_signature(
+            PUBLIC_URL + PATH, {**params, "Body": "something else"}
+        )
         status, body = await t.post(PATH, params, signature=forged)
         assert status == 403 and "signature" in body.lower()
 
@@ -101,13 +122,18 @@ async def test_a_forged_signature_gets_403_and_nothing_reaches_kafka(sqlite_url,
 
 async def test_a_missing_signature_gets_403(sqlite_url, monkeypatch):
     async with twilio_router(sqlite_url, monkeypatch) as t:
-        status, _ = await t.post(PATH, {"MessageSid": message_sid(), "From": CUSTOMER, "To": OUR_NUMBER,
-                                        "Body": "hi"}, signed=False)
+        status, _ = await t.post(
+            PATH,
+            {"MessageSid": message_sid(), "From": CUSTOMER, "To": OUR_NUMBER, "Body": "hi"},
+            signed=False,
+        )
         assert status == 403
         assert await t.inbound_records() == []
 
 
-async def test_the_signature_is_checked_against_the_public_url_not_the_address_the_router_sees(sqlite_url, monkeypatch):
+async def test_the_signature_is_checked_against_the_public_url_not_the_address_the_router_sees(
+    sqlite_url, monkeypatch
+):
     async with twilio_router(sqlite_url, monkeypatch) as t:
         params = {"MessageSid": message_sid(), "From": CUSTOMER, "To": OUR_NUMBER, "Body": "hi"}
         signed_for_local = t.validator.compute_signature(t.url(PATH), params)
@@ -122,18 +148,24 @@ async def test_without_an_auth_token_webhooks_are_refused(sqlite_url, monkeypatc
         assert await t.inbound_records() == []
 
 
-async def test_the_insecure_dev_opt_in_accepts_unsigned_webhooks_when_no_token_is_set(sqlite_url, monkeypatch):
+async def test_the_insecure_dev_opt_in_accepts_unsigned_webhooks_when_no_token_is_set(
+    sqlite_url, monkeypatch
+):
     env = {"TWILIO_AUTH_TOKEN": None, "SUPPORTROUTER_TWILIO_INSECURE_DEV": "1"}
     async with twilio_router(sqlite_url, monkeypatch, env=env) as t:
         sid = message_sid()
-        status, _ = await t.post(PATH, {"MessageSid": sid, "From": CUSTOMER, "To": OUR_NUMBER, "Body": "hi"},
-                                 signed=False)
+        status, _ = await t.post(
+            PATH,
+            {"MessageSid": sid, "From": CUSTOMER, "To": OUR_NUMBER, "Body": "hi"},
+            signed=False,
+        )
         assert status == 200
         assert [e.channel_message_id for e in await t.inbound_records()] == [sid]
 
 
 async def test_every_twilio_channel_warns_at_start_that_the_insecure_dev_opt_in_checks_no_signature(
-        sqlite_url, monkeypatch):
+    sqlite_url, monkeypatch
+):
     env = {"TWILIO_AUTH_TOKEN": None, "SUPPORTROUTER_TWILIO_INSECURE_DEV": "1"}
     with capture_logs() as logs:
         async with twilio_router(sqlite_url, monkeypatch, env=env):
@@ -143,10 +175,17 @@ async def test_every_twilio_channel_warns_at_start_that_the_insecure_dev_opt_in_
     assert {e["log_level"] for e in warnings} == {"warning"}
 
 
-async def test_the_insecure_dev_opt_in_does_not_lift_the_check_when_a_token_is_set(sqlite_url, monkeypatch):
-    async with twilio_router(sqlite_url, monkeypatch, env={"SUPPORTROUTER_TWILIO_INSECURE_DEV": "1"}) as t:
-        status, _ = await t.post(PATH, {"MessageSid": message_sid(), "From": CUSTOMER, "To": OUR_NUMBER,
-                                        "Body": "hi"}, signed=False)
+async def test_the_insecure_dev_opt_in_does_not_lift_the_check_when_a_token_is_set(
+    sqlite_url, monkeypatch
+):
+    async with twilio_router(
+        sqlite_url, monkeypatch, env={"SUPPORTROUTER_TWILIO_INSECURE_DEV": "1"}
+    ) as t:
+        status, _ = await t.post(
+            PATH,
+            {"MessageSid": message_sid(), "From": CUSTOMER, "To": OUR_NUMBER, "Body": "hi"},
+            signed=False,
+        )
         assert status == 403
 
 
@@ -156,10 +195,15 @@ async def test_the_insecure_dev_opt_in_does_not_lift_the_check_when_a_token_is_s
 async def test_whatsapp_stays_whatsapp_in_and_out(sqlite_url, monkeypatch):
     async with twilio_router(sqlite_url, monkeypatch) as t:
         customer, ours = f"whatsapp:{CUSTOMER}", "whatsapp:+14155238886"
-        assert (await t.sms(FAILED_TRANSFER, sender=customer, to=ours, ProfileName="Li Wei"))[0] == 200
+        assert (await t.sms(FAILED_TRANSFER, sender=customer, to=ours, ProfileName="Li Wei"))[
+            0
+        ] == 200
         [conversation] = await t.wait_for_queue("payments", lambda c: len(c) == 1)
         assert conversation["channel"] == "whatsapp"
-        assert conversation["customer_address"] == customer and conversation["customer_name"] == "Li Wei"
+        assert (
+            conversation["customer_address"] == customer
+            and conversation["customer_name"] == "Li Wei"
+        )
 
         await t.reply(conversation["id"], "Checking it now.")
         await t.standin.wait_for("messages", 2)
@@ -169,11 +213,15 @@ async def test_whatsapp_stays_whatsapp_in_and_out(sqlite_url, monkeypatch):
 async def test_mms_media_is_recorded_as_attachment_metadata(sqlite_url, monkeypatch):
     async with twilio_router(sqlite_url, monkeypatch) as t:
         media = f"https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME{'a' * 32}"
-        status, _ = await t.sms(FAILED_TRANSFER, NumMedia="1", MediaUrl0=media, MediaContentType0="image/jpeg")
+        status, _ = await t.sms(
+            FAILED_TRANSFER, NumMedia="1", MediaUrl0=media, MediaContentType0="image/jpeg"
+        )
         assert status == 200
         [conversation] = await t.wait_for_queue("payments", lambda c: len(c) == 1)
         message = (await t.conversation(conversation["id"]))["messages"][0]
-        assert message["meta"]["attachments"] == [{"name": media, "content_type": "image/jpeg", "size": 0}]
+        assert message["meta"]["attachments"] == [
+            {"name": media, "content_type": "image/jpeg", "size": 0}
+        ]
 
 
 @pytest.mark.parametrize(
@@ -189,9 +237,17 @@ async def test_mms_media_is_recorded_as_attachment_metadata(sqlite_url, monkeypa
         ({"From": "messenger:12345"}, "unsupported address type"),
     ],
 )
-async def test_a_malformed_form_gets_400_with_the_reason_and_nothing_reaches_kafka(sqlite_url, monkeypatch, change, reason):
+async def test_a_malformed_form_gets_400_with_the_reason_and_nothing_reaches_kafka(
+    sqlite_url, monkeypatch, change, reason
+):
     async with twilio_router(sqlite_url, monkeypatch) as t:
-        params = {"MessageSid": message_sid(), "From": CUSTOMER, "To": OUR_NUMBER, "Body": "hi", **change}
+        params = {
+            "MessageSid": message_sid(),
+            "From": CUSTOMER,
+            "To": OUR_NUMBER,
+            "Body": "hi",
+            **change,
+        }
         status, body = await t.post(PATH, params)
         assert status == 400 and reason in body
         assert await t.inbound_records() == []
@@ -200,14 +256,21 @@ async def test_a_malformed_form_gets_400_with_the_reason_and_nothing_reaches_kaf
 async def test_a_body_that_is_not_a_form_gets_400(sqlite_url, monkeypatch):
     async with twilio_router(sqlite_url, monkeypatch) as t:
         signature = t.validator.compute_signature(PUBLIC_URL + PATH, {})
-        async with t.http.post(t.url(PATH), data=b"MessageSid=\xff\xfe", headers={
-            "X-Twilio-Signature": signature, "Content-Type": "application/x-www-form-urlencoded",
-        }) as resp:
+        async with t.http.post(
+            t.url(PATH),
+            data=b"MessageSid=\xff\xfe",
+            headers={
+                "X-Twilio-Signature": signature,
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+        ) as resp:
             assert resp.status == 400
             assert "UTF-8" in await resp.text()
 
 
-async def test_when_kafka_does_not_acknowledge_twilio_gets_503_and_its_retry_lands_once(sqlite_url, monkeypatch):
+async def test_when_kafka_does_not_acknowledge_twilio_gets_503_and_its_retry_lands_once(
+    sqlite_url, monkeypatch
+):
     async with twilio_router(sqlite_url, monkeypatch) as t:
         sid = message_sid()
         broker = t.router.bus.embedded
@@ -224,7 +287,11 @@ async def test_when_kafka_does_not_acknowledge_twilio_gets_503_and_its_retry_lan
         assert status == 200
         assert_empty_twiml(body)
         [conversation] = await t.wait_for_queue("payments", lambda c: len(c) == 1)
-        inbound = [m for m in (await t.conversation(conversation["id"]))["messages"] if m["direction"] == "in"]
+        inbound = [
+            m
+            for m in (await t.conversation(conversation["id"]))["messages"]
+            if m["direction"] == "in"
+        ]
         assert [m["channel_message_id"] for m in inbound] == [sid]
 
 

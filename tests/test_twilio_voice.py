@@ -66,7 +66,8 @@ def action(element: ET.Element) -> tuple[str, dict[str, list[str]]]:
 
 
 async def test_a_caller_from_china_is_greeted_in_chinese_with_the_menu_inside_a_speech_and_key_gather(
-        sqlite_url, monkeypatch, voice_texts):
+    sqlite_url, monkeypatch, voice_texts
+):
     async with twilio_router(sqlite_url, monkeypatch) as t:
         status, body = await t.call(VOICE, call_sid(), caller=CUSTOMER)
         assert status == 200
@@ -91,7 +92,9 @@ async def test_a_caller_from_the_us_is_greeted_in_english(sqlite_url, monkeypatc
         assert voice_texts["en"]["texts"]["greeting"] in gather.find("Say").text
 
 
-async def test_the_number_called_can_choose_the_language_over_the_callers_prefix(sqlite_url, monkeypatch, tmp_path):
+async def test_the_number_called_can_choose_the_language_over_the_callers_prefix(
+    sqlite_url, monkeypatch, tmp_path
+):
     config = config_with(tmp_path, language_by_called_number={OUR_NUMBER: "zh"})
     async with twilio_router(sqlite_url, monkeypatch, config_dir=config) as t:
         root = parse((await t.call(VOICE, call_sid(), caller=US_CALLER))[1])
@@ -102,10 +105,15 @@ async def test_the_number_called_can_choose_the_language_over_the_callers_prefix
 
 
 async def test_the_fraud_key_reaches_the_urgent_lane_before_the_answer_and_dials_the_fraud_line(
-        sqlite_url, monkeypatch, tmp_path):
-    async with twilio_router(sqlite_url, monkeypatch, config_dir=config_with(tmp_path, fraud_hotline=HOTLINE)) as t:
+    sqlite_url, monkeypatch, tmp_path
+):
+    async with twilio_router(
+        sqlite_url, monkeypatch, config_dir=config_with(tmp_path, fraud_hotline=HOTLINE)
+    ) as t:
         sid = call_sid()
-        status, body = await t.call(GATHER + "?lang=en&step=menu", sid, caller=US_CALLER, Digits="1")
+        status, body = await t.call(
+            GATHER + "?lang=en&step=menu", sid, caller=US_CALLER, Digits="1"
+        )
         assert status == 200
         # The answer came back only after Kafka had the report, on the urgent lane.
         [report] = await t.inbound_records()
@@ -119,7 +127,9 @@ async def test_the_fraud_key_reaches_the_urgent_lane_before_the_answer_and_dials
         assert conversation["urgency"] == Urgency.CRITICAL and conversation["channel"] == "voice"
 
 
-async def test_the_fraud_key_without_a_fraud_line_asks_the_caller_what_happened(sqlite_url, monkeypatch, voice_texts):
+async def test_the_fraud_key_without_a_fraud_line_asks_the_caller_what_happened(
+    sqlite_url, monkeypatch, voice_texts
+):
     async with twilio_router(sqlite_url, monkeypatch) as t:
         sid = call_sid()
         root = parse((await t.call(GATHER + "?lang=zh&step=menu", sid, Digits="1"))[1])
@@ -130,28 +140,49 @@ async def test_the_fraud_key_without_a_fraud_line_asks_the_caller_what_happened(
         assert [e.lane for e in await t.inbound_records()] == [Lane.URGENT]
 
         # What the caller then says joins the same conversation; the call ends politely.
-        root = parse((await t.call(GATHER + "?lang=zh&step=fraud", sid, SpeechResult="昨天晚上少了五百块",
-                                   Confidence="0.9"))[1])
+        root = parse(
+            (
+                await t.call(
+                    GATHER + "?lang=zh&step=fraud",
+                    sid,
+                    SpeechResult="昨天晚上少了五百块",
+                    Confidence="0.9",
+                )
+            )[1]
+        )
         assert verbs(root) == ["Say", "Hangup"]
         [conversation] = await t.wait_for_queue("fraud", lambda c: len(c) == 1)
         inbound = await t.wait_for_inbound(conversation["id"], 2)
-        assert {m["text"] for m in inbound} == {"昨天晚上少了五百块", voice_texts["zh"]["texts"]["fraud_report"]}
+        assert {m["text"] for m in inbound} == {
+            "昨天晚上少了五百块",
+            voice_texts["zh"]["texts"]["fraud_report"],
+        }
 
 
 # --- speech and voicemail --------------------------------------------------------------------------
 
 
-async def test_a_call_saying_someone_stole_money_lands_critical_at_the_head_of_the_fraud_queue(database_url, monkeypatch):
+async def test_a_call_saying_someone_stole_money_lands_critical_at_the_head_of_the_fraud_queue(
+    database_url, monkeypatch
+):
     async with twilio_router(database_url, monkeypatch) as t:
         # An older, less urgent conversation already waits in the fraud queue.
         await t.sms("my transfer failed with error E1023, money gone from my balance")
         [older] = await t.wait_for_queue("payments", lambda c: len(c) == 1)
-        async with t.http.post(t.url(f"/api/conversations/{older['id']}/transfer"), headers=await t.login(),
-                               json={"queue": "fraud"}) as resp:
+        async with t.http.post(
+            t.url(f"/api/conversations/{older['id']}/transfer"),
+            headers=await t.login(),
+            json={"queue": "fraud"},
+        ) as resp:
             assert resp.status == 200
 
-        status, body = await t.call(GATHER + "?lang=en&step=menu", call_sid(), caller=US_CALLER,
-                                    SpeechResult=STOLEN, Confidence="0.92")
+        status, body = await t.call(
+            GATHER + "?lang=en&step=menu",
+            call_sid(),
+            caller=US_CALLER,
+            SpeechResult=STOLEN,
+            Confidence="0.92",
+        )
         assert status == 200
         assert verbs(parse(body)) == ["Say", "Hangup"]  # no fraud line configured: thanks, goodbye
         queue = await t.wait_for_queue("fraud", lambda c: len(c) == 2)
@@ -161,13 +192,35 @@ async def test_a_call_saying_someone_stole_money_lands_critical_at_the_head_of_t
         assert queue[1]["id"] == older["id"]
 
 
-async def test_urgent_words_are_connected_to_the_fraud_line_when_one_is_configured(sqlite_url, monkeypatch, tmp_path):
-    async with twilio_router(sqlite_url, monkeypatch, config_dir=config_with(tmp_path, fraud_hotline=HOTLINE)) as t:
-        root = parse((await t.call(GATHER + "?lang=en&step=menu", call_sid(), caller=US_CALLER,
-                                   SpeechResult=STOLEN, Confidence="0.9"))[1])
+async def test_urgent_words_are_connected_to_the_fraud_line_when_one_is_configured(
+    sqlite_url, monkeypatch, tmp_path
+):
+    async with twilio_router(
+        sqlite_url, monkeypatch, config_dir=config_with(tmp_path, fraud_hotline=HOTLINE)
+    ) as t:
+        root = parse(
+            (
+                await t.call(
+                    GATHER + "?lang=en&step=menu",
+                    call_sid(),
+                    caller=US_CALLER,
+                    SpeechResult=STOLEN,
+                    Confidence="0.9",
+                )
+            )[1]
+        )
         assert root.find("Dial").text == HOTLINE
-        root = parse((await t.call(GATHER + "?lang=en&step=menu", call_sid(), caller=US_CALLER,
-                                   SpeechResult="what is the fee for a top up", Confidence="0.9"))[1])
+        root = parse(
+            (
+                await t.call(
+                    GATHER + "?lang=en&step=menu",
+                    call_sid(),
+                    caller=US_CALLER,
+                    SpeechResult="what is the fee for a top up",
+                    Confidence="0.9",
+                )
+            )[1]
+        )
         assert root.find("Dial") is None and verbs(root) == ["Say", "Hangup"]
 
 
@@ -175,60 +228,109 @@ async def test_a_retried_gather_webhook_makes_one_message(sqlite_url, monkeypatc
     async with twilio_router(sqlite_url, monkeypatch) as t:
         sid = call_sid()
         for _ in range(2):
-            await t.call(GATHER + "?lang=en&step=menu", sid, caller=US_CALLER, SpeechResult=STOLEN, Confidence="0.9")
+            await t.call(
+                GATHER + "?lang=en&step=menu",
+                sid,
+                caller=US_CALLER,
+                SpeechResult=STOLEN,
+                Confidence="0.9",
+            )
         records = await t.inbound_records()
         assert len(records) == 2 and len({r.message_id for r in records}) == 1
 
 
-async def test_silence_leads_to_voicemail_whose_transcript_becomes_the_message(sqlite_url, monkeypatch):
+async def test_silence_leads_to_voicemail_whose_transcript_becomes_the_message(
+    sqlite_url, monkeypatch
+):
     async with twilio_router(sqlite_url, monkeypatch) as t:
         sid = call_sid()
-        root = parse((await t.call(GATHER + "?lang=en&step=menu", sid, caller=US_CALLER, SpeechResult=""))[1])
+        root = parse(
+            (await t.call(GATHER + "?lang=en&step=menu", sid, caller=US_CALLER, SpeechResult=""))[1]
+        )
         assert verbs(root) == ["Say", "Record", "Say", "Hangup"]
         record = root.find("Record")
         assert record.get("transcribe") == "true"
-        assert record.get("transcribeCallback") == PUBLIC_URL + "/webhooks/twilio/voice/transcription?lang=en"
+        assert (
+            record.get("transcribeCallback")
+            == PUBLIC_URL + "/webhooks/twilio/voice/transcription?lang=en"
+        )
         assert action(record) == (PUBLIC_URL + "/webhooks/twilio/voice/recorded", {"lang": ["en"]})
 
-        recording = {"RecordingSid": "RE" + "c" * 32, "RecordingUrl": RECORDING_URL, "RecordingDuration": "14"}
-        ended = parse((await t.call("/webhooks/twilio/voice/recorded?lang=en", sid, caller=US_CALLER,
-                                    **recording))[1])
+        recording = {
+            "RecordingSid": "RE" + "c" * 32,
+            "RecordingUrl": RECORDING_URL,
+            "RecordingDuration": "14",
+        }
+        ended = parse(
+            (
+                await t.call(
+                    "/webhooks/twilio/voice/recorded?lang=en", sid, caller=US_CALLER, **recording
+                )
+            )[1]
+        )
         assert verbs(ended) == ["Say", "Hangup"]
         assert await t.inbound_records() == []  # English voicemail waits for its transcript
 
-        status, _ = await t.call("/webhooks/twilio/voice/transcription?lang=en", sid, caller=US_CALLER,
-                                 TranscriptionStatus="completed", TranscriptionSid="TR" + "d" * 32,
-                                 TranscriptionText="I forgot my password and the reset code never arrives",
-                                 **recording)
+        status, _ = await t.call(
+            "/webhooks/twilio/voice/transcription?lang=en",
+            sid,
+            caller=US_CALLER,
+            TranscriptionStatus="completed",
+            TranscriptionSid="TR" + "d" * 32,
+            TranscriptionText="I forgot my password and the reset code never arrives",
+            **recording,
+        )
         assert status == 204
         [conversation] = await t.wait_for_queue("accounts", lambda c: len(c) == 1)
         message = (await t.conversation(conversation["id"]))["messages"][0]
         assert message["text"].startswith("I forgot my password")
-        assert message["meta"]["attachments"] == [{"name": RECORDING_URL, "content_type": "audio/x-wav", "size": 0}]
+        assert message["meta"]["attachments"] == [
+            {"name": RECORDING_URL, "content_type": "audio/x-wav", "size": 0}
+        ]
 
 
 async def test_low_confidence_speech_counts_as_nothing_useful(sqlite_url, monkeypatch):
     async with twilio_router(sqlite_url, monkeypatch) as t:
-        root = parse((await t.call(GATHER + "?lang=en&step=menu", call_sid(), caller=US_CALLER,
-                                   SpeechResult="mumble", Confidence="0.02"))[1])
+        root = parse(
+            (
+                await t.call(
+                    GATHER + "?lang=en&step=menu",
+                    call_sid(),
+                    caller=US_CALLER,
+                    SpeechResult="mumble",
+                    Confidence="0.02",
+                )
+            )[1]
+        )
         assert root.find("Record") is not None
         assert await t.inbound_records() == []
 
 
 async def test_another_key_asks_once_in_words(sqlite_url, monkeypatch):
     async with twilio_router(sqlite_url, monkeypatch) as t:
-        root = parse((await t.call(GATHER + "?lang=en&step=menu", call_sid(), caller=US_CALLER, Digits="5"))[1])
+        root = parse(
+            (await t.call(GATHER + "?lang=en&step=menu", call_sid(), caller=US_CALLER, Digits="5"))[
+                1
+            ]
+        )
         gather = root.find("Gather")
         assert gather.get("input") == "speech" and action(gather)[1]["step"] == ["again"]
 
 
-async def test_a_chinese_voicemail_is_the_recording_published_when_it_ends(sqlite_url, monkeypatch, voice_texts):
+async def test_a_chinese_voicemail_is_the_recording_published_when_it_ends(
+    sqlite_url, monkeypatch, voice_texts
+):
     async with twilio_router(sqlite_url, monkeypatch) as t:
         sid = call_sid()
         root = parse((await t.call(GATHER + "?lang=zh&step=again", sid, SpeechResult=""))[1])
         assert root.find("Record").get("transcribe") is None  # Twilio transcribes English only
-        await t.call("/webhooks/twilio/voice/recorded?lang=zh", sid, RecordingSid="RE" + "e" * 32,
-                     RecordingUrl=RECORDING_URL, RecordingDuration="20")
+        await t.call(
+            "/webhooks/twilio/voice/recorded?lang=zh",
+            sid,
+            RecordingSid="RE" + "e" * 32,
+            RecordingUrl=RECORDING_URL,
+            RecordingDuration="20",
+        )
         [voicemail] = await t.inbound_records()
         assert voicemail.text == voice_texts["zh"]["texts"]["voicemail_untranscribed"]
         assert voicemail.attachments[0].name == RECORDING_URL
@@ -239,10 +341,18 @@ async def test_a_chinese_voicemail_is_the_recording_published_when_it_ends(sqlit
 
 async def test_a_reply_to_a_caller_goes_by_sms_from_the_number_they_called(sqlite_url, monkeypatch):
     async with twilio_router(sqlite_url, monkeypatch) as t:
-        await t.call(GATHER + "?lang=en&step=menu", call_sid(), caller=US_CALLER, called=OUR_NUMBER,
-                     SpeechResult=STOLEN, Confidence="0.9")
+        await t.call(
+            GATHER + "?lang=en&step=menu",
+            call_sid(),
+            caller=US_CALLER,
+            called=OUR_NUMBER,
+            SpeechResult=STOLEN,
+            Confidence="0.9",
+        )
         [conversation] = await t.wait_for_queue("fraud", lambda c: len(c) == 1)
-        reply_id = await t.reply(conversation["id"], "We froze your wallet. Call us back on this number.")
+        reply_id = await t.reply(
+            conversation["id"], "We froze your wallet. Call us back on this number."
+        )
         await t.wait_for_delivery(conversation["id"], reply_id, "sent")
         reply = next(m for m in t.standin.messages if m["body"].startswith("We froze"))
         assert (reply["to"], reply["from"]) == (US_CALLER, OUR_NUMBER)
@@ -250,9 +360,15 @@ async def test_a_reply_to_a_caller_goes_by_sms_from_the_number_they_called(sqlit
 
 
 async def test_a_reply_to_a_caller_can_be_a_call_back_that_reads_it_out(sqlite_url, monkeypatch):
-    async with twilio_router(sqlite_url, monkeypatch, env={"SUPPORTROUTER_TWILIO_VOICE_REPLY": "call"}) as t:
-        await t.call(GATHER + "?lang=zh&step=menu", call_sid(), SpeechResult="有人用我的钱包付了一笔我不认识的款",
-                     Confidence="0.8")
+    async with twilio_router(
+        sqlite_url, monkeypatch, env={"SUPPORTROUTER_TWILIO_VOICE_REPLY": "call"}
+    ) as t:
+        await t.call(
+            GATHER + "?lang=zh&step=menu",
+            call_sid(),
+            SpeechResult="有人用我的钱包付了一笔我不认识的款",
+            Confidence="0.8",
+        )
         [conversation] = await t.wait_for_queue("fraud", lambda c: len(c) == 1)
         await t.reply(conversation["id"], "我们已冻结您的账户。")
         calls = await t.standin.wait_for("calls", 2)  # the acknowledgement, then the agent's reply
@@ -262,10 +378,17 @@ async def test_a_reply_to_a_caller_can_be_a_call_back_that_reads_it_out(sqlite_u
         assert say.text == "我们已冻结您的账户。" and say.get("language") == "zh-CN"
 
 
-async def test_a_reply_to_a_withheld_number_fails_for_good_and_shows_failed(sqlite_url, monkeypatch):
+async def test_a_reply_to_a_withheld_number_fails_for_good_and_shows_failed(
+    sqlite_url, monkeypatch
+):
     async with twilio_router(sqlite_url, monkeypatch) as t:
-        await t.call(GATHER + "?lang=en&step=menu", call_sid(), caller="anonymous", SpeechResult=STOLEN,
-                     Confidence="0.9")
+        await t.call(
+            GATHER + "?lang=en&step=menu",
+            call_sid(),
+            caller="anonymous",
+            SpeechResult=STOLEN,
+            Confidence="0.9",
+        )
         [conversation] = await t.wait_for_queue("fraud", lambda c: len(c) == 1)
         reply_id = await t.reply(conversation["id"], "Please call us back.")
         failed = await t.wait_for_delivery(conversation["id"], reply_id, "failed")
@@ -283,8 +406,9 @@ def rewrite_voice_yaml(config: Path, change) -> Path:
     return path
 
 
-async def test_a_changed_voice_yaml_is_heard_on_the_next_call_without_a_restart(sqlite_url, monkeypatch, tmp_path,
-                                                                                  voice_texts):
+async def test_a_changed_voice_yaml_is_heard_on_the_next_call_without_a_restart(
+    sqlite_url, monkeypatch, tmp_path, voice_texts
+):
     config = config_with(tmp_path)
     async with twilio_router(sqlite_url, monkeypatch, config_dir=config) as t:
         before = parse((await t.call(VOICE, call_sid(), caller=US_CALLER))[1]).find("Gather")
@@ -293,13 +417,18 @@ async def test_a_changed_voice_yaml_is_heard_on_the_next_call_without_a_restart(
         def new_menu(text: str) -> str:
             data = yaml.safe_load(text)
             data["gather_timeout_seconds"] = 9
-            data["languages"]["en"]["texts"].update(greeting="Welcome back to Wallet support.",
-                                                    menu="Press 1 to report fraud, or just tell us.")
+            data["languages"]["en"]["texts"].update(
+                greeting="Welcome back to Wallet support.",
+                menu="Press 1 to report fraud, or just tell us.",
+            )
             return yaml.safe_dump(data, allow_unicode=True)
 
         rewrite_voice_yaml(config, new_menu)
         after = parse((await t.call(VOICE, call_sid(), caller=US_CALLER))[1]).find("Gather")
-        assert after.find("Say").text == "Welcome back to Wallet support. Press 1 to report fraud, or just tell us."
+        assert (
+            after.find("Say").text
+            == "Welcome back to Wallet support. Press 1 to report fraud, or just tell us."
+        )
         assert after.get("timeout") == "9"
 
 
@@ -313,7 +442,8 @@ async def test_a_changed_voice_yaml_is_heard_on_the_next_call_without_a_restart(
     ids=["yaml-error", "unknown-key", "wrong-type"],
 )
 async def test_a_broken_voice_yaml_is_refused_with_its_line_and_calls_keep_the_menu_in_force(
-        sqlite_url, monkeypatch, tmp_path, voice_texts, bad_line, reason):
+    sqlite_url, monkeypatch, tmp_path, voice_texts, bad_line, reason
+):
     config = config_with(tmp_path, gather_timeout_seconds=6)
     lines = (config / "voice.yaml").read_text(encoding="utf-8").splitlines()
     line = next(i for i, text in enumerate(lines, 1) if text.startswith("gather_timeout_seconds:"))
@@ -322,19 +452,27 @@ async def test_a_broken_voice_yaml_is_refused_with_its_line_and_calls_keep_the_m
         rewrite_voice_yaml(config, lambda _: "\n".join(lines) + "\n")
         with capture_logs() as logs:
             for _ in range(2):
-                gather = parse((await t.call(VOICE, call_sid(), caller=US_CALLER))[1]).find("Gather")
+                gather = parse((await t.call(VOICE, call_sid(), caller=US_CALLER))[1]).find(
+                    "Gather"
+                )
                 assert voice_texts["en"]["texts"]["greeting"] in gather.find("Say").text
                 assert gather.get("timeout") == "6"
         # Refused once for the change, not once per call.
-        [refused] = [e for e in logs if e["event"] == "config.refused" and e.get("file") == "voice.yaml"]
+        [refused] = [
+            e for e in logs if e["event"] == "config.refused" and e.get("file") == "voice.yaml"
+        ]
         assert refused["log_level"] == "error"
-        assert any(p.startswith(f"voice.yaml:{line}: {reason}") for p in refused["problems"]), refused["problems"]
+        assert any(p.startswith(f"voice.yaml:{line}: {reason}") for p in refused["problems"]), (
+            refused["problems"]
+        )
 
 
 # --- refusals --------------------------------------------------------------------------------------
 
 
-async def test_a_forged_signature_on_a_voice_webhook_gets_403_and_nothing_reaches_kafka(sqlite_url, monkeypatch):
+async def test_a_forged_signature_on_a_voice_webhook_gets_403_and_nothing_reaches_kafka(
+    sqlite_url, monkeypatch
+):
     async with twilio_router(sqlite_url, monkeypatch) as t:
         params = {"CallSid": call_sid(), "From": CUSTOMER, "To": OUR_NUMBER, "Digits": "1"}
         forged = t.sign(GATHER + "?lang=en&step=menu", {**params, "Digits": "2"})
@@ -355,7 +493,9 @@ async def test_a_forged_signature_on_a_voice_webhook_gets_403_and_nothing_reache
         ("/webhooks/twilio/voice/transcription", {}, "RecordingSid and RecordingUrl are required"),
     ],
 )
-async def test_a_malformed_voice_webhook_gets_400_with_the_reason(sqlite_url, monkeypatch, path, change, reason):
+async def test_a_malformed_voice_webhook_gets_400_with_the_reason(
+    sqlite_url, monkeypatch, path, change, reason
+):
     async with twilio_router(sqlite_url, monkeypatch) as t:
         params = {"CallSid": call_sid(), "From": CUSTOMER, "To": OUR_NUMBER, **change}
         status, body = await t.post(path, params)
@@ -367,7 +507,8 @@ def test_a_bad_voice_yaml_is_refused_with_the_file_line_and_reason(tmp_path):
     config = tmp_path / "config"
     config.mkdir()
     (config / "voice.yaml").write_text(
-        "version: 1\nfraud_key: '12'\nfraud_hotline: 'call Bob'\nlanguages: {}\n", encoding="utf-8")
+        "version: 1\nfraud_key: '12'\nfraud_hotline: 'call Bob'\nlanguages: {}\n", encoding="utf-8"
+    )
     with pytest.raises(ConfigError) as caught:
         load_voice_config(config)
     problems = [str(p) for p in caught.value.problems]

@@ -52,7 +52,12 @@ class _Failure:
 
 def _error(status: int, code: int, message: str) -> web.Response:
     return web.json_response(
-        {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status},
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
         status=status,
     )
 
@@ -95,18 +100,28 @@ class TwilioStandIn:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def fail_next(self, status: int, times: int = 1, code: int | None = None, message: str = "",
-                  after: int = 0) -> None:
+    def fail_next(
+        self,
+        status: int,
+        times: int = 1,
+        code: int | None = None,
+        message: str = "",
+        after: int = 0,
+    ) -> None:
         """After `after` more good answers, the next `times` create requests get this error."""
         code = code or {429: 20429, 500: 20500, 503: 20503}.get(status, 21211)
-        reason = message or {429: "Too Many Requests", 500: "Internal Server Error"}.get(status, "Error")
+        reason = message or {429: "Too Many Requests", 500: "Internal Server Error"}.get(
+            status, "Error"
+        )
         self._failures += [None] * after + [_Failure(status, code, reason)] * times
 
     async def wait_for(self, kind: str, count: int, timeout: float = 15) -> list[dict[str, Any]]:
         items = self.messages if kind == "messages" else self.calls
         deadline = asyncio.get_running_loop().time() + timeout
         while len(items) < count:
-            assert asyncio.get_running_loop().time() < deadline, f"stand-in saw {len(items)} {kind}, wanted {count}"
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"stand-in saw {len(items)} {kind}, wanted {count}"
+            )
             await asyncio.sleep(0.05)
         return items
 
@@ -118,13 +133,20 @@ class TwilioStandIn:
         header = request.headers.get("Authorization", "")
         if header.startswith("Basic "):
             username, _, password = base64.b64decode(header[6:]).decode().partition(":")
-        recorded = RecordedRequest(request.method, request.path, {k: form.getall(k) for k in form.keys()},
-                                   username, peer=request.transport.get_extra_info("peername"))
+        recorded = RecordedRequest(
+            request.method,
+            request.path,
+            {k: form.getall(k) for k in form.keys()},
+            username,
+            peer=request.transport.get_extra_info("peername"),
+        )
         self.requests.append(recorded)
         if username != self.account_sid or password != self.auth_token:
             return recorded, _error(401, 20003, "Authenticate")
         if request.match_info["sid"] != self.account_sid:
-            return recorded, _error(404, 20404, f"The requested resource {request.path} was not found")
+            return recorded, _error(
+                404, 20404, f"The requested resource {request.path} was not found"
+            )
         failure = self._failures.pop(0) if self._failures else None
         if failure is not None:
             return recorded, _error(failure.status, failure.code, failure.message)
@@ -146,24 +168,45 @@ class TwilioStandIn:
         if not sender and not service:
             return _error(400, 21603, "A 'From' phone number is required.")
         if sender and to.startswith("whatsapp:") != sender.startswith("whatsapp:"):
-            return _error(400, 21910, "Invalid From and To pair. From and To should be of the same channel")
+            return _error(
+                400, 21910, "Invalid From and To pair. From and To should be of the same channel"
+            )
         if not body and not media:
             return _error(400, 21602, "Message body is required.")
         if len(body.encode("utf-16-le")) // 2 > 1600:
-            return _error(400, 21617, "The concatenated message body exceeds the 1600 character limit.")
+            return _error(
+                400, 21617, "The concatenated message body exceeds the 1600 character limit."
+            )
         sid, stamp = _sid("SM"), format_datetime(now())
         resource = {
-            "account_sid": self.account_sid, "api_version": "2010-04-01", "body": body,
-            "date_created": stamp, "date_sent": None, "date_updated": stamp, "direction": "outbound-api",
-            "error_code": None, "error_message": None, "from": sender, "messaging_service_sid": service,
-            "num_media": str(len(media)), "num_segments": str(max(1, -(-len(body) // 153))), "price": None,
-            "price_unit": "USD", "sid": sid, "status": "accepted" if service and not sender else "queued",
-            "subresource_uris": {"media": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}/Media.json"},
-            "to": to, "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
+            "account_sid": self.account_sid,
+            "api_version": "2010-04-01",
+            "body": body,
+            "date_created": stamp,
+            "date_sent": None,
+            "date_updated": stamp,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": sender,
+            "messaging_service_sid": service,
+            "num_media": str(len(media)),
+            "num_segments": str(max(1, -(-len(body) // 153))),
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": "accepted" if service and not sender else "queued",
+            "subresource_uris": {
+                "media": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}/Media.json"
+            },
+            "to": to,
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
             "status_callback": r.one("StatusCallback"),
         }
         self.messages.append(resource)
-        return web.json_response({k: v for k, v in resource.items() if k != "status_callback"}, status=201)
+        return web.json_response(
+            {k: v for k, v in resource.items() if k != "status_callback"}, status=201
+        )
 
     async def _create_call(self, request: web.Request) -> web.Response:
         recorded, refusal = await self._record(request)
@@ -181,12 +224,32 @@ class TwilioStandIn:
             return _error(400, 21205, "Url parameter is required.")
         sid, stamp = _sid("CA"), format_datetime(now())
         resource = {
-            "account_sid": self.account_sid, "annotation": None, "answered_by": None, "api_version": "2010-04-01",
-            "caller_name": None, "date_created": stamp, "date_updated": stamp, "direction": "outbound-api",
-            "duration": None, "end_time": None, "forwarded_from": None, "from": sender, "from_formatted": sender,
-            "group_sid": None, "parent_call_sid": None, "phone_number_sid": None, "price": None, "price_unit": "USD",
-            "sid": sid, "start_time": None, "status": "queued", "to": to, "to_formatted": to, "trunk_sid": None,
-            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{sid}.json", "queue_time": "0",
+            "account_sid": self.account_sid,
+            "annotation": None,
+            "answered_by": None,
+            "api_version": "2010-04-01",
+            "caller_name": None,
+            "date_created": stamp,
+            "date_updated": stamp,
+            "direction": "outbound-api",
+            "duration": None,
+            "end_time": None,
+            "forwarded_from": None,
+            "from": sender,
+            "from_formatted": sender,
+            "group_sid": None,
+            "parent_call_sid": None,
+            "phone_number_sid": None,
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "start_time": None,
+            "status": "queued",
+            "to": to,
+            "to_formatted": to,
+            "trunk_sid": None,
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{sid}.json",
+            "queue_time": "0",
             "twiml": r.one("Twiml"),
         }
         self.calls.append(resource)
@@ -227,27 +290,59 @@ class TwilioRouter:
         return self.running.url(path)
 
     def sign(self, path: str, params: dict[str, str]) -> str:
-        return self.validator.compute_signature((self.public_url or self.running.base_url) + path, params)
+        return self.validator.compute_signature(
+            (self.public_url or self.running.base_url) + path, params
+        )
 
-    async def post(self, path: str, params: dict[str, str], *, signature: str | None = None,
-                   signed: bool = True) -> tuple[int, str]:
+    async def post(
+        self,
+        path: str,
+        params: dict[str, str],
+        *,
+        signature: str | None = None,
+        signed: bool = True,
+    ) -> tuple[int, str]:
         headers = {}
         if signed:
-            headers["X-Twilio-Signature"] = signature if signature is not None else self.sign(path, params)
+            headers["X-Twilio-Signature"] = (
+                signature if signature is not None else self.sign(path, params)
+            )
         async with self.http.post(self.url(path), data=params, headers=headers) as resp:
             return resp.status, await resp.text()
 
-    async def sms(self, body: str, sid: str | None = None, sender: str = CUSTOMER, to: str = OUR_NUMBER,
-                  **extra: str) -> tuple[int, str]:
-        params = {"MessageSid": sid or message_sid(), "SmsSid": sid or "", "AccountSid": ACCOUNT_SID,
-                  "From": sender, "To": to, "Body": body, "NumMedia": "0", **extra}
+    async def sms(
+        self,
+        body: str,
+        sid: str | None = None,
+        sender: str = CUSTOMER,
+        to: str = OUR_NUMBER,
+        **extra: str,
+    ) -> tuple[int, str]:
+        params = {
+            "MessageSid": sid or message_sid(),
+            "SmsSid": sid or "",
+            "AccountSid": ACCOUNT_SID,
+            "From": sender,
+            "To": to,
+            "Body": body,
+            "NumMedia": "0",
+            **extra,
+        }
         params["SmsSid"] = params["MessageSid"]
         return await self.post("/webhooks/twilio/messaging", params)
 
-    async def call(self, path: str, sid: str, caller: str = CUSTOMER, called: str = OUR_NUMBER,
-                   **extra: str) -> tuple[int, str]:
-        params = {"CallSid": sid, "AccountSid": ACCOUNT_SID, "From": caller, "To": called,
-                  "CallStatus": "in-progress", "Direction": "inbound", **extra}
+    async def call(
+        self, path: str, sid: str, caller: str = CUSTOMER, called: str = OUR_NUMBER, **extra: str
+    ) -> tuple[int, str]:
+        params = {
+            "CallSid": sid,
+            "AccountSid": ACCOUNT_SID,
+            "From": caller,
+            "To": called,
+            "CallStatus": "in-progress",
+            "Direction": "inbound",
+            **extra,
+        }
         return await self.post(path, params)
 
     async def login(self) -> dict[str, str]:
@@ -257,57 +352,81 @@ class TwilioRouter:
 
     async def inbound_records(self) -> list[Envelope]:
         topics = self.router.bus.kafka.topics
-        return [Envelope.from_bytes(v) for v in await read_topic(self.router.bus.kafka.bootstrap_servers,
-                                                                    topics.inbound_urgent, topics.inbound_standard)]
+        return [
+            Envelope.from_bytes(v)
+            for v in await read_topic(
+                self.router.bus.kafka.bootstrap_servers,
+                topics.inbound_urgent,
+                topics.inbound_standard,
+            )
+        ]
 
     async def wait_for_queue(self, queue: str, predicate, timeout: float = 15) -> list[dict]:
         headers = await self.login()
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            async with self.http.get(self.url(f"/api/queues/{queue}/conversations"), headers=headers) as r:
+            async with self.http.get(
+                self.url(f"/api/queues/{queue}/conversations"), headers=headers
+            ) as r:
                 assert r.status == 200, await r.text()
                 conversations = (await r.json())["conversations"]
             if predicate(conversations):
                 return conversations
-            assert asyncio.get_running_loop().time() < deadline, f"queue {queue} never matched: {conversations}"
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"queue {queue} never matched: {conversations}"
+            )
             await asyncio.sleep(0.05)
 
     async def conversation(self, conversation_id: str) -> dict:
-        async with self.http.get(self.url(f"/api/conversations/{conversation_id}"),
-                                 headers=await self.login()) as r:
+        async with self.http.get(
+            self.url(f"/api/conversations/{conversation_id}"), headers=await self.login()
+        ) as r:
             assert r.status == 200, await r.text()
             return await r.json()
 
-    async def wait_for_inbound(self, conversation_id: str, count: int, timeout: float = 15) -> list[dict]:
+    async def wait_for_inbound(
+        self, conversation_id: str, count: int, timeout: float = 15
+    ) -> list[dict]:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             messages = (await self.conversation(conversation_id))["messages"]
             inbound = [m for m in messages if m["direction"] == "in"]
             if len(inbound) >= count:
                 return inbound
-            assert asyncio.get_running_loop().time() < deadline, f"only {len(inbound)} inbound messages"
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"only {len(inbound)} inbound messages"
+            )
             await asyncio.sleep(0.05)
 
     async def reply(self, conversation_id: str, text: str) -> str:
-        async with self.http.post(self.url(f"/api/conversations/{conversation_id}/messages"),
-                                  headers=await self.login(), json={"text": text}) as r:
+        async with self.http.post(
+            self.url(f"/api/conversations/{conversation_id}/messages"),
+            headers=await self.login(),
+            json={"text": text},
+        ) as r:
             assert r.status == 201, await r.text()
             return (await r.json())["id"]
 
-    async def wait_for_delivery(self, conversation_id: str, message_id: str, status: str, timeout: float = 15) -> dict:
+    async def wait_for_delivery(
+        self, conversation_id: str, message_id: str, status: str, timeout: float = 15
+    ) -> dict:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             conversation = await self.conversation(conversation_id)
             message = next(m for m in conversation["messages"] if m["id"] == message_id)
             if message["delivery_status"] == status:
                 return message
-            assert asyncio.get_running_loop().time() < deadline, f"reply stayed {message['delivery_status']}"
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"reply stayed {message['delivery_status']}"
+            )
             await asyncio.sleep(0.05)
 
 
 async def read_topic(bootstrap_servers: str, *topics: str) -> list[bytes]:
     """Every record on the topics so far, read from the beginning outside any consumer group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         partitions = await topic_partitions(bootstrap_servers, list(topics))
@@ -324,14 +443,21 @@ async def read_topic(bootstrap_servers: str, *topics: str) -> list[bytes]:
 
 
 @contextlib.asynccontextmanager
-async def twilio_router(database_url: str, monkeypatch, *, public_url: str | None = PUBLIC_URL,
-                        config_dir: Path | None = None, env: dict[str, str | None] | None = None,
-                        channels: list[str] | None = None) -> AsyncIterator[TwilioRouter]:
+async def twilio_router(
+    database_url: str,
+    monkeypatch,
+    *,
+    public_url: str | None = PUBLIC_URL,
+    config_dir: Path | None = None,
+    env: dict[str, str | None] | None = None,
+    channels: list[str] | None = None,
+) -> AsyncIterator[TwilioRouter]:
     from router.app import Router
     from tests.conftest import RunningRouter, make_settings
 
     values = {
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "SUPPORTROUTER_TWILIO_RETRY_BACKOFF_SECONDS": "0.01",
     } | (env or {})
     async with TwilioStandIn(ACCOUNT_SID, AUTH_TOKEN) as standin:
@@ -341,9 +467,19 @@ async def twilio_router(database_url: str, monkeypatch, *, public_url: str | Non
                 monkeypatch.delenv(name, raising=False)
             else:
                 monkeypatch.setenv(name, value)
-        overrides: dict[str, Any] = {"channels": channels or ["chat", "sms", "whatsapp", "voice"],
-                                     "public_url": public_url}
+        overrides: dict[str, Any] = {
+            "channels": channels or ["chat", "sms", "whatsapp", "voice"],
+            "public_url": public_url,
+        }
         if config_dir is not None:
             overrides["config_dir"] = config_dir
-        async with Router(make_settings(database_url, **overrides)) as router, aiohttp.ClientSession() as http:
-            yield TwilioRouter(RunningRouter(router, http), standin, public_url, values.get("TWILIO_AUTH_TOKEN") or "x")
+        async with (
+            Router(make_settings(database_url, **overrides)) as router,
+            aiohttp.ClientSession() as http,
+        ):
+            yield TwilioRouter(
+                RunningRouter(router, http),
+                standin,
+                public_url,
+                values.get("TWILIO_AUTH_TOKEN") or "x",
+            )

@@ -45,7 +45,9 @@ class LiveChatChannel:
     name = "chat"
     max_name_chars = 100
 
-    def __init__(self, publish: Publish, store: ConversationStore, bus: KafkaBus, max_text_chars: int = 4000):
+    def __init__(
+        self, publish: Publish, store: ConversationStore, bus: KafkaBus, max_text_chars: int = 4000
+    ):
         self._publish, self._store, self._max_text = publish, store, max_text_chars
         self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self._fanout = TopicFanout(bus, bus.topics.outbound, self._deliver)
@@ -73,7 +75,9 @@ class LiveChatChannel:
         return web.FileResponse(STATIC / "chat.html")
 
     async def widget(self, request: web.Request) -> web.Response:
-        return web.FileResponse(STATIC / "widget.js", headers={"Content-Type": "application/javascript"})
+        return web.FileResponse(
+            STATIC / "widget.js", headers={"Content-Type": "application/javascript"}
+        )
 
     async def create_session(self, request: web.Request) -> web.Response:
         name = None
@@ -82,13 +86,22 @@ class LiveChatChannel:
                 body = await request.json()
             except (ValueError, UnicodeDecodeError):
                 REJECTED.labels(channel="chat", reason="bad_json").inc()
-                raise web.HTTPBadRequest(text=json.dumps({"error": "body must be JSON"}), content_type="application/json") from None
+                raise web.HTTPBadRequest(
+                    text=json.dumps({"error": "body must be JSON"}), content_type="application/json"
+                ) from None
             if not isinstance(body, dict):
-                raise web.HTTPBadRequest(text=json.dumps({"error": "body must be a JSON object"}), content_type="application/json")
+                raise web.HTTPBadRequest(
+                    text=json.dumps({"error": "body must be a JSON object"}),
+                    content_type="application/json",
+                )
             name = body.get("name")
             if name is not None and (not isinstance(name, str) or len(name) > self.max_name_chars):
                 raise web.HTTPBadRequest(
-                    text=json.dumps({"error": f"name must be a string of at most {self.max_name_chars} characters"}),
+                    text=json.dumps(
+                        {
+                            "error": f"name must be a string of at most {self.max_name_chars} characters"
+                        }
+                    ),
                     content_type="application/json",
                 )
         token, _ = await self._store.new_chat_session(name.strip() if name else None)
@@ -99,7 +112,10 @@ class LiveChatChannel:
         session = await self._store.chat_session(token) if token else None
         if session is None:
             REJECTED.labels(channel="chat", reason="unknown_session").inc()
-            raise web.HTTPUnauthorized(text=json.dumps({"error": "unknown or missing chat session"}), content_type="application/json")
+            raise web.HTTPUnauthorized(
+                text=json.dumps({"error": "unknown or missing chat session"}),
+                content_type="application/json",
+            )
         key, name = session["conversation_key"], session["name"]
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
         await ws.prepare(request)
@@ -118,7 +134,9 @@ class LiveChatChannel:
                 self._sockets.pop(key, None)
         return ws
 
-    async def _receive(self, ws: web.WebSocketResponse, key: str, name: str | None, data: str) -> None:
+    async def _receive(
+        self, ws: web.WebSocketResponse, key: str, name: str | None, data: str
+    ) -> None:
         try:
             frame = json.loads(data)
         except ValueError:
@@ -126,7 +144,9 @@ class LiveChatChannel:
             await ws.send_json({"type": "error", "error": "frame is not JSON"})
             return
         if not isinstance(frame, dict) or frame.get("type") != "message":
-            await ws.send_json({"type": "error", "error": 'expected {"type": "message", "text": ...}'})
+            await ws.send_json(
+                {"type": "error", "error": 'expected {"type": "message", "text": ...}'}
+            )
             return
         text, client_id = frame.get("text"), frame.get("id")
         if not isinstance(text, str) or not text.strip():
@@ -134,10 +154,16 @@ class LiveChatChannel:
             return
         if len(text) > self._max_text:
             REJECTED.labels(channel="chat", reason="too_long").inc()
-            await ws.send_json({"type": "error", "error": f"text is longer than {self._max_text} characters"})
+            await ws.send_json(
+                {"type": "error", "error": f"text is longer than {self._max_text} characters"}
+            )
             return
-        if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= 100):
-            await ws.send_json({"type": "error", "error": "id must be a string of at most 100 characters"})
+        if client_id is not None and (
+            not isinstance(client_id, str) or not 0 < len(client_id) <= 100
+        ):
+            await ws.send_json(
+                {"type": "error", "error": "id must be a string of at most 100 characters"}
+            )
             return
         # A client id makes a resend after a dropped connection the same message, not a second one.
         channel_message_id = f"{key}:{client_id or uuid.uuid4().hex}"
@@ -152,11 +178,23 @@ class LiveChatChannel:
             accepted = await self._publish(envelope)
         except Exception as exc:  # Kafka did not acknowledge: the customer is told to resend
             log.warning("chat.publish_failed", conversation_key=key, error=repr(exc)[:300])
-            await ws.send_json({"type": "error", "error": "message not accepted, please send it again", "retry": True, "client_id": client_id})
+            await ws.send_json(
+                {
+                    "type": "error",
+                    "error": "message not accepted, please send it again",
+                    "retry": True,
+                    "client_id": client_id,
+                }
+            )
             return
         await ws.send_json(
-            {"type": "accepted", "id": accepted.message_id, "client_id": client_id,
-             "text": accepted.text, "redactions": accepted.redactions}
+            {
+                "type": "accepted",
+                "id": accepted.message_id,
+                "client_id": client_id,
+                "text": accepted.text,
+                "redactions": accepted.redactions,
+            }
         )
 
     async def _deliver(self, record: ConsumerRecord) -> None:
@@ -168,8 +206,13 @@ class LiveChatChannel:
             return
         sockets = list(self._sockets.get(out.conversation_key, ()))
         frame = {
-            "type": "message", "id": out.message_id, "direction": "out", "kind": out.kind,
-            "author": out.author, "text": out.text, "created_at": out.created_at.isoformat(),
+            "type": "message",
+            "id": out.message_id,
+            "direction": "out",
+            "kind": out.kind,
+            "author": out.author,
+            "text": out.text,
+            "created_at": out.created_at.isoformat(),
         }
         for ws in sockets:
             if not ws.closed:

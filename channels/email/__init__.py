@@ -27,7 +27,9 @@ class EmailChannel:
 
     def __init__(self, settings: EmailSettings, intake: EmailIntake, smtp_port: int):
         self.settings = settings
-        self.smtp: SmtpListener | None = SmtpListener(settings, intake, smtp_port) if settings.support_address else None
+        self.smtp: SmtpListener | None = (
+            SmtpListener(settings, intake, smtp_port) if settings.support_address else None
+        )
         self.imap: ImapPoller | None = ImapPoller(settings, intake) if settings.imap_host else None
         self._started: list = []
 
@@ -38,7 +40,10 @@ class EmailChannel:
         if self._started:
             raise RuntimeError("EmailChannel already started")
         if self.smtp is None and self.imap is None:
-            log.info("email.inbound_disabled", reason="set SUPPORTROUTER_SUPPORT_ADDRESS (and IMAP settings) to receive mail")
+            log.info(
+                "email.inbound_disabled",
+                reason="set SUPPORTROUTER_SUPPORT_ADDRESS (and IMAP settings) to receive mail",
+            )
         for part in (self.smtp, self.imap):
             if part is not None:
                 await part.start()

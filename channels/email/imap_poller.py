@@ -43,9 +43,15 @@ class ImapPoller:
         if self._tasks:
             raise RuntimeError("ImapPoller already started")
         for mailbox in self.settings.imap_mailboxes:
-            self._tasks.append(asyncio.create_task(self._run(mailbox), name=f"email:imap:{mailbox}"))
-        log.info("email.imap_polling", host=self.settings.imap_host, port=self.settings.imap_port,
-                 mailboxes=self.settings.imap_mailboxes)
+            self._tasks.append(
+                asyncio.create_task(self._run(mailbox), name=f"email:imap:{mailbox}")
+            )
+        log.info(
+            "email.imap_polling",
+            host=self.settings.imap_host,
+            port=self.settings.imap_port,
+            mailboxes=self.settings.imap_mailboxes,
+        )
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
@@ -67,7 +73,12 @@ class ImapPoller:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the server went away, refused us, or Kafka did not ack
-                log.warning("email.imap_disconnected", mailbox=mailbox, error=repr(exc)[:300], retry_in=delay)
+                log.warning(
+                    "email.imap_disconnected",
+                    mailbox=mailbox,
+                    error=repr(exc)[:300],
+                    retry_in=delay,
+                )
             finally:
                 if conn is not None:
                     await self._close(conn)
@@ -78,7 +89,9 @@ class ImapPoller:
         s = self.settings
         lost = asyncio.Event()
         client = aioimaplib.IMAP4(
-            host=s.imap_host, port=s.imap_port, timeout=s.imap_timeout_seconds,
+            host=s.imap_host,
+            port=s.imap_port,
+            timeout=s.imap_timeout_seconds,
             conn_lost_cb=lambda _exc: lost.set(),
             ssl_context=ssl.create_default_context() if s.imap_tls else None,
         )
@@ -102,7 +115,9 @@ class ImapPoller:
         transport = client.protocol.transport
         if transport is not None:
             transport.close()
-        pending = [t for t in (*client.tasks, *client.protocol.tasks, client._client_task) if not t.done()]
+        pending = [
+            t for t in (*client.tasks, *client.protocol.tasks, client._client_task) if not t.done()
+        ]
         for task in pending:
             task.cancel()
         for task in pending:
@@ -148,7 +163,9 @@ class ImapPoller:
         idle = await client.idle_start(timeout=self.settings.imap_idle_seconds)
         try:
             while client.has_pending_idle():
-                push = asyncio.ensure_future(client.wait_server_push(self.settings.imap_idle_seconds + 30))
+                push = asyncio.ensure_future(
+                    client.wait_server_push(self.settings.imap_idle_seconds + 30)
+                )
                 lost = asyncio.ensure_future(conn.lost.wait())
                 try:
                     await asyncio.wait({push, lost}, return_when=asyncio.FIRST_COMPLETED)
@@ -161,7 +178,9 @@ class ImapPoller:
                 if push.cancelled() or push.exception() is not None:
                     return  # no push within the period: issue IDLE afresh
                 lines = push.result()
-                if lines == aioimaplib.STOP_WAIT_SERVER_PUSH or any(b"EXISTS" in bytes(x) for x in lines):
+                if lines == aioimaplib.STOP_WAIT_SERVER_PUSH or any(
+                    b"EXISTS" in bytes(x) for x in lines
+                ):
                     return
         finally:
             if client.has_pending_idle() and not conn.lost.is_set():

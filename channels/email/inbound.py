@@ -59,7 +59,12 @@ class EmailIntake:
         )
 
     async def accept(
-        self, raw: bytes, *, source: str, envelope_from: str | None = None, extra_problems: list[str] = ()
+        self,
+        raw: bytes,
+        *,
+        source: str,
+        envelope_from: str | None = None,
+        extra_problems: list[str] = (),
     ) -> Result:
         """Parse and publish one mail. Raises only when Kafka did not acknowledge it."""
         # Parsing a large mail takes CPU time; one thread call keeps the event loop free.
@@ -67,12 +72,23 @@ class EmailIntake:
         mail.problems.extend(extra_problems)
         if mail.refusal:
             REJECTED.labels(channel="email", reason="refused").inc()
-            log.warning("email.refused", source=source, reason=mail.refusal, bytes=len(raw),
-                        message_id=mail.message_id or None, problems=mail.problems)
+            log.warning(
+                "email.refused",
+                source=source,
+                reason=mail.refusal,
+                bytes=len(raw),
+                message_id=mail.message_id or None,
+                problems=mail.problems,
+            )
             return Result(Outcome.REFUSED, mail.refusal)
         assert mail.from_address is not None
         if mail.from_address in self.settings.own_addresses:
-            log.info("email.ignored", source=source, reason="from_own_address", message_id=mail.message_id)
+            log.info(
+                "email.ignored",
+                source=source,
+                reason="from_own_address",
+                message_id=mail.message_id,
+            )
             return Result(Outcome.IGNORED, "mail from our own address is never answered")
         key = await self.conversation_key(mail)
         envelope = Envelope.new(
@@ -86,11 +102,23 @@ class EmailIntake:
             attachments=mail.attachments,
         )
         if mail.problems:
-            log.warning("email.neutralized", source=source, message_id=mail.message_id,
-                        problems=mail.problems, trace_id=envelope.trace_id)
+            log.warning(
+                "email.neutralized",
+                source=source,
+                message_id=mail.message_id,
+                problems=mail.problems,
+                trace_id=envelope.trace_id,
+            )
         accepted = await self._publish(envelope)
-        log.info("email.accepted", source=source, message_id=mail.message_id, trace_id=accepted.trace_id,
-                 conversation_key=key, attachments=len(mail.attachments), auto_reason=mail.auto_reason)
+        log.info(
+            "email.accepted",
+            source=source,
+            message_id=mail.message_id,
+            trace_id=accepted.trace_id,
+            conversation_key=key,
+            attachments=len(mail.attachments),
+            auto_reason=mail.auto_reason,
+        )
         return Result(Outcome.ACCEPTED, envelope=accepted)
 
     async def conversation_key(self, mail: ParsedMail) -> str:
@@ -118,7 +146,11 @@ class EmailIntake:
             # Agents see the history; it is masked here because intake redacts only the text.
             thread["quoted"] = redact(mail.quoted).text
         reply_to = mail.reply_to
-        if reply_to and reply_to != mail.from_address and reply_to not in self.settings.own_addresses:
+        if (
+            reply_to
+            and reply_to != mail.from_address
+            and reply_to not in self.settings.own_addresses
+        ):
             thread["reply_to"] = reply_to
         if mail.auto_reason:
             thread["no_auto_reply"] = "1"

@@ -26,7 +26,9 @@ from router.core.envelope import Attachment
 _MSGID = re.compile(r"<([^<>\s]{1,998})>")
 _BOUNDARY = re.compile(rb'boundary\s*=\s*"?([^"\s;]{1,200})', re.I)
 _LINE_BREAKS = re.compile(r"[\r\n\t\x00-\x1f\x7f]+")
-_NO_REPLY_LOCAL = re.compile(r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|bounces?)([+-].*)?$", re.I)
+_NO_REPLY_LOCAL = re.compile(
+    r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|bounces?)([+-].*)?$", re.I
+)
 MAX_MESSAGE_ID_CHARS = 200  # the store's channel_message_id column
 MAX_REFERENCES = 20
 MAX_NAME_CHARS = 200
@@ -98,7 +100,9 @@ def valid_address(value: str | None) -> str | None:
     return value if value and len(value) <= 254 and ADDRESS.match(value) else None
 
 
-def parse_mail(raw: bytes, limits: Limits = Limits(), envelope_from: str | None = None) -> ParsedMail:
+def parse_mail(
+    raw: bytes, limits: Limits = Limits(), envelope_from: str | None = None
+) -> ParsedMail:
     """Never raises: a mail that cannot be read comes back with `refusal` set."""
     parsed = ParsedMail()
     try:
@@ -122,7 +126,9 @@ def _parse(raw: bytes, limits: Limits, envelope_from: str | None, parsed: Parsed
     parsed.message_id = normalize_message_id(_header(msg, "Message-ID")) or _synthetic_id(msg, raw)
     parsed.in_reply_to = message_ids(_header(msg, "In-Reply-To"))[:MAX_REFERENCES]
     refs = message_ids(_header(msg, "References"))
-    parsed.references = refs if len(refs) <= MAX_REFERENCES else [refs[0], *refs[-(MAX_REFERENCES - 1):]]
+    parsed.references = (
+        refs if len(refs) <= MAX_REFERENCES else [refs[0], *refs[-(MAX_REFERENCES - 1) :]]
+    )
     parsed.subject = _clean_header(msg, "Subject", MAX_SUBJECT_CHARS, parsed)
 
     from_name, from_address = _mailbox(msg, "From", parsed)
@@ -145,7 +151,9 @@ def _parse(raw: bytes, limits: Limits, envelope_from: str | None, parsed: Parsed
         parsed.problems.append("text_truncated")
     parsed.quoted = reply.quoted[: limits.max_quoted_chars]
     if not parsed.text:
-        parsed.text = parsed.subject or ("(attachments only)" if parsed.attachments else "(empty message)")
+        parsed.text = parsed.subject or (
+            "(attachments only)" if parsed.attachments else "(empty message)"
+        )
 
 
 def _structure_refusal(raw: bytes, limits: Limits) -> str | None:
@@ -226,7 +234,9 @@ def _addresses(msg: EmailMessage, name: str) -> list[str]:
 def _synthetic_id(msg: EmailMessage, raw: bytes) -> str:
     # No Message-ID: one made of what a retry of the same mail repeats, so a retry still dedupes.
     _, _, body = raw.partition(b"\r\n\r\n") if b"\r\n\r\n" in raw else raw.partition(b"\n\n")
-    seed = "\n".join(_header(msg, h) for h in ("From", "To", "Date", "Subject")).encode(errors="surrogateescape")
+    seed = "\n".join(_header(msg, h) for h in ("From", "To", "Date", "Subject")).encode(
+        errors="surrogateescape"
+    )
     return f"<{hashlib.sha256(seed + body).hexdigest()[:40]}@no-message-id.invalid>"
 
 
@@ -341,5 +351,7 @@ def _attachment(part: EmailMessage, ctype: str, filename: str | None) -> Attachm
         if isinstance(inner, list) and inner:
             subject = _header(inner[0], "Subject")
         filename = filename or (f"{subject or 'message'}.eml")
-    name = clean_line(filename or "", MAX_NAME_CHARS).replace("/", "_").replace("\\", "_") or "unnamed"
+    name = (
+        clean_line(filename or "", MAX_NAME_CHARS).replace("/", "_").replace("\\", "_") or "unnamed"
+    )
     return Attachment(name=name, content_type=clean_line(ctype, 100), size=len(_payload(part)))

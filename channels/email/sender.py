@@ -26,7 +26,9 @@ from router.core.envelope import Outbound
 from router.store.conversations import ConversationStore
 
 log = structlog.get_logger("channels.email.sender")
-_REPLY_PREFIX = re.compile(r"^\s*((re|fw|fwd|aw|sv|回复|答复|回覆|转发|轉寄)\s*(\[\d+\])?\s*[:：]\s*)+", re.I)
+_REPLY_PREFIX = re.compile(
+    r"^\s*((re|fw|fwd|aw|sv|回复|答复|回覆|转发|轉寄)\s*(\[\d+\])?\s*[:：]\s*)+", re.I
+)
 DEFAULT_SUBJECT = "Your support request"
 
 
@@ -53,15 +55,27 @@ class EmailSender:
                 return
             raise DeliveryFailed("refusing to mail our own support address: that is a mail loop")
         if out.kind == "acknowledgement" and parent_thread.get("no_auto_reply") == "1":
-            await self._suppress(out, f"no automatic reply to {parent_thread.get('auto_reason', 'automatic')} mail")
+            await self._suppress(
+                out, f"no automatic reply to {parent_thread.get('auto_reason', 'automatic')} mail"
+            )
             return
         message = self.compose(out, to, conversation, parent)
         await self._deliver(out, message, to)
-        await self.store.set_delivery_status(out.message_id, "sent", provider_message_id=message["Message-ID"])
-        log.info("email.sent", trace_id=out.trace_id, conversation_id=out.conversation_id, kind=out.kind,
-                 message_id=message["Message-ID"], in_reply_to=message.get("In-Reply-To"))
+        await self.store.set_delivery_status(
+            out.message_id, "sent", provider_message_id=message["Message-ID"]
+        )
+        log.info(
+            "email.sent",
+            trace_id=out.trace_id,
+            conversation_id=out.conversation_id,
+            kind=out.kind,
+            message_id=message["Message-ID"],
+            in_reply_to=message.get("In-Reply-To"),
+        )
 
-    def compose(self, out: Outbound, to: str, conversation: dict[str, Any], parent: dict[str, Any] | None) -> EmailMessage:
+    def compose(
+        self, out: Outbound, to: str, conversation: dict[str, Any], parent: dict[str, Any] | None
+    ) -> EmailMessage:
         s = self.settings
         msg = EmailMessage(policy=policy.SMTP)
         msg["From"] = formataddr((s.support_name, s.support_address))
@@ -106,16 +120,25 @@ class EmailSender:
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             if codes and all(code >= 500 for code in codes):
-                raise DeliveryFailed(f"relay refused {to}: {exc.recipients[0].message[:200]}") from exc
+                raise DeliveryFailed(
+                    f"relay refused {to}: {exc.recipients[0].message[:200]}"
+                ) from exc
             raise
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code >= 500:
-                raise DeliveryFailed(f"relay refused the reply: {exc.code} {exc.message[:200]}") from exc
+                raise DeliveryFailed(
+                    f"relay refused the reply: {exc.code} {exc.message[:200]}"
+                ) from exc
             raise  # 4xx: the relay asks us to try again later
 
     async def _suppress(self, out: Outbound, reason: str) -> None:
         await self.store.set_delivery_status(out.message_id, "suppressed", detail=reason)
-        log.info("email.auto_reply_suppressed", trace_id=out.trace_id, conversation_id=out.conversation_id, reason=reason)
+        log.info(
+            "email.auto_reply_suppressed",
+            trace_id=out.trace_id,
+            conversation_id=out.conversation_id,
+            reason=reason,
+        )
 
 
 def _email_messages(conversation: dict[str, Any]) -> list[dict[str, Any]]:
@@ -128,7 +151,9 @@ def _parent(conversation: dict[str, Any]) -> dict[str, Any] | None:
     return inbound[-1] if inbound else None
 
 
-def thread_ids(conversation: dict[str, Any], parent: dict[str, Any] | None) -> tuple[str | None, list[str]]:
+def thread_ids(
+    conversation: dict[str, Any], parent: dict[str, Any] | None
+) -> tuple[str | None, list[str]]:
     """(In-Reply-To, References): the parent's own References (its ancestors), then every
     Message-ID this conversation holds in the order they were written, so the thread's root comes
     first (RFC 5322 §3.6.4); bounded, with the root and the parent always kept."""
@@ -138,14 +163,20 @@ def thread_ids(conversation: dict[str, Any], parent: dict[str, Any] | None) -> t
     thread = (parent.get("meta") or {}).get("thread") or {}
     ids = list(message_ids(thread.get("references", "")))
     for m in _email_messages(conversation):
-        mid = m.get("channel_message_id") if m.get("direction") == "in" else m.get("provider_message_id")
+        mid = (
+            m.get("channel_message_id")
+            if m.get("direction") == "in"
+            else m.get("provider_message_id")
+        )
         if mid:
             ids.append(mid)
     ordered = list(dict.fromkeys(ids))
     if len(ordered) > MAX_REFERENCES:
-        ordered = [ordered[0], *ordered[-(MAX_REFERENCES - 1):]]
+        ordered = [ordered[0], *ordered[-(MAX_REFERENCES - 1) :]]
     if parent_id not in ordered:
-        ordered = [*ordered[:-1], parent_id] if len(ordered) >= MAX_REFERENCES else [*ordered, parent_id]
+        ordered = (
+            [*ordered[:-1], parent_id] if len(ordered) >= MAX_REFERENCES else [*ordered, parent_id]
+        )
     return parent_id, ordered
 
 

@@ -12,7 +12,9 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+ADDRESS = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
+)
 
 # Comma-separated in the environment ("INBOX,Support"), a list in code.
 CommaList = Annotated[list[str], NoDecode]
@@ -93,11 +95,17 @@ class EmailSettings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> EmailSettings:
         if self.smtp_relay_host and not self.support_address:
-            raise ValueError("SUPPORTROUTER_SMTP_RELAY_HOST needs SUPPORTROUTER_SUPPORT_ADDRESS (the From of replies)")
+            raise ValueError(
+                "SUPPORTROUTER_SMTP_RELAY_HOST needs SUPPORTROUTER_SUPPORT_ADDRESS (the From of replies)"
+            )
         if self.imap_host and not (self.imap_username and self.imap_password):
-            raise ValueError("SUPPORTROUTER_IMAP_HOST needs SUPPORTROUTER_IMAP_USERNAME and SUPPORTROUTER_IMAP_PASSWORD")
+            raise ValueError(
+                "SUPPORTROUTER_IMAP_HOST needs SUPPORTROUTER_IMAP_USERNAME and SUPPORTROUTER_IMAP_PASSWORD"
+            )
         if self.smtp_relay_starttls == "required" and self.smtp_relay_tls:
-            raise ValueError("SUPPORTROUTER_SMTP_RELAY_TLS (implicit TLS) excludes SUPPORTROUTER_SMTP_RELAY_STARTTLS=required")
+            raise ValueError(
+                "SUPPORTROUTER_SMTP_RELAY_TLS (implicit TLS) excludes SUPPORTROUTER_SMTP_RELAY_STARTTLS=required"
+            )
         if bool(self.smtp_relay_username) != bool(self.smtp_relay_password):
             raise ValueError("SUPPORTROUTER_SMTP_RELAY_USERNAME and _PASSWORD go together")
         return self

@@ -29,7 +29,14 @@ class SupportMailHandler:
     def __init__(self, settings: EmailSettings, intake: EmailIntake):
         self.settings, self.intake = settings, intake
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         if address.strip().lower() not in self.settings.accepted_recipients:
             REJECTED.labels(channel="email", reason="relay_denied").inc()
             log.info("email.recipient_refused", peer=_peer(session), recipient=address[:320])
@@ -43,8 +50,12 @@ class SupportMailHandler:
         raw = envelope.original_content or b""
         try:
             result = await self.intake.accept(raw, source="smtp", envelope_from=envelope.mail_from)
-        except Exception as exc:  # Kafka did not acknowledge: the sending server keeps it and retries
-            log.warning("email.publish_failed", source="smtp", peer=_peer(session), error=repr(exc)[:300])
+        except (
+            Exception
+        ) as exc:  # Kafka did not acknowledge: the sending server keeps it and retries
+            log.warning(
+                "email.publish_failed", source="smtp", peer=_peer(session), error=repr(exc)[:300]
+            )
             return "451 4.3.0 Message not accepted yet, please try again later"
         if result.outcome is Outcome.REFUSED:
             code = "550 5.1.7" if "sender" in result.reason else "554 5.6.0"
@@ -68,7 +79,11 @@ class SmtpListener:
     publishing to Kafka from a hook is a plain await."""
 
     def __init__(self, settings: EmailSettings, intake: EmailIntake, port: int):
-        self.settings, self.handler, self.requested_port = settings, SupportMailHandler(settings, intake), port
+        self.settings, self.handler, self.requested_port = (
+            settings,
+            SupportMailHandler(settings, intake),
+            port,
+        )
         self._server: asyncio.Server | None = None
         self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
         self.port: int | None = None
@@ -89,10 +104,17 @@ class SmtpListener:
         if self._server is not None:
             raise RuntimeError("SmtpListener already started")
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._protocol, self.settings.smtp_host, self.requested_port)
+        self._server = await loop.create_server(
+            self._protocol, self.settings.smtp_host, self.requested_port
+        )
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("email.smtp_listening", host=self.settings.smtp_host, port=self.port,
-                 recipients=sorted(self.settings.accepted_recipients), max_bytes=self.settings.smtp_max_bytes)
+        log.info(
+            "email.smtp_listening",
+            host=self.settings.smtp_host,
+            port=self.port,
+            recipients=sorted(self.settings.accepted_recipients),
+            max_bytes=self.settings.smtp_max_bytes,
+        )
 
     async def stop(self) -> None:
         server, self._server = self._server, None

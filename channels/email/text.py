@@ -8,10 +8,43 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 
 # Elements whose content is never text a person reads; <script> and <style> are dropped whole.
-_SKIP = {"script", "style", "head", "title", "template", "noscript", "svg", "math", "object", "iframe"}
+_SKIP = {
+    "script",
+    "style",
+    "head",
+    "title",
+    "template",
+    "noscript",
+    "svg",
+    "math",
+    "object",
+    "iframe",
+}
 _BLOCK = {
-    "p", "div", "br", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6",
-    "blockquote", "pre", "hr", "section", "article", "header", "footer", "dl", "dt", "dd",
+    "p",
+    "div",
+    "br",
+    "tr",
+    "li",
+    "ul",
+    "ol",
+    "table",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "blockquote",
+    "pre",
+    "hr",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "dl",
+    "dt",
+    "dd",
 }
 # What is worth a log line when removed: active content has no place in a customer's mail.
 _ACTIVE = {"script", "iframe", "object", "embed"}
@@ -85,7 +118,9 @@ def html_to_text(html: str) -> HtmlText:
 
 
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+)
 
 
 def tidy(text: str) -> str:
@@ -112,7 +147,8 @@ _HEADER_BLOCK_NEXT = ("sent:", "date:", "to:", "subject:", "发送时间", "收�
 _FORWARD = re.compile(r"^-{2,}\s*(forwarded message|转发邮件|轉寄郵件)\s*-{2,}$", re.I)
 _SIGNATURE = re.compile(r"^--\s?$")
 _MOBILE_SIGNATURE = re.compile(
-    r"^(sent from my \w+|get outlook for \w+|发自我的\s*\S+|从我的\s*\S+\s*发送|來自我的\s*\S+)$", re.I
+    r"^(sent from my \w+|get outlook for \w+|发自我的\s*\S+|从我的\s*\S+\s*发送|來自我的\s*\S+)$",
+    re.I,
 )
 
 
@@ -138,7 +174,7 @@ def split_reply(text: str) -> Reply:
             continue
         if _FORWARD.match(stripped):
             break
-        if _starts_history(stripped, lines[i + 1:i + 4]):
+        if _starts_history(stripped, lines[i + 1 : i + 4]):
             cut = i
             break
     top, history = lines[:cut], lines[cut:]
@@ -159,7 +195,11 @@ def _starts_history(line: str, following: list[str]) -> bool:
     if any(pattern.match(line) for pattern in _ATTRIBUTION):
         return True
     # Clients wrap a long attribution: "On Mon, 3 Nov 2026 at 10:00, Support <" / "s@x> wrote:".
-    if following and line.lower().startswith("on ") and _ATTRIBUTION[0].match(f"{line} {following[0].strip()}"):
+    if (
+        following
+        and line.lower().startswith("on ")
+        and _ATTRIBUTION[0].match(f"{line} {following[0].strip()}")
+    ):
         return True
     # "From: ..." opens a quoted header block only when "Sent:"/"To:" follow, as Outlook
     # writes it; a customer's own "From: my bank" line is not history.

@@ -95,7 +95,9 @@ class TelegramSettings(BaseSettings):
         default=25, ge=0, le=50, validation_alias="SUPPORTROUTER_TELEGRAM_POLL_TIMEOUT_SECONDS"
     )
     max_retry_after_seconds: float = Field(
-        default=60, ge=0, validation_alias="SUPPORTROUTER_TELEGRAM_MAX_RETRY_AFTER_SECONDS",
+        default=60,
+        ge=0,
+        validation_alias="SUPPORTROUTER_TELEGRAM_MAX_RETRY_AFTER_SECONDS",
         description="a longer flood wait is not slept in the sender: the reply is retried, then dead-lettered",
     )
 
@@ -108,7 +110,9 @@ class TelegramSettings(BaseSettings):
     @classmethod
     def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
         # What setWebhook accepts; anything else Telegram refuses at start.
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+        if value is not None and not re.fullmatch(
+            r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()
+        ):
             raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
 
@@ -131,10 +135,12 @@ def load_settings() -> TelegramSettings:
     try:
         return TelegramSettings()
     except ValidationError as exc:
-        raise ConfigError([
-            Problem("environment", None, f"{'.'.join(map(str, e['loc']))}: {e['msg']}")
-            for e in exc.errors()
-        ]) from None
+        raise ConfigError(
+            [
+                Problem("environment", None, f"{'.'.join(map(str, e['loc']))}: {e['msg']}")
+                for e in exc.errors()
+            ]
+        ) from None
 
 
 # --- words the bot says by itself ------------------------------------------------------------
@@ -241,7 +247,9 @@ class TelegramChannel:
         app = self.application
         app.add_handler(CommandHandler(["start", "help"], self._on_start, filters=private & new))
         app.add_handler(MessageHandler(private & new & filters.CONTACT, self._on_contact))
-        app.add_handler(MessageHandler(private & filters.UpdateType.MESSAGES & content, self._on_message))
+        app.add_handler(
+            MessageHandler(private & filters.UpdateType.MESSAGES & content, self._on_message)
+        )
         app.add_handler(MessageHandler(private & new, self._on_unsupported))
         app.add_handler(TypeHandler(Update, self._on_ignored))
         app.add_error_handler(self._on_error)
@@ -270,7 +278,10 @@ class TelegramChannel:
             # Confirm what was handled, so a restart does not fetch it again.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
-                    self.application.bot.get_updates(offset=self._offset, timeout=0, allowed_updates=ALLOWED_UPDATES), 5
+                    self.application.bot.get_updates(
+                        offset=self._offset, timeout=0, allowed_updates=ALLOWED_UPDATES
+                    ),
+                    5,
                 )
         self._ready.clear()
         await self._shutdown_application()
@@ -305,7 +316,10 @@ class TelegramChannel:
                 await self._connect()
                 connected = True
             except InvalidToken:
-                log.error("telegram.invalid_token", hint="TELEGRAM_BOT_TOKEN was rejected; the channel is off")
+                log.error(
+                    "telegram.invalid_token",
+                    hint="TELEGRAM_BOT_TOKEN was rejected; the channel is off",
+                )
                 return
             except TelegramError as exc:
                 log.warning("telegram.unreachable", mode=self.mode, error=_safe(exc))
@@ -349,14 +363,19 @@ class TelegramChannel:
 
     async def webhook(self, request: web.Request) -> web.Response:
         if not self.webhook_url:
-            raise _refuse(web.HTTPNotFound, "the Telegram webhook is off: this router polls (no public URL is set)")
+            raise _refuse(
+                web.HTTPNotFound,
+                "the Telegram webhook is off: this router polls (no public URL is set)",
+            )
         given = request.headers.get(SECRET_HEADER, "")
         if not secrets.compare_digest(given.encode(), self._secret.encode()):
             REJECTED.labels(channel="telegram", reason="bad_secret").inc()
             log.warning("telegram.rejected", reason="bad_secret", remote=request.remote)
             raise _refuse(web.HTTPForbidden, f"missing or wrong {SECRET_HEADER}")
         if not self._ready.is_set():
-            raise _refuse(web.HTTPServiceUnavailable, "the Telegram channel is still connecting; retry")
+            raise _refuse(
+                web.HTTPServiceUnavailable, "the Telegram channel is still connecting; retry"
+            )
         try:
             data = await request.json()
         except (ValueError, UnicodeDecodeError):
@@ -364,7 +383,9 @@ class TelegramChannel:
             raise _refuse(web.HTTPBadRequest, "body must be a JSON Update") from None
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             REJECTED.labels(channel="telegram", reason="not_an_update").inc()
-            raise _refuse(web.HTTPBadRequest, "body must be a JSON Update with an integer update_id")
+            raise _refuse(
+                web.HTTPBadRequest, "body must be a JSON Update with an integer update_id"
+            )
         update_id = data["update_id"]
         if update_id in self._recent:
             return web.json_response({"ok": True, "duplicate": True})
@@ -407,7 +428,9 @@ class TelegramChannel:
         log.warning(
             "telegram.update_failed",
             update_id=getattr(update, "update_id", None),
-            error=_safe(context.error) if isinstance(context.error, TelegramError) else repr(context.error)[:300],
+            error=_safe(context.error)
+            if isinstance(context.error, TelegramError)
+            else repr(context.error)[:300],
         )
 
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -424,12 +447,19 @@ class TelegramChannel:
         contact, user = message.contact, message.from_user
         phone = normalize_phone(contact.phone_number)
         own = (
-            user is not None and contact.user_id == user.id
-            and message.forward_origin is None and message.via_bot is None
+            user is not None
+            and contact.user_id == user.id
+            and message.forward_origin is None
+            and message.via_bot is None
         )
         if own and phone is not None:
             await self._store.link_identity(Channel.TELEGRAM, str(user.id), phone)
-            log.info("identity.linked", channel="telegram", telegram_user_id=user.id, phone=_masked(phone))
+            log.info(
+                "identity.linked",
+                channel="telegram",
+                telegram_user_id=user.id,
+                phone=_masked(phone),
+            )
             await self._say(context, message, LINKED, reply_markup=ReplyKeyboardRemove())
             return
         # Someone else's card, a forwarded one, or one typed in: a message, never a link.
@@ -446,7 +476,8 @@ class TelegramChannel:
         name = (" " if language == "en" else "，") + first if first else ""
         keyboard = ReplyKeyboardMarkup(
             [[KeyboardButton(SHARE_PHONE[language], request_contact=True)]],
-            resize_keyboard=True, one_time_keyboard=True,
+            resize_keyboard=True,
+            one_time_keyboard=True,
         )
         await self._say(context, message, GREETING, reply_markup=keyboard, name=name)
         log.info("telegram.greeted", chat_id=message.chat_id, language=language)
@@ -458,19 +489,30 @@ class TelegramChannel:
 
     async def _on_ignored(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat = update.effective_chat
-        log.info("telegram.ignored", update_id=update.update_id, chat_type=chat.type if chat else None)
+        log.info(
+            "telegram.ignored", update_id=update.update_id, chat_type=chat.type if chat else None
+        )
 
-    async def _say(self, context, message: Message, texts: dict[str, str], reply_markup=None, **fields: str) -> None:
+    async def _say(
+        self, context, message: Message, texts: dict[str, str], reply_markup=None, **fields: str
+    ) -> None:
         """The bot's own words: best effort, since losing a greeting loses no customer message."""
         user = message.from_user
         text = texts[language_of(user.language_code if user else None)].format(**fields)
         try:
-            await context.bot.send_message(chat_id=message.chat_id, text=text, reply_markup=reply_markup)
+            await context.bot.send_message(
+                chat_id=message.chat_id, text=text, reply_markup=reply_markup
+            )
         except TelegramError as exc:
             log.warning("telegram.say_failed", chat_id=message.chat_id, error=_safe(exc))
 
     async def _envelope(
-        self, update: Update, message: Message, text: str, attachments: list[Attachment], thread: dict[str, str]
+        self,
+        update: Update,
+        message: Message,
+        text: str,
+        attachments: list[Attachment],
+        thread: dict[str, str],
     ) -> Envelope:
         user, chat = message.from_user, message.chat
         edited = update.edited_message is not None
@@ -479,7 +521,9 @@ class TelegramChannel:
         channel_message_id = f"{chat.id}:{message.message_id}"
         if edited:
             channel_message_id += f":edit:{update.update_id}"
-        thread.update(telegram_message_id=str(message.message_id), telegram_update_id=str(update.update_id))
+        thread.update(
+            telegram_message_id=str(message.message_id), telegram_update_id=str(update.update_id)
+        )
         if user is not None:
             thread["telegram_user_id"] = str(user.id)
             if user.username:
@@ -508,13 +552,25 @@ def _content(message: Message) -> tuple[str, list[Attachment], dict[str, str]]:
     placeholder = ""
     if message.photo:
         photo = message.photo[-1]  # the largest size
-        attachments.append(Attachment(name=f"photo-{photo.file_unique_id}.jpg", content_type="image/jpeg", size=photo.file_size or 0))
+        attachments.append(
+            Attachment(
+                name=f"photo-{photo.file_unique_id}.jpg",
+                content_type="image/jpeg",
+                size=photo.file_size or 0,
+            )
+        )
         thread["telegram_file_id"] = photo.file_id
         placeholder = "[photo]"
     elif message.document:
         doc = message.document
         name = doc.file_name or f"document-{doc.file_unique_id}"
-        attachments.append(Attachment(name=name, content_type=doc.mime_type or "application/octet-stream", size=doc.file_size or 0))
+        attachments.append(
+            Attachment(
+                name=name,
+                content_type=doc.mime_type or "application/octet-stream",
+                size=doc.file_size or 0,
+            )
+        )
         thread["telegram_file_id"] = doc.file_id
         placeholder = f"[document: {name}]"
     text = message.text or message.caption or placeholder
@@ -523,7 +579,11 @@ def _content(message: Message) -> tuple[str, list[Attachment], dict[str, str]]:
 
 def _kind(message: Message) -> str:
     effective = message.effective_attachment
-    return type(effective).__name__.lower() if effective is not None and not isinstance(effective, tuple) else "other"
+    return (
+        type(effective).__name__.lower()
+        if effective is not None and not isinstance(effective, tuple)
+        else "other"
+    )
 
 
 def _refuse(exc_class: type[web.HTTPException], reason: str) -> web.HTTPException:
@@ -576,7 +636,7 @@ def split_text(text: str, limit: int = MAX_TEXT_UNITS) -> list[str]:
             at = window.rfind(" ")
         if at >= cut // 2 and at > 0:
             parts.append(rest[:at])
-            rest = rest[at + 1:]
+            rest = rest[at + 1 :]
         else:
             parts.append(window)
             rest = rest[cut:]
@@ -593,9 +653,19 @@ class TelegramSender:
     remembered = 1000  # replies whose sent pieces are remembered, so a retry resends none
 
     def __init__(
-        self, bot: Bot, store: ConversationStore, *, max_retry_after: float = 60, sleep=asyncio.sleep
+        self,
+        bot: Bot,
+        store: ConversationStore,
+        *,
+        max_retry_after: float = 60,
+        sleep=asyncio.sleep,
     ):
-        self.bot, self._store, self._max_retry_after, self._sleep = bot, store, max_retry_after, sleep
+        self.bot, self._store, self._max_retry_after, self._sleep = (
+            bot,
+            store,
+            max_retry_after,
+            sleep,
+        )
         self._progress: OrderedDict[str, list[str]] = OrderedDict()
         self._starting = asyncio.Lock()
 
@@ -623,12 +693,14 @@ class TelegramSender:
         self._progress.move_to_end(out.message_id)
         while len(self._progress) > self.remembered:
             self._progress.popitem(last=False)
-        for part in parts[len(sent):]:
+        for part in parts[len(sent) :]:
             message = await self._send_part(chat_id, part)
             chat_id = message.chat_id  # a migrated group answers from its new id
             sent.append(f"{message.chat_id}:{message.message_id}")
         await self._store.set_delivery_status(
-            out.message_id, "sent", provider_message_id=sent[0],
+            out.message_id,
+            "sent",
+            provider_message_id=sent[0],
             detail=f"{len(sent)} messages" if len(sent) > 1 else None,
         )
         self._progress.pop(out.message_id, None)
@@ -642,7 +714,9 @@ class TelegramSender:
                 wait = retry_after_seconds(exc)
                 if wait > self._max_retry_after or attempt == self.attempts:
                     raise  # the sender service retries, then dead-letters
-                log.warning("telegram.rate_limited", chat_id=chat_id, retry_after=wait, attempt=attempt)
+                log.warning(
+                    "telegram.rate_limited", chat_id=chat_id, retry_after=wait, attempt=attempt
+                )
                 await self._sleep(wait)
             except ChatMigrated as exc:
                 chat_id = exc.new_chat_id
@@ -677,15 +751,26 @@ def build(context: ChannelContext) -> ChannelParts:
     webhook_url = f"{public_url.rstrip('/')}{WEBHOOK_PATH}" if public_url else None
     secret = cfg.secret_token.get_secret_value() if cfg.secret_token else None
     if webhook_url and secret is None:
-        raise ConfigError([Problem(
-            "environment", None,
-            "TELEGRAM_SECRET_TOKEN is required when SUPPORTROUTER_PUBLIC_URL is set "
-            "(the Telegram webhook is checked against it)",
-        )])
+        raise ConfigError(
+            [
+                Problem(
+                    "environment",
+                    None,
+                    "TELEGRAM_SECRET_TOKEN is required when SUPPORTROUTER_PUBLIC_URL is set "
+                    "(the Telegram webhook is checked against it)",
+                )
+            ]
+        )
     adapter = TelegramChannel(
-        build_application(cfg), context.publish, context.store,
-        webhook_url=webhook_url, secret_token=secret, poll_timeout=cfg.poll_timeout_seconds,
+        build_application(cfg),
+        context.publish,
+        context.store,
+        webhook_url=webhook_url,
+        secret_token=secret,
+        poll_timeout=cfg.poll_timeout_seconds,
     )
-    bot = Bot(cfg.bot_token.get_secret_value(), base_url=cfg.bot_url(), base_file_url=cfg.file_url())
+    bot = Bot(
+        cfg.bot_token.get_secret_value(), base_url=cfg.bot_url(), base_file_url=cfg.file_url()
+    )
     sender = TelegramSender(bot, context.store, max_retry_after=cfg.max_retry_after_seconds)
     return ChannelParts(adapter=adapter, senders={"telegram": sender})

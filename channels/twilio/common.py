@@ -48,28 +48,40 @@ MAX_ADDRESS_CHARS = 64
 class TwilioSettings(BaseSettings):
     """The Twilio channels' own settings; provider secrets keep Twilio's own variable names."""
 
-    model_config = SettingsConfigDict(env_prefix="SUPPORTROUTER_TWILIO_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="SUPPORTROUTER_TWILIO_", extra="ignore", populate_by_name=True
+    )
 
     account_sid: str | None = Field(None, validation_alias="TWILIO_ACCOUNT_SID")
     auth_token: SecretStr | None = Field(None, validation_alias="TWILIO_AUTH_TOKEN")
     # An API key signs REST calls instead of the auth token; webhooks are still signed with the token.
     api_key: str | None = Field(None, validation_alias="TWILIO_API_KEY")
     api_secret: SecretStr | None = Field(None, validation_alias="TWILIO_API_SECRET")
-    api_base_url: str = Field(TWILIO_API, description="where REST calls go: a proxy or a test stand-in")
+    api_base_url: str = Field(
+        TWILIO_API, description="where REST calls go: a proxy or a test stand-in"
+    )
     insecure_dev: bool = Field(
-        False, description="accept unsigned webhooks when TWILIO_AUTH_TOKEN is unset (development only)"
+        False,
+        description="accept unsigned webhooks when TWILIO_AUTH_TOKEN is unset (development only)",
     )
     sms_from: str | None = Field(None, description="fallback sender number for SMS replies")
     whatsapp_from: str | None = Field(None, description="fallback sender for WhatsApp replies")
-    messaging_service_sid: str | None = Field(None, description="last fallback: a Messaging Service")
-    voice_reply: Literal["sms", "call", "outbox"] = Field(
-        "sms", description="how a phone conversation is answered: SMS to the caller, a call back, or the sandbox outbox"
+    messaging_service_sid: str | None = Field(
+        None, description="last fallback: a Messaging Service"
     )
-    voice_sms_from: str | None = Field(None, description="sender of SMS replies to callers (default: the number called)")
+    voice_reply: Literal["sms", "call", "outbox"] = Field(
+        "sms",
+        description="how a phone conversation is answered: SMS to the caller, a call back, or the sandbox outbox",
+    )
+    voice_sms_from: str | None = Field(
+        None, description="sender of SMS replies to callers (default: the number called)"
+    )
     send_attempts: int = Field(3, ge=1, le=10)
     retry_backoff_seconds: float = Field(1.0, ge=0)
     request_timeout_seconds: float = Field(30.0, gt=0)
-    max_message_chars: int = Field(1600, ge=160, le=1600, description="Twilio's limit for one message body")
+    max_message_chars: int = Field(
+        1600, ge=160, le=1600, description="Twilio's limit for one message body"
+    )
     max_inbound_chars: int = Field(10_000, gt=0)
 
     @property
@@ -114,13 +126,18 @@ class WebhookVerifier:
         self.insecure_dev = insecure_dev and not auth_token
 
     @classmethod
-    def from_settings(cls, settings: TwilioSettings, public_url: str | None, channel: str) -> WebhookVerifier:
+    def from_settings(
+        cls, settings: TwilioSettings, public_url: str | None, channel: str
+    ) -> WebhookVerifier:
         """The verifier a channel's webhooks use, which says so loudly when it checks nothing."""
         token = settings.auth_token.get_secret_value() if settings.auth_token else None
         verifier = cls(token, public_url, settings.insecure_dev)
         if verifier.insecure_dev:
-            log.warning("twilio.webhooks_unsigned", channel=channel,
-                        reason="SUPPORTROUTER_TWILIO_INSECURE_DEV=1 and no TWILIO_AUTH_TOKEN: anyone can post")
+            log.warning(
+                "twilio.webhooks_unsigned",
+                channel=channel,
+                reason="SUPPORTROUTER_TWILIO_INSECURE_DEV=1 and no TWILIO_AUTH_TOKEN: anyone can post",
+            )
         return verifier
 
     def url_for(self, request: web.Request) -> str:
@@ -137,7 +154,8 @@ class WebhookVerifier:
     async def form(self, request: web.Request, channel: str) -> MultiDictProxy[str]:
         if self._validator is None and not self.insecure_dev:
             raise _forbidden(
-                channel, "unsigned",
+                channel,
+                "unsigned",
                 "Twilio webhooks are refused: TWILIO_AUTH_TOKEN is not set "
                 "(SUPPORTROUTER_TWILIO_INSECURE_DEV=1 accepts unsigned requests on a development machine)",
             )
@@ -147,9 +165,13 @@ class WebhookVerifier:
         try:
             form = await request.post()
         except (ValueError, UnicodeDecodeError):
-            raise bad_request(channel, "bad_form", "body must be a URL-encoded form in UTF-8") from None
+            raise bad_request(
+                channel, "bad_form", "body must be a URL-encoded form in UTF-8"
+            ) from None
         if self._validator is not None:
-            algorithm = get_signature_algorithm(request.headers.get("X-Twilio-Webhooks-Signature-Settings"))
+            algorithm = get_signature_algorithm(
+                request.headers.get("X-Twilio-Webhooks-Signature-Settings")
+            )
             if not self._validator.validate(self.url_for(request), form, signature, algorithm):
                 log.warning("twilio.bad_signature", path=request.path, channel=channel)
                 raise _forbidden(channel, "bad_signature", "X-Twilio-Signature does not match")
@@ -157,8 +179,15 @@ class WebhookVerifier:
         return MultiDictProxy(MultiDict((k, v) for k, v in form.items() if isinstance(v, str)))
 
 
-def field(form: MultiDictProxy[str], name: str, channel: str, *, required: bool = True,
-          pattern: re.Pattern | None = None, max_chars: int = 2000) -> str:
+def field(
+    form: MultiDictProxy[str],
+    name: str,
+    channel: str,
+    *,
+    required: bool = True,
+    pattern: re.Pattern | None = None,
+    max_chars: int = 2000,
+) -> str:
     value = form.get(name, "")
     if not value:
         if required:
@@ -187,13 +216,18 @@ def publish_failed(channel: str, exc: BaseException) -> web.HTTPServiceUnavailab
     """Kafka did not acknowledge: 503, and Twilio retries (or uses the fallback URL)."""
     log.warning("twilio.publish_failed", channel=channel, error=repr(exc)[:300])
     return web.HTTPServiceUnavailable(
-        text='{"error": "message not accepted yet, retry"}', content_type="application/json",
+        text='{"error": "message not accepted yet, retry"}',
+        content_type="application/json",
         headers={"Retry-After": "5"},
     )
 
 
-def add_route_once(app: web.Application, key: web.AppKey, path: str,
-                   handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> bool:
+def add_route_once(
+    app: web.Application,
+    key: web.AppKey,
+    path: str,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> bool:
     """Several channels may bring the same route; the first one adds it."""
     if key in app:
         return False
@@ -235,12 +269,16 @@ class StatusCallbacks:
                 if message_id:
                     await self.store.set_delivery_status(message_id, status, detail=detail)
                 else:
-                    await self.store.set_delivery_status(provider_message_id=sid, status=status, detail=detail)
+                    await self.store.set_delivery_status(
+                        provider_message_id=sid, status=status, detail=detail
+                    )
             elif status in _DONE:
                 await self.store.set_delivery_status(provider_message_id=sid, status=status)
         except Exception as exc:
             log.warning("twilio.status_not_stored", error=repr(exc)[:300])
-            raise web.HTTPServiceUnavailable(text='{"error": "not stored, retry"}', content_type="application/json") from None
+            raise web.HTTPServiceUnavailable(
+                text='{"error": "not stored, retry"}', content_type="application/json"
+            ) from None
         log.info("twilio.status", provider_message_id=sid, status=status, error_code=error or None)
         return web.Response(status=204)
 
@@ -275,17 +313,33 @@ class TwilioApiHttpClient(AsyncTwilioHttpClient):
         if self.base_url == TWILIO_API or not (parts.hostname or "").endswith("twilio.com"):
             return url
         base = urlsplit(self.base_url)
-        return urlunsplit((base.scheme, base.netloc, base.path + parts.path, parts.query, parts.fragment))
+        return urlunsplit(
+            (base.scheme, base.netloc, base.path + parts.path, parts.query, parts.fragment)
+        )
 
-    async def request(self, method: str, url: str, params: dict | None = None, data: dict | None = None,
-                      headers: dict | None = None, auth: tuple[str, str] | None = None,
-                      timeout: float | None = None, allow_redirects: bool = False) -> TwilioResponse:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict | None = None,
+        data: dict | None = None,
+        headers: dict | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> TwilioResponse:
         headers = dict(headers or {})
         if auth:  # by hand: aiohttp 3.14 deprecates BasicAuth, which twilio's own client still uses
-            headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            headers["Authorization"] = (
+                "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            )
         kwargs = {
-            "method": method.upper(), "url": self.rewrite(url), "params": params, "data": data,
-            "headers": headers, "timeout": ClientTimeout(total=timeout or self.timeout),
+            "method": method.upper(),
+            "url": self.rewrite(url),
+            "params": params,
+            "data": data,
+            "headers": headers,
+            "timeout": ClientTimeout(total=timeout or self.timeout),
             "allow_redirects": allow_redirects,
         }
         self.log_request(kwargs)
@@ -308,16 +362,24 @@ class TwilioUnavailable(Exception):
 class TwilioRest:
     """The few REST calls the channels make, each retried with backoff on 429, 5xx and network faults."""
 
-    def __init__(self, settings: TwilioSettings, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
+    def __init__(
+        self, settings: TwilioSettings, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+    ):
         if not settings.can_send:
-            raise ValueError("TwilioRest needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or an API key)")
+            raise ValueError(
+                "TwilioRest needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or an API key)"
+            )
         self.settings = settings
         if settings.api_key and settings.api_secret is not None:
             username, password = settings.api_key, settings.api_secret.get_secret_value()
         else:
             username, password = settings.account_sid, settings.auth_token.get_secret_value()
-        self.http = TwilioApiHttpClient(settings.api_base_url, timeout=settings.request_timeout_seconds)
-        self.client = Client(username, password, account_sid=settings.account_sid, http_client=self.http)
+        self.http = TwilioApiHttpClient(
+            settings.api_base_url, timeout=settings.request_timeout_seconds
+        )
+        self.client = Client(
+            username, password, account_sid=settings.account_sid, http_client=self.http
+        )
         self._sleep = sleep
 
     async def start(self) -> None:
@@ -334,7 +396,9 @@ class TwilioRest:
         call = await self._with_retries("call", self.client.calls.create_async, params)
         return call.sid
 
-    async def _with_retries(self, what: str, create: Callable[..., Awaitable[Any]], params: dict) -> Any:
+    async def _with_retries(
+        self, what: str, create: Callable[..., Awaitable[Any]], params: dict
+    ) -> Any:
         attempts, delay = self.settings.send_attempts, self.settings.retry_backoff_seconds
         last: BaseException | None = None
         for attempt in range(1, attempts + 1):
@@ -346,7 +410,9 @@ class TwilioRest:
                     code = getattr(exc, "code", None)
                     reason = getattr(exc, "msg", None) or getattr(exc, "detail", None) or str(exc)
                     log.warning("twilio.refused", what=what, status=status, code=code)
-                    raise DeliveryFailed(f"Twilio refused the {what}: HTTP {status}, error {code}: {reason}"[:500]) from exc
+                    raise DeliveryFailed(
+                        f"Twilio refused the {what}: HTTP {status}, error {code}: {reason}"[:500]
+                    ) from exc
                 last = exc
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 last = exc
@@ -354,12 +420,19 @@ class TwilioRest:
             if attempt < attempts:
                 await self._sleep(delay)
                 delay *= 2
-        raise TwilioUnavailable(f"Twilio did not take the {what} after {attempts} attempts: {last!r}"[:500])
+        raise TwilioUnavailable(
+            f"Twilio did not take the {what} after {attempts} attempts: {last!r}"[:500]
+        )
 
 
 # --- splitting long replies ----------------------------------------------------------------------
 
-_BREAKS = (("\n\n",), ("\n",), ("。", "！", "？", ". ", "! ", "? ", "；", "; "), ("，", ", ", " ", "、"))
+_BREAKS = (
+    ("\n\n",),
+    ("\n",),
+    ("。", "！", "？", ". ", "! ", "? ", "；", "; "),
+    ("，", ", ", " ", "、"),
+)
 
 
 def _units(text: str) -> int:
@@ -389,7 +462,9 @@ def split_message(text: str, limit: int = 1600) -> list[str]:
         window = rest[:end]
         cut = end
         for separators in _BREAKS:
-            at = max((window.rfind(s) + len(s) for s in separators if window.rfind(s) > 0), default=0)
+            at = max(
+                (window.rfind(s) + len(s) for s in separators if window.rfind(s) > 0), default=0
+            )
             if at >= end // 2:  # never leave a tiny first part for a far-away break
                 cut = at
                 break
@@ -412,9 +487,18 @@ class TwilioMessageSender:
 
     remembered = 1000
 
-    def __init__(self, rest: TwilioRest, store, *, whatsapp: bool, fixed_from: str | None = None,
-                 default_from: str | None = None, messaging_service_sid: str | None = None,
-                 public_url: str | None = None, max_chars: int = 1600):
+    def __init__(
+        self,
+        rest: TwilioRest,
+        store,
+        *,
+        whatsapp: bool,
+        fixed_from: str | None = None,
+        default_from: str | None = None,
+        messaging_service_sid: str | None = None,
+        public_url: str | None = None,
+        max_chars: int = 1600,
+    ):
         self.rest, self.store, self.whatsapp = rest, store, whatsapp
         self.fixed_from, self.default_from = fixed_from, default_from
         self.messaging_service_sid = messaging_service_sid
@@ -431,7 +515,9 @@ class TwilioMessageSender:
     def _to(self, out: Outbound) -> str:
         number = out.to.removeprefix("whatsapp:")
         if not E164.match(number):
-            raise DeliveryFailed(f"cannot message {out.to!r}: not a phone number (a withheld caller id?)")
+            raise DeliveryFailed(
+                f"cannot message {out.to!r}: not a phone number (a withheld caller id?)"
+            )
         return f"whatsapp:{number}" if self.whatsapp else number
 
     def _sender(self, out: Outbound) -> dict[str, str]:
@@ -462,5 +548,7 @@ class TwilioMessageSender:
                 done[i] = await self.rest.create_message(to=to, body=body, **sender, **callback)
         self._progress.pop(out.message_id, None)
         # The last part's sid stands for the reply: "delivered" means the whole of it arrived.
-        await self.store.set_delivery_status(out.message_id, "sent", provider_message_id=done[len(parts) - 1])
+        await self.store.set_delivery_status(
+            out.message_id, "sent", provider_message_id=done[len(parts) - 1]
+        )
         log.info("twilio.sent", channel=out.channel, parts=len(parts), trace_id=out.trace_id)

@@ -47,8 +47,14 @@ MAX_MEDIA = 10  # Twilio delivers at most ten media items with one message
 class TwilioMessagingChannel:
     """One Twilio messaging channel (sms or whatsapp) behind the shared messaging webhook."""
 
-    def __init__(self, channel: Channel, publish: Publish, verifier: WebhookVerifier,
-                 status: StatusCallbacks, max_text_chars: int = 10_000):
+    def __init__(
+        self,
+        channel: Channel,
+        publish: Publish,
+        verifier: WebhookVerifier,
+        status: StatusCallbacks,
+        max_text_chars: int = 10_000,
+    ):
         self.channel, self.name = channel, channel.value
         self._publish, self.verifier, self._status = publish, verifier, status
         self._max_text = max_text_chars
@@ -75,7 +81,10 @@ class TwilioMessagingChannel:
             channel=self.channel,
             channel_message_id=sid,
             conversation_key=conversation_key(self.channel, sender, ours),
-            sender=Sender(address=sender, name=field(form, "ProfileName", label, required=False, max_chars=200) or None),
+            sender=Sender(
+                address=sender,
+                name=field(form, "ProfileName", label, required=False, max_chars=200) or None,
+            ),
             text=text or _location(form, label),
             attachments=_media(form, label),
         )
@@ -83,8 +92,13 @@ class TwilioMessagingChannel:
             accepted = await self._publish(envelope)
         except Exception as exc:
             raise publish_failed(label, exc) from None
-        log.info("twilio.message_accepted", channel=label, trace_id=accepted.trace_id,
-                 lane=accepted.lane, media=len(accepted.attachments))
+        log.info(
+            "twilio.message_accepted",
+            channel=label,
+            trace_id=accepted.trace_id,
+            lane=accepted.lane,
+            media=len(accepted.attachments),
+        )
         return twiml(MessagingResponse())
 
 
@@ -100,7 +114,9 @@ def _media(form: MultiDictProxy[str], channel: str) -> list[Attachment]:
         if not url.startswith(("https://", "http://")):
             raise bad_request(channel, "bad_field", f"MediaUrl{i} is not a URL")
         kind = field(form, f"MediaContentType{i}", channel, required=False, max_chars=100)
-        attachments.append(Attachment(name=url, content_type=kind or "application/octet-stream", size=0))
+        attachments.append(
+            Attachment(name=url, content_type=kind or "application/octet-stream", size=0)
+        )
     return attachments
 
 
@@ -123,7 +139,9 @@ async def _receive(request: web.Request) -> web.Response:
     sender = field(form, "From", "twilio_messaging", max_chars=64)
     channel = Channel.WHATSAPP if sender.startswith("whatsapp:") else Channel.SMS
     if ":" in sender and channel is not Channel.WHATSAPP:
-        raise bad_request("twilio_messaging", "unsupported", f"unsupported address type {sender.split(':')[0]!r}")
+        raise bad_request(
+            "twilio_messaging", "unsupported", f"unsupported address type {sender.split(':')[0]!r}"
+        )
     target = channels.get(channel)
     if target is None:
         raise web.HTTPForbidden(
@@ -138,16 +156,23 @@ def _build(context: ChannelContext, channel: Channel) -> ChannelParts:
     public_url = context.settings.public_url
     verifier = WebhookVerifier.from_settings(settings, public_url, channel.value)
     adapter = TwilioMessagingChannel(
-        channel, context.publish, verifier, StatusCallbacks(verifier, context.store), settings.max_inbound_chars
+        channel,
+        context.publish,
+        verifier,
+        StatusCallbacks(verifier, context.store),
+        settings.max_inbound_chars,
     )
     senders = {}
     if settings.can_send:
         is_whatsapp = channel is Channel.WHATSAPP
         senders[channel.value] = TwilioMessageSender(
-            TwilioRest(settings), context.store, whatsapp=is_whatsapp,
+            TwilioRest(settings),
+            context.store,
+            whatsapp=is_whatsapp,
             default_from=settings.whatsapp_from if is_whatsapp else settings.sms_from,
             messaging_service_sid=settings.messaging_service_sid,
-            public_url=public_url, max_chars=settings.max_message_chars,
+            public_url=public_url,
+            max_chars=settings.max_message_chars,
         )
     return ChannelParts(adapter=adapter, senders=senders)
 

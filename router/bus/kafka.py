@@ -60,13 +60,17 @@ async def topic_partitions(bootstrap_servers: str, topics: list[str]) -> list[To
     missing = [t["topic"] for t in described if t["error_code"] != 0 or not t["partitions"]]
     if missing:
         raise LookupError(f"no such topic on {bootstrap_servers}: {', '.join(missing)}")
-    return sorted(TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"])
+    return sorted(
+        TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
+    )
 
 
 class KafkaBus:
     def __init__(self, settings: Settings, bootstrap_servers: str, *, embedded: bool = False):
         self.settings = settings
-        self.session_timeout_ms = settings.consumer_session_timeout_ms or (2000 if embedded else 10000)
+        self.session_timeout_ms = settings.consumer_session_timeout_ms or (
+            2000 if embedded else 10000
+        )
         self.embedded = embedded
         self.topics = settings.topics
         self.bootstrap_servers = bootstrap_servers
@@ -140,7 +144,9 @@ class KafkaBus:
         finally:
             await admin.close()
 
-    async def _until_led(self, admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30) -> None:
+    async def _until_led(
+        self, admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30
+    ) -> None:
         """Wait until every partition of new topics has a leader. Apache Kafka answers
         CreateTopics before then, and a client that looks sooner sees some partitions missing
         (a reader would skip them) or gets NotLeaderForPartition."""
@@ -175,7 +181,9 @@ class KafkaBus:
             raise RuntimeError("producer not started")
         await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout)
 
-    async def dead_letter(self, record: ConsumerRecord, stage: str, error: BaseException | str) -> None:
+    async def dead_letter(
+        self, record: ConsumerRecord, stage: str, error: BaseException | str
+    ) -> None:
         try:
             value: Any = json.loads(record.value)
         except (ValueError, TypeError):
@@ -192,7 +200,13 @@ class KafkaBus:
         }
         await self.publish(self.topics.dlq, json.dumps(payload).encode(), key=record.key)
         DEAD_LETTERS.labels(stage=stage).inc()
-        log.error("record.dead_lettered", stage=stage, topic=record.topic, offset=record.offset, error=str(error)[:300])
+        log.error(
+            "record.dead_lettered",
+            stage=stage,
+            topic=record.topic,
+            offset=record.offset,
+            error=str(error)[:300],
+        )
 
     def consumer(self, topics: list[str], group: str | None, **options: Any) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -235,7 +249,13 @@ class ConsumerLoop:
         batch_handler: BatchHandler | None = None,
         chunk: int = 50,
     ):
-        self.bus, self.topics, self.group, self.handler, self.stage = bus, topics, group, handler, stage
+        self.bus, self.topics, self.group, self.handler, self.stage = (
+            bus,
+            topics,
+            group,
+            handler,
+            stage,
+        )
         self.batch_handler, self.chunk = batch_handler, max(chunk, 1)
         self.on_dead_letter = on_dead_letter
         self.retries, self.batch, self.yield_to = retries, batch, yield_to
@@ -283,7 +303,9 @@ class ConsumerLoop:
         try:
             # Partitions are independent (one conversation stays on one partition), so they
             # are handled side by side; within a partition, strictly in order.
-            offsets = await asyncio.gather(*(self._partition(records) for records in batches.values()))
+            offsets = await asyncio.gather(
+                *(self._partition(records) for records in batches.values())
+            )
             # Shielded so a stop never abandons a commit half-way; a crash before it
             # redelivers the batch, which the idempotent handlers absorb.
             await asyncio.shield(consumer.commit(dict(zip(batches, offsets, strict=True))))
@@ -295,7 +317,7 @@ class ConsumerLoop:
         if self.batch_handler is not None:
             for start in range(0, len(records), self.chunk):
                 await self._give_way()
-                await self._handle_chunk(records[start:start + self.chunk])
+                await self._handle_chunk(records[start : start + self.chunk])
             return records[-1].offset + 1
         for record in records:
             await self._give_way()
@@ -315,7 +337,9 @@ class ConsumerLoop:
         except Exception as exc:
             # A poison record or a fault: whatever the chunk stored is absorbed by the
             # idempotent single-record handler, which retries and dead-letters one at a time.
-            log.warning("batch.one_by_one", stage=self.stage, records=len(records), error=repr(exc)[:300])
+            log.warning(
+                "batch.one_by_one", stage=self.stage, records=len(records), error=repr(exc)[:300]
+            )
             for record in records:
                 await self._give_way()
                 await self._handle(record)
@@ -335,7 +359,9 @@ class ConsumerLoop:
                 await self._dead_letter(record, exc)
                 return
             except Exception as exc:  # a transient fault: retry, then dead-letter
-                log.warning("record.retry", stage=self.stage, attempt=attempt, error=repr(exc)[:300])
+                log.warning(
+                    "record.retry", stage=self.stage, attempt=attempt, error=repr(exc)[:300]
+                )
                 if attempt == self.retries:
                     await self._dead_letter(record, exc)
                     return
@@ -348,7 +374,9 @@ class ConsumerLoop:
             try:
                 await self.on_dead_letter(record, error)
             except Exception as exc:  # the record is in the DLQ already; this is bookkeeping
-                log.warning("record.dead_letter_hook_failed", stage=self.stage, error=repr(exc)[:300])
+                log.warning(
+                    "record.dead_letter_hook_failed", stage=self.stage, error=repr(exc)[:300]
+                )
 
 
 class PermanentError(Exception):
@@ -370,7 +398,12 @@ class TopicFanout:
         *,
         from_beginning: bool = False,
     ):
-        self.bus, self.topic, self.callback, self.from_beginning = bus, topic, callback, from_beginning
+        self.bus, self.topic, self.callback, self.from_beginning = (
+            bus,
+            topic,
+            callback,
+            from_beginning,
+        )
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task | None = None
 
@@ -411,4 +444,9 @@ class TopicFanout:
             try:
                 await self.callback(record)
             except Exception as exc:  # one bad record or socket must not stop the stream
-                log.warning("fanout.callback_failed", topic=self.topic, offset=record.offset, error=repr(exc)[:300])
+                log.warning(
+                    "fanout.callback_failed",
+                    topic=self.topic,
+                    offset=record.offset,
+                    error=repr(exc)[:300],
+                )

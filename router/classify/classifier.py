@@ -23,7 +23,9 @@ from router.core.envelope import Classification, Urgency
 from router.operator_files.config import ClassifierConfig
 
 FRAUD = "unauthorized_transaction"
-_LOG_FLOOR = math.log(1e-6)  # a category the model gives nothing still has a sliver for rules to lift
+_LOG_FLOOR = math.log(
+    1e-6
+)  # a category the model gives nothing still has a sliver for rules to lift
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]")
 _numbers = itertools.count()  # pattern numbers, unique in the process
@@ -43,7 +45,9 @@ def detect_language(text: str) -> str:
 @dataclass(frozen=True)
 class _Pattern:
     regex: re.Pattern
-    anchors: frozenset[str] | None  # one of these is in any text it matches (None: unknown, always runs)
+    anchors: (
+        frozenset[str] | None
+    )  # one of these is in any text it matches (None: unknown, always runs)
     number: int  # its key in the AnchorIndex; numbers rise in the order patterns are written
 
 
@@ -83,7 +87,9 @@ class _Text:
 
     text: str
     keywords: dict[str, list[str]]
-    live: frozenset[int]  # numbers of the patterns one of whose anchors it contains: the others cannot match
+    live: frozenset[
+        int
+    ]  # numbers of the patterns one of whose anchors it contains: the others cannot match
     source: str  # the subject and new text as written, for the entities
     active: frozenset[str]  # owners (rules) with a keyword found or a pattern that could match
 
@@ -153,7 +159,9 @@ class Classifier:
         self._defaults = {name: rules.urgency for name, rules in config.categories.items()}
         fraud_weight = self._settings.fraud_rule_weight
         self._weights = {
-            name: fraud_weight if name == FRAUD and fraud_weight is not None else self._settings.rule_weight
+            name: fraud_weight
+            if name == FRAUD and fraud_weight is not None
+            else self._settings.rule_weight
             for name in self._categories
         }
         self._urgency_rules = []
@@ -162,12 +170,24 @@ class Classifier:
             self._keywords.add(owner, rule.keywords.all())
             evidence = _Evidence(owner, rule.patterns, rule.negative_patterns)
             self._urgency_rules.append(
-                _UrgencyRule(rule.name, frozenset(rule.categories), rule.urgency, rule.lowers, rule.urgent_lane, evidence)
+                _UrgencyRule(
+                    rule.name,
+                    frozenset(rule.categories),
+                    rule.urgency,
+                    rule.lowers,
+                    rule.urgent_lane,
+                    evidence,
+                )
             )
         self._lane_rules = [rule for rule in self._urgency_rules if rule.urgent_lane]
-        self._rules_for = {name: [r for r in self._urgency_rules if name in r.categories] for name in self._categories}
+        self._rules_for = {
+            name: [r for r in self._urgency_rules if name in r.categories]
+            for name in self._categories
+        }
         every = [*self._categories.values(), *(rule.evidence for rule in self._urgency_rules)]
-        self._anchors = AnchorIndex((p.anchors, p.number) for e in every for p in (*e.patterns, *e.negatives))
+        self._anchors = AnchorIndex(
+            (p.anchors, p.number) for e in every for p in (*e.patterns, *e.negatives)
+        )
         self._owner_of = {p.number: e.owner for e in every for p in (*e.patterns, *e.negatives)}
         self._always_active = frozenset(e.owner for e in every if e.always)
         texts, labels = [], []
@@ -189,7 +209,9 @@ class Classifier:
             return True
         return any(rule.evidence.fires(prepared) for rule in self._lane_rules)
 
-    def classify(self, text: str, channel: str | None = None, subject: str | None = None) -> Classification:
+    def classify(
+        self, text: str, channel: str | None = None, subject: str | None = None
+    ) -> Classification:
         prepared = self._text(text, subject)
         fired: list[str] = []
         hits: dict[str, int] = {}
@@ -252,11 +274,15 @@ class Classifier:
         active = frozenset({owner_of[n] for n in live}.union(keywords, self._always_active))
         return _Text(prepared, keywords, live, source, active)
 
-    def _combine(self, log_probabilities: dict[str, float], hits: dict[str, int]) -> dict[str, float]:
+    def _combine(
+        self, log_probabilities: dict[str, float], hits: dict[str, int]
+    ) -> dict[str, float]:
         logits = {}
         for name, weight in self._weights.items():
             value = log_probabilities.get(name, _LOG_FLOOR)
-            logits[name] = (value if value > _LOG_FLOOR else _LOG_FLOOR) + weight * hits.get(name, 0)
+            logits[name] = (value if value > _LOG_FLOOR else _LOG_FLOOR) + weight * hits.get(
+                name, 0
+            )
         top = max(logits.values())
         exp = {name: math.exp(value - top) for name, value in logits.items()}
         total = sum(exp.values())
@@ -274,7 +300,11 @@ class Classifier:
                 fired.append(f"urgency:{rule.name}")
                 break
         for rule in applicable:
-            if not rule.lowers and rule.urgency.rank > urgency.rank and rule.evidence.fires(prepared):
+            if (
+                not rule.lowers
+                and rule.urgency.rank > urgency.rank
+                and rule.evidence.fires(prepared)
+            ):
                 urgency = rule.urgency
                 fired.append(f"urgency:{rule.name}")
         return urgency

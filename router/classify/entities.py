@@ -55,7 +55,9 @@ _PATTERNS: dict[str, re.Pattern] = {
 
 
 _DIGIT = re.compile(r"\d")
-_DATE_WORDS = re.compile(r"yesterday|today|tonight|this morning|last night|昨天|今天|前天|今早|昨晚|今晚")
+_DATE_WORDS = re.compile(
+    r"yesterday|today|tonight|this morning|last night|昨天|今天|前天|今早|昨晚|今晚"
+)
 
 
 def extract_entities(text: str) -> dict[str, list[str]]:
@@ -70,7 +72,14 @@ def extract_entities(text: str) -> dict[str, list[str]]:
     digits = len(_DIGIT.findall(lowered))
     if digits:
         if digits >= 5:  # an id or a phone number has at least five digits
-            kinds += ["transaction_ids", "amounts", "phone_numbers", "dates", "times", "error_codes"]
+            kinds += [
+                "transaction_ids",
+                "amounts",
+                "phone_numbers",
+                "dates",
+                "times",
+                "error_codes",
+            ]
         else:
             kinds += ["amounts", "dates", "times", "error_codes"]
     elif _DATE_WORDS.search(lowered):

@@ -60,9 +60,9 @@ class KeywordIndex:
             sizes = sizes_by_first.get(word)
             if sizes:
                 for size in sizes:
-                    owners = self._words.get(tuple(words[i:i + size]))
+                    owners = self._words.get(tuple(words[i : i + size]))
                     if owners:
-                        hit(" ".join(words[i:i + size]), owners)
+                        hit(" ".join(words[i : i + size]), owners)
         finder = self._chinese_finder()
         if finder is not None and _CJK.search(text):
             for keyword in finder.found(text):

@@ -29,14 +29,14 @@ def chunk_features(chunk: str) -> list[str]:
     if _CJK.search(chunk):
         # Chinese: single characters carry meaning; pairs and triples carry words.
         out = [padded[i] for i in range(1, size - 1)]
-        out += [padded[i:i + 2] for i in range(size - 1)]
-        out += [padded[i:i + 3] for i in range(size - 2)]
+        out += [padded[i : i + 2] for i in range(size - 1)]
+        out += [padded[i : i + 3] for i in range(size - 2)]
     else:
         out = []
         for n in (3, 4, 5):
             if size < n:
                 break
-            out += [padded[i:i + n] for i in range(size - n + 1)]
+            out += [padded[i : i + n] for i in range(size - n + 1)]
     out += ["w:" + w for w in _WORD.findall(chunk)]
     return out
 
@@ -104,7 +104,9 @@ class NgramModel:
         """The natural log of each class's probability (what the classifier adds rules to)."""
         present = self._rows(text)
         if present:
-            summed = self._table.take(np.fromiter(present, dtype=np.intp, count=len(present)), axis=0).sum(axis=0)
+            summed = self._table.take(
+                np.fromiter(present, dtype=np.intp, count=len(present)), axis=0
+            ).sum(axis=0)
             scores = (summed[:-1] / math.sqrt(summed[-1]) + self._intercept).tolist()
         else:
             scores = self._intercept.tolist()

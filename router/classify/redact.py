@@ -41,7 +41,9 @@ _CVV = re.compile(
     r"(?i)((?:cvv2?|cvc2?|cvn|card security code|security code on the back|安全码|卡背面?(?:的)?(?:三位|3位)(?:数字|数|码)?|"
     r"背面(?:的)?(?:三位|3位)(?:数字|数|码)?)\s*(?:is|was|是|为|=|:|：|-)?\s*(?:number\s*)?)(\d{3,4})(?!\d)"
 )
-_AFTER_CARD_CVV = compile_fast(r"(\[card number removed\][^\d\n]{0,12}?(?:exp\w*\s*\d{1,2}\s*/\s*\d{2,4}\s*)?)(\d{3,4})(?!\d)")
+_AFTER_CARD_CVV = compile_fast(
+    r"(\[card number removed\][^\d\n]{0,12}?(?:exp\w*\s*\d{1,2}\s*/\s*\d{2,4}\s*)?)(\d{3,4})(?!\d)"
+)
 _OTP_WORDS = (
     r"验证码|校验码|动态码|动态密码|短信码|确认码|授权码|激活码|"
     r"otp|one[- ]?time (?:pass)?code|one[- ]?time password|one[- ]?time pin|passcode sent|"
@@ -69,7 +71,9 @@ _PASSWORD = re.compile(
     r"(?:\s*(?:is|was|is still|=|:|：|是|为|改成了?|改为|设置成|设成|设的是|set to|changed to|-)\s*|\s+|(?=[A-Za-z0-9])))"
     r"([^\s，。；！？、）]+)"
 )
-_PASSWORD_SEPARATOR = re.compile(r"(?i)(?:is|was|=|:|：|是|为|改成了?|改为|设置成|设成|设的是|set to|changed to|-)\s*$")
+_PASSWORD_SEPARATOR = re.compile(
+    r"(?i)(?:is|was|=|:|：|是|为|改成了?|改为|设置成|设成|设的是|set to|changed to|-)\s*$"
+)
 _NOT_A_PASSWORD = re.compile(
     r"(?i)^(?:(?:not|no|wrong|incorrect|correct|right|invalid|expired|blocked|locked|too|the|my|a|an|still|being|"
     r"working|reset|changed|forgotten|forgot|lost|required|needed|needs?|must|should|and|or|for|to|of|on|in|at|"
@@ -124,7 +128,11 @@ def redact(text: str) -> Redacted:
     def resident_id(match: re.Match) -> str:
         number = "".join(match.groups())
         # A checksum that fits, or an ID the customer names as one: mask either way.
-        named = re.search(r"身份证|证件|\bid\b|identity", match.string[max(0, match.start() - 16):match.start()], re.I)
+        named = re.search(
+            r"身份证|证件|\bid\b|identity",
+            match.string[max(0, match.start() - 16) : match.start()],
+            re.I,
+        )
         if _resident_id_ok(number) or named:
             kinds.add(RESIDENT_ID)
             return _MASKS[RESIDENT_ID]
@@ -145,14 +153,16 @@ def redact(text: str) -> Redacted:
         return sub
 
     def code(match: re.Match) -> str:
-        before = match.string[:match.start()][-12:]
-        if _NOT_A_CODE_BEFORE.search(before) or _NOT_A_CODE_AFTER.match(match.string[match.end():]):
+        before = match.string[: match.start()][-12:]
+        if _NOT_A_CODE_BEFORE.search(before) or _NOT_A_CODE_AFTER.match(
+            match.string[match.end() :]
+        ):
             return match.group(0)
         kinds.add(ONE_TIME_CODE)
         return match.group(1) + _MASKS[ONE_TIME_CODE]
 
     def code_before(match: re.Match) -> str:
-        if _NOT_A_CODE_BEFORE.search(match.string[:match.start()][-12:]):
+        if _NOT_A_CODE_BEFORE.search(match.string[: match.start()][-12:]):
             return match.group(0)
         kinds.add(ONE_TIME_CODE)
         return _MASKS[ONE_TIME_CODE] + match.group(2)
@@ -160,7 +170,7 @@ def redact(text: str) -> Redacted:
     def password(match: re.Match) -> str:
         cue, value = match.group(1), match.group(2)
         explicit = bool(_PASSWORD_SEPARATOR.search(cue))
-        after = match.string[match.end():]
+        after = match.string[match.end() :]
         if _NOT_A_PASSWORD.match(value) or _NOT_A_CODE_AFTER.match(after):
             return match.group(0)
         if re.fullmatch(r"\d{1,2}", value) or re.match(r"^\d+(?:位|个|次)", value):

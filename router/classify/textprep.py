@@ -30,7 +30,8 @@ _WROTE_LINE = re.compile(r"^\s*.{0,80}\bwrote\s*:\s*$", re.I)
 _QUOTED = re.compile(r"^\s*>")
 _SIG_DASHES = re.compile(r"^\s*--\s*$")
 _DEVICE_FOOTER = re.compile(
-    r"^\s*(?:sent from my \w+.*|get outlook for .*|发自我的\s*\S+.*|来自\s*\S+\s*客户端.*|sent via .*)$", re.I
+    r"^\s*(?:sent from my \w+.*|get outlook for .*|发自我的\s*\S+.*|来自\s*\S+\s*客户端.*|sent via .*)$",
+    re.I,
 )
 # A closing word alone on its line, followed by a few short lines (a name, a phone): a signature.
 _SIGN_OFF = re.compile(
@@ -84,7 +85,7 @@ def _drop_sign_off(lines: list[str]) -> list[str]:
     content = [i for i, line in enumerate(lines) if line.strip()]
     for i in reversed(content[1:]):
         if _SIGN_OFF.match(lines[i]):
-            tail = [line for line in lines[i + 1:] if line.strip()]
+            tail = [line for line in lines[i + 1 :] if line.strip()]
             if len(tail) <= 4 and all(len(line.strip()) <= 40 for line in tail):
                 return lines[:i]
             return lines
@@ -110,7 +111,9 @@ def subject_text(subject: str | None) -> str:
 def normalize(text: str) -> str:
     """Lower case, half-width, no fillers or stutters, no spaces between Chinese words."""
     text = unicodedata.normalize("NFKC", text).lower()
-    if "`" in text or not text.isascii():  # the quotes to straighten; translate is slow, so ask first
+    if (
+        "`" in text or not text.isascii()
+    ):  # the quotes to straighten; translate is slow, so ask first
         text = text.translate(_QUOTES)
     chinese = _HAS_CJK.search(text) is not None
     text = _EN_FILLERS.sub("", text)

@@ -60,7 +60,10 @@ class Report:
             recall = tp / support
             f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
             self.per_category[category] = {
-                "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "support": support,
+                "precision": round(precision, 4),
+                "recall": round(recall, 4),
+                "f1": round(f1, 4),
+                "support": support,
             }
 
     @property
@@ -88,7 +91,11 @@ class Report:
     def critical_recall(self) -> float | None:
         if not self.has_urgency:
             return None
-        critical = [p for g, p in zip(self.gold_urgency, self.predicted_urgency, strict=True) if g == Urgency.CRITICAL]
+        critical = [
+            p
+            for g, p in zip(self.gold_urgency, self.predicted_urgency, strict=True)
+            if g == Urgency.CRITICAL
+        ]
         if not critical:
             return None
         return round(sum(1 for p in critical if p == Urgency.CRITICAL) / len(critical), 4)
@@ -123,7 +130,9 @@ def read_rows(path: Path | str) -> list[Row]:
     columns = [c.strip() for c in (reader.fieldnames or [])]
     missing = [c for c in ("text", "category") if c not in columns]
     if missing:
-        raise EvalFileError(f"{path}:1: missing column(s) {', '.join(missing)}; found {columns or 'none'}")
+        raise EvalFileError(
+            f"{path}:1: missing column(s) {', '.join(missing)}; found {columns or 'none'}"
+        )
     reader.fieldnames = columns
     rows: list[Row] = []
     problems: list[str] = []
@@ -141,15 +150,23 @@ def read_rows(path: Path | str) -> list[Row]:
         if not text:
             problems.append(f"{path}:{line}: empty text")
         if category not in CATEGORIES:
-            problems.append(f"{path}:{line}: unknown category {category!r}; one of {', '.join(CATEGORIES)}")
+            problems.append(
+                f"{path}:{line}: unknown category {category!r}; one of {', '.join(CATEGORIES)}"
+            )
         if "urgency" in columns and urgency is not None and urgency not in _URGENCIES:
-            problems.append(f"{path}:{line}: unknown urgency {urgency!r}; one of {', '.join(sorted(_URGENCIES))}")
+            problems.append(
+                f"{path}:{line}: unknown urgency {urgency!r}; one of {', '.join(sorted(_URGENCIES))}"
+            )
         if channel is not None and channel not in _CHANNELS:
-            problems.append(f"{path}:{line}: unknown channel {channel!r}; one of {', '.join(sorted(_CHANNELS))}")
+            problems.append(
+                f"{path}:{line}: unknown channel {channel!r}; one of {', '.join(sorted(_CHANNELS))}"
+            )
         rows.append(Row(line, text, category, urgency, channel))
         line = next_line
     if problems:
-        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        shown = problems[:20] + (
+            [f"... and {len(problems) - 20} more"] if len(problems) > 20 else []
+        )
         raise EvalFileError("\n".join(shown))
     if not rows:
         raise EvalFileError(f"{path}: no rows to evaluate")
@@ -184,7 +201,9 @@ def format_text(report: Report) -> str:
     lines = [f"{report.rows} rows classified in {report.seconds:.2f} s", ""]
     lines.append(f"{'category':<26}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
     for category, m in report.per_category.items():
-        lines.append(f"{category:<26}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}{m['support']:>9}")
+        lines.append(
+            f"{category:<26}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}{m['support']:>9}"
+        )
     lines.append(f"{'macro-F1 (categories present)':<56}{report.macro_f1:>10.3f}")
     lines.append("")
     labels, counts = report.confusion()

@@ -64,13 +64,19 @@ def _banner(router) -> None:
             f"  health                  {base}/healthz  {base}/readyz  {base}/metrics",
         ]
     if router.admin_password:
-        lines.append(f"  supervisor login        admin / {router.admin_password}   (generated now; "
-                     "set SUPPORTROUTER_ADMIN_PASSWORD to choose it)")
+        lines.append(
+            f"  supervisor login        admin / {router.admin_password}   (generated now; "
+            "set SUPPORTROUTER_ADMIN_PASSWORD to choose it)"
+        )
     elif router.core.settings.admin_password is not None:
-        lines.append("  supervisor login        admin / the password in SUPPORTROUTER_ADMIN_PASSWORD")
+        lines.append(
+            "  supervisor login        admin / the password in SUPPORTROUTER_ADMIN_PASSWORD"
+        )
     elif router.store.conversations:
-        lines.append("  supervisor login        admin / the password printed at its first start "
-                     "(`supportrouter agent password admin` resets it)")
+        lines.append(
+            "  supervisor login        admin / the password printed at its first start "
+            "(`supportrouter agent password admin` resets it)"
+        )
     print("\n".join(lines), flush=True)
 
 
@@ -104,8 +110,10 @@ def _config_check(args: argparse.Namespace) -> int:
         print(ConfigError(problems), file=sys.stderr)
         print(f"{len(problems)} problem(s) in {directory}", file=sys.stderr)
         return 1
-    print(f"{directory}: OK (rules version {config.version}; {len(config.routing.queues)} queues, "
-          f"{len(config.classifier.categories)} categories, {len(config.agents.agents)} agents)")
+    print(
+        f"{directory}: OK (rules version {config.version}; {len(config.routing.queues)} queues, "
+        f"{len(config.classifier.categories)} categories, {len(config.agents.agents)} agents)"
+    )
     return 0
 
 
@@ -146,9 +154,14 @@ def _simulated_route(rules, args: argparse.Namespace, redacted, classification) 
     from router.core.envelope import Channel, Envelope, Sender
 
     envelope = Envelope.new(
-        channel=Channel(args.channel), channel_message_id="simulate", conversation_key="simulate",
-        sender=Sender(address="simulate"), text=redacted.text, redactions=redacted.kinds,
-        subject=redact(args.subject).text if args.subject else None, classification=classification,
+        channel=Channel(args.channel),
+        channel_message_id="simulate",
+        conversation_key="simulate",
+        sender=Sender(address="simulate"),
+        text=redacted.text,
+        redactions=redacted.kinds,
+        subject=redact(args.subject).text if args.subject else None,
+        classification=classification,
     )
     customer = {"vip": True} if args.vip else {}
     decision = offline_decision(rules, envelope, language=args.language, customer=customer)
@@ -219,7 +232,10 @@ def _tail(args: argparse.Namespace) -> int:
 
     settings = Settings()
     if not settings.kafka_bootstrap_servers:
-        print("set SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS to the broker `supportrouter run` printed", file=sys.stderr)
+        print(
+            "set SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS to the broker `supportrouter run` printed",
+            file=sys.stderr,
+        )
         return 2
 
     async def main() -> None:
@@ -232,9 +248,19 @@ def _tail(args: argparse.Namespace) -> int:
                 value = json.loads(record.value)
             except ValueError:
                 value = record.value.decode(errors="replace")
-            print(json.dumps({"topic": record.topic, "partition": record.partition, "offset": record.offset,
-                              "key": record.key.decode(errors="replace") if record.key else None,
-                              "value": value}, ensure_ascii=False), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "topic": record.topic,
+                        "partition": record.partition,
+                        "offset": record.offset,
+                        "key": record.key.decode(errors="replace") if record.key else None,
+                        "value": value,
+                    },
+                    ensure_ascii=False,
+                ),
+                flush=True,
+            )
             if remaining is not None:
                 remaining -= 1
                 if remaining <= 0:
@@ -263,7 +289,9 @@ def _agent_password(args: argparse.Namespace) -> int:
     if config.agent(args.username) is None:
         print(f"{args.username!r} is not in {settings.config_dir}/agents.yaml", file=sys.stderr)
         return 1
-    password = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("new password: ")
+    password = (
+        sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("new password: ")
+    )
     if len(password) < 8:
         print("a password needs at least 8 characters", file=sys.stderr)
         return 1
@@ -282,7 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run every service (default) or one")
-    run.add_argument("role", nargs="?", default="all", choices=["all", "gateway", "classifier", "dispatcher", "sender"])
+    run.add_argument(
+        "role",
+        nargs="?",
+        default="all",
+        choices=["all", "gateway", "classifier", "dispatcher", "sender"],
+    )
     run.set_defaults(func=_run)
 
     config = sub.add_parser("config", help="operators' files")
@@ -292,31 +325,59 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_config_check)
 
     simulate = sub.add_parser("simulate", help="what would happen to a message; nothing is sent")
-    simulate.add_argument("text", help="the message; - reads it from standard input (an email with its quotes)")
+    simulate.add_argument(
+        "text", help="the message; - reads it from standard input (an email with its quotes)"
+    )
     simulate.add_argument("--subject", help="an email's subject line")
-    simulate.add_argument("--channel", default="chat", choices=["sms", "whatsapp", "voice", "email", "chat", "telegram"])
-    simulate.add_argument("--config", help="config directory (default: SUPPORTROUTER_CONFIG_DIR or config/)")
-    simulate.add_argument("--language", choices=["zh", "en"], help="the customer's language (default: as detected)")
-    simulate.add_argument("--vip", action="store_true", help="as if the customer were a VIP (customer.vip)")
+    simulate.add_argument(
+        "--channel",
+        default="chat",
+        choices=["sms", "whatsapp", "voice", "email", "chat", "telegram"],
+    )
+    simulate.add_argument(
+        "--config", help="config directory (default: SUPPORTROUTER_CONFIG_DIR or config/)"
+    )
+    simulate.add_argument(
+        "--language", choices=["zh", "en"], help="the customer's language (default: as detected)"
+    )
+    simulate.add_argument(
+        "--vip", action="store_true", help="as if the customer were a VIP (customer.vip)"
+    )
     simulate.set_defaults(func=_simulate)
 
     evaluate = sub.add_parser("eval", help="score the classifier on a CSV of labelled messages")
-    evaluate.add_argument("file", help="CSV with columns text,category and optionally urgency,channel")
-    evaluate.add_argument("--json", action="store_true", help="one JSON object instead of the tables")
-    evaluate.add_argument("--config", help="config directory (default: SUPPORTROUTER_CONFIG_DIR or config/)")
+    evaluate.add_argument(
+        "file", help="CSV with columns text,category and optionally urgency,channel"
+    )
+    evaluate.add_argument(
+        "--json", action="store_true", help="one JSON object instead of the tables"
+    )
+    evaluate.add_argument(
+        "--config", help="config directory (default: SUPPORTROUTER_CONFIG_DIR or config/)"
+    )
     evaluate.set_defaults(func=_eval)
 
-    replay = sub.add_parser("replay", help="recorded conversations under candidate rules: what would change")
+    replay = sub.add_parser(
+        "replay", help="recorded conversations under candidate rules: what would change"
+    )
     replay.add_argument("--config", required=True, help="the candidate config directory")
-    replay.add_argument("--current", help="the rules in force (default: SUPPORTROUTER_CONFIG_DIR or config/)")
-    replay.add_argument("--since", help="only conversations since: 7d, 12h, 30m or a date (default: all)")
+    replay.add_argument(
+        "--current", help="the rules in force (default: SUPPORTROUTER_CONFIG_DIR or config/)"
+    )
+    replay.add_argument(
+        "--since", help="only conversations since: 7d, 12h, 30m or a date (default: all)"
+    )
     replay.add_argument("--database-url", help="default: SUPPORTROUTER_DATABASE_URL")
-    replay.add_argument("--limit", type=int, default=100_000, help="at most this many conversations")
+    replay.add_argument(
+        "--limit", type=int, default=100_000, help="at most this many conversations"
+    )
     replay.add_argument("--show", type=int, default=20, help="list this many changed conversations")
     replay.add_argument("--json", action="store_true", help="the whole report as JSON")
     replay.set_defaults(func=_replay)
 
-    tail = sub.add_parser("tail", help="print a topic's records as JSON lines (joins no consumer group)")
+    tail = sub.add_parser(
+        "tail", help="print a topic's records as JSON lines (joins no consumer group)"
+    )
     tail.add_argument("topic")
     tail.add_argument("--from-beginning", action="store_true")
     tail.add_argument("--max", type=int, help="stop after this many records")
@@ -324,9 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     agent = sub.add_parser("agent", help="agents' credentials")
     agent_sub = agent.add_subparsers(dest="agent_command", required=True)
-    password = agent_sub.add_parser("password", help="set an agent's password (stored as a scrypt hash)")
+    password = agent_sub.add_parser(
+        "password", help="set an agent's password (stored as a scrypt hash)"
+    )
     password.add_argument("username")
-    password.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    password.add_argument(
+        "--stdin", action="store_true", help="read the password from standard input"
+    )
     password.set_defaults(func=_agent_password)
     return parser
 

@@ -52,8 +52,13 @@ def offline_decision(
     reply = None
     if not envelope.thread.get("no_auto_reply"):
         reply = rules.acknowledgement_text(
-            c.category, language, ticket, envelope.redactions,
-            channel=envelope.channel, urgency=c.urgency, wait=wait,
+            c.category,
+            language,
+            ticket,
+            envelope.redactions,
+            channel=envelope.channel,
+            urgency=c.urgency,
+            wait=wait,
         )
     return {
         "filter": decision.rule,
@@ -73,7 +78,7 @@ _RELATIVE = re.compile(r"^(\d+)([dhm])$")
 
 
 def parse_since(text: str | None, reference: datetime | None = None) -> datetime | None:
-    """"7d", "12h", "30m", or an ISO date or time (UTC when it names no zone)."""
+    """ "7d", "12h", "30m", or an ISO date or time (UTC when it names no zone)."""
     if not text:
         return None
     match = _RELATIVE.match(text.strip())
@@ -83,7 +88,9 @@ def parse_since(text: str | None, reference: datetime | None = None) -> datetime
     try:
         at = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(f"--since {text!r}: give 7d, 12h, 30m or a date such as 2025-06-01") from None
+        raise ValueError(
+            f"--since {text!r}: give 7d, 12h, 30m or a date such as 2025-06-01"
+        ) from None
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
@@ -102,14 +109,21 @@ class ReplayReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "rules_in_force": self.in_force, "candidate": self.candidate, "replayed": self.replayed,
-            "unchanged": self.unchanged, "changed": self.changed,
-            "queue_moves": [{"from": a, "to": b, "conversations": n} for (a, b), n in self.moves.most_common()],
+            "rules_in_force": self.in_force,
+            "candidate": self.candidate,
+            "replayed": self.replayed,
+            "unchanged": self.unchanged,
+            "changed": self.changed,
+            "queue_moves": [
+                {"from": a, "to": b, "conversations": n} for (a, b), n in self.moves.most_common()
+            ],
             "conversations": self.rows,
         }
 
 
-async def recorded_first_messages(store: ConversationStore, since: datetime | None, limit: int) -> list[dict[str, Any]]:
+async def recorded_first_messages(
+    store: ConversationStore, since: datetime | None, limit: int
+) -> list[dict[str, Any]]:
     """Each conversation's first customer message, as it was stored (already redacted)."""
     first = (
         sa.select(messages.c.conversation_id, sa.func.min(messages.c.seq).label("seq"))
@@ -118,8 +132,14 @@ async def recorded_first_messages(store: ConversationStore, since: datetime | No
         .subquery()
     )
     query = (
-        sa.select(conversations.c.id, conversations.c.ticket, conversations.c.conversation_key,
-                  conversations.c.customer_address, conversations.c.created_at, messages)
+        sa.select(
+            conversations.c.id,
+            conversations.c.ticket,
+            conversations.c.conversation_key,
+            conversations.c.customer_address,
+            conversations.c.created_at,
+            messages,
+        )
         .join(first, first.c.conversation_id == conversations.c.id)
         .join(messages, messages.c.seq == first.c.seq)
         .order_by(conversations.c.created_at)
@@ -134,24 +154,40 @@ async def recorded_first_messages(store: ConversationStore, since: datetime | No
 def _envelope(row: dict[str, Any], rules: Rules) -> Envelope:
     meta = row["meta"] or {}
     envelope = Envelope.new(
-        channel=Channel(row["channel"]), channel_message_id=row["channel_message_id"] or row["message_id"],
-        conversation_key=row["conversation_key"], sender=Sender(address=row["customer_address"]),
-        text=row["text"], subject=meta.get("subject"), thread=meta.get("thread") or {},
+        channel=Channel(row["channel"]),
+        channel_message_id=row["channel_message_id"] or row["message_id"],
+        conversation_key=row["conversation_key"],
+        sender=Sender(address=row["customer_address"]),
+        text=row["text"],
+        subject=meta.get("subject"),
+        thread=meta.get("thread") or {},
         redactions=meta.get("redactions") or [],
     )
-    classification = rules.classify(envelope.text, channel=envelope.channel, subject=envelope.subject)
+    classification = rules.classify(
+        envelope.text, channel=envelope.channel, subject=envelope.subject
+    )
     return envelope.model_copy(update={"classification": classification})
 
 
 async def replay(
-    store: ConversationStore, in_force: Rules, candidate: Rules, since: datetime | None = None, limit: int = 100_000
+    store: ConversationStore,
+    in_force: Rules,
+    candidate: Rules,
+    since: datetime | None = None,
+    limit: int = 100_000,
 ) -> ReplayReport:
     report = ReplayReport(in_force.version, candidate.version)
     for row in await recorded_first_messages(store, since, limit):
-        at = row["created_at"] if row["created_at"].tzinfo else row["created_at"].replace(tzinfo=UTC)
+        at = (
+            row["created_at"] if row["created_at"].tzinfo else row["created_at"].replace(tzinfo=UTC)
+        )
         customer = await store.customer_attributes(row["customer_address"])
-        before = offline_decision(in_force, _envelope(row, in_force), customer=customer, at=at, ticket=row["ticket"])
-        after = offline_decision(candidate, _envelope(row, candidate), customer=customer, at=at, ticket=row["ticket"])
+        before = offline_decision(
+            in_force, _envelope(row, in_force), customer=customer, at=at, ticket=row["ticket"]
+        )
+        after = offline_decision(
+            candidate, _envelope(row, candidate), customer=customer, at=at, ticket=row["ticket"]
+        )
         report.replayed += 1
         changes = [key for key in ("queue", "priority", "reply") if before[key] != after[key]]
         for key in changes:
@@ -159,12 +195,17 @@ async def replay(
         if "queue" in changes:
             report.moves[(before["queue"], after["queue"])] += 1
         if changes:
-            report.rows.append({
-                "ticket": row["ticket"], "channel": row["channel"], "changes": changes,
-                "queue": [before["queue"], after["queue"]], "priority": [before["priority"], after["priority"]],
-                "filter": [before["filter"], after["filter"]],
-                **({"reply": [before["reply"], after["reply"]]} if "reply" in changes else {}),
-            })
+            report.rows.append(
+                {
+                    "ticket": row["ticket"],
+                    "channel": row["channel"],
+                    "changes": changes,
+                    "queue": [before["queue"], after["queue"]],
+                    "priority": [before["priority"], after["priority"]],
+                    "filter": [before["filter"], after["filter"]],
+                    **({"reply": [before["reply"], after["reply"]]} if "reply" in changes else {}),
+                }
+            )
     return report
 
 
@@ -187,8 +228,10 @@ def format_report(report: ReplayReport, show: int = 20) -> str:
             parts.append(f"priority {row['priority'][0]} -> {row['priority'][1]}")
         if "reply" in row["changes"]:
             parts.append("reply changed")
-        lines.append(f"  {row['ticket']} ({row['channel']}, filter {row['filter'][0]} -> {row['filter'][1]}): "
-                     + ", ".join(parts))
+        lines.append(
+            f"  {row['ticket']} ({row['channel']}, filter {row['filter'][0]} -> {row['filter'][1]}): "
+            + ", ".join(parts)
+        )
     if len(report.rows) > show:
         lines.append(f"  ... and {len(report.rows) - show} more (--show N, or --json for all)")
     return "\n".join(lines)

@@ -2,19 +2,35 @@
 
 from prometheus_client import Counter, Histogram
 
-RECEIVED = Counter("supportrouter_messages_received_total", "Inbound messages accepted", ["channel", "lane"])
-REJECTED = Counter("supportrouter_requests_rejected_total", "Inbound requests refused", ["channel", "reason"])
+RECEIVED = Counter(
+    "supportrouter_messages_received_total", "Inbound messages accepted", ["channel", "lane"]
+)
+REJECTED = Counter(
+    "supportrouter_requests_rejected_total", "Inbound requests refused", ["channel", "reason"]
+)
 CONSUMED = Counter("supportrouter_records_consumed_total", "Kafka records handled", ["stage"])
 DEAD_LETTERS = Counter("supportrouter_dead_letters_total", "Records sent to the DLQ", ["stage"])
-CLASSIFIED = Counter("supportrouter_classified_total", "Messages classified", ["category", "urgency"])
-DELIVERED = Counter("supportrouter_outbound_delivered_total", "Replies delivered", ["channel", "mode"])
+CLASSIFIED = Counter(
+    "supportrouter_classified_total", "Messages classified", ["category", "urgency"]
+)
+DELIVERED = Counter(
+    "supportrouter_outbound_delivered_total", "Replies delivered", ["channel", "mode"]
+)
 ROUTING_SECONDS = Histogram(
     "supportrouter_inbound_to_queue_seconds",
     "From gateway receipt to a place in a queue",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
-SLA_BREACHES = Counter("supportrouter_sla_breaches_total", "First responses later than the queue's SLA", ["queue"])
-ESCALATIONS = Counter("supportrouter_escalations_total", "Conversations moved along their ladder", ["queue", "reason"])
-ASSIGNED = Counter("supportrouter_assignments_total", "Conversations offered to an agent", ["queue", "reason"])
-REASSIGNED = Counter("supportrouter_reassignments_total", "Offers taken back from a silent agent", ["reason"])
+SLA_BREACHES = Counter(
+    "supportrouter_sla_breaches_total", "First responses later than the queue's SLA", ["queue"]
+)
+ESCALATIONS = Counter(
+    "supportrouter_escalations_total", "Conversations moved along their ladder", ["queue", "reason"]
+)
+ASSIGNED = Counter(
+    "supportrouter_assignments_total", "Conversations offered to an agent", ["queue", "reason"]
+)
+REASSIGNED = Counter(
+    "supportrouter_reassignments_total", "Offers taken back from a silent agent", ["reason"]
+)
 CONFIG_RELOADS = Counter("supportrouter_config_reloads_total", "Hot reloads of config/", ["result"])

@@ -80,7 +80,9 @@ def _compile_all(patterns: list[str]) -> list[str]:
         try:
             re.compile(pattern)
         except re.error as exc:
-            raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from exc
+            raise ValueError(
+                f"pattern {pattern!r} is not a valid regular expression: {exc}"
+            ) from exc
     return patterns
 
 
@@ -127,11 +129,19 @@ Category = Literal[CATEGORIES]  # type: ignore[valid-type]
 class ModelSettings(_Strict):
     """How the model trained from the examples and the rules are weighed together."""
 
-    regularization: float = Field(default=8.0, gt=0)  # LogisticRegression C: higher fits the examples closer
-    rule_weight: float = Field(default=1.5, ge=0)  # log-odds each rule that fired adds to its category
-    fraud_rule_weight: float | None = Field(default=None, ge=0)  # the same for unauthorized_transaction (default: rule_weight)
+    regularization: float = Field(
+        default=8.0, gt=0
+    )  # LogisticRegression C: higher fits the examples closer
+    rule_weight: float = Field(
+        default=1.5, ge=0
+    )  # log-odds each rule that fired adds to its category
+    fraud_rule_weight: float | None = Field(
+        default=None, ge=0
+    )  # the same for unauthorized_transaction (default: rule_weight)
     max_rule_hits: int = Field(default=3, ge=1)
-    fraud_floor: float = Field(default=0.35, gt=0, le=1)  # model probability that alone makes it fraud
+    fraud_floor: float = Field(
+        default=0.35, gt=0, le=1
+    )  # model probability that alone makes it fraud
 
 
 class ClassifierConfig(_Strict):
@@ -149,7 +159,9 @@ class ClassifierConfig(_Strict):
         if len(taught) < 2:
             raise ValueError("examples are needed for at least two categories to train the model")
         if self.fallback_category not in self.categories:
-            raise ValueError(f"fallback_category {self.fallback_category!r} is not among the categories")
+            raise ValueError(
+                f"fallback_category {self.fallback_category!r} is not among the categories"
+            )
         return self
 
 
@@ -180,7 +192,9 @@ class BusinessHours(_Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise _custom(f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)") from None
+            raise _custom(
+                f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)"
+            ) from None
         return value
 
     @field_validator("weekly")
@@ -202,7 +216,9 @@ class Queue(_Strict):
     skills: list[str] = Field(default_factory=list)  # an agent needs every one of them
     languages: list[Language] = Field(default_factory=lambda: list(LANGUAGES))
     hours: str | None = None  # a name under business_hours; none: always open
-    overflow: str | None = None  # where new conversations go while this queue is closed or unstaffed
+    overflow: str | None = (
+        None  # where new conversations go while this queue is closed or unstaffed
+    )
     on_sla_breach: Literal["escalate", "raise_priority"] = "escalate"
     breach_priority_raise: int = Field(default=10, ge=0)
     expected_handle_seconds: int = Field(default=300, gt=0)  # for the wait quoted to customers
@@ -249,10 +265,16 @@ class Route(_Strict):
 
 
 class AssignmentRules(_Strict):
-    accept_timeout_seconds: int | None = Field(default=120, gt=0)  # offered, not claimed: reassigned
-    answer_timeout_seconds: int | None = Field(default=900, gt=0)  # held, customer not answered: reassigned
+    accept_timeout_seconds: int | None = Field(
+        default=120, gt=0
+    )  # offered, not claimed: reassigned
+    answer_timeout_seconds: int | None = Field(
+        default=900, gt=0
+    )  # held, customer not answered: reassigned
     return_to_last_agent_seconds: int = Field(default=86400, ge=0)  # 0: never
-    away_after_missed_offer: bool = True  # an agent who lets an offer time out stops getting new ones
+    away_after_missed_offer: bool = (
+        True  # an agent who lets an offer time out stops getting new ones
+    )
 
 
 class RoutingConfig(_Strict):
@@ -271,7 +293,9 @@ class RoutingConfig(_Strict):
             raise _custom("give exactly one of default_target and default_queue")
         names = [f.name for f in self.workflow]
         if len(names) != len(set(names)):
-            raise _custom(f"workflow filter names must be unique: {sorted({n for n in names if names.count(n) > 1})}")
+            raise _custom(
+                f"workflow filter names must be unique: {sorted({n for n in names if names.count(n) > 1})}"
+            )
         return self
 
     @property
@@ -294,12 +318,18 @@ class Texts(_Strict):
     def _known_placeholders(self) -> Texts:
         for text in (self.zh, self.en):
             try:
-                names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+                names = {
+                    name for _, name, _, _ in string.Formatter().parse(text) if name is not None
+                }
             except ValueError as exc:
-                raise _custom(f"{text[:40]!r}...: {exc} (write {{{{ and }}}} for a literal brace)") from None
+                raise _custom(
+                    f"{text[:40]!r}...: {exc} (write {{{{ and }}}} for a literal brace)"
+                ) from None
             unknown = names - _PLACEHOLDERS
             if unknown:
-                raise _custom(f"unknown placeholder {{{sorted(unknown)[0]}}}; known: {{ticket}}, {{wait}}")
+                raise _custom(
+                    f"unknown placeholder {{{sorted(unknown)[0]}}}; known: {{ticket}}, {{wait}}"
+                )
         return self
 
 
@@ -333,8 +363,12 @@ class Reply(_Strict):
 class WaitTexts(_Strict):
     """How the expected wait ({wait} in a template) reads."""
 
-    minutes: dict[Language, str] = Field(default_factory=lambda: {"zh": "约 {minutes} 分钟", "en": "about {minutes} minutes"})
-    opens: dict[Language, str] = Field(default_factory=lambda: {"zh": "在 {opens} 开始办公后", "en": "after we open at {opens}"})
+    minutes: dict[Language, str] = Field(
+        default_factory=lambda: {"zh": "约 {minutes} 分钟", "en": "about {minutes} minutes"}
+    )
+    opens: dict[Language, str] = Field(
+        default_factory=lambda: {"zh": "在 {opens} 开始办公后", "en": "after we open at {opens}"}
+    )
 
 
 class TemplatesConfig(_Strict):
@@ -375,7 +409,14 @@ class AgentsConfig(_Strict):
     version: int
     agents: list[Agent]
     default_capacity: dict[Channel, int] = Field(
-        default_factory=lambda: {"voice": 1, "chat": 3, "telegram": 3, "whatsapp": 3, "sms": 5, "email": 10}
+        default_factory=lambda: {
+            "voice": 1,
+            "chat": 3,
+            "telegram": 3,
+            "whatsapp": 3,
+            "sms": 5,
+            "email": 10,
+        }
     )
 
     def capacity(self, agent: Agent, channel: str) -> int:
@@ -393,7 +434,9 @@ class RouterConfig:
     agents: AgentsConfig
     version: str  # a digest of every file, recorded on each routing decision
 
-    def queue_for(self, category: str, confidence: float | None = None, urgency: str | None = None) -> str:
+    def queue_for(
+        self, category: str, confidence: float | None = None, urgency: str | None = None
+    ) -> str:
         # A doubtful classification goes to people who read it first, not to a guessed queue;
         # but never a fraud report or a critical message: their own queue is the fastest.
         triage = self.classifier.triage_queue
@@ -464,7 +507,9 @@ def _line_for(loc: tuple, lines: dict[tuple, int]) -> int | None:
     return None
 
 
-def _load_file(path: Path, model: type[BaseModel], name: str, problems: list[Problem], lines: dict[tuple, int]):
+def _load_file(
+    path: Path, model: type[BaseModel], name: str, problems: list[Problem], lines: dict[tuple, int]
+):
     if not path.is_file():
         problems.append(Problem(name, None, "file is missing"))
         return None
@@ -504,7 +549,9 @@ def load_model_file(path: Path | str, model: type[BaseModel], name: str | None =
     return loaded
 
 
-def _cross_check(parts: dict[str, Any], lines: dict[str, dict[tuple, int]], problems: list[Problem]) -> None:
+def _cross_check(
+    parts: dict[str, Any], lines: dict[str, dict[tuple, int]], problems: list[Problem]
+) -> None:
     """What no single file can check: names one file gives that another must know."""
 
     def problem(name: str, loc: tuple, reason: str) -> None:
@@ -517,14 +564,27 @@ def _cross_check(parts: dict[str, Any], lines: dict[str, dict[tuple, int]], prob
     agents: AgentsConfig | None = parts.get("agents.yaml")
     if routing:
         _check_routing_names(routing, lambda loc, reason: problem("routing.yaml", loc, reason))
-    if classifier and routing and classifier.triage_queue and classifier.triage_queue not in routing.queues:
-        problem("classifier.yaml", ("triage_queue",), f"unknown queue {classifier.triage_queue!r} (add it to routing.yaml)")
+    if (
+        classifier
+        and routing
+        and classifier.triage_queue
+        and classifier.triage_queue not in routing.queues
+    ):
+        problem(
+            "classifier.yaml",
+            ("triage_queue",),
+            f"unknown queue {classifier.triage_queue!r} (add it to routing.yaml)",
+        )
     if templates and "default" not in templates.acknowledgement:
         problem("templates/replies.yaml", ("acknowledgement",), "a 'default' entry is required")
     if agents and routing:
         for i, agent in enumerate(agents.agents):
             for queue in sorted(set(agent.queues) - set(routing.queues)):
-                problem("agents.yaml", ("agents", i, "queues"), f"agent {agent.username}: unknown queue {queue!r}")
+                problem(
+                    "agents.yaml",
+                    ("agents", i, "queues"),
+                    f"agent {agent.username}: unknown queue {queue!r}",
+                )
 
 
 def _check_routing_names(routing: RoutingConfig, problem: Callable[[tuple, str], None]) -> None:
@@ -556,7 +616,10 @@ def load_config(directory: Path | str) -> RouterConfig:
     if not directory.is_dir():
         raise ConfigError([Problem(str(directory), None, "config directory does not exist")])
     lines: dict[str, dict[tuple, int]] = {name: {} for name in _FILES}
-    parts = {name: _load_file(directory / name, model, name, problems, lines[name]) for name, model in _FILES.items()}
+    parts = {
+        name: _load_file(directory / name, model, name, problems, lines[name])
+        for name, model in _FILES.items()
+    }
     _cross_check(parts, lines, problems)
     if problems:
         raise ConfigError(problems)

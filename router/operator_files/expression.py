@@ -92,7 +92,9 @@ def parse(source: str) -> ast.expr:
         raise ExpressionError(f"syntax error at column {exc.offset}: {exc.msg}") from None
     count = sum(1 for _ in ast.walk(tree))
     if count > MAX_NODES:
-        raise ExpressionError(f"a filter expression may have at most {MAX_NODES} parts (has {count})")
+        raise ExpressionError(
+            f"a filter expression may have at most {MAX_NODES} parts (has {count})"
+        )
     _check(tree)
     return tree
 
@@ -113,7 +115,9 @@ def _check(node: ast.AST) -> None:
         case ast.Compare(left=left, ops=ops, comparators=comparators):
             for op in ops:
                 if type(op) not in _COMPARE:
-                    raise ExpressionError(f"operator {type(op).__name__} is not allowed{_where(node)}")
+                    raise ExpressionError(
+                        f"operator {type(op).__name__} is not allowed{_where(node)}"
+                    )
             for part in (left, *comparators):
                 _check(part)
             _check_urgency_literals(left, comparators)
@@ -129,7 +133,9 @@ def _check(node: ast.AST) -> None:
             if name in ("true", "false", "none"):
                 raise ExpressionError(f"write {name.capitalize()}, not {name}{_where(node)}")
             if name not in NAMES:
-                raise ExpressionError(f"unknown name {name!r}{_where(node)}; known: {', '.join(NAMES)}")
+                raise ExpressionError(
+                    f"unknown name {name!r}{_where(node)}; known: {', '.join(NAMES)}"
+                )
         case ast.Attribute(value=ast.Name(id=namespace), attr=attr):
             if namespace not in NAMESPACES:
                 raise ExpressionError(

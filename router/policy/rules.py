@@ -23,7 +23,9 @@ class Rules:
     def lane(self, text: str, subject: str | None = None) -> Lane:
         return Lane.URGENT if self.classifier.prescreen(text, subject) else Lane.STANDARD
 
-    def classify(self, text: str, channel: str | None = None, subject: str | None = None) -> Classification:
+    def classify(
+        self, text: str, channel: str | None = None, subject: str | None = None
+    ) -> Classification:
         return self.classifier.classify(text, channel=channel, subject=subject)
 
     def queue_for(self, classification: Classification) -> str:
@@ -43,12 +45,22 @@ class Rules:
         wait: Wait | None = None,
     ) -> str:
         return Replies(self.config.templates).acknowledgement(
-            category=category, urgency=urgency, language=language, channel=channel,
-            ticket=ticket, redactions=redactions, wait=wait,
+            category=category,
+            urgency=urgency,
+            language=language,
+            channel=channel,
+            ticket=ticket,
+            redactions=redactions,
+            wait=wait,
         )
 
     def acknowledgement(
-        self, conversation: dict, language: str, redactions: list[str], wait: Wait | None = None, **fields
+        self,
+        conversation: dict,
+        language: str,
+        redactions: list[str],
+        wait: Wait | None = None,
+        **fields,
     ) -> Outbound:
         c = conversation
         return Outbound(
@@ -59,8 +71,13 @@ class Rules:
             kind="acknowledgement",
             author="supportrouter",
             text=self.acknowledgement_text(
-                c["category"], language, c["ticket"], redactions,
-                channel=c["channel"], urgency=c["urgency"], wait=wait,
+                c["category"],
+                language,
+                c["ticket"],
+                redactions,
+                channel=c["channel"],
+                urgency=c["urgency"],
+                wait=wait,
             ),
             **fields,
         )

@@ -53,7 +53,11 @@ class ConfigWatcher:
     def _fingerprint(self) -> tuple:
         root = Path(self.rules.config_dir)
         try:
-            return tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*.yaml")))
+            return tuple(
+                sorted(
+                    (str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*.yaml")
+                )
+            )
         except OSError:  # a file vanished while listing: an editor is saving; look again next round
             return ()
 
@@ -76,12 +80,16 @@ class ConfigWatcher:
         except ConfigError as exc:
             self.problems = [str(p) for p in exc.problems]
             CONFIG_RELOADS.labels(result="refused").inc()
-            log.error("config.refused", reason=reason, version_in_force=in_force, problems=self.problems)
+            log.error(
+                "config.refused", reason=reason, version_in_force=in_force, problems=self.problems
+            )
             return False
         except Exception as exc:  # the classifier could not be built from it: refused the same way
             self.problems = [f"{type(exc).__name__}: {exc}"[:500]]
             CONFIG_RELOADS.labels(result="refused").inc()
-            log.error("config.refused", reason=reason, version_in_force=in_force, problems=self.problems)
+            log.error(
+                "config.refused", reason=reason, version_in_force=in_force, problems=self.problems
+            )
             return False
         self.problems = []
         if fresh.version == in_force:

@@ -57,7 +57,14 @@ class Replies:
     ) -> str:
         t = self.templates
         values = {"ticket": ticket, "wait": self.wait_text(wait, language)}
-        parts = [self._text(t.acknowledgement.get(category) or t.acknowledgement["default"], channel, language, **values)]
+        parts = [
+            self._text(
+                t.acknowledgement.get(category) or t.acknowledgement["default"],
+                channel,
+                language,
+                **values,
+            )
+        ]
         help_yourself = t.self_service.get(category)  # type: ignore[call-overload]
         if help_yourself is not None and urgency != Urgency.CRITICAL:
             parts.append(self._text(help_yourself, channel, language, **values))

@@ -101,7 +101,11 @@ class Workflow:
             return [Target(queue=self.config.classifier.triage_queue)]
         if rule.startswith("route:"):
             category = rule.removeprefix("route:")
-            return [Target(queue=r.queue, priority=r.priority) for r in self.routing.routes if r.category == category][:1]
+            return [
+                Target(queue=r.queue, priority=r.priority)
+                for r in self.routing.routes
+                if r.category == category
+            ][:1]
         if rule == DEFAULT:
             return [self.routing.default]
         return []
@@ -137,7 +141,14 @@ class Workflow:
         for route in self.routing.routes:
             if route.category == category:
                 explain.append(f"route for category {category}")
-                return self.place(f"route:{category}", self.ladder(f"route:{category}"), 0, explain, available, is_open)
+                return self.place(
+                    f"route:{category}",
+                    self.ladder(f"route:{category}"),
+                    0,
+                    explain,
+                    available,
+                    is_open,
+                )
         explain.append("no filter or route matched: the default target")
         return self.place(DEFAULT, [self.routing.default], 0, explain, available, is_open)
 
@@ -155,20 +166,35 @@ class Workflow:
         last = len(targets) - 1
         for i in range(start, last + 1):
             target = targets[i]
-            if target.skip_if_no_agent and i < last and available is not None and not available(target.queue):
-                explain.append(f"step {i + 1} (queue {target.queue}) skipped: no agent can take it now")
+            if (
+                target.skip_if_no_agent
+                and i < last
+                and available is not None
+                and not available(target.queue)
+            ):
+                explain.append(
+                    f"step {i + 1} (queue {target.queue}) skipped: no agent can take it now"
+                )
                 continue
             queue = self._overflow(target.queue, explain, available, is_open)
-            explain.append(f"step {i + 1} of {last + 1}: queue {queue}, priority {target.priority}"
-                           + (f", next step after {target.timeout}s" if target.timeout and i < last else ""))
+            explain.append(
+                f"step {i + 1} of {last + 1}: queue {queue}, priority {target.priority}"
+                + (f", next step after {target.timeout}s" if target.timeout and i < last else "")
+            )
             return Decision(
-                rule=rule, step=i, queue=queue, priority=target.priority,
+                rule=rule,
+                step=i,
+                queue=queue,
+                priority=target.priority,
                 timeout=target.timeout if i < last else None,
-                rules_version=self.config.version, explanation=tuple(explain),
+                rules_version=self.config.version,
+                explanation=tuple(explain),
             )
         raise ValueError(f"rule {rule!r} has no step from {start}")
 
-    def _overflow(self, queue: str, explain: list[str], available: QueueTest | None, is_open: QueueTest | None) -> str:
+    def _overflow(
+        self, queue: str, explain: list[str], available: QueueTest | None, is_open: QueueTest | None
+    ) -> str:
         seen = {queue}
         while True:
             q = self.routing.queues[queue]
@@ -177,8 +203,12 @@ class Workflow:
             if not q.overflow or q.overflow in seen or not (closed or unstaffed):
                 return queue
             to = q.overflow
-            if (is_open is not None and not is_open(to)) or (available is not None and not available(to)):
+            if (is_open is not None and not is_open(to)) or (
+                available is not None and not available(to)
+            ):
                 return queue  # overflowing into a queue that cannot help either changes nothing
-            explain.append(f"queue {queue} is {'closed' if closed else 'unstaffed'}: overflow to {to}")
+            explain.append(
+                f"queue {queue} is {'closed' if closed else 'unstaffed'}: overflow to {to}"
+            )
             seen.add(to)
             queue = to

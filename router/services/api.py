@@ -53,7 +53,9 @@ def _string_field(body: dict[str, Any], name: str, max_chars: int) -> str:
 
 
 class AgentApi:
-    def __init__(self, settings: Settings, store: ConversationStore, bus: KafkaBus, rules: Rules, clock=None):
+    def __init__(
+        self, settings: Settings, store: ConversationStore, bus: KafkaBus, rules: Rules, clock=None
+    ):
         self.settings, self.store, self.bus, self.rules = settings, store, bus, rules
         self.relay = OutboundRelay(bus, store)
         self.assigner = Assigner(store, rules, clock or SystemClock(), publish=self._publish)
@@ -91,7 +93,9 @@ class AgentApi:
 
     def visible_queues(self, agent: Agent) -> list[str]:
         queues = self.rules.config.routing.queues
-        return list(queues) if agent.role == "supervisor" else [q for q in agent.queues if q in queues]
+        return (
+            list(queues) if agent.role == "supervisor" else [q for q in agent.queues if q in queues]
+        )
 
     async def _agent_for(self, token: str) -> Agent | None:
         username = await self.store.token_user(token) if token else None
@@ -132,7 +136,12 @@ class AgentApi:
         token = await self.store.issue_token(username, self.settings.agent_token_ttl_seconds)
         log.info("agent.logged_in", username=username)
         return web.json_response(
-            {"token": token, "username": username, "role": agent.role, "queues": self.visible_queues(agent)}
+            {
+                "token": token,
+                "username": username,
+                "role": agent.role,
+                "queues": self.visible_queues(agent),
+            }
         )
 
     async def queues(self, request: web.Request, agent: Agent) -> web.Response:
@@ -146,7 +155,9 @@ class AgentApi:
                         "description": queues[name].description,
                         "sla_seconds": queues[name].first_response_sla_seconds,
                         "waiting": summaries.get(name, {}).get("waiting", 0),
-                        "oldest_wait_seconds": summaries.get(name, {}).get("oldest_wait_seconds", 0.0),
+                        "oldest_wait_seconds": summaries.get(name, {}).get(
+                            "oldest_wait_seconds", 0.0
+                        ),
                     }
                     for name in self.visible_queues(agent)
                 ]
@@ -159,7 +170,9 @@ class AgentApi:
             raise _error(web.HTTPNotFound, f"no queue named {queue!r}")
         if queue not in self.visible_queues(agent):
             raise _error(web.HTTPForbidden, f"you are not a member of queue {queue!r}")
-        return web.json_response({"queue": queue, "conversations": await self.store.queue_conversations(queue)})
+        return web.json_response(
+            {"queue": queue, "conversations": await self.store.queue_conversations(queue)}
+        )
 
     async def conversation(self, request: web.Request, agent: Agent) -> web.Response:
         return web.json_response(await self._visible_conversation(request, agent))
@@ -169,7 +182,9 @@ class AgentApi:
         if not await self.store.claim(conversation["id"], agent.username):
             raise _error(web.HTTPConflict, "this conversation is resolved or held by another agent")
         await self._event("conversation.claimed", conversation, agent.username)
-        log.info("conversation.claimed", conversation_id=conversation["id"], username=agent.username)
+        log.info(
+            "conversation.claimed", conversation_id=conversation["id"], username=agent.username
+        )
         return web.json_response(await self.store.conversation(conversation["id"]))
 
     async def reply(self, request: web.Request, agent: Agent) -> web.Response:
@@ -181,17 +196,28 @@ class AgentApi:
         if not await self.store.claim(conversation["id"], agent.username):
             raise _error(web.HTTPConflict, "another agent holds this conversation")
         out = Outbound(
-            conversation_id=conversation["id"], conversation_key=conversation["conversation_key"],
-            channel=conversation["channel"], to=conversation["customer_address"], text=text,
-            kind="agent_reply", author=agent.name or agent.username,
+            conversation_id=conversation["id"],
+            conversation_key=conversation["conversation_key"],
+            channel=conversation["channel"],
+            to=conversation["customer_address"],
+            text=text,
+            kind="agent_reply",
+            author=agent.name or agent.username,
         )
         await self.store.add_outbound(out)
         try:
             await self.relay.publish(out)
         except Exception as exc:  # stored; the dispatcher's relay publishes it when Kafka is back
-            log.warning("reply.publish_deferred", conversation_id=out.conversation_id, error=repr(exc)[:300])
+            log.warning(
+                "reply.publish_deferred", conversation_id=out.conversation_id, error=repr(exc)[:300]
+            )
             return web.json_response({"id": out.message_id, "status": "queued"}, status=202)
-        log.info("conversation.replied", conversation_id=out.conversation_id, username=agent.username, trace_id=out.trace_id)
+        log.info(
+            "conversation.replied",
+            conversation_id=out.conversation_id,
+            username=agent.username,
+            trace_id=out.trace_id,
+        )
         return web.json_response({"id": out.message_id, "status": "published"}, status=201)
 
     async def transfer(self, request: web.Request, agent: Agent) -> web.Response:
@@ -234,7 +260,9 @@ class AgentApi:
         return web.json_response(view)
 
     async def agents(self, request: web.Request, agent: Agent) -> web.Response:
-        views = [await self.assigner.agent_view(a.username) for a in self.rules.config.agents.agents]
+        views = [
+            await self.assigner.agent_view(a.username) for a in self.rules.config.agents.agents
+        ]
         return web.json_response({"agents": views})
 
     async def _offer(self) -> None:
@@ -246,7 +274,9 @@ class AgentApi:
 
     async def _publish(self, event: QueueEvent) -> None:
         try:
-            await self.bus.publish(self.bus.topics.events, event.to_bytes(), key=event.conversation_id.encode())
+            await self.bus.publish(
+                self.bus.topics.events, event.to_bytes(), key=event.conversation_id.encode()
+            )
         except Exception as exc:  # the change is stored; consoles also poll
             log.warning("event.publish_failed", type=event.type, error=repr(exc)[:300])
 
@@ -254,11 +284,17 @@ class AgentApi:
 
     async def _event(self, kind: str, conversation: dict[str, Any], assignee: str | None) -> None:
         event = QueueEvent(
-            type=kind, conversation_id=conversation["id"], queue=conversation["queue"],
-            urgency=conversation["urgency"], status=conversation["status"], assignee=assignee,
+            type=kind,
+            conversation_id=conversation["id"],
+            queue=conversation["queue"],
+            urgency=conversation["urgency"],
+            status=conversation["status"],
+            assignee=assignee,
         )
         try:
-            await self.bus.publish(self.bus.topics.events, event.to_bytes(), key=conversation["id"].encode())
+            await self.bus.publish(
+                self.bus.topics.events, event.to_bytes(), key=conversation["id"].encode()
+            )
         except Exception as exc:  # the change is stored; consoles also poll
             log.warning("event.publish_failed", type=kind, error=repr(exc)[:300])
 

@@ -80,15 +80,28 @@ class Assigner:
         at = self.clock.now()
         async with self.store.engine.begin() as conn:
             row = (
-                await conn.execute(sa.select(agent_state).where(agent_state.c.username == username).with_for_update())
-            ).mappings().first()
+                (
+                    await conn.execute(
+                        sa.select(agent_state)
+                        .where(agent_state.c.username == username)
+                        .with_for_update()
+                    )
+                )
+                .mappings()
+                .first()
+            )
             if row is None:
-                await conn.execute(agent_state.insert().values(username=username, status=status, status_at=at, idle_since=at))
+                await conn.execute(
+                    agent_state.insert().values(
+                        username=username, status=status, status_at=at, idle_since=at
+                    )
+                )
             elif row["status"] != status:
                 # Becoming available counts as the start of idle time: no credit for time away.
                 idle = at if status == "available" else row["idle_since"]
                 await conn.execute(
-                    agent_state.update().where(agent_state.c.username == username)
+                    agent_state.update()
+                    .where(agent_state.c.username == username)
                     .values(status=status, status_at=at, idle_since=idle)
                 )
         log.info("agent.status", username=username, status=status)
@@ -97,16 +110,30 @@ class Assigner:
     async def agent_view(self, username: str) -> dict[str, Any]:
         """An agent's status and load per channel, as the API shows it."""
         async with self.store.engine.connect() as conn:
-            state = (await conn.execute(sa.select(agent_state).where(agent_state.c.username == username))).mappings().first()
+            state = (
+                (
+                    await conn.execute(
+                        sa.select(agent_state).where(agent_state.c.username == username)
+                    )
+                )
+                .mappings()
+                .first()
+            )
             loads = await _loads(conn)
         agent = self.config.agent(username)
-        channels = sorted({ch for (user, ch) in loads if user == username} | set(self.config.agents.default_capacity))
+        channels = sorted(
+            {ch for (user, ch) in loads if user == username}
+            | set(self.config.agents.default_capacity)
+        )
         return {
             "username": username,
             "status": state["status"] if state else "offline",
             "status_since": _utc(state["status_at"]).isoformat() if state else None,
             "load": {
-                ch: {"open": loads.get((username, ch), 0), "capacity": self.config.agents.capacity(agent, ch) if agent else 0}
+                ch: {
+                    "open": loads.get((username, ch), 0),
+                    "capacity": self.config.agents.capacity(agent, ch) if agent else 0,
+                }
                 for ch in channels
             },
         }
@@ -127,10 +154,14 @@ class Assigner:
         """A snapshot: could an available agent with room take a conversation in this queue now?"""
         return (await self.snapshot(waiting=False)).availability(language, channel)
 
-    async def expected_wait_seconds(self, queue: str, language: str, channel: str, priority: int, critical: bool) -> float:
+    async def expected_wait_seconds(
+        self, queue: str, language: str, channel: str, priority: int, critical: bool
+    ) -> float:
         """Conversations ahead of this one, shared among the agents who could take them, times
         the queue's expected handling time."""
-        return (await self.snapshot()).expected_wait_seconds(queue, language, channel, priority, critical)
+        return (await self.snapshot()).expected_wait_seconds(
+            queue, language, channel, priority, critical
+        )
 
     async def snapshot(self, *, waiting: bool = True) -> Snapshot:
         """Who is available, what each holds, and (with `waiting`) what waits in each queue: read
@@ -141,11 +172,22 @@ class Assigner:
             counts: Counter[tuple[str, int, int]] = Counter()
             if waiting:
                 rows = await conn.execute(
-                    sa.select(conversations.c.queue, conversations.c.priority, conversations.c.urgency_rank, sa.func.count())
+                    sa.select(
+                        conversations.c.queue,
+                        conversations.c.priority,
+                        conversations.c.urgency_rank,
+                        sa.func.count(),
+                    )
                     .where(conversations.c.status == "waiting")
-                    .group_by(conversations.c.queue, conversations.c.priority, conversations.c.urgency_rank)
+                    .group_by(
+                        conversations.c.queue,
+                        conversations.c.priority,
+                        conversations.c.urgency_rank,
+                    )
                 )
-                counts.update({(queue, priority, rank): n for queue, priority, rank, n in rows.all()})
+                counts.update(
+                    {(queue, priority, rank): n for queue, priority, rank, n in rows.all()}
+                )
         return Snapshot(self, available, loads, counts)
 
     # --- assignment --------------------------------------------------------------------------
@@ -156,16 +198,24 @@ class Assigner:
             available = await _available(conn)
             if not available:
                 return []
-            staffed_queues = {q for a in self.config.agents.agents if a.username in available for q in a.queues}
+            staffed_queues = {
+                q for a in self.config.agents.agents if a.username in available for q in a.queues
+            }
             ids = (
-                await conn.execute(
-                    sa.select(conversations.c.id)
-                    .where(conversations.c.status == "waiting", conversations.c.assignee.is_(None))
-                    .where(conversations.c.queue.in_(staffed_queues))
-                    .order_by(*DISPATCH_ORDER)
-                    .limit(limit)
+                (
+                    await conn.execute(
+                        sa.select(conversations.c.id)
+                        .where(
+                            conversations.c.status == "waiting", conversations.c.assignee.is_(None)
+                        )
+                        .where(conversations.c.queue.in_(staffed_queues))
+                        .order_by(*DISPATCH_ORDER)
+                        .limit(limit)
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         done = []
         for conversation_id in ids:
             for _ in range(_RETRIES):
@@ -181,13 +231,19 @@ class Assigner:
         at = self.clock.now()
         async with self.store.engine.begin() as conn:
             conv = (
-                await conn.execute(
-                    sa.select(conversations)
-                    .where(conversations.c.id == conversation_id)
-                    .where(conversations.c.status == "waiting", conversations.c.assignee.is_(None))
-                    .with_for_update(skip_locked=True)
+                (
+                    await conn.execute(
+                        sa.select(conversations)
+                        .where(conversations.c.id == conversation_id)
+                        .where(
+                            conversations.c.status == "waiting", conversations.c.assignee.is_(None)
+                        )
+                        .with_for_update(skip_locked=True)
+                    )
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
             if conv is None:  # another dispatcher holds it, or it is no longer waiting
                 return None
             pick = await self._choose(conn, conv, at)
@@ -198,53 +254,89 @@ class Assigner:
             # given them a conversation on this channel.
             status = (
                 await conn.execute(
-                    sa.select(agent_state.c.status).where(agent_state.c.username == username).with_for_update()
+                    sa.select(agent_state.c.status)
+                    .where(agent_state.c.username == username)
+                    .with_for_update()
                 )
             ).scalar()
             load = (await _loads(conn, username)).get((username, conv["channel"]), 0)
             agent = self.config.agent(username)
-            if status != "available" or agent is None or not self.eligible(
-                agent, conv["queue"], conv["language"], conv["channel"], load
+            if (
+                status != "available"
+                or agent is None
+                or not self.eligible(agent, conv["queue"], conv["language"], conv["channel"], load)
             ):
                 return "retry"
             taken = await conn.execute(
                 conversations.update()
                 .where(conversations.c.id == conversation_id)
                 .where(conversations.c.status == "waiting", conversations.c.assignee.is_(None))
-                .values(assignee=username, status="assigned", assigned_at=at, accepted_at=None,
-                        step_due_at=None, updated_at=at)
+                .values(
+                    assignee=username,
+                    status="assigned",
+                    assigned_at=at,
+                    accepted_at=None,
+                    step_due_at=None,
+                    updated_at=at,
+                )
             )
             if taken.rowcount != 1:
                 return None
-            await conn.execute(agent_state.update().where(agent_state.c.username == username).values(idle_since=at))
+            await conn.execute(
+                agent_state.update().where(agent_state.c.username == username).values(idle_since=at)
+            )
             await conn.execute(
                 assignments.insert().values(
-                    conversation_id=conversation_id, username=username, reason=reason, worker=self.worker, at=at
+                    conversation_id=conversation_id,
+                    username=username,
+                    reason=reason,
+                    worker=self.worker,
+                    at=at,
                 )
             )
         ASSIGNED.labels(queue=conv["queue"], reason=reason).inc()
-        log.info("conversation.assigned", conversation_id=conversation_id, queue=conv["queue"],
-                 username=username, reason=reason, worker=self.worker)
+        log.info(
+            "conversation.assigned",
+            conversation_id=conversation_id,
+            queue=conv["queue"],
+            username=username,
+            reason=reason,
+            worker=self.worker,
+        )
         return Assigned(conversation_id, conv["queue"], username, reason)
 
     async def _choose(self, conn, conv, at: datetime) -> tuple[str, str] | None:
         states = {
             r["username"]: r
-            for r in (await conn.execute(sa.select(agent_state).where(agent_state.c.status == "available"))).mappings()
+            for r in (
+                await conn.execute(
+                    sa.select(agent_state).where(agent_state.c.status == "available")
+                )
+            ).mappings()
         }
         loads = await _loads(conn)
         missed = set(
             (
                 await conn.execute(
-                    sa.select(assignments.c.username)
-                    .where(assignments.c.conversation_id == conv["id"], assignments.c.ended == "timed_out")
+                    sa.select(assignments.c.username).where(
+                        assignments.c.conversation_id == conv["id"],
+                        assignments.c.ended == "timed_out",
+                    )
                 )
             ).scalars()
         )
         candidates = [
-            a for a in self.config.agents.agents
-            if a.username in states and a.username not in missed
-            and self.eligible(a, conv["queue"], conv["language"], conv["channel"], loads.get((a.username, conv["channel"]), 0))
+            a
+            for a in self.config.agents.agents
+            if a.username in states
+            and a.username not in missed
+            and self.eligible(
+                a,
+                conv["queue"],
+                conv["language"],
+                conv["channel"],
+                loads.get((a.username, conv["channel"]), 0),
+            )
         ]
         if not candidates:
             return None
@@ -259,7 +351,9 @@ class Assigner:
             ).scalar()
             if last and any(a.username == last for a in candidates):
                 return last, "returning"
-        longest = min(candidates, key=lambda a: (_utc(states[a.username]["idle_since"]), a.username))
+        longest = min(
+            candidates, key=lambda a: (_utc(states[a.username]["idle_since"]), a.username)
+        )
         return longest.username, "longest_idle"
 
     # --- silent agents -----------------------------------------------------------------------
@@ -272,24 +366,34 @@ class Assigner:
         if rules.accept_timeout_seconds:
             overdue.append(
                 (conversations.c.accepted_at.is_(None))
-                & (conversations.c.assigned_at <= at - timedelta(seconds=rules.accept_timeout_seconds))
+                & (
+                    conversations.c.assigned_at
+                    <= at - timedelta(seconds=rules.accept_timeout_seconds)
+                )
             )
         if rules.answer_timeout_seconds:
             overdue.append(
                 (conversations.c.accepted_at.is_not(None))
                 & (conversations.c.first_response_at.is_(None))
-                & (conversations.c.accepted_at <= at - timedelta(seconds=rules.answer_timeout_seconds))
+                & (
+                    conversations.c.accepted_at
+                    <= at - timedelta(seconds=rules.answer_timeout_seconds)
+                )
             )
         if not overdue:
             return []
         async with self.store.engine.connect() as conn:
             ids = (
-                await conn.execute(
-                    sa.select(conversations.c.id)
-                    .where(conversations.c.status == "assigned", sa.or_(*overdue))
-                    .order_by(*DISPATCH_ORDER)
+                (
+                    await conn.execute(
+                        sa.select(conversations.c.id)
+                        .where(conversations.c.status == "assigned", sa.or_(*overdue))
+                        .order_by(*DISPATCH_ORDER)
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         released = []
         for conversation_id in ids:
             if await self._release(conversation_id, sa.or_(*overdue), at):
@@ -299,38 +403,71 @@ class Assigner:
     async def _release(self, conversation_id: str, still_overdue, at: datetime) -> bool:
         async with self.store.engine.begin() as conn:
             conv = (
-                await conn.execute(
-                    sa.select(conversations)
-                    .where(conversations.c.id == conversation_id, conversations.c.status == "assigned", still_overdue)
-                    .with_for_update(skip_locked=True)
+                (
+                    await conn.execute(
+                        sa.select(conversations)
+                        .where(
+                            conversations.c.id == conversation_id,
+                            conversations.c.status == "assigned",
+                            still_overdue,
+                        )
+                        .with_for_update(skip_locked=True)
+                    )
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
             if conv is None:
                 return False
             reason = "not_accepted" if conv["accepted_at"] is None else "not_answered"
             await conn.execute(
-                conversations.update().where(conversations.c.id == conversation_id)
-                .values(status="waiting", assignee=None, assigned_at=None, accepted_at=None, updated_at=at)
+                conversations.update()
+                .where(conversations.c.id == conversation_id)
+                .values(
+                    status="waiting",
+                    assignee=None,
+                    assigned_at=None,
+                    accepted_at=None,
+                    updated_at=at,
+                )
             )
             await conn.execute(
                 assignments.update()
-                .where(assignments.c.conversation_id == conversation_id, assignments.c.username == conv["assignee"])
+                .where(
+                    assignments.c.conversation_id == conversation_id,
+                    assignments.c.username == conv["assignee"],
+                )
                 .where(assignments.c.ended.is_(None))
                 .values(ended="timed_out")
             )
             if reason == "not_accepted" and self.config.routing.assignment.away_after_missed_offer:
                 await conn.execute(
                     agent_state.update()
-                    .where(agent_state.c.username == conv["assignee"], agent_state.c.status == "available")
+                    .where(
+                        agent_state.c.username == conv["assignee"],
+                        agent_state.c.status == "available",
+                    )
                     .values(status="away", status_at=at)
                 )
         REASSIGNED.labels(reason=reason).inc()
-        log.warning("conversation.reassigning", conversation_id=conversation_id, username=conv["assignee"], reason=reason)
+        log.warning(
+            "conversation.reassigning",
+            conversation_id=conversation_id,
+            username=conv["assignee"],
+            reason=reason,
+        )
         if self.publish is not None:
-            await self.publish(QueueEvent(
-                type="conversation.released", conversation_id=conversation_id, queue=conv["queue"],
-                urgency=conv["urgency"], status="waiting", assignee=None, at=at,
-            ))
+            await self.publish(
+                QueueEvent(
+                    type="conversation.released",
+                    conversation_id=conversation_id,
+                    queue=conv["queue"],
+                    urgency=conv["urgency"],
+                    status="waiting",
+                    assignee=None,
+                    at=at,
+                )
+            )
         return True
 
     async def _announce(self, done: Assigned) -> None:
@@ -338,12 +475,23 @@ class Assigner:
             return
         async with self.store.engine.connect() as conn:
             urgency = (
-                await conn.execute(sa.select(conversations.c.urgency).where(conversations.c.id == done.conversation_id))
+                await conn.execute(
+                    sa.select(conversations.c.urgency).where(
+                        conversations.c.id == done.conversation_id
+                    )
+                )
             ).scalar()
-        await self.publish(QueueEvent(
-            type="conversation.assigned", conversation_id=done.conversation_id, queue=done.queue,
-            urgency=urgency, status="assigned", assignee=done.username, at=self.clock.now(),
-        ))
+        await self.publish(
+            QueueEvent(
+                type="conversation.assigned",
+                conversation_id=done.conversation_id,
+                queue=done.queue,
+                urgency=urgency,
+                status="assigned",
+                assignee=done.username,
+                at=self.clock.now(),
+            )
+        )
 
 
 class Snapshot:
@@ -352,9 +500,19 @@ class Snapshot:
     asks it for every message and tells it of the conversations the batch puts in a queue, so
     each quote counts the ones placed before it, as if they had been read back one by one."""
 
-    def __init__(self, assigner: Assigner, available: set[str], loads: dict[tuple[str, str], int],
-                 waiting: Counter[tuple[str, int, int]]):
-        self.assigner, self.available, self.loads, self.waiting = assigner, available, loads, waiting
+    def __init__(
+        self,
+        assigner: Assigner,
+        available: set[str],
+        loads: dict[tuple[str, str], int],
+        waiting: Counter[tuple[str, int, int]],
+    ):
+        self.assigner, self.available, self.loads, self.waiting = (
+            assigner,
+            available,
+            loads,
+            waiting,
+        )
         self.agents = [a for a in assigner.config.agents.agents if a.username in available]
 
     def availability(self, language: str, channel: str) -> Callable[[str], bool]:
@@ -363,17 +521,25 @@ class Snapshot:
         agents = self.agents
 
         def test(queue: str) -> bool:
-            return any(eligible(a, queue, language, channel, loads.get((a.username, channel), 0)) for a in agents)
+            return any(
+                eligible(a, queue, language, channel, loads.get((a.username, channel), 0))
+                for a in agents
+            )
 
         return test
 
-    def expected_wait_seconds(self, queue: str, language: str, channel: str, priority: int, critical: bool) -> float:
+    def expected_wait_seconds(
+        self, queue: str, language: str, channel: str, priority: int, critical: bool
+    ) -> float:
         q = self.assigner.config.routing.queues[queue]
         waiting = sum(
-            n for (in_queue, p, rank), n in self.waiting.items()
+            n
+            for (in_queue, p, rank), n in self.waiting.items()
             if in_queue == queue and (rank >= 3 if critical else p >= priority)
         )
-        staff = sum(1 for a in self.agents if self.assigner.eligible(a, queue, language, channel, 0))
+        staff = sum(
+            1 for a in self.agents if self.assigner.eligible(a, queue, language, channel, 0)
+        )
         rounds = -(-(waiting + 1) // max(staff, 1))
         return float(rounds * q.expected_handle_seconds)
 
@@ -382,7 +548,9 @@ class Snapshot:
 
 
 async def _available(conn) -> set[str]:
-    rows = await conn.execute(sa.select(agent_state.c.username).where(agent_state.c.status == "available"))
+    rows = await conn.execute(
+        sa.select(agent_state.c.username).where(agent_state.c.status == "available")
+    )
     return set(rows.scalars())
 
 
@@ -398,17 +566,23 @@ async def _loads(conn, username: str | None = None) -> dict[tuple[str, str], int
     return {(user, channel): n for user, channel, n in (await conn.execute(query)).all()}
 
 
-async def last_agent(store: ConversationStore, conversation_key: str, since: datetime) -> str | None:
+async def last_agent(
+    store: ConversationStore, conversation_key: str, since: datetime
+) -> str | None:
     return (await last_agents(store, [conversation_key], since)).get(conversation_key)
 
 
-async def last_agents(store: ConversationStore, conversation_keys: list[str], since: datetime) -> dict[str, str]:
+async def last_agents(
+    store: ConversationStore, conversation_keys: list[str], since: datetime
+) -> dict[str, str]:
     """Each customer's last agent, if they accepted a conversation of theirs since `since`."""
     if not conversation_keys:
         return {}
     async with store.engine.connect() as conn:
         rows = await conn.execute(
-            sa.select(customer_agents.c.conversation_key, customer_agents.c.username)
-            .where(customer_agents.c.conversation_key.in_(sorted(set(conversation_keys))), customer_agents.c.at >= since)
+            sa.select(customer_agents.c.conversation_key, customer_agents.c.username).where(
+                customer_agents.c.conversation_key.in_(sorted(set(conversation_keys))),
+                customer_agents.c.at >= since,
+            )
         )
         return dict(rows.all())

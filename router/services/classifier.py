@@ -25,12 +25,23 @@ class ClassifierService:
         self.bus, self.rules = bus, rules
         topics, group = bus.topics, f"{bus.settings.consumer_group_prefix}-classifier"
         self.urgent = ConsumerLoop(
-            bus, [topics.inbound_urgent], f"{group}-urgent", self.handle, "classify-urgent",
-            batch_handler=self.handle_batch, chunk=batch_size,
+            bus,
+            [topics.inbound_urgent],
+            f"{group}-urgent",
+            self.handle,
+            "classify-urgent",
+            batch_handler=self.handle_batch,
+            chunk=batch_size,
         )
         self.standard = ConsumerLoop(
-            bus, [topics.inbound_standard], f"{group}-standard", self.handle, "classify-standard",
-            yield_to=self.urgent, batch_handler=self.handle_batch, chunk=batch_size,
+            bus,
+            [topics.inbound_standard],
+            f"{group}-standard",
+            self.handle,
+            "classify-standard",
+            yield_to=self.urgent,
+            batch_handler=self.handle_batch,
+            chunk=batch_size,
         )
 
     async def start(self) -> None:
@@ -54,11 +65,15 @@ class ClassifierService:
         by_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
         for topic, envelope in classified:
             by_topic.setdefault(topic, []).append((envelope.kafka_key, envelope.to_bytes()))
-        await asyncio.gather(*(self.bus.publish_many(topic, items) for topic, items in by_topic.items()))
+        await asyncio.gather(
+            *(self.bus.publish_many(topic, items) for topic, items in by_topic.items())
+        )
         for _, envelope in classified:
             classification = envelope.classification
             assert classification is not None
-            CLASSIFIED.labels(category=classification.category, urgency=classification.urgency).inc()
+            CLASSIFIED.labels(
+                category=classification.category, urgency=classification.urgency
+            ).inc()
             log.info(
                 "message.classified",
                 trace_id=envelope.trace_id,
@@ -76,7 +91,9 @@ class ClassifierService:
             envelope = Envelope.from_bytes(record.value)
         except ValidationError as exc:
             raise PermanentError(f"not an envelope: {exc.error_count()} problems") from exc
-        classification = self.rules.classify(envelope.text, channel=envelope.channel, subject=envelope.subject)
+        classification = self.rules.classify(
+            envelope.text, channel=envelope.channel, subject=envelope.subject
+        )
         # An urgent-lane message, or one the classifier found critical, keeps its lead past this
         # stage: the dispatcher drains the urgent topic first.
         urgent = envelope.lane is Lane.URGENT or classification.urgency is Urgency.CRITICAL

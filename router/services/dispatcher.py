@@ -46,16 +46,31 @@ class OutboundRelay:
         failure marks none, and the next flush sends them again (receivers dedupe by message_id)."""
         if not outs:
             return
-        await self.bus.publish_many(self.bus.topics.outbound, ((o.conversation_key.encode(), o.to_bytes()) for o in outs))
+        await self.bus.publish_many(
+            self.bus.topics.outbound, ((o.conversation_key.encode(), o.to_bytes()) for o in outs)
+        )
         await self.store.mark_published(*(o.message_id for o in outs))
         for out in outs:
-            log.info("reply.published", trace_id=out.trace_id, conversation_id=out.conversation_id,
-                     channel=out.channel, kind=out.kind)
+            log.info(
+                "reply.published",
+                trace_id=out.trace_id,
+                conversation_id=out.conversation_id,
+                channel=out.channel,
+                kind=out.kind,
+            )
 
     async def flush(
-        self, conversation_id: str | None = None, older_than: float = 0, *, conversation_ids: list[str] | None = None
+        self,
+        conversation_id: str | None = None,
+        older_than: float = 0,
+        *,
+        conversation_ids: list[str] | None = None,
     ) -> None:
-        await self.publish_many(await self.store.unpublished(conversation_id, older_than, conversation_ids=conversation_ids))
+        await self.publish_many(
+            await self.store.unpublished(
+                conversation_id, older_than, conversation_ids=conversation_ids
+            )
+        )
 
 
 class DispatcherService:
@@ -75,25 +90,42 @@ class DispatcherService:
         self.relay = OutboundRelay(bus, store)
         self.relay_interval, self.timer_interval = relay_interval, timer_interval
         self.assigner = Assigner(store, rules, self.clock, publish=self.publish_event)
-        self.sla = SlaMonitor(store, rules, self.clock, self.publish_event, availability=self.assigner.availability)
+        self.sla = SlaMonitor(
+            store, rules, self.clock, self.publish_event, availability=self.assigner.availability
+        )
         group = f"{bus.settings.consumer_group_prefix}-dispatcher"
         # Two lanes here too: standard records wait whenever urgent ones are in hand.
         # Each fetched partition is handled in chunks, one store transaction each.
         self.urgent_loop = ConsumerLoop(
-            bus, [bus.topics.classified_urgent], f"{group}-urgent", self.handle, "dispatch-urgent",
-            batch_handler=self.handle_batch, chunk=batch_size,
+            bus,
+            [bus.topics.classified_urgent],
+            f"{group}-urgent",
+            self.handle,
+            "dispatch-urgent",
+            batch_handler=self.handle_batch,
+            chunk=batch_size,
         )
         self.loop = ConsumerLoop(
-            bus, [bus.topics.classified], group, self.handle, "dispatch", yield_to=self.urgent_loop,
-            batch_handler=self.handle_batch, chunk=batch_size,
+            bus,
+            [bus.topics.classified],
+            group,
+            self.handle,
+            "dispatch",
+            yield_to=self.urgent_loop,
+            batch_handler=self.handle_batch,
+            chunk=batch_size,
         )
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
         await asyncio.gather(self.urgent_loop.start(), self.loop.start())
         self._tasks = [
-            asyncio.create_task(self._every(self.relay_interval, self._relay_round), name="dispatch:relay"),
-            asyncio.create_task(self._every(self.timer_interval, self.tick), name="dispatch:timers"),
+            asyncio.create_task(
+                self._every(self.relay_interval, self._relay_round), name="dispatch:relay"
+            ),
+            asyncio.create_task(
+                self._every(self.timer_interval, self.tick), name="dispatch:timers"
+            ),
         ]
 
     async def stop(self) -> None:
@@ -120,7 +152,9 @@ class DispatcherService:
         await self.assigner.assign_waiting()
 
     async def publish_event(self, event: QueueEvent) -> None:
-        await self.bus.publish(self.bus.topics.events, event.to_bytes(), key=event.conversation_id.encode())
+        await self.bus.publish(
+            self.bus.topics.events, event.to_bytes(), key=event.conversation_id.encode()
+        )
 
     # --- classified messages ----------------------------------------------------------------
 
@@ -144,9 +178,13 @@ class DispatcherService:
         snapshot = await self.assigner.snapshot()
         customers = await self.store.customer_attributes_many([e.sender.address for e in envelopes])
         previous = (
-            await last_agents(self.store, [e.conversation_key for e in envelopes],
-                              self.clock.now() - timedelta(seconds=window))
-            if window else {}
+            await last_agents(
+                self.store,
+                [e.conversation_key for e in envelopes],
+                self.clock.now() - timedelta(seconds=window),
+            )
+            if window
+            else {}
         )
         batch = _Batch(config, snapshot)
         items = []
@@ -157,25 +195,39 @@ class DispatcherService:
         recorded = await self.store.record_inbound_many(items)
         # A redelivered record finds its reply already stored: publishing what is still
         # unpublished makes the second run finish what a crash interrupted, and nothing more.
-        await self.relay.flush(conversation_ids=[r.conversation["id"] for r in recorded if r.conversation])
+        await self.relay.flush(
+            conversation_ids=[r.conversation["id"] for r in recorded if r.conversation]
+        )
         events = []
         for envelope, item, done in zip(envelopes, items, recorded, strict=True):
             if done.duplicate:
-                log.info("message.duplicate", trace_id=envelope.trace_id, message_id=envelope.message_id)
+                log.info(
+                    "message.duplicate", trace_id=envelope.trace_id, message_id=envelope.message_id
+                )
                 continue
             conversation = done.conversation
             if done.requeued:
-                events.append(QueueEvent(
-                    type="conversation.queued", conversation_id=conversation["id"], queue=conversation["queue"],
-                    urgency=conversation["urgency"], status=conversation["status"],
-                ))
+                events.append(
+                    QueueEvent(
+                        type="conversation.queued",
+                        conversation_id=conversation["id"],
+                        queue=conversation["queue"],
+                        urgency=conversation["urgency"],
+                        status=conversation["status"],
+                    )
+                )
             ROUTING_SECONDS.observe((now() - envelope.received_at).total_seconds())
             decision = item.decision or {}
             log.info(
                 "conversation.queued" if done.requeued else "conversation.updated",
-                trace_id=envelope.trace_id, conversation_key=envelope.conversation_key,
-                conversation_id=conversation["id"], queue=conversation["queue"], urgency=conversation["urgency"],
-                rule=decision.get("rule"), step=decision.get("step", 0) + 1, priority=conversation["priority"],
+                trace_id=envelope.trace_id,
+                conversation_key=envelope.conversation_key,
+                conversation_id=conversation["id"],
+                queue=conversation["queue"],
+                urgency=conversation["urgency"],
+                rule=decision.get("rule"),
+                step=decision.get("step", 0) + 1,
+                priority=conversation["priority"],
                 rules_version=config.version,
             )
         if events:
@@ -200,24 +252,39 @@ class DispatcherService:
             wait = None
             if created:
                 # Quoted before this conversation joins the count, then counted for the next.
-                wait = batch.wait(decision, c.language, envelope.channel, c.urgency == Urgency.CRITICAL, at)
+                wait = batch.wait(
+                    decision, c.language, envelope.channel, c.urgency == Urgency.CRITICAL, at
+                )
                 batch.snapshot.add_waiting(decision.queue, decision.priority, c.urgency.rank)
             if envelope.thread.get("no_auto_reply"):  # automatic, bulk or list mail: never answered
                 return None
             fields = {"trace_id": envelope.trace_id, "message_id": f"ack-{envelope.message_id}"}
             if created:
-                return self.rules.acknowledgement(conversation, c.language, envelope.redactions, wait=wait, **fields)
+                return self.rules.acknowledgement(
+                    conversation, c.language, envelope.redactions, wait=wait, **fields
+                )
             if envelope.redactions:  # a follow-up with a secret in it: the warning alone
                 return Outbound(
-                    conversation_id=conversation["id"], conversation_key=conversation["conversation_key"],
-                    channel=conversation["channel"], to=conversation["customer_address"],
-                    kind="acknowledgement", author="supportrouter",
-                    text=Replies(config.templates).secret_warning(conversation["channel"], c.language), **fields,
+                    conversation_id=conversation["id"],
+                    conversation_key=conversation["conversation_key"],
+                    channel=conversation["channel"],
+                    to=conversation["customer_address"],
+                    kind="acknowledgement",
+                    author="supportrouter",
+                    text=Replies(config.templates).secret_warning(
+                        conversation["channel"], c.language
+                    ),
+                    **fields,
                 )
             return None
 
-        return Inbound(envelope, decision.queue, acknowledge,
-                       placement=placement(config, decision, at), decision=decision.as_dict())
+        return Inbound(
+            envelope,
+            decision.queue,
+            acknowledge,
+            placement=placement(config, decision, at),
+            decision=decision.as_dict(),
+        )
 
 
 class _Batch:
@@ -233,14 +300,22 @@ class _Batch:
             self._calendars[queue] = calendar_for(self.config, queue)
         return self._calendars[queue]
 
-    def wait(self, decision: Decision, language: str, channel: str, critical: bool, at: datetime) -> Wait:
+    def wait(
+        self, decision: Decision, language: str, channel: str, critical: bool, at: datetime
+    ) -> Wait:
         """The wait to quote: minutes, or when a closed queue opens."""
         calendar = self.calendar(decision.queue)
         if not calendar.is_open(at):
             return Wait(opens=calendar.describe(calendar.next_open(at), at))
-        return Wait(seconds=self.snapshot.expected_wait_seconds(
-            decision.queue, language, channel, decision.priority, critical,
-        ))
+        return Wait(
+            seconds=self.snapshot.expected_wait_seconds(
+                decision.queue,
+                language,
+                channel,
+                decision.priority,
+                critical,
+            )
+        )
 
 
 def _envelope(record: ConsumerRecord) -> Envelope:

@@ -27,9 +27,15 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
-            return web.json_response({"error": exc.reason}, status=exc.status, headers={
-                k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate")
-            })
+            return web.json_response(
+                {"error": exc.reason},
+                status=exc.status,
+                headers={
+                    k: v
+                    for k, v in exc.headers.items()
+                    if k.lower() in ("allow", "www-authenticate")
+                },
+            )
         raise
     except asyncio.CancelledError:
         raise
@@ -47,12 +53,20 @@ class Gateway:
         api: AgentApi,
         channels: list[ChannelAdapter],
     ):
-        self.settings, self.store, self.bus, self.api, self.channels = settings, store, bus, api, channels
+        self.settings, self.store, self.bus, self.api, self.channels = (
+            settings,
+            store,
+            bus,
+            api,
+            channels,
+        )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.settings.max_body_bytes, middlewares=[json_errors])
+        app = web.Application(
+            client_max_size=self.settings.max_body_bytes, middlewares=[json_errors]
+        )
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
@@ -116,6 +130,11 @@ class Gateway:
 
     async def index(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"chat": "/chat/", "console": "/console/", "api": "/api/", "health": ["/healthz", "/readyz", "/metrics"]},
+            {
+                "chat": "/chat/",
+                "console": "/console/",
+                "api": "/api/",
+                "health": ["/healthz", "/readyz", "/metrics"],
+            },
             dumps=lambda v: json.dumps(v, indent=2),
         )

@@ -31,11 +31,20 @@ class Intake:
                 "lane": lane,
             }
         )
-        topic = self.bus.topics.inbound_urgent if lane is Lane.URGENT else self.bus.topics.inbound_standard
+        topic = (
+            self.bus.topics.inbound_urgent
+            if lane is Lane.URGENT
+            else self.bus.topics.inbound_standard
+        )
         await self.bus.publish(topic, clean.to_bytes(), key=clean.kafka_key)
         RECEIVED.labels(channel=clean.channel, lane=lane).inc()
         log.info(
-            "message.received", trace_id=clean.trace_id, conversation_key=clean.conversation_key,
-            channel=clean.channel, lane=lane, redactions=kinds, chars=len(clean.text),
+            "message.received",
+            trace_id=clean.trace_id,
+            conversation_key=clean.conversation_key,
+            channel=clean.channel,
+            lane=lane,
+            redactions=kinds,
+            chars=len(clean.text),
         )
         return clean

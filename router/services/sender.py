@@ -46,12 +46,23 @@ class SenderService:
         batch_size: int = 50,
         concurrency: int = 8,
     ):
-        self.bus, self.store, self.senders, self.socket_channels = bus, store, senders, socket_channels
+        self.bus, self.store, self.senders, self.socket_channels = (
+            bus,
+            store,
+            senders,
+            socket_channels,
+        )
         self.concurrency = max(concurrency, 1)
         group = f"{bus.settings.consumer_group_prefix}-sender"
         self.loop = ConsumerLoop(
-            bus, [bus.topics.outbound], group, self.handle, "send", on_dead_letter=self._mark_failed,
-            batch_handler=self.handle_batch, chunk=batch_size,
+            bus,
+            [bus.topics.outbound],
+            group,
+            self.handle,
+            "send",
+            on_dead_letter=self._mark_failed,
+            batch_handler=self.handle_batch,
+            chunk=batch_size,
         )
 
     def _lifecycled(self) -> list:
@@ -64,7 +75,9 @@ class SenderService:
             try:
                 await sender.start()
             except Exception as exc:  # a provider away at start: each send tries again
-                log.warning("sender.start_failed", sender=type(sender).__name__, error=repr(exc)[:300])
+                log.warning(
+                    "sender.start_failed", sender=type(sender).__name__, error=repr(exc)[:300]
+                )
         await self.loop.start()
 
     async def stop(self) -> None:
@@ -73,7 +86,9 @@ class SenderService:
             try:
                 await sender.stop()
             except Exception as exc:  # the others must still close
-                log.warning("sender.stop_failed", sender=type(sender).__name__, error=repr(exc)[:300])
+                log.warning(
+                    "sender.stop_failed", sender=type(sender).__name__, error=repr(exc)[:300]
+                )
 
     async def handle(self, record: ConsumerRecord) -> None:
         """One record: the chunk of one (what a failed chunk falls back to, with retries)."""
@@ -89,10 +104,18 @@ class SenderService:
         and what was sent already is skipped by its status.
         """
         outs = [(record, _outbound(record)) for record in records]
-        sandboxed = [o for _, o in outs if o.channel not in self.socket_channels and o.channel not in self.senders]
+        sandboxed = [
+            o
+            for _, o in outs
+            if o.channel not in self.socket_channels and o.channel not in self.senders
+        ]
         if sandboxed:
             await self._sandbox(sandboxed)
-        provider = [(r, o) for r, o in outs if o.channel not in self.socket_channels and o.channel in self.senders]
+        provider = [
+            (r, o)
+            for r, o in outs
+            if o.channel not in self.socket_channels and o.channel in self.senders
+        ]
         if not provider:
             return
         statuses = await self.store.delivery_statuses([o.message_id for _, o in provider])
@@ -108,7 +131,8 @@ class SenderService:
         # Every conversation finishes (or stops) before the chunk may fail: a fallback starting
         # while a send is still in flight could send that reply twice.
         failures = await asyncio.gather(
-            *(self._send_in_order(replies, slots) for replies in conversations.values()), return_exceptions=True
+            *(self._send_in_order(replies, slots) for replies in conversations.values()),
+            return_exceptions=True,
         )
         for failure in failures:
             if failure is not None:
@@ -120,8 +144,12 @@ class SenderService:
             if out.message_id in kept:
                 kept.discard(out.message_id)  # a reply twice in the chunk is counted once
                 DELIVERED.labels(channel=out.channel, mode="sandbox").inc()
-                log.info("reply.sandboxed", trace_id=out.trace_id, channel=out.channel,
-                         conversation_id=out.conversation_id)
+                log.info(
+                    "reply.sandboxed",
+                    trace_id=out.trace_id,
+                    channel=out.channel,
+                    conversation_id=out.conversation_id,
+                )
 
     async def _send_in_order(
         self, replies: list[tuple[ConsumerRecord, Outbound]], slots: asyncio.Semaphore
@@ -135,10 +163,20 @@ class SenderService:
                 await self._dead_letter(record, PermanentError(str(exc)))
                 continue
             except Exception as exc:  # transient: a later reply must not overtake this one
-                log.warning("reply.send_failed", trace_id=out.trace_id, channel=out.channel, error=repr(exc)[:300])
+                log.warning(
+                    "reply.send_failed",
+                    trace_id=out.trace_id,
+                    channel=out.channel,
+                    error=repr(exc)[:300],
+                )
                 return exc
             DELIVERED.labels(channel=out.channel, mode="provider").inc()
-            log.info("reply.sent", trace_id=out.trace_id, channel=out.channel, conversation_id=out.conversation_id)
+            log.info(
+                "reply.sent",
+                trace_id=out.trace_id,
+                channel=out.channel,
+                conversation_id=out.conversation_id,
+            )
         return None
 
     async def _dead_letter(self, record: ConsumerRecord, error: PermanentError) -> None:
@@ -147,7 +185,9 @@ class SenderService:
         try:
             await self._mark_failed(record, error)
         except Exception as exc:  # the record is in the DLQ already; this is bookkeeping
-            log.warning("record.dead_letter_hook_failed", stage=self.loop.stage, error=repr(exc)[:300])
+            log.warning(
+                "record.dead_letter_hook_failed", stage=self.loop.stage, error=repr(exc)[:300]
+            )
 
     async def _mark_failed(self, record: ConsumerRecord, error: BaseException) -> None:
         """A reply that could not be delivered shows as failed on its conversation."""

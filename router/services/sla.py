@@ -145,7 +145,9 @@ def placement(config: RouterConfig, decision: Decision, at: datetime) -> dict[st
     }
 
 
-Availability = Callable[[str, str], Awaitable[Callable[[str], bool]]]  # (language, channel) -> queue test
+Availability = Callable[
+    [str, str], Awaitable[Callable[[str], bool]]
+]  # (language, channel) -> queue test
 PublishEvent = Callable[[QueueEvent], Awaitable[None]]
 
 
@@ -177,7 +179,9 @@ class SlaMonitor:
 
     async def _due(self, *conditions) -> list[str]:
         async with self.store.engine.connect() as conn:
-            rows = await conn.execute(sa.select(conversations.c.id).where(*conditions).order_by(*DISPATCH_ORDER))
+            rows = await conn.execute(
+                sa.select(conversations.c.id).where(*conditions).order_by(*DISPATCH_ORDER)
+            )
             return list(rows.scalars())
 
     async def ladder_timeouts(self) -> int:
@@ -185,7 +189,9 @@ class SlaMonitor:
         due = (conversations.c.status == "waiting", conversations.c.step_due_at <= at)
         moved = 0
         for conversation_id in await self._due(*due):
-            events = await self._locked(conversation_id, due, lambda conn, conv: self._advance(conn, conv, at, "timeout"))
+            events = await self._locked(
+                conversation_id, due, lambda conn, conv: self._advance(conn, conv, at, "timeout")
+            )
             moved += bool(events)
             await self._send(events)
         return moved
@@ -200,7 +206,9 @@ class SlaMonitor:
         )
         count = 0
         for conversation_id in await self._due(*due):
-            events = await self._locked(conversation_id, due, lambda conn, conv: self._breach(conn, conv, at))
+            events = await self._locked(
+                conversation_id, due, lambda conn, conv: self._breach(conn, conv, at)
+            )
             count += bool(events)
             await self._send(events)
         return count
@@ -208,20 +216,34 @@ class SlaMonitor:
     async def _locked(self, conversation_id: str, conditions, act) -> list[QueueEvent]:
         async with self.store.engine.begin() as conn:
             conv = (
-                await conn.execute(
-                    sa.select(conversations)
-                    .where(conversations.c.id == conversation_id, *conditions)
-                    .with_for_update(skip_locked=True)
+                (
+                    await conn.execute(
+                        sa.select(conversations)
+                        .where(conversations.c.id == conversation_id, *conditions)
+                        .with_for_update(skip_locked=True)
+                    )
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
             return [] if conv is None else await act(conn, conv)
 
     async def _breach(self, conn, conv, at: datetime) -> list[QueueEvent]:
-        await conn.execute(conversations.update().where(conversations.c.id == conv["id"]).values(sla_breached_at=at))
+        await conn.execute(
+            conversations.update()
+            .where(conversations.c.id == conv["id"])
+            .values(sla_breached_at=at)
+        )
         SLA_BREACHES.labels(queue=conv["queue"]).inc()
         late = (at - _utc(conv["sla_due_at"])).total_seconds()
-        log.warning("sla.breached", conversation_id=conv["id"], queue=conv["queue"], urgency=conv["urgency"],
-                    assignee=conv["assignee"], late_seconds=round(late, 1))
+        log.warning(
+            "sla.breached",
+            conversation_id=conv["id"],
+            queue=conv["queue"],
+            urgency=conv["urgency"],
+            assignee=conv["assignee"],
+            late_seconds=round(late, 1),
+        )
         events = [self._event("sla.breached", conv, at)]
         queue = self.rules.config.routing.queues.get(conv["queue"])
         if queue is not None and queue.on_sla_breach == "escalate" and conv["status"] == "waiting":
@@ -231,7 +253,11 @@ class SlaMonitor:
         raise_by = queue.breach_priority_raise if queue is not None else 0
         if raise_by:
             priority = conv["priority"] + raise_by
-            await conn.execute(conversations.update().where(conversations.c.id == conv["id"]).values(priority=priority, updated_at=at))
+            await conn.execute(
+                conversations.update()
+                .where(conversations.c.id == conv["id"])
+                .values(priority=priority, updated_at=at)
+            )
             ESCALATIONS.labels(queue=conv["queue"], reason="sla_breach_priority").inc()
             events.append(self._event("conversation.reprioritized", conv, at))
         return events
@@ -242,11 +268,23 @@ class SlaMonitor:
         workflow = Workflow(config)
         ladder = workflow.ladder(conv["rule"] or "")
         if conv["ladder_step"] + 1 >= len(ladder):
-            await conn.execute(conversations.update().where(conversations.c.id == conv["id"]).values(step_due_at=None))
+            await conn.execute(
+                conversations.update()
+                .where(conversations.c.id == conv["id"])
+                .values(step_due_at=None)
+            )
             return []
-        available = await self.availability(conv["language"], conv["channel"]) if self.availability else None
+        available = (
+            await self.availability(conv["language"], conv["channel"])
+            if self.availability
+            else None
+        )
         decision = workflow.place(
-            conv["rule"], ladder, conv["ladder_step"] + 1, [], available,
+            conv["rule"],
+            ladder,
+            conv["ladder_step"] + 1,
+            [],
+            available,
             lambda queue: calendar_for(config, queue).is_open(at),
         )
         values = {
@@ -256,16 +294,33 @@ class SlaMonitor:
             "step_due_at": at + timedelta(seconds=decision.timeout) if decision.timeout else None,
             "updated_at": at,
         }
-        await conn.execute(conversations.update().where(conversations.c.id == conv["id"]).values(**values))
+        await conn.execute(
+            conversations.update().where(conversations.c.id == conv["id"]).values(**values)
+        )
         ESCALATIONS.labels(queue=decision.queue, reason=reason).inc()
-        log.info("conversation.escalated", conversation_id=conv["id"], reason=reason, rule=conv["rule"],
-                 from_queue=conv["queue"], queue=decision.queue, step=decision.step + 1, priority=values["priority"])
+        log.info(
+            "conversation.escalated",
+            conversation_id=conv["id"],
+            reason=reason,
+            rule=conv["rule"],
+            from_queue=conv["queue"],
+            queue=decision.queue,
+            step=decision.step + 1,
+            priority=values["priority"],
+        )
         return [self._event("conversation.escalated", {**conv, "queue": decision.queue}, at)]
 
     @staticmethod
     def _event(kind: str, conv, at: datetime) -> QueueEvent:
-        return QueueEvent(type=kind, conversation_id=conv["id"], queue=conv["queue"], urgency=conv["urgency"],
-                          status=conv["status"], assignee=conv["assignee"], at=at)
+        return QueueEvent(
+            type=kind,
+            conversation_id=conv["id"],
+            queue=conv["queue"],
+            urgency=conv["urgency"],
+            status=conv["status"],
+            assignee=conv["assignee"],
+            at=at,
+        )
 
     async def _send(self, events: list[QueueEvent]) -> None:
         for event in events:

@@ -43,7 +43,9 @@ conversations = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     # Routing, SLA and assignment: router/routing/workflow.py, router/services/sla.py, router/services/assignment.py.
     sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("rule", sa.String(80)),  # the workflow filter (or triage/route/default) that placed it
+    sa.Column(
+        "rule", sa.String(80)
+    ),  # the workflow filter (or triage/route/default) that placed it
     sa.Column("ladder_step", sa.Integer, nullable=False, server_default="0"),
     sa.Column("step_due_at", sa.DateTime(timezone=True)),  # when the ladder moves on, if waiting
     sa.Column("sla_due_at", sa.DateTime(timezone=True)),  # first response due (business hours)
@@ -284,7 +286,9 @@ class ConversationStore:
         `placement` holds the routing decision's columns (priority, rule, ladder_step,
         step_due_at, sla_due_at, rules_version); `decision` its explanation, kept on the message.
         """
-        [recorded] = await self.record_inbound_many([Inbound(envelope, queue, acknowledge, placement, decision)])
+        [recorded] = await self.record_inbound_many(
+            [Inbound(envelope, queue, acknowledge, placement, decision)]
+        )
         return recorded
 
     async def record_inbound_many(self, items: list[Inbound]) -> list[Recorded]:
@@ -323,7 +327,11 @@ class ConversationStore:
                     results.append(known)
                     continue
                 row, created, requeued, values = _place_inbound(
-                    envelope, item.queue, dict(item.placement or {}), open_by_key.get(envelope.conversation_key), at
+                    envelope,
+                    item.queue,
+                    dict(item.placement or {}),
+                    open_by_key.get(envelope.conversation_key),
+                    at,
                 )
                 conv_id = row["id"]
                 if created:
@@ -342,18 +350,24 @@ class ConversationStore:
             if new_rows:
                 await conn.execute(conversations.insert(), list(new_rows.values()))
             for conv_id, values in changed.items():
-                await conn.execute(conversations.update().where(conversations.c.id == conv_id).values(**values))
+                await conn.execute(
+                    conversations.update().where(conversations.c.id == conv_id).values(**values)
+                )
             if message_rows:
                 # One statement, rows in order: each acknowledgement right after its message.
                 await conn.execute(messages.insert(), message_rows)
             missing = {r for r in results if isinstance(r, str) and r not in rows_by_id}
             if missing:
                 for row in (
-                    await conn.execute(sa.select(conversations).where(conversations.c.id.in_(sorted(missing))))
+                    await conn.execute(
+                        sa.select(conversations).where(conversations.c.id.in_(sorted(missing)))
+                    )
                 ).mappings():
                     rows_by_id[row["id"]] = dict(row)
         return [
-            r if isinstance(r, Recorded) else Recorded(_listing(rows_by_id[r]) if r in rows_by_id else None, True, False, False)
+            r
+            if isinstance(r, Recorded)
+            else Recorded(_listing(rows_by_id[r]) if r in rows_by_id else None, True, False, False)
             for r in results
         ]
 
@@ -384,7 +398,10 @@ class ConversationStore:
         for e in envelopes:
             by_channel.setdefault(str(e.channel), set()).add(e.channel_message_id)
         query = sa.select(
-            messages.c.message_id, messages.c.channel, messages.c.channel_message_id, messages.c.conversation_id
+            messages.c.message_id,
+            messages.c.channel,
+            messages.c.channel_message_id,
+            messages.c.conversation_id,
         ).where(
             sa.or_(
                 messages.c.message_id.in_([e.message_id for e in envelopes]),
@@ -395,7 +412,9 @@ class ConversationStore:
             )
         )
         seen: dict[tuple[str, Any], str] = {}
-        for message_id, channel, channel_message_id, conversation_id in (await conn.execute(query)).all():
+        for message_id, channel, channel_message_id, conversation_id in (
+            await conn.execute(query)
+        ).all():
             seen[("id", message_id)] = conversation_id
             if channel_message_id is not None:
                 seen[("pair", (channel, channel_message_id))] = conversation_id
@@ -428,13 +447,21 @@ class ConversationStore:
             at = now()
             values: dict[str, Any] = {"updated_at": at}
             if out.kind == "agent_reply":  # the first response the SLA counts
-                values["first_response_at"] = sa.func.coalesce(conversations.c.first_response_at, at)
+                values["first_response_at"] = sa.func.coalesce(
+                    conversations.c.first_response_at, at
+                )
             await conn.execute(
-                conversations.update().where(conversations.c.id == out.conversation_id).values(**values)
+                conversations.update()
+                .where(conversations.c.id == out.conversation_id)
+                .values(**values)
             )
 
     async def unpublished(
-        self, conversation_id: str | None = None, older_than: float = 0, *, conversation_ids: list[str] | None = None
+        self,
+        conversation_id: str | None = None,
+        older_than: float = 0,
+        *,
+        conversation_ids: list[str] | None = None,
     ) -> list[Outbound]:
         """Replies stored but not yet acknowledged by Kafka, oldest first: of one conversation,
         of several (`conversation_ids`), or of all."""
@@ -458,7 +485,9 @@ class ConversationStore:
             return
         async with self.engine.begin() as conn:
             await conn.execute(
-                messages.update().where(messages.c.message_id.in_(message_ids)).values(published=True)
+                messages.update()
+                .where(messages.c.message_id.in_(message_ids))
+                .values(published=True)
             )
 
     async def set_delivery_status(
@@ -489,11 +518,19 @@ class ConversationStore:
     async def record_sandbox_delivery(self, out: Outbound) -> bool:
         """Keep what would have been sent; False when this message was kept before."""
         # One statement: the unique message_id decides, so a redelivered reply is a no-op.
-        insert = _insert_for(self.engine.dialect.name)(outbox).values(
-            message_id=out.message_id, conversation_id=out.conversation_id,
-            channel=out.channel, recipient=out.to, kind=out.kind, text=out.text,
-            created_at=now(),
-        ).on_conflict_do_nothing(index_elements=[outbox.c.message_id])
+        insert = (
+            _insert_for(self.engine.dialect.name)(outbox)
+            .values(
+                message_id=out.message_id,
+                conversation_id=out.conversation_id,
+                channel=out.channel,
+                recipient=out.to,
+                kind=out.kind,
+                text=out.text,
+                created_at=now(),
+            )
+            .on_conflict_do_nothing(index_elements=[outbox.c.message_id])
+        )
         async with self.engine.begin() as conn:
             return (await conn.execute(insert)).rowcount == 1
 
@@ -508,15 +545,22 @@ class ConversationStore:
         for out in outs:
             if out.message_id not in seen:
                 seen.add(out.message_id)
-                rows.append({
-                    "message_id": out.message_id, "conversation_id": out.conversation_id,
-                    "channel": str(out.channel), "recipient": out.to, "kind": out.kind, "text": out.text,
-                    "created_at": at,
-                })
+                rows.append(
+                    {
+                        "message_id": out.message_id,
+                        "conversation_id": out.conversation_id,
+                        "channel": str(out.channel),
+                        "recipient": out.to,
+                        "kind": out.kind,
+                        "text": out.text,
+                        "created_at": at,
+                    }
+                )
         if not rows:
             return []
         insert = (
-            _insert_for(self.engine.dialect.name)(outbox).values(rows)
+            _insert_for(self.engine.dialect.name)(outbox)
+            .values(rows)
             .on_conflict_do_nothing(index_elements=[outbox.c.message_id])
             .returning(outbox.c.message_id)
         )
@@ -524,7 +568,8 @@ class ConversationStore:
             kept = set((await conn.execute(insert)).scalars().all())
             if kept:
                 await conn.execute(
-                    messages.update().where(messages.c.message_id.in_(sorted(kept)))
+                    messages.update()
+                    .where(messages.c.message_id.in_(sorted(kept)))
                     .values(delivery_status="sandboxed")
                 )
         return [row["message_id"] for row in rows if row["message_id"] in kept]
@@ -542,8 +587,10 @@ class ConversationStore:
     async def list_outbox(self, limit: int = 200) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
             rows = (
-                await conn.execute(sa.select(outbox).order_by(outbox.c.seq.desc()).limit(limit))
-            ).mappings().all()
+                (await conn.execute(sa.select(outbox).order_by(outbox.c.seq.desc()).limit(limit)))
+                .mappings()
+                .all()
+            )
         return [_jsonable(r) for r in rows]
 
     # --- threading lookups (email) --------------------------------------------------------
@@ -559,7 +606,10 @@ class ConversationStore:
                     sa.select(conversations.c.conversation_key)
                     .join(messages, messages.c.conversation_id == conversations.c.id)
                     .where(messages.c.channel == channel)
-                    .where(messages.c.channel_message_id.in_(ids) | messages.c.provider_message_id.in_(ids))
+                    .where(
+                        messages.c.channel_message_id.in_(ids)
+                        | messages.c.provider_message_id.in_(ids)
+                    )
                     .order_by(messages.c.seq.desc())
                     .limit(1)
                 )
@@ -569,16 +619,28 @@ class ConversationStore:
     async def conversation_by_ticket(self, ticket: str) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
             row = (
-                await conn.execute(sa.select(conversations).where(conversations.c.ticket == ticket))
-            ).mappings().first()
+                (
+                    await conn.execute(
+                        sa.select(conversations).where(conversations.c.ticket == ticket)
+                    )
+                )
+                .mappings()
+                .first()
+            )
         return _listing(row) if row else None
 
     # --- agents' view ---------------------------------------------------------------------
 
     async def _conversation(self, conn, conversation_id: str) -> dict[str, Any] | None:
         row = (
-            await conn.execute(sa.select(conversations).where(conversations.c.id == conversation_id))
-        ).mappings().first()
+            (
+                await conn.execute(
+                    sa.select(conversations).where(conversations.c.id == conversation_id)
+                )
+            )
+            .mappings()
+            .first()
+        )
         return _listing(row) if row else None
 
     async def conversation(self, conversation_id: str) -> dict[str, Any] | None:
@@ -587,12 +649,16 @@ class ConversationStore:
             if conv is None:
                 return None
             rows = (
-                await conn.execute(
-                    sa.select(messages)
-                    .where(messages.c.conversation_id == conversation_id)
-                    .order_by(messages.c.seq)
+                (
+                    await conn.execute(
+                        sa.select(messages)
+                        .where(messages.c.conversation_id == conversation_id)
+                        .order_by(messages.c.seq)
+                    )
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
         conv["messages"] = [_message(r) for r in rows]
         return conv
 
@@ -600,25 +666,36 @@ class ConversationStore:
         """Open conversations in dispatch order: most urgent first, then oldest first."""
         async with self.engine.connect() as conn:
             rows = (
-                await conn.execute(
-                    sa.select(conversations)
-                    .where(conversations.c.queue == queue)
-                    .where(conversations.c.status != "resolved")
-                    .order_by(*DISPATCH_ORDER)
+                (
+                    await conn.execute(
+                        sa.select(conversations)
+                        .where(conversations.c.queue == queue)
+                        .where(conversations.c.status != "resolved")
+                        .order_by(*DISPATCH_ORDER)
+                    )
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
         return [_listing(r) for r in rows]
 
     async def agent_conversations(self, username: str) -> list[dict[str, Any]]:
         """What an agent holds, in dispatch order: critical first, in their list too."""
         async with self.engine.connect() as conn:
             rows = (
-                await conn.execute(
-                    sa.select(conversations)
-                    .where(conversations.c.assignee == username, conversations.c.status == "assigned")
-                    .order_by(*DISPATCH_ORDER)
+                (
+                    await conn.execute(
+                        sa.select(conversations)
+                        .where(
+                            conversations.c.assignee == username,
+                            conversations.c.status == "assigned",
+                        )
+                        .order_by(*DISPATCH_ORDER)
+                    )
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
         return [_listing(r) for r in rows]
 
     async def queue_summaries(self) -> dict[str, dict[str, Any]]:
@@ -650,7 +727,9 @@ class ConversationStore:
                 .where(conversations.c.status != "resolved")
                 .where(conversations.c.assignee.is_(None) | (conversations.c.assignee == username))
                 .values(
-                    assignee=username, status="assigned", updated_at=at,
+                    assignee=username,
+                    status="assigned",
+                    updated_at=at,
                     assigned_at=sa.func.coalesce(conversations.c.assigned_at, at),
                     accepted_at=sa.func.coalesce(conversations.c.accepted_at, at),
                 )
@@ -659,11 +738,17 @@ class ConversationStore:
                 return False
             key = (
                 await conn.execute(
-                    sa.select(conversations.c.conversation_key).where(conversations.c.id == conversation_id)
+                    sa.select(conversations.c.conversation_key).where(
+                        conversations.c.id == conversation_id
+                    )
                 )
             ).scalar_one()
-            await conn.execute(customer_agents.delete().where(customer_agents.c.conversation_key == key))
-            await conn.execute(customer_agents.insert().values(conversation_key=key, username=username, at=at))
+            await conn.execute(
+                customer_agents.delete().where(customer_agents.c.conversation_key == key)
+            )
+            await conn.execute(
+                customer_agents.insert().values(conversation_key=key, username=username, at=at)
+            )
             return True
 
     async def resolve(self, conversation_id: str) -> bool:
@@ -683,8 +768,15 @@ class ConversationStore:
                 .where(conversations.c.id == conversation_id)
                 .where(conversations.c.status != "resolved")
                 .values(
-                    queue=queue, status="waiting", assignee=None, updated_at=now(),
-                    assigned_at=None, accepted_at=None, rule="transfer", ladder_step=0, step_due_at=None,
+                    queue=queue,
+                    status="waiting",
+                    assignee=None,
+                    updated_at=now(),
+                    assigned_at=None,
+                    accepted_at=None,
+                    rule="transfer",
+                    ladder_step=0,
+                    step_due_at=None,
                 )
             )
             return result.rowcount == 1
@@ -694,13 +786,19 @@ class ConversationStore:
     async def set_password(self, username: str, password: str) -> None:
         hashed = hash_password(password)
         async with self.engine.begin() as conn:
-            await conn.execute(agent_credentials.delete().where(agent_credentials.c.username == username))
-            await conn.execute(agent_credentials.insert().values(username=username, password_hash=hashed))
+            await conn.execute(
+                agent_credentials.delete().where(agent_credentials.c.username == username)
+            )
+            await conn.execute(
+                agent_credentials.insert().values(username=username, password_hash=hashed)
+            )
 
     async def has_password(self, username: str) -> bool:
         async with self.engine.connect() as conn:
             row = await conn.execute(
-                sa.select(agent_credentials.c.username).where(agent_credentials.c.username == username)
+                sa.select(agent_credentials.c.username).where(
+                    agent_credentials.c.username == username
+                )
             )
             return row.first() is not None
 
@@ -720,7 +818,8 @@ class ConversationStore:
         async with self.engine.begin() as conn:
             await conn.execute(
                 agent_tokens.insert().values(
-                    token_hash=token_hash(token), username=username,
+                    token_hash=token_hash(token),
+                    username=username,
                     expires_at=now() + timedelta(seconds=ttl_seconds),
                 )
             )
@@ -760,12 +859,16 @@ class ConversationStore:
         """The verified phone of a channel's user, as {"phone", "verified_at"}, or None."""
         async with self.engine.connect() as conn:
             row = (
-                await conn.execute(
-                    sa.select(identities.c.phone, identities.c.verified_at)
-                    .where(identities.c.channel == channel)
-                    .where(identities.c.channel_user_id == channel_user_id)
+                (
+                    await conn.execute(
+                        sa.select(identities.c.phone, identities.c.verified_at)
+                        .where(identities.c.channel == channel)
+                        .where(identities.c.channel_user_id == channel_user_id)
+                    )
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
         return _jsonable(row) if row else None
 
     # --- customers' attributes -----------------------------------------------------------
@@ -773,9 +876,13 @@ class ConversationStore:
     async def set_customer_attributes(self, address: str, attributes: dict[str, Any]) -> None:
         """What routing filters see as `customer.*` for this address (vip, segment ...)."""
         async with self.engine.begin() as conn:
-            await conn.execute(customer_profiles.delete().where(customer_profiles.c.address == address))
             await conn.execute(
-                customer_profiles.insert().values(address=address, attributes=attributes, updated_at=now())
+                customer_profiles.delete().where(customer_profiles.c.address == address)
+            )
+            await conn.execute(
+                customer_profiles.insert().values(
+                    address=address, attributes=attributes, updated_at=now()
+                )
             )
 
     async def customer_attributes(self, address: str) -> dict[str, Any]:
@@ -788,8 +895,9 @@ class ConversationStore:
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    sa.select(customer_profiles.c.address, customer_profiles.c.attributes)
-                    .where(customer_profiles.c.address.in_(sorted(set(addresses))))
+                    sa.select(customer_profiles.c.address, customer_profiles.c.attributes).where(
+                        customer_profiles.c.address.in_(sorted(set(addresses)))
+                    )
                 )
             ).all()
         return {address: dict(attributes) for address, attributes in rows}
@@ -810,30 +918,42 @@ class ConversationStore:
     async def chat_session(self, token: str) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
             row = (
-                await conn.execute(
-                    sa.select(chat_sessions.c.conversation_key, chat_sessions.c.name).where(
-                        chat_sessions.c.token_hash == token_hash(token)
+                (
+                    await conn.execute(
+                        sa.select(chat_sessions.c.conversation_key, chat_sessions.c.name).where(
+                            chat_sessions.c.token_hash == token_hash(token)
+                        )
                     )
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
         return dict(row) if row else None
 
     async def history(self, conversation_key: str) -> list[dict[str, Any]]:
         """Every message of every conversation under one key, oldest first."""
         async with self.engine.connect() as conn:
             rows = (
-                await conn.execute(
-                    sa.select(messages)
-                    .join(conversations, conversations.c.id == messages.c.conversation_id)
-                    .where(conversations.c.conversation_key == conversation_key)
-                    .order_by(messages.c.seq)
+                (
+                    await conn.execute(
+                        sa.select(messages)
+                        .join(conversations, conversations.c.id == messages.c.conversation_id)
+                        .where(conversations.c.conversation_key == conversation_key)
+                        .order_by(messages.c.seq)
+                    )
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
         return [_message(r) for r in rows]
 
 
 def _place_inbound(
-    envelope: Envelope, queue: str, placement: dict[str, Any], open_conv: dict[str, Any] | None, at: datetime
+    envelope: Envelope,
+    queue: str,
+    placement: dict[str, Any],
+    open_conv: dict[str, Any] | None,
+    at: datetime,
 ) -> tuple[dict[str, Any], bool, bool, dict[str, Any]]:
     """Where a new message goes: a new conversation, or the open one (changed in place).
     Returns the conversation's row as it is now, created, requeued, and the changed columns."""
@@ -871,8 +991,11 @@ def _place_inbound(
     if c.urgency.rank > open_conv["urgency_rank"]:
         requeued = True
         values.update(
-            category=c.category, urgency=str(c.urgency), urgency_rank=c.urgency.rank,
-            queue=queue, **{"rules_version": c.rules_version, **placement},
+            category=c.category,
+            urgency=str(c.urgency),
+            urgency_rank=c.urgency.rank,
+            queue=queue,
+            **{"rules_version": c.rules_version, **placement},
         )
         earlier = _utc(open_conv["sla_due_at"])
         if earlier is not None and placement.get("sla_due_at") is not None:
@@ -883,7 +1006,9 @@ def _place_inbound(
     return open_conv, False, requeued, values
 
 
-def _inbound_row(envelope: Envelope, conversation_id: str, decision: dict[str, Any] | None) -> dict[str, Any]:
+def _inbound_row(
+    envelope: Envelope, conversation_id: str, decision: dict[str, Any] | None
+) -> dict[str, Any]:
     c = envelope.classification
     assert c is not None
     return {
@@ -947,7 +1072,9 @@ def _age(at: datetime | None) -> float:
 
 
 def _jsonable(row) -> dict[str, Any]:
-    return {k: (_utc(v).isoformat() if isinstance(v, datetime) else v) for k, v in dict(row).items()}
+    return {
+        k: (_utc(v).isoformat() if isinstance(v, datetime) else v) for k, v in dict(row).items()
+    }
 
 
 def _listing(row) -> dict[str, Any]:
@@ -974,9 +1101,15 @@ def _add_missing_columns(sync_conn) -> None:
             if column.name in have:
                 continue
             kind = column.type.compile(dialect=sync_conn.dialect)
-            default = f" DEFAULT {column.server_default.arg}" if column.server_default is not None else ""
+            default = (
+                f" DEFAULT {column.server_default.arg}" if column.server_default is not None else ""
+            )
             null = "" if column.nullable else " NOT NULL"
-            sync_conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}{default}{null}'))
+            sync_conn.execute(
+                sa.text(
+                    f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}{default}{null}'
+                )
+            )
 
 
 def _ensure_sqlite_dir(url: str) -> None:
