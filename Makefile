@@ -14,7 +14,7 @@ run: install
 # Kafka's jars, cached in ~/.cache/supportrouter), starts PostgreSQL and Apache Kafka on loopback
 # under var/, runs the suite (Kafka-facing tests on Tansu and on Kafka), and stops both after,
 # also on failure or Ctrl-C. See devenv/__main__.py.
-test: install
+test: lint
 	$(BIN)/python -m devenv run -- $(BIN)/pytest $(PYTEST_ARGS)
 
 install: $(STAMP)
@@ -38,6 +38,7 @@ kafka: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
