@@ -46,9 +46,9 @@ FRAUD_TEXT = "someone made a payment from my wallet that I did not make"
 async def _count_stored(router: Router) -> int:
     import sqlalchemy as sa
 
-    from router.store.conversations import messages
+    from router.store.schema import messages
 
-    async with router.store.conversations.engine.connect() as conn:
+    async with router.store.engine.connect() as conn:
         return (
             await conn.execute(
                 sa.select(sa.func.count()).select_from(messages).where(messages.c.direction == "in")
@@ -59,9 +59,9 @@ async def _count_stored(router: Router) -> int:
 async def _count_delivered(router: Router) -> int:
     import sqlalchemy as sa
 
-    from router.store.conversations import outbox
+    from router.store.schema import outbox
 
-    async with router.store.conversations.engine.connect() as conn:
+    async with router.store.engine.connect() as conn:
         return (await conn.execute(sa.select(sa.func.count()).select_from(outbox))).scalar_one()
 
 
@@ -76,7 +76,7 @@ async def run(backlog: int, urgent: int, database_url: str | None) -> dict:
             log_level="warning",
         )
         async with Router(settings) as router:
-            bus = router.bus.kafka
+            bus = router.bus
             envelopes = [
                 Envelope.new(
                     channel=Channel.SMS,
@@ -93,7 +93,7 @@ async def run(backlog: int, urgent: int, database_url: str | None) -> dict:
             )
             produced = time.perf_counter() - started
 
-            intake = Intake(bus, router.policy.rules)
+            intake = Intake(bus, router.rules)
             results = []
             for n in range(urgent):
                 env = Envelope.new(
@@ -106,7 +106,7 @@ async def run(backlog: int, urgent: int, database_url: str | None) -> dict:
                 sent = time.perf_counter()
                 await intake.publish(env)
                 while True:
-                    head = await router.store.conversations.queue_conversations("fraud")
+                    head = await router.store.queue_conversations("fraud")
                     if any(c["conversation_key"] == env.conversation_key for c in head):
                         break
                     await asyncio.sleep(0.005)

@@ -65,6 +65,7 @@ class Router:
             raise
 
     async def _start_all(self, s: Settings) -> None:
+        assert self.rules is not None  # start() built them
         if s.embedded:
             if self.role != "all":
                 raise RuntimeError(
@@ -74,6 +75,7 @@ class Router:
             self.broker = EmbeddedBroker(port=s.embedded_kafka_port)
             await self._up(self.broker)
         bootstrap = self.broker.bootstrap_servers if self.broker else s.kafka_bootstrap_servers
+        assert bootstrap is not None  # no embedded broker: the settings name the servers
         if self.role != "classifier":
             self.store = ConversationStore(s.database_url)
             await self._up(self.store)
@@ -87,11 +89,17 @@ class Router:
         if "classifier" in wants:
             consumers.append(ClassifierService(self.bus, self.rules))
         if "dispatcher" in wants:
+            assert self.store is not None  # every role but the classifier has a store
             self.dispatcher = DispatcherService(self.bus, self.store, self.rules, clock=self.clock)
             consumers.append(self.dispatcher)
         intake = Intake(self.bus, self.rules)
-        channels = self._build_channels(ChannelContext(s, self.store, self.bus, intake.publish))
+        channels = (
+            []  # the classifier: no store and no channels
+            if self.store is None
+            else self._build_channels(ChannelContext(s, self.store, self.bus, intake.publish))
+        )
         if "sender" in wants:
+            assert self.store is not None
             senders = {name: sender for parts in channels for name, sender in parts.senders.items()}
             consumers.append(SenderService(self.bus, self.store, senders=senders))
         # Together: each consumer group's first join waits on the broker, so one at a time adds up.
@@ -100,6 +108,7 @@ class Router:
             if isinstance(result, BaseException):
                 raise result
         if "gateway" in wants:
+            assert self.store is not None
             adapters = [parts.adapter for parts in channels if parts.adapter is not None]
             api = AgentApi(s, self.store, self.bus, self.rules, clock=self.clock)
             self.gateway = Gateway(s, self.store, self.bus, api, adapters)

@@ -196,7 +196,7 @@ class RunningRouter:
     def __init__(self, router: Router, http: aiohttp.ClientSession):
         self.router = router
         self.http = http
-        self.base_url = f"http://127.0.0.1:{router.services.gateway.port}"
+        self.base_url = f"http://127.0.0.1:{router.gateway.port}"
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -246,3 +246,24 @@ async def running_router(database_url, broker_kind, request) -> AsyncIterator[Ru
     settings = router_settings(database_url, broker_kind, request)
     async with new_router(settings) as router, aiohttp.ClientSession() as http:
         yield RunningRouter(router, http)
+
+
+@pytest.fixture
+async def router_on_its_own_broker(
+    database_url, own_broker
+) -> AsyncIterator[tuple[RunningRouter, Broker]]:
+    """A whole router and a broker only it uses, which the test may stop and start: Tansu
+    embedded by the router (memory only; `own_broker`'s Tansu is left idle), or an Apache Kafka
+    of the test's own (durable log). Sessions of 2 s on both, so a short outage breaks every
+    consumer's group session."""
+    overrides = own_broker.overrides if own_broker.kind == "kafka" else {}
+    settings = make_settings(database_url, consumer_session_timeout_ms=2000, **overrides)
+    async with new_router(settings) as router, aiohttp.ClientSession() as http:
+        if own_broker.kind == "kafka":
+            yield RunningRouter(router, http), own_broker
+        else:
+            assert router.broker is not None
+            yield (
+                RunningRouter(router, http),
+                Broker("tansu", router.broker.bootstrap_servers, _server=router.broker),
+            )

@@ -100,7 +100,7 @@ async def email_router(database_url: str) -> AsyncIterator[Router]:
 
 async def agent_reply(router: Router, conversation_id: str, text: str) -> None:
     """The admin answers through the agents' API over HTTP, as the console does it."""
-    base = f"http://127.0.0.1:{router.services.gateway.port}"
+    base = f"http://127.0.0.1:{router.gateway.port}"
     async with aiohttp.ClientSession() as http:
         async with http.post(
             f"{base}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD}
@@ -115,7 +115,7 @@ async def agent_reply(router: Router, conversation_id: str, text: str) -> None:
 
 
 def email_channel(router: Router):
-    return next(c for c in router.services.gateway.channels if c.name == "email")
+    return next(c for c in router.gateway.channels if c.name == "email")
 
 
 def smtp_port(router: Router) -> int:

@@ -9,7 +9,7 @@ from tests.chat_helpers import chat_into_queue
 
 @pytest.fixture
 async def agent_sam(running_router):
-    await running_router.router.store.conversations.set_password("sam", "sam-password-1")
+    await running_router.router.store.set_password("sam", "sam-password-1")
     return await running_router.login("sam", "sam-password-1")
 
 
@@ -42,7 +42,7 @@ async def test_agent_cannot_list_or_open_a_queue_they_do_not_belong_to(running_r
 
 async def test_a_conversation_claimed_by_one_agent_cannot_be_taken_by_another(running_router):
     r = running_router
-    store = r.router.store.conversations
+    store = r.router.store
     await store.set_password("li.na", "li-na-password")
     admin = await r.login()
     li_na = await r.login("li.na", "li-na-password")

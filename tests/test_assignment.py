@@ -240,7 +240,7 @@ async def test_an_agent_sets_their_status_and_gets_a_conversation_shown_in_the_l
     running_router,
 ):
     r = running_router
-    await r.router.store.conversations.set_password("sam", "sam-password-1")
+    await r.router.store.set_password("sam", "sam-password-1")
     sam = await r.login("sam", "sam-password-1")
     admin = await r.login()
     async with r.http.post(
@@ -280,7 +280,7 @@ async def test_an_agent_sets_their_status_and_gets_a_conversation_shown_in_the_l
 
 async def test_an_agent_going_available_is_offered_what_waits(running_router):
     r = running_router
-    await r.router.store.conversations.set_password("sam", "sam-password-1")
+    await r.router.store.set_password("sam", "sam-password-1")
     sam = await r.login("sam", "sam-password-1")
     admin = await r.login()
     token = await r.chat_session()

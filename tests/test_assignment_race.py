@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from router.services.sla import ManualClock
-from router.store.conversations import ConversationStore, assignments, conversations
+from router.store.conversations import ConversationStore
+from router.store.schema import assignments, conversations
 from tests.conftest import ROOT
 from tests.routing_helpers import classified, config_dir_with, place, rules_from
 

@@ -17,7 +17,9 @@ from router.bus.kafka import KafkaBus, topic_partitions
 from router.core.envelope import Channel, Envelope, Sender
 from router.policy.rules import Rules
 from router.services.dispatcher import DispatcherService
-from router.store.conversations import ConversationStore, Inbound, conversations, messages
+from router.store.conversations import ConversationStore
+from router.store.inbound import Inbound
+from router.store.schema import conversations, messages
 from tests.conftest import CONFIG_DIR
 from tests.kafka_helpers import committed, fetch_uncommitted, read_topic, settle
 from tests.test_reliability import classified_envelope, wait_for
@@ -125,7 +127,7 @@ async def test_a_chunk_stored_but_never_published_is_published_once_when_redeliv
     """The dispatcher stored a chunk (messages and acknowledgements) and died before producing
     any reply: the redelivered chunk publishes each stored reply once, and stores nothing new."""
     router = running_router.router
-    bus, store, rules = router.bus.kafka, router.store.conversations, router.policy.rules
+    bus, store, rules = router.bus, router.store, router.rules
     batch = a_batch(rules, "crash-before-publish")
 
     def acknowledge(envelope):
@@ -176,10 +178,10 @@ async def test_a_poison_record_in_a_chunk_goes_to_the_dlq_and_the_rest_of_the_ch
     running_router,
 ):
     router = running_router.router
-    bus, store = router.bus.kafka, router.store.conversations
+    bus, store = router.bus, router.store
     key = "chat:poison-in-a-chunk"
-    before = classified_envelope(router.policy.rules, "what is the top-up fee", key, "pc-1")
-    after = classified_envelope(router.policy.rules, "and the withdrawal fee?", key, "pc-2")
+    before = classified_envelope(router.rules, "what is the top-up fee", key, "pc-1")
+    after = classified_envelope(router.rules, "and the withdrawal fee?", key, "pc-2")
     unclassified = Envelope.new(
         channel=Channel.CHAT,
         channel_message_id="pc-0",
@@ -216,7 +218,7 @@ async def test_a_customer_writing_on_both_lanes_at_once_gets_one_conversation(ru
     """The urgent and the standard dispatcher store chunks side by side; a customer whose
     messages reach both at the same moment must still end up in one conversation."""
     router = running_router.router
-    bus, rules = router.bus.kafka, router.policy.rules
+    bus, rules = router.bus, router.rules
     n = 200
     urgent, standard = [], []
     for i in range(n):
@@ -231,11 +233,11 @@ async def test_a_customer_writing_on_both_lanes_at_once_gets_one_conversation(ru
     )
 
     async def all_stored():
-        inbound, _, _ = await stored_counts(router.store.conversations)
+        inbound, _, _ = await stored_counts(router.store)
         return len(inbound) >= 2 * n
 
     await wait_for(all_stored, timeout=120)
-    async with router.store.conversations.engine.connect() as conn:
+    async with router.store.engine.connect() as conn:
         per_key = (
             await conn.execute(
                 sa.select(conversations.c.conversation_key, sa.func.count())

@@ -20,7 +20,8 @@ from channels.twilio.common import TwilioMessageSender, TwilioRest, TwilioSettin
 from router.bus.kafka import KafkaBus, topic_partitions
 from router.core.envelope import Channel, Classification, Envelope, Outbound, Sender, Urgency
 from router.services.sender import SenderService
-from router.store.conversations import ConversationStore, outbox
+from router.store.conversations import ConversationStore
+from router.store.schema import outbox
 from tests.kafka_helpers import committed, fetch_uncommitted, settle
 from tests.test_reliability import wait_for
 from tests.twilio_standin import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, TwilioStandIn, message_sid

@@ -63,7 +63,7 @@ async def test_resending_the_same_client_id_makes_one_message(running_router):
         await send_message(ws, "and it is still pending", "next")
     [conversation] = await wait_for_queue(r, admin, "payments", lambda c: len(c) == 1)
     for _ in range(300):
-        detail = await r.router.store.conversations.conversation(conversation["id"])
+        detail = await r.router.store.conversation(conversation["id"])
         inbound = [m for m in detail["messages"] if m["direction"] == "in"]
         if len(inbound) >= 2:
             break

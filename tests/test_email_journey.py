@@ -66,7 +66,7 @@ async def test_payment_failure_by_smtp_and_by_imap_each_queued_once_and_answered
             await asyncio.to_thread(dovecot.append, "support", raw_imap)
 
             async def two_in_payments():
-                listing = await router.store.conversations.queue_conversations("payments")
+                listing = await router.store.queue_conversations("payments")
                 return listing if len(listing) == 2 else None
 
             listing = await wait_until(two_in_payments, what="both mails in the payments queue")
@@ -81,9 +81,9 @@ async def test_payment_failure_by_smtp_and_by_imap_each_queued_once_and_answered
             await wait_until(lambda: _seen(dovecot, 2), what="the copy handled")
             await relay.wait_for(2)  # the two acknowledgements
             for conversation in listing:
-                detail = await router.store.conversations.conversation(conversation["id"])
+                detail = await router.store.conversation(conversation["id"])
                 assert [m["direction"] for m in detail["messages"]] == ["in", "out"]
-            assert len(await router.store.conversations.queue_conversations("payments")) == 2
+            assert len(await router.store.queue_conversations("payments")) == 2
 
             by_address = {c["customer_address"]: c for c in listing}
             await agent_reply(

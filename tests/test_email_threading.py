@@ -38,11 +38,11 @@ async def router(monkeypatch, relay, tmp_path):
 
 async def _conversation(router, queue: str, count: int = 1) -> dict:
     async def listing():
-        conversations = await router.store.conversations.queue_conversations(queue)
+        conversations = await router.store.queue_conversations(queue)
         return conversations if len(conversations) == count else None
 
     found = await wait_until(listing, what=f"{count} conversation(s) in {queue}")
-    return await router.store.conversations.conversation(found[-1]["id"])
+    return await router.store.conversation(found[-1]["id"])
 
 
 async def test_a_customer_agent_customer_thread_stays_one_conversation_and_replies_thread(
@@ -96,11 +96,11 @@ async def test_a_customer_agent_customer_thread_stays_one_conversation_and_repli
             "<first.1@example.net>",
             "<third.3@example.net>",
         ]
-        assert len(await router.store.conversations.queue_conversations("payments")) == 1
+        assert len(await router.store.queue_conversations("payments")) == 1
 
         stored_reply = [
             m
-            for m in (await router.store.conversations.conversation(conversation["id"]))["messages"]
+            for m in (await router.store.conversation(conversation["id"]))["messages"]
             if m["kind"] == "agent_reply"
         ][0]
         assert (
@@ -110,7 +110,7 @@ async def test_a_customer_agent_customer_thread_stays_one_conversation_and_repli
 
 
 async def _messages_in(router, conversation_id: str, count: int):
-    conversation = await router.store.conversations.conversation(conversation_id)
+    conversation = await router.store.conversation(conversation_id)
     inbound = [m for m in conversation["messages"] if m["direction"] == "in"]
     return inbound if len(inbound) == count else None
 
@@ -144,7 +144,7 @@ async def test_a_ticket_in_the_subject_from_another_sender_does_not_join_that_co
     both = await _conversation(router, "payments", count=2)
     assert both["customer_address"] == "someone.else@example.org"
     assert (
-        len((await router.store.conversations.conversation(conversation["id"]))["messages"]) == 2
+        len((await router.store.conversation(conversation["id"]))["messages"]) == 2
     )  # mail + ack only
 
 
@@ -192,7 +192,7 @@ async def test_automatic_bulk_and_list_mail_is_queued_but_never_answered(router,
     )
     captured = await relay.wait_for(1)
     assert [c.rcpt_tos for c in captured] == [["other@example.org"]]
-    messages = (await router.store.conversations.conversation(conversation["id"]))["messages"]
+    messages = (await router.store.conversation(conversation["id"]))["messages"]
     assert [m["direction"] for m in messages] == ["in"]
     assert messages[0]["meta"]["thread"]["no_auto_reply"] == "1"
 
@@ -209,7 +209,7 @@ async def test_mail_from_our_own_address_is_accepted_and_dropped(router, relay):
     everything = [
         c
         for q in ("payments", "general", "accounts", "fraud")
-        for c in await router.store.conversations.queue_conversations(q)
+        for c in await router.store.queue_conversations(q)
     ]
     assert [c["customer_address"] for c in everything] == ["c@example.org"]
 

@@ -20,7 +20,7 @@ async def test_readyz_names_kafka_when_the_broker_is_gone_and_recovers_when_it_i
     running_router,
 ):
     r = running_router
-    broker = r.router.bus.embedded
+    broker = r.router.broker
     await broker.stop()
     try:
         async with r.http.get(r.url("/readyz")) as resp:
@@ -48,11 +48,11 @@ async def test_readyz_names_the_database_when_it_cannot_be_opened(tmp_path):
         Router(make_settings(f"sqlite+aiosqlite:///{db}")) as router,
         aiohttp.ClientSession() as http,
     ):
-        await router.store.conversations.engine.dispose()  # no pooled connection hides the loss
+        await router.store.engine.dispose()  # no pooled connection hides the loss
         for leftover in tmp_path.glob("store.db*"):
             leftover.unlink()
         db.mkdir()  # where the database file was, a directory: SQLite cannot open it (even as root)
-        async with http.get(f"http://127.0.0.1:{router.services.gateway.port}/readyz") as resp:
+        async with http.get(f"http://127.0.0.1:{router.gateway.port}/readyz") as resp:
             body = await resp.json()
         db.rmdir()
     assert resp.status == 503

@@ -40,13 +40,11 @@ async def eventually(predicate, timeout: float = 60, what: str = "condition"):
 async def route(router: Router, key: str) -> dict:
     """A pending transfer through the running dispatcher; its stored conversation."""
     env = classified("transaction_failed", "normal", key=key)
-    await router.bus.kafka.publish(
-        router.bus.kafka.topics.classified, env.to_bytes(), key=env.kafka_key
-    )
+    await router.bus.publish(router.bus.topics.classified, env.to_bytes(), key=env.kafka_key)
 
     async def stored():
-        for queue in router.policy.rules.config.routing.queues:
-            for conversation in await router.store.conversations.queue_conversations(queue):
+        for queue in router.rules.config.routing.queues:
+            for conversation in await router.store.queue_conversations(queue):
                 if conversation["conversation_key"] == key:
                     return conversation
         return None
@@ -63,25 +61,23 @@ async def test_a_changed_file_is_reloaded_and_a_bad_one_refused_while_the_rules_
     async with Router(
         make_settings(f"sqlite+aiosqlite:///{tmp_path}/s.db", config_dir=config_dir)
     ) as router:
-        first_version = router.policy.rules.version
+        first_version = router.rules.version
         before = await route(router, "chat:before")
         assert (before["queue"], before["rules_version"]) == ("payments", first_version)
 
         edit(routing, *TO_GENERAL)
         await eventually(lambda: _changed(router, first_version))
-        second_version = router.policy.rules.version
+        second_version = router.rules.version
         after = await route(router, "chat:after")
         assert (after["queue"], after["rules_version"]) == ("general", second_version)
-        assert (await router.store.conversations.conversation(before["id"]))[
-            "rules_version"
-        ] == first_version
+        assert (await router.store.conversation(before["id"]))["rules_version"] == first_version
 
         line = edit(routing, *BAD_TARGET)
         await eventually(lambda: _refused(router))
         assert router.watcher.problems == [
             f"routing.yaml:{line}: workflow.2.targets.1.queue: unknown queue 'vip_desk'"
         ]
-        assert router.policy.rules.version == second_version
+        assert router.rules.version == second_version
         still = await route(router, "chat:while-refused")
         assert (still["queue"], still["rules_version"]) == ("general", second_version)
 
@@ -89,11 +85,11 @@ async def test_a_changed_file_is_reloaded_and_a_bad_one_refused_while_the_rules_
             routing, BAD_TARGET[1], BAD_TARGET[0]
         )  # fixed: the problems go, the version is the second again
         await eventually(lambda: _cleared(router))
-        assert router.policy.rules.version == second_version
+        assert router.rules.version == second_version
 
 
 async def _changed(router: Router, version: str) -> bool:
-    return router.policy.rules.version != version
+    return router.rules.version != version
 
 
 async def _refused(router: Router) -> bool:

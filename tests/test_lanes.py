@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from router.app import Router
 from router.core.envelope import Channel, Envelope, Lane, Sender
 from router.policy.rules import Rules
-from router.store.conversations import conversations, messages
+from router.store.schema import conversations, messages
 from tests.conftest import CONFIG_DIR, new_router, router_settings
 
 BACKLOG = 5000
@@ -74,14 +74,14 @@ def test_an_explicit_this_is_not_fraud_keeps_the_standard_lane(rules):
 
 
 async def _inbound_stored(router: Router) -> int:
-    async with router.store.conversations.engine.connect() as conn:
+    async with router.store.engine.connect() as conn:
         query = sa.select(sa.func.count()).select_from(messages).where(messages.c.direction == "in")
         return (await conn.execute(query)).scalar_one()
 
 
 async def _urgent_position(router: Router, conversation_key: str) -> tuple[int, dict] | None:
     """How many inbound messages the store took before the urgent one, and its conversation."""
-    async with router.store.conversations.engine.connect() as conn:
+    async with router.store.engine.connect() as conn:
         row = (
             (
                 await conn.execute(
@@ -131,7 +131,7 @@ async def test_an_urgent_message_overtakes_a_backlog_of_5000_standard_ones_all_t
     async with new_router(settings) as router, aiohttp.ClientSession() as http:
         # The backlog goes straight onto the standard lane, as a burst from every channel would.
         producer = AIOKafkaProducer(
-            bootstrap_servers=router.bus.kafka.bootstrap_servers, acks="all", linger_ms=20
+            bootstrap_servers=router.bus.bootstrap_servers, acks="all", linger_ms=20
         )
         await producer.start()
         try:
@@ -147,7 +147,7 @@ async def test_an_urgent_message_overtakes_a_backlog_of_5000_standard_ones_all_t
                 )
                 sends.append(
                     await producer.send(
-                        router.bus.kafka.topics.inbound_standard,
+                        router.bus.topics.inbound_standard,
                         envelope.to_bytes(),
                         key=envelope.kafka_key,
                     )
@@ -162,10 +162,10 @@ async def test_an_urgent_message_overtakes_a_backlog_of_5000_standard_ones_all_t
         )
         stored_when_sent = await _inbound_stored(router)
 
-        base = f"http://127.0.0.1:{router.services.gateway.port}"
+        base = f"http://127.0.0.1:{router.gateway.port}"
         async with http.post(base + "/chat/sessions", json={"name": "Urgent"}) as r:
             token = (await r.json())["session"]
-        session = await router.store.conversations.chat_session(token)
+        session = await router.store.chat_session(token)
         async with http.ws_connect(f"{base}/chat/ws?session={token}") as ws:
             await ws.send_json(
                 {

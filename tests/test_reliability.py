@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import aiohttp
-import pytest
 
 from router.bus.kafka import ConsumerLoop, KafkaBus
 from router.core.envelope import Channel, Envelope, Sender
-from tests.brokers import Broker
-from tests.conftest import RunningRouter, make_settings, new_router
 from tests.kafka_helpers import read_topic, settle
 
 
@@ -35,8 +29,8 @@ async def wait_for(predicate, timeout: float = 15):
 
 async def test_a_redelivered_classified_record_changes_nothing(running_router):
     router = running_router.router
-    bus, store = router.bus.kafka, router.store.conversations
-    env = classified_envelope(router.policy.rules, "my transfer failed", "chat:redelivery", "r1")
+    bus, store = router.bus, router.store
+    env = classified_envelope(router.rules, "my transfer failed", "chat:redelivery", "r1")
     for _ in range(3):  # what Kafka does after a consumer dies before committing
         await bus.publish(bus.topics.classified, env.to_bytes(), key=env.kafka_key)
 
@@ -57,13 +51,13 @@ async def test_a_reply_stored_but_never_published_goes_out_when_its_record_is_re
 ):
     """The dispatcher stored the message and its acknowledgement, then died before producing it."""
     router = running_router.router
-    bus, store = router.bus.kafka, router.store.conversations
-    env = classified_envelope(router.policy.rules, "what is the top-up fee", "chat:crash", "c1")
-    queue = router.policy.rules.config.queue_for(env.classification.category)
+    bus, store = router.bus, router.store
+    env = classified_envelope(router.rules, "what is the top-up fee", "chat:crash", "c1")
+    queue = router.rules.config.queue_for(env.classification.category)
     await store.record_inbound(
         env,
         queue,
-        lambda conversation, created: router.policy.rules.acknowledgement(
+        lambda conversation, created: router.rules.acknowledgement(
             conversation, "en", [], message_id=f"ack-{env.message_id}", trace_id=env.trace_id
         ),
     )
@@ -81,7 +75,7 @@ async def _none_unpublished(store) -> bool:
 
 async def test_a_poison_record_goes_to_the_dlq_and_does_not_block_its_partition(running_router):
     router = running_router.router
-    bus, store = router.bus.kafka, router.store.conversations
+    bus, store = router.bus, router.store
     key = b"chat:poison"
     await bus.publish(bus.topics.inbound_standard, b"\xff\xfe this is not an envelope", key=key)
     await bus.publish(bus.topics.inbound_standard, b'{"message_id": "half an envelope"}', key=key)
@@ -113,7 +107,7 @@ async def test_a_poison_record_in_a_classifier_chunk_is_dead_lettered_and_the_re
     running_router,
 ):
     router = running_router.router
-    bus = router.bus.kafka
+    bus = router.bus
     key = "chat:poison-in-a-classifier-chunk"
     good = [
         Envelope.new(
@@ -149,34 +143,13 @@ async def test_a_poison_record_in_a_classifier_chunk_is_dead_lettered_and_the_re
     assert all(r["value"]["classification"] for r in mine(classified))
 
 
-@pytest.fixture
-async def router_on_its_own_broker(
-    database_url, own_broker
-) -> AsyncIterator[tuple[RunningRouter, Broker]]:
-    """A whole router and a broker only it uses, which the test may stop and start: Tansu
-    embedded by the router (memory only; `own_broker`'s Tansu is left idle), or an Apache Kafka
-    of the test's own (durable log). Sessions of 2 s on both, so a short outage breaks every
-    consumer's group session."""
-    overrides = own_broker.overrides if own_broker.kind == "kafka" else {}
-    settings = make_settings(database_url, consumer_session_timeout_ms=2000, **overrides)
-    async with new_router(settings) as router, aiohttp.ClientSession() as http:
-        if own_broker.kind == "kafka":
-            yield RunningRouter(router, http), own_broker
-        else:
-            assert router.bus.embedded is not None
-            yield (
-                RunningRouter(router, http),
-                Broker("tansu", router.bus.embedded.bootstrap_servers, _server=router.bus.embedded),
-            )
-
-
 async def test_the_pipeline_carries_on_after_the_broker_was_away(router_on_its_own_broker):
     """A broker outage long enough to break the consumers' group sessions and commits."""
     r, broker = router_on_its_own_broker
     await broker.stop()
     await asyncio.sleep(6)  # three session timeouts
     await broker.start()  # same port; Tansu comes back empty, Kafka with its log
-    await r.router.bus.kafka.ensure_topics()
+    await r.router.bus.ensure_topics()
     admin = await r.login()
     token = await r.chat_session()
 

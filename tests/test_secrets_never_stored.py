@@ -134,7 +134,7 @@ async def _ack(ws: aiohttp.ClientWebSocketResponse) -> dict:
 async def test_no_secret_reaches_the_logs_kafka_or_the_database(database_url, captured_logs):
     settings = make_settings(database_url, channels=["chat"], log_format="json", log_level="debug")
     async with Router(settings) as router, aiohttp.ClientSession() as http:
-        base = f"http://127.0.0.1:{router.services.gateway.port}"
+        base = f"http://127.0.0.1:{router.gateway.port}"
         acknowledgements = {}
         for kind, (text, _, _) in SECRETS.items():
             async with http.post(base + "/chat/sessions", json={"name": kind}) as r:
@@ -142,10 +142,8 @@ async def test_no_secret_reaches_the_logs_kafka_or_the_database(database_url, ca
             async with http.ws_connect(f"{base}/chat/ws?session={token}") as ws:
                 await ws.send_json({"type": "message", "text": text, "id": kind})
                 acknowledgements[kind] = await _ack(ws)
-        records = await _every_record(
-            router.bus.kafka.bootstrap_servers, router.bus.kafka.all_topics()
-        )
-        rows = await _every_row(router.store.conversations.engine)
+        records = await _every_record(router.bus.bootstrap_servers, router.bus.all_topics())
+        rows = await _every_row(router.store.engine)
 
     leaks = _leaks("the logs", captured_logs.getvalue())
     for topic, values in records.items():

@@ -294,16 +294,14 @@ async def test_the_running_router_puts_a_breach_on_support_events(tmp_path):
     settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/s.db")
     async with Router(settings, clock=clock) as router:
         env = classified("unauthorized_transaction", "critical", key="chat:sla")
-        await router.bus.kafka.publish(
-            router.bus.kafka.topics.classified, env.to_bytes(), key=env.kafka_key
-        )
+        await router.bus.publish(router.bus.topics.classified, env.to_bytes(), key=env.kafka_key)
         await read_topic(
-            router.bus.kafka, router.bus.kafka.topics.outbound, lambda r: len(r) >= 1
+            router.bus, router.bus.topics.outbound, lambda r: len(r) >= 1
         )  # acknowledged
         clock.advance(61)
         records = await read_topic(
-            router.bus.kafka,
-            router.bus.kafka.topics.events,
+            router.bus,
+            router.bus.topics.events,
             lambda r: any(x["value"]["type"] == "sla.breached" for x in r),
         )
     breach = next(r["value"] for r in records if r["value"]["type"] == "sla.breached")

@@ -19,17 +19,11 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
 from channels.base import ChannelContext, DeliveryFailed
-from channels.telegram.adapter import (
-    SECRET_HEADER,
-    WEBHOOK_PATH,
-    TelegramChannel,
-    TelegramSender,
-    TelegramSettings,
-    build,
-    build_application,
-    split_text,
-    utf16_units,
-)
+from channels.base.text_split import utf16_units
+from channels.telegram.adapter import build, build_application
+from channels.telegram.inbound import SECRET_HEADER, WEBHOOK_PATH, TelegramChannel
+from channels.telegram.sender import TelegramSender, split_text
+from channels.telegram.settings import TelegramSettings
 from router.app import Router
 from router.bus.kafka import topic_partitions
 from router.core.envelope import Outbound
@@ -605,11 +599,7 @@ async def wait_until(check, timeout: float = 20):
 
 
 async def stored_messages(router: Router, conversation_key: str) -> list[dict]:
-    return [
-        m
-        for m in await router.store.conversations.history(conversation_key)
-        if m["direction"] == "in"
-    ]
+    return [m for m in await router.store.history(conversation_key) if m["direction"] == "in"]
 
 
 async def test_polling_delivers_a_text_update_into_the_store(api, telegram_env, tmp_path):
@@ -627,7 +617,7 @@ async def test_a_webhook_with_the_right_secret_is_answered_200_and_lands_in_the_
         f"sqlite+aiosqlite:///{tmp_path}/r.db", channels=["telegram"], public_url=PUBLIC_URL
     )
     async with Router(settings) as router:
-        url = f"http://127.0.0.1:{router.services.gateway.port}{WEBHOOK_PATH}"
+        url = f"http://127.0.0.1:{router.gateway.port}{WEBHOOK_PATH}"
         status, _ = await post_update(
             api, url, tg.text_update("I forgot my password", tg.user(user_id=2222))
         )
@@ -639,7 +629,7 @@ async def test_a_webhook_with_the_right_secret_is_answered_200_and_lands_in_the_
 
 async def inbound_records(router: Router, until_text: str) -> list[str]:
     """Every inbound record on both lanes, read from the beginning until one carries until_text."""
-    bus = router.bus.kafka
+    bus = router.bus
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bus.bootstrap_servers, group_id=None, enable_auto_commit=False
     )
@@ -670,7 +660,7 @@ async def test_a_webhook_with_a_wrong_secret_gets_403_and_nothing_reaches_kafka(
         f"sqlite+aiosqlite:///{tmp_path}/r.db", channels=["telegram"], public_url=PUBLIC_URL
     )
     async with Router(settings) as router:
-        url = f"http://127.0.0.1:{router.services.gateway.port}{WEBHOOK_PATH}"
+        url = f"http://127.0.0.1:{router.gateway.port}{WEBHOOK_PATH}"
         for secret in ("wrong-secret", None):
             status, _ = await post_update(
                 api, url, tg.text_update("forged: freeze my account"), secret=secret
@@ -687,10 +677,8 @@ async def test_the_webhook_answers_503_when_kafka_is_not_acknowledging(api, tele
         f"sqlite+aiosqlite:///{tmp_path}/r.db", channels=["telegram"], public_url=PUBLIC_URL
     )
     async with Router(settings) as router:
-        url = f"http://127.0.0.1:{router.services.gateway.port}{WEBHOOK_PATH}"
-        await (
-            router.bus.kafka.stop()
-        )  # the producer is gone: intake raises instead of acknowledging
+        url = f"http://127.0.0.1:{router.gateway.port}{WEBHOOK_PATH}"
+        await router.bus.stop()  # the producer is gone: intake raises instead of acknowledging
         status, body = await post_update(api, url, tg.text_update("my transfer failed"))
     assert status == 503 and "retry" in body["error"]
 
@@ -700,7 +688,7 @@ async def test_an_ipad_question_lands_as_multi_device_in_accounts_and_the_agent_
 ):
     settings = make_settings(database_url, channels=["chat", "telegram"], public_url=PUBLIC_URL)
     async with Router(settings) as router, aiohttp.ClientSession() as http:
-        base = f"http://127.0.0.1:{router.services.gateway.port}"
+        base = f"http://127.0.0.1:{router.gateway.port}"
         customer = tg.user(user_id=918273645, first_name="Lin", last_name=None, username=None)
         status, _ = await post_update(api, base + WEBHOOK_PATH, tg.text_update(IPAD, customer))
         assert status == 200
@@ -731,7 +719,7 @@ async def test_an_ipad_question_lands_as_multi_device_in_accounts_and_the_agent_
         await api.wait_for(lambda: reply in api.sent_to(918273645))
 
         async def delivered():
-            detail = await router.store.conversations.conversation(conversation["id"])
+            detail = await router.store.conversation(conversation["id"])
             [m] = [m for m in detail["messages"] if m["id"] == reply_id]
             return m["delivery_status"] == "sent" and m
 

@@ -273,7 +273,7 @@ async def test_when_kafka_does_not_acknowledge_twilio_gets_503_and_its_retry_lan
 ):
     async with twilio_router(sqlite_url, monkeypatch) as t:
         sid = message_sid()
-        broker = t.router.bus.embedded
+        broker = t.router.broker
         await broker.stop()
         try:
             status, _ = await t.sms(FAILED_TRANSFER, sid=sid)

@@ -320,9 +320,7 @@ async def test_an_undeliverable_reply_goes_to_the_dlq_and_shows_failed_on_the_co
         assert "21610" in failed["delivery_detail"]
         dead = [
             json.loads(v)
-            for v in await read_topic(
-                t.router.bus.kafka.bootstrap_servers, t.router.bus.kafka.topics.dlq
-            )
+            for v in await read_topic(t.router.bus.bootstrap_servers, t.router.bus.topics.dlq)
         ]
         assert [d["value"]["message_id"] for d in dead if d["stage"] == "send"] == [reply_id]
 

@@ -351,11 +351,11 @@ class TwilioRouter:
         return self._headers
 
     async def inbound_records(self) -> list[Envelope]:
-        topics = self.router.bus.kafka.topics
+        topics = self.router.bus.topics
         return [
             Envelope.from_bytes(v)
             for v in await read_topic(
-                self.router.bus.kafka.bootstrap_servers,
+                self.router.bus.bootstrap_servers,
                 topics.inbound_urgent,
                 topics.inbound_standard,
             )

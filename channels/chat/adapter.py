@@ -71,10 +71,10 @@ class LiveChatChannel:
             return_exceptions=True,
         )
 
-    async def page(self, request: web.Request) -> web.Response:
+    async def page(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "chat.html")
 
-    async def widget(self, request: web.Request) -> web.Response:
+    async def widget(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(
             STATIC / "widget.js", headers={"Content-Type": "application/javascript"}
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from channels.base import ChannelContext, ChannelParts
+from channels.base import ChannelContext, ChannelParts, OutboundSender
 from channels.email.imap_poller import ImapPoller
 from channels.email.inbound import EmailIntake
 from channels.email.sender import EmailSender
@@ -56,7 +56,7 @@ class EmailChannel:
 
 def build(context: ChannelContext) -> ChannelParts:
     settings: EmailSettings = context.extra.get("email_settings") or EmailSettings()
-    senders = {}
+    senders: dict[str, OutboundSender] = {}
     if settings.smtp_relay_host:
         senders["email"] = EmailSender(settings, context.store)
     adapter = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -64,7 +65,7 @@ class EmailIntake:
         *,
         source: str,
         envelope_from: str | None = None,
-        extra_problems: list[str] = (),
+        extra_problems: Sequence[str] = (),
     ) -> Result:
         """Parse and publish one mail. Raises only when Kafka did not acknowledge it."""
         # Parsing a large mail takes CPU time; one thread call keeps the event loop free.

@@ -18,6 +18,7 @@ from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses
+from typing import cast
 
 from channels.email.settings import ADDRESS
 from channels.email.text import html_to_text, split_reply, tidy
@@ -280,7 +281,8 @@ def _walk(msg: EmailMessage, limits: Limits, parsed: ParsedMail) -> tuple[str, s
         if part.is_multipart() and ctype != "message/rfc822":
             children = part.get_payload()
             if isinstance(children, list):
-                stack.extend(reversed(children))
+                # policy.default makes every part an EmailMessage; the stubs say Message | str.
+                stack.extend(reversed(cast("list[EmailMessage]", children)))
             continue
         disposition = _safe(part.get_content_disposition)
         filename = _safe(part.get_filename)
@@ -348,7 +350,7 @@ def _attachment(part: EmailMessage, ctype: str, filename: str | None) -> Attachm
     if ctype == "message/rfc822":
         inner = part.get_payload()
         subject = ""
-        if isinstance(inner, list) and inner:
+        if isinstance(inner, list) and inner and isinstance(inner[0], EmailMessage):
             subject = _header(inner[0], "Subject")
         filename = filename or (f"{subject or 'message'}.eml")
     name = (

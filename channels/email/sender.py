@@ -77,6 +77,7 @@ class EmailSender:
         self, out: Outbound, to: str, conversation: dict[str, Any], parent: dict[str, Any] | None
     ) -> EmailMessage:
         s = self.settings
+        assert s.support_address is not None  # __init__ checked it
         msg = EmailMessage(policy=policy.SMTP)
         msg["From"] = formataddr((s.support_name, s.support_address))
         msg["To"] = to

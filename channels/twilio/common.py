@@ -32,6 +32,7 @@ from twilio.request_validator import RequestValidator, get_signature_algorithm
 from twilio.rest import Client
 
 from channels.base import DeliveryFailed
+from channels.base.text_split import SENTENCE_BREAKS, split_units
 from router.core.envelope import Channel, Outbound
 from router.observability.metrics import REJECTED
 
@@ -52,37 +53,39 @@ class TwilioSettings(BaseSettings):
         env_prefix="SUPPORTROUTER_TWILIO_", extra="ignore", populate_by_name=True
     )
 
-    account_sid: str | None = Field(None, validation_alias="TWILIO_ACCOUNT_SID")
-    auth_token: SecretStr | None = Field(None, validation_alias="TWILIO_AUTH_TOKEN")
+    account_sid: str | None = Field(default=None, validation_alias="TWILIO_ACCOUNT_SID")
+    auth_token: SecretStr | None = Field(default=None, validation_alias="TWILIO_AUTH_TOKEN")
     # An API key signs REST calls instead of the auth token; webhooks are still signed with the token.
-    api_key: str | None = Field(None, validation_alias="TWILIO_API_KEY")
-    api_secret: SecretStr | None = Field(None, validation_alias="TWILIO_API_SECRET")
+    api_key: str | None = Field(default=None, validation_alias="TWILIO_API_KEY")
+    api_secret: SecretStr | None = Field(default=None, validation_alias="TWILIO_API_SECRET")
     api_base_url: str = Field(
-        TWILIO_API, description="where REST calls go: a proxy or a test stand-in"
+        default=TWILIO_API, description="where REST calls go: a proxy or a test stand-in"
     )
     insecure_dev: bool = Field(
-        False,
+        default=False,
         description="accept unsigned webhooks when TWILIO_AUTH_TOKEN is unset (development only)",
     )
-    sms_from: str | None = Field(None, description="fallback sender number for SMS replies")
-    whatsapp_from: str | None = Field(None, description="fallback sender for WhatsApp replies")
+    sms_from: str | None = Field(default=None, description="fallback sender number for SMS replies")
+    whatsapp_from: str | None = Field(
+        default=None, description="fallback sender for WhatsApp replies"
+    )
     messaging_service_sid: str | None = Field(
-        None, description="last fallback: a Messaging Service"
+        default=None, description="last fallback: a Messaging Service"
     )
     voice_reply: Literal["sms", "call", "outbox"] = Field(
-        "sms",
+        default="sms",
         description="how a phone conversation is answered: SMS to the caller, a call back, or the sandbox outbox",
     )
     voice_sms_from: str | None = Field(
-        None, description="sender of SMS replies to callers (default: the number called)"
+        default=None, description="sender of SMS replies to callers (default: the number called)"
     )
-    send_attempts: int = Field(3, ge=1, le=10)
-    retry_backoff_seconds: float = Field(1.0, ge=0)
-    request_timeout_seconds: float = Field(30.0, gt=0)
+    send_attempts: int = Field(default=3, ge=1, le=10)
+    retry_backoff_seconds: float = Field(default=1.0, ge=0)
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
     max_message_chars: int = Field(
-        1600, ge=160, le=1600, description="Twilio's limit for one message body"
+        default=1600, ge=160, le=1600, description="Twilio's limit for one message body"
     )
-    max_inbound_chars: int = Field(10_000, gt=0)
+    max_inbound_chars: int = Field(default=10_000, gt=0)
 
     @property
     def can_send(self) -> bool:
@@ -295,6 +298,8 @@ class TwilioApiHttpClient(AsyncTwilioHttpClient):
     and closes its own.
     """
 
+    session: ClientSession | None  # the base class sets it; None without pooled connections
+
     def __init__(self, base_url: str = TWILIO_API, timeout: float = 30.0):
         super().__init__(pool_connections=False, timeout=timeout)
         self.base_url = base_url.rstrip("/")
@@ -370,9 +375,11 @@ class TwilioRest:
                 "TwilioRest needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or an API key)"
             )
         self.settings = settings
+        assert settings.account_sid is not None  # can_send
         if settings.api_key and settings.api_secret is not None:
             username, password = settings.api_key, settings.api_secret.get_secret_value()
         else:
+            assert settings.auth_token is not None  # can_send, without an API key
             username, password = settings.account_sid, settings.auth_token.get_secret_value()
         self.http = TwilioApiHttpClient(
             settings.api_base_url, timeout=settings.request_timeout_seconds
@@ -427,52 +434,12 @@ class TwilioRest:
 
 # --- splitting long replies ----------------------------------------------------------------------
 
-_BREAKS = (
-    ("\n\n",),
-    ("\n",),
-    ("。", "！", "？", ". ", "! ", "? ", "；", "; "),
-    ("，", ", ", " ", "、"),
-)
-
-
-def _units(text: str) -> int:
-    """Length as Twilio counts it: UTF-16 code units (an emoji takes two)."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _fit(text: str, limit: int) -> int:
-    """How many characters of `text` fit in `limit` UTF-16 units."""
-    used = 0
-    for i, ch in enumerate(text):
-        used += 2 if ord(ch) > 0xFFFF else 1
-        if used > limit:
-            return i
-    return len(text)
-
 
 def split_message(text: str, limit: int = 1600) -> list[str]:
     """Split a reply into messages of at most `limit` units, at the best break in each, numbered."""
-    text = text.strip()
-    if _units(text) <= limit:
-        return [text]
-    room = limit - len("(99/99) ")
-    chunks, rest = [], text
-    while _units(rest) > room:
-        end = _fit(rest, room)
-        window = rest[:end]
-        cut = end
-        for separators in _BREAKS:
-            at = max(
-                (window.rfind(s) + len(s) for s in separators if window.rfind(s) > 0), default=0
-            )
-            if at >= end // 2:  # never leave a tiny first part for a far-away break
-                cut = at
-                break
-        chunks.append(rest[:cut].strip())
-        rest = rest[cut:].strip()
-    chunks.append(rest)
-    chunks = [c for c in chunks if c]
-    return [f"({i}/{len(chunks)}) {c}" for i, c in enumerate(chunks, 1)]
+    return split_units(
+        text, limit, breaks=SENTENCE_BREAKS, keep_breaks=True, strip=True, numbered=True
+    )
 
 
 # --- the reply sender ----------------------------------------------------------------------------

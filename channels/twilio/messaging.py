@@ -18,7 +18,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.twiml.messaging_response import MessagingResponse
 
-from channels.base import ChannelContext, ChannelParts, Publish
+from channels.base import ChannelContext, ChannelParts, OutboundSender, Publish
 from channels.twilio.common import (
     SID,
     StatusCallbacks,
@@ -162,7 +162,7 @@ def _build(context: ChannelContext, channel: Channel) -> ChannelParts:
         StatusCallbacks(verifier, context.store),
         settings.max_inbound_chars,
     )
-    senders = {}
+    senders: dict[str, OutboundSender] = {}
     if settings.can_send:
         is_whatsapp = channel is Channel.WHATSAPP
         senders[channel.value] = TwilioMessageSender(

@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeGuard, get_args
 
 import structlog
 from aiohttp import web
@@ -25,7 +25,7 @@ from multidict import MultiDictProxy
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels.base import ChannelContext, ChannelParts, DeliveryFailed, Publish
+from channels.base import ChannelContext, ChannelParts, DeliveryFailed, OutboundSender, Publish
 from channels.twilio.common import (
     E164,
     SID,
@@ -50,12 +50,17 @@ from router.operator_files.config import ConfigError, load_model_file
 log = structlog.get_logger("channels.twilio.voice")
 
 Language = Literal["zh", "en"]
+
 VOICE_PATH = "/webhooks/twilio/voice"
 GATHER_PATH = "/webhooks/twilio/voice/gather"
 RECORDED_PATH = "/webhooks/twilio/voice/recorded"
 TRANSCRIPTION_PATH = "/webhooks/twilio/voice/transcription"
 DIGITS = re.compile(r"^[0-9*#]{1,10}$")
 STEPS = ("menu", "again", "fraud")
+
+
+def _is_language(value: str) -> TypeGuard[Language]:
+    return value in get_args(Language)
 
 
 # --- config/voice.yaml -----------------------------------------------------------------------------
@@ -473,10 +478,10 @@ class TwilioCallbackSender:
         if parsed is None or not E164.match(parsed[2]):
             raise DeliveryFailed(f"no number to call from for conversation {out.conversation_id}")
         config = await self.config.current()
+        detected = detect_language(out.text)
         spec = (
-            config.languages.get(detect_language(out.text))
-            or config.languages[config.default_language]
-        )
+            config.languages.get(detected) if _is_language(detected) else None
+        ) or config.languages[config.default_language]
         response = VoiceResponse()
         response.say(out.text, language=spec.say_language, voice=spec.voice, loop=2)
         sid = await self.rest.create_call(to=out.to, from_=parsed[2], twiml=str(response))
@@ -491,7 +496,7 @@ def build(context: ChannelContext) -> ChannelParts:
     adapter = TwilioVoiceChannel(
         context.publish, verifier, StatusCallbacks(verifier, context.store), config
     )
-    senders = {}
+    senders: dict[str, OutboundSender] = {}
     if settings.can_send and settings.voice_reply == "sms":
         senders["voice"] = TwilioMessageSender(
             TwilioRest(settings),

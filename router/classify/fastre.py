@@ -12,14 +12,18 @@ is searched only when one of its anchors is there. A pattern whose anchors canno
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Hashable, Iterable, Iterator
+from typing import Any
 
 import ahocorasick
 
+_c: Any
+_parser: Any
 try:  # the parser behind `re`; it is internal, so anything unexpected just disables the gate
-    from re import _constants as _c
-    from re import _parser
+    _c = importlib.import_module("re._constants")  # internal: typeshed has no stubs for it
+    _parser = importlib.import_module("re._parser")
 except ImportError:  # pragma: no cover - another Python: every pattern is always searched
     _parser = None
 
@@ -154,7 +158,7 @@ def _first(items: list) -> tuple[set[str] | None, bool]:
             parts = [_first(list(alternative)) for alternative in av[1]]
             if any(found is None for found, _ in parts):
                 return None, False
-            out = out.union(*(found for found, _ in parts))
+            out = out.union(*(found for found, _ in parts if found is not None))
             if not any(empty for _, empty in parts):
                 return out, False
             continue

@@ -10,10 +10,14 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from router.core.settings import Settings
 from router.observability.logs import configure_logging
 from router.operator_files.config import ConfigError, load_config
+
+if TYPE_CHECKING:
+    from router.app import Router
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -28,7 +32,7 @@ def _run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, router.policy.watcher)
+        loop.add_signal_handler(signal.SIGHUP, router.reload)
         await router.start()
         try:
             _banner(router)
@@ -46,17 +50,17 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _banner(router) -> None:
-    s = router.core.settings
+def _banner(router: Router) -> None:
+    s = router.settings
     lines = [f"supportrouter is running ({router.role}); Ctrl-C stops it."]
-    if router.bus.embedded:
-        lines.append(f"  embedded Kafka broker   {router.bus.embedded.bootstrap_servers}")
+    if router.broker:
+        lines.append(f"  embedded Kafka broker   {router.broker.bootstrap_servers}")
     else:
         lines.append(f"  Kafka                   {s.kafka_bootstrap_servers}")
-    if router.store.conversations:
+    if router.store:
         lines.append(f"  store                   {s.database_url}")
-    if router.services.gateway:
-        base = f"http://localhost:{router.services.gateway.port}"
+    if router.gateway:
+        base = f"http://localhost:{router.gateway.port}"
         lines += [
             f"  customer chat demo      {base}/chat/",
             f"  agents' console         {base}/console/",
@@ -68,11 +72,11 @@ def _banner(router) -> None:
             f"  supervisor login        admin / {router.admin_password}   (generated now; "
             "set SUPPORTROUTER_ADMIN_PASSWORD to choose it)"
         )
-    elif router.core.settings.admin_password is not None:
+    elif router.settings.admin_password is not None:
         lines.append(
             "  supervisor login        admin / the password in SUPPORTROUTER_ADMIN_PASSWORD"
         )
-    elif router.store.conversations:
+    elif router.store:
         lines.append(
             "  supervisor login        admin / the password printed at its first start "
             "(`supportrouter agent password admin` resets it)"
@@ -110,6 +114,7 @@ def _config_check(args: argparse.Namespace) -> int:
         print(ConfigError(problems), file=sys.stderr)
         print(f"{len(problems)} problem(s) in {directory}", file=sys.stderr)
         return 1
+    assert config is not None  # no problem: load_config returned it
     print(
         f"{directory}: OK (rules version {config.version}; {len(config.routing.queues)} queues, "
         f"{len(config.classifier.categories)} categories, {len(config.agents.agents)} agents)"
@@ -231,7 +236,8 @@ def _tail(args: argparse.Namespace) -> int:
     from router.bus.kafka import KafkaBus, TopicFanout
 
     settings = Settings()
-    if not settings.kafka_bootstrap_servers:
+    bootstrap = settings.kafka_bootstrap_servers
+    if not bootstrap:
         print(
             "set SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS to the broker `supportrouter run` printed",
             file=sys.stderr,
@@ -239,7 +245,7 @@ def _tail(args: argparse.Namespace) -> int:
         return 2
 
     async def main() -> None:
-        bus = KafkaBus(settings, settings.kafka_bootstrap_servers)
+        bus = KafkaBus(settings, bootstrap)
         remaining = args.max
 
         async def show(record) -> None:

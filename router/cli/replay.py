@@ -20,7 +20,8 @@ from router.policy.rules import Rules
 from router.routing.replies import Wait
 from router.routing.workflow import Workflow, facts_for
 from router.services.sla import calendar_for
-from router.store.conversations import ConversationStore, conversations, messages
+from router.store.conversations import ConversationStore
+from router.store.schema import conversations, messages
 
 EXAMPLE_TICKET = "T00000000"
 

@@ -410,12 +410,12 @@ class AgentsConfig(_Strict):
     agents: list[Agent]
     default_capacity: dict[Channel, int] = Field(
         default_factory=lambda: {
-            "voice": 1,
-            "chat": 3,
-            "telegram": 3,
-            "whatsapp": 3,
-            "sms": 5,
-            "email": 10,
+            Channel.VOICE: 1,
+            Channel.CHAT: 3,
+            Channel.TELEGRAM: 3,
+            Channel.WHATSAPP: 3,
+            Channel.SMS: 5,
+            Channel.EMAIL: 10,
         }
     )
 
@@ -492,7 +492,7 @@ def _load_with_lines(text: str) -> tuple[Any, dict[tuple, int]]:
     return walk(root, ()), lines
 
 
-def _scalar(node: yaml.ScalarNode) -> Any:
+def _scalar(node: yaml.Node) -> Any:
     loader = _LineLoader("")
     try:
         return loader.construct_object(node, deep=True)

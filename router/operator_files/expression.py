@@ -195,8 +195,8 @@ def _eval(node: ast.expr, facts: Mapping[str, Any]) -> Any:
             return any(_eval(v, facts) for v in values)
         case ast.UnaryOp(op=ast.Not(), operand=operand):
             return not _eval(operand, facts)
-        case ast.UnaryOp(op=ast.USub(), operand=ast.Constant(value=value)):
-            return -value
+        case ast.UnaryOp(op=ast.USub(), operand=ast.Constant(value=int() | float() as value)):
+            return -value  # _check lets only numbers be negated
         case ast.Compare(left=left, ops=ops, comparators=comparators):
             current = _eval(left, facts)
             for op, comparator in zip(ops, comparators, strict=True):

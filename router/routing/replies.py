@@ -65,7 +65,7 @@ class Replies:
                 **values,
             )
         ]
-        help_yourself = t.self_service.get(category)  # type: ignore[call-overload]
+        help_yourself = t.self_service.get(category)
         if help_yourself is not None and urgency != Urgency.CRITICAL:
             parts.append(self._text(help_yourself, channel, language, **values))
         if redactions:

@@ -227,10 +227,11 @@ class AgentApi:
             raise _error(web.HTTPBadRequest, f"no queue named {queue!r}")
         if not await self.store.transfer(conversation["id"], queue):
             raise _error(web.HTTPConflict, "this conversation is resolved")
-        conversation = await self.store.conversation(conversation["id"])
-        await self._event("conversation.transferred", conversation, None)
+        transferred = await self.store.conversation(conversation["id"])
+        assert transferred is not None  # conversations are never deleted
+        await self._event("conversation.transferred", transferred, None)
         await self._offer()
-        return web.json_response(conversation)
+        return web.json_response(transferred)
 
     async def resolve(self, request: web.Request, agent: Agent) -> web.Response:
         conversation = await self._visible_conversation(request, agent)

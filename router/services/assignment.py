@@ -30,10 +30,10 @@ from router.core.envelope import QueueEvent
 from router.observability.metrics import ASSIGNED, REASSIGNED
 from router.operator_files.config import LANGUAGES, Agent, RouterConfig
 from router.policy.rules import Rules
-from router.store.conversations import (
+from router.store.conversations import ConversationStore
+from router.store.rows import utc
+from router.store.schema import (
     DISPATCH_ORDER,
-    ConversationStore,
-    _utc,
     agent_state,
     assignments,
     conversations,
@@ -42,8 +42,8 @@ from router.store.conversations import (
 
 log = structlog.get_logger("router.services.assignment")
 
-STATUSES = ("available", "away", "offline")
 AgentStatus = Literal["available", "away", "offline"]
+STATUSES: tuple[AgentStatus, ...] = ("available", "away", "offline")
 PublishEvent = Callable[[QueueEvent], Awaitable[None]]
 _RETRIES = 3
 
@@ -128,7 +128,7 @@ class Assigner:
         return {
             "username": username,
             "status": state["status"] if state else "offline",
-            "status_since": _utc(state["status_at"]).isoformat() if state else None,
+            "status_since": utc(state["status_at"]).isoformat() if state else None,
             "load": {
                 ch: {
                     "open": loads.get((username, ch), 0),
@@ -351,9 +351,7 @@ class Assigner:
             ).scalar()
             if last and any(a.username == last for a in candidates):
                 return last, "returning"
-        longest = min(
-            candidates, key=lambda a: (_utc(states[a.username]["idle_since"]), a.username)
-        )
+        longest = min(candidates, key=lambda a: (utc(states[a.username]["idle_since"]), a.username))
         return longest.username, "longest_idle"
 
     # --- silent agents -----------------------------------------------------------------------

@@ -27,7 +27,8 @@ from router.routing.replies import Replies, Wait
 from router.routing.workflow import Decision, Workflow, facts_for
 from router.services.assignment import Assigner, Snapshot, last_agents
 from router.services.sla import Calendar, Clock, SlaMonitor, SystemClock, calendar_for, placement
-from router.store.conversations import ConversationStore, Inbound
+from router.store.conversations import ConversationStore
+from router.store.inbound import Inbound
 
 log = structlog.get_logger("router.services.dispatcher")
 
@@ -274,7 +275,8 @@ class DispatcherService:
                     text=Replies(config.templates).secret_warning(
                         conversation["channel"], c.language
                     ),
-                    **fields,
+                    trace_id=fields["trace_id"],
+                    message_id=fields["message_id"],
                 )
             return None
 

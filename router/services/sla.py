@@ -19,7 +19,9 @@ from router.core.envelope import QueueEvent, now
 from router.observability.metrics import ESCALATIONS, SLA_BREACHES
 from router.operator_files.config import DAYS, BusinessHours, RouterConfig
 from router.routing.workflow import Decision, Workflow
-from router.store.conversations import DISPATCH_ORDER, ConversationStore, _utc, conversations
+from router.store.conversations import ConversationStore
+from router.store.rows import utc
+from router.store.schema import DISPATCH_ORDER, conversations
 
 log = structlog.get_logger("router.services.sla")
 
@@ -67,7 +69,7 @@ class Calendar:
         if day in self.hours.closed_on:
             return []
         weekly = self.hours.weekly
-        texts = ["00:00-24:00"] if weekly is None else weekly.get(DAYS[day.weekday()], [])  # type: ignore[call-overload]
+        texts = ["00:00-24:00"] if weekly is None else weekly.get(DAYS[day.weekday()], [])
         spans = []
         for text in texts:
             start, end = text.split("-")
@@ -235,7 +237,7 @@ class SlaMonitor:
             .values(sla_breached_at=at)
         )
         SLA_BREACHES.labels(queue=conv["queue"]).inc()
-        late = (at - _utc(conv["sla_due_at"])).total_seconds()
+        late = (at - utc(conv["sla_due_at"])).total_seconds()
         log.warning(
             "sla.breached",
             conversation_id=conv["id"],

@@ -1,0 +1,89 @@
+"""The engine the store runs on, SQLite (aiosqlite) or PostgreSQL (asyncpg), from start() to
+stop(); the base of the store's repositories, which all share it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from router.store.schema import add_missing_columns, metadata
+
+
+class Database:
+    """The engine of one `ConversationStore`: made and the schema brought up to date by start()."""
+
+    def __init__(self, url: str, **engine_options: Any):
+        self.url = url
+        self._engine_options = engine_options
+        self._engine: AsyncEngine | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("ConversationStore is not started")
+        return self._engine
+
+    async def start(self) -> None:
+        if self._engine is not None:
+            raise RuntimeError("ConversationStore already started")
+        if self.url.startswith("sqlite"):
+            _ensure_sqlite_dir(self.url)
+        self._engine = create_async_engine(self.url, **self._engine_options)
+        if self.url.startswith("sqlite"):
+            sa.event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+        async with self._engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            await conn.run_sync(add_missing_columns)
+
+    async def stop(self) -> None:
+        if self._engine is not None:
+            engine, self._engine = self._engine, None
+            await engine.dispose()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+
+class Repository:
+    """One aggregate's statements, on the engine of the store that holds it."""
+
+    def __init__(self, database: Database):
+        self._database = database
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._database.engine
+
+
+def insert_for(dialect: str) -> Callable[[sa.Table], Any]:
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING (both SQLite and PostgreSQL)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    from pathlib import Path
+
+    path = sa.engine.make_url(url).database
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    # WAL with NORMAL survives a crash of the router (not of the machine) without an fsync
+    # per commit: the durable record of a message is Kafka until the consumer commits.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

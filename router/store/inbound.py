@@ -1,0 +1,303 @@
+"""Storing classified inbound messages: each in its conversation (opened or found), once by
+message_id, with its acknowledgement in the same transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from router.core.envelope import Envelope, Outbound, now
+from router.store.database import Repository
+from router.store.rows import listing, outbound_row, ticket_for, utc
+from router.store.schema import conversations, messages
+
+Acknowledge = Callable[[dict[str, Any], bool], Outbound | None]
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One classified message to store, as `ConversationStore.record_inbound` takes it."""
+
+    envelope: Envelope
+    queue: str
+    acknowledge: Acknowledge
+    placement: dict[str, Any] | None = None
+    decision: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    conversation: dict[str, Any]
+    duplicate: bool
+    created: bool
+    requeued: bool  # the conversation entered a queue or moved up in it
+
+
+class InboundMessages(Repository):
+    """`ConversationStore.record_inbound` and `record_inbound_many`."""
+
+    async def record_inbound(
+        self,
+        envelope: Envelope,
+        queue: str,
+        acknowledge: Acknowledge,
+        placement: dict[str, Any] | None = None,
+        decision: dict[str, Any] | None = None,
+    ) -> Recorded:
+        """Store a classified message in its conversation, once, with its acknowledgement.
+
+        `acknowledge(conversation, created)` builds the automatic reply, if any; it is stored in
+        the same transaction, unpublished, so a crash before it reaches Kafka loses nothing.
+        `placement` holds the routing decision's columns (priority, rule, ladder_step,
+        step_due_at, sla_due_at, rules_version); `decision` its explanation, kept on the message.
+        """
+        [recorded] = await self.record_inbound_many(
+            [Inbound(envelope, queue, acknowledge, placement, decision)]
+        )
+        return recorded
+
+    async def record_inbound_many(self, items: list[Inbound]) -> list[Recorded]:
+        """`record_inbound` for many messages in one transaction, with the same outcome as one
+        after another, in order: a message seen before (stored earlier, or earlier in `items`)
+        is a duplicate; a later message of a conversation finds the one an earlier item opened.
+
+        A handful of statements for the whole list: one lookup of what was seen, one of the
+        open conversations, then the inserts and updates. The conversations' keys are held
+        first (see `_hold_conversations`), so a writer storing messages of the same customer
+        at the same time (the urgent lane's dispatcher, another process) waits, then finds the
+        conversation this one opened. A concurrent writer storing one of these messages first
+        makes the whole transaction fail on a unique key, and nothing is stored: the caller
+        handles the messages again, one by one, and finds them stored.
+        """
+        if not items:
+            return []
+        for item in items:
+            assert item.envelope.classification is not None, "only classified envelopes are stored"
+        keys = {item.envelope.conversation_key for item in items}
+        async with self.engine.begin() as conn:
+            await self._hold_conversations(conn, keys)
+            seen = await self._seen(conn, [item.envelope for item in items])
+            open_by_key = await self._open_conversations(conn, keys)
+            rows_by_id = {row["id"]: row for row in open_by_key.values()}
+            new_rows: dict[str, dict[str, Any]] = {}  # inserted by this call, in order
+            changed: dict[str, dict[str, Any]] = {}  # updates of conversations stored before
+            message_rows: list[dict[str, Any]] = []
+            results: list[Recorded | str] = []  # a duplicate's conversation id until it is read
+            at = now()
+            for item in items:
+                envelope = item.envelope
+                pair = (str(envelope.channel), envelope.channel_message_id)
+                known = seen.get(("id", envelope.message_id)) or seen.get(("pair", pair))
+                if known is not None:
+                    results.append(known)
+                    continue
+                row, created, requeued, values = _place_inbound(
+                    envelope,
+                    item.queue,
+                    dict(item.placement or {}),
+                    open_by_key.get(envelope.conversation_key),
+                    at,
+                )
+                conv_id = row["id"]
+                if created:
+                    new_rows[conv_id] = row
+                    rows_by_id[conv_id] = row
+                elif conv_id not in new_rows:
+                    changed.setdefault(conv_id, {}).update(values)
+                open_by_key[envelope.conversation_key] = row
+                seen[("id", envelope.message_id)] = seen[("pair", pair)] = conv_id
+                message_rows.append(_inbound_row(envelope, conv_id, item.decision))
+                conversation = listing(row)
+                ack = item.acknowledge(conversation, created)
+                if ack is not None:
+                    message_rows.append(outbound_row(ack))
+                results.append(Recorded(conversation, False, created, requeued))
+            if new_rows:
+                await conn.execute(conversations.insert(), list(new_rows.values()))
+            for conv_id, values in changed.items():
+                await conn.execute(
+                    conversations.update().where(conversations.c.id == conv_id).values(**values)
+                )
+            if message_rows:
+                # One statement, rows in order: each acknowledgement right after its message.
+                await conn.execute(messages.insert(), message_rows)
+            missing = {r for r in results if isinstance(r, str) and r not in rows_by_id}
+            if missing:
+                for found in (
+                    await conn.execute(
+                        sa.select(conversations).where(conversations.c.id.in_(sorted(missing)))
+                    )
+                ).mappings():
+                    rows_by_id[found["id"]] = dict(found)
+        return [
+            r
+            if isinstance(r, Recorded)
+            else Recorded(
+                # Always found: messages.conversation_id is a foreign key. Typed as never None.
+                listing(rows_by_id[r]) if r in rows_by_id else None,  # type: ignore[arg-type]
+                True,
+                False,
+                False,
+            )
+            for r in results
+        ]
+
+    @staticmethod
+    async def _hold_conversations(conn: AsyncConnection, keys: set[str]) -> None:
+        """Hold these conversation keys until the transaction ends, before reading anything:
+        without it two writers could each find no open conversation for a customer who wrote
+        on both lanes at once, and open two. SQLite: take the database's write lock now
+        (BEGIN IMMEDIATE) instead of at the first insert. PostgreSQL: a transaction-scoped
+        advisory lock per key, taken in one order (a deadlock would only roll one back)."""
+        dialect = conn.dialect.name
+        if dialect == "sqlite":
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif dialect == "postgresql":
+            await conn.execute(
+                sa.text(
+                    "SELECT count(pg_advisory_xact_lock(h)) FROM "
+                    "(SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS held"
+                ),
+                {"keys": sorted(keys)},
+            )
+
+    @staticmethod
+    async def _seen(conn: AsyncConnection, envelopes: list[Envelope]) -> dict[tuple[str, Any], str]:
+        """Which of these messages are stored already: ("id", message_id) and
+        ("pair", (channel, channel_message_id)) → their conversation id."""
+        by_channel: dict[str, set[str]] = {}
+        for e in envelopes:
+            by_channel.setdefault(str(e.channel), set()).add(e.channel_message_id)
+        query = sa.select(
+            messages.c.message_id,
+            messages.c.channel,
+            messages.c.channel_message_id,
+            messages.c.conversation_id,
+        ).where(
+            sa.or_(
+                messages.c.message_id.in_([e.message_id for e in envelopes]),
+                *(
+                    (messages.c.channel == channel) & messages.c.channel_message_id.in_(sorted(ids))
+                    for channel, ids in by_channel.items()
+                ),
+            )
+        )
+        seen: dict[tuple[str, Any], str] = {}
+        for message_id, channel, channel_message_id, conversation_id in (
+            await conn.execute(query)
+        ).all():
+            seen[("id", message_id)] = conversation_id
+            if channel_message_id is not None:
+                seen[("pair", (channel, channel_message_id))] = conversation_id
+        return seen
+
+    @staticmethod
+    async def _open_conversations(
+        conn: AsyncConnection, keys: set[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The newest conversation not resolved under each key, as a plain row."""
+        rows = (
+            await conn.execute(
+                sa.select(conversations)
+                .where(conversations.c.conversation_key.in_(sorted(keys)))
+                .where(conversations.c.status != "resolved")
+                .order_by(conversations.c.created_at.desc())
+            )
+        ).mappings()
+        found: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            found.setdefault(row["conversation_key"], dict(row))
+        return found
+
+
+def _place_inbound(
+    envelope: Envelope,
+    queue: str,
+    placement: dict[str, Any],
+    open_conv: dict[str, Any] | None,
+    at: datetime,
+) -> tuple[dict[str, Any], bool, bool, dict[str, Any]]:
+    """Where a new message goes: a new conversation, or the open one (changed in place).
+    Returns the conversation's row as it is now, created, requeued, and the changed columns."""
+    c = envelope.classification
+    assert c is not None
+    if open_conv is None:
+        conv_id = uuid.uuid4().hex
+        row: dict[str, Any] = {column.name: None for column in conversations.columns}
+        row.update(
+            id=conv_id,
+            ticket=ticket_for(conv_id),
+            conversation_key=envelope.conversation_key,
+            channel=str(envelope.channel),
+            customer_address=envelope.sender.address,
+            customer_name=envelope.sender.name,
+            language=c.language,
+            category=c.category,
+            urgency=str(c.urgency),
+            urgency_rank=c.urgency.rank,
+            queue=queue,
+            status="waiting",
+            assignee=None,
+            preview=envelope.text[:200],
+            priority=0,  # the columns' server defaults, unless the placement says otherwise
+            ladder_step=0,
+            rules_version=c.rules_version,
+            created_at=envelope.received_at,
+            updated_at=at,
+        )
+        row.update(placement)
+        return row, True, True, row
+    values: dict[str, Any] = {"updated_at": at, "preview": envelope.text[:200]}
+    requeued = False
+    # Urgency only ever goes up: a follow-up "thanks" never demotes a fraud report.
+    if c.urgency.rank > open_conv["urgency_rank"]:
+        requeued = True
+        values.update(
+            category=c.category,
+            urgency=str(c.urgency),
+            urgency_rank=c.urgency.rank,
+            queue=queue,
+            **{"rules_version": c.rules_version, **placement},
+        )
+        earlier = utc(open_conv["sla_due_at"])
+        if earlier is not None and placement.get("sla_due_at") is not None:
+            values["sla_due_at"] = min(earlier, placement["sla_due_at"])
+        if queue != open_conv["queue"]:  # a new queue: its own agents take it from the top
+            values.update(status="waiting", assignee=None, assigned_at=None, accepted_at=None)
+    open_conv.update(values)
+    return open_conv, False, requeued, values
+
+
+def _inbound_row(
+    envelope: Envelope, conversation_id: str, decision: dict[str, Any] | None
+) -> dict[str, Any]:
+    c = envelope.classification
+    assert c is not None
+    return {
+        "message_id": envelope.message_id,
+        "conversation_id": conversation_id,
+        "direction": "in",
+        "kind": "customer",
+        "channel": str(envelope.channel),
+        "channel_message_id": envelope.channel_message_id,
+        "author": envelope.sender.name or envelope.sender.address,
+        "text": envelope.text,
+        "trace_id": envelope.trace_id,
+        "meta": {
+            "classification": c.model_dump(mode="json"),
+            "redactions": envelope.redactions,
+            "attachments": [a.model_dump() for a in envelope.attachments],
+            "subject": envelope.subject,
+            "thread": envelope.thread,
+            **({"decision": decision} if decision else {}),
+        },
+        "published": True,
+        "delivery_status": None,
+        "created_at": envelope.received_at,
+    }

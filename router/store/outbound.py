@@ -1,0 +1,173 @@
+"""Replies: stored unpublished with their conversation's update, marked published once Kafka
+has them, their delivery status, and the sandbox outbox (what would have been sent)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from router.core.envelope import Outbound, now
+from router.store.database import Repository, insert_for
+from router.store.rows import jsonable, outbound_row
+from router.store.schema import conversations, messages, outbox
+
+
+class OutboundMessages(Repository):
+    async def _insert_outbound(self, conn: AsyncConnection, out: Outbound) -> None:
+        await conn.execute(messages.insert().values(**outbound_row(out)))
+
+    async def add_outbound(self, out: Outbound) -> None:
+        async with self.engine.begin() as conn:
+            await self._insert_outbound(conn, out)
+            at = now()
+            values: dict[str, Any] = {"updated_at": at}
+            if out.kind == "agent_reply":  # the first response the SLA counts
+                values["first_response_at"] = sa.func.coalesce(
+                    conversations.c.first_response_at, at
+                )
+            await conn.execute(
+                conversations.update()
+                .where(conversations.c.id == out.conversation_id)
+                .values(**values)
+            )
+
+    async def unpublished(
+        self,
+        conversation_id: str | None = None,
+        older_than: float = 0,
+        *,
+        conversation_ids: list[str] | None = None,
+    ) -> list[Outbound]:
+        """Replies stored but not yet acknowledged by Kafka, oldest first: of one conversation,
+        of several (`conversation_ids`), or of all."""
+        query = sa.select(messages.c.meta).where(
+            (messages.c.direction == "out") & (messages.c.published == sa.false())
+        )
+        if conversation_id is not None:
+            query = query.where(messages.c.conversation_id == conversation_id)
+        if conversation_ids is not None:
+            if not conversation_ids:
+                return []
+            query = query.where(messages.c.conversation_id.in_(sorted(set(conversation_ids))))
+        if older_than:
+            query = query.where(messages.c.created_at < now() - timedelta(seconds=older_than))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(messages.c.seq))).all()
+        return [Outbound.model_validate(r[0]["outbound"]) for r in rows]
+
+    async def mark_published(self, *message_ids: str) -> None:
+        if not message_ids:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                messages.update()
+                .where(messages.c.message_id.in_(message_ids))
+                .values(published=True)
+            )
+
+    async def set_delivery_status(
+        self,
+        message_id: str | None = None,
+        status: str = "sent",
+        *,
+        provider_message_id: str | None = None,
+        detail: str | None = None,
+    ) -> bool:
+        """Record what became of a reply, found by our message_id or by the provider's id."""
+        if message_id is None and provider_message_id is None:
+            raise ValueError("set_delivery_status needs message_id or provider_message_id")
+        values: dict[str, Any] = {"delivery_status": status[:20]}
+        if detail is not None:
+            values["delivery_detail"] = detail[:500]
+        query = messages.update()
+        if message_id is not None:
+            query = query.where(messages.c.message_id == message_id)
+            if provider_message_id is not None:
+                values["provider_message_id"] = provider_message_id
+        else:
+            query = query.where(messages.c.provider_message_id == provider_message_id)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(query.values(**values))
+            return result.rowcount > 0
+
+    async def record_sandbox_delivery(self, out: Outbound) -> bool:
+        """Keep what would have been sent; False when this message was kept before."""
+        # One statement: the unique message_id decides, so a redelivered reply is a no-op.
+        insert = (
+            insert_for(self.engine.dialect.name)(outbox)
+            .values(
+                message_id=out.message_id,
+                conversation_id=out.conversation_id,
+                channel=out.channel,
+                recipient=out.to,
+                kind=out.kind,
+                text=out.text,
+                created_at=now(),
+            )
+            .on_conflict_do_nothing(index_elements=[outbox.c.message_id])
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(insert)).rowcount == 1
+
+    async def record_sandbox_deliveries(self, outs: list[Outbound]) -> list[str]:
+        """`record_sandbox_delivery` for many replies in one transaction: keep each one not
+        kept before and mark it `sandboxed`; return the message_ids kept now, in order.
+
+        The unique message_id still decides (a reply kept before, or twice in `outs`, is kept
+        once), so a redelivered chunk changes nothing and sets no status again."""
+        rows: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        at = now()
+        for out in outs:
+            if out.message_id not in seen:
+                seen.add(out.message_id)
+                rows.append(
+                    {
+                        "message_id": out.message_id,
+                        "conversation_id": out.conversation_id,
+                        "channel": str(out.channel),
+                        "recipient": out.to,
+                        "kind": out.kind,
+                        "text": out.text,
+                        "created_at": at,
+                    }
+                )
+        if not rows:
+            return []
+        insert = (
+            insert_for(self.engine.dialect.name)(outbox)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=[outbox.c.message_id])
+            .returning(outbox.c.message_id)
+        )
+        async with self.engine.begin() as conn:
+            kept = set((await conn.execute(insert)).scalars().all())
+            if kept:
+                await conn.execute(
+                    messages.update()
+                    .where(messages.c.message_id.in_(sorted(kept)))
+                    .values(delivery_status="sandboxed")
+                )
+        return [row["message_id"] for row in rows if row["message_id"] in kept]
+
+    async def delivery_statuses(self, message_ids: list[str]) -> dict[str, str | None]:
+        """The delivery status of each of these replies that is stored (absent: not stored)."""
+        if not message_ids:
+            return {}
+        query = sa.select(messages.c.message_id, messages.c.delivery_status).where(
+            messages.c.message_id.in_(sorted(set(message_ids)))
+        )
+        async with self.engine.connect() as conn:
+            return {m: s for m, s in (await conn.execute(query)).all()}
+
+    async def list_outbox(self, limit: int = 200) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (
+                (await conn.execute(sa.select(outbox).order_by(outbox.c.seq.desc()).limit(limit)))
+                .mappings()
+                .all()
+            )
+        return [jsonable(r) for r in rows]

@@ -1,0 +1,65 @@
+"""Rows as the store hands them out (JSON-ready dicts, times in UTC) and as it writes replies."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, overload
+
+from router.core.envelope import Outbound, Urgency, now
+
+
+@overload
+def utc(value: datetime) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
+def utc(value: datetime | None) -> datetime | None:
+    # SQLite hands datetimes back without a zone; everything stored here is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def ticket_for(conversation_id: str) -> str:
+    return "T" + conversation_id[:8].upper()
+
+
+def age_seconds(at: datetime | None) -> float:
+    return round((now() - at).total_seconds(), 1) if at else 0.0
+
+
+def jsonable(row: Mapping[Any, Any]) -> dict[str, Any]:
+    return {k: (utc(v).isoformat() if isinstance(v, datetime) else v) for k, v in dict(row).items()}
+
+
+def listing(row: Mapping[Any, Any]) -> dict[str, Any]:
+    out = jsonable(row)
+    out["urgency"] = Urgency(row["urgency"]).value
+    out["waiting_seconds"] = age_seconds(utc(row["created_at"]))
+    return out
+
+
+def message_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
+    out = jsonable(row)
+    out["id"] = out.pop("message_id")
+    out.pop("published", None)
+    return out
+
+
+def outbound_row(out: Outbound) -> dict[str, Any]:
+    """A reply as stored: unpublished until Kafka acknowledged it (see OutboundRelay)."""
+    return {
+        "message_id": out.message_id,
+        "conversation_id": out.conversation_id,
+        "direction": "out",
+        "kind": out.kind,
+        "channel": str(out.channel),
+        "channel_message_id": None,
+        "author": out.author,
+        "text": out.text,
+        "trace_id": out.trace_id,
+        "meta": {"outbound": out.model_dump(mode="json")},
+        "published": False,
+        "delivery_status": "queued",
+        "created_at": out.created_at,
+    }

@@ -1,0 +1,193 @@
+"""The schema: every table of the store, the dispatch order, and the upgrade of an older
+database (columns added since it was made)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from router.core.envelope import Urgency
+
+metadata = sa.MetaData()
+
+conversations = sa.Table(
+    "conversations",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("ticket", sa.String(16), nullable=False, unique=True),
+    sa.Column("conversation_key", sa.String(200), nullable=False, index=True),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("customer_address", sa.String(320), nullable=False),
+    sa.Column("customer_name", sa.String(200)),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("category", sa.String(40), nullable=False),
+    sa.Column("urgency", sa.String(10), nullable=False),
+    sa.Column("urgency_rank", sa.Integer, nullable=False),
+    sa.Column("queue", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),  # waiting | assigned | resolved
+    sa.Column("assignee", sa.String(60)),
+    sa.Column("preview", sa.String(200), nullable=False),
+    sa.Column("rules_version", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Routing, SLA and assignment: router/routing/workflow.py, router/services/sla.py, router/services/assignment.py.
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column(
+        "rule", sa.String(80)
+    ),  # the workflow filter (or triage/route/default) that placed it
+    sa.Column("ladder_step", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("step_due_at", sa.DateTime(timezone=True)),  # when the ladder moves on, if waiting
+    sa.Column("sla_due_at", sa.DateTime(timezone=True)),  # first response due (business hours)
+    sa.Column("sla_breached_at", sa.DateTime(timezone=True)),
+    sa.Column("assigned_at", sa.DateTime(timezone=True)),
+    sa.Column("accepted_at", sa.DateTime(timezone=True)),  # the agent claimed it
+    sa.Column("first_response_at", sa.DateTime(timezone=True)),  # the first agent reply
+    sa.Index("ix_conversations_queue_order", "queue", "status", "urgency_rank", "created_at"),
+)
+
+# Dispatch order, everywhere (queue listings, assignment, an agent's own list): critical first,
+# whatever any priority says; then priority; then urgency; then the oldest.
+DISPATCH_ORDER = (
+    sa.case((conversations.c.urgency_rank >= Urgency.CRITICAL.rank, 1), else_=0).desc(),
+    conversations.c.priority.desc(),
+    conversations.c.urgency_rank.desc(),
+    conversations.c.created_at,
+    conversations.c.id,
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("conversation_id", sa.String(32), sa.ForeignKey("conversations.id"), nullable=False),
+    sa.Column("direction", sa.String(4), nullable=False),  # in | out
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("channel_message_id", sa.String(200)),
+    sa.Column("author", sa.String(200)),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("trace_id", sa.String(32), nullable=False),
+    sa.Column("meta", sa.JSON, nullable=False),
+    sa.Column("published", sa.Boolean, nullable=False),
+    # Outbound only: queued → sent | sandboxed | failed, then what the provider reports
+    # (delivered, undelivered, read ...); provider_message_id ties a status callback to it.
+    sa.Column("delivery_status", sa.String(20)),
+    sa.Column("delivery_detail", sa.String(500)),
+    sa.Column("provider_message_id", sa.String(200), index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("channel", "channel_message_id", name="uq_messages_channel_message"),
+    sa.Index("ix_messages_conversation", "conversation_id", "seq"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("conversation_id", sa.String(32), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("recipient", sa.String(320), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+agent_credentials = sa.Table(
+    "agent_credentials",
+    metadata,
+    sa.Column("username", sa.String(60), primary_key=True),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+)
+
+agent_tokens = sa.Table(
+    "agent_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("username", sa.String(60), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# A phone number a channel verified belongs to one of its users (Telegram: the user shared
+# their own contact through the contact button). Never written from anything unverified.
+identities = sa.Table(
+    "identities",
+    metadata,
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Column("channel_user_id", sa.String(200), primary_key=True),
+    sa.Column("phone", sa.String(32), nullable=False, index=True),
+    sa.Column("verified_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# An agent's availability (available | away | offline) and since when they have had no new work.
+agent_state = sa.Table(
+    "agent_state",
+    metadata,
+    sa.Column("username", sa.String(60), primary_key=True),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("status_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("idle_since", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The agent who last accepted a conversation of this customer: a returning customer goes back.
+customer_agents = sa.Table(
+    "customer_agents",
+    metadata,
+    sa.Column("conversation_key", sa.String(200), primary_key=True),
+    sa.Column("username", sa.String(60), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Every offer of a conversation to an agent, and how it ended: the assignment audit trail.
+assignments = sa.Table(
+    "assignments",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("conversation_id", sa.String(32), nullable=False, index=True),
+    sa.Column("username", sa.String(60), nullable=False),
+    sa.Column("reason", sa.String(20), nullable=False),  # longest_idle | returning | claimed
+    sa.Column("worker", sa.String(80), nullable=False),  # which dispatcher process decided
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ended", sa.String(20)),  # timed_out: the offer was taken back
+)
+
+# What the wallet knows of a customer (vip, segment ...): `customer.*` in routing filters.
+customer_profiles = sa.Table(
+    "customer_attributes",
+    metadata,
+    sa.Column("address", sa.String(320), primary_key=True),
+    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+chat_sessions = sa.Table(
+    "chat_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("conversation_key", sa.String(200), nullable=False, unique=True),
+    sa.Column("name", sa.String(200)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def add_missing_columns(sync_conn: sa.Connection) -> None:
+    """A database made by an older version gains the columns added since (all nullable or
+    defaulted); create_all makes missing tables but never alters one that exists."""
+    inspector = sa.inspect(sync_conn)
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            kind = column.type.compile(dialect=sync_conn.dialect)
+            server_default = column.server_default
+            default = (
+                f" DEFAULT {server_default.arg}"
+                if isinstance(server_default, sa.DefaultClause)
+                else ""
+            )
+            null = "" if column.nullable else " NOT NULL"
+            sync_conn.execute(
+                sa.text(
+                    f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}{default}{null}'
+                )
+            )
