@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from router import entities, redact
+from router.classify import entities, redact
 from router.classify.fastre import Substrings, compile_fast
 from router.policy.rules import Rules
 from tests.conftest import CONFIG_DIR
