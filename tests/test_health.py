@@ -17,10 +17,9 @@ async def test_healthz_readyz_and_metrics(running_router):
 
 
 async def test_readyz_names_kafka_when_the_broker_is_gone_and_recovers_when_it_is_back(
-    running_router,
+    router_on_its_own_broker,
 ):
-    r = running_router
-    broker = r.router.broker
+    r, broker = router_on_its_own_broker
     await broker.stop()
     try:
         async with r.http.get(r.url("/readyz")) as resp:
