@@ -108,7 +108,10 @@ async def test_records_and_committed_offsets_survive_a_kafka_restart(own_broker)
     await own_broker.start()
 
     async with KafkaBus(settings, own_broker.bootstrap_servers) as bus:
-        assert await committed(bus, topic, group, 4)
+        # The restarted broker reloads its group offsets from its log before it can answer for them.
+        async with asyncio.timeout(60):
+            while not await committed(bus, topic, group, 4):
+                await asyncio.sleep(0.5)
         consumer = bus.consumer([topic], group)
         await consumer.start()
         try:
