@@ -3,7 +3,10 @@
 Delivery is at least once: a record's offset is committed only after its handler returned, so a
 crash redelivers it and the idempotent handler makes the second run change nothing. A record
 that still fails after retries goes to the DLQ with the error, then is committed: it never blocks
-its partition and is never dropped silently.
+its partition and is never dropped silently. If the DLQ publish fails too (the broker refuses it or
+is away), nothing is committed past that record: its partition goes back to it and the loop pauses
+(longer each time) before handling it again, so it holds its partition back only while it can be
+neither handled nor dead-lettered. The other partitions' records are committed as usual.
 
 A loop may also take a batch handler: it gets a partition's records in chunks, in order, and
 stores each chunk's effects together. A chunk it cannot handle (a poison record in it, a fault)
@@ -258,12 +261,13 @@ class ConsumerLoop:
         )
         self.batch_handler, self.chunk = batch_handler, max(chunk, 1)
         self.on_dead_letter = on_dead_letter
-        self.retries, self.batch, self.yield_to = retries, batch, yield_to
+        self.retries, self.batch, self.yield_to = max(retries, 1), batch, yield_to
         self.idle = asyncio.Event()
         self.idle.set()
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._backoff = 1.0  # seconds before a record whose DLQ publish failed is tried again
 
     async def start(self) -> None:
         if self._task is not None:
@@ -306,29 +310,54 @@ class ConsumerLoop:
             offsets = await asyncio.gather(
                 *(self._partition(records) for records in batches.values())
             )
+            resume = dict(zip(batches, offsets, strict=True))
+            stuck = [tp for tp, records in batches.items() if resume[tp] <= records[-1].offset]
+            for tp in stuck:
+                # The consumer's position is past the whole batch: without this seek the next
+                # fetch (and so the next commit) would skip the record not yet handled. A
+                # partition no longer ours restarts from its commit, which is not past it.
+                if tp in consumer.assignment():
+                    consumer.seek(tp, resume[tp])
             # Shielded so a stop never abandons a commit half-way; a crash before it
             # redelivers the batch, which the idempotent handlers absorb.
-            await asyncio.shield(consumer.commit(dict(zip(batches, offsets, strict=True))))
+            await asyncio.shield(consumer.commit(resume))
         finally:
             self.idle.set()
+        if stuck:
+            await asyncio.sleep(self._backoff)  # the DLQ (or the broker) needs time to recover
+            self._backoff = min(self._backoff * 2, 30.0)
+        else:
+            self._backoff = 1.0
 
     async def _partition(self, records: list[ConsumerRecord]) -> int:
-        """Handle one partition's records in order; return the offset to commit."""
+        """Handle one partition's records in order; return the offset to commit and resume
+        from: past the last record, or that of the first one neither handled nor
+        dead-lettered (none after it is handled, so the partition keeps its order)."""
         if self.batch_handler is not None:
             for start in range(0, len(records), self.chunk):
                 await self._give_way()
-                await self._handle_chunk(records[start : start + self.chunk])
+                stuck = await self._handle_chunk(records[start : start + self.chunk])
+                if stuck is not None:
+                    return stuck.offset
             return records[-1].offset + 1
+        stuck = await self._one_by_one(records)
+        return records[-1].offset + 1 if stuck is None else stuck.offset
+
+    async def _one_by_one(self, records: list[ConsumerRecord]) -> ConsumerRecord | None:
+        """Handle records in order; stop at, and return, the first neither handled nor
+        dead-lettered."""
         for record in records:
             await self._give_way()
-            await self._handle(record)
-        return records[-1].offset + 1
+            if not await self._handle(record):
+                return record
+        return None
 
     async def _give_way(self) -> None:
         if self.yield_to is not None and not self.yield_to.idle.is_set():
             await self.yield_to.idle.wait()
 
-    async def _handle_chunk(self, records: list[ConsumerRecord]) -> None:
+    async def _handle_chunk(self, records: list[ConsumerRecord]) -> ConsumerRecord | None:
+        """Handle a chunk; return its first record neither handled nor dead-lettered, if any."""
         assert self.batch_handler is not None
         try:
             await self.batch_handler(records)
@@ -340,36 +369,47 @@ class ConsumerLoop:
             log.warning(
                 "batch.one_by_one", stage=self.stage, records=len(records), error=repr(exc)[:300]
             )
-            for record in records:
-                await self._give_way()
-                await self._handle(record)
-            return
+            return await self._one_by_one(records)
         CONSUMED.labels(stage=self.stage).inc(len(records))
+        return None
 
-    async def _handle(self, record: ConsumerRecord) -> None:
+    async def _handle(self, record: ConsumerRecord) -> bool:
+        """Handle one record, with retries, else dead-letter it; False if neither worked."""
         delay = 0.2
         for attempt in range(1, self.retries + 1):
             try:
                 await self.handler(record)
                 CONSUMED.labels(stage=self.stage).inc()
-                return
+                return True
             except asyncio.CancelledError:
                 raise
             except PermanentError as exc:
-                await self._dead_letter(record, exc)
-                return
+                return await self._dead_letter(record, exc)
             except Exception as exc:  # a transient fault: retry, then dead-letter
                 log.warning(
                     "record.retry", stage=self.stage, attempt=attempt, error=repr(exc)[:300]
                 )
                 if attempt == self.retries:
-                    await self._dead_letter(record, exc)
-                    return
+                    return await self._dead_letter(record, exc)
                 await asyncio.sleep(delay)
                 delay *= 2
+        raise AssertionError("unreachable: retries >= 1")
 
-    async def _dead_letter(self, record: ConsumerRecord, error: BaseException) -> None:
-        await self.bus.dead_letter(record, self.stage, error)
+    async def _dead_letter(self, record: ConsumerRecord, error: BaseException) -> bool:
+        """Publish the record to the DLQ; False if that failed (it must then not be committed)."""
+        try:
+            await self.bus.dead_letter(record, self.stage, error)
+        except Exception as exc:
+            log.error(
+                "record.dead_letter_failed",
+                stage=self.stage,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                error=repr(exc)[:300],
+                handler_error=repr(error)[:300],
+            )
+            return False
         if self.on_dead_letter is not None:
             try:
                 await self.on_dead_letter(record, error)
@@ -377,6 +417,7 @@ class ConsumerLoop:
                 log.warning(
                     "record.dead_letter_hook_failed", stage=self.stage, error=repr(exc)[:300]
                 )
+        return True
 
 
 class PermanentError(Exception):

@@ -1,0 +1,76 @@
+"""A record neither handled nor dead-lettered is never committed past.
+
+When a record's handler fails and the DLQ publish fails too, the loop leaves the record's
+partition where it was, fetches the record again after a pause, and moves on only once the
+record is handled or in the DLQ. The broker refuses the publish for real: the DLQ's name is one no
+topic may have (both brokers answer UnknownTopicOrPartition), then the right name comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from router.bus.kafka import ConsumerLoop, KafkaBus
+from tests.kafka_helpers import committed, read_topic
+
+
+async def until(condition: Callable[[], bool], why: str, timeout: float = 60) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(why) from None
+
+
+@pytest.mark.parametrize("chunks", [False, True], ids=["one-by-one", "in-chunks"])
+async def test_a_record_whose_dead_letter_fails_is_not_committed_past_and_comes_back(
+    broker, chunks
+):
+    settings = broker.settings(partitions=1)
+    async with KafkaBus(settings, broker.bootstrap_servers, embedded=broker.embedded) as bus:
+        topic, group, dlq = bus.topics.classified, "dlq-refused", bus.topics.dlq
+        bus.topics = bus.topics.model_copy(update={"dlq": "no such topic!"})
+        attempts: list[int] = []
+        handled: list[bytes] = []
+
+        async def handle(record) -> None:
+            if record.value == b"poison":
+                attempts.append(record.offset)
+                raise ValueError("this record cannot be handled")
+            handled.append(record.value)
+
+        async def handle_chunk(records) -> None:
+            for record in records:
+                await handle(record)
+
+        loop = ConsumerLoop(
+            bus, [topic], group, handle, "test", batch_handler=handle_chunk if chunks else None
+        )
+        await bus.publish(topic, b"poison")  # offset 0
+        await loop.start()
+        try:
+            await until(lambda: len(attempts) == loop.retries, "the record was never tried")
+            await bus.publish(topic, b"after")  # offset 1, while the DLQ publish is failing
+            await until(
+                lambda: len(attempts) > loop.retries,
+                "the record was not fetched again after its DLQ publish failed",
+            )
+            assert attempts[loop.retries] == 0
+            assert handled == []  # nothing after it on its partition goes first
+            assert not await committed(bus, topic, group, 1)
+            assert not await committed(bus, topic, group, 2)
+
+            bus.topics = bus.topics.model_copy(update={"dlq": dlq})  # the failure clears
+            await until(lambda: handled == [b"after"], "the partition never moved on")
+            async with asyncio.timeout(30):
+                while not await committed(bus, topic, group, 2):
+                    await asyncio.sleep(0.2)
+        finally:
+            await loop.stop()
+        dead = await read_topic(bus, dlq, lambda r: len(r) >= 1)
+    assert [(d["value"]["offset"], d["value"]["stage"]) for d in dead] == [(0, "test")]
+    assert set(attempts) == {0} and handled == [b"after"]
