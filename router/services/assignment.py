@@ -39,6 +39,7 @@ from router.store.schema import (
     conversations,
     customer_agents,
 )
+from router.store.storable import fit
 
 log = structlog.get_logger("router.services.assignment")
 
@@ -576,11 +577,13 @@ async def last_agents(
     """Each customer's last agent, if they accepted a conversation of theirs since `since`."""
     if not conversation_keys:
         return {}
+    # Found by the key as stored (a long one is shortened), answered by the key asked.
+    asked = {fit(customer_agents.c.conversation_key, k): k for k in conversation_keys}
     async with store.engine.connect() as conn:
         rows = await conn.execute(
             sa.select(customer_agents.c.conversation_key, customer_agents.c.username).where(
-                customer_agents.c.conversation_key.in_(sorted(set(conversation_keys))),
+                customer_agents.c.conversation_key.in_(sorted(asked)),
                 customer_agents.c.at >= since,
             )
         )
-        return dict(rows.all())
+        return {asked[key]: username for key, username in rows.all()}

@@ -14,18 +14,18 @@ from router.store.credentials import token_hash
 from router.store.database import Repository
 from router.store.rows import message_dict
 from router.store.schema import chat_sessions, conversations, messages
+from router.store.storable import storable
 
 
 class ChatSessions(Repository):
     async def new_chat_session(self, name: str | None) -> tuple[str, str]:
         token = secrets.token_urlsafe(32)
         key = f"chat:{uuid.uuid4().hex}"
+        row = storable(
+            chat_sessions, {"token_hash": token_hash(token), "conversation_key": key, "name": name}
+        )
         async with self.engine.begin() as conn:
-            await conn.execute(
-                chat_sessions.insert().values(
-                    token_hash=token_hash(token), conversation_key=key, name=name, created_at=now()
-                )
-            )
+            await conn.execute(chat_sessions.insert().values(**row, created_at=now()))
         return token, key
 
     async def chat_session(self, token: str) -> dict[str, Any] | None:

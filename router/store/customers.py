@@ -11,23 +11,24 @@ from router.core.envelope import now
 from router.store.database import Repository
 from router.store.rows import jsonable
 from router.store.schema import customer_profiles, identities
+from router.store.storable import fit, storable
 
 
 class Customers(Repository):
     async def link_identity(self, channel: str, channel_user_id: str, phone: str) -> None:
         """Record a phone number the channel verified for this user; a newer one replaces it.
         Call it only with a verified number: this is what agents trust as the customer's phone."""
+        row = storable(
+            identities,
+            {"channel": channel, "channel_user_id": channel_user_id, "phone": phone},
+        )
         async with self.engine.begin() as conn:
             await conn.execute(
                 identities.delete()
-                .where(identities.c.channel == channel)
-                .where(identities.c.channel_user_id == channel_user_id)
+                .where(identities.c.channel == row["channel"])
+                .where(identities.c.channel_user_id == row["channel_user_id"])
             )
-            await conn.execute(
-                identities.insert().values(
-                    channel=channel, channel_user_id=channel_user_id, phone=phone, verified_at=now()
-                )
-            )
+            await conn.execute(identities.insert().values(**row, verified_at=now()))
 
     async def identity_for(self, channel: str, channel_user_id: str) -> dict[str, Any] | None:
         """The verified phone of a channel's user, as {"phone", "verified_at"}, or None."""
@@ -36,8 +37,11 @@ class Customers(Repository):
                 (
                     await conn.execute(
                         sa.select(identities.c.phone, identities.c.verified_at)
-                        .where(identities.c.channel == channel)
-                        .where(identities.c.channel_user_id == channel_user_id)
+                        .where(identities.c.channel == fit(identities.c.channel, channel))
+                        .where(
+                            identities.c.channel_user_id
+                            == fit(identities.c.channel_user_id, channel_user_id)
+                        )
                     )
                 )
                 .mappings()
@@ -49,15 +53,12 @@ class Customers(Repository):
 
     async def set_customer_attributes(self, address: str, attributes: dict[str, Any]) -> None:
         """What routing filters see as `customer.*` for this address (vip, segment ...)."""
+        row = storable(customer_profiles, {"address": address, "attributes": attributes})
         async with self.engine.begin() as conn:
             await conn.execute(
-                customer_profiles.delete().where(customer_profiles.c.address == address)
+                customer_profiles.delete().where(customer_profiles.c.address == row["address"])
             )
-            await conn.execute(
-                customer_profiles.insert().values(
-                    address=address, attributes=attributes, updated_at=now()
-                )
-            )
+            await conn.execute(customer_profiles.insert().values(**row, updated_at=now()))
 
     async def customer_attributes(self, address: str) -> dict[str, Any]:
         return (await self.customer_attributes_many([address])).get(address, {})
@@ -66,12 +67,14 @@ class Customers(Repository):
         """What is known of each of these customers; an address with nothing known is absent."""
         if not addresses:
             return {}
+        # Found by the address as stored (see router.store.storable), answered by the one asked.
+        asked = {fit(customer_profiles.c.address, a): a for a in addresses}
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
                     sa.select(customer_profiles.c.address, customer_profiles.c.attributes).where(
-                        customer_profiles.c.address.in_(sorted(set(addresses)))
+                        customer_profiles.c.address.in_(sorted(asked))
                     )
                 )
             ).all()
-        return {address: dict(attributes) for address, attributes in rows}
+        return {asked[address]: dict(attributes) for address, attributes in rows}

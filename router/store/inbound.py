@@ -16,6 +16,7 @@ from router.core.envelope import Envelope, Outbound, now
 from router.store.database import Repository
 from router.store.rows import listing, outbound_row, ticket_for, utc
 from router.store.schema import conversations, messages
+from router.store.storable import fit, storable
 
 Acknowledge = Callable[[dict[str, Any], bool], Outbound | None]
 
@@ -79,7 +80,7 @@ class InboundMessages(Repository):
             return []
         for item in items:
             assert item.envelope.classification is not None, "only classified envelopes are stored"
-        keys = {item.envelope.conversation_key for item in items}
+        keys = {_key(item.envelope) for item in items}
         async with self.engine.begin() as conn:
             await self._hold_conversations(conn, keys)
             seen = await self._seen(conn, [item.envelope for item in items])
@@ -92,8 +93,8 @@ class InboundMessages(Repository):
             at = now()
             for item in items:
                 envelope = item.envelope
-                pair = (str(envelope.channel), envelope.channel_message_id)
-                known = seen.get(("id", envelope.message_id)) or seen.get(("pair", pair))
+                message_id, pair = _ids(envelope)
+                known = seen.get(("id", message_id)) or seen.get(("pair", pair))
                 if known is not None:
                     results.append(known)
                     continue
@@ -101,7 +102,7 @@ class InboundMessages(Repository):
                     envelope,
                     item.queue,
                     dict(item.placement or {}),
-                    open_by_key.get(envelope.conversation_key),
+                    open_by_key.get(_key(envelope)),
                     at,
                 )
                 conv_id = row["id"]
@@ -110,8 +111,8 @@ class InboundMessages(Repository):
                     rows_by_id[conv_id] = row
                 elif conv_id not in new_rows:
                     changed.setdefault(conv_id, {}).update(values)
-                open_by_key[envelope.conversation_key] = row
-                seen[("id", envelope.message_id)] = seen[("pair", pair)] = conv_id
+                open_by_key[_key(envelope)] = row
+                seen[("id", message_id)] = seen[("pair", pair)] = conv_id
                 message_rows.append(_inbound_row(envelope, conv_id, item.decision))
                 conversation = listing(row)
                 ack = item.acknowledge(conversation, created)
@@ -171,9 +172,10 @@ class InboundMessages(Repository):
     async def _seen(conn: AsyncConnection, envelopes: list[Envelope]) -> dict[tuple[str, Any], str]:
         """Which of these messages are stored already: ("id", message_id) and
         ("pair", (channel, channel_message_id)) → their conversation id."""
+        stored_ids = [_ids(e) for e in envelopes]
         by_channel: dict[str, set[str]] = {}
-        for e in envelopes:
-            by_channel.setdefault(str(e.channel), set()).add(e.channel_message_id)
+        for _, (channel, channel_message_id) in stored_ids:
+            by_channel.setdefault(channel, set()).add(channel_message_id)
         query = sa.select(
             messages.c.message_id,
             messages.c.channel,
@@ -181,7 +183,7 @@ class InboundMessages(Repository):
             messages.c.conversation_id,
         ).where(
             sa.or_(
-                messages.c.message_id.in_([e.message_id for e in envelopes]),
+                messages.c.message_id.in_([message_id for message_id, _ in stored_ids]),
                 *(
                     (messages.c.channel == channel) & messages.c.channel_message_id.in_(sorted(ids))
                     for channel, ids in by_channel.items()
@@ -252,6 +254,7 @@ def _place_inbound(
             updated_at=at,
         )
         row.update(placement)
+        row = storable(conversations, row)
         return row, True, True, row
     values: dict[str, Any] = {"updated_at": at, "preview": envelope.text[:200]}
     requeued = False
@@ -270,6 +273,7 @@ def _place_inbound(
             values["sla_due_at"] = min(earlier, placement["sla_due_at"])
         if queue != open_conv["queue"]:  # a new queue: its own agents take it from the top
             values.update(status="waiting", assignee=None, assigned_at=None, accepted_at=None)
+    values = storable(conversations, values)
     open_conv.update(values)
     return open_conv, False, requeued, values
 
@@ -279,7 +283,7 @@ def _inbound_row(
 ) -> dict[str, Any]:
     c = envelope.classification
     assert c is not None
-    return {
+    row = {
         "message_id": envelope.message_id,
         "conversation_id": conversation_id,
         "direction": "in",
@@ -301,3 +305,20 @@ def _inbound_row(
         "delivery_status": None,
         "created_at": envelope.received_at,
     }
+    return storable(messages, row, keep_in="meta")
+
+
+def _key(envelope: Envelope) -> str:
+    """The envelope's conversation key as stored: what its conversation is found by."""
+    return str(fit(conversations.c.conversation_key, envelope.conversation_key))
+
+
+def _ids(envelope: Envelope) -> tuple[str, tuple[str, str]]:
+    """The message's ids as stored: message_id, and (channel, channel_message_id)."""
+    return (
+        str(fit(messages.c.message_id, envelope.message_id)),
+        (
+            str(envelope.channel),
+            str(fit(messages.c.channel_message_id, envelope.channel_message_id)),
+        ),
+    )

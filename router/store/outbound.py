@@ -3,7 +3,7 @@ has them, their delivery status, and the sandbox outbox (what would have been se
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,6 +13,7 @@ from router.core.envelope import Outbound, now
 from router.store.database import Repository, insert_for
 from router.store.rows import jsonable, outbound_row
 from router.store.schema import conversations, messages, outbox
+from router.store.storable import fit, storable
 
 
 class OutboundMessages(Repository):
@@ -79,18 +80,19 @@ class OutboundMessages(Repository):
         """Record what became of a reply, found by our message_id or by the provider's id."""
         if message_id is None and provider_message_id is None:
             raise ValueError("set_delivery_status needs message_id or provider_message_id")
-        values: dict[str, Any] = {"delivery_status": status[:20]}
+        values: dict[str, Any] = {"delivery_status": status}
         if detail is not None:
-            values["delivery_detail"] = detail[:500]
+            values["delivery_detail"] = detail
         query = messages.update()
         if message_id is not None:
-            query = query.where(messages.c.message_id == message_id)
+            query = query.where(messages.c.message_id == fit(messages.c.message_id, message_id))
             if provider_message_id is not None:
                 values["provider_message_id"] = provider_message_id
         else:
-            query = query.where(messages.c.provider_message_id == provider_message_id)
+            stored_id = fit(messages.c.provider_message_id, provider_message_id)
+            query = query.where(messages.c.provider_message_id == stored_id)
         async with self.engine.begin() as conn:
-            result = await conn.execute(query.values(**values))
+            result = await conn.execute(query.values(**storable(messages, values)))
             return result.rowcount > 0
 
     async def record_sandbox_delivery(self, out: Outbound) -> bool:
@@ -98,15 +100,7 @@ class OutboundMessages(Repository):
         # One statement: the unique message_id decides, so a redelivered reply is a no-op.
         insert = (
             insert_for(self.engine.dialect.name)(outbox)
-            .values(
-                message_id=out.message_id,
-                conversation_id=out.conversation_id,
-                channel=out.channel,
-                recipient=out.to,
-                kind=out.kind,
-                text=out.text,
-                created_at=now(),
-            )
+            .values(_outbox_row(out, now()))
             .on_conflict_do_nothing(index_elements=[outbox.c.message_id])
         )
         async with self.engine.begin() as conn:
@@ -124,17 +118,7 @@ class OutboundMessages(Repository):
         for out in outs:
             if out.message_id not in seen:
                 seen.add(out.message_id)
-                rows.append(
-                    {
-                        "message_id": out.message_id,
-                        "conversation_id": out.conversation_id,
-                        "channel": str(out.channel),
-                        "recipient": out.to,
-                        "kind": out.kind,
-                        "text": out.text,
-                        "created_at": at,
-                    }
-                )
+                rows.append(_outbox_row(out, at))
         if not rows:
             return []
         insert = (
@@ -171,3 +155,18 @@ class OutboundMessages(Repository):
                 .all()
             )
         return [jsonable(r) for r in rows]
+
+
+def _outbox_row(out: Outbound, at: datetime) -> dict[str, Any]:
+    return storable(
+        outbox,
+        {
+            "message_id": out.message_id,
+            "conversation_id": out.conversation_id,
+            "channel": str(out.channel),
+            "recipient": out.to,
+            "kind": out.kind,
+            "text": out.text,
+            "created_at": at,
+        },
+    )

@@ -12,6 +12,7 @@ from router.core.envelope import now
 from router.store.database import Repository
 from router.store.rows import age_seconds, listing, message_dict, utc
 from router.store.schema import DISPATCH_ORDER, conversations, customer_agents, messages
+from router.store.storable import fit
 
 
 class ConversationQueues(Repository):
@@ -27,8 +28,12 @@ class ConversationQueues(Repository):
                     .join(messages, messages.c.conversation_id == conversations.c.id)
                     .where(messages.c.channel == channel)
                     .where(
-                        messages.c.channel_message_id.in_(ids)
-                        | messages.c.provider_message_id.in_(ids)
+                        messages.c.channel_message_id.in_(
+                            [fit(messages.c.channel_message_id, i) for i in ids]
+                        )
+                        | messages.c.provider_message_id.in_(
+                            [fit(messages.c.provider_message_id, i) for i in ids]
+                        )
                     )
                     .order_by(messages.c.seq.desc())
                     .limit(1)

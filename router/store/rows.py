@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any, overload
 
 from router.core.envelope import Outbound, Urgency, now
+from router.store.schema import messages
+from router.store.storable import storable
 
 
 @overload
@@ -47,8 +49,9 @@ def message_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
 
 
 def outbound_row(out: Outbound) -> dict[str, Any]:
-    """A reply as stored: unpublished until Kafka acknowledged it (see OutboundRelay)."""
-    return {
+    """A reply as stored: unpublished until Kafka acknowledged it (see OutboundRelay). The
+    reply itself is kept in meta, cleaned as every value is (see `router.store.storable`)."""
+    row = {
         "message_id": out.message_id,
         "conversation_id": out.conversation_id,
         "direction": "out",
@@ -63,3 +66,4 @@ def outbound_row(out: Outbound) -> dict[str, Any]:
         "delivery_status": "queued",
         "created_at": out.created_at,
     }
+    return storable(messages, row, keep_in="meta")

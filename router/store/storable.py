@@ -1,0 +1,85 @@
+"""Values made storable on SQLite and PostgreSQL alike, at the point the store builds its rows.
+
+Everything the router accepts must be storable, or a message acknowledged to its provider
+would end in the DLQ. SQLite takes almost anything; PostgreSQL refuses a NUL character in text,
+a lone surrogate (UTF-8 cannot encode one) and a value longer than its `varchar(n)`. So every
+value the store writes, and every value it looks a row up by, goes through `fit`:
+
+- NUL characters are removed;
+- lone surrogates become U+FFFD (a valid pair becomes the character it encodes);
+- JSON values are cleaned the same way, keys and all;
+- a string longer than its column (the length of the `sa.String` in `schema.py`) is cut:
+  a column that identifies a row (a key, unique, or indexed: the store looks rows up by it)
+  keeps a prefix and a digest of the whole value, so two long values that share a prefix stay
+  two rows, and the same long value always finds its row again; any other column keeps its
+  first characters.
+
+The whole value is kept only where the row has a JSON field for it: a message row keeps what
+was cut in `meta["uncut"]` ({column: whole value}), e.g. a long sender address in `author`
+(200). A conversation row has no such field, but its `customer_address` (320) holds any valid
+email address; other tables keep only what fits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.schema import ColumnCollectionConstraint
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_DIGEST_CHARS = 16
+
+
+def clean(value: Any) -> Any:
+    """`value` without NUL characters or lone surrogates: strings, and JSON (dicts, lists)."""
+    if isinstance(value, str):
+        value = value.replace("\x00", "")
+        if _SURROGATE.search(value):
+            # Through UTF-16: a pair joins into its character, a lone half becomes U+FFFD.
+            value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, dict):
+        return {clean(k): clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    return value
+
+
+def fit(column: sa.Column[Any], value: Any) -> Any:
+    """`value` as `column` can store it (see the module's docstring); anything else as it is."""
+    value = clean(value)
+    length = getattr(column.type, "length", None)
+    if not isinstance(value, str) or length is None or len(value) <= length:
+        return value
+    if not _identifies(column):
+        return value[:length]
+    digest = hashlib.sha256(value.encode()).hexdigest()[:_DIGEST_CHARS]
+    return (value[: max(length - _DIGEST_CHARS - 1, 0)] + "~" + digest)[:length]
+
+
+def storable(table: sa.Table, row: dict[str, Any], *, keep_in: str | None = None) -> dict[str, Any]:
+    """`row` with every value fitted to its column of `table`. With `keep_in` (a JSON column of
+    the row), each value that was cut is kept whole there, under "uncut"."""
+    out = {name: fit(table.c[name], value) for name, value in row.items()}
+    if keep_in is not None:
+        uncut = {
+            name: clean(value)
+            for name, value in row.items()
+            if isinstance(value, str) and out[name] != clean(value)
+        }
+        if uncut:
+            out[keep_in] = {**out[keep_in], "uncut": uncut}
+    return out
+
+
+def _identifies(column: sa.Column[Any]) -> bool:
+    """A key, unique or indexed column: rows are found by its value."""
+    if column.primary_key or column.unique or column.index:
+        return True
+    table = column.table
+    groups = [c.columns for c in table.constraints if isinstance(c, ColumnCollectionConstraint)]
+    groups += [index.columns for index in table.indexes]
+    return any(column.name in group.keys() for group in groups)
