@@ -287,6 +287,12 @@ def _tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dlq(args: argparse.Namespace) -> int:
+    from router.cli.dlq import run
+
+    return run(args)
+
+
 def _agent_password(args: argparse.Namespace) -> int:
     from router.store.conversations import ConversationStore
 
@@ -388,6 +394,32 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--from-beginning", action="store_true")
     tail.add_argument("--max", type=int, help="stop after this many records")
     tail.set_defaults(func=_tail)
+
+    dlq = sub.add_parser(
+        "dlq",
+        help="dead letters: list, show, replay (needs SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS)",
+    )
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_sub.add_parser(
+        "list", help="one line per entry: id, when, stage, topic, key, error"
+    )
+    dlq_list.add_argument("--stage", help="only entries of this stage, e.g. classify-standard")
+    dlq_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    dlq_list.set_defaults(func=_dlq)
+    dlq_show = dlq_sub.add_parser("show", help="one entry, whole, as JSON")
+    dlq_show.add_argument("id", help="the entry's id (<partition>-<offset>, as `dlq list` prints)")
+    dlq_show.set_defaults(func=_dlq)
+    replay_help = (
+        "publish entries' original value and key back to their original topic. Safe to repeat: "
+        "the consumers are idempotent by message_id, so a record already handled changes "
+        "nothing. An entry stays in the DLQ; one that fails again is dead-lettered anew. An entry "
+        "that did not parse is refused: it would only fail again."
+    )
+    dlq_replay = dlq_sub.add_parser("replay", help=replay_help, description=replay_help)
+    dlq_replay.add_argument("ids", nargs="*", metavar="ID", help="entries to replay")
+    dlq_replay.add_argument("--all", action="store_true", help="every entry that can be replayed")
+    dlq_replay.add_argument("--stage", help="with --all: only entries of this stage")
+    dlq_replay.set_defaults(func=_dlq)
 
     agent = sub.add_parser("agent", help="agents' credentials")
     agent_sub = agent.add_subparsers(dest="agent_command", required=True)

@@ -1,21 +1,23 @@
 """The agents' API: login, queues in dispatch order, conversations, replies, queue events.
 
-An agent sees only the queues config/agents.yaml gives them; a supervisor sees every queue and
-the sandbox outbox.
+An agent sees only the queues config/agents.yaml gives them; a supervisor sees every queue, the
+sandbox outbox and the dead letters (and may replay them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import WSCloseCode, web
 from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from router.bus.dead_letters import DeadLetters, NotReplayable, UnknownDeadLetter
 from router.bus.kafka import KafkaBus, TopicFanout
 from router.core.envelope import Outbound, QueueEvent
 from router.core.settings import Settings
@@ -27,6 +29,8 @@ from router.services.sla import SystemClock
 from router.store.conversations import ConversationStore
 
 log = structlog.get_logger("router.services.api")
+
+T = TypeVar("T")
 
 
 def _error(exc_class: type[web.HTTPException], message: str) -> web.HTTPException:
@@ -58,6 +62,7 @@ class AgentApi:
     ):
         self.settings, self.store, self.bus, self.rules = settings, store, bus, rules
         self.relay = OutboundRelay(bus, store)
+        self.dead_letters = DeadLetters(bus)
         self.assigner = Assigner(store, rules, clock or SystemClock(), publish=self._publish)
         self._sockets: dict[web.WebSocketResponse, Agent] = {}
         self._fanout = TopicFanout(bus, bus.topics.events, self._broadcast)
@@ -76,6 +81,9 @@ class AgentApi:
         r.add_get("/api/agents/me", self.auth(self.me))
         r.add_post("/api/agents/me/status", self.auth(self.set_status))
         r.add_get("/api/agents", self.auth(self.agents, supervisor=True))
+        r.add_get("/api/dlq", self.auth(self.dlq, supervisor=True))
+        r.add_get("/api/dlq/{id}", self.auth(self.dlq_entry, supervisor=True))
+        r.add_post("/api/dlq/{id}/replay", self.auth(self.dlq_replay, supervisor=True))
         r.add_get("/api/events", self.events)
 
     async def start(self) -> None:
@@ -243,6 +251,35 @@ class AgentApi:
 
     async def outbox(self, request: web.Request, agent: Agent) -> web.Response:
         return web.json_response({"outbox": await self.store.list_outbox()})
+
+    # --- dead letters (supervisors) ------------------------------------------------------
+
+    async def dlq(self, request: web.Request, agent: Agent) -> web.Response:
+        stage = request.query.get("stage") or None
+        entries = await self._reading_dlq(self.dead_letters.entries(stage))
+        return web.json_response({"entries": [e.as_dict() for e in entries]})
+
+    async def dlq_entry(self, request: web.Request, agent: Agent) -> web.Response:
+        entry = await self._reading_dlq(self.dead_letters.entry(request.match_info["id"]))
+        return web.json_response(entry.as_dict())
+
+    async def dlq_replay(self, request: web.Request, agent: Agent) -> web.Response:
+        """Safe to repeat: the consumers are idempotent by message_id."""
+        entry_id = request.match_info["id"]
+        result = await self._reading_dlq(self.dead_letters.replay([entry_id], by=agent.username))
+        return web.json_response({"replayed": [e.as_dict() for e in result.replayed]})
+
+    async def _reading_dlq(self, work: Awaitable[T]) -> T:
+        try:
+            return await work
+        except UnknownDeadLetter as exc:
+            raise _error(web.HTTPNotFound, str(exc)) from None
+        except NotReplayable as exc:
+            raise _error(web.HTTPConflict, str(exc)) from None
+        except (KafkaError, TimeoutError, LookupError) as exc:
+            # The broker is away or the DLQ topic is missing: say so, never a bare 500.
+            log.warning("dlq.unreadable", error=repr(exc)[:300])
+            raise _error(web.HTTPServiceUnavailable, f"the DLQ cannot be read now: {exc}") from None
 
     # --- agents' availability ------------------------------------------------------------
 
