@@ -89,6 +89,15 @@ def _java() -> str:
     return java
 
 
+def _cluster_id() -> str:
+    """A random cluster id as Kafka writes them (base64url, 22 characters). Like Kafka's own
+    Uuid.randomUuid, never one that starts with "-": the storage tool would read it as an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _die_with_parent() -> None:
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: no orphan broker if our process dies
@@ -161,7 +170,7 @@ class KafkaServer:
         """Fresh storage: a new cluster id, formatted for this node's static quorum."""
         shutil.rmtree(self.workdir / "data", ignore_errors=True)
         config = self._configure()
-        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+        cluster_id = _cluster_id()
         done = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
             capture_output=True,

@@ -79,6 +79,19 @@ async def test_chat_session_name_with_a_lone_surrogate_and_text_with_a_nul_byte(
     await assert_nothing_dead_lettered(r)
 
 
+async def test_chat_text_with_a_lone_surrogate_is_accepted_and_stored(router):
+    r = router
+    token = await r.chat_session("Bo")
+    async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
+        await receive_until(ws, "history")
+        # A lone half of a pair, then a whole pair (an emoji), as a browser's JSON may send them.
+        accepted = await send_message(ws, "my transfer \ud800failed \ud83d\ude00", "1")
+    assert accepted["type"] == "accepted"
+    chat = await wait_stored(r, "chat")
+    assert chat["text"] == "my transfer \ufffdfailed 😀"
+    await assert_nothing_dead_lettered(r)
+
+
 async def test_sms_with_a_nul_byte_in_its_body(router):
     r = router
     # Through the Twilio webhook the Twilio webhook: a NUL byte in the body; Twilio gets its 200 at once.

@@ -1,6 +1,8 @@
 """The one record every stage shares: an inbound message, its classification, an outbound reply.
 
-This module imports nothing of the project, so every other module may import it.
+This module imports nothing of the project but `router.core.text`, so every other module may
+import it. Customers' text is made safe to carry (no NUL, no lone surrogate) when a record is
+built, so a message a channel accepted can always be encoded for Kafka and stored.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from router.core.text import unicode_safe
 
 SCHEMA_VERSION = 1
 
@@ -70,6 +74,8 @@ class Sender(_Record):
     address: str
     name: str | None = None
 
+    _safe = field_validator("address", "name")(lambda v: unicode_safe(v) if v else v)
+
 
 class Attachment(_Record):
     name: str
@@ -105,6 +111,8 @@ class Envelope(_Record):
     lane: Lane = Lane.STANDARD
     trace_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     classification: Classification | None = None
+
+    _safe = field_validator("text", "subject")(lambda v: unicode_safe(v) if v else v)
 
     @classmethod
     def new(cls, *, channel: Channel, channel_message_id: str, **fields: Any) -> Envelope:

@@ -23,24 +23,20 @@ email address; other tables keep only what fits.
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+from router.core.text import unicode_safe
+
 _DIGEST_CHARS = 16
 
 
 def clean(value: Any) -> Any:
     """`value` without NUL characters or lone surrogates: strings, and JSON (dicts, lists)."""
     if isinstance(value, str):
-        value = value.replace("\x00", "")
-        if _SURROGATE.search(value):
-            # Through UTF-16: a pair joins into its character, a lone half becomes U+FFFD.
-            value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        return value
+        return unicode_safe(value)
     if isinstance(value, dict):
         return {clean(k): clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

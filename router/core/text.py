@@ -1,0 +1,17 @@
+"""Text every part of the router can carry: JSON on Kafka, and both databases."""
+
+from __future__ import annotations
+
+import re
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unicode_safe(value: str) -> str:
+    """`value` without NUL characters (PostgreSQL refuses them in text) and without lone
+    surrogates (UTF-8 cannot encode one: a chat frame's JSON may carry "\\ud800"). A valid pair
+    joins into the character it encodes; a lone half becomes U+FFFD."""
+    value = value.replace("\x00", "")
+    if _SURROGATE.search(value):
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
