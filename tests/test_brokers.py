@@ -5,23 +5,17 @@ records and committed offsets survive a broker restart."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
-from router.bus.kafka import ConsumerLoop, KafkaBus
+from router.bus.kafka import ConsumerLoop, KafkaBus, topic_partitions
 from tests.kafka_helpers import committed
 
 
 async def partition_counts(bootstrap_servers: str, topics: list[str]) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(topics)
-    finally:
-        await admin.close()
-    return {t["topic"]: len(t["partitions"]) for t in described}
+    return dict(Counter(tp.topic for tp in await topic_partitions(bootstrap_servers, topics)))
 
 
 async def test_the_bus_makes_every_topic_with_the_configured_partitions(broker):
