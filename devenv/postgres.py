@@ -6,6 +6,7 @@ directory is handed to that user. fsync is off: a test cluster trades durability
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import shutil
@@ -26,11 +27,32 @@ def _bindir() -> Path:
     return candidates[-1].parent
 
 
+def _reachable(root: Path) -> Path:
+    """`root`, or, when we are root and Debian's `postgres` user cannot reach it (a checkout
+    under /root, say), a directory of the same name under /var/tmp that it can. The same
+    checkout always maps to the same place, so `down` finds what `up` started."""
+    if os.geteuid() != 0:
+        return root
+    parent = root.parent.resolve()
+    while not parent.exists():
+        parent = parent.parent
+    probe = subprocess.run(
+        ["runuser", "-u", "postgres", "--", "test", "-x", str(parent)], check=False
+    )
+    if probe.returncode == 0:
+        return root
+    tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
+    return Path("/var/tmp") / f"supportrouter-{tag}" / root.name
+
+
 @dataclass
 class PostgresCluster:
     root: Path  # var/postgres
     database: str = "test"
     port: int = 0
+
+    def __post_init__(self) -> None:
+        self.root = _reachable(self.root)
 
     @property
     def data(self) -> Path:
