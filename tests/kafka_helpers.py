@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from aiokafka import TopicPartition
 
-from router.bus.kafka import KafkaBus, TopicFanout
+from router.bus.kafka import KafkaBus, TopicFanout, topic_partitions
 
 
 async def read_topic(
@@ -76,5 +76,16 @@ async def committed(bus: KafkaBus, topic: str, group: str, offset: int) -> bool:
     await reader.start()
     try:
         return await reader.committed(TopicPartition(topic, 0)) == offset
+    finally:
+        await reader.stop()
+
+
+async def records_in(bus: KafkaBus, topic: str) -> int:
+    """How many records a topic holds (the sum of its partitions' end offsets)."""
+    reader = bus.consumer([], None)
+    await reader.start()
+    try:
+        partitions = await topic_partitions(bus.bootstrap_servers, [topic])
+        return sum((await reader.end_offsets(partitions)).values())
     finally:
         await reader.stop()

@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from router.bus.kafka import KafkaBus, topic_partitions
+from router.bus.kafka import KafkaBus
 from router.core.envelope import Channel, Envelope, Sender
 from router.policy.rules import Rules
 from router.services.dispatcher import DispatcherService
@@ -21,7 +21,7 @@ from router.store.conversations import ConversationStore
 from router.store.inbound import Inbound
 from router.store.schema import conversations, messages
 from tests.conftest import CONFIG_DIR
-from tests.kafka_helpers import committed, fetch_uncommitted, read_topic, settle
+from tests.kafka_helpers import committed, fetch_uncommitted, read_topic, records_in, settle
 from tests.test_reliability import classified_envelope, wait_for
 
 
@@ -104,21 +104,11 @@ async def test_a_chunk_redelivered_after_a_crash_before_its_commit_changes_nothi
     finally:
         await second.stop()
     assert_once_each(batch, *await stored_counts(store))
-    assert await _records_in(bus, bus.topics.dlq) == 0  # absorbed, not dead-lettered
+    assert await records_in(bus, bus.topics.dlq) == 0  # absorbed, not dead-lettered
     replies = await settle(bus, bus.topics.outbound, len(replies))
     assert sorted(r["value"]["message_id"] for r in replies) == sorted(
         f"ack-{m}" for m in {e.message_id for e in batch[:1] + batch[3:]}
     )
-
-
-async def _records_in(bus: KafkaBus, topic: str) -> int:
-    reader = bus.consumer([], None)
-    await reader.start()
-    try:
-        partitions = await topic_partitions(bus.bootstrap_servers, [topic])
-        return sum((await reader.end_offsets(partitions)).values())
-    finally:
-        await reader.stop()
 
 
 async def test_a_chunk_stored_but_never_published_is_published_once_when_redelivered(
@@ -167,7 +157,7 @@ async def test_a_chunk_stored_but_never_published_is_published_once_when_redeliv
         {f"ack-{e.message_id}": 1 for e in batch[:1] + batch[3:]}
     )
     assert_once_each(batch, *await stored_counts(store))
-    assert await _records_in(bus, bus.topics.dlq) == 0
+    assert await records_in(bus, bus.topics.dlq) == 0
 
 
 async def _none_unpublished(store) -> bool:

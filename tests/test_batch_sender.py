@@ -17,12 +17,12 @@ import pytest
 import sqlalchemy as sa
 
 from channels.twilio.common import TwilioMessageSender, TwilioRest, TwilioSettings, conversation_key
-from router.bus.kafka import KafkaBus, topic_partitions
+from router.bus.kafka import KafkaBus
 from router.core.envelope import Channel, Classification, Envelope, Outbound, Sender, Urgency
 from router.services.sender import SenderService
 from router.store.conversations import ConversationStore
 from router.store.schema import outbox
-from tests.kafka_helpers import committed, fetch_uncommitted, settle
+from tests.kafka_helpers import committed, fetch_uncommitted, records_in, settle
 from tests.test_reliability import wait_for
 from tests.twilio_standin import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, TwilioStandIn, message_sid
 
@@ -119,16 +119,6 @@ async def kept(store: ConversationStore) -> Counter:
         return Counter((await conn.execute(sa.select(outbox.c.message_id))).scalars().all())
 
 
-async def dead_letters(bus: KafkaBus) -> int:
-    reader = bus.consumer([], None)
-    await reader.start()
-    try:
-        partitions = await topic_partitions(bus.bootstrap_servers, [bus.topics.dlq])
-        return sum((await reader.end_offsets(partitions)).values())
-    finally:
-        await reader.stop()
-
-
 async def run_until_committed(service: SenderService, offset: int) -> None:
     await service.start()
     try:
@@ -172,7 +162,7 @@ async def test_a_chunk_redelivered_after_a_crash_before_its_commit_sends_and_kee
     }
     assert await kept(store) == {outs[2].message_id: 1, outs[3].message_id: 1}
     assert await statuses(store, outs) == ["sent", "sent", "sandboxed", "sandboxed", "sent"]
-    assert await dead_letters(bus) == 0
+    assert await records_in(bus, bus.topics.dlq) == 0
 
 
 async def test_two_replies_of_one_conversation_in_one_chunk_arrive_in_order(parts):
@@ -215,7 +205,7 @@ async def test_a_transient_failure_in_a_chunk_resends_nothing_and_keeps_the_conv
     assert parts.bodies_to("+15550003001") == ["one", "two", "three"]
     assert [r.status for r in parts.standin.requests] == [201, 503, 503, 201, 201]
     assert await statuses(store, outs) == ["sent", "sent", "sent"]
-    assert await dead_letters(bus) == 0
+    assert await records_in(bus, bus.topics.dlq) == 0
 
 
 async def test_a_refused_reply_in_a_chunk_is_dead_lettered_once_and_its_conversation_goes_on(parts):

@@ -17,10 +17,9 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 import structlog
-from aiokafka import AIOKafkaConsumer
 
 from router.app import Router
-from router.bus.kafka import topic_partitions
+from router.bus.reader import read_to_end
 from router.observability.logs import configure_logging
 from tests.conftest import make_settings
 
@@ -92,23 +91,10 @@ def captured_logs():
 
 async def _every_record(bootstrap: str, topics: list[str]) -> dict[str, list[bytes]]:
     """Every record of every topic, from the first offset to the last, outside any group."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        partitions = await topic_partitions(bootstrap, topics)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        found: dict[str, list[bytes]] = {t: [] for t in topics}
-        async with asyncio.timeout(30):
-            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-                for tp, records in (await consumer.getmany(timeout_ms=200)).items():
-                    found[tp.topic] += [(r.key or b"") + b" " + (r.value or b"") for r in records]
-        return found
-    finally:
-        await consumer.stop()
+    found: dict[str, list[bytes]] = {t: [] for t in topics}
+    for r in await read_to_end(bootstrap, topics):
+        found[r.topic].append((r.key or b"") + b" " + (r.value or b""))
+    return found
 
 
 async def _every_row(engine) -> dict[str, list[str]]:

@@ -20,10 +20,9 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer
 from twilio.request_validator import RequestValidator
 
-from router.bus.kafka import topic_partitions
+from router.bus.reader import read_to_end
 from router.core.envelope import Envelope, now
 
 _ADDRESS = re.compile(r"^(whatsapp:)?\+[1-9]\d{6,14}$")
@@ -424,22 +423,7 @@ class TwilioRouter:
 
 async def read_topic(bootstrap_servers: str, *topics: str) -> list[bytes]:
     """Every record on the topics so far, read from the beginning outside any consumer group."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        partitions = await topic_partitions(bootstrap_servers, list(topics))
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        values: list[bytes] = []
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            batches = await consumer.getmany(timeout_ms=500)
-            values += [record.value for records in batches.values() for record in records]
-        return values
-    finally:
-        await consumer.stop()
+    return [record.value for record in await read_to_end(bootstrap_servers, list(topics))]
 
 
 @contextlib.asynccontextmanager

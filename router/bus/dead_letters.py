@@ -14,7 +14,6 @@ fails again is dead-lettered again, as a new entry.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,8 @@ from typing import Any
 import structlog
 from aiokafka import ConsumerRecord
 
-from router.bus.kafka import KafkaBus, stop_consumer, topic_partitions
+from router.bus.kafka import KafkaBus
+from router.bus.reader import read_to_end
 
 log = structlog.get_logger("router.bus.dead_letters")
 
@@ -186,26 +186,4 @@ class DeadLetters:
         )
 
     async def _read_all(self) -> list[ConsumerRecord]:
-        """The DLQ from its beginning up to its end as it is now, outside any consumer group."""
-        partitions = await topic_partitions(self.bus.bootstrap_servers, [self.topic])
-        consumer = self.bus.consumer([], None)
-        await consumer.start()
-        try:
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
-            pending = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
-            records: list[ConsumerRecord] = []
-            async with asyncio.timeout(READ_TIMEOUT_SECONDS):
-                while pending:
-                    batches = await consumer.getmany(*pending, timeout_ms=500)
-                    for tp, batch in batches.items():
-                        records += [r for r in batch if r.offset < ends[tp]]
-                    for tp in list(pending):
-                        # The position, not the last offset seen: compaction or transaction
-                        # markers may leave gaps before the end.
-                        if await consumer.position(tp) >= ends[tp]:
-                            pending.discard(tp)
-            return records
-        finally:
-            await stop_consumer(consumer)
+        return await read_to_end(self.bus.bootstrap_servers, [self.topic], READ_TIMEOUT_SECONDS)
