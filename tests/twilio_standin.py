@@ -1,6 +1,7 @@
 """An in-process stand-in for Twilio's REST API, reached over HTTP by the real twilio client.
 
-It answers what the channels call (Messages.json, Calls.json) with the JSON shapes Twilio returns,
+It answers what the channels call (Messages.json: create and list; Calls.json) with the JSON
+shapes Twilio returns,
 checks what Twilio checks (credentials, required fields, the 1600-character body limit, a channel
 pair that matches), records every request, and can be told to fail the next requests first.
 """
@@ -14,7 +15,8 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from email.utils import format_datetime
+from datetime import datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,7 @@ class TwilioStandIn:
     async def start(self) -> TwilioStandIn:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create_message)
+        app.router.add_get("/2010-04-01/Accounts/{sid}/Messages.json", self._list_messages)
         app.router.add_post("/2010-04-01/Accounts/{sid}/Calls.json", self._create_call)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         self._runner = web.AppRunner(app, access_log=None)
@@ -202,9 +205,68 @@ class TwilioStandIn:
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
             "status_callback": r.one("StatusCallback"),
         }
+        answer = {k: v for k, v in resource.items() if k != "status_callback"}
+        # Twilio answers a new message queued, without a date_sent; the stand-in sends it at
+        # once, so a list later shows it sent.
+        self.messages.append(resource | {"date_sent": stamp, "status": "sent"})
+        return web.json_response(answer, status=201)
+
+    def add_sent(self, to: str, body: str, sender: str | None = None) -> dict[str, Any]:
+        """A message Twilio has sent already, as if made by a call the caller did not see end."""
+        sid, stamp = _sid("SM"), format_datetime(now())
+        resource = {
+            "account_sid": self.account_sid,
+            "body": body,
+            "date_created": stamp,
+            "date_sent": stamp,
+            "date_updated": stamp,
+            "direction": "outbound-api",
+            "from": sender or OUR_NUMBER,
+            "sid": sid,
+            "status": "sent",
+            "to": to,
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
+        }
         self.messages.append(resource)
+        return resource
+
+    async def _list_messages(self, request: web.Request) -> web.Response:
+        """GET Messages.json: To, From and DateSent> filter; the newest first; one page."""
+        recorded, refusal = await self._record(request)
+        if refusal is not None:
+            recorded.status = refusal.status
+            return refusal
+        query = request.query
+        after = query.get("DateSent>")
+        try:
+            since = datetime.fromisoformat(after.replace("Z", "+00:00")) if after else None
+            size = int(query.get("PageSize", "50"))
+        except ValueError:
+            recorded.status = 400
+            return _error(400, 20001, "Invalid DateSent> or PageSize")
+        found = [
+            {k: v for k, v in m.items() if k != "status_callback"}
+            for m in reversed(self.messages)
+            if (not query.get("To") or m["to"] == query["To"])
+            and (not query.get("From") or m["from"] == query["From"])
+            and (
+                since is None or (m["date_sent"] and parsedate_to_datetime(m["date_sent"]) >= since)
+            )
+        ]
+        uri = f"/2010-04-01/Accounts/{self.account_sid}/Messages.json"
+        recorded.status = 200
         return web.json_response(
-            {k: v for k, v in resource.items() if k != "status_callback"}, status=201
+            {
+                "messages": found[:size],
+                "end": min(len(found), size) - 1,
+                "first_page_uri": f"{uri}?PageSize={size}&Page=0",
+                "next_page_uri": None,
+                "page": 0,
+                "page_size": size,
+                "previous_page_uri": None,
+                "start": 0,
+                "uri": f"{uri}?PageSize={size}&Page=0",
+            }
         )
 
     async def _create_call(self, request: web.Request) -> web.Response:

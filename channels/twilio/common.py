@@ -16,6 +16,7 @@ import json
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -399,6 +400,10 @@ class TwilioRest:
         message = await self._with_retries("message", self.client.messages.create_async, params)
         return message.sid
 
+    async def list_messages(self, **filters: Any) -> list[Any]:
+        """Messages of the account matching twilio's list filters (to, date_sent_after, limit)."""
+        return await self._with_retries("lookup", self.client.messages.list_async, filters)
+
     async def create_call(self, **params: Any) -> str:
         call = await self._with_retries("call", self.client.calls.create_async, params)
         return call.sid
@@ -443,6 +448,13 @@ def split_message(text: str, limit: int = 1600) -> list[str]:
 
 
 # --- the reply sender ----------------------------------------------------------------------------
+
+
+# A lookup after a crash looks at the messages Twilio sent since the send began, allowing for
+# this much difference between our clock and Twilio's (its dates have whole seconds), and at
+# most this many of them: the newest, which a crashed send's parts are among.
+LOOKUP_CLOCK_SKEW = timedelta(seconds=5)
+LOOKUP_LIMIT = 100
 
 
 class TwilioMessageSender:
@@ -497,6 +509,32 @@ class TwilioMessageSender:
         if self.messaging_service_sid:
             return {"messaging_service_sid": self.messaging_service_sid}
         raise DeliveryFailed(f"no number to send from for conversation {out.conversation_id}")
+
+    async def lookup(self, out: Outbound, since: datetime) -> str | None:
+        """After a send cut short (a crash during it): the sid of the reply's last part when
+        Twilio already has every part, sent to the customer since `since` with the same body;
+        else None. Parts found are remembered, so send() then sends only the others."""
+        parts = split_message(out.text, self.max_chars)
+        found = await self.rest.list_messages(
+            to=self._to(out), date_sent_after=since - LOOKUP_CLOCK_SKEW, limit=LOOKUP_LIMIT
+        )
+        after = since - LOOKUP_CLOCK_SKEW
+        sids: dict[str, list[str]] = {}
+        for message in reversed(found):  # Twilio lists the newest first
+            sent_at = message.date_sent
+            if sent_at is not None and sent_at < after:
+                continue  # DateSent> may be applied to the day only
+            if message.direction != "inbound" and message.body is not None:
+                sids.setdefault(message.body, []).append(message.sid)
+        done = self._progress.setdefault(out.message_id, {})
+        self._progress.move_to_end(out.message_id)
+        for i, body in enumerate(parts):
+            if i not in done and sids.get(body):
+                done[i] = sids[body].pop(0)
+        if len(done) < len(parts):
+            return None
+        self._progress.pop(out.message_id, None)
+        return done[len(parts) - 1]
 
     async def send(self, out: Outbound) -> None:
         to, sender = self._to(out), self._sender(out)

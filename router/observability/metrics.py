@@ -16,6 +16,24 @@ CLASSIFIED = Counter(
 DELIVERED = Counter(
     "supportrouter_outbound_delivered_total", "Replies delivered", ["channel", "mode"]
 )
+# A reply found `sending` after a crash has an unknown outcome: found at its provider (not sent
+# again), or, where the provider cannot be asked, sent once more (a possible duplicate), or,
+# after that one retry also ended unknown, left alone (a possible loss, shown as `unknown`).
+UNKNOWN_OUTCOME_FOUND = Counter(
+    "supportrouter_replies_found_at_provider_total",
+    "Replies of unknown outcome that the provider had already: not sent again",
+    ["channel"],
+)
+RESENT_UNKNOWN_OUTCOME = Counter(
+    "supportrouter_replies_resent_unknown_outcome_total",
+    "Replies of unknown outcome sent once more: each a possible duplicate",
+    ["channel"],
+)
+UNKNOWN_OUTCOME_GIVEN_UP = Counter(
+    "supportrouter_replies_unknown_outcome_total",
+    "Replies whose one retry also ended unknown: not sent a third time",
+    ["channel"],
+)
 ROUTING_SECONDS = Histogram(
     "supportrouter_inbound_to_queue_seconds",
     "From gateway receipt to a place in a queue",

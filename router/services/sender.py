@@ -9,6 +9,14 @@ At least once, effects once: the outbox dedupes by message_id, and a reply whose
 it left already (sent, sandboxed, suppressed, failed, or what the provider reported since) is
 not sent again. So a chunk redelivered after a crash, or handed again record by record after a
 failure, sends and stores only what had not been done.
+
+The send intent: before each provider call the reply is marked `sending` (an attempt counted,
+its time kept); the channel's sender marks it `sent` after. A call that fails puts it back to
+`queued`. So a reply still `sending` when its record comes again has an unknown outcome: the
+sender died during the call. A sender that can ask its provider (`lookup`, Twilio's message
+list) finds it there and marks it sent, or sends it; one that cannot (Telegram, email) sends it
+once more as `resending`, counted in supportrouter_replies_resent_unknown_outcome_total; a reply
+found `resending` is never sent a third time: it is marked `unknown` for an agent to check.
 """
 
 from __future__ import annotations
@@ -22,13 +30,20 @@ from pydantic import ValidationError
 from channels.base import DeliveryFailed, OutboundSender
 from router.bus.kafka import ConsumerLoop, KafkaBus, PermanentError
 from router.core.envelope import Outbound
-from router.observability.metrics import DELIVERED
+from router.observability.metrics import (
+    DELIVERED,
+    RESENT_UNKNOWN_OUTCOME,
+    UNKNOWN_OUTCOME_FOUND,
+    UNKNOWN_OUTCOME_GIVEN_UP,
+)
 from router.store.conversations import ConversationStore
 
 log = structlog.get_logger("router.services.sender")
 
 # A stored reply with one of these statuses has not reached its provider yet (None: no status).
 NOT_SENT = frozenset({None, "queued"})
+# A provider call was begun for it and its outcome never recorded: the sender died during it.
+IN_FLIGHT = frozenset({"sending", "resending"})
 
 
 class SenderService:
@@ -119,14 +134,15 @@ class SenderService:
         if not provider:
             return
         statuses = await self.store.delivery_statuses([o.message_id for _, o in provider])
-        conversations: dict[str, list[tuple[ConsumerRecord, Outbound]]] = {}
+        conversations: dict[str, list[tuple[ConsumerRecord, Outbound, str | None]]] = {}
         seen: set[str] = set()
         for record, out in provider:
-            if out.message_id in seen or statuses.get(out.message_id) not in NOT_SENT:
+            status = statuses.get(out.message_id)
+            if out.message_id in seen or (status not in NOT_SENT and status not in IN_FLIGHT):
                 log.info("reply.already_sent", trace_id=out.trace_id, message_id=out.message_id)
                 continue
             seen.add(out.message_id)
-            conversations.setdefault(out.conversation_key, []).append((record, out))
+            conversations.setdefault(out.conversation_key, []).append((record, out, status))
         slots = asyncio.Semaphore(self.concurrency)
         # Every conversation finishes (or stops) before the chunk may fail: a fallback starting
         # while a send is still in flight could send that reply twice.
@@ -152,13 +168,16 @@ class SenderService:
                 )
 
     async def _send_in_order(
-        self, replies: list[tuple[ConsumerRecord, Outbound]], slots: asyncio.Semaphore
+        self,
+        replies: list[tuple[ConsumerRecord, Outbound, str | None]],
+        slots: asyncio.Semaphore,
     ) -> Exception | None:
         """One conversation's replies, one after another; the failure that stopped them, if any."""
-        for record, out in replies:
+        for record, out, status in replies:
             try:
                 async with slots:
-                    await self.senders[out.channel].send(out)
+                    if not await self._deliver(out, status):
+                        continue
             except DeliveryFailed as exc:
                 await self._dead_letter(record, PermanentError(str(exc)))
                 continue
@@ -178,6 +197,62 @@ class SenderService:
                 conversation_id=out.conversation_id,
             )
         return None
+
+    async def _deliver(self, out: Outbound, status: str | None) -> bool:
+        """Send one reply, its intent recorded first; False when it needed no send (found at
+        the provider, or given up after its one retry)."""
+        intent = "sending"
+        if status in IN_FLIGHT:
+            resolved = await self._resolve_unknown(out, status)
+            if resolved is None:
+                return False
+            intent = resolved
+        if not await self.store.record_send_intent(out.message_id, intent):
+            log.info("reply.already_sent", trace_id=out.trace_id, message_id=out.message_id)
+            return False
+        try:
+            await self.senders[out.channel].send(out)
+        except DeliveryFailed:
+            raise  # marked failed with the dead letter
+        except Exception:
+            # The provider answered with an error, or could not be reached: an ordinary retry.
+            await self.store.clear_send_intent(out.message_id)
+            raise
+        return True
+
+    async def _resolve_unknown(self, out: Outbound, status: str | None) -> str | None:
+        """A reply whose last provider call never recorded its outcome: the intent to send it
+        with now (`sending`, or `resending` for the one blind retry), or None to send nothing."""
+        sender = self.senders[out.channel]
+        lookup = getattr(sender, "lookup", None)
+        if lookup is not None:
+            intent = await self.store.send_intent(out.message_id)
+            since = intent.started_at if intent and intent.started_at else out.created_at
+            provider_id = await lookup(out, since)
+            if provider_id is None:
+                log.info("reply.not_found_at_provider", trace_id=out.trace_id, channel=out.channel)
+                return "sending"  # the provider does not have it: an ordinary send
+            await self.store.set_delivery_status(
+                out.message_id,
+                "sent",
+                provider_message_id=provider_id,
+                detail="found at the provider after an interrupted send",
+            )
+            UNKNOWN_OUTCOME_FOUND.labels(channel=out.channel).inc()
+            log.info("reply.found_at_provider", trace_id=out.trace_id, channel=out.channel)
+            return None
+        if status == "resending":
+            await self.store.set_delivery_status(
+                out.message_id,
+                "unknown",
+                detail="interrupted twice during a send: maybe delivered, not sent again",
+            )
+            UNKNOWN_OUTCOME_GIVEN_UP.labels(channel=out.channel).inc()
+            log.warning("reply.unknown_outcome", trace_id=out.trace_id, channel=out.channel)
+            return None
+        RESENT_UNKNOWN_OUTCOME.labels(channel=out.channel).inc()
+        log.warning("reply.resent_unknown_outcome", trace_id=out.trace_id, channel=out.channel)
+        return "resending"
 
     async def _dead_letter(self, record: ConsumerRecord, error: PermanentError) -> None:
         """What the consumer loop does with a PermanentError: the DLQ, then failed on the reply."""

@@ -17,6 +17,7 @@ one engine of `Database`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,7 +28,7 @@ from router.store.chat import ChatSessions
 from router.store.customers import Customers
 from router.store.database import Database
 from router.store.inbound import Acknowledge, Inbound, InboundMessages, Recorded
-from router.store.outbound import OutboundMessages
+from router.store.outbound import OutboundMessages, SendIntent
 from router.store.queues import ConversationQueues
 
 
@@ -110,6 +111,18 @@ class ConversationStore:
         return await self._outbound.set_delivery_status(
             message_id, status, provider_message_id=provider_message_id, detail=detail
         )
+
+    async def record_send_intent(self, message_id: str, status: str = "sending") -> bool:
+        return await self._outbound.record_send_intent(message_id, status)
+
+    async def clear_send_intent(self, message_id: str) -> bool:
+        return await self._outbound.clear_send_intent(message_id)
+
+    async def send_intent(self, message_id: str) -> SendIntent | None:
+        return await self._outbound.send_intent(message_id)
+
+    async def requeue_unsent(self, skip_channels: Collection[str] = ("chat",)) -> int:
+        return await self._outbound.requeue_unsent(skip_channels)
 
     async def record_sandbox_delivery(self, out: Outbound) -> bool:
         return await self._outbound.record_sandbox_delivery(out)

@@ -3,7 +3,9 @@ has them, their delivery status, and the sandbox outbox (what would have been se
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +16,26 @@ from router.store.database import Repository, insert_for
 from router.store.rows import jsonable, outbound_row
 from router.store.schema import conversations, messages, outbox
 from router.store.storable import fit, storable
+
+# A reply with one of these statuses has not reached its provider, as far as the store knows:
+# no status, waiting, or a send begun whose outcome was never recorded.
+NOT_SENT_YET = (None, "queued", "sending", "resending")
+IN_FLIGHT = ("sending", "resending")
+
+
+@dataclass(frozen=True)
+class SendIntent:
+    """What the store holds of a reply's sends: its status, how many provider calls were begun
+    for it, and when the latest began."""
+
+    status: str | None
+    attempts: int
+    started_at: datetime | None
+
+
+def _not_sent_yet(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    statuses = [s for s in NOT_SENT_YET if s is not None]
+    return column.is_(None) | column.in_(statuses)
 
 
 class OutboundMessages(Repository):
@@ -94,6 +116,63 @@ class OutboundMessages(Repository):
         async with self.engine.begin() as conn:
             result = await conn.execute(query.values(**storable(messages, values)))
             return result.rowcount > 0
+
+    async def record_send_intent(self, message_id: str, status: str = "sending") -> bool:
+        """Before a provider call: mark the reply `status` (sending, or resending for the one
+        retry of an unknown outcome), count the attempt and keep its time. False (nothing
+        written) when the reply is not stored or has left already."""
+        stored_id = fit(messages.c.message_id, message_id)
+        query = (
+            messages.update()
+            .where((messages.c.message_id == stored_id) & _not_sent_yet(messages.c.delivery_status))
+            .values(
+                delivery_status=status,
+                send_attempts=sa.func.coalesce(messages.c.send_attempts, 0) + 1,
+                send_started_at=now(),
+            )
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(query)).rowcount > 0
+
+    async def clear_send_intent(self, message_id: str) -> bool:
+        """After a provider call that failed (the provider said so): the reply is queued
+        again, so its next attempt is an ordinary send, not an unknown outcome."""
+        stored_id = fit(messages.c.message_id, message_id)
+        query = (
+            messages.update()
+            .where((messages.c.message_id == stored_id) & messages.c.delivery_status.in_(IN_FLIGHT))
+            .values(delivery_status="queued")
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(query)).rowcount > 0
+
+    async def send_intent(self, message_id: str) -> SendIntent | None:
+        query = sa.select(
+            messages.c.delivery_status, messages.c.send_attempts, messages.c.send_started_at
+        ).where(messages.c.message_id == fit(messages.c.message_id, message_id))
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        started = row[2]
+        if started is not None and started.tzinfo is None:  # SQLite hands back naive UTC
+            started = started.replace(tzinfo=UTC)
+        return SendIntent(row[0], row[1] or 0, started)
+
+    async def requeue_unsent(self, skip_channels: Collection[str] = ("chat",)) -> int:
+        """Replies marked published but not sent yet (no status, queued, or a send begun)
+        become unpublished again, so the OutboundRelay publishes them once more: for a broker
+        that lost its records. Chat replies are skipped by default: the gateway delivers them
+        and never moves their status past queued. Returns how many."""
+        query = messages.update().where(
+            (messages.c.direction == "out")
+            & (messages.c.published == sa.true())
+            & _not_sent_yet(messages.c.delivery_status)
+        )
+        if skip_channels:
+            query = query.where(messages.c.channel.not_in(sorted(skip_channels)))
+        async with self.engine.begin() as conn:
+            return (await conn.execute(query.values(published=False))).rowcount
 
     async def record_sandbox_delivery(self, out: Outbound) -> bool:
         """Keep what would have been sent; False when this message was kept before."""

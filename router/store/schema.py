@@ -69,12 +69,17 @@ messages = sa.Table(
     sa.Column("trace_id", sa.String(32), nullable=False),
     sa.Column("meta", sa.JSON, nullable=False),
     sa.Column("published", sa.Boolean, nullable=False),
-    # Outbound only: queued → sent | sandboxed | failed, then what the provider reports
+    # Outbound only: queued → sending → sent | sandboxed | failed, then what the provider reports
     # (delivered, undelivered, read ...); provider_message_id ties a status callback to it.
     sa.Column("delivery_status", sa.String(20)),
     sa.Column("delivery_detail", sa.String(500)),
     sa.Column("provider_message_id", sa.String(200), index=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # The send intent: a sender writes `sending` (or `resending`, the one retry of an unknown
+    # outcome) with the time and a count before it calls a provider, so a reply still `sending`
+    # after a crash is known to have an unknown outcome (router/services/sender.py).
+    sa.Column("send_attempts", sa.Integer, server_default="0"),
+    sa.Column("send_started_at", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("channel", "channel_message_id", name="uq_messages_channel_message"),
     sa.Index("ix_messages_conversation", "conversation_id", "seq"),
 )
