@@ -1,8 +1,8 @@
 """The supervisor: builds the services a role needs, starts them in order, stops them in reverse.
 
-Order: broker → store → intake journal → producer → consumers → journal relay → gateway (intake
-last, so nothing is accepted before it can be carried); stop is the reverse, so intake stops
-first, the relay then drains what was accepted into the store, and the broker stops last.
+Order: broker → store → intake journal → producer → consumers → journal relay → drain → gateway
+(intake last, so nothing is accepted before it can be carried); stop is the reverse, so intake
+stops first, the drain then waits for what was accepted to reach the store, and the broker stops last.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from router.policy.watcher import ConfigWatcher
 from router.services.api import AgentApi
 from router.services.classifier import ClassifierService
 from router.services.dispatcher import DispatcherService
+from router.services.drain import Drain
 from router.services.gateway import Gateway
 from router.services.intake import Intake
 from router.services.journal_relay import JournalRelay
@@ -117,14 +118,13 @@ class Router:
                 raise result
         if self.journal is not None:
             assert self.store is not None
-            # Started after the consumers and before the gateway: it stops (drains) right after
-            # intake closed, while the pipeline still runs.
-            self.relay = JournalRelay(
-                self.journal, self.store, self.bus, drain_seconds=s.drain_seconds
-            )
+            self.relay = JournalRelay(self.journal, self.store, self.bus)
             await self._up(self.relay)
         if "gateway" in wants:
             assert self.store is not None
+            # Just before the gateway: it stops (waits for the store) right after intake closed,
+            # while the pipeline still runs.
+            await self._up(Drain(intake, self.store, seconds=s.drain_seconds))
             adapters = [parts.adapter for parts in channels if parts.adapter is not None]
             api = AgentApi(s, self.store, self.bus, self.rules, clock=self.clock)
             self.gateway = Gateway(s, self.store, self.bus, api, adapters)
@@ -144,7 +144,7 @@ class Router:
         self._started.append(service)
 
     async def stop(self, timeout_per_service: float = 15.0) -> None:
-        # The relay's stop waits up to drain_seconds for accepted messages to reach the store.
+        # The drain's stop waits up to drain_seconds for accepted messages to reach the store.
         timeout = max(timeout_per_service, self.settings.drain_seconds + 5)
         while self._started:
             service = self._started.pop()

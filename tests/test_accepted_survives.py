@@ -70,7 +70,7 @@ class Burst:
                                 self.accepted.add(sid)
                             else:
                                 self.refused += 1
-                    except (aiohttp.ClientError, asyncio.TimeoutError):
+                    except (TimeoutError, aiohttp.ClientError):
                         return  # the router is gone: a provider would retry later
 
             await asyncio.gather(*(worker() for _ in range(WORKERS)))

@@ -18,6 +18,8 @@ log = structlog.get_logger("router.services.intake")
 class Intake:
     def __init__(self, bus: KafkaBus, rules: Rules, journal: IntakeJournal | None = None):
         self.bus, self.rules, self.journal = bus, rules, journal
+        # Accepted by this process and not yet known to be stored: what a stop waits for.
+        self.unconfirmed: set[str] = set()
 
     async def publish(self, envelope: Envelope) -> Envelope:
         """Return once Kafka acknowledged the redacted envelope; raise if it did not."""
@@ -47,6 +49,7 @@ class Intake:
             if self.journal is not None:  # kept: the relay publishes it once Kafka takes it
                 await self.journal.due_now([clean.message_id])
             raise
+        self.unconfirmed.add(clean.message_id)
         RECEIVED.labels(channel=clean.channel, lane=lane).inc()
         log.info(
             "message.received",

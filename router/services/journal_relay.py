@@ -6,9 +6,8 @@ customer got a 503, and the message is kept anyway). Those entries are made due 
 any other entry is published again only if the store still lacks it long after. Publishing
 twice is harmless: the dispatcher stores a message once by its message_id.
 
-Its stop is the drain: started just before the gateway, it stops just after it, while the
-pipeline still runs, and waits (a bounded time) until the store has what this process accepted.
-What is still pending then stays in the journal for the next start.
+What is still pending when the router stops stays in the journal for the next start (the wait
+for the store on a stop is `router.services.drain`).
 """
 
 from __future__ import annotations
@@ -42,18 +41,15 @@ class JournalRelay:
         bus: KafkaBus,
         *,
         interval: float = 1.0,
-        drain_seconds: float = 10.0,
     ):
         self.journal, self.store, self.bus = journal, store, bus
-        self.interval, self.drain_seconds = interval, drain_seconds
-        self._started_at = 0.0
+        self.interval = interval
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
 
     async def start(self) -> None:
         if self._task is not None:
             raise RuntimeError("JournalRelay already started")
-        self._started_at = time.time()
         await self.prune()
         left = await self.journal.count()
         if left:  # a crash or a stop left them: the broker may not have them any more
@@ -65,10 +61,13 @@ class JournalRelay:
         task, self._task = self._task, None
         if task is None:
             return
-        await self._drain()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        with contextlib.suppress(Exception):  # the store away: the next start prunes
+            left = await self.prune()
+            if left:
+                log.warning("journal.left_pending", entries=left, next_start_replays=True)
 
     async def __aenter__(self) -> JournalRelay:
         await self.start()
@@ -127,21 +126,3 @@ class JournalRelay:
             await self.journal.retry_later([e.message_id for e in entries], backoff)
             JOURNAL_REPUBLISHED.inc(len(entries))
             log.info("journal.republished", topic=topic, entries=len(entries))
-
-    async def _drain(self) -> None:
-        """Wait until the store has what this process accepted, or `drain_seconds` passed."""
-        deadline = time.monotonic() + self.drain_seconds
-        while True:
-            try:
-                await self.round()
-                waiting = await self.journal.count(accepted_since=self._started_at)
-            except Exception as exc:  # keep it for the next start
-                log.warning("journal.drain_failed", error=repr(exc)[:300])
-                return
-            if not waiting:
-                log.info("journal.drained")
-                return
-            if time.monotonic() >= deadline:
-                log.warning("journal.left_pending", entries=waiting, next_start_replays=True)
-                return
-            await asyncio.sleep(0.2)
