@@ -1,7 +1,8 @@
 """The supervisor: builds the services a role needs, starts them in order, stops them in reverse.
 
-Order: broker → store → producer → consumers → gateway (intake last, so nothing is accepted
-before it can be carried); stop is the reverse, so intake stops first and the broker last.
+Order: broker → store → intake journal → producer → consumers → journal relay → drain → gateway
+(intake last, so nothing is accepted before it can be carried); stop is the reverse, so intake
+stops first, the drain then waits for what was accepted to reach the store, and the broker stops last.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ from router.policy.watcher import ConfigWatcher
 from router.services.api import AgentApi
 from router.services.classifier import ClassifierService
 from router.services.dispatcher import DispatcherService
+from router.services.drain import Drain
 from router.services.gateway import Gateway
 from router.services.intake import Intake
+from router.services.journal_relay import JournalRelay
 from router.services.sender import SenderService
 from router.store.conversations import ConversationStore
+from router.store.journal import IntakeJournal
 
 log = structlog.get_logger("router.app")
 ROLES = ("all", "gateway", "classifier", "dispatcher", "sender")
@@ -44,6 +48,8 @@ class Router:
     gateway: Gateway | None = None
     dispatcher: DispatcherService | None = None
     watcher: ConfigWatcher | None = None
+    journal: IntakeJournal | None = None
+    relay: JournalRelay | None = None
     clock: Any = (
         None  # router.services.sla.Clock; None: the system clock (tests pass a ManualClock)
     )
@@ -80,11 +86,14 @@ class Router:
             self.store = ConversationStore(s.database_url)
             await self._up(self.store)
             await self._seed_admin()
+        wants = {self.role} if self.role != "all" else set(ROLES)
+        if "gateway" in wants and s.journaled:
+            self.journal = IntakeJournal(s.journal_file(), synchronous=s.journal_synchronous)
+            await self._up(self.journal)
         self.bus = KafkaBus(s, bootstrap, embedded=self.broker is not None)
         await self._up(self.bus)
         self.watcher = ConfigWatcher(self.rules)
         await self._up(self.watcher)
-        wants = {self.role} if self.role != "all" else set(ROLES)
         consumers: list[Any] = []
         if "classifier" in wants:
             consumers.append(ClassifierService(self.bus, self.rules))
@@ -92,7 +101,7 @@ class Router:
             assert self.store is not None  # every role but the classifier has a store
             self.dispatcher = DispatcherService(self.bus, self.store, self.rules, clock=self.clock)
             consumers.append(self.dispatcher)
-        intake = Intake(self.bus, self.rules)
+        intake = Intake(self.bus, self.rules, self.journal)
         channels = (
             []  # the classifier: no store and no channels
             if self.store is None
@@ -107,8 +116,15 @@ class Router:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        if self.journal is not None:
+            assert self.store is not None
+            self.relay = JournalRelay(self.journal, self.store, self.bus)
+            await self._up(self.relay)
         if "gateway" in wants:
             assert self.store is not None
+            # Just before the gateway: it stops (waits for the store) right after intake closed,
+            # while the pipeline still runs.
+            await self._up(Drain(intake, self.store, seconds=s.drain_seconds))
             adapters = [parts.adapter for parts in channels if parts.adapter is not None]
             api = AgentApi(s, self.store, self.bus, self.rules, clock=self.clock)
             self.gateway = Gateway(s, self.store, self.bus, api, adapters)
@@ -128,10 +144,12 @@ class Router:
         self._started.append(service)
 
     async def stop(self, timeout_per_service: float = 15.0) -> None:
+        # The drain's stop waits up to drain_seconds for accepted messages to reach the store.
+        timeout = max(timeout_per_service, self.settings.drain_seconds + 5)
         while self._started:
             service = self._started.pop()
             try:
-                await asyncio.wait_for(service.stop(), timeout_per_service)
+                await asyncio.wait_for(service.stop(), timeout)
             except (
                 Exception,
                 TimeoutError,

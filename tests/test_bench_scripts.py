@@ -58,3 +58,29 @@ def test_classifier_throughput_reports_every_stage():
     result = json.loads(out.stdout)
     for key in ("gateway", "classify_only", "classifier_record", "pipeline"):
         assert result[f"{key}_messages_per_second"] > 0
+
+
+def test_intake_journal_bench_reports_the_ceiling_and_the_journal_in_the_same_run():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "intake_journal.py"),
+            "--messages",
+            "300",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    result = json.loads(out.stdout)
+    assert set(result) == {
+        "journal alone (full)",
+        "journal alone (normal)",
+        "intake, no journal (ceiling)",
+        "intake + full",
+        "intake + normal",
+    }
+    assert all(row["rate"] > 0 for row in result.values())
+    assert result["intake + full"]["per_commit"] >= 1

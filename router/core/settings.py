@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 
 def _registry() -> dict[str, str]:
@@ -67,6 +70,17 @@ class Settings(BaseSettings):
     max_chat_text_chars: int = 4000
     agent_token_ttl_seconds: int = 12 * 3600
 
+    # The intake journal (router/store/journal.py): "auto" keeps one when the broker is the
+    # embedded memory one, whose acknowledgement alone does not survive a crash.
+    intake_journal: Literal["auto", "on", "off"] = "auto"
+    journal_path: Path | None = Field(
+        default=None, description="unset: beside the SQLite database, or under var/journal/"
+    )
+    journal_synchronous: Literal["full", "normal"] = "full"
+    # On SIGTERM/Ctrl-C, how long accepted messages may take to reach the store before the
+    # router stops anyway (they stay in the journal for the next start).
+    drain_seconds: float = 10.0
+
     @field_validator("channels")
     @classmethod
     def _known_channels(cls, value: list[str]) -> list[str]:
@@ -78,3 +92,18 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return not self.kafka_bootstrap_servers
+
+    @property
+    def journaled(self) -> bool:
+        return self.intake_journal == "on" or (self.intake_journal == "auto" and self.embedded)
+
+    def journal_file(self) -> Path:
+        """Where the intake journal lives: one per database, so two routers never share one."""
+        if self.journal_path is not None:
+            return self.journal_path
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            database = Path(url.database)
+            return database.with_name(database.name + ".journal")
+        digest = hashlib.sha256(self.database_url.encode()).hexdigest()[:16]
+        return Path("var/journal") / f"{digest}.sqlite"

@@ -1,6 +1,6 @@
 """Prometheus counters, served as text at GET /metrics."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECEIVED = Counter(
     "supportrouter_messages_received_total", "Inbound messages accepted", ["channel", "lane"]
@@ -52,3 +52,11 @@ REASSIGNED = Counter(
     "supportrouter_reassignments_total", "Offers taken back from a silent agent", ["reason"]
 )
 CONFIG_RELOADS = Counter("supportrouter_config_reloads_total", "Hot reloads of config/", ["result"])
+JOURNAL_PENDING = Gauge(
+    "supportrouter_journal_pending",
+    "Accepted messages in the intake journal that the store does not have yet",
+)
+JOURNAL_REPUBLISHED = Counter(
+    "supportrouter_journal_republished_total",
+    "Accepted messages published again from the intake journal (the broker may have lost them)",
+)

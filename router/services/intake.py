@@ -1,4 +1,5 @@
-"""Intake: the gateway's one way into Kafka. Redact, pick the lane, produce with acks=all."""
+"""Intake: the gateway's one way into Kafka. Redact, pick the lane, keep it in the intake journal
+(when there is one), produce with acks=all; a yes to the customer only after both."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ from router.classify.redact import redact
 from router.core.envelope import Envelope, Lane
 from router.observability.metrics import RECEIVED
 from router.policy.rules import Rules
+from router.store.journal import IntakeJournal
 
 log = structlog.get_logger("router.services.intake")
 
 
 class Intake:
-    def __init__(self, bus: KafkaBus, rules: Rules):
-        self.bus, self.rules = bus, rules
+    def __init__(self, bus: KafkaBus, rules: Rules, journal: IntakeJournal | None = None):
+        self.bus, self.rules, self.journal = bus, rules, journal
+        # Accepted by this process and not yet known to be stored: what a stop waits for.
+        self.unconfirmed: set[str] = set()
 
     async def publish(self, envelope: Envelope) -> Envelope:
         """Return once Kafka acknowledged the redacted envelope; raise if it did not."""
@@ -36,7 +40,16 @@ class Intake:
             if lane is Lane.URGENT
             else self.bus.topics.inbound_standard
         )
-        await self.bus.publish(topic, clean.to_bytes(), key=clean.kafka_key)
+        value = clean.to_bytes()
+        if self.journal is not None:
+            await self.journal.append(clean.message_id, topic, clean.kafka_key, value)
+        try:
+            await self.bus.publish(topic, value, key=clean.kafka_key)
+        except Exception:
+            if self.journal is not None:  # kept: the relay publishes it once Kafka takes it
+                await self.journal.due_now([clean.message_id])
+            raise
+        self.unconfirmed.add(clean.message_id)
         RECEIVED.labels(channel=clean.channel, lane=lane).inc()
         log.info(
             "message.received",

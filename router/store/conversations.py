@@ -81,6 +81,9 @@ class ConversationStore:
     async def record_inbound_many(self, items: list[Inbound]) -> list[Recorded]:
         return await self._inbound.record_inbound_many(items)
 
+    async def stored_message_ids(self, message_ids: list[str]) -> set[str]:
+        return await self._inbound.stored_message_ids(message_ids)
+
     # --- outbound: router.store.outbound --------------------------------------------------
 
     async def add_outbound(self, out: Outbound) -> None:

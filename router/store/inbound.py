@@ -63,6 +63,14 @@ class InboundMessages(Repository):
         )
         return recorded
 
+    async def stored_message_ids(self, message_ids: list[str]) -> set[str]:
+        """Which of these inbound messages the store has."""
+        if not message_ids:
+            return set()
+        query = sa.select(messages.c.message_id).where(messages.c.message_id.in_(message_ids))
+        async with self.engine.connect() as conn:
+            return {row[0] for row in await conn.execute(query)}
+
     async def record_inbound_many(self, items: list[Inbound]) -> list[Recorded]:
         """`record_inbound` for many messages in one transaction, with the same outcome as one
         after another, in order: a message seen before (stored earlier, or earlier in `items`)

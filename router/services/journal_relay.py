@@ -1,0 +1,128 @@
+"""JournalRelay: forgets journal entries the store has, publishes again the ones Kafka lost.
+
+Kafka may have lost an accepted message when the router starts on a journal a crash or a stop
+left behind, when the embedded broker was restarted empty, or when a publish was refused (the
+customer got a 503, and the message is kept anyway). Those entries are made due at once;
+any other entry is published again only if the store still lacks it long after. Publishing
+twice is harmless: the dispatcher stores a message once by its message_id.
+
+What is still pending when the router stops stays in the journal for the next start (the wait
+for the store on a stop is `router.services.drain`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import structlog
+
+from router.bus.kafka import KafkaBus
+from router.observability.metrics import JOURNAL_PENDING, JOURNAL_REPUBLISHED
+from router.store.conversations import ConversationStore
+from router.store.journal import Entry, IntakeJournal
+
+log = structlog.get_logger("router.services.journal_relay")
+
+_PAGE = 1000
+
+
+def backoff(attempts: int) -> float:
+    """Seconds until an entry published `attempts` times is published again if still missing."""
+    return float(min(60 * 2 ** (attempts - 1), 3600))
+
+
+class JournalRelay:
+    def __init__(
+        self,
+        journal: IntakeJournal,
+        store: ConversationStore,
+        bus: KafkaBus,
+        *,
+        interval: float = 1.0,
+    ):
+        self.journal, self.store, self.bus = journal, store, bus
+        self.interval = interval
+        self._task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+
+    async def start(self) -> None:
+        if self._task is not None:
+            raise RuntimeError("JournalRelay already started")
+        await self.prune()
+        left = await self.journal.count()
+        if left:  # a crash or a stop left them: the broker may not have them any more
+            log.warning("journal.replaying", entries=left)
+            await self.journal.due_now()
+        self._task = asyncio.create_task(self._run(), name="journal:relay")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(Exception):  # the store away: the next start prunes
+            left = await self.prune()
+            if left:
+                log.warning("journal.left_pending", entries=left, next_start_replays=True)
+
+    async def __aenter__(self) -> JournalRelay:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def broker_lost_records(self) -> None:
+        """The broker came back empty: every pending entry is due at the next round."""
+        asyncio.get_running_loop().create_task(self._all_due())
+
+    async def _all_due(self) -> None:
+        await self.journal.due_now()
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.round()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store or the broker away: the next round tries again
+                log.warning("journal.round_failed", error=repr(exc)[:300])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+
+    async def round(self) -> None:
+        await self.prune()
+        await self.republish_due()
+
+    async def prune(self) -> int:
+        """Forget every entry the store has; return how many are left."""
+        after, left = "", 0
+        while True:
+            page = await self.journal.pending(_PAGE, after=after)
+            if not page:
+                break
+            stored = await self.store.stored_message_ids([e.message_id for e in page])
+            await self.journal.done(sorted(stored))
+            left += len(page) - len(stored)
+            after = page[-1].message_id
+        JOURNAL_PENDING.set(left)
+        return left
+
+    async def republish_due(self) -> None:
+        due = await self.journal.pending(_PAGE, due_before=time.time())
+        if not due:
+            return
+        by_topic: dict[str, list[Entry]] = {}
+        for entry in due:
+            by_topic.setdefault(entry.topic, []).append(entry)
+        for topic, entries in by_topic.items():
+            await self.bus.publish_many(topic, [(e.key, e.value) for e in entries])
+            await self.journal.retry_later([e.message_id for e in entries], backoff)
+            JOURNAL_REPUBLISHED.inc(len(entries))
+            log.info("journal.republished", topic=topic, entries=len(entries))

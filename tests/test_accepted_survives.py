@@ -1,0 +1,182 @@
+"""A 200 means the message is safe: `supportrouter run` killed (-9) or stopped (SIGTERM) in the
+middle of a burst of signed SMS, then started again on the same files, has every message it said
+yes to stored exactly once. On the embedded broker (memory only) the intake journal carries them;
+on Apache Kafka the broker does. Each run prints its message-id accounting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+from twilio.request_validator import RequestValidator
+
+from router.bus.embedded import free_port
+from router.store.schema import messages
+from tests.brokers import router_overrides
+from tests.conftest import CONFIG_DIR
+from tests.test_process import _banner, _env
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "journal-test-token"
+PATH = "/webhooks/twilio/messaging"
+WORKERS = 16
+
+
+@dataclass
+class Burst:
+    """Signed SMS from many customers at once, until the router stops answering."""
+
+    base_url: str
+    accepted: set[str] = field(default_factory=set)
+    refused: int = 0
+    sent: int = 0
+
+    async def run(self) -> None:
+        validator = RequestValidator(TOKEN)
+        counter = iter(range(10**6))
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+
+            async def worker() -> None:
+                while True:
+                    n = next(counter)
+                    sid = f"SM{n:032x}"
+                    params = {
+                        "MessageSid": sid,
+                        "AccountSid": "AC" + "0" * 32,
+                        "From": f"+1555{n:07d}",
+                        "To": "+15550001111",
+                        "Body": f"my transfer number {n} failed, the money left my card",
+                        "NumMedia": "0",
+                    }
+                    signature = validator.compute_signature(self.base_url + PATH, params)
+                    self.sent += 1
+                    try:
+                        async with http.post(
+                            self.base_url + PATH,
+                            data=params,
+                            headers={"X-Twilio-Signature": signature},
+                        ) as resp:
+                            await resp.read()
+                            if resp.status == 200:
+                                self.accepted.add(sid)
+                            else:
+                                self.refused += 1
+                    except (TimeoutError, aiohttp.ClientError):
+                        return  # the router is gone: a provider would retry later
+
+            await asyncio.gather(*(worker() for _ in range(WORKERS)))
+
+
+async def _start(env: dict[str, str]) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "router.cli",
+        "run",
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await _banner(process)
+    return process
+
+
+async def _stored(database_url: str, sids: set[str]) -> dict[str, int]:
+    """How many times each of these SMS is stored."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(messages.c.channel_message_id, sa.func.count())
+                .where(messages.c.direction == "in")
+                .where(messages.c.channel_message_id.in_(sorted(sids)))
+                .group_by(messages.c.channel_message_id)
+            )
+            return {sid: count for sid, count in rows}
+    finally:
+        await engine.dispose()
+
+
+async def _all_stored(database_url: str, sids: set[str], timeout: float = 90) -> dict[str, int]:
+    """What is stored once every one of them is, or once `timeout` passed."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        stored = await _stored(database_url, sids)
+        if set(stored) >= sids or asyncio.get_running_loop().time() > deadline:
+            return stored
+        await asyncio.sleep(0.5)
+
+
+async def _stop(process: asyncio.subprocess.Process, how: signal.Signals) -> None:
+    process.send_signal(how)
+    async with asyncio.timeout(120):
+        await process.wait()
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+async def test_every_sms_answered_200_is_stored_once_after_the_router_stopped_mid_burst(
+    tmp_path, database_url, broker_kind, request, how
+):
+    shared = request.getfixturevalue("shared_kafka") if broker_kind == "kafka" else None
+    port = free_port()
+    env = _env(
+        tmp_path,
+        SUPPORTROUTER_HTTP_PORT=str(port),
+        SUPPORTROUTER_DATABASE_URL=database_url,
+        SUPPORTROUTER_CONFIG_DIR=str(CONFIG_DIR),
+        SUPPORTROUTER_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        SUPPORTROUTER_JOURNAL_PATH=str(tmp_path / "intake.journal"),
+        SUPPORTROUTER_DRAIN_SECONDS="120",  # this test waits for the drain, however slow
+        TWILIO_AUTH_TOKEN=TOKEN,
+    )
+    overrides = router_overrides(broker_kind, shared)
+    if broker_kind == "kafka":
+        env["SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS"] = overrides["kafka_bootstrap_servers"]
+        env["SUPPORTROUTER_CONSUMER_GROUP_PREFIX"] = overrides["consumer_group_prefix"]
+        for name, topic in overrides["topics"].model_dump().items():
+            env[f"SUPPORTROUTER_TOPICS__{name.upper()}"] = topic
+
+    first = await _start(env)
+    burst = Burst(f"http://127.0.0.1:{port}")
+    flood = asyncio.create_task(burst.run())
+    try:
+        async with asyncio.timeout(120):
+            while len(burst.accepted) < 200:
+                assert not flood.done(), "the burst stopped before the router was stopped"
+                await asyncio.sleep(0.05)
+        await _stop(first, how)
+        await flood
+    finally:
+        flood.cancel()
+        if first.returncode is None:
+            first.kill()
+    accepted = set(burst.accepted)
+
+    if how is signal.SIGTERM:  # a stop drains: the store has it all before any restart
+        stored = await _stored(database_url, accepted)
+        assert set(stored) == accepted, f"{len(accepted - set(stored))} not drained"
+
+    second = await _start(env)
+    try:
+        stored = await _all_stored(database_url, accepted)
+    finally:
+        await _stop(second, signal.SIGTERM)
+    twice = sorted(sid for sid, count in stored.items() if count > 1)
+    print(
+        f"\nfault={how.name} broker={broker_kind} database={database_url.split(':')[0]}"
+        f" sent={burst.sent} accepted={len(accepted)} refused={burst.refused}"
+        f" stored={len(stored)} lost={len(accepted - set(stored))} stored_twice={len(twice)}"
+    )
+    lost = sorted(accepted - set(stored))
+    assert not lost, f"{len(lost)} of {len(accepted)} accepted were lost, e.g. {lost[:3]}"
+    assert not twice, f"stored twice: {twice[:5]}"
