@@ -86,6 +86,8 @@ class Router:
             self.store = ConversationStore(s.database_url)
             await self._up(self.store)
             await self._seed_admin()
+            if self.broker is not None:
+                await self._requeue_unsent()
         wants = {self.role} if self.role != "all" else set(ROLES)
         if "gateway" in wants and s.journaled:
             self.journal = IntakeJournal(s.journal_file(), synchronous=s.journal_synchronous)
@@ -167,6 +169,16 @@ class Router:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def _requeue_unsent(self) -> None:
+        """A fresh embedded broker holds nothing: replies stored and published before a crash
+        but not sent yet go out again (the sender skips any whose status says they left)."""
+        assert self.store is not None
+        requeued = await self.store.requeue_unsent()
+        if requeued:
+            log.warning(
+                "replies.requeued", replies=requeued, reason="embedded broker started empty"
+            )
 
     async def _seed_admin(self) -> None:
         assert self.store is not None

@@ -107,6 +107,38 @@ async def _stored(database_url: str, sids: set[str]) -> dict[str, int]:
         await engine.dispose()
 
 
+async def _unanswered(database_url: str, sids: set[str]) -> int:
+    """How many of these SMS have no acknowledgement delivered (the sandbox outbox here)."""
+    inbound, reply = messages.alias("inbound"), messages.alias("reply")
+    answered = (
+        sa.select(reply.c.message_id)
+        .where(reply.c.conversation_id == inbound.c.conversation_id)
+        .where(reply.c.direction == "out")
+        .where(reply.c.delivery_status == "sandboxed")
+    )
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            query = (
+                sa.select(sa.func.count())
+                .select_from(inbound)
+                .where(inbound.c.channel_message_id.in_(sorted(sids)))
+                .where(~answered.exists())
+            )
+            return (await conn.execute(query)).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+async def _all_answered(database_url: str, sids: set[str], timeout: float = 60) -> int:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        left = await _unanswered(database_url, sids)
+        if not left or asyncio.get_running_loop().time() > deadline:
+            return left
+        await asyncio.sleep(0.5)
+
+
 async def _all_stored(database_url: str, sids: set[str], timeout: float = 90) -> dict[str, int]:
     """What is stored once every one of them is, or once `timeout` passed."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -169,6 +201,7 @@ async def test_every_sms_answered_200_is_stored_once_after_the_router_stopped_mi
     second = await _start(env)
     try:
         stored = await _all_stored(database_url, accepted)
+        unanswered = await _all_answered(database_url, accepted)
     finally:
         await _stop(second, signal.SIGTERM)
     twice = sorted(sid for sid, count in stored.items() if count > 1)
@@ -176,7 +209,9 @@ async def test_every_sms_answered_200_is_stored_once_after_the_router_stopped_mi
         f"\nfault={how.name} broker={broker_kind} database={database_url.split(':')[0]}"
         f" sent={burst.sent} accepted={len(accepted)} refused={burst.refused}"
         f" stored={len(stored)} lost={len(accepted - set(stored))} stored_twice={len(twice)}"
+        f" unanswered={unanswered}"
     )
     lost = sorted(accepted - set(stored))
     assert not lost, f"{len(lost)} of {len(accepted)} accepted were lost, e.g. {lost[:3]}"
     assert not twice, f"stored twice: {twice[:5]}"
+    assert not unanswered, f"{unanswered} accepted SMS got no acknowledgement"

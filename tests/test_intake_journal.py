@@ -9,10 +9,13 @@ import aiohttp
 import sqlalchemy as sa
 
 from router.bus.embedded import EmbeddedBroker
+from router.core.envelope import Channel
+from router.store.conversations import ConversationStore
 from router.store.journal import IntakeJournal
 from router.store.schema import messages
 from tests.conftest import RunningRouter, make_settings, new_router
 from tests.kafka_helpers import records_in
+from tests.test_batch_sender import conversation, replies
 
 
 async def test_a_burst_of_appends_is_committed_in_groups_and_kept_after_reopening(tmp_path):
@@ -118,3 +121,24 @@ async def _inbound_stored(router) -> int:
 
 async def _journal_empty(router) -> bool:
     return await router.journal.count() == 0
+
+
+async def test_a_reply_published_before_a_crash_but_not_sent_goes_out_when_the_embedded_broker_starts_empty(
+    database_url,
+):
+    """The memory broker that had the reply died with the router: the store, not the broker,
+    says what is still to send."""
+    async with ConversationStore(database_url) as store:
+        [reply] = await replies(
+            store, await conversation(store, Channel.SMS, "+15550009999"), "we have your report"
+        )
+        await store.mark_published(reply.message_id)
+    async with new_router(make_settings(database_url)) as router:  # the embedded default
+        assert router.broker is not None and router.store is not None
+        store = router.store
+
+        async def delivered() -> bool:
+            statuses = await store.delivery_statuses([reply.message_id])
+            return statuses.get(reply.message_id) == "sandboxed"
+
+        assert await _wait(delivered)
