@@ -82,7 +82,7 @@ class Router:
             await self._seed_admin()
         self.bus = KafkaBus(s, bootstrap, embedded=self.broker is not None)
         await self._up(self.bus)
-        self.watcher = ConfigWatcher(self.rules)
+        self.watcher = ConfigWatcher(self.rules, s.config_poll_seconds)
         await self._up(self.watcher)
         wants = {self.role} if self.role != "all" else set(ROLES)
         consumers: list[Any] = []
