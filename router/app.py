@@ -94,7 +94,7 @@ class Router:
             await self._up(self.journal)
         self.bus = KafkaBus(s, bootstrap, embedded=self.broker is not None)
         await self._up(self.bus)
-        self.watcher = ConfigWatcher(self.rules)
+        self.watcher = ConfigWatcher(self.rules, s.config_poll_seconds)
         await self._up(self.watcher)
         consumers: list[Any] = []
         if "classifier" in wants:

@@ -16,8 +16,11 @@ from dataclasses import dataclass
 import pytest
 import sqlalchemy as sa
 
-from channels.twilio.common import TwilioMessageSender, TwilioRest, TwilioSettings, conversation_key
+from channels.twilio.addresses import conversation_key
+from channels.twilio.rest import TwilioRest
+from channels.twilio.sender import TwilioMessageSender
 from router.bus.kafka import KafkaBus
+from router.core.channel_settings import TwilioSettings
 from router.core.envelope import Channel, Classification, Envelope, Outbound, Sender, Urgency
 from router.services.sender import SenderService
 from router.store.conversations import ConversationStore

@@ -109,6 +109,13 @@ def test_every_common_quoting_style_is_cut_before_classifying(rules, quoted):
     assert rules.classify(text, channel="email").category == "password_reset"
 
 
+def test_a_customer_line_starting_with_from_is_read_not_cut_as_quoted_history():
+    # The email channel's splitter and the classifier's are one (router/classify/quotes.py): a
+    # "From:" line opens history only at the head of a header block (Sent:/To: after it).
+    text = "My transfer failed twice.\nFrom: my bank account I sent 100 yuan\nit never arrived"
+    assert new_text(text) == text
+
+
 def test_a_signature_is_not_read_as_part_of_the_message():
     text = "您好：\n\n我想问一下提现的手续费是多少。\n\n谢谢\n王女士\n13800000000"
     assert new_text(text) == "您好：\n\n我想问一下提现的手续费是多少。"

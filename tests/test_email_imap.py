@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from channels.email.imap_poller import ImapPoller
 from channels.email.inbound import EmailIntake
-from channels.email.settings import EmailSettings
+from router.core.channel_settings import EmailSettings
 from router.store.conversations import ConversationStore
 from tests.dovecot import Dovecot, dovecot_fixture  # noqa: F401  (provides the `dovecot` fixture)
 from tests.email_helpers import PAYMENT_FAILED_ZH, SUPPORT, customer_mail, wait_until

@@ -15,8 +15,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from channels.email.inbound import EmailIntake
-from channels.email.settings import EmailSettings
 from channels.email.smtp_inbound import SmtpListener
+from router.core.channel_settings import EmailSettings
 from router.core.envelope import Envelope
 from router.store.conversations import ConversationStore
 from tests.email_helpers import CUSTOMER, PAYMENT_FAILED_ZH, SUPPORT, customer_mail, send_smtp

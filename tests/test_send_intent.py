@@ -20,9 +20,10 @@ from prometheus_client import REGISTRY
 from telegram import Bot
 
 from channels.telegram.sender import TelegramSender
-from channels.telegram.settings import TelegramSettings
-from channels.twilio.common import TwilioMessageSender, TwilioRest, TwilioSettings, split_message
+from channels.twilio.rest import TwilioRest
+from channels.twilio.sender import TwilioMessageSender, split_message
 from router.bus.kafka import KafkaBus
+from router.core.channel_settings import TelegramSettings, TwilioSettings
 from router.core.envelope import Channel, Classification, Envelope, Outbound, Sender, Urgency
 from router.services.dispatcher import OutboundRelay
 from router.services.sender import SenderService

@@ -30,3 +30,38 @@ def test_environment_variables_override(monkeypatch):
     assert "ops.classified.fast" in s.topics.all()  # created with the others, and named in settings
     assert "s3cret-pass" not in repr(s)  # a secret never shows in a log of the settings
     assert s.admin_password.get_secret_value() == "s3cret-pass"
+
+
+def test_the_channels_sections_keep_the_variable_names_operators_use(monkeypatch):
+    environment = {
+        "TWILIO_AUTH_TOKEN": "twilio-secret",
+        "SUPPORTROUTER_TWILIO_SEND_ATTEMPTS": "5",
+        "TELEGRAM_BOT_TOKEN": "123:abc",
+        "SUPPORTROUTER_TELEGRAM_POLL_TIMEOUT_SECONDS": "7",
+        "SUPPORTROUTER_SUPPORT_ADDRESS": "Help@Wallet.example",
+        "SUPPORTROUTER_IMAP_MAILBOXES": "INBOX, Support",
+        "SUPPORTROUTER_CONFIG_POLL_SECONDS": "0",
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    s = Settings()
+    assert s.twilio.auth_token.get_secret_value() == "twilio-secret"
+    assert s.twilio.send_attempts == 5
+    assert s.telegram.bot_token.get_secret_value() == "123:abc"
+    assert s.telegram.poll_timeout_seconds == 7
+    assert s.email.support_address == "help@wallet.example"
+    assert s.email.imap_mailboxes == ["INBOX", "Support"]
+    assert s.config_poll_seconds == 0
+    assert "twilio-secret" not in repr(s) and "123:abc" not in repr(s)
+
+
+def test_only_the_root_settings_model_reads_the_environment():
+    root = Path(__file__).resolve().parent.parent
+    readers = {
+        str(path.relative_to(root))
+        for package in ("router", "channels")
+        for path in (root / package).rglob("*.py")
+        if any(word in path.read_text(encoding="utf-8") for word in ("os.environ", "getenv("))
+        or "(BaseSettings)" in path.read_text(encoding="utf-8")
+    }
+    assert readers == {"router/core/settings.py"}

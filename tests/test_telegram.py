@@ -23,9 +23,9 @@ from channels.base.text_split import utf16_units
 from channels.telegram.adapter import build, build_application
 from channels.telegram.inbound import SECRET_HEADER, WEBHOOK_PATH, TelegramChannel
 from channels.telegram.sender import TelegramSender, split_text
-from channels.telegram.settings import TelegramSettings
 from router.app import Router
 from router.bus.kafka import topic_partitions
+from router.core.channel_settings import TelegramSettings
 from router.core.envelope import Outbound
 from router.core.settings import Settings
 from router.operator_files.config import ConfigError

@@ -9,17 +9,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from channels.base import DeliveryFailed
-from channels.twilio.common import (
-    TWILIO_API,
-    TwilioApiHttpClient,
-    TwilioMessageSender,
-    TwilioRest,
-    TwilioSettings,
-    TwilioUnavailable,
-    conversation_key,
-    split_message,
-)
+from channels.twilio.addresses import conversation_key
+from channels.twilio.rest import TwilioApiHttpClient, TwilioRest, TwilioUnavailable
+from channels.twilio.sender import TwilioMessageSender, split_message
+from router.core.channel_settings import TWILIO_API, TwilioSettings
 from router.core.envelope import Channel, Classification, Envelope, Outbound, Sender, Urgency
+from router.core.settings import Settings
 from router.store.conversations import ConversationStore
 from tests.twilio_standin import (
     ACCOUNT_SID,
@@ -140,9 +135,9 @@ async def test_between_start_and_stop_replies_share_one_connection(standin):
 
 def test_the_api_base_url_is_twilios_own_unless_set(monkeypatch):
     monkeypatch.delenv("SUPPORTROUTER_TWILIO_API_BASE_URL", raising=False)
-    assert TwilioSettings().api_base_url == TWILIO_API
+    assert Settings().twilio.api_base_url == TWILIO_API
     monkeypatch.setenv("SUPPORTROUTER_TWILIO_API_BASE_URL", "http://127.0.0.1:9/proxy")
-    assert TwilioSettings().api_base_url == "http://127.0.0.1:9/proxy"
+    assert Settings().twilio.api_base_url == "http://127.0.0.1:9/proxy"
     url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json"
     assert TwilioApiHttpClient(TWILIO_API).rewrite(url) == url
     assert (

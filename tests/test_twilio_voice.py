@@ -13,7 +13,7 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
-from channels.twilio.voice import load_voice_config
+from channels.twilio.voice_config import load_voice_config
 from router.core.envelope import Lane, Urgency
 from router.operator_files.config import ConfigError
 from tests.conftest import CONFIG_DIR

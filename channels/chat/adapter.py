@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from channels.base import ChannelContext, ChannelParts, Publish
 from router.bus.kafka import KafkaBus, TopicFanout
 from router.core.envelope import Channel, Envelope, Outbound, Sender
+from router.core.http import json_error
 from router.observability.metrics import REJECTED
 from router.store.conversations import ConversationStore
 
@@ -86,23 +87,14 @@ class LiveChatChannel:
                 body = await request.json()
             except (ValueError, UnicodeDecodeError):
                 REJECTED.labels(channel="chat", reason="bad_json").inc()
-                raise web.HTTPBadRequest(
-                    text=json.dumps({"error": "body must be JSON"}), content_type="application/json"
-                ) from None
+                raise json_error(web.HTTPBadRequest, "body must be JSON") from None
             if not isinstance(body, dict):
-                raise web.HTTPBadRequest(
-                    text=json.dumps({"error": "body must be a JSON object"}),
-                    content_type="application/json",
-                )
+                raise json_error(web.HTTPBadRequest, "body must be a JSON object")
             name = body.get("name")
             if name is not None and (not isinstance(name, str) or len(name) > self.max_name_chars):
-                raise web.HTTPBadRequest(
-                    text=json.dumps(
-                        {
-                            "error": f"name must be a string of at most {self.max_name_chars} characters"
-                        }
-                    ),
-                    content_type="application/json",
+                raise json_error(
+                    web.HTTPBadRequest,
+                    f"name must be a string of at most {self.max_name_chars} characters",
                 )
         token, _ = await self._store.new_chat_session(name.strip() if name else None)
         return web.json_response({"session": token}, status=201)
@@ -112,10 +104,7 @@ class LiveChatChannel:
         session = await self._store.chat_session(token) if token else None
         if session is None:
             REJECTED.labels(channel="chat", reason="unknown_session").inc()
-            raise web.HTTPUnauthorized(
-                text=json.dumps({"error": "unknown or missing chat session"}),
-                content_type="application/json",
-            )
+            raise json_error(web.HTTPUnauthorized, "unknown or missing chat session")
         key, name = session["conversation_key"], session["name"]
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
         await ws.prepare(request)

@@ -1,6 +1,7 @@
 """The email channel: an SMTP listener and IMAP polling in, threaded replies out through a relay.
 
-Settings are SUPPORTROUTER_ environment variables (channels/email/settings.py, docs/email.md).
+Settings are SUPPORTROUTER_ environment variables (the `email` section of the process settings,
+router/core/channel_settings.py; docs/email.md).
 Without SUPPORTROUTER_SUPPORT_ADDRESS nothing listens or polls; without
 SUPPORTROUTER_SMTP_RELAY_HOST replies go to the sandbox outbox.
 """
@@ -14,8 +15,8 @@ from channels.base import ChannelContext, ChannelParts, OutboundSender
 from channels.email.imap_poller import ImapPoller
 from channels.email.inbound import EmailIntake
 from channels.email.sender import EmailSender
-from channels.email.settings import EmailSettings
 from channels.email.smtp_inbound import SmtpListener
+from router.core.channel_settings import EmailSettings
 
 log = structlog.get_logger("channels.email")
 
@@ -55,7 +56,7 @@ class EmailChannel:
 
 
 def build(context: ChannelContext) -> ChannelParts:
-    settings: EmailSettings = context.extra.get("email_settings") or EmailSettings()
+    settings = context.settings.email
     senders: dict[str, OutboundSender] = {}
     if settings.smtp_relay_host:
         senders["email"] = EmailSender(settings, context.store)

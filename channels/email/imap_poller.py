@@ -18,7 +18,7 @@ import aioimaplib
 import structlog
 
 from channels.email.inbound import EmailIntake, Outcome
-from channels.email.settings import EmailSettings
+from router.core.channel_settings import EmailSettings
 from router.core.tasks import cancel_and_wait
 
 log = structlog.get_logger("channels.email.imap")

@@ -21,8 +21,8 @@ import structlog
 
 from channels.base import Publish
 from channels.email.parse import Limits, ParsedMail, parse_mail
-from channels.email.settings import EmailSettings
 from router.classify.redact import redact
+from router.core.channel_settings import EmailSettings
 from router.core.envelope import Channel, Envelope, Sender
 from router.observability.metrics import REJECTED
 from router.store.conversations import ConversationStore

@@ -20,8 +20,8 @@ from email.parser import BytesParser
 from email.utils import getaddresses
 from typing import cast
 
-from channels.email.settings import ADDRESS
 from channels.email.text import html_to_text, split_reply, tidy
+from router.core.channel_settings import ADDRESS
 from router.core.envelope import Attachment
 
 _MSGID = re.compile(r"<([^<>\s]{1,998})>")

@@ -21,7 +21,7 @@ import structlog
 
 from channels.base import DeliveryFailed
 from channels.email.parse import MAX_REFERENCES, message_ids, valid_address
-from channels.email.settings import EmailSettings
+from router.core.channel_settings import EmailSettings
 from router.core.envelope import Outbound
 from router.store.conversations import ConversationStore
 

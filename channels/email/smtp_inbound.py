@@ -17,7 +17,7 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from channels.email.inbound import EmailIntake, Outcome
-from channels.email.settings import EmailSettings
+from router.core.channel_settings import EmailSettings
 from router.observability.metrics import REJECTED
 
 log = structlog.get_logger("channels.email.smtp")

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
+from router.classify.quotes import split_lines
+
 # Elements whose content is never text a person reads; <script> and <style> are dropped whole.
 _SKIP = {
     "script",
@@ -134,24 +136,6 @@ def tidy(text: str) -> str:
     return "\n".join(out).strip()
 
 
-# Where quoted history starts: attribution lines and separators of common clients, zh and en.
-_ATTRIBUTION = [
-    re.compile(r"^on\b.{0,300}\bwrote:?$", re.I),
-    re.compile(r"^在.{0,300}(写道|寫道)[:：]?$"),
-    re.compile(r"^.{0,300}\d{4}年\d{1,2}月\d{1,2}日.{0,200}(写道|寫道)[:：]?$"),
-    re.compile(r"^-{2,}\s*(original message|原始邮件|原始郵件|回复的原邮件)\s*-{2,}$", re.I),
-    re.compile(r"^_{10,}$"),  # Outlook's rule above the quoted header block
-]
-_HEADER_BLOCK = re.compile(r"^(from|发件人|寄件者)\s*[:：].+$", re.I)
-_HEADER_BLOCK_NEXT = ("sent:", "date:", "to:", "subject:", "发送时间", "收件人", "日期", "主题")
-_FORWARD = re.compile(r"^-{2,}\s*(forwarded message|转发邮件|轉寄郵件)\s*-{2,}$", re.I)
-_SIGNATURE = re.compile(r"^--\s?$")
-_MOBILE_SIGNATURE = re.compile(
-    r"^(sent from my \w+|get outlook for \w+|发自我的\s*\S+|从我的\s*\S+\s*发送|來自我的\s*\S+)$",
-    re.I,
-)
-
-
 @dataclass(frozen=True)
 class Reply:
     new: str  # what the customer wrote this time
@@ -159,50 +143,13 @@ class Reply:
 
 
 def split_reply(text: str) -> Reply:
-    """Separate the new text from quoted history and signature.
+    """Separate the new text from quoted history and signature (router/classify/quotes.py).
 
-    Cut at the first attribution line ("On ... wrote:", "在 ... 写道：", an Outlook header
-    block); above it, lines quoted with ">" are history too; the signature after "-- " goes with
-    the history. A forwarded message is content, not history. When nothing new is left (a bare
-    forward, a quote-only mail), the whole text is the new text, so nothing goes unclassified.
+    When nothing new is left (a bare forward, a quote-only mail), the whole text is the new text,
+    so nothing goes unclassified.
     """
-    lines = text.split("\n")
-    cut = len(lines)
-    for i, line in enumerate(lines):
-        stripped = line.strip()
-        if not stripped or stripped.startswith(">"):
-            continue
-        if _FORWARD.match(stripped):
-            break
-        if _starts_history(stripped, lines[i + 1 : i + 4]):
-            cut = i
-            break
-    top, history = lines[:cut], lines[cut:]
-    new_lines = [line for line in top if not line.lstrip().startswith(">")]
-    quoted_lines = [line for line in top if line.lstrip().startswith(">")]
-    signature: list[str] = []
-    for i, line in enumerate(new_lines):
-        if _SIGNATURE.match(line) or _MOBILE_SIGNATURE.match(line.strip()):
-            new_lines, signature = new_lines[:i], new_lines[i:]
-            break
+    new_lines, quoted_lines = split_lines(text.split("\n"))
     new = tidy("\n".join(new_lines))
     if not new:
         return Reply(new=tidy(text), quoted="")
-    return Reply(new=new, quoted=tidy("\n".join(quoted_lines + signature + history)))
-
-
-def _starts_history(line: str, following: list[str]) -> bool:
-    if any(pattern.match(line) for pattern in _ATTRIBUTION):
-        return True
-    # Clients wrap a long attribution: "On Mon, 3 Nov 2026 at 10:00, Support <" / "s@x> wrote:".
-    if (
-        following
-        and line.lower().startswith("on ")
-        and _ATTRIBUTION[0].match(f"{line} {following[0].strip()}")
-    ):
-        return True
-    # "From: ..." opens a quoted header block only when "Sent:"/"To:" follow, as Outlook
-    # writes it; a customer's own "From: my bank" line is not history.
-    if _HEADER_BLOCK.match(line):
-        return any(key in " ".join(following).lower() for key in _HEADER_BLOCK_NEXT)
-    return False
+    return Reply(new=new, quoted=tidy("\n".join(quoted_lines)))

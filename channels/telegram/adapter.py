@@ -1,8 +1,10 @@
 """Telegram: the channel's wiring. The bot's Application feeds the gateway (inbound.py: webhook or
 long polling, handlers.py: updates into envelopes), and a Bot sends the replies (sender.py);
-settings.py reads the environment."""
+its settings are the `telegram` section of the process settings (router/core/channel_settings.py)."""
 
 from __future__ import annotations
+
+import re
 
 import structlog
 from telegram import Bot
@@ -11,7 +13,7 @@ from telegram.ext import Application, ApplicationBuilder
 from channels.base import ChannelContext, ChannelParts
 from channels.telegram.inbound import WEBHOOK_PATH, TelegramChannel
 from channels.telegram.sender import TelegramSender
-from channels.telegram.settings import TelegramSettings, load_settings
+from router.core.channel_settings import TelegramSettings
 from router.operator_files.config import ConfigError, Problem
 
 log = structlog.get_logger("channels.telegram.adapter")
@@ -29,24 +31,25 @@ def build_application(cfg: TelegramSettings) -> Application:
     )
 
 
+def _refused(reason: str) -> ConfigError:
+    return ConfigError([Problem("environment", None, reason)])
+
+
 def build(context: ChannelContext) -> ChannelParts:
-    cfg = load_settings()
+    cfg = context.settings.telegram
     if cfg.bot_token is None:
         log.info("telegram.off", reason="TELEGRAM_BOT_TOKEN is not set")
         return ChannelParts()
     public_url = context.settings.public_url
     webhook_url = f"{public_url.rstrip('/')}{WEBHOOK_PATH}" if public_url else None
     secret = cfg.secret_token.get_secret_value() if cfg.secret_token else None
+    # What setWebhook accepts; anything else Telegram refuses at start.
+    if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+        raise _refused("TELEGRAM_SECRET_TOKEN: must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
     if webhook_url and secret is None:
-        raise ConfigError(
-            [
-                Problem(
-                    "environment",
-                    None,
-                    "TELEGRAM_SECRET_TOKEN is required when SUPPORTROUTER_PUBLIC_URL is set "
-                    "(the Telegram webhook is checked against it)",
-                )
-            ]
+        raise _refused(
+            "TELEGRAM_SECRET_TOKEN is required when SUPPORTROUTER_PUBLIC_URL is set "
+            "(the Telegram webhook is checked against it)"
         )
     adapter = TelegramChannel(
         build_application(cfg),

@@ -3,17 +3,15 @@ a flood wait lasts."""
 
 from __future__ import annotations
 
-import os
 import warnings
 from datetime import timedelta
 
 from telegram.error import InvalidToken, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
-# PTB 22 builds RetryAfter by reading its own deprecated int `retry_after`, which warns on every
-# 429 unless the process opts into the coming timedelta type; we read either. PTB reads the
-# variable whenever such a value is read, so setting it on import of the channel is in time.
-os.environ.setdefault("PTB_TIMEDELTA", "true")
+# PTB 22 builds RetryAfter by reading its own deprecated int `retry_after`, which warns (a
+# DeprecationWarning, silent outside tests) on every 429 unless the process sets PTB_TIMEDELTA=true;
+# the channel does not set the process's environment, and reads either type.
 
 
 def safe_error(exc: BaseException | None) -> str:

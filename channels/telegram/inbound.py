@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
 from collections import OrderedDict
 
@@ -29,6 +28,7 @@ from telegram.ext import Application
 from channels.base import Publish
 from channels.telegram.errors import refusal, retry_after_seconds, safe_error
 from channels.telegram.handlers import Outcome, UpdateHandlers
+from router.core.http import json_error
 from router.core.tasks import cancel_and_wait
 from router.observability.metrics import REJECTED
 from router.store.conversations import ConversationStore
@@ -183,7 +183,7 @@ class TelegramChannel:
 
     async def webhook(self, request: web.Request) -> web.Response:
         if not self.webhook_url:
-            raise _refuse(
+            raise json_error(
                 web.HTTPNotFound,
                 "the Telegram webhook is off: this router polls (no public URL is set)",
             )
@@ -192,19 +192,19 @@ class TelegramChannel:
         if not secrets.compare_digest(given.encode(), self._secret.encode()):
             REJECTED.labels(channel="telegram", reason="bad_secret").inc()
             log.warning("telegram.rejected", reason="bad_secret", remote=request.remote)
-            raise _refuse(web.HTTPForbidden, f"missing or wrong {SECRET_HEADER}")
+            raise json_error(web.HTTPForbidden, f"missing or wrong {SECRET_HEADER}")
         if not self._ready.is_set():
-            raise _refuse(
+            raise json_error(
                 web.HTTPServiceUnavailable, "the Telegram channel is still connecting; retry"
             )
         try:
             data = await request.json()
         except (ValueError, UnicodeDecodeError):
             REJECTED.labels(channel="telegram", reason="bad_json").inc()
-            raise _refuse(web.HTTPBadRequest, "body must be a JSON Update") from None
+            raise json_error(web.HTTPBadRequest, "body must be a JSON Update") from None
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             REJECTED.labels(channel="telegram", reason="not_an_update").inc()
-            raise _refuse(
+            raise json_error(
                 web.HTTPBadRequest, "body must be a JSON Update with an integer update_id"
             )
         update_id = data["update_id"]
@@ -214,11 +214,11 @@ class TelegramChannel:
             update = Update.de_json(data, self.application.bot)
         except (TypeError, ValueError, KeyError, AttributeError):
             REJECTED.labels(channel="telegram", reason="bad_update").inc()
-            raise _refuse(web.HTTPBadRequest, "body is not a Telegram Update") from None
+            raise json_error(web.HTTPBadRequest, "body is not a Telegram Update") from None
         outcome = await self._process(update)
         if outcome.error is not None:
             # Kafka (or the store) did not take it: Telegram retries a 5xx.
-            raise _refuse(web.HTTPServiceUnavailable, "update not accepted; retry")
+            raise json_error(web.HTTPServiceUnavailable, "update not accepted; retry")
         return web.json_response({"ok": True, "published": len(outcome.published)})
 
     # --- one update ----------------------------------------------------------------------
@@ -230,7 +230,3 @@ class TelegramChannel:
             while len(self._recent) > self.recent_updates:
                 self._recent.popitem(last=False)
         return outcome
-
-
-def _refuse(exc_class: type[web.HTTPException], reason: str) -> web.HTTPException:
-    return exc_class(text=json.dumps({"error": reason}), content_type="application/json")

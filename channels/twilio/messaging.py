@@ -11,30 +11,27 @@ address names.
 
 from __future__ import annotations
 
-import json
-
 import structlog
 from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.twiml.messaging_response import MessagingResponse
 
 from channels.base import ChannelContext, ChannelParts, OutboundSender, Publish
-from channels.twilio.common import (
-    SID,
-    StatusCallbacks,
-    TwilioMessageSender,
-    TwilioRest,
-    TwilioSettings,
+from channels.twilio.addresses import SID, conversation_key
+from channels.twilio.rest import TwilioRest
+from channels.twilio.sender import TwilioMessageSender
+from channels.twilio.status import StatusCallbacks
+from channels.twilio.webhooks import (
     WebhookVerifier,
     add_route_once,
     address,
     bad_request,
-    conversation_key,
     field,
     publish_failed,
     twiml,
 )
 from router.core.envelope import Attachment, Channel, Envelope, Sender
+from router.core.http import json_error
 
 log = structlog.get_logger("channels.twilio.messaging")
 
@@ -144,15 +141,14 @@ async def _receive(request: web.Request) -> web.Response:
         )
     target = channels.get(channel)
     if target is None:
-        raise web.HTTPForbidden(
-            text=json.dumps({"error": f"channel {channel.value} is not enabled on this router"}),
-            content_type="application/json",
+        raise json_error(
+            web.HTTPForbidden, f"channel {channel.value} is not enabled on this router"
         )
     return await target.accept(form)
 
 
 def _build(context: ChannelContext, channel: Channel) -> ChannelParts:
-    settings = TwilioSettings()
+    settings = context.settings.twilio
     public_url = context.settings.public_url
     verifier = WebhookVerifier.from_settings(settings, public_url, channel.value)
     adapter = TwilioMessagingChannel(

@@ -13,43 +13,31 @@ Each message's id comes from the CallSid and what was said, so a retried webhook
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
-from pathlib import Path
-from typing import Literal, TypeGuard, get_args
 
 import structlog
 from aiohttp import web
 from multidict import MultiDictProxy
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels.base import ChannelContext, ChannelParts, DeliveryFailed, OutboundSender, Publish
-from channels.twilio.common import (
-    E164,
-    SID,
-    StatusCallbacks,
-    TwilioMessageSender,
-    TwilioRest,
-    TwilioSettings,
+from channels.base import ChannelContext, ChannelParts, OutboundSender, Publish
+from channels.twilio.addresses import E164, SID, conversation_key
+from channels.twilio.rest import TwilioRest
+from channels.twilio.sender import TwilioCallbackSender, TwilioMessageSender
+from channels.twilio.status import StatusCallbacks
+from channels.twilio.voice_config import Language, VoiceConfig, VoiceConfigFile, load_voice_config
+from channels.twilio.webhooks import (
     WebhookVerifier,
     address,
     bad_request,
-    conversation_key,
     field,
-    parse_conversation_key,
     publish_failed,
     twiml,
 )
-from router.classify.classifier import detect_language
-from router.core.envelope import Attachment, Channel, Envelope, Lane, Outbound, Sender
-from router.observability.metrics import CONFIG_RELOADS
-from router.operator_files.config import ConfigError, load_model_file
+from router.core.envelope import Attachment, Channel, Envelope, Lane, Sender
 
 log = structlog.get_logger("channels.twilio.voice")
-
-Language = Literal["zh", "en"]
 
 VOICE_PATH = "/webhooks/twilio/voice"
 GATHER_PATH = "/webhooks/twilio/voice/gather"
@@ -58,132 +46,7 @@ TRANSCRIPTION_PATH = "/webhooks/twilio/voice/transcription"
 DIGITS = re.compile(r"^[0-9*#]{1,10}$")
 STEPS = ("menu", "again", "fraud")
 
-
-def _is_language(value: str) -> TypeGuard[Language]:
-    return value in get_args(Language)
-
-
-# --- config/voice.yaml -----------------------------------------------------------------------------
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class VoiceTexts(_Strict):
-    greeting: str
-    menu: str
-    reprompt: str
-    fraud_report: str = Field(
-        description="the message an agent gets when the caller presses the fraud key"
-    )
-    fraud_connecting: str
-    fraud_flagged: str
-    fraud_after_dial: str
-    thanks: str
-    voicemail_prompt: str
-    voicemail_thanks: str
-    voicemail_untranscribed: str
-
-
-class VoiceLanguage(_Strict):
-    say_language: str
-    speech_language: str
-    voice: str | None = None
-    transcribe_voicemail: bool = False
-    texts: VoiceTexts
-
-
-class VoiceConfig(_Strict):
-    version: int
-    default_language: Language = "en"
-    language_by_called_number: dict[str, Language] = Field(default_factory=dict)
-    language_by_caller_prefix: dict[str, Language] = Field(default_factory=dict)
-    fraud_key: str = Field("1", pattern=r"^[0-9*#]$")
-    fraud_hotline: str | None = Field(None, pattern=E164.pattern)
-    fraud_dial_timeout_seconds: int = Field(30, ge=5, le=600)
-    gather_timeout_seconds: int = Field(6, ge=1, le=60)
-    min_speech_confidence: float = Field(0.1, ge=0, le=1)
-    voicemail_max_seconds: int = Field(120, ge=5, le=3600)
-    languages: dict[Language, VoiceLanguage]
-
-    @model_validator(mode="after")
-    def _every_language_is_spoken(self) -> VoiceConfig:
-        named = {
-            self.default_language,
-            *self.language_by_called_number.values(),
-            *self.language_by_caller_prefix.values(),
-        }
-        missing = sorted(named - set(self.languages))
-        if missing:
-            raise ValueError(f"languages: no texts for {missing}")
-        return self
-
-    def language_for(self, caller: str, called: str) -> Language:
-        if called in self.language_by_called_number:
-            return self.language_by_called_number[called]
-        prefixes = [p for p in self.language_by_caller_prefix if caller.startswith(p)]
-        return (
-            self.language_by_caller_prefix[max(prefixes, key=len)]
-            if prefixes
-            else self.default_language
-        )
-
-
-def load_voice_config(config_dir: Path | str) -> VoiceConfig:
-    return load_model_file(Path(config_dir) / "voice.yaml", VoiceConfig, "voice.yaml")
-
-
 check_config = load_voice_config  # what `supportrouter config check` calls
-
-
-class VoiceConfigFile:
-    """voice.yaml as in force: read again, off the event loop, by the first call after it changes.
-
-    A look at the file's inode, mtime and size per webhook is cheap; reading and checking it is
-    not, so that happens only when one of them moved. A bad file is refused once per change, with
-    file, line and reason, and the menu in force keeps answering.
-    """
-
-    def __init__(self, config_dir: Path | str):
-        self.path = Path(config_dir) / "voice.yaml"
-        self._stamp = self._stat()  # before reading: a change made while we read is seen next time
-        self.config = load_voice_config(config_dir)
-        self._lock = asyncio.Lock()
-
-    def _stat(self) -> tuple[int, int, int] | None:
-        try:
-            st = self.path.stat()
-        except OSError:  # missing for a moment while an editor saves: loading it says so
-            return None
-        return st.st_ino, st.st_mtime_ns, st.st_size
-
-    async def current(self) -> VoiceConfig:
-        if self._stat() == self._stamp:
-            return self.config
-        async with self._lock:
-            stamp = self._stat()
-            if stamp != self._stamp:  # else another call reloaded it while this one waited
-                await self._reload()
-                self._stamp = (
-                    stamp  # only now: a call cancelled mid-read leaves the next one to read
-                )
-        return self.config
-
-    async def _reload(self) -> None:
-        try:
-            fresh = await asyncio.to_thread(load_voice_config, self.path.parent)
-        except ConfigError as exc:
-            problems = [str(p) for p in exc.problems]
-        except OSError as exc:
-            problems = [f"{self.path.name}: cannot read: {exc.strerror or exc}"]
-        else:
-            self.config = fresh
-            CONFIG_RELOADS.labels(result="reloaded").inc()
-            log.info("config.reloaded", file=self.path.name, reason="file change")
-            return
-        CONFIG_RELOADS.labels(result="refused").inc()
-        log.error("config.refused", file=self.path.name, reason="file change", problems=problems)
 
 
 # --- the webhooks ----------------------------------------------------------------------------------
@@ -454,43 +317,8 @@ def _recording(form: MultiDictProxy[str]) -> _Recording | None:
     return _Recording(sid, Attachment(name=url, content_type="audio/x-wav", size=0))
 
 
-# --- replies to callers ----------------------------------------------------------------------------
-
-
-class TwilioCallbackSender:
-    """Answers a caller by calling back and reading the reply out (SUPPORTROUTER_TWILIO_VOICE_REPLY=call)."""
-
-    def __init__(self, rest: TwilioRest, store, config: VoiceConfigFile):
-        self.rest, self.store, self.config = rest, store, config
-
-    async def start(self) -> None:
-        await self.rest.start()
-
-    async def stop(self) -> None:
-        await self.rest.stop()
-
-    async def send(self, out: Outbound) -> None:
-        if not E164.match(out.to):
-            raise DeliveryFailed(
-                f"cannot call {out.to!r} back: not a phone number (a withheld caller id?)"
-            )
-        parsed = parse_conversation_key(out.conversation_key)
-        if parsed is None or not E164.match(parsed[2]):
-            raise DeliveryFailed(f"no number to call from for conversation {out.conversation_id}")
-        config = await self.config.current()
-        detected = detect_language(out.text)
-        spec = (
-            config.languages.get(detected) if _is_language(detected) else None
-        ) or config.languages[config.default_language]
-        response = VoiceResponse()
-        response.say(out.text, language=spec.say_language, voice=spec.voice, loop=2)
-        sid = await self.rest.create_call(to=out.to, from_=parsed[2], twiml=str(response))
-        await self.store.set_delivery_status(out.message_id, "sent", provider_message_id=sid)
-        log.info("twilio.called_back", trace_id=out.trace_id)
-
-
 def build(context: ChannelContext) -> ChannelParts:
-    settings = TwilioSettings()
+    settings = context.settings.twilio
     config = VoiceConfigFile(context.settings.config_dir)
     verifier = WebhookVerifier.from_settings(settings, context.settings.public_url, "voice")
     adapter = TwilioVoiceChannel(

@@ -12,9 +12,8 @@ import re
 from collections import defaultdict
 
 from router.classify.fastre import Substrings
-from router.classify.textprep import normalize
+from router.classify.textprep import CJK, normalize
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
@@ -30,7 +29,7 @@ class KeywordIndex:
             key = normalize(keyword)
             if not key:
                 continue
-            if _CJK.search(key):
+            if CJK.search(key):
                 self._chinese[key].add(owner)
             else:
                 words = tuple(_WORD.findall(key))
@@ -64,7 +63,7 @@ class KeywordIndex:
                     if owners:
                         hit(" ".join(words[i : i + size]), owners)
         finder = self._chinese_finder()
-        if finder is not None and _CJK.search(text):
+        if finder is not None and CJK.search(text):
             for keyword in finder.found(text):
                 hit(keyword, self._chinese[keyword])
         return found

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+from router.classify.textprep import CJK
+
 _TOKEN = re.compile(r"[^\W\d_]+|\d+|[^\w\s]", re.U)
 _WORD = re.compile(r"[a-z][a-z']*")
 _CHUNK_CACHE_SIZE = 200_000
@@ -26,7 +27,7 @@ def chunk_features(chunk: str) -> list[str]:
     """The n-grams of one whitespace-separated chunk: characters, and its English words."""
     padded = f" {chunk} "
     size = len(padded)
-    if _CJK.search(chunk):
+    if CJK.search(chunk):
         # Chinese: single characters carry meaning; pairs and triples carry words.
         out = [padded[i] for i in range(1, size - 1)]
         out += [padded[i : i + 2] for i in range(size - 1)]

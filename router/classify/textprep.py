@@ -11,28 +11,8 @@ import re
 import unicodedata
 
 from router.classify.fastre import compile_fast
+from router.classify.quotes import split_lines
 
-# Where quoted history starts: everything from this line down is someone else's older text.
-_HISTORY_START = re.compile(
-    r"""^\s*(?:
-        -{2,}\s*(?:original\s+message|原始邮件|原邮件)\s*-{2,}
-      | _{8,}
-      | (?:from|发件人)\s*[:：].{0,200}$
-      | on\s.{0,200}\bwrote\s*[:：]?\s*$
-      | (?:在|于).{0,120}写道\s*[:：]?\s*$
-      | .{0,120}\d{4}.{0,60}写道\s*[:：]?\s*$
-    )""",
-    re.I | re.X,
-)
-# "On Tue, 3 Sep 2024 at 09:12, Wallet Support <help@example.com>" with "wrote:" on the next line.
-_ON_LINE = re.compile(r"^\s*on\s.{0,200}$", re.I)
-_WROTE_LINE = re.compile(r"^\s*.{0,80}\bwrote\s*:\s*$", re.I)
-_QUOTED = re.compile(r"^\s*>")
-_SIG_DASHES = re.compile(r"^\s*--\s*$")
-_DEVICE_FOOTER = re.compile(
-    r"^\s*(?:sent from my \w+.*|get outlook for .*|发自我的\s*\S+.*|来自\s*\S+\s*客户端.*|sent via .*)$",
-    re.I,
-)
 # A closing word alone on its line, followed by a few short lines (a name, a phone): a signature.
 _SIGN_OFF = re.compile(
     r"^\s*(?:thanks?(?: you)?(?: so much| very much| again| in advance)?|many thanks|cheers|"
@@ -42,8 +22,9 @@ _SIGN_OFF = re.compile(
 )
 _SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|fw|fwd|aw|回复|答复|转发)\s*[:：]\s*)+", re.I)
 
+# Han characters (CJK Unified Ideographs and Extension A): the one definition the classifier uses.
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff"
-_HAS_CJK = re.compile(f"[{_CJK}]")
+CJK = re.compile(f"[{_CJK}]")
 _CJK_GAP = re.compile(rf"(?<=[{_CJK}])\s+(?=[{_CJK}])")
 # These run on lower-cased text, so without re.I (which doubles the engine's work);
 # compile_fast's lookahead and the possessive \w++ let the engine give up at once where no filler
@@ -64,17 +45,7 @@ def new_text(text: str) -> str:
         stripped = text.strip()
         return stripped[1:].strip() if stripped.startswith(">") else stripped
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    kept: list[str] = []
-    for i, line in enumerate(lines):
-        if _HISTORY_START.match(line) and (kept or i > 0):
-            break
-        if _ON_LINE.match(line) and i + 1 < len(lines) and _WROTE_LINE.match(lines[i + 1]) and kept:
-            break
-        if _SIG_DASHES.match(line) and kept:
-            break
-        if _QUOTED.match(line) or _DEVICE_FOOTER.match(line):
-            continue
-        kept.append(line)
+    kept, _ = split_lines(lines)
     kept = _drop_sign_off(kept)
     body = "\n".join(kept).strip()
     return body or text.strip()
@@ -115,7 +86,7 @@ def normalize(text: str) -> str:
         "`" in text or not text.isascii()
     ):  # the quotes to straighten; translate is slow, so ask first
         text = text.translate(_QUOTES)
-    chinese = _HAS_CJK.search(text) is not None
+    chinese = CJK.search(text) is not None
     text = _EN_FILLERS.sub("", text)
     if chinese:
         text = _ZH_FILLERS.sub(" ", text)

@@ -1,14 +1,29 @@
-"""Process settings: every one has a default and a SUPPORTROUTER_ environment variable."""
+"""Process settings: the one model that reads the environment.
+
+Every setting has a default and an environment variable: SUPPORTROUTER_ + its name, nested ones
+with "__" (SUPPORTROUTER_TOPICS__DLQ). The channels' sections (router/core/channel_settings.py)
+keep the names operators already use: SUPPORTROUTER_TWILIO_*, SUPPORTROUTER_TELEGRAM_*, the email
+channel's SUPPORTROUTER_SMTP_*/IMAP_*/..., and the providers' own TWILIO_AUTH_TOKEN,
+TELEGRAM_BOT_TOKEN and the like. Library code gets these values passed in and never reads the
+environment itself.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 from sqlalchemy.engine import make_url
+
+from router.core.channel_settings import EmailSettings, Section, TelegramSettings, TwilioSettings
 
 
 def _registry() -> dict[str, str]:
@@ -30,6 +45,25 @@ class Topics(BaseModel):
 
     def all(self) -> list[str]:
         return list(self.model_dump().values())
+
+
+class _SectionsFromEnvironment(EnvSettingsSource):
+    """Each channel section's fields, from the variable names the section gives them."""
+
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for name, info in self.settings_cls.model_fields.items():
+            section = info.annotation
+            if not (isinstance(section, type) and issubclass(section, Section)):
+                continue
+            found = {
+                field: self.env_vars[env.lower()]
+                for field, env in section.env_names().items()
+                if env.lower() in self.env_vars
+            }
+            if found:
+                data[name] = found
+        return data
 
 
 class Settings(BaseSettings):
@@ -62,6 +96,8 @@ class Settings(BaseSettings):
         description="channels this router runs (default: every one in channels.REGISTRY)",
     )
     config_dir: Path = Path("config")
+    # How often the operators' files (config/*.yaml, voice.yaml too) are looked at; 0: on SIGHUP only.
+    config_poll_seconds: float = 2.0
     admin_password: SecretStr | None = None
     log_format: str = Field(default="auto", description="auto | json | console")
     log_level: str = "info"
@@ -80,6 +116,23 @@ class Settings(BaseSettings):
     # On SIGTERM/Ctrl-C, how long accepted messages may take to reach the store before the
     # router stops anyway (they stay in the journal for the next start).
     drain_seconds: float = 10.0
+
+    # The channels' own sections.
+    twilio: TwilioSettings = Field(default_factory=TwilioSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    email: EmailSettings = Field(default_factory=EmailSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sections = _SectionsFromEnvironment(settings_cls)
+        return init_settings, env_settings, sections, dotenv_settings, file_secret_settings
 
     @field_validator("channels")
     @classmethod

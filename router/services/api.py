@@ -7,7 +7,6 @@ sandbox outbox and the dead letters (and may replay them).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ from pydantic import ValidationError
 from router.bus.dead_letters import DeadLetters, NotReplayable, UnknownDeadLetter
 from router.bus.kafka import KafkaBus, TopicFanout
 from router.core.envelope import Outbound, QueueEvent
+from router.core.http import json_error
 from router.core.settings import Settings
 from router.operator_files.config import Agent
 from router.policy.rules import Rules
@@ -33,26 +33,22 @@ log = structlog.get_logger("router.services.api")
 T = TypeVar("T")
 
 
-def _error(exc_class: type[web.HTTPException], message: str) -> web.HTTPException:
-    return exc_class(text=json.dumps({"error": message}), content_type="application/json")
-
-
 async def _json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except (ValueError, UnicodeDecodeError):
-        raise _error(web.HTTPBadRequest, "body must be JSON") from None
+        raise json_error(web.HTTPBadRequest, "body must be JSON") from None
     if not isinstance(body, dict):
-        raise _error(web.HTTPBadRequest, "body must be a JSON object")
+        raise json_error(web.HTTPBadRequest, "body must be a JSON object")
     return body
 
 
 def _string_field(body: dict[str, Any], name: str, max_chars: int) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value.strip():
-        raise _error(web.HTTPBadRequest, f"{name} must be a non-empty string")
+        raise json_error(web.HTTPBadRequest, f"{name} must be a non-empty string")
     if len(value) > max_chars:
-        raise _error(web.HTTPBadRequest, f"{name} is longer than {max_chars} characters")
+        raise json_error(web.HTTPBadRequest, f"{name} is longer than {max_chars} characters")
     return value.strip()
 
 
@@ -115,9 +111,11 @@ class AgentApi:
             token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
             agent = await self._agent_for(token)
             if agent is None:
-                raise _error(web.HTTPUnauthorized, "log in first: Authorization: Bearer <token>")
+                raise json_error(
+                    web.HTTPUnauthorized, "log in first: Authorization: Bearer <token>"
+                )
             if supervisor and agent.role != "supervisor":
-                raise _error(web.HTTPForbidden, "supervisors only")
+                raise json_error(web.HTTPForbidden, "supervisors only")
             return await handler(request, agent)
 
         return wrapped
@@ -126,7 +124,7 @@ class AgentApi:
         conversation = await self.store.conversation(request.match_info["id"])
         # Not found and not yours look the same: an agent learns nothing of other queues.
         if conversation is None or conversation["queue"] not in self.visible_queues(agent):
-            raise _error(web.HTTPNotFound, "no such conversation in your queues")
+            raise json_error(web.HTTPNotFound, "no such conversation in your queues")
         return conversation
 
     # --- handlers -------------------------------------------------------------------------
@@ -136,11 +134,11 @@ class AgentApi:
         username = body.get("username")
         password = body.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
-            raise _error(web.HTTPBadRequest, "username and password must be strings")
+            raise json_error(web.HTTPBadRequest, "username and password must be strings")
         agent = self.rules.config.agent(username)
         if agent is None or not await self.store.check_password(username, password):
             log.info("agent.login_failed", username=username[:60])
-            raise _error(web.HTTPUnauthorized, "wrong username or password")
+            raise json_error(web.HTTPUnauthorized, "wrong username or password")
         token = await self.store.issue_token(username, self.settings.agent_token_ttl_seconds)
         log.info("agent.logged_in", username=username)
         return web.json_response(
@@ -175,9 +173,9 @@ class AgentApi:
     async def queue_conversations(self, request: web.Request, agent: Agent) -> web.Response:
         queue = request.match_info["queue"]
         if queue not in self.rules.config.routing.queues:
-            raise _error(web.HTTPNotFound, f"no queue named {queue!r}")
+            raise json_error(web.HTTPNotFound, f"no queue named {queue!r}")
         if queue not in self.visible_queues(agent):
-            raise _error(web.HTTPForbidden, f"you are not a member of queue {queue!r}")
+            raise json_error(web.HTTPForbidden, f"you are not a member of queue {queue!r}")
         return web.json_response(
             {"queue": queue, "conversations": await self.store.queue_conversations(queue)}
         )
@@ -188,7 +186,9 @@ class AgentApi:
     async def claim(self, request: web.Request, agent: Agent) -> web.Response:
         conversation = await self._visible_conversation(request, agent)
         if not await self.store.claim(conversation["id"], agent.username):
-            raise _error(web.HTTPConflict, "this conversation is resolved or held by another agent")
+            raise json_error(
+                web.HTTPConflict, "this conversation is resolved or held by another agent"
+            )
         await self._event("conversation.claimed", conversation, agent.username)
         log.info(
             "conversation.claimed", conversation_id=conversation["id"], username=agent.username
@@ -200,9 +200,9 @@ class AgentApi:
         body = await _json_object(request)
         text = _string_field(body, "text", 4000)
         if conversation["status"] == "resolved":
-            raise _error(web.HTTPConflict, "this conversation is resolved")
+            raise json_error(web.HTTPConflict, "this conversation is resolved")
         if not await self.store.claim(conversation["id"], agent.username):
-            raise _error(web.HTTPConflict, "another agent holds this conversation")
+            raise json_error(web.HTTPConflict, "another agent holds this conversation")
         out = Outbound(
             conversation_id=conversation["id"],
             conversation_key=conversation["conversation_key"],
@@ -232,9 +232,9 @@ class AgentApi:
         conversation = await self._visible_conversation(request, agent)
         queue = _string_field(await _json_object(request), "queue", 40)
         if queue not in self.rules.config.routing.queues:
-            raise _error(web.HTTPBadRequest, f"no queue named {queue!r}")
+            raise json_error(web.HTTPBadRequest, f"no queue named {queue!r}")
         if not await self.store.transfer(conversation["id"], queue):
-            raise _error(web.HTTPConflict, "this conversation is resolved")
+            raise json_error(web.HTTPConflict, "this conversation is resolved")
         transferred = await self.store.conversation(conversation["id"])
         assert transferred is not None  # conversations are never deleted
         await self._event("conversation.transferred", transferred, None)
@@ -244,7 +244,7 @@ class AgentApi:
     async def resolve(self, request: web.Request, agent: Agent) -> web.Response:
         conversation = await self._visible_conversation(request, agent)
         if not await self.store.resolve(conversation["id"]):
-            raise _error(web.HTTPConflict, "this conversation is already resolved")
+            raise json_error(web.HTTPConflict, "this conversation is already resolved")
         await self._event("conversation.resolved", conversation, agent.username)
         await self._offer()
         return web.json_response(await self.store.conversation(conversation["id"]))
@@ -273,13 +273,15 @@ class AgentApi:
         try:
             return await work
         except UnknownDeadLetter as exc:
-            raise _error(web.HTTPNotFound, str(exc)) from None
+            raise json_error(web.HTTPNotFound, str(exc)) from None
         except NotReplayable as exc:
-            raise _error(web.HTTPConflict, str(exc)) from None
+            raise json_error(web.HTTPConflict, str(exc)) from None
         except (KafkaError, TimeoutError, LookupError) as exc:
             # The broker is away or the DLQ topic is missing: say so, never a bare 500.
             log.warning("dlq.unreadable", error=repr(exc)[:300])
-            raise _error(web.HTTPServiceUnavailable, f"the DLQ cannot be read now: {exc}") from None
+            raise json_error(
+                web.HTTPServiceUnavailable, f"the DLQ cannot be read now: {exc}"
+            ) from None
 
     # --- agents' availability ------------------------------------------------------------
 
@@ -291,7 +293,7 @@ class AgentApi:
     async def set_status(self, request: web.Request, agent: Agent) -> web.Response:
         status = _string_field(await _json_object(request), "status", 20)
         if status not in STATUSES:
-            raise _error(web.HTTPBadRequest, f"status must be one of {', '.join(STATUSES)}")
+            raise json_error(web.HTTPBadRequest, f"status must be one of {', '.join(STATUSES)}")
         view = await self.assigner.set_status(agent.username, status)
         if status == "available":
             await self._offer()
@@ -342,7 +344,7 @@ class AgentApi:
         token = request.query.get("token") or header.removeprefix("Bearer ").strip()
         agent = await self._agent_for(token)
         if agent is None:
-            raise _error(web.HTTPUnauthorized, "log in first: ?token=<token>")
+            raise json_error(web.HTTPUnauthorized, "log in first: ?token=<token>")
         ws = web.WebSocketResponse(heartbeat=30)
         await ws.prepare(request)
         self._sockets[ws] = agent

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from channels.base import ChannelAdapter
 from router.bus.kafka import KafkaBus
+from router.core.http import json_error_response
 from router.core.settings import Settings
 from router.services.api import AgentApi
 from router.store.conversations import ConversationStore
@@ -27,8 +28,8 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
-            return web.json_response(
-                {"error": exc.reason},
+            return json_error_response(
+                exc.reason,
                 status=exc.status,
                 headers={
                     k: v
@@ -41,7 +42,7 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
         raise
     except Exception:
         log.exception("http.unhandled", path=request.path, method=request.method)
-        return web.json_response({"error": "internal error; the request was logged"}, status=500)
+        return json_error_response("internal error; the request was logged", status=500)
 
 
 class Gateway:

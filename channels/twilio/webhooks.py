@@ -1,0 +1,154 @@
+"""Twilio's webhooks in: the signature check, the form's fields, the answers (TwiML, 4xx, 503).
+
+Every webhook is checked with twilio's RequestValidator against the URL Twilio called, rebuilt
+from SUPPORTROUTER_PUBLIC_URL (so it holds behind a proxy). Without TWILIO_AUTH_TOKEN no signature
+can be checked, so webhooks are refused unless SUPPORTROUTER_TWILIO_INSECURE_DEV=1.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import structlog
+from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
+from twilio.request_validator import RequestValidator, get_signature_algorithm
+
+from channels.twilio.addresses import MAX_ADDRESS_CHARS
+from router.core.channel_settings import TwilioSettings
+from router.core.http import json_error
+from router.observability.metrics import REJECTED
+
+log = structlog.get_logger("channels.twilio")
+
+
+def bad_request(channel: str, reason: str, detail: str) -> web.HTTPBadRequest:
+    REJECTED.labels(channel=channel, reason=reason).inc()
+    return json_error(web.HTTPBadRequest, detail)
+
+
+def _forbidden(channel: str, reason: str, detail: str) -> web.HTTPForbidden:
+    REJECTED.labels(channel=channel, reason=reason).inc()
+    return json_error(web.HTTPForbidden, detail)
+
+
+class WebhookVerifier:
+    """Reads a Twilio webhook's form and proves Twilio sent it, or refuses the request."""
+
+    def __init__(self, auth_token: str | None, public_url: str | None, insecure_dev: bool = False):
+        self._validator = RequestValidator(auth_token) if auth_token else None
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.insecure_dev = insecure_dev and not auth_token
+
+    @classmethod
+    def from_settings(
+        cls, settings: TwilioSettings, public_url: str | None, channel: str
+    ) -> WebhookVerifier:
+        """The verifier a channel's webhooks use, which says so loudly when it checks nothing."""
+        token = settings.auth_token.get_secret_value() if settings.auth_token else None
+        verifier = cls(token, public_url, settings.insecure_dev)
+        if verifier.insecure_dev:
+            log.warning(
+                "twilio.webhooks_unsigned",
+                channel=channel,
+                reason="SUPPORTROUTER_TWILIO_INSECURE_DEV=1 and no TWILIO_AUTH_TOKEN: anyone can post",
+            )
+        return verifier
+
+    def url_for(self, request: web.Request) -> str:
+        """The URL Twilio called: the public one when set, since a proxy changes what we see."""
+        if self.public_url:
+            return self.public_url + request.raw_path
+        return str(request.url)
+
+    def callback_url(self, path: str, **query: str) -> str:
+        """A URL for Twilio to call back: absolute under the public URL, else relative to the call."""
+        suffix = f"?{urlencode(query)}" if query else ""
+        return f"{self.public_url or ''}{path}{suffix}"
+
+    async def form(self, request: web.Request, channel: str) -> MultiDictProxy[str]:
+        if self._validator is None and not self.insecure_dev:
+            raise _forbidden(
+                channel,
+                "unsigned",
+                "Twilio webhooks are refused: TWILIO_AUTH_TOKEN is not set "
+                "(SUPPORTROUTER_TWILIO_INSECURE_DEV=1 accepts unsigned requests on a development machine)",
+            )
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if self._validator is not None and not signature:
+            raise _forbidden(channel, "no_signature", "missing X-Twilio-Signature")
+        try:
+            form = await request.post()
+        except (ValueError, UnicodeDecodeError):
+            raise bad_request(
+                channel, "bad_form", "body must be a URL-encoded form in UTF-8"
+            ) from None
+        if self._validator is not None:
+            algorithm = get_signature_algorithm(
+                request.headers.get("X-Twilio-Webhooks-Signature-Settings")
+            )
+            if not self._validator.validate(self.url_for(request), form, signature, algorithm):
+                log.warning("twilio.bad_signature", path=request.path, channel=channel)
+                raise _forbidden(channel, "bad_signature", "X-Twilio-Signature does not match")
+        # Files in a multipart body are not something Twilio sends.
+        return MultiDictProxy(MultiDict((k, v) for k, v in form.items() if isinstance(v, str)))
+
+
+def field(
+    form: MultiDictProxy[str],
+    name: str,
+    channel: str,
+    *,
+    required: bool = True,
+    pattern: re.Pattern | None = None,
+    max_chars: int = 2000,
+) -> str:
+    value = form.get(name, "")
+    if not value:
+        if required:
+            raise bad_request(channel, "missing_field", f"{name} is required")
+        return ""
+    if len(value) > max_chars:
+        raise bad_request(channel, "too_long", f"{name} is longer than {max_chars} characters")
+    if pattern is not None and not pattern.match(value):
+        raise bad_request(channel, "bad_field", f"{name} is not in the expected format")
+    return value
+
+
+def address(form: MultiDictProxy[str], name: str, channel: str) -> str:
+    value = field(form, name, channel, max_chars=MAX_ADDRESS_CHARS)
+    # A space is most often a "+" that was not URL-encoded: refuse it rather than guess.
+    if any(c.isspace() or c == "|" or not c.isprintable() for c in value):
+        raise bad_request(channel, "bad_field", f"{name} is not an address")
+    return value
+
+
+def twiml(xml: str | Any) -> web.Response:
+    return web.Response(text=str(xml), content_type="text/xml", charset="utf-8")
+
+
+def publish_failed(channel: str, exc: BaseException) -> web.HTTPServiceUnavailable:
+    """Kafka did not acknowledge: 503, and Twilio retries (or uses the fallback URL)."""
+    log.warning("twilio.publish_failed", channel=channel, error=repr(exc)[:300])
+    return json_error(
+        web.HTTPServiceUnavailable,
+        "message not accepted yet, retry",
+        headers={"Retry-After": "5"},
+    )
+
+
+def add_route_once(
+    app: web.Application,
+    key: web.AppKey,
+    path: str,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> bool:
+    """Several channels may bring the same route; the first one adds it."""
+    if key in app:
+        return False
+    app[key] = path
+    app.router.add_post(path, handler)
+    return True
