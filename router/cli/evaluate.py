@@ -17,7 +17,7 @@ from pathlib import Path
 
 from router.classify.redact import redact
 from router.core.envelope import Channel, Urgency
-from router.operator_files.config import CATEGORIES
+from router.operator_files.schemas.common import CATEGORIES
 from router.policy.rules import Rules
 
 FRAUD = "unauthorized_transaction"

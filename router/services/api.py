@@ -21,7 +21,7 @@ from router.bus.dead_letters import DeadLetters, NotReplayable, UnknownDeadLette
 from router.bus.kafka import KafkaBus, TopicFanout
 from router.core.envelope import Outbound, QueueEvent
 from router.core.settings import Settings
-from router.operator_files.config import Agent
+from router.operator_files.schemas.agents import Agent
 from router.policy.rules import Rules
 from router.services.assignment import STATUSES, Assigner
 from router.services.dispatcher import OutboundRelay

@@ -28,7 +28,9 @@ import structlog
 
 from router.core.envelope import QueueEvent
 from router.observability.metrics import ASSIGNED, REASSIGNED
-from router.operator_files.config import LANGUAGES, Agent, RouterConfig
+from router.operator_files.config import RouterConfig
+from router.operator_files.schemas.agents import Agent
+from router.operator_files.schemas.common import LANGUAGES
 from router.policy.rules import Rules
 from router.store.conversations import ConversationStore
 from router.store.rows import utc

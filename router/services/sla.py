@@ -17,7 +17,8 @@ import structlog
 
 from router.core.envelope import QueueEvent, now
 from router.observability.metrics import ESCALATIONS, SLA_BREACHES
-from router.operator_files.config import DAYS, BusinessHours, RouterConfig
+from router.operator_files.config import RouterConfig
+from router.operator_files.schemas.routing import DAYS, BusinessHours
 from router.routing.workflow import Decision, Workflow
 from router.store.conversations import ConversationStore
 from router.store.rows import utc
