@@ -13,6 +13,7 @@ one engine of `Database`.
 - `router.store.agents`: agents' passwords and tokens;
 - `router.store.assignments`: agents' status and load, offering conversations to them and taking
   them back;
+- `router.store.timers`: ladder steps and SLAs that are due;
 - `router.store.customers`: verified identities and customers' attributes;
 - `router.store.chat`: web chat sessions and the transcript under a conversation key.
 """
@@ -36,6 +37,7 @@ from router.store.database import Database
 from router.store.inbound import Acknowledge, Inbound, InboundMessages, Recorded
 from router.store.outbound import OutboundMessages
 from router.store.queues import ConversationQueues
+from router.store.timers import Due, Timers
 
 
 class ConversationStore:
@@ -46,6 +48,7 @@ class ConversationStore:
         self._queues = ConversationQueues(self._database)
         self._agents = AgentAccounts(self._database)
         self._assignments = Assignments(self._database)
+        self._timers = Timers(self._database)
         self._customers = Customers(self._database)
         self._chat = ChatSessions(self._database)
 
@@ -220,6 +223,22 @@ class ConversationStore:
 
     async def last_agents(self, conversation_keys: list[str], since: datetime) -> dict[str, str]:
         return await self._assignments.last_agents(conversation_keys, since)
+
+    # --- timers: router.store.timers -----------------------------------------------------
+
+    async def ladder_steps_due(self, at: datetime) -> list[str]:
+        return await self._timers.ladder_steps_due(at)
+
+    async def breaches_due(self, at: datetime) -> list[str]:
+        return await self._timers.breaches_due(at)
+
+    def ladder_step_due(
+        self, conversation_id: str, at: datetime
+    ) -> AbstractAsyncContextManager[Due]:
+        return self._timers.ladder_step_due(conversation_id, at)
+
+    def breach_due(self, conversation_id: str, at: datetime) -> AbstractAsyncContextManager[Due]:
+        return self._timers.breach_due(conversation_id, at)
 
     # --- customers: router.store.customers ------------------------------------------------
 
