@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 from router.classify.classifier import Classifier  # noqa: E402
 from router.classify.redact import redact  # noqa: E402
 from router.cli.evaluate import Report, format_json, format_text  # noqa: E402
-from router.operator_files.config import Bilingual, ClassifierConfig, load_config  # noqa: E402
+from router.operator_files.config import load_config  # noqa: E402
+from router.operator_files.schemas.classifier import Bilingual, ClassifierConfig  # noqa: E402
 
 
 def folds_of(config: ClassifierConfig, k: int, seed: int) -> list[dict[tuple[str, str], list[str]]]:

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 
-from router.services.assignment import Assigner
+from router.services.assignment.offers import Assigner
 from router.services.sla import SystemClock
 from router.store.conversations import ConversationStore
 from tests.routing_helpers import rules_from

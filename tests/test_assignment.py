@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from router.core.envelope import Outbound
-from router.services.assignment import Assigner
+from router.services.assignment.offers import Assigner
 from router.services.sla import ManualClock
 from router.store.conversations import ConversationStore
 from tests.routing_helpers import classified, config_dir_with, place, rules_from

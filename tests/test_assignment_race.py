@@ -61,7 +61,7 @@ async def test_two_dispatcher_processes_never_assign_one_conversation_twice(data
                 "critical" if i % (WAITING // CRITICAL) == WAITING // CRITICAL - 1 else "normal"
             )
             await place(store, rules.config, clock, classified("transaction_failed", urgency))
-        from router.services.assignment import Assigner
+        from router.services.assignment.offers import Assigner
 
         setup = Assigner(store, rules, clock, worker="setup")
         for i in range(AGENTS):

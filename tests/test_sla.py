@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from router.app import Router
 from router.core.envelope import Outbound
-from router.operator_files.config import BusinessHours
+from router.operator_files.schemas.routing import BusinessHours
 from router.services.sla import Calendar, ManualClock, SlaMonitor
 from tests.conftest import CONFIG_DIR, make_settings
 from tests.kafka_helpers import read_topic

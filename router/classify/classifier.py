@@ -20,7 +20,7 @@ from router.classify.keywords import KeywordIndex
 from router.classify.model import trained
 from router.classify.textprep import CJK, for_model, prepare, prepare_with_source
 from router.core.envelope import Classification, Urgency
-from router.operator_files.config import ClassifierConfig
+from router.operator_files.schemas.classifier import ClassifierConfig
 
 FRAUD = "unauthorized_transaction"
 _LOG_FLOOR = math.log(

@@ -21,7 +21,7 @@ from router.observability.logs import configure_logging
 ERROR_CHARS = 120
 
 
-def run(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace) -> int:
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)  # on stderr: stdout is the data
     bootstrap = settings.kafka_bootstrap_servers

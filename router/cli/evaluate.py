@@ -7,9 +7,11 @@ optional. Bad files are refused with the line and the reason.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,7 +19,8 @@ from pathlib import Path
 
 from router.classify.redact import redact
 from router.core.envelope import Channel, Urgency
-from router.operator_files.config import CATEGORIES
+from router.core.settings import Settings
+from router.operator_files.schemas.common import CATEGORIES
 from router.policy.rules import Rules
 
 FRAUD = "unauthorized_transaction"
@@ -227,3 +230,15 @@ def format_text(report: Report) -> str:
 
 def format_json(report: Report) -> str:
     return json.dumps(report.to_json(), ensure_ascii=False)
+
+
+def command(args: argparse.Namespace) -> int:
+    try:
+        rows = read_rows(args.file)
+    except EvalFileError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    rules = Rules(Path(args.config or Settings().config_dir))
+    report = evaluate(rules, rows)
+    print(format_json(report) if args.json else format_text(report))
+    return 0

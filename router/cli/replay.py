@@ -7,15 +7,22 @@ overflows for lack of staff); business hours are read at the time each message a
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from router.core.envelope import Channel, Envelope, Sender, now
+from router.core.settings import Settings
+from router.operator_files.config import ConfigError
 from router.policy.rules import Rules
 from router.routing.replies import Wait
 from router.routing.workflow import Workflow, facts_for
@@ -236,3 +243,34 @@ def format_report(report: ReplayReport, show: int = 20) -> str:
     if len(report.rows) > show:
         lines.append(f"  ... and {len(report.rows) - show} more (--show N, or --json for all)")
     return "\n".join(lines)
+
+
+def command(args: argparse.Namespace) -> int:
+    settings = Settings()
+    try:
+        since = parse_since(args.since)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        in_force = Rules(Path(args.current or settings.config_dir))
+    except ConfigError as exc:
+        print(f"the rules in force do not load:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        candidate = Rules(Path(args.config))
+    except ConfigError as exc:
+        print(f"candidate refused:\n{exc}", file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) in {args.config}", file=sys.stderr)
+        return 1
+
+    async def main():
+        async with ConversationStore(args.database_url or settings.database_url) as store:
+            return await replay(store, in_force, candidate, since, args.limit)
+
+    report = asyncio.run(main())
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(format_report(report, args.show))
+    return 0

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 
 from router.core.envelope import Urgency
-from router.operator_files.config import LANGUAGES, Reply, TemplatesConfig
+from router.operator_files.schemas.common import LANGUAGES
+from router.operator_files.schemas.templates import Reply, TemplatesConfig
 
 
 @dataclass(frozen=True)

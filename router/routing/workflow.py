@@ -24,8 +24,9 @@ from typing import Any
 import structlog
 
 from router.core.envelope import Envelope, Urgency
-from router.operator_files.config import RouterConfig, Target
+from router.operator_files.config import RouterConfig
 from router.operator_files.expression import EvaluationError, namespace
+from router.operator_files.schemas.routing import Target
 
 log = structlog.get_logger("router.routing.workflow")
 

@@ -21,9 +21,10 @@ from router.bus.kafka import KafkaBus, TopicFanout
 from router.core.envelope import Outbound, QueueEvent
 from router.core.http import json_error
 from router.core.settings import Settings
-from router.operator_files.config import Agent
+from router.operator_files.schemas.agents import Agent
 from router.policy.rules import Rules
-from router.services.assignment import STATUSES, Assigner
+from router.services.assignment.availability import STATUSES
+from router.services.assignment.offers import Assigner
 from router.services.dispatcher import OutboundRelay
 from router.services.sla import SystemClock
 from router.store.conversations import ConversationStore

@@ -25,7 +25,8 @@ from router.operator_files.config import RouterConfig
 from router.policy.rules import Rules
 from router.routing.replies import Replies, Wait
 from router.routing.workflow import Decision, Workflow, facts_for
-from router.services.assignment import Assigner, Snapshot, last_agents
+from router.services.assignment.availability import Snapshot
+from router.services.assignment.offers import Assigner
 from router.services.sla import Calendar, Clock, SlaMonitor, SystemClock, calendar_for, placement
 from router.store.conversations import ConversationStore
 from router.store.inbound import Inbound
@@ -179,8 +180,7 @@ class DispatcherService:
         snapshot = await self.assigner.snapshot()
         customers = await self.store.customer_attributes_many([e.sender.address for e in envelopes])
         previous = (
-            await last_agents(
-                self.store,
+            await self.store.last_agents(
                 [e.conversation_key for e in envelopes],
                 self.clock.now() - timedelta(seconds=window),
             )

@@ -12,16 +12,16 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 import structlog
 
 from router.core.envelope import QueueEvent, now
 from router.observability.metrics import ESCALATIONS, SLA_BREACHES
-from router.operator_files.config import DAYS, BusinessHours, RouterConfig
+from router.operator_files.config import RouterConfig
+from router.operator_files.schemas.routing import DAYS, BusinessHours
 from router.routing.workflow import Decision, Workflow
 from router.store.conversations import ConversationStore
 from router.store.rows import utc
-from router.store.schema import DISPATCH_ORDER, conversations
+from router.store.timers import Due
 
 log = structlog.get_logger("router.services.sla")
 
@@ -179,63 +179,30 @@ class SlaMonitor:
     async def sweep(self) -> dict[str, int]:
         return {"escalated": await self.ladder_timeouts(), "breached": await self.breaches()}
 
-    async def _due(self, *conditions) -> list[str]:
-        async with self.store.engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(conversations.c.id).where(*conditions).order_by(*DISPATCH_ORDER)
-            )
-            return list(rows.scalars())
-
     async def ladder_timeouts(self) -> int:
         at = self.clock.now()
-        due = (conversations.c.status == "waiting", conversations.c.step_due_at <= at)
         moved = 0
-        for conversation_id in await self._due(*due):
-            events = await self._locked(
-                conversation_id, due, lambda conn, conv: self._advance(conn, conv, at, "timeout")
-            )
+        for conversation_id in await self.store.ladder_steps_due(at):
+            async with self.store.ladder_step_due(conversation_id, at) as due:
+                conv = due.conversation
+                events = [] if conv is None else await self._advance(due, conv, at, "timeout")
             moved += bool(events)
             await self._send(events)
         return moved
 
     async def breaches(self) -> int:
         at = self.clock.now()
-        due = (
-            conversations.c.status != "resolved",
-            conversations.c.first_response_at.is_(None),
-            conversations.c.sla_breached_at.is_(None),
-            conversations.c.sla_due_at <= at,
-        )
         count = 0
-        for conversation_id in await self._due(*due):
-            events = await self._locked(
-                conversation_id, due, lambda conn, conv: self._breach(conn, conv, at)
-            )
+        for conversation_id in await self.store.breaches_due(at):
+            async with self.store.breach_due(conversation_id, at) as due:
+                conv = due.conversation
+                events = [] if conv is None else await self._breach(due, conv, at)
             count += bool(events)
             await self._send(events)
         return count
 
-    async def _locked(self, conversation_id: str, conditions, act) -> list[QueueEvent]:
-        async with self.store.engine.begin() as conn:
-            conv = (
-                (
-                    await conn.execute(
-                        sa.select(conversations)
-                        .where(conversations.c.id == conversation_id, *conditions)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .mappings()
-                .first()
-            )
-            return [] if conv is None else await act(conn, conv)
-
-    async def _breach(self, conn, conv, at: datetime) -> list[QueueEvent]:
-        await conn.execute(
-            conversations.update()
-            .where(conversations.c.id == conv["id"])
-            .values(sla_breached_at=at)
-        )
+    async def _breach(self, due: Due, conv, at: datetime) -> list[QueueEvent]:
+        await due.update(sla_breached_at=at)
         SLA_BREACHES.labels(queue=conv["queue"]).inc()
         late = (at - utc(conv["sla_due_at"])).total_seconds()
         log.warning(
@@ -249,32 +216,24 @@ class SlaMonitor:
         events = [self._event("sla.breached", conv, at)]
         queue = self.rules.config.routing.queues.get(conv["queue"])
         if queue is not None and queue.on_sla_breach == "escalate" and conv["status"] == "waiting":
-            moved = await self._advance(conn, conv, at, "sla_breach")
+            moved = await self._advance(due, conv, at, "sla_breach")
             if moved:
                 return events + moved
         raise_by = queue.breach_priority_raise if queue is not None else 0
         if raise_by:
             priority = conv["priority"] + raise_by
-            await conn.execute(
-                conversations.update()
-                .where(conversations.c.id == conv["id"])
-                .values(priority=priority, updated_at=at)
-            )
+            await due.update(priority=priority, updated_at=at)
             ESCALATIONS.labels(queue=conv["queue"], reason="sla_breach_priority").inc()
             events.append(self._event("conversation.reprioritized", conv, at))
         return events
 
-    async def _advance(self, conn, conv, at: datetime, reason: str) -> list[QueueEvent]:
+    async def _advance(self, due: Due, conv, at: datetime, reason: str) -> list[QueueEvent]:
         """Move a waiting conversation to its ladder's next step; [] when it is on the last."""
         config = self.rules.config
         workflow = Workflow(config)
         ladder = workflow.ladder(conv["rule"] or "")
         if conv["ladder_step"] + 1 >= len(ladder):
-            await conn.execute(
-                conversations.update()
-                .where(conversations.c.id == conv["id"])
-                .values(step_due_at=None)
-            )
+            await due.update(step_due_at=None)
             return []
         available = (
             await self.availability(conv["language"], conv["channel"])
@@ -296,9 +255,7 @@ class SlaMonitor:
             "step_due_at": at + timedelta(seconds=decision.timeout) if decision.timeout else None,
             "updated_at": at,
         }
-        await conn.execute(
-            conversations.update().where(conversations.c.id == conv["id"]).values(**values)
-        )
+        await due.update(**values)
         ESCALATIONS.labels(queue=decision.queue, reason=reason).inc()
         log.info(
             "conversation.escalated",

@@ -11,25 +11,33 @@ one engine of `Database`.
 - `router.store.outbound`: replies, their publishing and delivery, the sandbox outbox;
 - `router.store.queues`: conversations as agents see and handle them, email threading lookups;
 - `router.store.agents`: agents' passwords and tokens;
+- `router.store.assignments`: agents' status and load, offering conversations to them and taking
+  them back;
+- `router.store.timers`: ladder steps and SLAs that are due;
 - `router.store.customers`: verified identities and customers' attributes;
 - `router.store.chat`: web chat sessions and the transcript under a conversation key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections import Counter
+from collections.abc import Callable, Collection
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from router.core.envelope import Envelope, Outbound
 from router.store.agents import AgentAccounts
+from router.store.assignments import Assignments, Loads, Offer
 from router.store.chat import ChatSessions
 from router.store.customers import Customers
 from router.store.database import Database
 from router.store.inbound import Acknowledge, Inbound, InboundMessages, Recorded
 from router.store.outbound import OutboundMessages, SendIntent
 from router.store.queues import ConversationQueues
+from router.store.timers import Due, Timers
 
 
 class ConversationStore:
@@ -39,6 +47,8 @@ class ConversationStore:
         self._outbound = OutboundMessages(self._database)
         self._queues = ConversationQueues(self._database)
         self._agents = AgentAccounts(self._database)
+        self._assignments = Assignments(self._database)
+        self._timers = Timers(self._database)
         self._customers = Customers(self._database)
         self._chat = ChatSessions(self._database)
 
@@ -184,6 +194,66 @@ class ConversationStore:
 
     async def token_user(self, token: str) -> str | None:
         return await self._agents.token_user(token)
+
+    # --- assignment: router.store.assignments ---------------------------------------------
+
+    async def set_agent_status(self, username: str, status: str, at: datetime) -> None:
+        await self._assignments.set_status(username, status, at)
+
+    async def agent_state(self, username: str) -> tuple[Any, Loads]:
+        return await self._assignments.agent_state(username)
+
+    async def presence(
+        self, *, waiting: bool = True
+    ) -> tuple[set[str], Loads, Counter[tuple[str, int, int]]]:
+        return await self._assignments.presence(waiting=waiting)
+
+    async def waiting_to_offer(
+        self, staffed: Callable[[set[str]], Collection[str]], limit: int
+    ) -> list[str]:
+        return await self._assignments.waiting_to_offer(staffed, limit)
+
+    def offering(self, conversation_id: str) -> AbstractAsyncContextManager[Offer]:
+        return self._assignments.offering(conversation_id)
+
+    async def overdue(
+        self, accept_before: datetime | None, answer_before: datetime | None
+    ) -> list[str]:
+        return await self._assignments.overdue(accept_before, answer_before)
+
+    async def release(
+        self,
+        conversation_id: str,
+        accept_before: datetime | None,
+        answer_before: datetime | None,
+        at: datetime,
+        away_after_missed_offer: bool,
+    ) -> tuple[Any, str] | None:
+        return await self._assignments.release(
+            conversation_id, accept_before, answer_before, at, away_after_missed_offer
+        )
+
+    async def conversation_urgency(self, conversation_id: str) -> Any:
+        return await self._assignments.urgency(conversation_id)
+
+    async def last_agents(self, conversation_keys: list[str], since: datetime) -> dict[str, str]:
+        return await self._assignments.last_agents(conversation_keys, since)
+
+    # --- timers: router.store.timers -----------------------------------------------------
+
+    async def ladder_steps_due(self, at: datetime) -> list[str]:
+        return await self._timers.ladder_steps_due(at)
+
+    async def breaches_due(self, at: datetime) -> list[str]:
+        return await self._timers.breaches_due(at)
+
+    def ladder_step_due(
+        self, conversation_id: str, at: datetime
+    ) -> AbstractAsyncContextManager[Due]:
+        return self._timers.ladder_step_due(conversation_id, at)
+
+    def breach_due(self, conversation_id: str, at: datetime) -> AbstractAsyncContextManager[Due]:
+        return self._timers.breach_due(conversation_id, at)
 
     # --- customers: router.store.customers ------------------------------------------------
 

@@ -29,7 +29,7 @@ conversations = sa.Table(
     sa.Column("rules_version", sa.String(20), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    # Routing, SLA and assignment: router/routing/workflow.py, router/services/sla.py, router/services/assignment.py.
+    # Routing, SLA and assignment: router/routing/workflow.py, router/services/sla.py, router/services/assignment/.
     sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
     sa.Column(
         "rule", sa.String(80)

@@ -1,0 +1,80 @@
+"""`supportrouter run [role]`: the router's services in this process until SIGINT or SIGTERM;
+SIGHUP reloads the rules."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+from router.core.settings import Settings
+from router.observability.logs import configure_logging
+
+if TYPE_CHECKING:
+    from router.app import Router
+
+
+def command(args: argparse.Namespace) -> int:
+    from router.app import Router
+
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+
+    async def main() -> None:
+        router = Router(settings, role=args.role)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, router.reload)
+        await router.start()
+        try:
+            _banner(router)
+            await stop.wait()
+            print("\nstopping: intake closed, flushing and committing ...", flush=True)
+        finally:
+            await router.stop()
+        print("stopped.", flush=True)
+
+    try:
+        asyncio.run(main())
+    except RuntimeError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _banner(router: Router) -> None:
+    s = router.settings
+    lines = [f"supportrouter is running ({router.role}); Ctrl-C stops it."]
+    if router.broker:
+        lines.append(f"  embedded Kafka broker   {router.broker.bootstrap_servers}")
+    else:
+        lines.append(f"  Kafka                   {s.kafka_bootstrap_servers}")
+    if router.store:
+        lines.append(f"  store                   {s.database_url}")
+    if router.gateway:
+        base = f"http://localhost:{router.gateway.port}"
+        lines += [
+            f"  customer chat demo      {base}/chat/",
+            f"  agents' console         {base}/console/",
+            f"  agents' API             {base}/api/  (POST /api/login)",
+            f"  health                  {base}/healthz  {base}/readyz  {base}/metrics",
+        ]
+    if router.admin_password:
+        lines.append(
+            f"  supervisor login        admin / {router.admin_password}   (generated now; "
+            "set SUPPORTROUTER_ADMIN_PASSWORD to choose it)"
+        )
+    elif router.settings.admin_password is not None:
+        lines.append(
+            "  supervisor login        admin / the password in SUPPORTROUTER_ADMIN_PASSWORD"
+        )
+    elif router.store:
+        lines.append(
+            "  supervisor login        admin / the password printed at its first start "
+            "(`supportrouter agent password admin` resets it)"
+        )
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,149 @@
+"""Agents' availability: their status (available, away, offline), their load and capacity per
+channel, and who is eligible for a conversation; the snapshot of all of it that a dispatcher's
+batch asks for every message."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Literal
+
+import structlog
+
+from router.operator_files.config import RouterConfig
+from router.operator_files.schemas.agents import Agent
+from router.operator_files.schemas.common import LANGUAGES
+from router.policy.rules import Rules
+from router.store.conversations import ConversationStore
+from router.store.rows import utc
+
+log = structlog.get_logger("router.services.assignment")
+
+AgentStatus = Literal["available", "away", "offline"]
+STATUSES: tuple[AgentStatus, ...] = ("available", "away", "offline")
+
+
+class Availability:
+    """Who could take a conversation, now: agents' status and load from the store, their
+    queues, skills, languages and capacity from the rules in force."""
+
+    def __init__(self, store: ConversationStore, rules: Rules, clock: Any):
+        self.store, self.rules, self.clock = store, rules, clock
+
+    @property
+    def config(self) -> RouterConfig:
+        return self.rules.config
+
+    # --- agents' status ---------------------------------------------------------------------
+
+    async def set_status(self, username: str, status: AgentStatus) -> dict[str, Any]:
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        await self.store.set_agent_status(username, status, self.clock.now())
+        log.info("agent.status", username=username, status=status)
+        return await self.agent_view(username)
+
+    async def agent_view(self, username: str) -> dict[str, Any]:
+        """An agent's status and load per channel, as the API shows it."""
+        state, loads = await self.store.agent_state(username)
+        agent = self.config.agent(username)
+        channels = sorted(
+            {ch for (user, ch) in loads if user == username}
+            | set(self.config.agents.default_capacity)
+        )
+        return {
+            "username": username,
+            "status": state["status"] if state else "offline",
+            "status_since": utc(state["status_at"]).isoformat() if state else None,
+            "load": {
+                ch: {
+                    "open": loads.get((username, ch), 0),
+                    "capacity": self.config.agents.capacity(agent, ch) if agent else 0,
+                }
+                for ch in channels
+            },
+        }
+
+    # --- who could take a conversation -------------------------------------------------------
+
+    def eligible(self, agent: Agent, queue: str, language: str, channel: str, load: int) -> bool:
+        q = self.config.routing.queues.get(queue)
+        return (
+            q is not None
+            and queue in agent.queues
+            and set(q.skills) <= set(agent.skills)
+            and (language in agent.languages or language not in LANGUAGES)
+            and load < self.config.agents.capacity(agent, channel)
+        )
+
+    async def availability(self, language: str, channel: str) -> Callable[[str], bool]:
+        """A snapshot: could an available agent with room take a conversation in this queue now?"""
+        return (await self.snapshot(waiting=False)).availability(language, channel)
+
+    async def expected_wait_seconds(
+        self, queue: str, language: str, channel: str, priority: int, critical: bool
+    ) -> float:
+        """Conversations ahead of this one, shared among the agents who could take them, times
+        the queue's expected handling time."""
+        return (await self.snapshot()).expected_wait_seconds(
+            queue, language, channel, priority, critical
+        )
+
+    async def snapshot(self, *, waiting: bool = True) -> Snapshot:
+        """Who is available, what each holds, and (with `waiting`) what waits in each queue: read
+        once, then asked many times (a dispatcher's batch decides every message from one)."""
+        available, loads, counts = await self.store.presence(waiting=waiting)
+        return Snapshot(self, available, loads, counts)
+
+
+class Snapshot:
+    """Assignment's view at one moment: which agents are available, what each holds per channel,
+    and how many conversations wait per (queue, priority, urgency rank). A dispatcher's batch
+    asks it for every message and tells it of the conversations the batch puts in a queue, so
+    each quote counts the ones placed before it, as if they had been read back one by one."""
+
+    def __init__(
+        self,
+        assigner: Availability,
+        available: set[str],
+        loads: dict[tuple[str, str], int],
+        waiting: Counter[tuple[str, int, int]],
+    ):
+        self.assigner, self.available, self.loads, self.waiting = (
+            assigner,
+            available,
+            loads,
+            waiting,
+        )
+        self.agents = [a for a in assigner.config.agents.agents if a.username in available]
+
+    def availability(self, language: str, channel: str) -> Callable[[str], bool]:
+        """Could an available agent with room take a conversation in this queue?"""
+        eligible, loads = self.assigner.eligible, self.loads
+        agents = self.agents
+
+        def test(queue: str) -> bool:
+            return any(
+                eligible(a, queue, language, channel, loads.get((a.username, channel), 0))
+                for a in agents
+            )
+
+        return test
+
+    def expected_wait_seconds(
+        self, queue: str, language: str, channel: str, priority: int, critical: bool
+    ) -> float:
+        q = self.assigner.config.routing.queues[queue]
+        waiting = sum(
+            n
+            for (in_queue, p, rank), n in self.waiting.items()
+            if in_queue == queue and (rank >= 3 if critical else p >= priority)
+        )
+        staff = sum(
+            1 for a in self.agents if self.assigner.eligible(a, queue, language, channel, 0)
+        )
+        rounds = -(-(waiting + 1) // max(staff, 1))
+        return float(rounds * q.expected_handle_seconds)
+
+    def add_waiting(self, queue: str, priority: int, urgency_rank: int) -> None:
+        self.waiting[(queue, priority, urgency_rank)] += 1

@@ -1,0 +1,48 @@
+"""Which agent a waiting conversation is offered to: among the available agents eligible for it
+(and not one who already let an offer of it time out), the customer's last agent when they
+accepted a conversation of this customer within the window; otherwise the agent idle longest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from router.operator_files.config import RouterConfig
+from router.operator_files.schemas.agents import Agent
+from router.store.assignments import Offer
+from router.store.rows import utc
+
+Eligible = Callable[[Agent, str, str, str, int], bool]  # agent, queue, language, channel, load
+
+
+async def choose(
+    config: RouterConfig, eligible: Eligible, offer: Offer, conv: Any, at: datetime
+) -> tuple[str, str] | None:
+    """The agent to offer `conv` to and why (returning, longest_idle), or None if nobody can
+    take it; read inside the offer's transaction."""
+    states = await offer.available_agents()
+    loads = await offer.loads()
+    missed = await offer.missed_by()
+    candidates = [
+        a
+        for a in config.agents.agents
+        if a.username in states
+        and a.username not in missed
+        and eligible(
+            a,
+            conv["queue"],
+            conv["language"],
+            conv["channel"],
+            loads.get((a.username, conv["channel"]), 0),
+        )
+    ]
+    if not candidates:
+        return None
+    window = config.routing.assignment.return_to_last_agent_seconds
+    if window:
+        last = await offer.last_agent(conv["conversation_key"], at - timedelta(seconds=window))
+        if last and any(a.username == last for a in candidates):
+            return last, "returning"
+    longest = min(candidates, key=lambda a: (utc(states[a.username]["idle_since"]), a.username))
+    return longest.username, "longest_idle"
