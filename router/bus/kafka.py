@@ -28,6 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from router.core.envelope import now
+from router.core.faults import is_outage
 from router.core.settings import Settings
 from router.core.tasks import cancel_and_wait
 from router.observability.metrics import CONSUMED, DEAD_LETTERS
@@ -374,7 +375,8 @@ class ConsumerLoop:
         return None
 
     async def _handle(self, record: ConsumerRecord) -> bool:
-        """Handle one record, with retries, else dead-letter it; False if neither worked."""
+        """Handle one record, with retries, else dead-letter it; False if neither worked (the
+        DLQ publish failed, or a database or broker is away: the record is tried again later)."""
         delay = 0.2
         for attempt in range(1, self.retries + 1):
             try:
@@ -386,6 +388,16 @@ class ConsumerLoop:
             except PermanentError as exc:
                 return await self._dead_letter(record, exc)
             except Exception as exc:  # a transient fault: retry, then dead-letter
+                if is_outage(exc):  # not the record's fault: keep it, wait, try again
+                    log.warning(
+                        "record.dependency_away",
+                        stage=self.stage,
+                        topic=record.topic,
+                        partition=record.partition,
+                        offset=record.offset,
+                        error=repr(exc)[:300],
+                    )
+                    return False
                 log.warning(
                     "record.retry", stage=self.stage, attempt=attempt, error=repr(exc)[:300]
                 )
