@@ -35,18 +35,24 @@ class Burst:
     """Signed SMS from many customers at once, until the router stops answering."""
 
     base_url: str
+    first: int = 0  # numbers and SIDs from here, so two bursts never share one
     accepted: set[str] = field(default_factory=set)
     refused: int = 0
     sent: int = 0
+    stopped: bool = False
+
+    def stop(self) -> None:
+        """Send no more (those in flight still count)."""
+        self.stopped = True
 
     async def run(self) -> None:
         validator = RequestValidator(TOKEN)
-        counter = iter(range(10**6))
+        counter = iter(range(self.first, self.first + 10**5))
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(timeout=timeout) as http:
 
             async def worker() -> None:
-                while True:
+                while not self.stopped:
                     n = next(counter)
                     sid = f"SM{n:032x}"
                     params = {
