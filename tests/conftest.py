@@ -52,6 +52,10 @@ def missing_service(what: str) -> None:
     pytest.skip(f"{what} (`make test` starts it)")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    (ROOT / "var" / "fault-accounting.jsonl").unlink(missing_ok=True)  # this run's figures only
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--broker",

@@ -20,6 +20,7 @@ from twilio.request_validator import RequestValidator
 
 from router.bus.embedded import free_port
 from router.store.schema import messages
+from tests.accounting import record
 from tests.brokers import router_overrides
 from tests.conftest import CONFIG_DIR
 from tests.test_process import _banner, _env
@@ -211,11 +212,16 @@ async def test_every_sms_answered_200_is_stored_once_after_the_router_stopped_mi
     finally:
         await _stop(second, signal.SIGTERM)
     twice = sorted(sid for sid, count in stored.items() if count > 1)
-    print(
-        f"\nfault={how.name} broker={broker_kind} database={database_url.split(':')[0]}"
-        f" sent={burst.sent} accepted={len(accepted)} refused={burst.refused}"
-        f" stored={len(stored)} lost={len(accepted - set(stored))} stored_twice={len(twice)}"
-        f" unanswered={unanswered}"
+    record(
+        fault=f"router {how.name}",
+        broker=broker_kind,
+        database=database_url.split("+")[0],
+        accepted=len(accepted),
+        refused=burst.refused,
+        stored=len(stored),
+        lost=len(accepted - set(stored)),
+        stored_twice=len(twice),
+        unanswered=unanswered,
     )
     lost = sorted(accepted - set(stored))
     assert not lost, f"{len(lost)} of {len(accepted)} accepted were lost, e.g. {lost[:3]}"

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from router.bus.embedded import EmbeddedBroker, free_port
+from tests.accounting import record
 from tests.brokers import router_overrides
 from tests.conftest import CONFIG_DIR
 from tests.test_accepted_survives import TOKEN, Burst, _all_stored, _env
@@ -133,11 +134,16 @@ async def test_each_service_killed_mid_burst_loses_nothing_and_sends_twice_rarel
     lost = sorted(accepted - set(stored))
     twice_stored = sorted(sid for sid, count in stored.items() if count > 1)
     twice_sent = {to: n for to, n in sent.items() if n > 1}
-    print(
-        f"\nfault=each-service-kill-9 broker={broker_kind} database=postgresql"
-        f" accepted={len(accepted)} stored={len(stored)} lost={len(lost)}"
-        f" stored_twice={len(twice_stored)} acknowledged={len(sent)}"
-        f" sent_twice={len(twice_sent)}"
+    record(
+        fault="each service kill -9",
+        broker=broker_kind,
+        database="postgresql",
+        accepted=len(accepted),
+        stored=len(stored),
+        lost=len(lost),
+        stored_twice=len(twice_stored),
+        acknowledged=len(sent),
+        sent_twice=len(twice_sent),
     )
     assert not lost, f"{len(lost)} accepted SMS were lost, e.g. {lost[:3]}"
     assert not twice_stored, twice_stored[:5]

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from devenv.postgres import PostgresCluster
 from router.store.schema import messages
+from tests.accounting import record
 from tests.conftest import PG_ADMIN_DSN
 from tests.twilio_standin import message_sid, twilio_router
 
@@ -64,6 +65,15 @@ async def test_sms_accepted_while_postgres_restarts_are_stored_once_when_it_is_b
                 if set(stored) == set(accepted):
                     break
                 await asyncio.sleep(0.5)
+        record(
+            fault="PostgreSQL restarted",
+            broker="tansu",
+            database="postgresql",
+            accepted=len(accepted),
+            stored=len(stored),
+            lost=len(set(accepted) - set(stored)),
+            stored_twice=sum(1 for count in stored.values() if count > 1),
+        )
         assert all(count == 1 for count in stored.values()), stored
 
 
