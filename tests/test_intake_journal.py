@@ -142,3 +142,31 @@ async def test_a_reply_published_before_a_crash_but_not_sent_goes_out_when_the_e
             return statuses.get(reply.message_id) == "sandboxed"
 
         assert await _wait(delivered)
+
+
+async def test_an_entry_published_again_and_again_but_never_stored_is_given_up_with_an_error(
+    tmp_path, database_url
+):
+    """A message the pipeline refuses every time (the DLQ has it) is not published forever."""
+    from router.bus.kafka import KafkaBus
+    from router.services.journal_relay import MAX_ATTEMPTS, JournalRelay
+
+    async with (
+        EmbeddedBroker() as broker,
+        ConversationStore(database_url) as store,
+        IntakeJournal(tmp_path / "j") as journal,
+    ):
+        settings = make_settings(database_url, kafka_bootstrap_servers=broker.bootstrap_servers)
+        async with KafkaBus(settings, broker.bootstrap_servers, embedded=True) as bus:
+            await bus.ensure_topics()
+            await journal.append("poison", bus.topics.inbound_standard, None, b"not an envelope")
+            relay = JournalRelay(journal, store, bus)
+            for _ in range(MAX_ATTEMPTS):
+                await journal.due_now()
+                await relay.round()
+            assert await records_in(bus, bus.topics.inbound_standard) == MAX_ATTEMPTS
+            assert await journal.count() == 1  # still waiting: it might yet be stored
+            await journal.due_now()
+            await relay.round()
+            assert await journal.count() == 0
+            assert await records_in(bus, bus.topics.inbound_standard) == MAX_ATTEMPTS

@@ -26,6 +26,9 @@ from router.store.journal import Entry, IntakeJournal
 log = structlog.get_logger("router.services.journal_relay")
 
 _PAGE = 1000
+# Published this many times and still not stored: the pipeline refuses it (the DLQ has it each
+# time), so publishing it again would only add dead letters. Forgotten, with an error logged.
+MAX_ATTEMPTS = 6
 
 
 def backoff(attempts: int) -> float:
@@ -116,6 +119,18 @@ class JournalRelay:
 
     async def republish_due(self) -> None:
         due = await self.journal.pending(_PAGE, due_before=time.time())
+        refused = [e for e in due if e.attempts >= MAX_ATTEMPTS]
+        if refused:
+            await self.journal.done([e.message_id for e in refused])
+            for entry in refused:
+                log.error(
+                    "journal.gave_up",
+                    message_id=entry.message_id,
+                    topic=entry.topic,
+                    attempts=entry.attempts,
+                    see="supportrouter dlq list",
+                )
+            due = [e for e in due if e.attempts < MAX_ATTEMPTS]
         if not due:
             return
         by_topic: dict[str, list[Entry]] = {}
