@@ -72,7 +72,9 @@ class Router:
                     "the embedded broker runs only with `supportrouter run`; "
                     "set SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS to run one service alone"
                 )
-            self.broker = EmbeddedBroker(port=s.embedded_kafka_port)
+            self.broker = EmbeddedBroker(
+                port=s.embedded_kafka_port, topics=s.topics.all(), partitions=s.partitions
+            )
             await self._up(self.broker)
         bootstrap = self.broker.bootstrap_servers if self.broker else s.kafka_bootstrap_servers
         assert bootstrap is not None  # no embedded broker: the settings name the servers

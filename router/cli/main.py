@@ -233,7 +233,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _tail(args: argparse.Namespace) -> int:
-    from router.bus.kafka import KafkaBus, TopicFanout
+    from router.bus.fanout import TopicFanout
+    from router.bus.kafka import KafkaBus
 
     settings = Settings()
     bootstrap = settings.kafka_bootstrap_servers
