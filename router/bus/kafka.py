@@ -95,13 +95,18 @@ async def create_topics(
         wanted = [
             NewTopic(name, partitions, replication_factor) for name in names if name not in existing
         ]
-        if wanted:
-            try:
-                await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another process created them first
-            await _until_led(admin, [t.name for t in wanted], partitions)
-        return [t.name for t in wanted]
+        if not wanted:
+            return []
+        try:
+            response = await admin.create_topics(wanted)
+        except TopicAlreadyExistsError:
+            return []  # another process created them first
+        # Those another process (or an auto-creating Metadata request) created meanwhile
+        # answer TOPIC_ALREADY_EXISTS, with partition counts of their own.
+        created = [error[0] for error in response.topic_errors if error[1] == 0]
+        if created:
+            await _until_led(admin, created, partitions)
+        return created
     finally:
         await admin.close()
 
@@ -117,7 +122,7 @@ async def _until_led(
             described = await admin.describe_topics(names)
             if all(
                 t["error_code"] == 0
-                and len(t["partitions"]) >= partitions  # more: auto-created by someone first
+                and len(t["partitions"]) == partitions
                 and all(p["leader"] >= 0 for p in t["partitions"])
                 for t in described
             ):
