@@ -14,8 +14,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from router.app import Router
+from router.bus.consumer import ConsumerLoop
+from router.bus.fanout import TopicFanout
 from router.bus.kafka import BusUnavailable, KafkaBus, create_topics
 from tests.brokers import Broker
 from tests.conftest import RunningRouter, make_settings, new_router
@@ -180,6 +183,59 @@ async def test_after_the_broker_comes_back_empty_with_other_partition_counts_mes
 
     reply = await eventually(routed, timeout=120)
     assert reply["direction"] == "out"
+
+
+@pytest.mark.parametrize("broker_kind", ["tansu"], indirect=True)
+async def test_a_consumer_loop_and_a_fanout_read_every_partition_after_an_empty_restart(
+    own_broker,
+):
+    """Back empty, then the topic made with more partitions than before: records on every
+    partition, the new ones too, reach both kinds of consumer. (The fan-out keeps its positions
+    on the partitions it had: a log shorter than where it was is read again from its start.)"""
+    broker = own_broker
+    settings = broker.settings(partitions=2, consumer_session_timeout_ms=2000)
+    async with KafkaBus(settings, broker.bootstrap_servers, embedded=True) as bus:
+        topic = bus.topics.classified
+        grouped: set[bytes] = set()
+        fanned: set[bytes] = set()
+
+        async def handle(record) -> None:
+            grouped.add(record.value)
+
+        async def fan(record) -> None:
+            fanned.add(record.value)
+
+        loop = ConsumerLoop(bus, [topic], "outage", handle, "test")
+        fanout = TopicFanout(bus, topic, fan)
+        await loop.start()
+        await fanout.start()
+        try:
+            before = {f"before {n} on {p}".encode(): p for p in range(2) for n in range(3)}
+            await send_to_partitions(broker, topic, before)
+            assert await eventually(lambda: _has(grouped, fanned, set(before)))
+            await broker.stop()
+            await broker.start()
+            await create_topics(broker.bootstrap_servers, [topic], 5)
+            after = {f"after on {p}".encode(): p for p in range(5)}
+            await send_to_partitions(broker, topic, after)
+            assert await eventually(lambda: _has(grouped, fanned, set(after)), timeout=120)
+        finally:
+            await fanout.stop()
+            await loop.stop()
+
+
+async def send_to_partitions(broker: Broker, topic: str, records: dict[bytes, int]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+    await producer.start()
+    try:
+        for value, partition in records.items():
+            await producer.send_and_wait(topic, value, partition=partition)
+    finally:
+        await producer.stop()
+
+
+async def _has(grouped: set[bytes], fanned: set[bytes], wanted: set[bytes]) -> bool:
+    return wanted <= grouped and wanted <= fanned
 
 
 # --- the embedded broker is supervised ---------------------------------------------------------

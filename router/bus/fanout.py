@@ -3,8 +3,8 @@
 Each gateway process runs its own, to reach the sockets it holds (chat customers, agents' event
 streams); it commits nothing, and a record it misses while down is still in the store. When the
 broker comes back empty or with other partition counts, it re-reads the topic's partitions and
-carries on: partitions it had keep their positions (past the end after an empty restart: then
-from the start), new ones are read from their start.
+carries on: partitions it had keep their positions, new ones are read from their start, and a
+partition whose log now ends before its position (emptied by a restart) is read from its start.
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ class TopicFanout:
 
     async def _run(self) -> None:
         watch = LayoutWatch(self.bus, [self.topic], self._layout, f"fanout:{self.topic}")
+        next_rewind_check = asyncio.get_running_loop().time() + watch.every
         while True:
             assert self._consumer is not None
             try:
@@ -94,6 +95,9 @@ class TopicFanout:
                     await self._deliver(record)
             if await watch.changed():
                 await self._reassign(watch)
+            if asyncio.get_running_loop().time() >= next_rewind_check:
+                next_rewind_check = asyncio.get_running_loop().time() + watch.every
+                await self._rewind_past_the_end()
 
     async def _deliver(self, record: ConsumerRecord) -> None:
         try:
@@ -105,6 +109,28 @@ class TopicFanout:
                 offset=record.offset,
                 error=repr(exc)[:300],
             )
+
+    async def _rewind_past_the_end(self) -> None:
+        """A partition whose log now ends before this one's position was emptied (the embedded
+        broker came back with nothing): read it again from its start. The broker does not say
+        so by itself (it answers such a fetch with no records, not OffsetOutOfRange)."""
+        assert self._consumer is not None
+        consumer = self._consumer
+        try:
+            assigned = list(consumer.assignment())
+            ends = await asyncio.wait_for(consumer.end_offsets(assigned), 5)
+            behind = [
+                tp for tp in assigned if await asyncio.wait_for(consumer.position(tp), 5) > ends[tp]
+            ]
+            if behind:
+                log.warning(
+                    "fanout.rewound", topic=self.topic, partitions=[tp.partition for tp in behind]
+                )
+                await consumer.seek_to_beginning(*behind)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the broker is away: the next look will tell
+            log.debug("fanout.rewind_check_failed", topic=self.topic, error=repr(exc)[:300])
 
     async def _reassign(self, watch: LayoutWatch) -> None:
         """Read the partitions the topic has now: those kept from where this one was (the
