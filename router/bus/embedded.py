@@ -11,6 +11,7 @@ empty broker by themselves (router/bus/consumer.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import signal
@@ -90,6 +91,9 @@ class EmbeddedBroker:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
             preexec_fn=_die_with_parent if os.name == "posix" else None,
+            # Its own session: a Ctrl-C at the terminal reaches the router only, which stops the
+            # broker last, instead of killing it first (the supervisor would start it again).
+            start_new_session=True,
         )
         self._process = process
         deadline = asyncio.get_running_loop().time() + timeout
@@ -165,13 +169,15 @@ class EmbeddedBroker:
 
     @staticmethod
     async def _end(process: asyncio.subprocess.Process) -> None:
-        if process.returncode is not None:
-            return
-        process.terminate()
+        try:
+            process.terminate()
+        except ProcessLookupError:
+            return  # it had exited already
         try:
             await asyncio.wait_for(process.wait(), 5)
         except TimeoutError:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):  # it may exit meanwhile
+                process.kill()
             await process.wait()
 
     async def __aenter__(self) -> EmbeddedBroker:
