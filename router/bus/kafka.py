@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
@@ -261,9 +262,16 @@ class KafkaBus:
     async def partition_counts(self, topics: list[str], timeout: float = 5.0) -> dict[str, int]:
         """How many partitions each topic has now (0: none such), in one Metadata request for
         every topic, which creates none."""
-        producer = self._started()
         async with asyncio.timeout(timeout):
-            cluster = await producer.client.fetch_all_metadata()
+            if self._producer is not None:
+                cluster = await self._producer.client.fetch_all_metadata()
+            else:  # a bus used only to read (`supportrouter tail`): a client of its own
+                client = AIOKafkaClient(bootstrap_servers=self.bootstrap_servers)
+                try:
+                    await client.bootstrap()
+                    cluster = await client.fetch_all_metadata()
+                finally:
+                    await client.close()
         return {topic: len(cluster.partitions_for_topic(topic) or ()) for topic in topics}
 
     async def dead_letter(
