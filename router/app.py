@@ -78,7 +78,12 @@ class Router:
                     "the embedded broker runs only with `supportrouter run`; "
                     "set SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS to run one service alone"
                 )
-            self.broker = EmbeddedBroker(port=s.embedded_kafka_port)
+            self.broker = EmbeddedBroker(
+                port=s.embedded_kafka_port,
+                topics=s.topics.all(),
+                partitions=s.partitions,
+                on_restart=self._broker_restarted,
+            )
             await self._up(self.broker)
         bootstrap = self.broker.bootstrap_servers if self.broker else s.kafka_bootstrap_servers
         assert bootstrap is not None  # no embedded broker: the settings name the servers
@@ -169,6 +174,14 @@ class Router:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def _broker_restarted(self) -> None:
+        """The embedded broker died and came back empty: what it held goes out again, the
+        accepted messages from the journal and the replies from the store."""
+        if self.relay is not None:
+            self.relay.broker_lost_records()
+        if self.store is not None:
+            await self._requeue_unsent()
 
     async def _requeue_unsent(self) -> None:
         """A fresh embedded broker holds nothing: replies stored and published before a crash

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 from aiokafka import TopicPartition
 
-from router.bus.kafka import KafkaBus, TopicFanout, topic_partitions
+from router.bus.fanout import TopicFanout
+from router.bus.kafka import KafkaBus, topic_partitions
 
 
 async def read_topic(

@@ -10,7 +10,8 @@ from collections import Counter
 import pytest
 from aiokafka import TopicPartition
 
-from router.bus.kafka import ConsumerLoop, KafkaBus, topic_partitions
+from router.bus.consumer import ConsumerLoop
+from router.bus.kafka import KafkaBus, topic_partitions
 from tests.kafka_helpers import committed
 
 

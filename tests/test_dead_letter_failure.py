@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
-from router.bus.kafka import ConsumerLoop, KafkaBus
+from router.bus.consumer import ConsumerLoop
+from router.bus.kafka import KafkaBus
 from tests.kafka_helpers import committed, read_topic
 
 

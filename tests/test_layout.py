@@ -112,10 +112,6 @@ def test_no_modules_import_each_other_in_a_circle():
 
 
 MAX_LINES = 420
-# Being split on other branches (issue 12); whoever merges them takes these out of the list.
-LONG_FOR_NOW = {
-    "router/bus/kafka.py",
-}
 
 
 def test_no_module_is_longer_than_one_sitting():
@@ -123,11 +119,7 @@ def test_no_module_is_longer_than_one_sitting():
         path.relative_to(ROOT).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
         for path in modules().values()
     }
-    offenders = [
-        f"{name}: {n} lines"
-        for name, n in sorted(lengths.items())
-        if n > MAX_LINES and name not in LONG_FOR_NOW
-    ]
+    offenders = [f"{name}: {n} lines" for name, n in sorted(lengths.items()) if n > MAX_LINES]
     assert offenders == [], f"longer than {MAX_LINES} lines: split them\n" + "\n".join(offenders)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from router.bus.kafka import ConsumerLoop, KafkaBus
+from router.bus.consumer import ConsumerLoop
+from router.bus.kafka import KafkaBus
 from router.core.envelope import Channel, Envelope, Sender
 from tests.kafka_helpers import read_topic, settle
 

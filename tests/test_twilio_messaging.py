@@ -286,7 +286,8 @@ async def test_when_kafka_does_not_acknowledge_twilio_gets_503_and_its_retry_lan
                 break
         assert status == 200
         assert_empty_twiml(body)
-        [conversation] = await t.wait_for_queue("payments", lambda c: len(c) == 1)
+        # the consumers rebuild on the broker that came back empty: give them time
+        [conversation] = await t.wait_for_queue("payments", lambda c: len(c) == 1, timeout=90)
         inbound = [
             m
             for m in (await t.conversation(conversation["id"]))["messages"]

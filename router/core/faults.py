@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 
 import sqlalchemy.exc as sa_exc
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NodeNotReadyError
 
 _SQLITE_PASSING = ("locked", "busy", "unable to open", "disk i/o")
 
@@ -41,6 +41,8 @@ def _away(exc: BaseException) -> bool:
         return True  # a socket error: refused, reset, unreachable
     if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError)):
         return True
+    if isinstance(exc, KafkaError) and exc.retriable:
+        return True  # Kafka says try again (a leader moving), or our bus gave up waiting
     # asyncpg's errors, unwrapped: the server went away or is starting or stopping.
     return type(exc).__name__ in {
         "ConnectionDoesNotExistError",

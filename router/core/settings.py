@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # A new consumer group waits half this long before its first assignment on the embedded
     # broker, so the embedded default uses a short one; Kafka itself refuses less than 6000.
     consumer_session_timeout_ms: int | None = None
+    # Seconds a publish waits for Kafka's acknowledgement before it fails (the channels then
+    # answer 503 or 451, so the sender retries) instead of blocking while the broker is away.
+    publish_timeout: float = 5.0
 
     channels: list[str] = Field(
         default_factory=lambda: list(_registry()),

@@ -17,7 +17,8 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from router.bus.dead_letters import DeadLetters, NotReplayable, UnknownDeadLetter
-from router.bus.kafka import KafkaBus, TopicFanout
+from router.bus.fanout import TopicFanout
+from router.bus.kafka import KafkaBus
 from router.core.envelope import Outbound, QueueEvent
 from router.core.http import json_error
 from router.core.settings import Settings

@@ -8,7 +8,8 @@ import structlog
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
-from router.bus.kafka import ConsumerLoop, KafkaBus, PermanentError
+from router.bus.consumer import ConsumerLoop, PermanentError
+from router.bus.kafka import KafkaBus
 from router.core.envelope import Envelope, Lane, Urgency
 from router.observability.metrics import CLASSIFIED
 from router.policy.rules import Rules

@@ -17,7 +17,8 @@ import structlog
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
-from router.bus.kafka import ConsumerLoop, KafkaBus, PermanentError
+from router.bus.consumer import ConsumerLoop, PermanentError
+from router.bus.kafka import KafkaBus
 from router.core.envelope import Envelope, Outbound, QueueEvent, Urgency, now
 from router.core.tasks import cancel_and_wait
 from router.observability.metrics import ROUTING_SECONDS

@@ -28,7 +28,8 @@ from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from channels.base import DeliveryFailed, OutboundSender
-from router.bus.kafka import ConsumerLoop, KafkaBus, PermanentError
+from router.bus.consumer import ConsumerLoop, PermanentError
+from router.bus.kafka import KafkaBus
 from router.core.envelope import Outbound
 from router.observability.metrics import (
     DELIVERED,

@@ -1,0 +1,340 @@
+"""ConsumerLoop: consume in a consumer group, commit only after the effect.
+
+Delivery is at least once: a record's offset is committed only after its handler returned, so a
+crash redelivers it and the idempotent handler makes the second run change nothing. A record
+that still fails after retries goes to the DLQ with the error, then is committed: it never blocks
+its partition and is never dropped silently. If the DLQ publish fails too (the broker refuses it or
+is away), nothing is committed past that record: its partition goes back to it and the loop pauses
+(longer each time) before handling it again, so it holds its partition back only while it can be
+neither handled nor dead-lettered. The other partitions' records are committed as usual.
+
+A loop may also take a batch handler: it gets a partition's records in chunks, in order, and
+stores each chunk's effects together. A chunk it cannot handle (a poison record in it, a fault)
+is handed record by record to the single-record handler, with its retries and the DLQ, so a
+batch is only ever a shortcut, never a new way to lose or block a record.
+
+A loop resumes by itself after the broker was away, even when it came back empty (the embedded
+broker keeps nothing) or with other partition counts: every few seconds, and after repeated
+failures, it compares the topics' partition counts with those its consumer was built on; on a
+change (a topic missing, more or fewer partitions) it creates the missing topics with our counts
+and builds its consumer anew, which resumes from the committed offsets, never past a record not
+handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+from router.bus.kafka import KafkaBus, stop_consumer
+from router.core.faults import is_outage
+from router.core.tasks import cancel_and_wait
+from router.observability.metrics import CONSUMED
+
+log = structlog.get_logger("router.bus.consumer")
+
+Handler = Callable[[ConsumerRecord], Awaitable[None]]
+BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[None]]
+
+
+class ConsumerLoop:
+    """Consume topics in a consumer group, handle each record, commit after the effect.
+
+    `yield_to` names a loop whose records always go first: before each of its own records (or
+    chunks, with a batch handler) this loop waits until that one has nothing in hand (how the
+    urgent lane overtakes the standard).
+
+    `batch_handler`, when given, takes up to `chunk` records of one partition at a time, in
+    order; the chunk's offsets are committed only after it returned. If it raises, the chunk is
+    handled again record by record by `handler` (retries, then the DLQ), so the batch handler
+    must be idempotent as a whole, exactly like `handler` is for one record.
+    """
+
+    def __init__(
+        self,
+        bus: KafkaBus,
+        topics: list[str],
+        group: str,
+        handler: Handler,
+        stage: str,
+        *,
+        retries: int = 3,
+        batch: int = 200,
+        yield_to: ConsumerLoop | None = None,
+        on_dead_letter: Callable[[ConsumerRecord, BaseException], Awaitable[None]] | None = None,
+        batch_handler: BatchHandler | None = None,
+        chunk: int = 50,
+    ):
+        self.bus, self.topics, self.group, self.handler, self.stage = (
+            bus,
+            topics,
+            group,
+            handler,
+            stage,
+        )
+        self.batch_handler, self.chunk = batch_handler, max(chunk, 1)
+        self.on_dead_letter = on_dead_letter
+        self.retries, self.batch, self.yield_to = max(retries, 1), batch, yield_to
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self._backoff = 1.0  # seconds before a record whose DLQ publish failed is tried again
+        self._layout: dict[str, int] = {}
+
+    async def start(self) -> None:
+        if self._task is not None:
+            raise RuntimeError(f"{self.stage} consumer already started")
+        self._layout = await self.bus.partition_counts(self.topics)
+        self._consumer = await self._new_consumer()
+        self._task = asyncio.create_task(self._run(), name=f"consume:{self.stage}")
+
+    async def _new_consumer(self) -> AIOKafkaConsumer:
+        consumer = self.bus.consumer(self.topics, self.group, max_poll_records=self.batch)
+        await consumer.start()
+        return consumer
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await cancel_and_wait(self._task)
+        self._task = None
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await stop_consumer(consumer)
+
+    async def _run(self) -> None:
+        watch = LayoutWatch(self.bus, self.topics, self._layout, f"consumer:{self.stage}")
+        while not self._stopping:
+            assert self._consumer is not None
+            try:
+                await self._batch(self._consumer)
+                watch.succeeded()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # A lost broker or a rebalance (CommitFailedError): what was not committed comes
+                # back and the idempotent handlers absorb it. The loop itself must never die.
+                log.warning("consumer.batch_failed", stage=self.stage, error=repr(exc)[:300])
+                watch.failed()
+                await asyncio.sleep(1)
+            if await watch.changed():
+                await self._rebuild(watch)
+
+    async def _rebuild(self, watch: LayoutWatch) -> None:
+        """A consumer built anew, on the topics as they are now (created where missing). Nothing
+        is in hand between batches, and the new one starts from the committed offsets."""
+        old, self._consumer = self._consumer, None
+        if old is not None:
+            await stop_consumer(old)
+        while not self._stopping:
+            try:
+                await watch.recreate_topics()
+                self._consumer = await self._new_consumer()
+                watch.rebuilt()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer.rebuild_failed", stage=self.stage, error=repr(exc)[:300])
+                await watch.back_off()
+
+    async def _batch(self, consumer: AIOKafkaConsumer) -> None:
+        batches = await consumer.getmany(timeout_ms=500, max_records=self.batch)
+        if not batches:
+            self.idle.set()
+            return
+        self.idle.clear()
+        try:
+            # Partitions are independent (one conversation stays on one partition), so they
+            # are handled side by side; within a partition, strictly in order.
+            offsets = await asyncio.gather(
+                *(self._partition(records) for records in batches.values())
+            )
+            resume = dict(zip(batches, offsets, strict=True))
+            stuck = [tp for tp, records in batches.items() if resume[tp] <= records[-1].offset]
+            for tp in stuck:
+                # The consumer's position is past the whole batch: without this seek the next
+                # fetch (and so the next commit) would skip the record not yet handled. A
+                # partition no longer ours restarts from its commit, which is not past it.
+                if tp in consumer.assignment():
+                    consumer.seek(tp, resume[tp])
+            # Shielded so a stop never abandons a commit half-way; a crash before it
+            # redelivers the batch, which the idempotent handlers absorb.
+            await asyncio.shield(consumer.commit(resume))
+        finally:
+            self.idle.set()
+        if stuck:
+            await asyncio.sleep(self._backoff)  # the DLQ (or the broker) needs time to recover
+            self._backoff = min(self._backoff * 2, 30.0)
+        else:
+            self._backoff = 1.0
+
+    async def _partition(self, records: list[ConsumerRecord]) -> int:
+        """Handle one partition's records in order; return the offset to commit and resume
+        from: past the last record, or that of the first one neither handled nor
+        dead-lettered (none after it is handled, so the partition keeps its order)."""
+        if self.batch_handler is not None:
+            for start in range(0, len(records), self.chunk):
+                await self._give_way()
+                stuck = await self._handle_chunk(records[start : start + self.chunk])
+                if stuck is not None:
+                    return stuck.offset
+            return records[-1].offset + 1
+        stuck = await self._one_by_one(records)
+        return records[-1].offset + 1 if stuck is None else stuck.offset
+
+    async def _one_by_one(self, records: list[ConsumerRecord]) -> ConsumerRecord | None:
+        """Handle records in order; stop at, and return, the first neither handled nor
+        dead-lettered."""
+        for record in records:
+            await self._give_way()
+            if not await self._handle(record):
+                return record
+        return None
+
+    async def _give_way(self) -> None:
+        if self.yield_to is not None and not self.yield_to.idle.is_set():
+            await self.yield_to.idle.wait()
+
+    async def _handle_chunk(self, records: list[ConsumerRecord]) -> ConsumerRecord | None:
+        """Handle a chunk; return its first record neither handled nor dead-lettered, if any."""
+        assert self.batch_handler is not None
+        try:
+            await self.batch_handler(records)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A poison record or a fault: whatever the chunk stored is absorbed by the
+            # idempotent single-record handler, which retries and dead-letters one at a time.
+            log.warning(
+                "batch.one_by_one", stage=self.stage, records=len(records), error=repr(exc)[:300]
+            )
+            return await self._one_by_one(records)
+        CONSUMED.labels(stage=self.stage).inc(len(records))
+        return None
+
+    async def _handle(self, record: ConsumerRecord) -> bool:
+        """Handle one record, with retries, else dead-letter it; False if neither worked (the
+        DLQ publish failed, or a database or broker is away: the record is tried again later)."""
+        delay = 0.2
+        for attempt in range(1, self.retries + 1):
+            try:
+                await self.handler(record)
+                CONSUMED.labels(stage=self.stage).inc()
+                return True
+            except asyncio.CancelledError:
+                raise
+            except PermanentError as exc:
+                return await self._dead_letter(record, exc)
+            except Exception as exc:  # a transient fault: retry, then dead-letter
+                if is_outage(exc):  # not the record's fault: keep it, wait, try again
+                    log.warning(
+                        "record.dependency_away",
+                        stage=self.stage,
+                        topic=record.topic,
+                        partition=record.partition,
+                        offset=record.offset,
+                        error=repr(exc)[:300],
+                    )
+                    return False
+                log.warning(
+                    "record.retry", stage=self.stage, attempt=attempt, error=repr(exc)[:300]
+                )
+                if attempt == self.retries:
+                    return await self._dead_letter(record, exc)
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable: retries >= 1")
+
+    async def _dead_letter(self, record: ConsumerRecord, error: BaseException) -> bool:
+        """Publish the record to the DLQ; False if that failed (it must then not be committed)."""
+        try:
+            await self.bus.dead_letter(record, self.stage, error)
+        except Exception as exc:
+            log.error(
+                "record.dead_letter_failed",
+                stage=self.stage,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                error=repr(exc)[:300],
+                handler_error=repr(error)[:300],
+            )
+            return False
+        if self.on_dead_letter is not None:
+            try:
+                await self.on_dead_letter(record, error)
+            except Exception as exc:  # the record is in the DLQ already; this is bookkeeping
+                log.warning(
+                    "record.dead_letter_hook_failed", stage=self.stage, error=repr(exc)[:300]
+                )
+        return True
+
+
+class PermanentError(Exception):
+    """A record that no retry can fix (it does not parse): straight to the DLQ."""
+
+
+class LayoutWatch:
+    """Whether the topics a consumer was built on are still there as they were: a broker that
+    came back empty, or with other partition counts, leaves a consumer fetching partitions that
+    no longer exist and never those that are new. Asked every `every` seconds, and after
+    `failures` consecutive failures of the consumer."""
+
+    every = 5.0
+    failures = 3
+
+    def __init__(self, bus: KafkaBus, topics: list[str], layout: dict[str, int], name: str):
+        self.bus, self.topics, self.layout, self.name = bus, topics, dict(layout), name
+        self._failures = 0
+        self._next = asyncio.get_running_loop().time() + self.every
+        self._delay = 1.0
+
+    def succeeded(self) -> None:
+        self._failures = 0
+
+    def failed(self) -> None:
+        self._failures += 1
+
+    async def changed(self) -> bool:
+        """True once the topics differ from those the consumer was built on, or the consumer
+        keeps failing on a broker that answers."""
+        now = asyncio.get_running_loop().time()
+        if now < self._next and self._failures != self.failures:
+            return False
+        self._next = now + self.every
+        try:
+            counts = await self.bus.partition_counts(self.topics)
+        except Exception:  # the broker is away: the consumer's own client reconnects
+            return False
+        reason = None
+        if counts != self.layout:
+            reason = "topics_changed"
+        elif self._failures >= self.failures:
+            reason = "keeps_failing"
+        if reason is None:
+            return False
+        log.warning(
+            "consumer.rebuilding", consumer=self.name, reason=reason, was=self.layout, now=counts
+        )
+        return True
+
+    async def recreate_topics(self) -> None:
+        created = await self.bus.ensure_topics()
+        if created:
+            log.warning("topics.recreated", consumer=self.name, topics=created)
+        self.layout = await self.bus.partition_counts(self.topics)
+
+    def rebuilt(self) -> None:
+        log.info("consumer.rebuilt", consumer=self.name, partitions=self.layout)
+        self._failures = 0
+        self._delay = 1.0
+        self._next = asyncio.get_running_loop().time() + self.every
+
+    async def back_off(self) -> None:
+        await asyncio.sleep(self._delay)
+        self._delay = min(self._delay * 2, 30.0)
