@@ -148,7 +148,9 @@ class Fuzzer:
             msg = await ws.receive(timeout=60)
             if msg.type != aiohttp.WSMsgType.TEXT:
                 self.counts["socket lost"] += 1
-                self.fail(f"socket {msg.type.name} ({msg.data!r}, {msg.extra!r}) after {data!r}"[:600])
+                self.fail(
+                    f"socket {msg.type.name} ({msg.data!r}, {msg.extra!r}) after {data!r}"[:600]
+                )
                 raise AssertionError("the chat socket closed: " + self.failures[-1])
             answer = json.loads(msg.data)
             if answer["type"] in ("accepted", "error"):
@@ -226,3 +228,32 @@ async def test_a_frame_past_64_kib_closes_only_its_own_socket(fuzz_router):
         await ws.receive(timeout=30)
         await fz.frame(ws, json.dumps({"type": "message", "text": "hello again", "id": "again"}))
     assert fz.counts["accepted"] == 1
+
+
+async def test_every_route_that_reads_a_body_answers_413_past_the_limit(fuzz_router):
+    fz = await _fuzzer(fuzz_router)
+    async with fz.t.http.ws_connect(fz.t.url(f"/chat/ws?session={fz.session}")) as ws:
+        await ws.receive(timeout=30)  # the history
+        await fz.frame(ws, json.dumps({"type": "message", "text": "my transfer failed"}))
+    [conversation] = await fz.t.wait_for_queue("payments", lambda c: len(c) == 1)
+    limit = fz.t.router.settings.max_body_bytes
+    req = HostileRequest(
+        body=b'{"text":"' + b"x" * limit + b'"}',
+        content_type="application/json",
+        auth="valid",
+        signature="forged",  # a signature to check: the body is read for it
+        secret="right",
+        segment=conversation["id"],  # a conversation the routes find, so they read on
+    )
+    # These act on the URL alone and never read a body.
+    no_body = {"claim", "resolve", "replay"}
+    statuses = {}
+    for method, template in fz.routes:
+        if method == "POST" and template.rsplit("/", 1)[-1] not in no_body:
+            path = template.replace("{id}", req.segment)
+            async with fz.t.http.post(
+                fz.t.url(path), data=req.body, headers=fz._headers(path, req)
+            ) as resp:
+                statuses[template] = resp.status
+    assert len(statuses) >= 10
+    assert set(statuses.values()) == {413}, statuses
