@@ -257,7 +257,7 @@ class BotApiStandIn:
 
     def _remember_chat(self, update: dict[str, Any]) -> None:
         for key in ("message", "edited_message"):
-            if key in update and isinstance(update[key], dict) and "chat" in update[key]:
+            if isinstance(update.get(key), dict) and isinstance(update[key].get("chat"), dict):
                 self.add_chat(update[key]["chat"])
 
 

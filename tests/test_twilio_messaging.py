@@ -253,9 +253,10 @@ async def test_a_malformed_form_gets_400_with_the_reason_and_nothing_reaches_kaf
         assert await t.inbound_records() == []
 
 
-async def test_a_body_that_is_not_a_form_gets_400(sqlite_url, monkeypatch):
+async def test_a_signed_body_that_is_not_utf8_gets_400(sqlite_url, monkeypatch):
     async with twilio_router(sqlite_url, monkeypatch) as t:
-        signature = t.validator.compute_signature(PUBLIC_URL + PATH, {})
+        # The signature is checked first, on the form as UTF-8 with U+FFFD for what is not.
+        signature = t.validator.compute_signature(PUBLIC_URL + PATH, {"MessageSid": "\ufffd\ufffd"})
         async with t.http.post(
             t.url(PATH),
             data=b"MessageSid=\xff\xfe",

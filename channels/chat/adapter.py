@@ -8,7 +8,6 @@ the socket through this process's fan-out of support.outbound; the history, rest
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -23,12 +22,14 @@ from channels.base import ChannelContext, ChannelParts, Publish
 from router.bus.fanout import TopicFanout
 from router.bus.kafka import KafkaBus
 from router.core.envelope import Channel, Envelope, Outbound, Sender
-from router.core.http import json_error
+from router.core.http import BadJson, json_error, parse_json, read_json
 from router.observability.metrics import REJECTED
 from router.store.conversations import ConversationStore
 
 log = structlog.get_logger("channels.chat.adapter")
 STATIC = Path(__file__).parent / "static"
+# A session request and a frame are flat objects; the room left is for extra fields, no more.
+MAX_DEPTH = 8
 
 
 def _frame(message: dict[str, Any]) -> dict[str, Any]:
@@ -85,12 +86,11 @@ class LiveChatChannel:
         name = None
         if request.can_read_body:
             try:
-                body = await request.json()
-            except (ValueError, UnicodeDecodeError):
+                # A name typed in a browser may end in half an emoji: cleaned, not refused.
+                body = await read_json(request, max_depth=MAX_DEPTH, surrogates="replace")
+            except web.HTTPClientError:
                 REJECTED.labels(channel="chat", reason="bad_json").inc()
-                raise json_error(web.HTTPBadRequest, "body must be JSON") from None
-            if not isinstance(body, dict):
-                raise json_error(web.HTTPBadRequest, "body must be a JSON object")
+                raise
             name = body.get("name")
             if name is not None and (not isinstance(name, str) or len(name) > self.max_name_chars):
                 raise json_error(
@@ -115,7 +115,7 @@ class LiveChatChannel:
             await ws.send_json({"type": "history", "messages": history})
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    await self._receive(ws, key, name, msg.data)
+                    await self._receive_safely(ws, key, name, msg.data)
                 elif msg.type == WSMsgType.BINARY:
                     await ws.send_json({"type": "error", "error": "send JSON text frames"})
         finally:
@@ -124,14 +124,27 @@ class LiveChatChannel:
                 self._sockets.pop(key, None)
         return ws
 
+    async def _receive_safely(
+        self, ws: web.WebSocketResponse, key: str, name: str | None, data: str
+    ) -> None:
+        """One frame; a fault handling it is the frame's, never the socket's end."""
+        try:
+            await self._receive(ws, key, name, data)
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception:
+            log.exception("chat.frame_failed", conversation_key=key)
+            if not ws.closed:
+                await ws.send_json({"type": "error", "error": "frame not handled; it was logged"})
+
     async def _receive(
         self, ws: web.WebSocketResponse, key: str, name: str | None, data: str
     ) -> None:
         try:
-            frame = json.loads(data)
-        except ValueError:
+            frame = parse_json(data, max_depth=MAX_DEPTH, surrogates="replace")
+        except BadJson as exc:
             REJECTED.labels(channel="chat", reason="bad_json").inc()
-            await ws.send_json({"type": "error", "error": "frame is not JSON"})
+            await ws.send_json({"type": "error", "error": f"frame is not JSON we accept: {exc}"})
             return
         if not isinstance(frame, dict) or frame.get("type") != "message":
             await ws.send_json(

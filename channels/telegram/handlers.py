@@ -54,12 +54,22 @@ def _masked(phone: str) -> str:
     return "*" * max(len(phone) - 4, 0) + phone[-4:]
 
 
+# Errors an update's own content causes (no chat, a field of the wrong type, text UTF-8 cannot
+# carry): handling it again fails again, so it is acknowledged and logged once, not retried.
+# Kafka, the journal and the store fail otherwise (KafkaError, OSError, database errors).
+POISON = (ValueError, TypeError, AttributeError, LookupError, AssertionError)
+
+
 @dataclass
 class Outcome:
     """What handling one update did; the webhook and the poller read it after process_update."""
 
     published: list[Envelope] = field(default_factory=list)
     error: BaseException | None = None
+
+    @property
+    def poisoned(self) -> bool:
+        return isinstance(self.error, POISON)
 
 
 # process_update awaits blocking handlers and error handlers in the caller's task, so each
@@ -91,6 +101,8 @@ class UpdateHandlers:
         token = _OUTCOME.set(outcome)
         try:
             await app.process_update(update)
+        except POISON as exc:  # raised by a handler's filters, before any handler ran
+            outcome.error = exc
         finally:
             _OUTCOME.reset(token)
         return outcome

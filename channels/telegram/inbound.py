@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import warnings
 from collections import OrderedDict
 
 import structlog
 from aiohttp import web
-from telegram import Update
+from telegram import Bot, Update
 from telegram.error import (
     BadRequest,
     Forbidden,
@@ -24,11 +25,12 @@ from telegram.error import (
     TelegramError,
 )
 from telegram.ext import Application
+from telegram.warnings import PTBUserWarning
 
 from channels.base import Publish
 from channels.telegram.errors import refusal, retry_after_seconds, safe_error
-from channels.telegram.handlers import Outcome, UpdateHandlers
-from router.core.http import json_error
+from channels.telegram.handlers import POISON, Outcome, UpdateHandlers
+from router.core.http import clean_strings, json_error, read_json
 from router.core.tasks import cancel_and_wait
 from router.observability.metrics import REJECTED
 from router.store.conversations import ConversationStore
@@ -39,6 +41,8 @@ WEBHOOK_PATH = "/webhooks/telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # Only what the handlers read: Telegram then keeps everything else (group joins, reactions) away.
 ALLOWED_UPDATES = ["message", "edited_message"]
+# A real Update nests a few levels (a reply's message, its entities); 5,000 is an attack.
+MAX_UPDATE_DEPTH = 24
 
 
 class TelegramChannel:
@@ -150,9 +154,7 @@ class TelegramChannel:
         bot, delay = self.application.bot, 1.0
         while True:
             try:
-                updates = await bot.get_updates(
-                    offset=self._offset, timeout=self._poll_timeout, allowed_updates=ALLOWED_UPDATES
-                )
+                updates = await self._fetch(bot)
             except RetryAfter as exc:
                 await asyncio.sleep(retry_after_seconds(exc))
                 continue
@@ -168,13 +170,45 @@ class TelegramChannel:
                 continue
             delay = 1.0
             for update in updates:
+                if isinstance(update, int):  # unreadable: logged once, confirmed
+                    self._offset = update + 1
+                    continue
                 outcome = await self._process(update)
-                if outcome.error is not None:
+                if outcome.error is not None and not outcome.poisoned:
                     # Not confirmed: the same update comes back with the next getUpdates.
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 60)
                     break
                 self._offset = update.update_id + 1
+
+    async def _fetch(self, bot: Bot) -> list[Update | int]:
+        try:
+            return list(
+                await bot.get_updates(
+                    offset=self._offset, timeout=self._poll_timeout, allowed_updates=ALLOWED_UPDATES
+                )
+            )
+        except POISON as exc:
+            # One update PTB cannot read spoils the batch, every time it is fetched: read the
+            # batch raw and one by one; the unreadable ones come back as their update_id.
+            log.warning("telegram.unreadable_batch", error=repr(exc)[:300])
+        kwargs = {"timeout": 0, "allowed_updates": ALLOWED_UPDATES}
+        if self._offset is not None:
+            kwargs["offset"] = self._offset
+        with warnings.catch_warnings():  # PTB asks for get_updates, which is what failed
+            warnings.simplefilter("ignore", PTBUserWarning)
+            raw = await bot.do_api_request("getUpdates", api_kwargs=kwargs)
+        batch: list[Update | int] = []
+        for data in raw if isinstance(raw, list) else []:
+            update_id = data.get("update_id") if isinstance(data, dict) else None
+            if not isinstance(update_id, int):
+                continue
+            try:
+                batch.append(Update.de_json(clean_strings(data), bot))
+            except POISON as exc:
+                self._dropped(update_id, exc)
+                batch.append(update_id)
+        return batch
 
     # --- webhook -------------------------------------------------------------------------
 
@@ -198,11 +232,14 @@ class TelegramChannel:
                 web.HTTPServiceUnavailable, "the Telegram channel is still connecting; retry"
             )
         try:
-            data = await request.json()
-        except (ValueError, UnicodeDecodeError):
+            # Text Telegram relays may hold a lone surrogate: cleaned, so the message is kept.
+            data = await read_json(
+                request, max_depth=MAX_UPDATE_DEPTH, surrogates="replace", what="a Telegram Update"
+            )
+        except web.HTTPClientError:
             REJECTED.labels(channel="telegram", reason="bad_json").inc()
-            raise json_error(web.HTTPBadRequest, "body must be a JSON Update") from None
-        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+            raise
+        if not isinstance(data.get("update_id"), int) or isinstance(data["update_id"], bool):
             REJECTED.labels(channel="telegram", reason="not_an_update").inc()
             raise json_error(
                 web.HTTPBadRequest, "body must be a JSON Update with an integer update_id"
@@ -212,10 +249,13 @@ class TelegramChannel:
             return web.json_response({"ok": True, "duplicate": True})
         try:
             update = Update.de_json(data, self.application.bot)
-        except (TypeError, ValueError, KeyError, AttributeError):
-            REJECTED.labels(channel="telegram", reason="bad_update").inc()
-            raise json_error(web.HTTPBadRequest, "body is not a Telegram Update") from None
+        except POISON as exc:
+            # Authenticated, so from Telegram: a 4xx would only be retried. Acknowledged once.
+            self._dropped(update_id, exc)
+            return web.json_response({"ok": True, "handled": False})
         outcome = await self._process(update)
+        if outcome.poisoned:
+            return web.json_response({"ok": True, "handled": False})
         if outcome.error is not None:
             # Kafka (or the store) did not take it: Telegram retries a 5xx.
             raise json_error(web.HTTPServiceUnavailable, "update not accepted; retry")
@@ -224,9 +264,21 @@ class TelegramChannel:
     # --- one update ----------------------------------------------------------------------
 
     async def _process(self, update: Update) -> Outcome:
+        """Handles one update; one that cannot be handled (see POISON) counts as handled."""
         outcome = await self._handlers.process(self.application, update)
-        if outcome.error is None:
-            self._recent[update.update_id] = None
-            while len(self._recent) > self.recent_updates:
-                self._recent.popitem(last=False)
+        if outcome.poisoned:
+            assert outcome.error is not None
+            self._dropped(update.update_id, outcome.error)
+        elif outcome.error is None:
+            self._remember(update.update_id)
         return outcome
+
+    def _remember(self, update_id: int) -> None:
+        self._recent[update_id] = None
+        while len(self._recent) > self.recent_updates:
+            self._recent.popitem(last=False)
+
+    def _dropped(self, update_id: int, error: BaseException) -> None:
+        REJECTED.labels(channel="telegram", reason="unhandled_update").inc()
+        log.error("telegram.update_dropped", update_id=update_id, error=repr(error)[:300])
+        self._remember(update_id)

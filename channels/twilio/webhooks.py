@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, unquote_to_bytes, urlencode
 
 import structlog
 from aiohttp import web
@@ -19,10 +19,11 @@ from twilio.request_validator import RequestValidator, get_signature_algorithm
 
 from channels.twilio.addresses import MAX_ADDRESS_CHARS
 from router.core.channel_settings import TwilioSettings
-from router.core.http import json_error
+from router.core.http import charset_problem, json_error
 from router.observability.metrics import REJECTED
 
 log = structlog.get_logger("channels.twilio")
+FORM_TYPE = "application/x-www-form-urlencoded"  # what Twilio posts
 
 
 def bad_request(channel: str, reason: str, detail: str) -> web.HTTPBadRequest:
@@ -80,12 +81,11 @@ class WebhookVerifier:
         signature = request.headers.get("X-Twilio-Signature", "")
         if self._validator is not None and not signature:
             raise _forbidden(channel, "no_signature", "missing X-Twilio-Signature")
-        try:
-            form = await request.post()
-        except (ValueError, UnicodeDecodeError):
-            raise bad_request(
-                channel, "bad_form", "body must be a URL-encoded form in UTF-8"
-            ) from None
+        body = await request.read()  # 413 past the app's client_max_size
+        # Twilio posts a UTF-8 form whatever the headers say; the signature is checked on that
+        # form first, so a forged request is refused (403) before its headers or bytes are
+        # judged. Undecodable bytes become U+FFFD here, which no genuine signature covers.
+        form = MultiDict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         if self._validator is not None:
             algorithm = get_signature_algorithm(
                 request.headers.get("X-Twilio-Webhooks-Signature-Settings")
@@ -93,8 +93,25 @@ class WebhookVerifier:
             if not self._validator.validate(self.url_for(request), form, signature, algorithm):
                 log.warning("twilio.bad_signature", path=request.path, channel=channel)
                 raise _forbidden(channel, "bad_signature", "X-Twilio-Signature does not match")
-        # Files in a multipart body are not something Twilio sends.
-        return MultiDictProxy(MultiDict((k, v) for k, v in form.items() if isinstance(v, str)))
+        _check_form(request, body, channel)
+        return MultiDictProxy(form)
+
+
+def _check_form(request: web.Request, body: bytes, channel: str) -> None:
+    """What a signed (or, in development, unsigned) request must still be: a UTF-8 form."""
+    if request.content_type != FORM_TYPE:
+        REJECTED.labels(channel=channel, reason="bad_content_type").inc()
+        raise json_error(
+            web.HTTPUnsupportedMediaType, "body must be application/x-www-form-urlencoded"
+        )
+    problem = charset_problem(request)
+    if problem is not None:
+        REJECTED.labels(channel=channel, reason="bad_charset").inc()
+        raise json_error(web.HTTPUnsupportedMediaType, problem)
+    try:
+        unquote_to_bytes(body.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_request(channel, "bad_form", "body must be a URL-encoded form in UTF-8") from None
 
 
 def field(

@@ -20,7 +20,7 @@ from router.bus.dead_letters import DeadLetters, NotReplayable, UnknownDeadLette
 from router.bus.fanout import TopicFanout
 from router.bus.kafka import KafkaBus
 from router.core.envelope import Outbound, QueueEvent
-from router.core.http import json_error
+from router.core.http import json_error, read_json
 from router.core.settings import Settings
 from router.operator_files.schemas.agents import Agent
 from router.policy.rules import Rules
@@ -36,12 +36,8 @@ T = TypeVar("T")
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise json_error(web.HTTPBadRequest, "body must be JSON") from None
-    if not isinstance(body, dict):
-        raise json_error(web.HTTPBadRequest, "body must be a JSON object")
+    # Every field the API reads is a flat string; a little room for extra fields, no more.
+    body: dict[str, Any] = await read_json(request, max_depth=8)
     return body
 
 

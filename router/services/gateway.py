@@ -45,6 +45,27 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
         return json_error_response("internal error; the request was logged", status=500)
 
 
+# The console and the chat page load their script and the widget's styles from this origin
+# only; the styles stay inline (the widget injects its own <style>), scripts never are.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # the console's socket URL carries a token
+    "X-Frame-Options": "DENY",
+}
+
+
+async def security_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """On every answer, refusals and the sockets' handshakes included."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
 class Gateway:
     def __init__(
         self,
@@ -73,11 +94,13 @@ class Gateway:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/console/", self.console)
         app.router.add_get("/console", self.console)
+        app.router.add_get("/console/console.js", self.console_script)
         app.router.add_get("/", self.index)
         self.api.routes(app)
         for channel in self.channels:
             channel.routes(app)
         app.on_shutdown.append(self._close_sockets)
+        app.on_response_prepare.append(security_headers)
         return app
 
     async def start(self) -> None:
@@ -128,6 +151,11 @@ class Gateway:
 
     async def console(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "console.html")
+
+    async def console_script(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(
+            STATIC / "console.js", headers={"Content-Type": "application/javascript"}
+        )
 
     async def index(self, request: web.Request) -> web.Response:
         return web.json_response(
