@@ -227,3 +227,8 @@ def test_fifteen_digit_first_generation_resident_ids_are_masked(text):
 )
 def test_fifteen_digit_numbers_that_cannot_be_resident_ids_are_not_masked_as_one(text):
     assert RESIDENT_ID not in redact(text).kinds
+
+
+def test_two_card_numbers_in_one_run_of_digits_are_both_masked():
+    result = redact("names: 4539148803436467 4024 0071 5384 5218")
+    assert result.text == "names: [card number removed] [card number removed]"

