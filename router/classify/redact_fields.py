@@ -9,6 +9,8 @@ left as it is: the sender's address (the reply goes there) and the thread's iden
 
 from __future__ import annotations
 
+from typing import Any
+
 from router.classify.redact import redact
 from router.core.envelope import Attachment, Envelope
 
@@ -49,7 +51,7 @@ def redact_envelope(envelope: Envelope) -> Envelope:
         return mask(value) if value else value
 
     sender = envelope.sender
-    update = {
+    update: dict[str, Any] = {
         "text": mask(envelope.text),
         "subject": optional(envelope.subject),
         "sender": sender.model_copy(update={"name": optional(sender.name)}),
