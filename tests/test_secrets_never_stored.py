@@ -276,8 +276,8 @@ async def _stored_inbound(engine) -> int:
         ).scalar_one()
 
 
-async def test_no_secret_in_any_customer_field_of_any_channel_reaches_kafka_or_the_database(
-    database_url, monkeypatch
+async def test_no_secret_in_any_customer_field_of_any_channel_reaches_logs_kafka_or_the_database(
+    database_url, monkeypatch, captured_logs
 ):
     telegram_api = tg.BotApiStandIn()
     await telegram_api.start()
@@ -299,6 +299,8 @@ async def test_no_secret_in_any_customer_field_of_any_channel_reaches_kafka_or_t
         channels=["chat", "email", "whatsapp", "telegram"],
         public_url=PUBLIC_URL,
         smtp_port=0,
+        log_format="json",
+        log_level="debug",
     )
     try:
         async with Router(settings) as router, aiohttp.ClientSession() as http:
@@ -379,7 +381,7 @@ async def test_no_secret_in_any_customer_field_of_any_channel_reaches_kafka_or_t
         await twilio.stop()
         await telegram_api.close()
 
-    leaks: list[str] = []
+    leaks = _planted_leaks("the logs", captured_logs.getvalue().splitlines())
     for topic, values in records.items():
         leaks += _planted_leaks(f"Kafka topic {topic}", values)
     for table, table_rows in rows.items():
@@ -392,6 +394,7 @@ async def test_no_secret_in_any_customer_field_of_any_channel_reaches_kafka_or_t
     ]
     assert len(inbound) == expected, "every message was published"
     assert rows["chat_sessions"] and rows["conversations"], "the scan saw the stored rows"
+    assert "email.accepted" in captured_logs.getvalue(), "the log capture saw the router's lines"
 
 
 async def _every_raw_row(engine) -> dict[str, list[list]]:
