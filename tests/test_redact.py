@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from router.classify.redact import CARD_NUMBER, CVV, ONE_TIME_CODE, PASSWORD, RESIDENT_ID, redact
+from router.classify.redact import (
+    CARD_NUMBER,
+    CVV,
+    ONE_TIME_CODE,
+    PASSWORD,
+    RESIDENT_ID,
+    card_windows,
+    redact,
+)
 from router.policy.rules import Rules
 from tests.conftest import CONFIG_DIR
 
@@ -232,3 +240,22 @@ def test_fifteen_digit_numbers_that_cannot_be_resident_ids_are_not_masked_as_one
 def test_two_card_numbers_in_one_run_of_digits_are_both_masked():
     result = redact("names: 4539148803436467 4024 0071 5384 5218")
     assert result.text == "names: [card number removed] [card number removed]"
+
+
+@pytest.mark.parametrize(
+    ("digits", "is_card"),
+    [
+        ("4111111111111111", True),
+        ("378282246310005", True),
+        ("6011000990139424", True),
+        ("4222222222222", True),  # 13 digits
+        ("4111111111111112", False),
+        ("1234567890123", False),
+        ("411111111111", False),  # 12 digits: too short, whatever its checksum
+    ],
+)
+def test_the_window_search_agrees_with_the_luhn_check(digits, is_card):
+    assert (card_windows(digits) == [(0, len(digits))]) is is_card
+    if is_card:  # one digit a group: the whole number is still the longest window
+        spaced = " ".join(digits)
+        assert card_windows(spaced) == [(0, len(spaced))]
