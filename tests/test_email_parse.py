@@ -184,3 +184,28 @@ def test_references_start_at_the_root_and_end_bounded_with_the_parent_kept():
     parent_id, refs = thread_ids({"messages": messages}, messages[-1])
     assert parent_id == "<29@c>"
     assert refs[0] == "<root@c>" and refs[-1] == "<29@c>" and len(refs) == 20
+
+
+# --- Authentication-Results: what the receiving server said of the From domain ------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "failed"),
+    [
+        ("mx.example; dmarc=fail (p=REJECT) header.from=example.net", True),
+        ("mx.example; dmarc=fail", True),  # DMARC is about the From domain by definition
+        ("mx.example; dkim=fail header.d=example.net", True),
+        ("mx.example; dkim=fail header.i=@mail.example.net", True),  # a subdomain aligns
+        ("mx.example; dkim=fail header.d=lists.other.example; dmarc=pass", False),
+        ("mx.example; dkim=pass header.d=example.net; dmarc=pass header.from=example.net", False),
+        ("mx.example; dmarc=fail header.from=other.example", False),
+        ("mx.example; spf=fail smtp.mailfrom=example.net", False),  # SPF is the envelope's
+        ("mx.example (dmarc=fail header.from=example.net); none", False),  # a comment
+    ],
+)
+def test_a_failing_dmarc_or_dkim_result_for_the_from_domain_is_found(header, failed):
+    raw = (
+        f"Authentication-Results: {header}\r\nFrom: Wang <c@example.net>\r\nTo: s@x.example\r\n"
+        "Subject: hi\r\nMessage-ID: <a.1@example.net>\r\n\r\nhello\r\n"
+    ).encode()
+    assert parse_mail(raw).from_failed is failed

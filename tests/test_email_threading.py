@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import smtplib
 
+import aiohttp
 import pytest
 
+from tests.conftest import ADMIN_PASSWORD
 from tests.email_helpers import (
     CUSTOMER,
     PAYMENT_FAILED_ZH,
@@ -232,3 +234,149 @@ async def test_the_listener_relays_for_no_one(monkeypatch, tmp_path):
             recipients=["HELP@wallet.example"],
         )
         await _conversation(router, "payments")
+
+
+# --- hostile threading: a Message-ID or a ticket is no secret, a From line is easy to write ------
+
+ATTACKER = "attacker@evil.example"
+STRANGER = "stranger@example.org"
+
+
+async def _api_conversation(router, conversation_id: str) -> dict:
+    """The conversation as the agents' API shows it to the console."""
+    base = f"http://127.0.0.1:{router.gateway.port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{base}/api/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+        ) as r:
+            headers = {"Authorization": "Bearer " + (await r.json())["token"]}
+        async with http.get(f"{base}/api/conversations/{conversation_id}", headers=headers) as r:
+            assert r.status == 200, await r.text()
+            return await r.json()
+
+
+async def _first_conversation(router, relay) -> dict:
+    await send_smtp(
+        smtp_port(router),
+        customer_mail(
+            "my transfer failed and the money was deducted",
+            subject="transfer",
+            message_id="<first.1@example.net>",
+        ),
+    )
+    conversation = await _conversation(router, "payments")
+    await relay.wait_for(1)  # its acknowledgement
+    return conversation
+
+
+async def test_a_forged_from_with_the_ticket_and_a_reply_to_gets_the_agent_reply_sent_to_the_customer(
+    router, relay
+):
+    conversation = await _first_conversation(router, relay)
+    forged = customer_mail(
+        "please send the refund details to this address instead",
+        subject=f"Re: transfer [{conversation['ticket']}]",
+        Reply_To=ATTACKER,
+    )
+    await send_smtp(smtp_port(router), forged, sender=ATTACKER)
+    await wait_until(
+        lambda: _messages_in(router, conversation["id"], 2), what="the forged mail threaded"
+    )
+
+    await agent_reply(router, conversation["id"], "Your refund is on its way.")
+    captured = await relay.wait_for(2)
+    reply = next(c for c in captured if "refund is on its way" in c.raw.decode(errors="replace"))
+    assert reply.rcpt_tos == [CUSTOMER]
+    assert reply.message["To"] == CUSTOMER
+    assert all(ATTACKER not in c.rcpt_tos for c in captured)
+
+
+async def test_a_strangers_mail_answering_the_customers_message_id_opens_a_flagged_conversation(
+    router, relay
+):
+    conversation = await _first_conversation(router, relay)
+    stranger = customer_mail(
+        "my transfer failed too, money deducted",
+        subject="Re: transfer",
+        sender=STRANGER,
+        In_Reply_To="<first.1@example.net>",
+        References="<first.1@example.net>",
+    )
+    await send_smtp(smtp_port(router), stranger, sender=STRANGER)
+
+    newest = await _conversation(router, "payments", count=2)
+    assert newest["id"] != conversation["id"]
+    shown = await _api_conversation(router, newest["id"])
+    assert shown["customer_address"] == STRANGER
+    assert shown["flags"] == {"thread_mismatch": True, "claimed_ticket": conversation["ticket"]}
+    assert shown["messages"][0]["meta"]["thread"]["thread_mismatch"] == "1"
+    original = await _api_conversation(router, conversation["id"])
+    assert [m["direction"] for m in original["messages"]] == ["in", "out"]  # mail + its ack
+    assert original["flags"] is None
+
+    # The real customer's own answer still threads into their conversation.
+    await send_smtp(
+        smtp_port(router),
+        customer_mail("any news?", subject="Re: transfer", In_Reply_To="<first.1@example.net>"),
+    )
+    await wait_until(
+        lambda: _messages_in(router, conversation["id"], 2), what="the customer's answer"
+    )
+    # The stranger's next mail in that thread meets their own conversation, not the customer's.
+    await send_smtp(
+        smtp_port(router),
+        customer_mail(
+            "hello again",
+            subject="Re: transfer",
+            sender=STRANGER,
+            In_Reply_To="<first.1@example.net>",
+        ),
+        sender=STRANGER,
+    )
+    await wait_until(lambda: _messages_in(router, newest["id"], 2), what="the stranger's second")
+    assert len(await _messages_in(router, conversation["id"], 2)) == 2
+
+
+@pytest.mark.parametrize(
+    "results",
+    [
+        "mx.wallet.example; spf=softfail smtp.mailfrom=evil.example; dmarc=fail (p=NONE) header.from=example.net",
+        "mx.wallet.example; dkim=fail (bad signature) header.d=example.net header.s=s1",
+    ],
+    ids=["dmarc-fail", "dkim-fail"],
+)
+async def test_a_mail_whose_from_domain_failed_authentication_does_not_continue_the_conversation(
+    router, relay, results
+):
+    conversation = await _first_conversation(router, relay)
+    forged = customer_mail(
+        "my transfer failed, send the money to my new account",
+        subject=f"Re: transfer [{conversation['ticket']}]",
+        In_Reply_To="<first.1@example.net>",
+        Authentication_Results=results,
+    )
+    await send_smtp(smtp_port(router), forged, sender=ATTACKER)
+    newest = await _conversation(router, "payments", count=2)
+    shown = await _api_conversation(router, newest["id"])
+    assert shown["flags"]["thread_mismatch"] is True
+    assert shown["customer_address"] == CUSTOMER  # its replies go to the address it claimed
+    assert len((await _api_conversation(router, conversation["id"]))["messages"]) == 2
+
+
+async def test_a_passing_or_unrelated_authentication_result_still_threads(router, relay):
+    conversation = await _first_conversation(router, relay)
+    await send_smtp(
+        smtp_port(router),
+        customer_mail(
+            "any news?",
+            subject="Re: transfer",
+            In_Reply_To="<first.1@example.net>",
+            Authentication_Results=(
+                "mx.wallet.example; dkim=pass header.d=example.net; "
+                "dkim=fail header.d=lists.other.example; dmarc=pass header.from=example.net"
+            ),
+        ),
+    )
+    await wait_until(
+        lambda: _messages_in(router, conversation["id"], 2), what="the customer's answer"
+    )

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from router.classify.redact import CARD_NUMBER, CVV, ONE_TIME_CODE, PASSWORD, RESIDENT_ID, redact
+from router.classify.redact import (
+    CARD_NUMBER,
+    CVV,
+    ONE_TIME_CODE,
+    PASSWORD,
+    RESIDENT_ID,
+    card_windows,
+    redact,
+)
 from router.policy.rules import Rules
 from tests.conftest import CONFIG_DIR
 
@@ -148,3 +156,106 @@ def test_a_transaction_id_whose_digits_pass_luhn_is_kept_but_a_card_after_chines
     assert "TX2026110100123" in kept.text and kept.kinds == []
     masked = mask("卡号4111111111111111被盗刷")
     assert "4111111111111111" not in masked.text and "card_number" in masked.kinds
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "4111.1111.1111.1111",
+        "4111/1111/1111/1111",
+        "4111_1111_1111_1111",
+        "4111\n1111\n1111\n1111",
+        "4111 \r\n1111\r\n 1111\n1111",
+        "５５５５ ５５５５ ５５５５ ４４４４",
+        "６０１１－０００９－９０１３－９４２４",
+    ],
+    ids=[
+        "dots",
+        "slashes",
+        "underscores",
+        "line-breaks",
+        "crlf-and-spaces",
+        "full-width",
+        "fw-dash",
+    ],
+)
+def test_card_numbers_are_masked_whatever_separates_their_groups(written):
+    result = redact(f"卡号 {written} 被盗刷了")
+    assert result.kinds == [CARD_NUMBER], result.text
+    assert result.text == "卡号 [card number removed] 被盗刷了"
+
+
+def test_separators_are_no_way_around_the_luhn_check():
+    for text in ("ref 4111.1111.1111.1112", "ref 4111/1111/1111/1112", "ref 4111_1111_1111_1112"):
+        assert redact(text).kinds == [], text
+
+
+def test_a_card_next_to_an_amount_or_another_number_is_still_found_and_they_stay():
+    assert redact("paid 4111 1111 1111 1111.50").text == "paid [card number removed].50"
+    assert redact("no.12345.4111 1111 1111 1111").text == "no.12345.[card number removed]"
+
+
+def test_dates_versions_and_addresses_with_dots_and_slashes_stay_readable():
+    for text in ("on 2026/11/01 at 10.30", "version 4.12.1.1080", "ip 192.168.100.200", "1/2/3/4"):
+        assert redact(text).text == text
+
+
+def test_a_full_width_resident_id_is_masked_and_the_rest_keeps_its_width():
+    result = redact("身份证１１０１０５１９４９１２３１００２Ｘ，订单１２３４５")
+    assert result.text == "身份证[ID number removed]，订单１２３４５"
+    assert result.kinds == [RESIDENT_ID]
+
+
+def test_full_width_letters_do_not_hide_a_password():
+    result = redact("ｐａｓｓｗｏｒｄ：ｈｕｎｔｅｒ２ｘ 好的")
+    assert result.text == "ｐａｓｓｗｏｒｄ：[password removed] 好的"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "身份证 110105491231002",  # named
+        "my number is 110105491231002 please check",  # a province's area code and a date
+        "老身份证号码是４４０３０１７２０６１５５１３",  # full width
+    ],
+)
+def test_fifteen_digit_first_generation_resident_ids_are_masked(text):
+    result = redact(text)
+    assert RESIDENT_ID in result.kinds
+    assert "[ID number removed]" in result.text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order 202611010012345",  # no province starts with 20
+        "tracking 991231010112345",
+        "amex 371449635398431",  # a card: no date fits, masked as a card
+    ],
+)
+def test_fifteen_digit_numbers_that_cannot_be_resident_ids_are_not_masked_as_one(text):
+    assert RESIDENT_ID not in redact(text).kinds
+
+
+def test_two_card_numbers_in_one_run_of_digits_are_both_masked():
+    result = redact("names: 4539148803436467 4024 0071 5384 5218")
+    assert result.text == "names: [card number removed] [card number removed]"
+
+
+@pytest.mark.parametrize(
+    ("digits", "is_card"),
+    [
+        ("4111111111111111", True),
+        ("378282246310005", True),
+        ("6011000990139424", True),
+        ("4222222222222", True),  # 13 digits
+        ("4111111111111112", False),
+        ("1234567890123", False),
+        ("411111111111", False),  # 12 digits: too short, whatever its checksum
+    ],
+)
+def test_the_window_search_agrees_with_the_luhn_check(digits, is_card):
+    assert (card_windows(digits) == [(0, len(digits))]) is is_card
+    if is_card:  # one digit a group: the whole number is still the longest window
+        spaced = " ".join(digits)
+        assert card_windows(spaced) == [(0, len(spaced))]

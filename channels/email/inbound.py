@@ -1,11 +1,15 @@
 """What both doors (the SMTP listener and the IMAP poller) do with one raw mail: parse it, decide
 whether it may enter, find its conversation, and publish it.
 
-Threading: a reply joins its conversation through the Message-IDs it answers (In-Reply-To,
+Threading: a mail claims a conversation through the Message-IDs it answers (In-Reply-To,
 References) when the store knows one of them, inbound or outbound; else through a ticket token
-"[T1A2B3C4D]" in the subject, but only when the sender is that ticket's customer (a ticket number
-is not a secret); else it opens a conversation keyed by its thread's root Message-ID, so later
-mails of the same thread meet there even before the store has seen the first one.
+"[T1A2B3C4D]" in the subject; else through its thread's root Message-ID (the key of a thread the
+store has not seen yet, so later mails of the same thread meet there). Message-IDs and tickets
+are no secret, so the claim is granted only to that conversation's customer: the From address
+must be the conversation's, and the receiving server must not have reported the From domain's
+DMARC or DKIM as failing (channels/email/authresults.py). Reply-To never counts. A mail whose
+claim is refused opens a conversation of its own, keyed by its sender and its thread, flagged
+`thread_mismatch` for the agent with the ticket it claimed.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import structlog
 
 from channels.base import Publish
 from channels.email.parse import Limits, ParsedMail, parse_mail
-from router.classify.redact import redact
 from router.core.channel_settings import EmailSettings
 from router.core.envelope import Channel, Envelope, Sender
 from router.observability.metrics import REJECTED
@@ -91,7 +94,7 @@ class EmailIntake:
                 message_id=mail.message_id,
             )
             return Result(Outcome.IGNORED, "mail from our own address is never answered")
-        key = await self.conversation_key(mail)
+        key, flags = await self.conversation_key(mail)
         envelope = Envelope.new(
             channel=Channel.EMAIL,
             channel_message_id=mail.message_id,
@@ -99,7 +102,7 @@ class EmailIntake:
             sender=Sender(address=mail.from_address, name=mail.from_name),
             text=mail.text,
             subject=mail.subject or None,
-            thread=self._thread(mail, source),
+            thread={**self._thread(mail, source), **flags},
             attachments=mail.attachments,
         )
         if mail.problems:
@@ -122,19 +125,31 @@ class EmailIntake:
         )
         return Result(Outcome.ACCEPTED, envelope=accepted)
 
-    async def conversation_key(self, mail: ParsedMail) -> str:
-        ids = mail.thread_ids
-        if ids:
-            key = await self.store.conversation_key_by_message_ids(Channel.EMAIL, ids)
-            if key:
-                return key
-        match = TICKET.search(mail.subject)
-        if match:
-            conversation = await self.store.conversation_by_ticket(match.group(1))
-            if conversation and conversation["customer_address"].lower() == mail.from_address:
-                return conversation["conversation_key"]
+    async def conversation_key(self, mail: ParsedMail) -> tuple[str, dict[str, str]]:
+        """The mail's conversation key, and the thread flags when its claim was refused."""
+        assert mail.from_address is not None
         root = mail.references[0] if mail.references else (mail.in_reply_to or [mail.message_id])[0]
-        return conversation_key_for_root(root)
+        claimed = None
+        if mail.thread_ids:
+            claimed = await self.store.conversation_by_message_ids(Channel.EMAIL, mail.thread_ids)
+        match = TICKET.search(mail.subject)
+        if claimed is None and match:
+            claimed = await self.store.conversation_by_ticket(match.group(1))
+        if claimed is None:
+            key = conversation_key_for_root(root)
+            claimed = await self.store.conversation_by_key(key)
+            if claimed is None:
+                return key, {}
+        if claimed["customer_address"].lower() == mail.from_address and not mail.from_failed:
+            return claimed["conversation_key"], {}
+        log.warning(
+            "email.thread_mismatch",
+            message_id=mail.message_id,
+            claimed_ticket=claimed["ticket"],
+            from_failed=mail.from_failed,
+        )
+        key = conversation_key_for_root(f"{mail.from_address} {root}")
+        return key, {"thread_mismatch": "1", "claimed_ticket": claimed["ticket"]}
 
     def _thread(self, mail: ParsedMail, source: str) -> dict[str, str]:
         thread = {
@@ -144,8 +159,7 @@ class EmailIntake:
             "source": source,
         }
         if mail.quoted:
-            # Agents see the history; it is masked here because intake redacts only the text.
-            thread["quoted"] = redact(mail.quoted).text
+            thread["quoted"] = mail.quoted  # agents see the history; intake masks it
         reply_to = mail.reply_to
         if (
             reply_to

@@ -20,6 +20,7 @@ from email.parser import BytesParser
 from email.utils import getaddresses
 from typing import cast
 
+from channels.email.authresults import from_domain_failed
 from channels.email.text import html_to_text, split_reply, tidy
 from router.core.channel_settings import ADDRESS
 from router.core.envelope import Attachment
@@ -59,6 +60,7 @@ class ParsedMail:
     quoted: str = ""  # quoted history and signature: what the agent may also want
     attachments: list[Attachment] = field(default_factory=list)
     auto_reason: str | None = None  # set: this mail must never get an automatic reply
+    from_failed: bool = False  # the receiving server found the From domain's DMARC/DKIM failing
     problems: list[str] = field(default_factory=list)  # what was neutralized, for the log line
     refusal: str | None = None  # set: the mail is refused, with this reason
 
@@ -142,6 +144,8 @@ def _parse(raw: bytes, limits: Limits, envelope_from: str | None, parsed: Parsed
         parsed.refusal = "no valid sender address"
         return
     parsed.auto_reason = _auto_reason(msg, parsed.from_address, envelope_from)
+    results = [str(v) for k, v in msg.raw_items() if k.lower() == "authentication-results"]
+    parsed.from_failed = from_domain_failed(results, parsed.from_address)
 
     plain, html = _walk(msg, limits, parsed)
     body = plain if plain.strip() else html

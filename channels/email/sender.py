@@ -46,7 +46,9 @@ class EmailSender:
         conversation = await self.store.conversation(out.conversation_id) or {"messages": []}
         parent = _parent(conversation)
         parent_thread = (parent or {}).get("meta", {}).get("thread") or {}
-        to = valid_address(parent_thread.get("reply_to")) or valid_address(out.to)
+        # The conversation's address, never a mail's Reply-To: anyone can write a Reply-To into
+        # a mail that carries a customer's From and ticket (channels/email/inbound.py).
+        to = valid_address(out.to)
         if to is None:
             raise DeliveryFailed(f"not an email address: {out.to[:100]!r}")
         if to in self.settings.own_addresses:

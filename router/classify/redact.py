@@ -1,13 +1,16 @@
 """Masking of secrets at the gateway, before anything reaches Kafka, the store or a log line.
 
 Kinds masked: one-time codes, passwords and PINs, card numbers (Luhn-checked), CVVs and
-Chinese resident ID numbers. Each pattern needs a cue (a keyword, a checksum, a date inside an
-ID) so amounts, phone numbers and order numbers stay readable for the agent.
+Chinese resident ID numbers (18 digits, and the 15 of the first generation). Each pattern needs
+a cue (a keyword, a checksum, a date inside an ID) so amounts, phone numbers and order numbers
+stay readable for the agent. Full-width digits and letters are matched as their ASCII forms
+(NFKC), while the text outside a mask is kept as it was typed.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from router.classify.fastre import compile_fast
@@ -34,9 +37,24 @@ _DIGIT_RUN = r"\d(?:[ -]?\d){3,7}(?![\d.,]?\d)"
 _RESIDENT_ID = compile_fast(
     r"(?<![\dA-Za-z])(\d{6})\s?((?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))\s?(\d{3}[\dXx])(?![\dA-Za-z])"
 )
+# First generation: area, YYMMDD, sequence; no check digit, so the area must be a province's.
+_RESIDENT_ID_15 = compile_fast(
+    r"(?<![\dA-Za-z])(\d{6})\s?(\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))\s?(\d{3})(?![\dA-Za-z])"
+)
+_PROVINCES = frozenset(
+    "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 50 51 52 53 54 "
+    "61 62 63 64 65 71 81 82".split()
+)
+_ID_NAMED = re.compile(r"身份证|证件|\bid\b|identity", re.I)
 # Digits glued to letters (TX2026110100123, an order number) are an id, not a card: a long
-# transaction number passes the Luhn check one time in ten.
-_CARD = compile_fast(r"(?<![\dA-Za-z-])(?:\d[ -]?){12,18}\d(?![\d-])")
+# transaction number passes the Luhn check one time in ten. Groups may be split by a space, -, .,
+# /, _ or a line break; a run of groups is checked window by window (card_windows), so a card
+# next to an amount ("... 1111.50") or after another number is still found.
+_CARD_SEPARATOR = r"(?:[ ._/-]|[ \t]*\r?\n[ \t]*)"
+# Bounded, so a long run of digits followed by a "-" costs a few hundred steps per start, not
+# the length of the run; a longer run is taken in pieces.
+_CARD = compile_fast(rf"(?<![\dA-Za-z-])(?:\d{_CARD_SEPARATOR}?){{12,200}}\d(?![\d-])")
+_CARD_GROUP = re.compile(r"\d+")
 _CVV = re.compile(
     r"(?i)((?:cvv2?|cvc2?|cvn|card security code|security code on the back|安全码|卡背面?(?:的)?(?:三位|3位)(?:数字|数|码)?|"
     r"背面(?:的)?(?:三位|3位)(?:数字|数|码)?)\s*(?:is|was|是|为|=|:|：|-)?\s*(?:number\s*)?)(\d{3,4})(?!\d)"
@@ -110,6 +128,14 @@ def _luhn_ok(digits: str) -> bool:
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
 
+# Full-width digits, Latin letters and the separators a card or ID is written with, one
+# character to one, so a match in the folded text is at the same place in the original.
+_FOLD = {cp: unicodedata.normalize("NFKC", chr(cp)) for cp in range(0xFF10, 0xFF1A)}
+_FOLD.update({cp: unicodedata.normalize("NFKC", chr(cp)) for cp in range(0xFF21, 0xFF3B)})
+_FOLD.update({cp: unicodedata.normalize("NFKC", chr(cp)) for cp in range(0xFF41, 0xFF5B)})
+_FOLD.update({0xFF0D: "-", 0xFF0E: ".", 0xFF0F: "/", 0xFF3F: "_", 0x3000: " "})
+
+
 def _resident_id_ok(number: str) -> bool:
     total = sum(int(d) * w for d, w in zip(number[:17], _ID_WEIGHTS, strict=True))
     return "10X98765432"[total % 11] == number[17].upper()
@@ -121,29 +147,110 @@ class Redacted:
     kinds: list[str]
 
 
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
+def card_windows(run: str) -> list[tuple[int, int]]:
+    """The spans of whole digit groups in `run` that are card numbers (13 to 19 digits, Luhn),
+    as (start, end) offsets: from the left, the longest window starting at each group.
+
+    The Luhn sum of a window is kept as it grows (a digit's weight depends on its place from
+    the right, so both weightings are summed and the length picks one): a run of 20,000
+    characters costs a few hundred thousand additions, not a check per window."""
+    groups = [(m.start(), m.end()) for m in _CARD_GROUP.finditer(run)]
+    found: list[tuple[int, int]] = []
+    i = 0
+    while i < len(groups):
+        # [plain, doubled] sums of the digits at even and at odd places from the left.
+        even, odd, count, last = [0, 0], [0, 0], 0, -1
+        for j in range(i, len(groups)):
+            for ch in run[groups[j][0] : groups[j][1]]:
+                d = ord(ch) - 48
+                if not 0 <= d <= 9:  # another script's digit: `\d` takes those too
+                    d = int(ch)
+                sums = odd if count % 2 else even
+                sums[0] += d
+                sums[1] += _DOUBLED[d]
+                count += 1
+            if count > 19:
+                break
+            # The last digit is plain; so is every digit an even distance from it.
+            total = even[0] + odd[1] if (count - 1) % 2 == 0 else even[1] + odd[0]
+            if count >= _CARD_CONTEXT_TOO_SHORT and total % 10 == 0:
+                last = j
+        if last < 0:
+            i += 1
+            continue
+        found.append((groups[i][0], groups[last][1]))
+        i = last + 1
+    return found
+
+
+_ANY_MASK = re.compile("|".join(re.escape(m) for m in _MASKS.values()))
+
+
+def _restore(original: str, folded: str, result: str) -> str:
+    """`result` (the folded text, redacted) with the text around each mask as it was typed.
+
+    Everything in `result` but the masks is a piece of `folded`, in order; folding maps one
+    character to one, so a piece found at `folded[i:j]` was typed as `original[i:j]`."""
+    out: list[str] = []
+    cursor = 0
+    pieces = _ANY_MASK.split(result)
+    masks = _ANY_MASK.findall(result)
+    for n, piece in enumerate(pieces):
+        at = len(folded) - len(piece) if n == len(pieces) - 1 else folded.find(piece, cursor)
+        if piece and 0 <= at and folded[at : at + len(piece)] == piece:
+            out.append(original[at : at + len(piece)])
+            cursor = at + len(piece)
+        else:
+            out.append(piece)
+        if n < len(masks):
+            out.append(masks[n])
+    return "".join(out)
+
+
 def redact(text: str) -> Redacted:
     """The text with every secret replaced by a marker, and the kinds that were masked."""
+    folded = text.translate(_FOLD)
+    if folded == text:
+        return _redact(text)
+    found = _redact(folded)
+    if found.text == folded:
+        return Redacted(text=text, kinds=found.kinds)
+    return Redacted(text=_restore(text, folded, found.text), kinds=found.kinds)
+
+
+def _redact(text: str) -> Redacted:
     kinds: set[str] = set()
 
     def resident_id(match: re.Match) -> str:
         number = "".join(match.groups())
         # A checksum that fits, or an ID the customer names as one: mask either way.
-        named = re.search(
-            r"身份证|证件|\bid\b|identity",
-            match.string[max(0, match.start() - 16) : match.start()],
-            re.I,
-        )
+        named = _ID_NAMED.search(match.string[max(0, match.start() - 16) : match.start()])
         if _resident_id_ok(number) or named:
             kinds.add(RESIDENT_ID)
             return _MASKS[RESIDENT_ID]
         return match.group(0)
 
-    def card(match: re.Match) -> str:
-        digits = re.sub(r"\D", "", match.group(0))
-        if _CARD_CONTEXT_TOO_SHORT <= len(digits) <= 19 and _luhn_ok(digits):
-            kinds.add(CARD_NUMBER)
-            return _MASKS[CARD_NUMBER]
+    def resident_id_15(match: re.Match) -> str:
+        named = _ID_NAMED.search(match.string[max(0, match.start() - 16) : match.start()])
+        if match.group(1)[:2] in _PROVINCES or named:
+            kinds.add(RESIDENT_ID)
+            return _MASKS[RESIDENT_ID]
         return match.group(0)
+
+    def card(match: re.Match) -> str:
+        run = match.group(0)
+        windows = card_windows(run)
+        if not windows:
+            return run
+        kinds.add(CARD_NUMBER)
+        out, at = [], 0
+        for start, end in windows:
+            out += [run[at:start], _MASKS[CARD_NUMBER]]
+            at = end
+        return "".join([*out, run[at:]])
 
     def keep_cue(kind: str):
         def sub(match: re.Match) -> str:
@@ -185,6 +292,7 @@ def redact(text: str) -> Redacted:
     # Most messages carry no digits; then only spelled-out codes and passwords can be in them.
     if _ANY_DIGIT.search(text):
         text = _RESIDENT_ID.sub(resident_id, text)
+        text = _RESIDENT_ID_15.sub(resident_id_15, text)
         text = _CARD.sub(card, text)
         if _any_in(folded, _CVV_CUES):
             text = _CVV.sub(keep_cue(CVV), text)

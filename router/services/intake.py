@@ -6,7 +6,7 @@ from __future__ import annotations
 import structlog
 
 from router.bus.kafka import KafkaBus
-from router.classify.redact import redact
+from router.classify.redact_fields import redact_envelope
 from router.core.envelope import Envelope, Lane
 from router.observability.metrics import RECEIVED
 from router.policy.rules import Rules
@@ -23,18 +23,10 @@ class Intake:
 
     async def publish(self, envelope: Envelope) -> Envelope:
         """Return once Kafka acknowledged the redacted envelope; raise if it did not."""
-        text = redact(envelope.text)
-        subject = redact(envelope.subject) if envelope.subject else None
-        kinds = sorted(set(text.kinds) | set(subject.kinds if subject else []))
-        lane = self.rules.lane(f"{subject.text if subject else ''}\n{text.text}")
-        clean = envelope.model_copy(
-            update={
-                "text": text.text,
-                "subject": subject.text if subject else None,
-                "redactions": kinds,
-                "lane": lane,
-            }
-        )
+        masked = redact_envelope(envelope)  # text, subject, names, file names, thread values
+        kinds = masked.redactions
+        lane = self.rules.lane(f"{masked.subject or ''}\n{masked.text}")
+        clean = masked.model_copy(update={"lane": lane})
         topic = (
             self.bus.topics.inbound_urgent
             if lane is Lane.URGENT

@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from router.classify.redact import redact
 from router.core.envelope import now
 from router.store.credentials import token_hash
 from router.store.database import Repository
@@ -19,6 +20,9 @@ from router.store.storable import storable
 
 class ChatSessions(Repository):
     async def new_chat_session(self, name: str | None) -> tuple[str, str]:
+        """A new session; its name is the customer's to choose, so a secret in it is masked
+        before it is stored (and it reaches every message's envelope as the sender's name)."""
+        name = redact(name).text if name else name
         token = secrets.token_urlsafe(32)
         key = f"chat:{uuid.uuid4().hex}"
         row = storable(

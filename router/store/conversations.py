@@ -151,8 +151,13 @@ class ConversationStore:
 
     # --- conversations: router.store.queues -----------------------------------------------
 
-    async def conversation_key_by_message_ids(self, channel: str, ids: list[str]) -> str | None:
-        return await self._queues.conversation_key_by_message_ids(channel, ids)
+    async def conversation_by_message_ids(
+        self, channel: str, ids: list[str]
+    ) -> dict[str, Any] | None:
+        return await self._queues.conversation_by_message_ids(channel, ids)
+
+    async def conversation_by_key(self, conversation_key: str) -> dict[str, Any] | None:
+        return await self._queues.conversation_by_key(conversation_key)
 
     async def conversation_by_ticket(self, ticket: str) -> dict[str, Any] | None:
         return await self._queues.conversation_by_ticket(ticket)

@@ -262,6 +262,11 @@ def _place_inbound(
             updated_at=at,
         )
         row.update(placement)
+        if envelope.thread.get("thread_mismatch"):
+            row["flags"] = {
+                "thread_mismatch": True,
+                "claimed_ticket": envelope.thread.get("claimed_ticket"),
+            }
         row = storable(conversations, row)
         return row, True, True, row
     values: dict[str, Any] = {"updated_at": at, "preview": envelope.text[:200]}

@@ -16,30 +16,57 @@ from router.store.storable import fit
 
 
 class ConversationQueues(Repository):
-    async def conversation_key_by_message_ids(self, channel: str, ids: list[str]) -> str | None:
-        """The conversation a reply belongs to: the newest of our messages whose provider id
-        (inbound channel_message_id, outbound provider_message_id) is among `ids`."""
+    async def conversation_by_message_ids(
+        self, channel: str, ids: list[str]
+    ) -> dict[str, Any] | None:
+        """The conversation a reply claims to belong to: the one holding the newest of our
+        messages whose provider id (inbound channel_message_id, outbound provider_message_id)
+        is among `ids`. Whose it is (`customer_address`) is for the caller to check."""
         if not ids:
             return None
         async with self.engine.connect() as conn:
             row = (
-                await conn.execute(
-                    sa.select(conversations.c.conversation_key)
-                    .join(messages, messages.c.conversation_id == conversations.c.id)
-                    .where(messages.c.channel == channel)
-                    .where(
-                        messages.c.channel_message_id.in_(
-                            [fit(messages.c.channel_message_id, i) for i in ids]
+                (
+                    await conn.execute(
+                        sa.select(conversations)
+                        .join(messages, messages.c.conversation_id == conversations.c.id)
+                        .where(messages.c.channel == channel)
+                        .where(
+                            messages.c.channel_message_id.in_(
+                                [fit(messages.c.channel_message_id, i) for i in ids]
+                            )
+                            | messages.c.provider_message_id.in_(
+                                [fit(messages.c.provider_message_id, i) for i in ids]
+                            )
                         )
-                        | messages.c.provider_message_id.in_(
-                            [fit(messages.c.provider_message_id, i) for i in ids]
-                        )
+                        .order_by(messages.c.seq.desc())
+                        .limit(1)
                     )
-                    .order_by(messages.c.seq.desc())
-                    .limit(1)
                 )
-            ).first()
-        return row[0] if row else None
+                .mappings()
+                .first()
+            )
+        return listing(row) if row else None
+
+    async def conversation_by_key(self, conversation_key: str) -> dict[str, Any] | None:
+        """The newest conversation under a key, resolved or not."""
+        async with self.engine.connect() as conn:
+            row = (
+                (
+                    await conn.execute(
+                        sa.select(conversations)
+                        .where(
+                            conversations.c.conversation_key
+                            == fit(conversations.c.conversation_key, conversation_key)
+                        )
+                        .order_by(conversations.c.created_at.desc())
+                        .limit(1)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return listing(row) if row else None
 
     async def conversation_by_ticket(self, ticket: str) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:

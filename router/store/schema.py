@@ -41,6 +41,9 @@ conversations = sa.Table(
     sa.Column("assigned_at", sa.DateTime(timezone=True)),
     sa.Column("accepted_at", sa.DateTime(timezone=True)),  # the agent claimed it
     sa.Column("first_response_at", sa.DateTime(timezone=True)),  # the first agent reply
+    # What the agent must know before answering, e.g. {"thread_mismatch": true, "claimed_ticket":
+    # "T1A2B3C4D"}: a mail claimed another customer's conversation and was given its own.
+    sa.Column("flags", sa.JSON),
     sa.Index("ix_conversations_queue_order", "queue", "status", "urgency_rank", "created_at"),
 )
 
