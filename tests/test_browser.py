@@ -82,7 +82,7 @@ async def test_agent_logs_into_the_console_sees_the_fraud_report_first_and_repli
 ):
     r = running_router
     token = await r.chat_session()
-    async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
+    async with r.http.ws_connect(await r.chat_ws_url(token)) as ws:
         await ws.receive_json()
         await ws.send_json({"type": "message", "text": "what is the fee for a top-up", "id": "1"})
         await ws.receive_json()

@@ -21,6 +21,7 @@ import structlog
 from router.app import Router
 from router.bus.reader import read_to_end
 from router.observability.logs import configure_logging
+from tests.chat_helpers import chat_ws_url
 from tests.conftest import make_settings
 
 # kind -> (what the customer writes, the secrets in it, words the acknowledgement must carry)
@@ -125,7 +126,7 @@ async def test_no_secret_reaches_the_logs_kafka_or_the_database(database_url, ca
         for kind, (text, _, _) in SECRETS.items():
             async with http.post(base + "/chat/sessions", json={"name": kind}) as r:
                 token = (await r.json())["session"]
-            async with http.ws_connect(f"{base}/chat/ws?session={token}") as ws:
+            async with http.ws_connect(await chat_ws_url(http, base, token)) as ws:
                 await ws.send_json({"type": "message", "text": text, "id": kind})
                 acknowledgements[kind] = await _ack(ws)
         records = await _every_record(router.bus.bootstrap_servers, router.bus.all_topics())
