@@ -85,9 +85,7 @@ async def test_logout_closes_the_events_socket_it_opened(running_router, agent_s
 
 
 async def test_a_password_change_closes_the_events_socket(database_url, broker_kind, request):
-    async with router_with(
-        database_url, broker_kind, request, socket_auth_check_seconds=0.2
-    ) as r:
+    async with router_with(database_url, broker_kind, request, socket_auth_check_seconds=0.2) as r:
         await r.router.store.set_password("sam", "sam-password-1")
         sam = await r.login("sam", "sam-password-1")
         async with r.http.ws_connect(await _events_url(r, sam)) as ws:
