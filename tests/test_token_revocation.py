@@ -106,3 +106,10 @@ async def test_the_events_socket_closes_when_its_token_expires(database_url, bro
         async with r.http.ws_connect(await _events_url(r, admin)) as ws:
             assert await _closed_with(ws) == 4401
         assert await _me(r, admin) == 401
+
+
+async def test_setting_the_same_password_again_keeps_the_tokens(running_router, agent_sam):
+    # Every start sets the configured admin password again; that is no password change.
+    r = running_router
+    await r.router.store.set_password("sam", "sam-password-1")
+    assert await _me(r, agent_sam) == 200

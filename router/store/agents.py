@@ -19,6 +19,13 @@ from router.store.schema import agent_credentials, agent_tokens
 
 class AgentAccounts(Repository):
     async def set_password(self, username: str, password: str) -> None:
+        """A new password revokes the agent's tokens. Setting the one already stored changes
+        nothing: every start sets the configured admin password again."""
+        stored = await self._stored_hash(username)
+        if stored is not None:
+            same, stale = await asyncio.to_thread(credentials.verify_password, password, stored)
+            if same and not stale:
+                return
         hashed = await asyncio.to_thread(credentials.hash_password, password)
         async with self.engine.begin() as conn:
             await conn.execute(
