@@ -37,11 +37,21 @@ async def wait_for_queue(
         await asyncio.sleep(0.05)
 
 
+async def chat_ws_url(http: aiohttp.ClientSession, base_url: str, token: str) -> str:
+    """The chat socket's URL for the session `token`: with a one-time ticket, never the token."""
+    async with http.post(
+        f"{base_url}/chat/sessions/ticket", headers={"Authorization": f"Bearer {token}"}
+    ) as r:
+        assert r.status == 201, await r.text()
+        ticket = (await r.json())["ticket"]
+    return f"{base_url}/chat/ws?ticket={ticket}"
+
+
 @asynccontextmanager
 async def chat_socket(running) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
     """A new customer's chat socket, past the history frame every connection opens with."""
     token = await running.chat_session()
-    async with running.http.ws_connect(running.url(f"/chat/ws?session={token}")) as ws:
+    async with running.http.ws_connect(await running.chat_ws_url(token)) as ws:
         await receive_until(ws, "history")
         yield ws
 

@@ -24,6 +24,7 @@ from router.bus.embedded import EmbeddedBroker
 from router.core.settings import Settings
 from router.policy.rules import Rules
 from tests.brokers import KINDS, Broker, names_of_my_own, router_overrides, shared_kafka_address
+from tests.chat_helpers import chat_ws_url
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
@@ -220,6 +221,9 @@ class RunningRouter:
         ) as r:
             assert r.status == 201
             return (await r.json())["session"]
+
+    async def chat_ws_url(self, token: str) -> str:
+        return await chat_ws_url(self.http, self.base_url, token)
 
 
 @functools.cache

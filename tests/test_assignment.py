@@ -256,7 +256,7 @@ async def test_an_agent_sets_their_status_and_gets_a_conversation_shown_in_the_l
         assert (await resp.json())["status"] == "available"
 
     token = await r.chat_session()
-    async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
+    async with r.http.ws_connect(await r.chat_ws_url(token)) as ws:
         await receive_until(ws, "history")
         await ws.send_json(
             {"type": "message", "text": "I forgot my password and cannot log in", "id": "p"}
@@ -284,7 +284,7 @@ async def test_an_agent_going_available_is_offered_what_waits(running_router):
     sam = await r.login("sam", "sam-password-1")
     admin = await r.login()
     token = await r.chat_session()
-    async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
+    async with r.http.ws_connect(await r.chat_ws_url(token)) as ws:
         await receive_until(ws, "history")
         await ws.send_json({"type": "message", "text": "I forgot my password", "id": "p"})
         await receive_until(ws, "accepted")

@@ -21,6 +21,7 @@ from router.bus.consumer import ConsumerLoop
 from router.bus.fanout import TopicFanout
 from router.bus.kafka import BusUnavailable, KafkaBus, create_topics
 from tests.brokers import Broker
+from tests.chat_helpers import chat_ws_url
 from tests.conftest import RunningRouter, make_settings, new_router
 from tests.twilio_standin import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL, TwilioRouter, TwilioStandIn
 
@@ -82,7 +83,7 @@ async def routed_over_chat(
     async with t.http.post(t.url("/chat/sessions"), json={}) as resp:
         assert resp.status == 201
         token = (await resp.json())["session"]
-    async with t.http.ws_connect(t.url(f"/chat/ws?session={token}")) as ws:
+    async with t.http.ws_connect(await chat_ws_url(t.http, t.url(""), token)) as ws:
         await ws.receive_json()
         await ws.send_json({"type": "message", "text": text, "id": client_id})
         frame = await ws.receive_json()

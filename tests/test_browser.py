@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+from datetime import timedelta
 
 import pytest
+from structlog.testing import capture_logs
 
-from tests.conftest import missing_service
+from router.core.envelope import now
+from router.store.credentials import token_hash
+from router.store.schema import chat_sessions
+from tests.conftest import ADMIN_PASSWORD, missing_service
 from tests.test_journey import wait_for_queue
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -82,7 +88,7 @@ async def test_agent_logs_into_the_console_sees_the_fraud_report_first_and_repli
 ):
     r = running_router
     token = await r.chat_session()
-    async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
+    async with r.http.ws_connect(await r.chat_ws_url(token)) as ws:
         await ws.receive_json()
         await ws.send_json({"type": "message", "text": "what is the fee for a top-up", "id": "1"})
         await ws.receive_json()
@@ -125,3 +131,62 @@ async def test_agent_logs_into_the_console_sees_the_fraud_report_first_and_repli
             if frame["type"] == "message" and frame["kind"] == "agent_reply":
                 break
     assert frame["text"] == "We froze your account."
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_widget_renews_its_session_and_never_puts_a_token_in_a_socket_url(
+    running_router, browser
+):
+    r = running_router
+    page = await browser.new_page()
+    stored = "() => localStorage.getItem('supportrouter.chat.session')"
+    with capture_logs() as logs:
+        await page.goto(r.url("/chat/"))
+        await page.wait_for_selector("#sr-chat-status:has-text('connected')")
+        first = await page.evaluate(stored)
+        await page.reload()
+        await page.wait_for_selector("#sr-chat-status:has-text('connected')")
+        renewed = await page.evaluate(stored)
+        # Expired while the page was away: the widget starts a new session by itself.
+        async with r.router.store.engine.begin() as conn:
+            await conn.execute(
+                chat_sessions.update()
+                .where(chat_sessions.c.token_hash == token_hash(renewed))
+                .values(expires_at=now() - timedelta(seconds=1))
+            )
+        await page.reload()
+        await page.wait_for_selector("#sr-chat-status:has-text('connected')")
+        replaced = await page.evaluate(stored)
+        await page.close()
+        for _ in range(200):  # a socket's line is written once the server is done with it
+            urls = [e["url"] for e in logs if e["event"] == "http.request"]
+            if len([u for u in urls if u.startswith("/chat/ws")]) == 3:
+                break
+            await asyncio.sleep(0.05)
+    assert len({first, renewed, replaced}) == 3
+    assert len([u for u in urls if u.startswith("/chat/ws?ticket=")]) == 3, urls
+    assert not [u for u in urls if any(t in u for t in (first, renewed, replaced))]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_console_opens_its_events_socket_with_a_ticket_and_signs_out_on_logout(
+    running_router, browser
+):
+    r = running_router
+    page = await browser.new_page()
+    with capture_logs() as logs:
+        await page.goto(r.url("/console/"))
+        await page.fill("#login-username", "admin")
+        await page.fill("#login-password", ADMIN_PASSWORD)
+        await page.click("#login-submit")
+        await page.wait_for_selector("#live.live")
+        await page.click("#logout")
+        await page.wait_for_selector("#login-view:not([hidden])")
+        for _ in range(200):  # the logout request is not awaited by the page
+            if any(e.get("url") == "/api/logout" for e in logs):
+                break
+            await asyncio.sleep(0.05)
+    urls = [e["url"] for e in logs if e["event"] == "http.request"]
+    assert "/api/events/ticket" in urls
+    assert [u for u in urls if u.startswith("/api/events?")][0].startswith("/api/events?ticket=")
+    assert "/api/logout" in urls

@@ -7,10 +7,20 @@ import pytest
 from tests.chat_helpers import chat_socket, receive_until, send_message, wait_for_queue
 
 
-async def test_unknown_or_missing_session_is_refused_with_401(running_router):
+async def test_a_socket_without_a_valid_ticket_is_refused_with_401(running_router):
     r = running_router
-    for query in ("", "?session=", "?session=forged-token"):
+    token = await r.chat_session()
+    # The session token itself opens no socket: it must not travel in a URL.
+    for query in ("", "?ticket=", "?ticket=forged-ticket", f"?session={token}", f"?ticket={token}"):
         async with r.http.get(r.url(f"/chat/ws{query}")) as resp:
+            assert resp.status == 401
+            assert "ticket" in (await resp.json())["error"]
+
+
+async def test_unknown_or_missing_session_gets_no_ticket(running_router):
+    r = running_router
+    for headers in ({}, {"Authorization": "Bearer forged-token"}, {"Authorization": "forged"}):
+        async with r.http.post(r.url("/chat/sessions/ticket"), headers=headers) as resp:
             assert resp.status == 401
             assert "session" in (await resp.json())["error"]
 
@@ -75,8 +85,8 @@ async def test_a_customer_sees_only_their_own_conversation(running_router):
     r = running_router
     alice, bob = await r.chat_session(), await r.chat_session()
     async with (
-        r.http.ws_connect(r.url(f"/chat/ws?session={alice}")) as ws_a,
-        r.http.ws_connect(r.url(f"/chat/ws?session={bob}")) as ws_b,
+        r.http.ws_connect(await r.chat_ws_url(alice)) as ws_a,
+        r.http.ws_connect(await r.chat_ws_url(bob)) as ws_b,
     ):
         await receive_until(ws_a, "history")
         await receive_until(ws_b, "history")
@@ -87,6 +97,6 @@ async def test_a_customer_sees_only_their_own_conversation(running_router):
         await receive_until(ws_b, "accepted")
         bob_ack = await receive_until(ws_b, "message")
         assert "alice" not in bob_ack["text"]
-    async with r.http.ws_connect(r.url(f"/chat/ws?session={bob}")) as ws_b:
+    async with r.http.ws_connect(await r.chat_ws_url(bob)) as ws_b:
         history = (await receive_until(ws_b, "history"))["messages"]
     assert history and all("alice" not in m["text"] for m in history)

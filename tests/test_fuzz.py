@@ -24,6 +24,7 @@ from multidict import MultiDict
 from yarl import URL
 
 from tests import telegram_standin as tg
+from tests.chat_helpers import chat_ws_url
 from tests.fuzz_strategies import HostileRequest, chat_frames, hostile_requests
 from tests.twilio_standin import TwilioRouter, twilio_router
 
@@ -200,7 +201,7 @@ async def test_no_hostile_request_to_any_route_gets_a_5xx(fuzz_router, capsys):
 
 async def test_no_hostile_frame_breaks_the_chat_socket(fuzz_router, capsys):
     fz = await _fuzzer(fuzz_router)
-    async with fz.t.http.ws_connect(fz.t.url(f"/chat/ws?session={fz.session}")) as ws:
+    async with fz.t.http.ws_connect(await chat_ws_url(fz.t.http, fz.t.url(""), fz.session)) as ws:
         assert json.loads((await ws.receive(timeout=30)).data)["type"] == "history"
 
         @fuzz_settings(SOCKET_FRAMES)
@@ -219,12 +220,12 @@ async def test_no_hostile_frame_breaks_the_chat_socket(fuzz_router, capsys):
 
 async def test_a_frame_past_64_kib_closes_only_its_own_socket(fuzz_router):
     fz = await _fuzzer(fuzz_router)
-    async with fz.t.http.ws_connect(fz.t.url(f"/chat/ws?session={fz.session}")) as ws:
+    async with fz.t.http.ws_connect(await chat_ws_url(fz.t.http, fz.t.url(""), fz.session)) as ws:
         await ws.receive(timeout=30)  # the history
         await ws.send_str(json.dumps({"type": "message", "text": "x" * 70_000}))
         closed = await ws.receive(timeout=30)
         assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == 1009  # message too big
-    async with fz.t.http.ws_connect(fz.t.url(f"/chat/ws?session={fz.session}")) as ws:
+    async with fz.t.http.ws_connect(await chat_ws_url(fz.t.http, fz.t.url(""), fz.session)) as ws:
         await ws.receive(timeout=30)
         await fz.frame(ws, json.dumps({"type": "message", "text": "hello again", "id": "again"}))
     assert fz.counts["accepted"] == 1
@@ -232,7 +233,7 @@ async def test_a_frame_past_64_kib_closes_only_its_own_socket(fuzz_router):
 
 async def test_every_route_that_reads_a_body_answers_413_past_the_limit(fuzz_router):
     fz = await _fuzzer(fuzz_router)
-    async with fz.t.http.ws_connect(fz.t.url(f"/chat/ws?session={fz.session}")) as ws:
+    async with fz.t.http.ws_connect(await chat_ws_url(fz.t.http, fz.t.url(""), fz.session)) as ws:
         await ws.receive(timeout=30)  # the history
         await fz.frame(ws, json.dumps({"type": "message", "text": "my transfer failed"}))
     [conversation] = await fz.t.wait_for_queue("payments", lambda c: len(c) == 1)

@@ -83,7 +83,7 @@ async def test_a_message_the_broker_lost_is_published_again_and_forgotten_once_s
         async with gateway, aiohttp.ClientSession() as http:
             r = RunningRouter(gateway, http)
             token = await r.chat_session()
-            async with http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
+            async with http.ws_connect(await r.chat_ws_url(token)) as ws:
                 await ws.receive_json()
                 await ws.send_json({"type": "message", "text": "my card was charged twice"})
                 assert (await ws.receive_json())["type"] == "accepted"

@@ -26,7 +26,7 @@ async def test_chinese_fraud_report_heads_the_fraud_queue_and_the_agent_reply_re
     r = running_router
     admin = await r.login()
     token = await r.chat_session(name="王先生")
-    async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
+    async with r.http.ws_connect(await r.chat_ws_url(token)) as ws:
         assert (await receive_until(ws, "history"))["messages"] == []
         await ws.send_json({"type": "message", "text": FRAUD_ZH, "id": "m1"})
         accepted = await receive_until(ws, "accepted")
@@ -58,7 +58,7 @@ async def test_chinese_fraud_report_heads_the_fraud_queue_and_the_agent_reply_re
         assert reply["id"] == reply_id and reply["text"] == "我们已冻结您的账户，请稍候。"
 
     # Reconnecting with the same token restores the whole conversation, in order.
-    async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
+    async with r.http.ws_connect(await r.chat_ws_url(token)) as ws:
         history = (await receive_until(ws, "history"))["messages"]
     assert [m["id"] for m in history] == [accepted["id"], ack["id"], reply_id]
     assert [m["direction"] for m in history] == ["in", "out", "out"]

@@ -18,6 +18,7 @@ from router.app import Router
 from router.core.envelope import Channel, Envelope, Lane, Sender
 from router.policy.rules import Rules
 from router.store.schema import conversations, messages
+from tests.chat_helpers import chat_ws_url
 from tests.conftest import CONFIG_DIR, new_router, router_settings
 
 BACKLOG = 5000
@@ -166,7 +167,7 @@ async def test_an_urgent_message_overtakes_a_backlog_of_5000_standard_ones_all_t
         async with http.post(base + "/chat/sessions", json={"name": "Urgent"}) as r:
             token = (await r.json())["session"]
         session = await router.store.chat_session(token)
-        async with http.ws_connect(f"{base}/chat/ws?session={token}") as ws:
+        async with http.ws_connect(await chat_ws_url(http, base, token)) as ws:
             await ws.send_json(
                 {
                     "type": "message",

@@ -155,7 +155,7 @@ async def test_the_pipeline_carries_on_after_the_broker_was_away(router_on_its_o
     token = await r.chat_session()
 
     async def routed():
-        async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
+        async with r.http.ws_connect(await r.chat_ws_url(token)) as ws:
             await ws.receive_json()
             await ws.send_json(
                 {"type": "message", "text": "someone stole money from my wallet", "id": "after"}

@@ -27,6 +27,7 @@ from router.bus.reader import read_to_end
 from router.observability.logs import configure_logging
 from router.store.schema import messages
 from tests import telegram_standin as tg
+from tests.chat_helpers import chat_ws_url
 from tests.conftest import make_settings
 from tests.email_helpers import CUSTOMER, SUPPORT, customer_mail, send_smtp, smtp_port
 from tests.twilio_standin import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL, TwilioStandIn
@@ -133,7 +134,7 @@ async def test_no_secret_reaches_the_logs_kafka_or_the_database(database_url, ca
         for kind, (text, _, _) in SECRETS.items():
             async with http.post(base + "/chat/sessions", json={"name": kind}) as r:
                 token = (await r.json())["session"]
-            async with http.ws_connect(f"{base}/chat/ws?session={token}") as ws:
+            async with http.ws_connect(await chat_ws_url(http, base, token)) as ws:
                 await ws.send_json({"type": "message", "text": text, "id": kind})
                 acknowledgements[kind] = await _ack(ws)
         records = await _every_record(router.bus.bootstrap_servers, router.bus.all_topics())
@@ -314,7 +315,7 @@ async def test_no_secret_in_any_customer_field_of_any_channel_reaches_logs_kafka
                 f"卡号 {WRITTEN[f]} 被盗刷了"
                 for f in ("chat_dots", "chat_slashes", "chat_underscores", "chat_line_breaks")
             ] + [f"身份证 {_ID_15} 认证失败", f"我的身份证号是{_ID_18_FULL_WIDTH}"]
-            async with http.ws_connect(f"{base}/chat/ws?session={token}") as ws:
+            async with http.ws_connect(await chat_ws_url(http, base, token)) as ws:
                 for n, text in enumerate(chat_texts):
                     await ws.send_json({"type": "message", "text": text, "id": f"m{n}"})
                     async with asyncio.timeout(30):

@@ -70,7 +70,7 @@ async def test_chat_session_name_with_a_lone_surrogate_and_text_with_a_nul_byte(
     r = router
     # The name arrives as JSON "\ud800": a lone surrogate, which no UTF-8 can encode.
     token = await r.chat_session("Ann\ud800")
-    async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
+    async with r.http.ws_connect(await r.chat_ws_url(token)) as ws:
         await receive_until(ws, "history")
         await send_message(ws, "my card was charged twice\x00 please help", "1")
     chat = await wait_stored(r, "chat")
@@ -82,7 +82,7 @@ async def test_chat_session_name_with_a_lone_surrogate_and_text_with_a_nul_byte(
 async def test_chat_text_with_a_lone_surrogate_is_accepted_and_stored(router):
     r = router
     token = await r.chat_session("Bo")
-    async with r.http.ws_connect(r.url(f"/chat/ws?session={token}")) as ws:
+    async with r.http.ws_connect(await r.chat_ws_url(token)) as ws:
         await receive_until(ws, "history")
         # A lone half of a pair, then a whole pair (an emoji), as a browser's JSON may send them.
         accepted = await send_message(ws, "my transfer \ud800failed \ud83d\ude00", "1")

@@ -1,6 +1,9 @@
 """Website live chat: sessions, a websocket per customer, the embeddable widget.
 
-A customer holds a session token and sees only the conversation under that token. Replies reach
+A customer holds a session token and sees only the conversation under that token. The token
+expires when not renewed for a while (the widget renews it while open: POST /chat/sessions/renew),
+and never travels in a URL: the socket opens with a one-time ticket (POST /chat/sessions/ticket,
+then /chat/ws?ticket=...), and is closed (4401) once its session has expired. Replies reach
 the socket through this process's fan-out of support.outbound; the history, restored on every
 (re)connect, comes from the store, so a reply sent while the customer was away is not lost.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from router.bus.fanout import TopicFanout
 from router.bus.kafka import KafkaBus
 from router.core.envelope import Channel, Envelope, Outbound, Sender
 from router.core.http import BadJson, json_error, parse_json, read_json
+from router.core.socket_auth import closed_when_invalid
 from router.observability.metrics import REJECTED
 from router.store.conversations import ConversationStore
 
@@ -48,15 +53,26 @@ class LiveChatChannel:
     name = "chat"
     max_name_chars = 100
 
+    ticket_seconds = 30
+
     def __init__(
-        self, publish: Publish, store: ConversationStore, bus: KafkaBus, max_text_chars: int = 4000
+        self,
+        publish: Publish,
+        store: ConversationStore,
+        bus: KafkaBus,
+        max_text_chars: int = 4000,
+        idle_seconds: float = 24 * 3600,
+        check_seconds: float = 30.0,
     ):
         self._publish, self._store, self._max_text = publish, store, max_text_chars
+        self._idle_seconds, self._check_seconds = idle_seconds, check_seconds
         self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self._fanout = TopicFanout(bus, bus.topics.outbound, self._deliver)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/chat/sessions", self.create_session)
+        app.router.add_post("/chat/sessions/renew", self.renew_session)
+        app.router.add_post("/chat/sessions/ticket", self.ticket)
         app.router.add_get("/chat/ws", self.socket)
         app.router.add_get("/chat/", self.page)
         app.router.add_get("/chat", self.page)
@@ -97,27 +113,67 @@ class LiveChatChannel:
                     web.HTTPBadRequest,
                     f"name must be a string of at most {self.max_name_chars} characters",
                 )
-        token, _ = await self._store.new_chat_session(name.strip() if name else None)
-        return web.json_response({"session": token}, status=201)
+        token, _ = await self._store.new_chat_session(
+            name.strip() if name else None, self._idle_seconds
+        )
+        return web.json_response({"session": token, "expires_in": self._idle_seconds}, status=201)
 
-    async def socket(self, request: web.Request) -> web.WebSocketResponse:
-        token = request.query.get("session", "")
+    async def _session_of(self, request: web.Request) -> tuple[str, dict[str, Any]]:
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
         session = await self._store.chat_session(token) if token else None
         if session is None:
             REJECTED.labels(channel="chat", reason="unknown_session").inc()
-            raise json_error(web.HTTPUnauthorized, "unknown or missing chat session")
+            raise json_error(
+                web.HTTPUnauthorized,
+                "unknown or expired chat session (Authorization: Bearer <session>)",
+            )
+        return token, session
+
+    async def renew_session(self, request: web.Request) -> web.Response:
+        """A fresh token for the same conversation; the one presented stops working."""
+        token, _ = await self._session_of(request)
+        fresh = await self._store.renew_chat_session(token, self._idle_seconds)
+        if fresh is None:  # renewed by another tab a moment ago
+            raise json_error(web.HTTPUnauthorized, "unknown or expired chat session")
+        return web.json_response({"session": fresh, "expires_in": self._idle_seconds})
+
+    async def ticket(self, request: web.Request) -> web.Response:
+        _, session = await self._session_of(request)
+        ticket = await self._store.issue_ticket(
+            "chat", session["conversation_key"], self.ticket_seconds
+        )
+        return web.json_response({"ticket": ticket, "expires_in": self.ticket_seconds}, status=201)
+
+    async def socket(self, request: web.Request) -> web.WebSocketResponse:
+        ticket = request.query.get("ticket", "")
+        key = await self._store.redeem_ticket("chat", ticket) if ticket else None
+        session = await self._store.chat_session_by_key(key) if key else None
+        if session is None:
+            REJECTED.labels(channel="chat", reason="unknown_session").inc()
+            raise json_error(
+                web.HTTPUnauthorized,
+                "unknown or used ticket: open the socket with ?ticket= from "
+                "POST /chat/sessions/ticket",
+            )
         key, name = session["conversation_key"], session["name"]
+
+        async def valid_until() -> datetime | None:
+            live = await self._store.chat_session_by_key(key)
+            return live["expires_at"] if live else None
+
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
         await ws.prepare(request)
         self._sockets[key].add(ws)
         try:
-            history = [_frame(m) for m in await self._store.history(key)]
-            await ws.send_json({"type": "history", "messages": history})
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    await self._receive_safely(ws, key, name, msg.data)
-                elif msg.type == WSMsgType.BINARY:
-                    await ws.send_json({"type": "error", "error": "send JSON text frames"})
+            async with closed_when_invalid(ws, valid_until, self._check_seconds):
+                history = [_frame(m) for m in await self._store.history(key)]
+                await ws.send_json({"type": "history", "messages": history})
+                async for msg in ws:
+                    if msg.type == WSMsgType.TEXT:
+                        await self._receive_safely(ws, key, name, msg.data)
+                    elif msg.type == WSMsgType.BINARY:
+                        await ws.send_json({"type": "error", "error": "send JSON text frames"})
         finally:
             self._sockets[key].discard(ws)
             if not self._sockets[key]:
@@ -225,7 +281,13 @@ class LiveChatChannel:
 
 def build(context: ChannelContext) -> ChannelParts:
     # Chat replies are delivered by the gateway holding the socket, so there is no sender.
+    settings = context.settings
     adapter = LiveChatChannel(
-        context.publish, context.store, context.bus, context.settings.max_chat_text_chars
+        context.publish,
+        context.store,
+        context.bus,
+        settings.max_chat_text_chars,
+        idle_seconds=settings.chat_session_idle_seconds,
+        check_seconds=settings.socket_auth_check_seconds,
     )
     return ChannelParts(adapter=adapter)

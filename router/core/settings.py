@@ -108,6 +108,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = 64 * 1024
     max_chat_text_chars: int = 4000
     agent_token_ttl_seconds: int = 12 * 3600
+    # Logins: failures free per username (and per client address) before each further one
+    # doubles the wait, answered 429 with Retry-After; the wait never exceeds the cap.
+    login_free_failures: int = Field(default=5, ge=1)
+    login_free_failures_per_address: int = Field(default=20, ge=1)
+    login_backoff_max_seconds: int = Field(default=900, ge=1)
+    # A chat session not renewed (the widget renews it while open) for this long is refused.
+    chat_session_idle_seconds: int = Field(default=24 * 3600, ge=1)
+    # How often an open socket checks that its token is still valid (it also closes at expiry).
+    socket_auth_check_seconds: float = Field(default=30.0, gt=0)
 
     # The intake journal (router/store/journal.py): "auto" keeps one when the broker is the
     # embedded memory one, whose acknowledgement alone does not survive a crash.

@@ -8,6 +8,13 @@ RECEIVED = Counter(
 REJECTED = Counter(
     "supportrouter_requests_rejected_total", "Inbound requests refused", ["channel", "reason"]
 )
+# Every password check does the same hashing work, for an unknown username too (a dummy hash).
+PASSWORD_VERIFICATIONS = Counter(
+    "supportrouter_password_verifications_total", "Password hashes verified", ["scheme"]
+)
+LOGINS_THROTTLED = Counter(
+    "supportrouter_logins_throttled_total", "Logins refused with 429", ["by"]
+)
 CONSUMED = Counter("supportrouter_records_consumed_total", "Kafka records handled", ["stage"])
 DEAD_LETTERS = Counter("supportrouter_dead_letters_total", "Records sent to the DLQ", ["stage"])
 CLASSIFIED = Counter(

@@ -1,4 +1,4 @@
-"""The agents' API: login, queues in dispatch order, conversations, replies, queue events.
+"""The agents' API: login and logout (router/services/auth.py), queues in dispatch order, conversations, replies, queue events.
 
 An agent sees only the queues config/agents.yaml gives them; a supervisor sees every queue, the
 sandbox outbox and the dead letters (and may replay them).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import structlog
@@ -22,10 +23,12 @@ from router.bus.kafka import KafkaBus
 from router.core.envelope import Outbound, QueueEvent
 from router.core.http import json_error, read_json
 from router.core.settings import Settings
+from router.core.socket_auth import CLOSE_UNAUTHORIZED, closed_when_invalid
 from router.operator_files.schemas.agents import Agent
 from router.policy.rules import Rules
 from router.services.assignment.availability import STATUSES
 from router.services.assignment.offers import Assigner
+from router.services.auth import AgentLogins, bearer_token
 from router.services.dispatcher import OutboundRelay
 from router.services.sla import SystemClock
 from router.store.conversations import ConversationStore
@@ -58,12 +61,16 @@ class AgentApi:
         self.relay = OutboundRelay(bus, store)
         self.dead_letters = DeadLetters(bus)
         self.assigner = Assigner(store, rules, clock or SystemClock(), publish=self._publish)
+        self.logins = AgentLogins(settings, store, rules)
         self._sockets: dict[web.WebSocketResponse, Agent] = {}
+        self._socket_tokens: dict[web.WebSocketResponse, str] = {}
         self._fanout = TopicFanout(bus, bus.topics.events, self._broadcast)
 
     def routes(self, app: web.Application) -> None:
         r = app.router
         r.add_post("/api/login", self.login)
+        r.add_post("/api/logout", self.logout)
+        r.add_post("/api/events/ticket", self.auth(self.logins.events_ticket))
         r.add_get("/api/queues", self.auth(self.queues))
         r.add_get("/api/queues/{queue}/conversations", self.auth(self.queue_conversations))
         r.add_get("/api/conversations/{id}", self.auth(self.conversation))
@@ -85,7 +92,7 @@ class AgentApi:
 
     async def stop(self) -> None:
         await self._fanout.stop()
-        sockets, self._sockets = list(self._sockets), {}
+        sockets, self._sockets, self._socket_tokens = list(self._sockets), {}, {}
         await asyncio.gather(
             *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for ws in sockets),
             return_exceptions=True,
@@ -105,9 +112,7 @@ class AgentApi:
 
     def auth(self, handler: Callable, supervisor: bool = False) -> Callable:
         async def wrapped(request: web.Request) -> web.StreamResponse:
-            header = request.headers.get("Authorization", "")
-            token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-            agent = await self._agent_for(token)
+            agent = await self._agent_for(bearer_token(request))
             if agent is None:
                 raise json_error(
                     web.HTTPUnauthorized, "log in first: Authorization: Bearer <token>"
@@ -128,25 +133,23 @@ class AgentApi:
     # --- handlers -------------------------------------------------------------------------
 
     async def login(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
-        username = body.get("username")
-        password = body.get("password")
-        if not isinstance(username, str) or not isinstance(password, str):
-            raise json_error(web.HTTPBadRequest, "username and password must be strings")
-        agent = self.rules.config.agent(username)
-        if agent is None or not await self.store.check_password(username, password):
-            log.info("agent.login_failed", username=username[:60])
-            raise json_error(web.HTTPUnauthorized, "wrong username or password")
-        token = await self.store.issue_token(username, self.settings.agent_token_ttl_seconds)
-        log.info("agent.logged_in", username=username)
+        logged_in = await self.logins.login(request)
+        agent = logged_in["agent"]
         return web.json_response(
             {
-                "token": token,
-                "username": username,
+                "token": logged_in["token"],
+                "username": agent.username,
                 "role": agent.role,
                 "queues": self.visible_queues(agent),
             }
         )
+
+    async def logout(self, request: web.Request) -> web.Response:
+        revoked = await self.logins.logout(request)
+        for ws, hashed in list(self._socket_tokens.items()):
+            if hashed == revoked:
+                await ws.close(code=CLOSE_UNAUTHORIZED, message=b"logged out")
+        return web.json_response({"status": "logged out"})
 
     async def queues(self, request: web.Request, agent: Agent) -> web.Response:
         summaries = await self.store.queue_summaries()
@@ -337,20 +340,24 @@ class AgentApi:
             log.warning("event.publish_failed", type=kind, error=repr(exc)[:300])
 
     async def events(self, request: web.Request) -> web.WebSocketResponse:
-        # Browsers cannot set headers on a websocket, so the token may come as a query parameter.
-        header = request.headers.get("Authorization", "")
-        token = request.query.get("token") or header.removeprefix("Bearer ").strip()
-        agent = await self._agent_for(token)
-        if agent is None:
-            raise json_error(web.HTTPUnauthorized, "log in first: ?token=<token>")
+        agent, hashed = await self.logins.socket_agent(request)
+
+        async def valid_until() -> datetime | None:
+            found = await self.store.token_by_hash(hashed)
+            return found[1] if found else None
+
         ws = web.WebSocketResponse(heartbeat=30)
         await ws.prepare(request)
-        self._sockets[ws] = agent
+        self._sockets[ws], self._socket_tokens[ws] = agent, hashed
         try:
-            async for _ in ws:
-                pass  # the stream is one-way; anything the console sends is ignored
+            async with closed_when_invalid(
+                ws, valid_until, self.settings.socket_auth_check_seconds
+            ):
+                async for _ in ws:
+                    pass  # the stream is one-way; anything the console sends is ignored
         finally:
             self._sockets.pop(ws, None)
+            self._socket_tokens.pop(ws, None)
         return ws
 
     async def _broadcast(self, record: ConsumerRecord) -> None:

@@ -14,6 +14,7 @@ from channels.base import ChannelAdapter
 from router.bus.kafka import KafkaBus
 from router.core.http import json_error_response
 from router.core.settings import Settings
+from router.observability.access_log import ACCESS_LOGGER, AccessLog
 from router.services.api import AgentApi
 from router.store.conversations import ConversationStore
 
@@ -109,7 +110,12 @@ class Gateway:
         await self.api.start()
         for channel in self.channels:
             await channel.start()
-        runner = web.AppRunner(self.build_app(), access_log=None, shutdown_timeout=5)
+        runner = web.AppRunner(
+            self.build_app(),
+            access_log=ACCESS_LOGGER,
+            access_log_class=AccessLog,
+            shutdown_timeout=5,
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port)
         await site.start()

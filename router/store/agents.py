@@ -1,10 +1,12 @@
-"""Agents' credentials: a password (scrypt-hashed) and the bearer tokens issued at login,
-stored only as their SHA-256."""
+"""Agents' credentials: a password (argon2id-hashed, see router.store.credentials) and the bearer
+tokens issued at login, stored only as their SHA-256. Setting a password revokes every token
+the agent holds; hashing runs in a thread, never on the event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -17,7 +19,14 @@ from router.store.schema import agent_credentials, agent_tokens
 
 class AgentAccounts(Repository):
     async def set_password(self, username: str, password: str) -> None:
-        hashed = credentials.hash_password(password)
+        """A new password revokes the agent's tokens. Setting the one already stored changes
+        nothing: every start sets the configured admin password again."""
+        stored = await self._stored_hash(username)
+        if stored is not None:
+            same, stale = await asyncio.to_thread(credentials.verify_password, password, stored)
+            if same and not stale:
+                return
+        hashed = await asyncio.to_thread(credentials.hash_password, password)
         async with self.engine.begin() as conn:
             await conn.execute(
                 agent_credentials.delete().where(agent_credentials.c.username == username)
@@ -25,17 +34,12 @@ class AgentAccounts(Repository):
             await conn.execute(
                 agent_credentials.insert().values(username=username, password_hash=hashed)
             )
+            await conn.execute(agent_tokens.delete().where(agent_tokens.c.username == username))
 
     async def has_password(self, username: str) -> bool:
-        async with self.engine.connect() as conn:
-            row = await conn.execute(
-                sa.select(agent_credentials.c.username).where(
-                    agent_credentials.c.username == username
-                )
-            )
-            return row.first() is not None
+        return await self._stored_hash(username) is not None
 
-    async def check_password(self, username: str, password: str) -> bool:
+    async def _stored_hash(self, username: str) -> str | None:
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -44,11 +48,33 @@ class AgentAccounts(Repository):
                     )
                 )
             ).first()
-        return row is not None and credentials.check_password(password, row[0])
+        return row[0] if row else None
+
+    async def check_password(self, username: str, password: str) -> bool:
+        """The same hashing work whether or not `username` has a password. A hash made with
+        older parameters (or scrypt) is replaced after it matched."""
+        stored = await self._stored_hash(username)
+        matches, stale = await asyncio.to_thread(credentials.verify_password, password, stored)
+        if matches and stale:
+            fresh = await asyncio.to_thread(credentials.hash_password, password)
+            async with self.engine.begin() as conn:
+                # Only if unchanged meanwhile: a password set since is never overwritten.
+                await conn.execute(
+                    agent_credentials.update()
+                    .where(
+                        agent_credentials.c.username == username,
+                        agent_credentials.c.password_hash == stored,
+                    )
+                    .values(password_hash=fresh)
+                )
+        return matches
 
     async def issue_token(self, username: str, ttl_seconds: int) -> str:
         token = secrets.token_urlsafe(32)
         async with self.engine.begin() as conn:
+            await conn.execute(
+                agent_tokens.delete().where(agent_tokens.c.expires_at < now())
+            )  # expired ones are worth nothing: keep the table small
             await conn.execute(
                 agent_tokens.insert().values(
                     token_hash=credentials.token_hash(token),
@@ -59,14 +85,28 @@ class AgentAccounts(Repository):
         return token
 
     async def token_user(self, token: str) -> str | None:
+        found = await self.token_by_hash(credentials.token_hash(token))
+        return found[0] if found else None
+
+    async def token_by_hash(self, token_hash: str) -> tuple[str, datetime] | None:
+        """(username, expires_at) of a token still valid, else None (unknown, revoked, expired)."""
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(agent_tokens.c.username, agent_tokens.c.expires_at).where(
-                        agent_tokens.c.token_hash == credentials.token_hash(token)
+                        agent_tokens.c.token_hash == token_hash
                     )
                 )
             ).first()
-        if row is None or utc(row[1]) < now():
+        if row is None or utc(row[1]) <= now():
             return None
-        return row[0]
+        return row[0], utc(row[1])
+
+    async def revoke_token(self, token: str) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                agent_tokens.delete().where(
+                    agent_tokens.c.token_hash == credentials.token_hash(token)
+                )
+            )
+        return bool(result.rowcount)

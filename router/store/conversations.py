@@ -15,7 +15,8 @@ one engine of `Database`.
   them back;
 - `router.store.timers`: ladder steps and SLAs that are due;
 - `router.store.customers`: verified identities and customers' attributes;
-- `router.store.chat`: web chat sessions and the transcript under a conversation key.
+- `router.store.chat`: web chat sessions and the transcript under a conversation key;
+- `router.store.tickets`: one-time tickets that open a websocket.
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from router.core.envelope import Envelope, Outbound
 from router.store.agents import AgentAccounts
 from router.store.assignments import Assignments, Loads, Offer
-from router.store.chat import ChatSessions
+from router.store.chat import LEGACY_IDLE, ChatSessions
 from router.store.customers import Customers
 from router.store.database import Database
 from router.store.inbound import Acknowledge, Inbound, InboundMessages, Recorded
 from router.store.outbound import OutboundMessages, SendIntent
 from router.store.queues import ConversationQueues
+from router.store.tickets import SocketTickets
 from router.store.timers import Due, Timers
 
 
@@ -51,6 +53,7 @@ class ConversationStore:
         self._timers = Timers(self._database)
         self._customers = Customers(self._database)
         self._chat = ChatSessions(self._database)
+        self._tickets = SocketTickets(self._database)
 
     @property
     def url(self) -> str:
@@ -200,6 +203,18 @@ class ConversationStore:
     async def token_user(self, token: str) -> str | None:
         return await self._agents.token_user(token)
 
+    async def token_by_hash(self, token_hash: str) -> tuple[str, datetime] | None:
+        return await self._agents.token_by_hash(token_hash)
+
+    async def revoke_token(self, token: str) -> bool:
+        return await self._agents.revoke_token(token)
+
+    async def issue_ticket(self, kind: str, subject: str, ttl_seconds: float) -> str:
+        return await self._tickets.issue_ticket(kind, subject, ttl_seconds)
+
+    async def redeem_ticket(self, kind: str, ticket: str) -> str | None:
+        return await self._tickets.redeem_ticket(kind, ticket)
+
     # --- assignment: router.store.assignments ---------------------------------------------
 
     async def set_agent_status(self, username: str, status: str, at: datetime) -> None:
@@ -279,11 +294,19 @@ class ConversationStore:
 
     # --- chat sessions: router.store.chat -------------------------------------------------
 
-    async def new_chat_session(self, name: str | None) -> tuple[str, str]:
-        return await self._chat.new_chat_session(name)
+    async def new_chat_session(
+        self, name: str | None, idle_seconds: float = LEGACY_IDLE.total_seconds()
+    ) -> tuple[str, str]:
+        return await self._chat.new_chat_session(name, idle_seconds)
 
     async def chat_session(self, token: str) -> dict[str, Any] | None:
         return await self._chat.chat_session(token)
+
+    async def chat_session_by_key(self, conversation_key: str) -> dict[str, Any] | None:
+        return await self._chat.chat_session_by_key(conversation_key)
+
+    async def renew_chat_session(self, token: str, idle_seconds: float) -> str | None:
+        return await self._chat.renew_chat_session(token, idle_seconds)
 
     async def history(self, conversation_key: str) -> list[dict[str, Any]]:
         return await self._chat.history(conversation_key)

@@ -174,6 +174,21 @@ chat_sessions = sa.Table(
     sa.Column("conversation_key", sa.String(200), nullable=False, unique=True),
     sa.Column("name", sa.String(200)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # Moved forward at every renewal; NULL (a session made before sessions expired): created_at
+    # plus the idle limit.
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+)
+
+# A websocket is opened with one of these, never with a long-lived token in its URL: single use,
+# valid for seconds, naming the credential (kind "agent": a token's hash; "chat": a session's
+# conversation key) the socket then keeps checking.
+socket_tickets = sa.Table(
+    "socket_tickets",
+    metadata,
+    sa.Column("ticket_hash", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 

@@ -9,6 +9,7 @@
 
   var STORAGE_KEY = "supportrouter.chat.session";
   var MAX_TEXT = 4000;
+  var RENEW_MS = 60 * 60 * 1000;
   var script = document.currentScript;
   var base = script && script.src ? new URL(script.src, location.href) : new URL(location.href);
   var HTTP_BASE = base.origin;
@@ -291,11 +292,34 @@
     });
   }
 
-  // A browser hides why a websocket failed to open. A plain GET of the same URL tells:
-  // 401 means the session is unknown (start a new one); anything else is a passing outage.
-  function sessionRefused(token) {
-    return fetch(HTTP_BASE + "/chat/ws?session=" + encodeURIComponent(token), { cache: "no-store" })
-      .then(function (res) { return res.status === 401; }, function () { return false; });
+  function post(path, token) {
+    return fetch(HTTP_BASE + path, {
+      method: "POST", cache: "no-store", headers: { "Authorization": "Bearer " + token }
+    });
+  }
+
+  // The session token never goes into a URL: the socket opens with a one-time ticket.
+  // A 401 means the session is unknown or expired (another tab may have renewed it: then the
+  // stored token differs and is tried next); null asks for a new session.
+  function ticketFor(token) {
+    return post("/chat/sessions/ticket", token).then(function (res) {
+      if (res.status === 401) {
+        if (loadToken() === token) { saveToken(null); live.clear(); }
+        return null;
+      }
+      if (res.status !== 201) throw new Error("HTTP " + res.status);
+      return res.json().then(function (body) { return body.ticket; });
+    });
+  }
+
+  // A session expires when not renewed for a day; the widget renews it while the page is open.
+  function renew() {
+    var token = loadToken();
+    if (!token) return Promise.resolve();
+    return post("/chat/sessions/renew", token).then(function (res) {
+      if (res.status === 401) { if (loadToken() === token) saveToken(null); return; }
+      if (res.ok) return res.json().then(function (body) { saveToken(body.session); });
+    }, function () { /* offline: the next renewal tries again */ });
   }
 
   function scheduleReconnect() {
@@ -311,19 +335,24 @@
     if (ws) return;
     var token = loadToken();
     var ready = token ? Promise.resolve(token) : createSession();
-    ready.then(open, function (err) {
+    ready.then(function (t) {
+      return ticketFor(t).then(function (ticket) {
+        if (ticket) open(ticket);
+        else if (token) connect(); // the stored session was refused: start another one now
+        else throw new Error("new session refused");
+      });
+    }).catch(function (err) {
       showNotice("无法连接客服 / Cannot reach support: " + err.message);
       scheduleReconnect();
     });
   }
 
-  function open(token) {
-    var sock = new WebSocket(WS_BASE + "/chat/ws?session=" + encodeURIComponent(token));
-    var opened = false;
+  function open(ticket) {
+    if (ws) return;
+    var sock = new WebSocket(WS_BASE + "/chat/ws?ticket=" + encodeURIComponent(ticket));
     ws = sock;
     historySeen = false;
     sock.onopen = function () {
-      opened = true;
       attempt = 0;
       setStatus("connected");
       showNotice("");
@@ -334,15 +363,7 @@
       ws = null;
       historySeen = false;
       inflight = []; // unanswered messages stay pending and are resent after the next history
-      if (opened) { scheduleReconnect(); return; }
-      setStatus("reconnecting");
-      sessionRefused(token).then(function (refused) {
-        if (refused && loadToken() === token) {
-          saveToken(null); // expired or unknown: a new session on the next attempt
-          live.clear();
-        }
-        scheduleReconnect();
-      });
+      scheduleReconnect(); // an expired session (close code 4401) shows at the next ticket
     };
   }
 
@@ -358,5 +379,6 @@
   window.addEventListener("online", function () { if (!ws) { attempt = 0; connect(); } });
 
   setStatus("connecting");
-  connect();
+  setInterval(renew, RENEW_MS);
+  renew().then(connect);
 })();

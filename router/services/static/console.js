@@ -78,7 +78,11 @@
     }).then(function () { button.disabled = false; });
   });
 
-  $("logout").addEventListener("click", function () { logout(""); });
+  $("logout").addEventListener("click", function () {
+    // The server revokes the token; signing out here does not wait for its answer.
+    if (auth) fetch("/api/logout", { method: "POST", headers: { "Authorization": "Bearer " + auth.token } }).catch(function () {});
+    logout("");
+  });
 
   // Agents start offline: work is offered only to an agent who says they are available.
   $("agent-status").addEventListener("change", function () {
@@ -130,10 +134,20 @@
   }
 
   // --- live events (the 5 s poll covers any gap) -----------------------------------------------
+  // The socket opens with a one-time ticket: the long-lived token never goes into a URL.
   function connectEvents() {
     if (!auth) return;
     var proto = location.protocol === "https:" ? "wss://" : "ws://";
-    var sock = new WebSocket(proto + location.host + "/api/events?token=" + encodeURIComponent(auth.token));
+    api("POST", "/api/events/ticket").then(function (t) {
+      if (auth && !events) openEvents(proto + location.host + "/api/events?ticket=" + encodeURIComponent(t.ticket));
+    }, function () {
+      if (!auth) return; // 401: api() has signed out
+      setLive(false);
+      eventsTimer = setTimeout(connectEvents, Math.min(1000 * Math.pow(2, eventsRetry++), 10000));
+    });
+  }
+  function openEvents(url) {
+    var sock = new WebSocket(url);
     events = sock;
     sock.onopen = function () { eventsRetry = 0; setLive(true); };
     sock.onmessage = function (e) {
