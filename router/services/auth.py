@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from router.core.http import json_error
+from router.core.http import json_error, read_json
 from router.core.settings import Settings
 from router.observability.metrics import LOGINS_THROTTLED
 from router.operator_files.schemas.agents import Agent
@@ -40,10 +40,7 @@ def username_fingerprint(username: str) -> str:
 
 
 async def _login_fields(request: web.Request) -> tuple[str, str]:
-    try:
-        body: Any = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise json_error(web.HTTPBadRequest, "body must be JSON") from None
+    body: Any = await read_json(request, max_depth=8)  # 415, 400 or 413 for hostile bodies
     if not isinstance(body, dict):
         raise json_error(web.HTTPBadRequest, "body must be a JSON object")
     username, password = body.get("username"), body.get("password")
