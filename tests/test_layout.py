@@ -131,3 +131,28 @@ def test_the_checks_above_can_fail():
         < layer_of("router.observability.metrics")
         < layer_of("channels.chat.adapter")
     )
+
+
+# Outside router/store only these parts of SQLAlchemy: its error types (telling an outage from a
+# bad record) and URL parsing (where the journal goes). No statement is built anywhere else.
+SQL_OUTSIDE_STORE = {"sqlalchemy.exc", "sqlalchemy.engine"}
+
+
+def test_all_sql_lives_in_the_store_package():
+    outside = []
+    for name, path in modules().items():
+        if name.startswith("router.store"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                used = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                used = [node.module]
+            else:
+                continue
+            outside += [
+                f"{name}: {module}"
+                for module in used
+                if module.split(".")[0] == "sqlalchemy" and module not in SQL_OUTSIDE_STORE
+            ]
+    assert outside == [], "SQL belongs in router/store:\n" + "\n".join(outside)

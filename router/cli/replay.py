@@ -18,8 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from router.core.envelope import Channel, Envelope, Sender, now
 from router.core.settings import Settings
 from router.operator_files.config import ConfigError
@@ -28,7 +26,6 @@ from router.routing.replies import Wait
 from router.routing.workflow import Workflow, facts_for
 from router.services.sla import calendar_for
 from router.store.conversations import ConversationStore
-from router.store.schema import conversations, messages
 
 EXAMPLE_TICKET = "T00000000"
 
@@ -129,36 +126,6 @@ class ReplayReport:
         }
 
 
-async def recorded_first_messages(
-    store: ConversationStore, since: datetime | None, limit: int
-) -> list[dict[str, Any]]:
-    """Each conversation's first customer message, as it was stored (already redacted)."""
-    first = (
-        sa.select(messages.c.conversation_id, sa.func.min(messages.c.seq).label("seq"))
-        .where(messages.c.direction == "in")
-        .group_by(messages.c.conversation_id)
-        .subquery()
-    )
-    query = (
-        sa.select(
-            conversations.c.id,
-            conversations.c.ticket,
-            conversations.c.conversation_key,
-            conversations.c.customer_address,
-            conversations.c.created_at,
-            messages,
-        )
-        .join(first, first.c.conversation_id == conversations.c.id)
-        .join(messages, messages.c.seq == first.c.seq)
-        .order_by(conversations.c.created_at)
-        .limit(limit)
-    )
-    if since is not None:
-        query = query.where(conversations.c.created_at >= since)
-    async with store.engine.connect() as conn:
-        return [dict(r) for r in (await conn.execute(query)).mappings()]
-
-
 def _envelope(row: dict[str, Any], rules: Rules) -> Envelope:
     meta = row["meta"] or {}
     envelope = Envelope.new(
@@ -185,7 +152,7 @@ async def replay(
     limit: int = 100_000,
 ) -> ReplayReport:
     report = ReplayReport(in_force.version, candidate.version)
-    for row in await recorded_first_messages(store, since, limit):
+    for row in await store.first_customer_messages(since, limit):
         at = (
             row["created_at"] if row["created_at"].tzinfo else row["created_at"].replace(tzinfo=UTC)
         )

@@ -186,6 +186,11 @@ class ConversationStore:
     async def transfer(self, conversation_id: str, queue: str) -> bool:
         return await self._queues.transfer(conversation_id, queue)
 
+    async def first_customer_messages(
+        self, since: datetime | None, limit: int
+    ) -> list[dict[str, Any]]:
+        return await self._queues.first_customer_messages(since, limit)
+
     # --- agents' credentials: router.store.agents -----------------------------------------
 
     async def set_password(self, username: str, password: str) -> None:

@@ -3,6 +3,7 @@ agent's in dispatch order, claim, resolve and transfer; and the email threading 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -234,3 +235,33 @@ class ConversationQueues(Repository):
                 )
             )
             return result.rowcount == 1
+
+    async def first_customer_messages(
+        self, since: datetime | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Each conversation's first customer message, as it was stored (already redacted),
+        oldest conversation first: what `supportrouter replay` routes again."""
+        first = (
+            sa.select(messages.c.conversation_id, sa.func.min(messages.c.seq).label("seq"))
+            .where(messages.c.direction == "in")
+            .group_by(messages.c.conversation_id)
+            .subquery()
+        )
+        query = (
+            sa.select(
+                conversations.c.id,
+                conversations.c.ticket,
+                conversations.c.conversation_key,
+                conversations.c.customer_address,
+                conversations.c.created_at,
+                messages,
+            )
+            .join(first, first.c.conversation_id == conversations.c.id)
+            .join(messages, messages.c.seq == first.c.seq)
+            .order_by(conversations.c.created_at)
+            .limit(limit)
+        )
+        if since is not None:
+            query = query.where(conversations.c.created_at >= since)
+        async with self.engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(query)).mappings()]
