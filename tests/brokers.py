@@ -93,6 +93,15 @@ class Broker:
             self._server.start()  # blocks until it answers; nothing else can reach it anyway
 
 
+def router_env(kind: str, shared_kafka: str | None) -> dict[str, str]:
+    """`router_overrides` as SUPPORTROUTER_ variables, for a router in its own process."""
+    overrides = router_overrides(kind, shared_kafka)
+    if not overrides:
+        return {}
+    broker = Broker(kind, overrides.pop("kafka_bootstrap_servers"), overrides)
+    return broker.env()
+
+
 def router_overrides(kind: str, shared_kafka: str | None) -> dict[str, Any]:
     """What a whole Router needs: Tansu is embedded by the Router itself (as `make run` does);
     Apache Kafka is the shared one, with names of the test's own."""

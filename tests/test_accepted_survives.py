@@ -21,7 +21,7 @@ from twilio.request_validator import RequestValidator
 from router.bus.embedded import free_port
 from router.store.schema import messages
 from tests.accounting import record
-from tests.brokers import router_overrides
+from tests.brokers import router_env
 from tests.conftest import CONFIG_DIR
 from tests.test_process import _banner, _env
 
@@ -178,12 +178,7 @@ async def test_every_sms_answered_200_is_stored_once_after_the_router_stopped_mi
         SUPPORTROUTER_DRAIN_SECONDS="120",  # this test waits for the drain, however slow
         TWILIO_AUTH_TOKEN=TOKEN,
     )
-    overrides = router_overrides(broker_kind, shared)
-    if broker_kind == "kafka":
-        env["SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS"] = overrides["kafka_bootstrap_servers"]
-        env["SUPPORTROUTER_CONSUMER_GROUP_PREFIX"] = overrides["consumer_group_prefix"]
-        for name, topic in overrides["topics"].model_dump().items():
-            env[f"SUPPORTROUTER_TOPICS__{name.upper()}"] = topic
+    env.update(router_env(broker_kind, shared))
 
     first = await _start(env)
     burst = Burst(f"http://127.0.0.1:{port}")

@@ -19,7 +19,7 @@ import pytest
 
 from router.bus.embedded import EmbeddedBroker, free_port
 from tests.accounting import record
-from tests.brokers import router_overrides
+from tests.brokers import router_env
 from tests.conftest import CONFIG_DIR
 from tests.test_accepted_survives import TOKEN, Burst, _all_stored, _env
 from tests.twilio_standin import ACCOUNT_SID, TwilioStandIn
@@ -93,11 +93,7 @@ async def test_each_service_killed_mid_burst_loses_nothing_and_sends_twice_rarel
             SUPPORTROUTER_TWILIO_RETRY_BACKOFF_SECONDS="0.05",
         )
         if broker_kind == "kafka":
-            overrides = router_overrides(broker_kind, shared)
-            env["SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS"] = overrides["kafka_bootstrap_servers"]
-            env["SUPPORTROUTER_CONSUMER_GROUP_PREFIX"] = overrides["consumer_group_prefix"]
-            for name, topic in overrides["topics"].model_dump().items():
-                env[f"SUPPORTROUTER_TOPICS__{name.upper()}"] = topic
+            env.update(router_env(broker_kind, shared))
         else:
             env["SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS"] = tansu.bootstrap_servers
         services = {role: Service(role, env, tmp_path) for role in ROLES}

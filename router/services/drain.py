@@ -9,11 +9,11 @@ stays small. What is not stored when time is up is still safe: in Kafka, or in t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import structlog
 
+from router.core.tasks import cancel_and_wait
 from router.services.intake import Intake
 from router.store.conversations import ConversationStore
 
@@ -38,9 +38,7 @@ class Drain:
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         deadline = time.monotonic() + self.seconds
         while True:
             try:

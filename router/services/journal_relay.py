@@ -19,6 +19,7 @@ import time
 import structlog
 
 from router.bus.kafka import KafkaBus
+from router.core.tasks import cancel_and_wait
 from router.observability.metrics import JOURNAL_PENDING, JOURNAL_REPUBLISHED
 from router.store.conversations import ConversationStore
 from router.store.journal import Entry, IntakeJournal
@@ -64,9 +65,7 @@ class JournalRelay:
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         with contextlib.suppress(Exception):  # the store away: the next start prunes
             left = await self.prune()
             if left:
