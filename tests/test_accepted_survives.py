@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +21,8 @@ from router.bus.embedded import free_port
 from router.store.schema import messages
 from tests.accounting import record
 from tests.brokers import router_env
-from tests.conftest import CONFIG_DIR
 from tests.test_process import _banner, _env
+from tests.test_process import _start as start_router
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "journal-test-token"
@@ -84,18 +83,21 @@ class Burst:
 
 
 async def _start(env: dict[str, str]) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "router.cli",
-        "run",
-        env=env,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    process = await start_router(env, stderr=asyncio.subprocess.DEVNULL)
     await _banner(process)
     return process
+
+
+def sms_router_env(tmp_path: Path, database_url: str, port: int, **extra: str) -> dict[str, str]:
+    """A router in its own process on `port`, taking SMS signed with TOKEN."""
+    return _env(
+        tmp_path,
+        SUPPORTROUTER_HTTP_PORT=str(port),
+        SUPPORTROUTER_DATABASE_URL=database_url,
+        SUPPORTROUTER_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        TWILIO_AUTH_TOKEN=TOKEN,
+        **extra,
+    )
 
 
 async def _stored(database_url: str, sids: set[str]) -> dict[str, int]:
@@ -137,23 +139,25 @@ async def _unanswered(database_url: str, sids: set[str]) -> int:
         await engine.dispose()
 
 
-async def _all_answered(database_url: str, sids: set[str], timeout: float = 60) -> int:
+async def _eventually(probe, done, timeout: float):
+    """probe() again and again until done(result), or until `timeout` passed; the last result."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        left = await _unanswered(database_url, sids)
-        if not left or asyncio.get_running_loop().time() > deadline:
-            return left
+        result = await probe()
+        if done(result) or asyncio.get_running_loop().time() > deadline:
+            return result
         await asyncio.sleep(0.5)
+
+
+async def _all_answered(database_url: str, sids: set[str], timeout: float = 60) -> int:
+    return await _eventually(lambda: _unanswered(database_url, sids), lambda n: not n, timeout)
 
 
 async def _all_stored(database_url: str, sids: set[str], timeout: float = 90) -> dict[str, int]:
     """What is stored once every one of them is, or once `timeout` passed."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        stored = await _stored(database_url, sids)
-        if set(stored) >= sids or asyncio.get_running_loop().time() > deadline:
-            return stored
-        await asyncio.sleep(0.5)
+    return await _eventually(
+        lambda: _stored(database_url, sids), lambda stored: set(stored) >= sids, timeout
+    )
 
 
 async def _stop(process: asyncio.subprocess.Process, how: signal.Signals) -> None:
@@ -168,15 +172,12 @@ async def test_every_sms_answered_200_is_stored_once_after_the_router_stopped_mi
 ):
     shared = request.getfixturevalue("shared_kafka") if broker_kind == "kafka" else None
     port = free_port()
-    env = _env(
+    env = sms_router_env(
         tmp_path,
-        SUPPORTROUTER_HTTP_PORT=str(port),
-        SUPPORTROUTER_DATABASE_URL=database_url,
-        SUPPORTROUTER_CONFIG_DIR=str(CONFIG_DIR),
-        SUPPORTROUTER_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        database_url,
+        port,
         SUPPORTROUTER_JOURNAL_PATH=str(tmp_path / "intake.journal"),
         SUPPORTROUTER_DRAIN_SECONDS="120",  # this test waits for the drain, however slow
-        TWILIO_AUTH_TOKEN=TOKEN,
     )
     env.update(router_env(broker_kind, shared))
 

@@ -31,7 +31,11 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-async def _start(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
+async def _start(
+    env: dict[str, str], *args: str, stderr: int = asyncio.subprocess.PIPE
+) -> asyncio.subprocess.Process:
+    """`supportrouter run ARGS`; stderr=DEVNULL where nobody reads its logs, so a busy router
+    never blocks on a full pipe."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -41,7 +45,7 @@ async def _start(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
         env=env,
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=stderr,
     )
 
 

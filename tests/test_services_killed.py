@@ -20,8 +20,7 @@ import pytest
 from router.bus.embedded import EmbeddedBroker, free_port
 from tests.accounting import record
 from tests.brokers import router_env
-from tests.conftest import CONFIG_DIR
-from tests.test_accepted_survives import TOKEN, Burst, _all_stored, _env
+from tests.test_accepted_survives import TOKEN, Burst, _all_stored, sms_router_env
 from tests.twilio_standin import ACCOUNT_SID, TwilioStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,15 +79,12 @@ async def test_each_service_killed_mid_burst_loses_nothing_and_sends_twice_rarel
     shared = request.getfixturevalue("shared_kafka") if broker_kind == "kafka" else None
     async with TwilioStandIn(ACCOUNT_SID, TOKEN) as twilio, EmbeddedBroker() as tansu:
         port = free_port()
-        env = _env(
+        env = sms_router_env(
             tmp_path,
-            SUPPORTROUTER_HTTP_PORT=str(port),
-            SUPPORTROUTER_DATABASE_URL=database_url,
-            SUPPORTROUTER_CONFIG_DIR=str(CONFIG_DIR),
-            SUPPORTROUTER_PUBLIC_URL=f"http://127.0.0.1:{port}",
+            database_url,
+            port,
             SUPPORTROUTER_CHANNELS='["sms"]',
             TWILIO_ACCOUNT_SID=ACCOUNT_SID,
-            TWILIO_AUTH_TOKEN=TOKEN,
             SUPPORTROUTER_TWILIO_API_BASE_URL=twilio.url,
             SUPPORTROUTER_TWILIO_RETRY_BACKOFF_SECONDS="0.05",
         )
