@@ -54,8 +54,7 @@ class JournalRelay:
     async def start(self) -> None:
         if self._task is not None:
             raise RuntimeError("JournalRelay already started")
-        await self.prune()
-        left = await self.journal.count()
+        left = await self.prune()
         if left:  # a crash or a stop left them: the broker may not have them any more
             log.warning("journal.replaying", entries=left)
             await self.journal.due_now()

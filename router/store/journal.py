@@ -133,12 +133,9 @@ class IntakeJournal:
         """Make these (None: every entry) due at once, e.g. after the broker lost its records."""
         await self._ask("due_now", message_ids)
 
-    async def count(self, accepted_since: float = 0.0) -> int:
-        """Entries waiting for the store (those accepted since a time: e.g. by this process)."""
-        return await self._ask("count", accepted_since)
-
-    async def oldest_accepted_at(self) -> float | None:
-        return await self._ask("oldest", None)
+    async def count(self) -> int:
+        """Entries waiting for the store."""
+        return await self._ask("count", None)
 
     async def _ask(self, kind: str, args: Any) -> Any:
         if self._thread is None:
@@ -263,13 +260,8 @@ class IntakeJournal:
             )
 
     @staticmethod
-    def _count(db: sqlite3.Connection, since: float) -> int:
-        query = "SELECT count(*) FROM entries WHERE accepted_at >= ?"
-        return db.execute(query, (since,)).fetchone()[0]
-
-    @staticmethod
-    def _oldest(db: sqlite3.Connection, _: None) -> float | None:
-        return db.execute("SELECT min(accepted_at) FROM entries").fetchone()[0]
+    def _count(db: sqlite3.Connection, _: None) -> int:
+        return db.execute("SELECT count(*) FROM entries").fetchone()[0]
 
 
 def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
