@@ -4,8 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+DEV_LOCK     := requirements/dev.lock
+RUNTIME_LOCK := requirements/runtime.lock
 
-.PHONY: run test install services services-down kafka lint clean
+.PHONY: run test install lock audit services services-down kafka lint clean
 
 run: install
 	$(BIN)/supportrouter run
@@ -14,16 +16,33 @@ run: install
 # Kafka's jars, cached in ~/.cache/supportrouter), starts PostgreSQL and Apache Kafka on loopback
 # under var/, runs the suite (Kafka-facing tests on Tansu and on Kafka), and stops both after,
 # also on failure or Ctrl-C. See devenv/__main__.py.
-test: lint
+test: lint audit
 	$(BIN)/python -m devenv run -- $(BIN)/pytest $(PYTEST_ARGS)
 
+# Installs exactly what requirements/dev.lock pins (every file checked against its hash), then
+# the project itself without resolving anything. The image installs requirements/runtime.lock.
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): $(DEV_LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# After changing the dependencies in pyproject.toml: writes both locks (pins kept where they still
+# fit; `make lock UPGRADE=1` moves every pin to the newest release allowed), then installs them.
+# The runtime lock is constrained by the dev lock, so the image runs the versions the tests ran.
+LOCK_FLAGS := --quiet --generate-hashes --universal --python-version 3.11 \
+	--custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra test $(LOCK_FLAGS) -o $(DEV_LOCK)
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -c $(DEV_LOCK) -o $(RUNTIME_LOCK)
+	$(MAKE) install
+
+# Known vulnerabilities in what the locks pin (pip-audit; see scripts/audit.py): a vulnerable pin
+# fails; an advisory service that cannot be reached is said so in one line, never taken as a pass.
+audit: $(STAMP)
+	$(BIN)/python scripts/audit.py $(DEV_LOCK)
 
 # The test services left running, for `.venv/bin/pytest tests/...` by hand; then services-down.
 services: install
