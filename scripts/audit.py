@@ -16,8 +16,10 @@ exit status 2 (for a place where the services can be reached).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -72,8 +74,7 @@ def pip_audit(lock: Path, service: str, findings: Findings) -> None:
         ]
         done = subprocess.run(command, capture_output=True, text=True)
         if not report_path.exists() or not report_path.read_text():
-            last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-            findings.reasons.append(f"{service}: {last[:300]}")
+            findings.reasons.append(f"{service}: {failure(done)}")
             return
         report = json.loads(report_path.read_text())
     skipped = []
@@ -89,16 +90,33 @@ def pip_audit(lock: Path, service: str, findings: Findings) -> None:
                 f"{name} {dependency['version']}: {vuln['id']} (fixed in {fixed}; via {service})"
             )
     if skipped:
-        findings.reasons.append(f"{service}: {len(skipped)} skipped, e.g. {skipped[0]!r}")
+        findings.reasons.append(
+            f"{service}: {len(skipped)} of {len(report['dependencies'])} skipped, as {skipped[0]!r}"
+        )
+
+
+def failure(done: subprocess.CompletedProcess[str]) -> str:
+    """pip-audit's crash in a few words: the host it could not reach and why, when it says."""
+    last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    host = re.search(r"host='([^']+)'", last)
+    errno = re.search(r"\[Errno -?\d+\] [^)\"']+", last)
+    if host and errno:
+        return f"cannot reach {host.group(1)} ({errno.group(0)})"
+    return last[:200]
 
 
 def latest_release_advisories(name: str, version: str) -> list[str] | None:
     """The advisories PyPI lists for `name` when `version` is its latest release; None when it
     is not (or PyPI cannot be asked), so the pin stays unaudited."""
-    url = PYPI_PROJECT_JSON.format(name=name)
+    request = urllib.request.Request(
+        PYPI_PROJECT_JSON.format(name=name), headers={"Accept-Encoding": "gzip"}
+    )
     try:
-        with urllib.request.urlopen(url, timeout=15) as response:
-            project = json.load(response)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read()
+            if response.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+        project = json.loads(body)
     except (OSError, ValueError):
         return None
     if project.get("info", {}).get("version") != version:
@@ -112,9 +130,8 @@ def latest_release_advisories(name: str, version: str) -> list[str] | None:
 
 def audit(lock: Path) -> Findings:
     findings = Findings(pins=locked_pins(lock))
-    for service in SERVICES:
-        if findings.missing():
-            pip_audit(lock, service, findings)
+    with ThreadPoolExecutor(max_workers=len(SERVICES)) as pool:
+        list(pool.map(lambda service: pip_audit(lock, service, findings), SERVICES))
     missing = findings.missing()
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = pool.map(lambda n: latest_release_advisories(n, findings.pins[n]), missing)
