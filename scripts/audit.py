@@ -158,12 +158,12 @@ def main(argv: list[str]) -> int:
     if not missing:
         print(f"audit passed: no known vulnerability in the {total} packages {lock} pins")
         return 0
-    by_project_json = sum("project JSON" in who for who in findings.audited.values())
+    audited_by = sorted(set(findings.audited.values()))
     print(
-        f"audit did NOT run for {len(missing)} of the {total} packages {lock} pins: no advisory "
-        f"service answered ({'; '.join(findings.reasons)}); {len(findings.audited)} audited "
-        f"({by_project_json} through PyPI's project JSON, their pin being the latest release), "
-        f"no known vulnerability among them; not audited: {', '.join(missing)}"
+        f"audit did NOT run for {len(missing)} of the {total} packages {lock} pins "
+        f"({', '.join(missing)}): pip-audit's advisory services did not answer "
+        f"({'; '.join(sorted(findings.reasons))}); the other {len(findings.audited)} were audited "
+        f"({', '.join(audited_by) or 'by nothing'}): no known vulnerability"
     )
     return 2 if os.environ.get("AUDIT_REQUIRED") == "1" else 0
 
