@@ -382,3 +382,24 @@ def test_the_audit_never_calls_a_known_vulnerable_pin_clean(tmp_path: Path) -> N
         assert done.returncode == 0
         assert "audit did NOT run for 1 of the 1 packages" in done.stdout
         assert "pins (jinja2)" in done.stdout
+
+
+@pytest.mark.parametrize("platform", ["x86_64-manylinux_2_36", "aarch64-manylinux_2_36"])
+def test_every_runtime_pin_has_a_wheel_for_the_image(platform: str, tmp_path: Path) -> None:
+    # The image installs with --only-binary=:all: (no compiler in it): resolve the runtime
+    # dependencies, held to runtime.lock, from wheels alone for the base's platforms (Debian 12's
+    # glibc 2.36), as PyPI serves them.
+    uv = Path(sys.executable).with_name("uv")
+    done = subprocess.run(
+        [
+            *(str(uv), "pip", "compile", str(ROOT / "pyproject.toml"), "--quiet"),
+            *("--python-platform", platform, "--python-version", "3.11"),
+            *("--only-binary", ":all:", "-c", str(RUNTIME_LOCK), "-o", str(tmp_path / "out")),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    wanted = lock_pins(RUNTIME_LOCK)
+    for name, versions in lock_pins(tmp_path / "out").items():
+        assert versions <= wanted[name], f"{name}: {versions} instead of {wanted[name]}"
