@@ -8,18 +8,12 @@ with jsonschema), then its service graph by what the router needs.
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import importlib.resources
 import json
-import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -272,116 +266,6 @@ def test_the_topics_step_creates_every_router_topic_with_the_routers_counts() ->
 def test_every_router_service_reads_config_read_only() -> None:
     for name, service in router_services().items():
         assert "./config:/app/config:ro" in service.get("volumes", []), name
-
-
-# deploy/healthcheck.py, against real processes and sockets.
-
-HEALTHCHECK = ROOT / "deploy" / "healthcheck.py"
-# A stand-in for `supportrouter run ROLE`: the same command line, holding a connection or not.
-HOLDER = (
-    "import socket, sys\n"
-    "port = int(sys.argv[3])\n"
-    "held = socket.create_connection(('127.0.0.1', port)) if port else None\n"
-    "print('ready', flush=True)\n"
-    "sys.stdin.read()\n"
-)
-
-
-@contextlib.contextmanager
-def process_like_router(role: str, connect_to: int = 0) -> Iterator[int]:
-    """A process whose command line is `... run ROLE`, connected to `connect_to` if given."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, "run", role, str(connect_to)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None and child.stdout.readline() == "ready\n"
-        yield child.pid
-    finally:
-        child.communicate(input="")
-
-
-def health(pid: int, **environ: str) -> tuple[int, str]:
-    done = subprocess.run(
-        [sys.executable, str(HEALTHCHECK), "--pid", str(pid)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **environ},
-    )
-    return done.returncode, done.stdout.strip()
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        server.listen()
-        yield server
-
-
-def test_a_pipeline_service_connected_to_kafka_is_healthy(listener: socket.socket) -> None:
-    port = listener.getsockname()[1]
-    with process_like_router("dispatcher", connect_to=port) as pid:
-        code, said = health(pid, SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS=f"kafka:{port}")
-    assert code == 0, said
-
-
-def test_a_pipeline_service_without_a_kafka_connection_is_unhealthy(
-    listener: socket.socket,
-) -> None:
-    port = listener.getsockname()[1]
-    with process_like_router("classifier") as pid:
-        code, said = health(pid, SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS=f"kafka:{port}")
-    assert code == 1 and "no established connection to Kafka" in said
-
-
-class _Readyz(http.server.BaseHTTPRequestHandler):
-    status = 200
-
-    def do_GET(self) -> None:
-        self.send_response(self.status if self.path == "/readyz" else 404)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False)])
-def test_the_gateway_is_as_healthy_as_its_readyz_says(status: int, healthy: bool) -> None:
-    handler = type("Readyz", (_Readyz,), {"status": status})
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            with process_like_router("gateway") as pid:
-                code, said = health(pid, SUPPORTROUTER_HTTP_PORT=str(server.server_port))
-        finally:
-            server.shutdown()
-    assert (code == 0) is healthy, said
-    assert f"answered {status}" in said
-
-
-# scripts/audit.py (`make audit`): never a pass that did not happen.
-
-
-def test_the_audit_never_calls_a_known_vulnerable_pin_clean(tmp_path: Path) -> None:
-    # Jinja2 2.10 has published advisories (CVE-2019-10906 and later ones).
-    lock = tmp_path / "vulnerable.lock"
-    lock.write_text("jinja2==2.10 \\\n    --hash=sha256:" + "0" * 64 + "\n")
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "audit.py"), str(lock)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "AUDIT_REQUIRED": ""},
-    )
-    print(done.stdout, done.stderr)
-    assert "audit passed" not in done.stdout
-    if done.returncode == 1:  # an advisory service answered
-        assert "VULNERABLE jinja2 2.10" in done.stdout
-    else:  # none could: said so, naming the package
-        assert done.returncode == 0
-        assert "audit did NOT run for 1 of the 1 packages" in done.stdout
-        assert "pins (jinja2)" in done.stdout
 
 
 @pytest.mark.parametrize("platform", ["x86_64-manylinux_2_36", "aarch64-manylinux_2_36"])
