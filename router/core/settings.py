@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     http_port: int = 8080
     # The SMTP listener for forwarded mail.
     smtp_port: int = 2525
+    # A service run alone serves /metrics, /healthz and /readyz on this port (unset: 8081 for the
+    # classifier, 8082 the dispatcher, 8083 the sender; the gateway serves them on its own).
+    status_port: int | None = None
     # The URL providers call; webhook signatures are checked against it.
     public_url: str | None = None
 
