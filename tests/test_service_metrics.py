@@ -95,3 +95,35 @@ def test_the_readme_lists_every_metric():
     assert len(names) > 20
     missing = sorted(name for name in names if f"`{name}" not in readme)
     assert not missing, f"README.md does not list {missing}"
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_we_serve():
+    import json
+
+    dashboard = json.loads((ROOT / "deploy/grafana/supportrouter.json").read_text(encoding="utf-8"))
+    served = set()
+    for metric in prometheus_client.REGISTRY.collect():
+        for sample in metric.samples:
+            served.add(sample.name)
+        served.add(metric.name)
+        if metric.type == "counter":
+            served.add(f"{metric.name}_total")
+        if metric.type == "histogram":
+            served |= {f"{metric.name}_{part}" for part in ("bucket", "sum", "count")}
+    asked = set()
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            asked |= set(re.findall(r"\bsupportrouter_[a-z_]+", target["expr"]))
+    assert asked, "no query names a metric"
+    unknown = sorted(asked - served)
+    assert not unknown, f"the dashboard asks for metrics nobody serves: {unknown}"
+    # The views: queues, lag, stage latency, SLA breaches, sends by outcome.
+    for needed in (
+        "supportrouter_queue_waiting",
+        "supportrouter_consumer_lag",
+        "supportrouter_stage_seconds_bucket",
+        "supportrouter_sla_breaches_total",
+        "supportrouter_outbound_delivered_total",
+    ):
+        assert needed in asked
