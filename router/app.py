@@ -30,11 +30,14 @@ from router.services.gateway import Gateway
 from router.services.intake import Intake
 from router.services.journal_relay import JournalRelay
 from router.services.sender import SenderService
+from router.services.status_http import StatusServer
 from router.store.conversations import ConversationStore
 from router.store.journal import IntakeJournal
 
 log = structlog.get_logger("router.app")
 ROLES = ("all", "gateway", "classifier", "dispatcher", "sender")
+# The port each service run alone serves /metrics, /healthz and /readyz on (Settings.status_port).
+STATUS_PORTS = {"classifier": 8081, "dispatcher": 8082, "sender": 8083}
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Router:
     watcher: ConfigWatcher | None = None
     journal: IntakeJournal | None = None
     relay: JournalRelay | None = None
+    status: StatusServer | None = None
     clock: Any = (
         None  # router.services.sla.Clock; None: the system clock (tests pass a ManualClock)
     )
@@ -123,6 +127,10 @@ class Router:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        if self.role in STATUS_PORTS:
+            port = s.status_port if s.status_port is not None else STATUS_PORTS[self.role]
+            self.status = StatusServer(self.role, s.http_host, port, self.bus, self.store)
+            await self._up(self.status)
         if self.journal is not None:
             assert self.store is not None
             self.relay = JournalRelay(self.journal, self.store, self.bus)

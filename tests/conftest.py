@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
 ADMIN_PASSWORD = "test-admin-password"
 UNDER_CI = os.environ.get("CI") == "true"
+# Services run alone in tests serve /metrics on a free port, never on the fixed defaults
+# (8081-8083), which another test's service may still hold.
+os.environ.setdefault("SUPPORTROUTER_STATUS_PORT", "0")
 
 
 def _postgres_dsn() -> str:

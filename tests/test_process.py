@@ -26,6 +26,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         SUPPORTROUTER_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/store.db",
         SUPPORTROUTER_CONFIG_DIR=str(CONFIG_DIR),
         SUPPORTROUTER_LOG_FORMAT="json",
+        SUPPORTROUTER_STATUS_PORT="0",  # a free port for a service run alone
     )
     env.update(extra)
     return env

@@ -24,6 +24,7 @@ handled.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -32,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from router.bus.kafka import KafkaBus, stop_consumer
 from router.core.faults import is_outage
 from router.core.tasks import cancel_and_wait
-from router.observability.metrics import CONSUMED
+from router.observability.metrics import CONSUMED, CONSUMER_LAG, STAGE_SECONDS
 
 log = structlog.get_logger("router.bus.consumer")
 
@@ -165,6 +166,7 @@ class ConsumerLoop:
             # Shielded so a stop never abandons a commit half-way; a crash before it
             # redelivers the batch, which the idempotent handlers absorb.
             await asyncio.shield(consumer.commit(resume))
+            self._measure(consumer, batches, resume)
         finally:
             self.idle.set()
         if stuck:
@@ -172,6 +174,20 @@ class ConsumerLoop:
             self._backoff = min(self._backoff * 2, 30.0)
         else:
             self._backoff = 1.0
+
+    def _measure(self, consumer: AIOKafkaConsumer, batches: dict, resume: dict) -> None:
+        """Lag per partition, and each handled record's time from its publish to now."""
+        now_ms = time.time() * 1000
+        stage = STAGE_SECONDS.labels(self.stage)
+        for tp, records in batches.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                lag = max(highwater - resume[tp], 0)
+                CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(lag)
+            for record in records:
+                if record.offset >= resume[tp]:
+                    break
+                stage.observe(max(now_ms - record.timestamp, 0) / 1000)
 
     async def _partition(self, records: list[ConsumerRecord]) -> int:
         """Handle one partition's records in order; return the offset to commit and resume

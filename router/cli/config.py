@@ -1,5 +1,6 @@
 """`supportrouter config check [dir]`: every problem in the operators' files, with file, line
-and reason, the router's and the channels' own (voice.yaml)."""
+and reason, the router's and the channels' own (voice.yaml). `config reference [--write FILE]`:
+every environment variable the router reads, as a Markdown table (the README's copy)."""
 
 from __future__ import annotations
 
@@ -46,4 +47,26 @@ def check(args: argparse.Namespace) -> int:
         f"{directory}: OK (rules version {config.version}; {len(config.routing.queues)} queues, "
         f"{len(config.classifier.categories)} categories, {len(config.agents.agents)} agents)"
     )
+    return 0
+
+
+def reference(args: argparse.Namespace) -> int:
+    from router.core import settings_reference
+
+    table = settings_reference.markdown()
+    if not args.write:
+        print(table, end="")
+        return 0
+    path = Path(args.write)
+    text = path.read_text(encoding="utf-8")
+    start, end = text.find(settings_reference.BEGIN), text.find(settings_reference.END)
+    if start < 0 or end < start:
+        print(
+            f"{path}: no {settings_reference.BEGIN!r} … {settings_reference.END!r} markers",
+            file=sys.stderr,
+        )
+        return 1
+    head = text[: start + len(settings_reference.BEGIN)]
+    path.write_text(head + "\n" + table + text[end:], encoding="utf-8")
+    print(f"{path}: settings reference written ({table.count(chr(10)) - 2} variables)")
     return 0

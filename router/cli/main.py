@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="report every problem with file, line and reason")
     check.add_argument("dir", nargs="?")
     check.set_defaults(func=_command("config", "check"))
+    reference = config_sub.add_parser(
+        "reference", help="every environment variable, as the README's Markdown table"
+    )
+    reference.add_argument("--write", metavar="FILE", help="replace the table in FILE (README.md)")
+    reference.set_defaults(func=_command("config", "reference"))
 
     simulate = sub.add_parser("simulate", help="what would happen to a message; nothing is sent")
     simulate.add_argument(

@@ -39,10 +39,13 @@ class TwilioSettings(Section):
 
     env_prefix: ClassVar[str] = "SUPPORTROUTER_TWILIO_"
 
+    # Twilio's account; with a secret, replies are sent through Twilio's REST API.
     account_sid: str | None = Field(default=None, validation_alias="TWILIO_ACCOUNT_SID")
+    # Signs Twilio's webhooks (checked on every request) and, without an API key, REST calls.
     auth_token: SecretStr | None = Field(default=None, validation_alias="TWILIO_AUTH_TOKEN")
     # An API key signs REST calls instead of the auth token; webhooks are still signed with the token.
     api_key: str | None = Field(default=None, validation_alias="TWILIO_API_KEY")
+    # The API key's secret.
     api_secret: SecretStr | None = Field(default=None, validation_alias="TWILIO_API_SECRET")
     api_base_url: str = Field(
         default=TWILIO_API, description="where REST calls go: a proxy or a test stand-in"
@@ -65,12 +68,16 @@ class TwilioSettings(Section):
     voice_sms_from: str | None = Field(
         default=None, description="sender of SMS replies to callers (default: the number called)"
     )
+    # Tries per reply before it is dead-lettered.
     send_attempts: int = Field(default=3, ge=1, le=10)
+    # The first wait between tries; it doubles.
     retry_backoff_seconds: float = Field(default=1.0, ge=0)
+    # One REST call's limit.
     request_timeout_seconds: float = Field(default=30.0, gt=0)
     max_message_chars: int = Field(
         default=1600, ge=160, le=1600, description="Twilio's limit for one message body"
     )
+    # Longer inbound texts are cut, with a note to the agent.
     max_inbound_chars: int = Field(default=10_000, gt=0)
 
     @property
@@ -88,12 +95,15 @@ class TelegramSettings(Section):
 
     env_prefix: ClassVar[str] = "SUPPORTROUTER_TELEGRAM_"
 
+    # The Telegram bot; set, the bot is polled or takes webhooks.
     bot_token: SecretStr | None = Field(default=None, validation_alias="TELEGRAM_BOT_TOKEN")
+    # Checked against X-Telegram-Bot-Api-Secret-Token on webhooks.
     secret_token: SecretStr | None = Field(default=None, validation_alias="TELEGRAM_SECRET_TOKEN")
     api_base_url: str = Field(
         default="https://api.telegram.org",
         description="the Bot API server: Telegram's, or a self-hosted telegram-bot-api",
     )
+    # getUpdates long-poll time.
     poll_timeout_seconds: int = Field(default=25, ge=0, le=50)
     max_retry_after_seconds: float = Field(
         default=60,
@@ -143,47 +153,68 @@ class EmailSettings(Section):
     # Who we are. Without a support address the listener and the poller stay off: there is
     # no recipient to accept mail for, and no From for replies.
     support_address: str | None = None
+    # The display name on replies.
     support_name: str = "Customer Support"
     # Further recipients the listener accepts (aliases such as help@, 客服@).
     email_recipients: CommaList = Field(default_factory=list)
+    # A Reply-To on replies (unset: none).
     reply_to: str | None = None
 
     # SMTP intake (aiosmtpd); the port is Settings.smtp_port.
     smtp_host: str = "127.0.0.1"
     smtp_hostname: str = "supportrouter"  # the name in the greeting; never a DNS lookup
+    # Larger mails are refused at DATA (552).
     smtp_max_bytes: int = 10 * 1024 * 1024
+    # More recipients in one mail are refused.
     smtp_max_recipients: int = 20
+    # An idle SMTP connection is closed after this long.
     smtp_timeout_seconds: float = 60.0
 
     # Outbound relay (aiosmtplib). Unset host: replies go to the sandbox outbox.
     smtp_relay_host: str | None = None
+    # The relay's port.
     smtp_relay_port: int = 587
     # STARTTLS: "auto" upgrades when the relay offers it, "required" refuses to send without it.
     smtp_relay_starttls: Literal["auto", "required", "off"] = "auto"
     smtp_relay_tls: bool = False  # implicit TLS from the first byte (port 465) instead
+    # Check the relay's TLS certificate.
     smtp_relay_validate_certs: bool = True
+    # Relay login (unset: none).
     smtp_relay_username: str | None = None
+    # Relay password.
     smtp_relay_password: SecretStr | None = None
+    # One relay conversation's limit.
     smtp_relay_timeout_seconds: float = 30.0
 
     # IMAP polling (aioimaplib). Unset host: no polling.
     imap_host: str | None = None
+    # The IMAP server's port.
     imap_port: int = 993
+    # Implicit TLS to the IMAP server.
     imap_tls: bool = True
+    # IMAP login.
     imap_username: str | None = None
+    # IMAP password.
     imap_password: SecretStr | None = None
+    # Mailboxes polled, comma separated.
     imap_mailboxes: CommaList = Field(default_factory=lambda: ["INBOX"])
     imap_poll_seconds: float = 60.0  # between polls when the server offers no IDLE
     imap_idle_seconds: float = 600.0  # re-issue IDLE at least this often (RFC 2177: < 29 min)
     imap_batch: int = 50  # messages handled per round, so one mailbox cannot starve the loop
+    # The longest wait between reconnects.
     imap_reconnect_max_seconds: float = 60.0
+    # One IMAP command's limit.
     imap_timeout_seconds: float = 30.0
 
     # Parsing bounds: what one message may cost.
     email_max_text_chars: int = 20_000
+    # Quoted history kept per mail.
     email_max_quoted_chars: int = 20_000
+    # Attachments kept per mail (more are listed, not kept).
     email_max_attachments: int = 20
+    # MIME parts read per mail.
     email_max_parts: int = 200
+    # Nesting of multipart parts read per mail.
     email_max_multiparts: int = 25
 
     _csv = field_validator("email_recipients", "imap_mailboxes", mode="before")(_split)

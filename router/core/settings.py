@@ -33,14 +33,20 @@ def _registry() -> dict[str, str]:
 
 
 class Topics(BaseModel):
+    # Topic names. Accepted messages the pre-screen put in the urgent lane.
     inbound_urgent: str = "support.inbound.urgent"
+    # Every other accepted message.
     inbound_standard: str = "support.inbound.standard"
+    # Classified messages, for the dispatcher.
     classified: str = "support.classified"
     # Classified urgent-lane or critical messages: the dispatcher drains this topic before
     # support.classified, so an urgent message never waits behind standard ones already classified.
     classified_urgent: str = "support.classified.urgent"
+    # Replies, for the sender.
     outbound: str = "support.outbound"
+    # What happened (assignments, replies, status), for the console and other listeners.
     events: str = "support.events"
+    # Records a stage could not handle, with the error (`supportrouter dlq`).
     dlq: str = "support.dlq"
 
     def all(self) -> list[str]:
@@ -71,21 +77,32 @@ class Settings(BaseSettings):
         env_prefix="SUPPORTROUTER_", env_nested_delimiter="__", extra="ignore"
     )
 
+    # The gateway's listening address (chat, webhooks, API, console).
     http_host: str = "0.0.0.0"
+    # The gateway's port.
     http_port: int = 8080
+    # The SMTP listener for forwarded mail.
     smtp_port: int = 2525
+    # A service run alone serves /metrics, /healthz and /readyz on this port (unset: 8081 for the
+    # classifier, 8082 the dispatcher, 8083 the sender; the gateway serves them on its own).
+    status_port: int | None = None
+    # The URL providers call; webhook signatures are checked against it.
     public_url: str | None = None
 
+    # The store: SQLite (the default) or postgresql+asyncpg://user@host/db.
     database_url: str = "sqlite+aiosqlite:///var/supportrouter.db"
     kafka_bootstrap_servers: str | None = Field(
         default=None, description="unset: start the embedded broker"
     )
+    # The embedded broker's port (unset: a free one).
     embedded_kafka_port: int | None = None
     topics: Topics = Topics()
+    # Partitions per topic when the router creates them.
     partitions: int = 3
     # Replicas per topic when the router creates them: 1 on one broker, 3 on a production
     # cluster (with min.insync.replicas=2 on the brokers, so acks=all means two copies).
     replication_factor: int = 1
+    # Consumer groups are named <prefix>-<service> (supportrouter-dispatcher, ...).
     consumer_group_prefix: str = "supportrouter"
     # A new consumer group waits half this long before its first assignment on the embedded
     # broker, so the embedded default uses a short one; Kafka itself refuses less than 6000.
@@ -98,20 +115,28 @@ class Settings(BaseSettings):
         default_factory=lambda: list(_registry()),
         description="channels this router runs (default: every one in channels.REGISTRY)",
     )
+    # The operators' files.
     config_dir: Path = Path("config")
     # How often the operators' files (config/*.yaml, voice.yaml too) are looked at; 0: on SIGHUP only.
     config_poll_seconds: float = 2.0
+    # The seeded supervisor `admin` (unset: generated and printed at first start).
     admin_password: SecretStr | None = None
     log_format: str = Field(default="auto", description="auto | json | console")
+    # debug | info | warning | error.
     log_level: str = "info"
 
+    # Larger request bodies get 413.
     max_body_bytes: int = 64 * 1024
+    # Longer chat messages are refused with an error frame.
     max_chat_text_chars: int = 4000
+    # How long an agent's login token lasts.
     agent_token_ttl_seconds: int = 12 * 3600
     # Logins: failures free per username (and per client address) before each further one
     # doubles the wait, answered 429 with Retry-After; the wait never exceeds the cap.
     login_free_failures: int = Field(default=5, ge=1)
+    # Wrong passwords per client address before the backoff starts.
     login_free_failures_per_address: int = Field(default=20, ge=1)
+    # The longest wait after wrong passwords.
     login_backoff_max_seconds: int = Field(default=900, ge=1)
     # A chat session not renewed (the widget renews it while open) for this long is refused.
     chat_session_idle_seconds: int = Field(default=24 * 3600, ge=1)
@@ -124,6 +149,7 @@ class Settings(BaseSettings):
     journal_path: Path | None = Field(
         default=None, description="unset: beside the SQLite database, or under var/journal/"
     )
+    # full survives a power cut, normal only a killed process (cheaper).
     journal_synchronous: Literal["full", "normal"] = "full"
     # On SIGTERM/Ctrl-C, how long accepted messages may take to reach the store before the
     # router stops anyway (they stay in the journal for the next start).

@@ -1,4 +1,9 @@
-"""structlog setup: JSON lines when not on a terminal, readable lines on one."""
+"""structlog setup: JSON lines when not on a terminal, readable lines on one.
+
+The project's records and the libraries' (aiokafka, aiohttp, asyncio, which log through the
+standard library) go through the same processors and renderer, so every line has one format:
+`event`, `level`, `timestamp`, and `logger` for a library's record.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +11,51 @@ import logging
 import sys
 
 import structlog
+from structlog.typing import Processor
+
+_HANDLER_NAME = "supportrouter"
 
 
 def configure_logging(fmt: str = "auto", level: str = "info", stream=None) -> None:
     stream = stream or sys.stderr
     as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
-    renderer = (
+    renderer: Processor = (
         structlog.processors.JSONRenderer(ensure_ascii=False)
         if as_json
         else structlog.dev.ConsoleRenderer()
     )
     level_no = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    exceptions: Processor = (
+        structlog.processors.format_exc_info
+        if as_json
+        else structlog.processors.StackInfoRenderer()
+    )
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info
-            if as_json
-            else structlog.processors.StackInfoRenderer(),
-            renderer,
-        ],
+        processors=[*shared, exceptions, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
-    # Libraries (aiokafka, aiohttp) log through the standard library: keep their warnings.
-    logging.basicConfig(
-        level=logging.WARNING, stream=stream, format="%(levelname)s %(name)s %(message)s"
+    # The standard library's records (libraries' warnings) through the same chain and renderer.
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            exceptions,
+            renderer,
+        ],
     )
+    handler = logging.StreamHandler(stream)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    # Libraries are chatty below warning (aiokafka logs every fetch at debug): keep their warnings.
+    root.setLevel(logging.WARNING)

@@ -67,3 +67,23 @@ JOURNAL_REPUBLISHED = Counter(
     "supportrouter_journal_republished_total",
     "Accepted messages published again from the intake journal (the broker may have lost them)",
 )
+CONSUMER_LAG = Gauge(
+    "supportrouter_consumer_lag",
+    "Records in a partition not yet handled by this consumer group (high-water mark - position)",
+    ["group", "topic", "partition"],
+)
+# From a record's timestamp (its publish) to the end of a stage's work on it.
+STAGE_SECONDS = Histogram(
+    "supportrouter_stage_seconds",
+    "From a record's publish to the end of a stage's work on it",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+QUEUE_WAITING = Gauge(
+    "supportrouter_queue_waiting", "Conversations waiting for an agent", ["queue"]
+)
+QUEUE_OLDEST_WAIT = Gauge(
+    "supportrouter_queue_oldest_wait_seconds",
+    "How long the oldest waiting conversation has waited",
+    ["queue"],
+)

@@ -21,7 +21,7 @@ from router.bus.consumer import ConsumerLoop, PermanentError
 from router.bus.kafka import KafkaBus
 from router.core.envelope import Envelope, Outbound, QueueEvent, Urgency, now
 from router.core.tasks import cancel_and_wait
-from router.observability.metrics import ROUTING_SECONDS
+from router.observability.metrics import QUEUE_OLDEST_WAIT, QUEUE_WAITING, ROUTING_SECONDS
 from router.operator_files.config import RouterConfig
 from router.policy.rules import Rules
 from router.routing.replies import Replies, Wait
@@ -33,6 +33,7 @@ from router.store.conversations import ConversationStore
 from router.store.inbound import Inbound
 
 log = structlog.get_logger("router.services.dispatcher")
+GAUGE_SECONDS = 5.0  # how often the queue gauges are measured
 
 
 class OutboundRelay:
@@ -129,6 +130,9 @@ class DispatcherService:
             asyncio.create_task(
                 self._every(self.timer_interval, self.tick), name="dispatch:timers"
             ),
+            asyncio.create_task(
+                self._every(GAUGE_SECONDS, self.measure_queues), name="dispatch:gauges"
+            ),
         ]
 
     async def stop(self) -> None:
@@ -144,6 +148,14 @@ class DispatcherService:
                 await work()
             except Exception as exc:  # Kafka or the database is away: try again next round
                 log.warning("dispatch.round_failed", work=work.__name__, error=repr(exc)[:300])
+
+    async def measure_queues(self) -> None:
+        """Queue depth and oldest wait per queue, for /metrics (every queue, 0 when empty)."""
+        summaries = await self.store.queue_summaries()
+        for queue in {*self.rules.config.routing.queues, *summaries}:
+            summary = summaries.get(queue, {})
+            QUEUE_WAITING.labels(queue).set(summary.get("waiting", 0))
+            QUEUE_OLDEST_WAIT.labels(queue).set(summary.get("oldest_wait_seconds") or 0)
 
     async def _relay_round(self) -> None:
         await self.relay.flush(older_than=self.relay_interval)
