@@ -39,7 +39,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     SUPPORTROUTER_LOG_FORMAT=json
 USER 10001:10001
 EXPOSE 8080 2525
-# /readyz for the gateway; a live connection to Kafka for the pipeline roles (deploy/healthcheck.py).
+# /readyz answering 200: the gateway on its port, the pipeline roles on their status port (deploy/healthcheck.py).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=6 \
     CMD ["python", "/app/healthcheck.py"]
 ENTRYPOINT ["supportrouter"]

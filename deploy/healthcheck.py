@@ -1,9 +1,9 @@
 """The image's health check: is the `supportrouter` process in this container doing its job?
 
-A role that serves HTTP (`run gateway`, `run all`) is healthy when its `/readyz` answers 200.
-The pipeline roles (`run classifier|dispatcher|sender`) listen on no port, so one of them is
-healthy when the process holds an established TCP connection to a Kafka bootstrap server's port
-(its consumers' and producer's connections): a stuck or disconnected worker is reported.
+Every role serves `/readyz` (ready: its broker answers and, where it has one, its store): the
+gateway (`run gateway`, `run all`) on SUPPORTROUTER_HTTP_PORT, a classifier, dispatcher or
+sender run alone on SUPPORTROUTER_STATUS_PORT (8081, 8082, 8083 by default). Healthy means it
+answered 200.
 
 Standard library only: it runs with the image's Python, beside the router, every few seconds.
 `--pid` names the process to look at (default 1, the container's entry point).
@@ -19,7 +19,8 @@ import urllib.request
 from pathlib import Path
 
 HTTP_ROLES = {"all", "gateway"}
-ESTABLISHED = "01"
+# The same defaults as router/app.py's STATUS_PORTS (this file may not import the router).
+STATUS_PORTS = {"classifier": 8081, "dispatcher": 8082, "sender": 8083}
 
 
 def role_of(pid: int) -> str | None:
@@ -42,52 +43,22 @@ def ready_over_http(port: int) -> tuple[bool, str]:
         return False, f"{url}: {exc}"
 
 
-def socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue  # closed while we looked
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:[") : -1])
-    return inodes
-
-
-def established_remote_ports(pid: int) -> set[int]:
-    """Remote ports of the process's established TCP connections (IPv4 and IPv6)."""
-    mine = socket_inodes(pid)
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        path = Path(f"/proc/{pid}/net/{Path(table).name}")
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines()[1:]:
-            fields = line.split()
-            remote, state, inode = fields[2], fields[3], fields[9]
-            if state == ESTABLISHED and inode in mine:
-                ports.add(int(remote.rsplit(":", 1)[1], 16))
-    return ports
-
-
-def connected_to_kafka(pid: int, bootstrap_servers: str) -> tuple[bool, str]:
-    wanted = {int(server.rsplit(":", 1)[1]) for server in bootstrap_servers.split(",") if server}
-    held = established_remote_ports(pid)
-    if wanted & held:
-        return True, f"connected to Kafka (port {sorted(wanted & held)[0]})"
-    return False, f"no established connection to Kafka ({bootstrap_servers})"
+def port_of(role: str, environ: dict[str, str]) -> int | None:
+    if role in HTTP_ROLES:
+        return int(environ.get("SUPPORTROUTER_HTTP_PORT", "8080"))
+    if role not in STATUS_PORTS:
+        return None
+    return int(environ.get("SUPPORTROUTER_STATUS_PORT") or STATUS_PORTS[role])
 
 
 def check(pid: int, environ: dict[str, str]) -> tuple[bool, str]:
     role = role_of(pid)
     if role is None:
         return False, f"process {pid} is not `supportrouter run`"
-    if role in HTTP_ROLES:
-        return ready_over_http(int(environ.get("SUPPORTROUTER_HTTP_PORT", "8080")))
-    bootstrap = environ.get("SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        return False, "SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS is not set"
-    return connected_to_kafka(pid, bootstrap)
+    port = port_of(role, environ)
+    if port is None:
+        return False, f"unknown role {role!r}"
+    return ready_over_http(port)
 
 
 def main(argv: list[str] | None = None) -> int:
