@@ -28,6 +28,7 @@ from router.routing.replies import Replies, Wait
 from router.routing.workflow import Decision, Workflow, facts_for
 from router.services.assignment.availability import Snapshot
 from router.services.assignment.offers import Assigner
+from router.services.cases import CaseKeeper
 from router.services.sla import Calendar, Clock, SlaMonitor, SystemClock, calendar_for, placement
 from router.store.conversations import ConversationStore
 from router.store.inbound import Inbound
@@ -95,6 +96,11 @@ class DispatcherService:
         self.assigner = Assigner(store, rules, self.clock, publish=self.publish_event)
         self.sla = SlaMonitor(
             store, rules, self.clock, self.publish_event, availability=self.assigner.availability
+        )
+        self.cases = CaseKeeper(
+            store,
+            rules,
+            protect_configured=bool(bus.settings.protect_url and bus.settings.protect_secret),
         )
         group = f"{bus.settings.consumer_group_prefix}-dispatcher"
         # Two lanes here too: standard records wait whenever urgent ones are in hand.
@@ -195,6 +201,7 @@ class DispatcherService:
             customer.setdefault("returning", envelope.conversation_key in previous)
             items.append(self._inbound(envelope, customer, batch))
         recorded = await self.store.record_inbound_many(items)
+        await self.cases.place(envelopes, recorded)  # before offers: a case's owner takes its own
         # A redelivered record finds its reply already stored: publishing what is still
         # unpublished makes the second run finish what a crash interrupted, and nothing more.
         await self.relay.flush(

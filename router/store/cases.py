@@ -1,0 +1,414 @@
+"""Cases: one incident, the conversations of one customer about it (docs/cases.md).
+
+Every conversation the dispatcher stores joins a case: the case of an earlier conversation of
+the same phone number that named the same transaction id, or reported an unauthorized
+transaction close in time; otherwise a case of its own. Agents move conversations between cases
+by hand (`link`, `unlink`); a conversation unlinked from a case never joins it again by itself.
+Every change is in the case's audit trail (`case_events`), with who made it and when.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from router.core.envelope import now
+from router.store.database import Repository
+from router.store.rows import jsonable, listing, message_dict
+from router.store.schema import (
+    case_events,
+    case_facts,
+    cases,
+    conversations,
+    messages,
+    protect_requests,
+)
+from router.store.storable import fit, storable
+
+ROUTER = "supportrouter"
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    """What one stored inbound message tells about its case."""
+
+    conversation_id: str
+    message_id: str
+    at: datetime
+    phone: str | None  # the customer's phone: the channel's own number, or a verified one
+    transaction_ids: list[str] = field(default_factory=list)
+    amounts: list[str] = field(default_factory=list)
+    unauthorized: bool = False
+
+
+@dataclass(frozen=True)
+class CaseWindows:
+    unauthorized: timedelta | None  # None: an unauthorized report never joins by time
+    transaction: timedelta
+
+
+class CaseError(Exception):
+    """A link or unlink that cannot be made; `status` says how the API answers."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
+class Cases(Repository):
+    async def record(self, items: list[CaseFacts], windows: CaseWindows) -> dict[str, str]:
+        """Store the facts and place each conversation in its case, in one transaction;
+        idempotent (a message seen before changes nothing). Returns conversation id → case id."""
+        placed: dict[str, str] = {}
+        if not items:
+            return placed
+        async with self.engine.begin() as conn:
+            await _hold(conn, sorted({i.phone or i.conversation_id for i in items}))
+            for item in items:
+                await _store_facts(conn, item)
+                placed[item.conversation_id] = await _place(conn, item, windows)
+        return placed
+
+    async def case(self, case_id: str) -> dict[str, Any] | None:
+        """The case with its conversations, every message across channels in time order, the
+        transaction ids and amounts named, the protective action's requests and the audit trail."""
+        async with self.engine.connect() as conn:
+            row = (
+                (await conn.execute(sa.select(cases).where(cases.c.id == fit(cases.c.id, case_id))))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return None
+            convs = (
+                (
+                    await conn.execute(
+                        sa.select(conversations)
+                        .where(conversations.c.case_id == row["id"])
+                        .order_by(conversations.c.created_at, conversations.c.id)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            ids = [c["id"] for c in convs]
+            msgs = (
+                (
+                    await conn.execute(
+                        sa.select(messages)
+                        .where(messages.c.conversation_id.in_(ids))
+                        .order_by(messages.c.created_at, messages.c.seq)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            facts = (
+                await conn.execute(
+                    sa.select(case_facts.c.kind, case_facts.c.value)
+                    .where(case_facts.c.conversation_id.in_(ids))
+                    .order_by(case_facts.c.seq)
+                )
+            ).all()
+            events = await _events(conn, row["id"])
+            requests = await _requests(conn, row["id"])
+        case = jsonable(row)
+        case["conversations"] = [listing(c) for c in convs]
+        case["owner"] = _owner_of(convs)
+        case["identities"] = sorted(
+            {(c["channel"], c["customer_address"]) for c in convs}, key=lambda i: i
+        )
+        case["identities"] = [{"channel": ch, "address": a} for ch, a in case["identities"]]
+        case["messages"] = [message_dict(m) for m in msgs]
+        for kind in ("transaction_id", "amount"):
+            case[kind + "s"] = list(dict.fromkeys(v for k, v in facts if k == kind))
+        case["events"] = events
+        case["protect_requests"] = requests
+        return case
+
+    async def link(self, case_id: str, conversation_id: str, by: str) -> bool:
+        """Move a conversation into this case; False if it was in it already."""
+        at = now()
+        async with self.engine.begin() as conn:
+            await _case_exists(conn, case_id)
+            current = await _case_of(conn, conversation_id)
+            if current == case_id:
+                return False
+            await _move(conn, conversation_id, case_id)
+            await add_event(
+                conn, case_id, "case.linked", by, at, conversation_id, {"from_case": current}
+            )
+            if current is not None:
+                await add_event(
+                    conn, current, "case.moved_out", by, at, conversation_id, {"to_case": case_id}
+                )
+        return True
+
+    async def unlink(self, case_id: str, conversation_id: str, by: str) -> str:
+        """Take a conversation out of this case into a case of its own; the new case's id."""
+        at = now()
+        async with self.engine.begin() as conn:
+            phone = await _case_exists(conn, case_id)
+            if await _case_of(conn, conversation_id) != case_id:
+                raise CaseError(409, "this conversation is not in this case")
+            others = (
+                await conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(conversations)
+                    .where(
+                        conversations.c.case_id == case_id, conversations.c.id != conversation_id
+                    )
+                )
+            ).scalar_one()
+            if not others:
+                raise CaseError(409, "this conversation is the only one in its case")
+            new_case = await _open(conn, phone, at)
+            await _move(conn, conversation_id, new_case)
+            await add_event(
+                conn, case_id, "case.unlinked", by, at, conversation_id, {"to_case": new_case}
+            )
+            await add_event(
+                conn, new_case, "case.opened", by, at, conversation_id, {"unlinked_from": case_id}
+            )
+        return new_case
+
+
+async def case_owner(conn: AsyncConnection, conversation_id: str) -> str | None:
+    """The agent who owns this conversation's case: the one holding another of its
+    conversations (the earliest assigned), else the last who answered one; None if nobody."""
+    me = conversations.alias("me")
+    rows = (
+        (
+            await conn.execute(
+                sa.select(conversations)
+                .join(me, me.c.case_id == conversations.c.case_id)
+                .where(me.c.id == conversation_id, conversations.c.id != conversation_id)
+                .where(conversations.c.assignee.is_not(None))
+            )
+        )
+        .mappings()
+        .all()
+    )
+    return _owner_of(rows)
+
+
+def _owner_of(rows: Any) -> str | None:
+    held = sorted(
+        (r for r in rows if r["status"] == "assigned" and r["assignee"]),
+        key=lambda r: (r["assigned_at"] is None, r["assigned_at"] or r["updated_at"]),
+    )
+    if held:
+        return str(held[0]["assignee"])
+    done = sorted(
+        (r for r in rows if r["status"] == "resolved" and r["assignee"]),
+        key=lambda r: r["updated_at"],
+    )
+    return str(done[-1]["assignee"]) if done else None
+
+
+async def add_event(
+    conn: AsyncConnection,
+    case_id: str,
+    kind: str,
+    by: str,
+    at: datetime,
+    conversation_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    row = {
+        "case_id": case_id,
+        "conversation_id": conversation_id,
+        "kind": kind,
+        "by": by,
+        "detail": detail or {},
+        "at": at,
+    }
+    await conn.execute(case_events.insert().values(**storable(case_events, row)))
+
+
+async def _events(conn: AsyncConnection, case_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        sa.select(case_events).where(case_events.c.case_id == case_id).order_by(case_events.c.seq)
+    )
+    return [jsonable(r) for r in rows.mappings()]
+
+
+async def _requests(conn: AsyncConnection, case_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        sa.select(protect_requests)
+        .where(protect_requests.c.case_id == case_id)
+        .order_by(protect_requests.c.seq)
+    )
+    return [jsonable(r) for r in rows.mappings()]
+
+
+async def _hold(conn: AsyncConnection, keys: list[str]) -> None:
+    """Hold these customers' cases until the transaction ends (see inbound._hold_conversations):
+    two dispatchers placing the same customer's messages at once would open two cases."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif dialect == "postgresql":
+        await conn.execute(
+            sa.text(
+                "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT "
+                "hashtextextended('case:' || k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k "
+                "ORDER BY h) AS held"
+            ),
+            {"keys": keys},
+        )
+
+
+async def _store_facts(conn: AsyncConnection, item: CaseFacts) -> None:
+    wanted = [("transaction_id", v) for v in item.transaction_ids]
+    wanted += [("amount", v) for v in item.amounts]
+    if item.unauthorized:
+        wanted.append(("unauthorized", ""))
+    rows = [
+        storable(
+            case_facts,
+            {
+                "message_id": item.message_id,
+                "conversation_id": item.conversation_id,
+                "phone": item.phone,
+                "kind": kind,
+                "value": value,
+                "at": item.at,
+            },
+        )
+        for kind, value in dict.fromkeys(wanted)
+    ]
+    if not rows:
+        return
+    have = set(
+        (
+            await conn.execute(
+                sa.select(case_facts.c.kind, case_facts.c.value).where(
+                    case_facts.c.message_id == rows[0]["message_id"]
+                )
+            )
+        ).all()
+    )
+    fresh = [r for r in rows if (r["kind"], r["value"]) not in have]
+    if fresh:
+        await conn.execute(case_facts.insert(), fresh)
+
+
+async def _place(conn: AsyncConnection, item: CaseFacts, windows: CaseWindows) -> str:
+    """The conversation's case: found, joined, or opened."""
+    current = await _case_of(conn, item.conversation_id)
+    if current is not None:
+        alone = not (
+            await conn.execute(
+                sa.select(conversations.c.id).where(
+                    conversations.c.case_id == current, conversations.c.id != item.conversation_id
+                )
+            )
+        ).first()
+        if not alone:  # already one of several: an agent moves it if it belongs elsewhere
+            return current
+    match = await _match(conn, item, windows, current)
+    if match is not None:
+        target, reason = match
+        await _move(conn, item.conversation_id, target)
+        await add_event(
+            conn, target, "case.joined", ROUTER, now(), item.conversation_id, {"reason": reason}
+        )
+        return target
+    if current is not None:
+        return current
+    opened = await _open(conn, item.phone, item.at)
+    await _move(conn, item.conversation_id, opened)
+    await add_event(conn, opened, "case.opened", ROUTER, now(), item.conversation_id)
+    return opened
+
+
+async def _match(
+    conn: AsyncConnection, item: CaseFacts, windows: CaseWindows, current: str | None
+) -> tuple[str, str] | None:
+    """Another case of the same phone this message belongs to, and why; never one this
+    conversation was unlinked from."""
+    if not item.phone:
+        return None
+    ways = []
+    txns = [fit(case_facts.c.value, t) for t in item.transaction_ids]
+    if txns:
+        ways.append(
+            (case_facts.c.kind == "transaction_id")
+            & case_facts.c.value.in_(txns)
+            & (case_facts.c.at >= item.at - windows.transaction)
+        )
+    if item.unauthorized and windows.unauthorized is not None:
+        ways.append(
+            (case_facts.c.kind == "unauthorized")
+            & (case_facts.c.at >= item.at - windows.unauthorized)
+            & (case_facts.c.at <= item.at + windows.unauthorized)
+        )
+    if not ways:
+        return None
+    unlinked = sa.select(case_events.c.case_id).where(
+        case_events.c.kind == "case.unlinked",
+        case_events.c.conversation_id == item.conversation_id,
+    )
+    query = (
+        sa.select(conversations.c.case_id, case_facts.c.kind)
+        .join(conversations, conversations.c.id == case_facts.c.conversation_id)
+        .where(case_facts.c.phone == fit(case_facts.c.phone, item.phone))
+        .where(conversations.c.id != item.conversation_id, conversations.c.case_id.is_not(None))
+        .where(conversations.c.case_id.not_in(unlinked))
+        .where(sa.or_(*ways))
+        # A shared transaction id first; then the closest report.
+        .order_by((case_facts.c.kind == "transaction_id").desc(), case_facts.c.at.desc())
+        .limit(1)
+    )
+    if current is not None:
+        query = query.where(conversations.c.case_id != current)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    return row[0], "same_transaction" if row[1] == "transaction_id" else "unauthorized_window"
+
+
+async def _case_of(conn: AsyncConnection, conversation_id: str) -> str | None:
+    found = (
+        await conn.execute(
+            sa.select(conversations.c.id, conversations.c.case_id).where(
+                conversations.c.id == fit(conversations.c.id, conversation_id)
+            )
+        )
+    ).first()
+    if found is None:
+        raise CaseError(404, "no such conversation")
+    return found[1]
+
+
+async def _case_exists(conn: AsyncConnection, case_id: str) -> str | None:
+    """The case's phone; CaseError 404 if there is no such case."""
+    found = (
+        await conn.execute(
+            sa.select(cases.c.id, cases.c.customer_phone).where(
+                cases.c.id == fit(cases.c.id, case_id)
+            )
+        )
+    ).first()
+    if found is None:
+        raise CaseError(404, "no such case")
+    return found[1]
+
+
+async def _open(conn: AsyncConnection, phone: str | None, at: datetime) -> str:
+    case_id = uuid.uuid4().hex
+    row = storable(cases, {"id": case_id, "customer_phone": phone, "created_at": at})
+    await conn.execute(cases.insert().values(**row))
+    return case_id
+
+
+async def _move(conn: AsyncConnection, conversation_id: str, case_id: str) -> None:
+    await conn.execute(
+        conversations.update().where(conversations.c.id == conversation_id).values(case_id=case_id)
+    )
