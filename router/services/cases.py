@@ -1,6 +1,6 @@
-"""CaseKeeper: after the dispatcher stores a batch, each message's conversation joins its case
-(router/store/cases.py), and a report that calls for the protective action queues a freeze
-request for its case (router/services/protect.py sends it).
+"""CaseKeeper: as the dispatcher stores a batch, each message's conversation joins its case
+(router/store/cases.py), in the same transaction; then a report that calls for the protective
+action queues a freeze request for its case (router/services/protect.py sends it).
 
 Which phone a message is from: the sender's own number on SMS, WhatsApp and voice; on any other
 channel only a number verified for that user (Telegram's shared contact, or an identity the
@@ -15,13 +15,14 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.core.envelope import Channel, Envelope
 from router.operator_files.schemas.actions import FreezeAction
 from router.policy.rules import Rules
-from router.store.cases import ROUTER, CaseFacts, CaseWindows
+from router.store.cases import ROUTER, CaseFacts, CaseWindows, place_cases
 from router.store.conversations import ConversationStore
-from router.store.inbound import Recorded
+from router.store.inbound import Inbound, OnStored, Recorded
 from router.store.protect_outbox import idempotency_key
 
 log = structlog.get_logger("router.services.cases")
@@ -36,26 +37,41 @@ class CaseKeeper:
         self.protect_configured = protect_configured
         self.on_queued: Callable[[], None] | None = None  # wakes the protective action's sender
 
-    async def place(self, envelopes: Sequence[Envelope], recorded: Sequence[Recorded]) -> None:
-        """Every message's conversation into its case; then the freeze requests. Safe to run
-        again for the same messages (a redelivered batch): nothing changes twice."""
+    async def placing(self, envelopes: Sequence[Envelope]) -> tuple[OnStored, dict[str, str]]:
+        """What the store runs in the transaction that stores these messages (each new one's
+        conversation into its case), and the conversation id → case id it fills in."""
         config = self.rules.config
-        items, protect = [], []
-        for envelope, done in zip(envelopes, recorded, strict=True):
-            if not done.conversation:
-                continue
-            facts = await self._facts(envelope, done.conversation["id"])
-            items.append(facts)
-            if _calls_for_freeze(envelope, config.actions.freeze):
-                protect.append((done.conversation["id"], envelope))
+        phones = {e.message_id: await self._phone(e) for e in envelopes}
         rules = config.routing.cases
         windows = CaseWindows(
             unauthorized=timedelta(minutes=rules.window_minutes) if rules.window_minutes else None,
             transaction=timedelta(days=rules.transaction_days),
         )
-        placed = await self.store.cases.record(items, windows)
-        for conversation_id, envelope in protect:
-            await self.request_freeze(placed[conversation_id], envelope)
+        placed: dict[str, str] = {}
+
+        async def on_stored(conn: AsyncConnection, stored: list[tuple[Inbound, Recorded]]) -> None:
+            items = [
+                _facts(item.envelope, done.conversation["id"], phones.get(item.envelope.message_id))
+                for item, done in stored
+            ]
+            placed.update(await place_cases(conn, items, windows))
+            for _, done in stored:
+                done.conversation["case_id"] = placed.get(done.conversation["id"])
+
+        return on_stored, placed
+
+    async def protect(
+        self, envelopes: Sequence[Envelope], recorded: Sequence[Recorded], placed: dict[str, str]
+    ) -> None:
+        """The freeze request of each report that calls for one, once per case; a redelivered
+        report (a duplicate) checks again, so a crash between the two steps loses nothing."""
+        freeze = self.rules.config.actions.freeze
+        for envelope, done in zip(envelopes, recorded, strict=True):
+            if not done.conversation or not _calls_for_freeze(envelope, freeze):
+                continue
+            case_id = placed.get(done.conversation["id"]) or done.conversation.get("case_id")
+            if case_id:
+                await self.request_freeze(case_id, envelope)
 
     async def request_freeze(self, case_id: str, envelope: Envelope) -> None:
         """The freeze request for the case, written once (not sent: the outbox's sender does)."""
@@ -75,19 +91,6 @@ class CaseKeeper:
             if self.on_queued is not None:
                 self.on_queued()
 
-    async def _facts(self, envelope: Envelope, conversation_id: str) -> CaseFacts:
-        c = envelope.classification
-        entities = c.entities if c else {}
-        return CaseFacts(
-            conversation_id=conversation_id,
-            message_id=envelope.message_id,
-            at=envelope.received_at,
-            phone=await self._phone(envelope),
-            transaction_ids=[t.upper() for t in entities.get("transaction_ids", [])],
-            amounts=list(entities.get("amounts", [])),
-            unauthorized=c is not None and c.category == "unauthorized_transaction",
-        )
-
     async def _phone(self, envelope: Envelope) -> str | None:
         if envelope.channel in _OWN_NUMBER:
             phone: str | None = envelope.sender.address.removeprefix("whatsapp:")
@@ -97,6 +100,20 @@ class CaseKeeper:
             identity = await self.store.identity_for(envelope.channel, envelope.sender.address)
             phone = identity["phone"] if identity else None
         return phone if phone and E164.match(phone) else None
+
+
+def _facts(envelope: Envelope, conversation_id: str, phone: str | None) -> CaseFacts:
+    c = envelope.classification
+    entities = c.entities if c else {}
+    return CaseFacts(
+        conversation_id=conversation_id,
+        message_id=envelope.message_id,
+        at=envelope.received_at,
+        phone=phone,
+        transaction_ids=[t.upper() for t in entities.get("transaction_ids", [])],
+        amounts=list(entities.get("amounts", [])),
+        unauthorized=c is not None and c.category == "unauthorized_transaction",
+    )
 
 
 def _calls_for_freeze(envelope: Envelope, freeze: FreezeAction) -> bool:

@@ -200,8 +200,10 @@ class DispatcherService:
             customer = dict(customers.get(envelope.sender.address, {}))
             customer.setdefault("returning", envelope.conversation_key in previous)
             items.append(self._inbound(envelope, customer, batch))
-        recorded = await self.store.record_inbound_many(items)
-        await self.cases.place(envelopes, recorded)  # before offers: a case's owner takes its own
+        # Each conversation joins its case as it is stored: offered, it goes to the case's owner.
+        on_stored, placed = await self.cases.placing(envelopes)
+        recorded = await self.store.record_inbound_many(items, on_stored)
+        await self.cases.protect(envelopes, recorded, placed)
         # A redelivered record finds its reply already stored: publishing what is still
         # unpublished makes the second run finish what a crash interrupted, and nothing more.
         await self.relay.flush(

@@ -87,7 +87,10 @@ class ProtectService:
 
     async def _send(self, request: dict[str, Any], rules: FreezeAction) -> None:
         assert self._http is not None and self.settings.protect_secret is not None
-        body = json.dumps(request["body"], ensure_ascii=False, sort_keys=True).encode()
+        # Each attempt signs a body of its own (its number, when sent): a retry is never the
+        # byte-for-byte replay a backend's guard refuses; the Idempotency-Key makes it one request.
+        sent = {**request["body"], "attempt": request["attempts"], "sent_at": now().isoformat()}
+        body = json.dumps(sent, ensure_ascii=False, sort_keys=True).encode()
         secret = self.settings.protect_secret.get_secret_value()
         headers = {
             "Content-Type": "application/json",

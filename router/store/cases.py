@@ -61,19 +61,6 @@ class CaseError(Exception):
 
 
 class Cases(Repository):
-    async def record(self, items: list[CaseFacts], windows: CaseWindows) -> dict[str, str]:
-        """Store the facts and place each conversation in its case, in one transaction;
-        idempotent (a message seen before changes nothing). Returns conversation id → case id."""
-        placed: dict[str, str] = {}
-        if not items:
-            return placed
-        async with self.engine.begin() as conn:
-            await _hold(conn, sorted({i.phone or i.conversation_id for i in items}))
-            for item in items:
-                await _store_facts(conn, item)
-                placed[item.conversation_id] = await _place(conn, item, windows)
-        return placed
-
     async def case(self, case_id: str) -> dict[str, Any] | None:
         """The case with its conversations, every message across channels in time order, the
         transaction ids and amounts named, the protective action's requests and the audit trail."""
@@ -178,9 +165,50 @@ class Cases(Repository):
         return new_case
 
 
+async def place_cases(
+    conn: AsyncConnection, items: list[CaseFacts], windows: CaseWindows
+) -> dict[str, str]:
+    """Store the facts and place each conversation in its case, in the transaction that stores
+    the messages (router/store/inbound.py holds SQLite's write lock already), so no conversation
+    is ever offered before it is in its case. Returns conversation id → case id."""
+    placed: dict[str, str] = {}
+    if not items:
+        return placed
+    if conn.dialect.name == "postgresql":
+        # Two dispatchers placing the same customer's messages at once would open two cases.
+        await conn.execute(
+            sa.text(
+                "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT "
+                "hashtextextended('case:' || k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k "
+                "ORDER BY h) AS held"
+            ),
+            {"keys": sorted({i.phone or i.conversation_id for i in items})},
+        )
+    for item in items:
+        await _store_facts(conn, item)
+        placed[item.conversation_id] = await _place(conn, item, windows)
+    return placed
+
+
 async def case_owner(conn: AsyncConnection, conversation_id: str) -> str | None:
     """The agent who owns this conversation's case: the one holding another of its
     conversations (the earliest assigned), else the last who answered one; None if nobody."""
+    case_id = (
+        await conn.execute(
+            sa.select(conversations.c.case_id).where(conversations.c.id == conversation_id)
+        )
+    ).scalar()
+    if case_id is None:
+        return None
+    # Two conversations of one case offered at once (the timers and a new batch) must not both
+    # find no owner: hold the case until this offer is made.
+    if conn.dialect.name == "sqlite":
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif conn.dialect.name == "postgresql":
+        await conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+            {"k": "case-owner:" + case_id},
+        )
     me = conversations.alias("me")
     rows = (
         (
@@ -245,23 +273,6 @@ async def _requests(conn: AsyncConnection, case_id: str) -> list[dict[str, Any]]
         .order_by(protect_requests.c.seq)
     )
     return [jsonable(r) for r in rows.mappings()]
-
-
-async def _hold(conn: AsyncConnection, keys: list[str]) -> None:
-    """Hold these customers' cases until the transaction ends (see inbound._hold_conversations):
-    two dispatchers placing the same customer's messages at once would open two cases."""
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        await conn.exec_driver_sql("BEGIN IMMEDIATE")
-    elif dialect == "postgresql":
-        await conn.execute(
-            sa.text(
-                "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT "
-                "hashtextextended('case:' || k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k "
-                "ORDER BY h) AS held"
-            ),
-            {"keys": keys},
-        )
 
 
 async def _store_facts(conn: AsyncConnection, item: CaseFacts) -> None:

@@ -38,7 +38,7 @@ from router.store.cases import Cases
 from router.store.chat import LEGACY_IDLE, ChatSessions
 from router.store.customers import Customers
 from router.store.database import Database
-from router.store.inbound import Acknowledge, Inbound, InboundMessages, Recorded
+from router.store.inbound import Acknowledge, Inbound, InboundMessages, OnStored, Recorded
 from router.store.outbound import OutboundMessages, SendIntent
 from router.store.protect_outbox import ProtectOutbox
 from router.store.queues import ConversationQueues
@@ -97,8 +97,10 @@ class ConversationStore:
     ) -> Recorded:
         return await self._inbound.record_inbound(envelope, queue, acknowledge, placement, decision)
 
-    async def record_inbound_many(self, items: list[Inbound]) -> list[Recorded]:
-        return await self._inbound.record_inbound_many(items)
+    async def record_inbound_many(
+        self, items: list[Inbound], on_stored: OnStored | None = None
+    ) -> list[Recorded]:
+        return await self._inbound.record_inbound_many(items, on_stored)
 
     async def stored_message_ids(self, message_ids: list[str]) -> set[str]:
         return await self._inbound.stored_message_ids(message_ids)

@@ -240,7 +240,9 @@ protect_requests = sa.Table(
     sa.Column("action", sa.String(10), nullable=False),  # freeze | confirm | lift
     sa.Column("idempotency_key", sa.String(80), nullable=False, unique=True),
     sa.Column("body", sa.JSON, nullable=False),
-    sa.Column("state", sa.String(12), nullable=False),  # pending | answered | failed
+    sa.Column(
+        "state", sa.String(16), nullable=False
+    ),  # pending | answered | failed | not_configured
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("answer", sa.JSON),  # the backend's status and JSON answer
