@@ -161,3 +161,30 @@ def test_a_request_seen_before_is_refused_as_a_replay():
     verify(SECRET, header, BODY, seen=seen)
     with pytest.raises(SignatureError, match="replay"):
         verify(SECRET, header, BODY, seen=seen)
+
+
+async def test_a_freeze_request_not_yet_answered_is_sent_after_a_restart(
+    database_url, broker_kind, request, monkeypatch, tmp_path
+):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    async with case_router(
+        database_url, broker_kind, request, monkeypatch, first, fail_first=1000
+    ) as r:
+        await r.twilio.sms(FRAUD_SMS)
+        [conversation] = await r.twilio.wait_for_queue("fraud", lambda c: len(c) == 1)
+        case_id = conversation["case_id"]
+        await r.case_until(
+            case_id, lambda c: any(e["kind"] == "protect.retrying" for e in c["events"])
+        )
+        key = r.wallet.received[0].headers["Idempotency-Key"]
+        assert r.wallet.accepted() == []
+    # The backend is back; so is the router, on the same database.
+    async with case_router(database_url, broker_kind, request, monkeypatch, second) as r:
+        freeze = await r.wallet.wait_for("freeze")
+        assert freeze.headers["Idempotency-Key"] == key and freeze.json["case_id"] == case_id
+        case = await r.case_until(
+            case_id, lambda c: any(e["kind"] == "protect.customer_told" for e in c["events"])
+        )
+        assert case["protection"]["state"] == "answered"
+        assert len(r.wallet.accepted()) == 1
