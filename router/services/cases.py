@@ -15,12 +15,12 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.core.envelope import Channel, Envelope
 from router.operator_files.schemas.actions import FreezeAction
 from router.policy.rules import Rules
-from router.store.cases import ROUTER, CaseFacts, CaseWindows, place_cases
+from router.store.case_joining import CaseFacts, CaseWindows, place_cases
+from router.store.cases import ROUTER
 from router.store.conversations import ConversationStore
 from router.store.inbound import Inbound, OnStored, Recorded
 from router.store.protect_outbox import idempotency_key
@@ -49,7 +49,7 @@ class CaseKeeper:
         )
         placed: dict[str, str] = {}
 
-        async def on_stored(conn: AsyncConnection, stored: list[tuple[Inbound, Recorded]]) -> None:
+        async def on_stored(conn: Any, stored: list[tuple[Inbound, Recorded]]) -> None:
             items = [
                 _facts(item.envelope, done.conversation["id"], phones.get(item.envelope.message_id))
                 for item, done in stored

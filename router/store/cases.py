@@ -1,17 +1,15 @@
 """Cases: one incident, the conversations of one customer about it (docs/cases.md).
 
-Every conversation the dispatcher stores joins a case: the case of an earlier conversation of
-the same phone number that named the same transaction id, or reported an unauthorized
-transaction close in time; otherwise a case of its own. Agents move conversations between cases
-by hand (`link`, `unlink`); a conversation unlinked from a case never joins it again by itself.
+Every conversation the dispatcher stores joins a case (router/store/case_joining.py). Agents
+move conversations between cases by hand (`link`, `unlink`); a conversation unlinked from a case
+never joins it again by itself.
 Every change is in the case's audit trail (`case_events`), with who made it and when.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,25 +29,6 @@ from router.store.schema import (
 from router.store.storable import fit, storable
 
 ROUTER = "supportrouter"
-
-
-@dataclass(frozen=True)
-class CaseFacts:
-    """What one stored inbound message tells about its case."""
-
-    conversation_id: str
-    message_id: str
-    at: datetime
-    phone: str | None  # the customer's phone: the channel's own number, or a verified one
-    transaction_ids: list[str] = field(default_factory=list)
-    amounts: list[str] = field(default_factory=list)
-    unauthorized: bool = False
-
-
-@dataclass(frozen=True)
-class CaseWindows:
-    unauthorized: timedelta | None  # None: an unauthorized report never joins by time
-    transaction: timedelta
 
 
 class CaseError(Exception):
@@ -123,10 +102,10 @@ class Cases(Repository):
         at = now()
         async with self.engine.begin() as conn:
             await _case_exists(conn, case_id)
-            current = await _case_of(conn, conversation_id)
+            current = await case_of(conn, conversation_id)
             if current == case_id:
                 return False
-            await _move(conn, conversation_id, case_id)
+            await move_to_case(conn, conversation_id, case_id)
             await add_event(
                 conn, case_id, "case.linked", by, at, conversation_id, {"from_case": current}
             )
@@ -141,7 +120,7 @@ class Cases(Repository):
         at = now()
         async with self.engine.begin() as conn:
             phone = await _case_exists(conn, case_id)
-            if await _case_of(conn, conversation_id) != case_id:
+            if await case_of(conn, conversation_id) != case_id:
                 raise CaseError(409, "this conversation is not in this case")
             others = (
                 await conn.execute(
@@ -154,8 +133,8 @@ class Cases(Repository):
             ).scalar_one()
             if not others:
                 raise CaseError(409, "this conversation is the only one in its case")
-            new_case = await _open(conn, phone, at)
-            await _move(conn, conversation_id, new_case)
+            new_case = await open_case(conn, phone, at)
+            await move_to_case(conn, conversation_id, new_case)
             await add_event(
                 conn, case_id, "case.unlinked", by, at, conversation_id, {"to_case": new_case}
             )
@@ -163,31 +142,6 @@ class Cases(Repository):
                 conn, new_case, "case.opened", by, at, conversation_id, {"unlinked_from": case_id}
             )
         return new_case
-
-
-async def place_cases(
-    conn: AsyncConnection, items: list[CaseFacts], windows: CaseWindows
-) -> dict[str, str]:
-    """Store the facts and place each conversation in its case, in the transaction that stores
-    the messages (router/store/inbound.py holds SQLite's write lock already), so no conversation
-    is ever offered before it is in its case. Returns conversation id → case id."""
-    placed: dict[str, str] = {}
-    if not items:
-        return placed
-    if conn.dialect.name == "postgresql":
-        # Two dispatchers placing the same customer's messages at once would open two cases.
-        await conn.execute(
-            sa.text(
-                "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT "
-                "hashtextextended('case:' || k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k "
-                "ORDER BY h) AS held"
-            ),
-            {"keys": sorted({i.phone or i.conversation_id for i in items})},
-        )
-    for item in items:
-        await _store_facts(conn, item)
-        placed[item.conversation_id] = await _place(conn, item, windows)
-    return placed
 
 
 async def case_owner(conn: AsyncConnection, conversation_id: str) -> str | None:
@@ -275,117 +229,7 @@ async def _requests(conn: AsyncConnection, case_id: str) -> list[dict[str, Any]]
     return [jsonable(r) for r in rows.mappings()]
 
 
-async def _store_facts(conn: AsyncConnection, item: CaseFacts) -> None:
-    wanted = [("transaction_id", v) for v in item.transaction_ids]
-    wanted += [("amount", v) for v in item.amounts]
-    if item.unauthorized:
-        wanted.append(("unauthorized", ""))
-    rows = [
-        storable(
-            case_facts,
-            {
-                "message_id": item.message_id,
-                "conversation_id": item.conversation_id,
-                "phone": item.phone,
-                "kind": kind,
-                "value": value,
-                "at": item.at,
-            },
-        )
-        for kind, value in dict.fromkeys(wanted)
-    ]
-    if not rows:
-        return
-    have = set(
-        (
-            await conn.execute(
-                sa.select(case_facts.c.kind, case_facts.c.value).where(
-                    case_facts.c.message_id == rows[0]["message_id"]
-                )
-            )
-        ).all()
-    )
-    fresh = [r for r in rows if (r["kind"], r["value"]) not in have]
-    if fresh:
-        await conn.execute(case_facts.insert(), fresh)
-
-
-async def _place(conn: AsyncConnection, item: CaseFacts, windows: CaseWindows) -> str:
-    """The conversation's case: found, joined, or opened."""
-    current = await _case_of(conn, item.conversation_id)
-    if current is not None:
-        alone = not (
-            await conn.execute(
-                sa.select(conversations.c.id).where(
-                    conversations.c.case_id == current, conversations.c.id != item.conversation_id
-                )
-            )
-        ).first()
-        if not alone:  # already one of several: an agent moves it if it belongs elsewhere
-            return current
-    match = await _match(conn, item, windows, current)
-    if match is not None:
-        target, reason = match
-        await _move(conn, item.conversation_id, target)
-        await add_event(
-            conn, target, "case.joined", ROUTER, now(), item.conversation_id, {"reason": reason}
-        )
-        return target
-    if current is not None:
-        return current
-    opened = await _open(conn, item.phone, item.at)
-    await _move(conn, item.conversation_id, opened)
-    await add_event(conn, opened, "case.opened", ROUTER, now(), item.conversation_id)
-    return opened
-
-
-async def _match(
-    conn: AsyncConnection, item: CaseFacts, windows: CaseWindows, current: str | None
-) -> tuple[str, str] | None:
-    """Another case of the same phone this message belongs to, and why; never one this
-    conversation was unlinked from."""
-    if not item.phone:
-        return None
-    ways = []
-    txns = [fit(case_facts.c.value, t) for t in item.transaction_ids]
-    if txns:
-        ways.append(
-            (case_facts.c.kind == "transaction_id")
-            & case_facts.c.value.in_(txns)
-            & (case_facts.c.at >= item.at - windows.transaction)
-        )
-    if item.unauthorized and windows.unauthorized is not None:
-        ways.append(
-            (case_facts.c.kind == "unauthorized")
-            & (case_facts.c.at >= item.at - windows.unauthorized)
-            & (case_facts.c.at <= item.at + windows.unauthorized)
-        )
-    if not ways:
-        return None
-    unlinked = sa.select(case_events.c.case_id).where(
-        case_events.c.kind == "case.unlinked",
-        case_events.c.conversation_id == item.conversation_id,
-    )
-    query = (
-        sa.select(conversations.c.case_id, case_facts.c.kind)
-        .join(conversations, conversations.c.id == case_facts.c.conversation_id)
-        .where(case_facts.c.phone == fit(case_facts.c.phone, item.phone))
-        .where(conversations.c.id != item.conversation_id, conversations.c.case_id.is_not(None))
-        .where(conversations.c.case_id.not_in(unlinked))
-        .where(sa.or_(*ways))
-        # A shared transaction id first; then the closest report.
-        .order_by((case_facts.c.kind == "transaction_id").desc(), case_facts.c.at.desc())
-        .limit(1)
-    )
-    if current is not None:
-        query = query.where(conversations.c.case_id != current)
-    row = (await conn.execute(query)).first()
-    if row is None:
-        return None
-    return row[0], "same_transaction" if row[1] == "transaction_id" else "unauthorized_window"
-
-
-async def _case_of(conn: AsyncConnection, conversation_id: str) -> str | None:
+async def case_of(conn: AsyncConnection, conversation_id: str) -> str | None:
     found = (
         await conn.execute(
             sa.select(conversations.c.id, conversations.c.case_id).where(
@@ -412,14 +256,14 @@ async def _case_exists(conn: AsyncConnection, case_id: str) -> str | None:
     return found[1]
 
 
-async def _open(conn: AsyncConnection, phone: str | None, at: datetime) -> str:
+async def open_case(conn: AsyncConnection, phone: str | None, at: datetime) -> str:
     case_id = uuid.uuid4().hex
     row = storable(cases, {"id": case_id, "customer_phone": phone, "created_at": at})
     await conn.execute(cases.insert().values(**row))
     return case_id
 
 
-async def _move(conn: AsyncConnection, conversation_id: str, case_id: str) -> None:
+async def move_to_case(conn: AsyncConnection, conversation_id: str, case_id: str) -> None:
     await conn.execute(
         conversations.update().where(conversations.c.id == conversation_id).values(case_id=case_id)
     )
