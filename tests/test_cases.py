@@ -163,3 +163,33 @@ async def test_bad_input_to_the_cases_api_gets_a_4xx_with_the_reason(
         # An agent who sees none of the case's queues sees no case.
         headers = await r.agents_available("sam")
         assert (await r.get(f"/api/cases/{case_id}", headers=headers["sam"]))[0] == 404
+
+
+async def test_a_reply_to_a_case_goes_to_the_channel_the_customer_last_wrote_on_or_the_one_picked(
+    database_url, broker_kind, request, monkeypatch, tmp_path
+):
+    async with case_router(
+        database_url, broker_kind, request, monkeypatch, tmp_path, protect=False
+    ) as r:
+        await r.twilio.sms(FRAUD_SMS)
+        await r.twilio.wait_for_queue("fraud", lambda c: len(c) == 1)
+        await r.twilio.sms(
+            FRAUD_WHATSAPP, sender=f"whatsapp:{CUSTOMER}", to=f"whatsapp:{OUR_NUMBER}"
+        )
+        conversations = await r.twilio.wait_for_queue(
+            "fraud", lambda c: len(c) == 2 and len({x["case_id"] for x in c}) == 1
+        )
+        case_path = f"/api/cases/{conversations[0]['case_id']}/messages"
+
+        status, sent = await r.post(case_path, {"text": "We are on it (WhatsApp)."})
+        assert status == 201 and sent["channel"] == "whatsapp", sent
+        status, sent = await r.post(case_path, {"text": "We are on it (SMS).", "channel": "sms"})
+        assert status == 201 and sent["channel"] == "sms", sent
+        messages = await r.twilio.standin.wait_for("messages", 4)  # two acknowledgements too
+        bodies = {m["body"]: m["to"] for m in messages}
+        assert bodies["We are on it (WhatsApp)."] == f"whatsapp:{CUSTOMER}"
+        assert bodies["We are on it (SMS)."] == CUSTOMER
+
+        for body in ({"text": "hi", "channel": "email"}, {"text": ""}, {"channel": "sms"}):
+            status, answer = await r.post(case_path, body)
+            assert status == 400 and answer["error"], (body, answer)

@@ -87,7 +87,9 @@ class AgentApi:
         r.add_get("/api/dlq/{id}", self.auth(self.dlq_entry, supervisor=True))
         r.add_post("/api/dlq/{id}/replay", self.auth(self.dlq_replay, supervisor=True))
         r.add_get("/api/events", self.events)
-        CaseApi(self.settings, self.store, self.auth, self.visible_queues, self._offer).routes(app)
+        CaseApi(
+            self.settings, self.store, self.auth, self.visible_queues, self._offer, self.relay
+        ).routes(app)
 
     async def start(self) -> None:
         await self._fanout.start()
