@@ -29,6 +29,7 @@ from router.services.drain import Drain
 from router.services.gateway import Gateway
 from router.services.intake import Intake
 from router.services.journal_relay import JournalRelay
+from router.services.protect import ProtectService
 from router.services.sender import SenderService
 from router.services.status_http import StatusServer
 from router.store.conversations import ConversationStore
@@ -112,6 +113,9 @@ class Router:
             assert self.store is not None  # every role but the classifier has a store
             self.dispatcher = DispatcherService(self.bus, self.store, self.rules, clock=self.clock)
             consumers.append(self.dispatcher)
+            protect = ProtectService(s, self.store, self.rules, self.dispatcher.relay)
+            self.dispatcher.cases.on_queued = protect.wake
+            consumers.append(protect)
         intake = Intake(self.bus, self.rules, self.journal)
         channels = (
             []  # the classifier: no store and no channels

@@ -155,6 +155,13 @@ class Settings(BaseSettings):
     # router stops anyway (they stay in the journal for the next start).
     drain_seconds: float = 10.0
 
+    # The wallet's backend that takes protective actions (freeze, confirm, lift; docs/cases.md):
+    # unset, no request is sent and the cases API says "not configured".
+    protect_url: str | None = None
+    protect_secret: SecretStr | None = None
+    # How often the protective actions' outbox is looked at for requests due (retries).
+    protect_poll_seconds: float = Field(default=1.0, gt=0)
+
     # The channels' own sections.
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)

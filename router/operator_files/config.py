@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from router.core.envelope import Urgency
+from router.operator_files.schemas.actions import ActionsConfig, ProtectTemplates
 from router.operator_files.schemas.agents import Agent, AgentsConfig
 from router.operator_files.schemas.classifier import ClassifierConfig
 from router.operator_files.schemas.common import Strict
@@ -52,6 +53,8 @@ class RouterConfig:
     routing: RoutingConfig
     templates: TemplatesConfig
     agents: AgentsConfig
+    actions: ActionsConfig
+    protect_templates: ProtectTemplates
     version: str  # a digest of every file, recorded on each routing decision
 
     def queue_for(
@@ -82,6 +85,8 @@ _FILES: dict[str, type[Strict]] = {
     "routing.yaml": RoutingConfig,
     "templates/replies.yaml": TemplatesConfig,
     "agents.yaml": AgentsConfig,
+    "actions.yaml": ActionsConfig,
+    "templates/protect.yaml": ProtectTemplates,
 }
 
 
@@ -251,5 +256,7 @@ def load_config(directory: Path | str) -> RouterConfig:
         routing=parts["routing.yaml"],
         templates=parts["templates/replies.yaml"],
         agents=parts["agents.yaml"],
+        actions=parts["actions.yaml"],
+        protect_templates=parts["templates/protect.yaml"],
         version=digest.hexdigest()[:12],
     )

@@ -29,6 +29,7 @@ from router.policy.rules import Rules
 from router.services.assignment.availability import STATUSES
 from router.services.assignment.offers import Assigner
 from router.services.auth import AgentLogins, bearer_token
+from router.services.case_api import CaseApi
 from router.services.dispatcher import OutboundRelay
 from router.services.sla import SystemClock
 from router.store.conversations import ConversationStore
@@ -86,6 +87,9 @@ class AgentApi:
         r.add_get("/api/dlq/{id}", self.auth(self.dlq_entry, supervisor=True))
         r.add_post("/api/dlq/{id}/replay", self.auth(self.dlq_replay, supervisor=True))
         r.add_get("/api/events", self.events)
+        CaseApi(
+            self.settings, self.store, self.auth, self.visible_queues, self._offer, self.relay
+        ).routes(app)
 
     async def start(self) -> None:
         await self._fanout.start()

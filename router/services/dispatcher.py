@@ -28,6 +28,7 @@ from router.routing.replies import Replies, Wait
 from router.routing.workflow import Decision, Workflow, facts_for
 from router.services.assignment.availability import Snapshot
 from router.services.assignment.offers import Assigner
+from router.services.cases import CaseKeeper
 from router.services.sla import Calendar, Clock, SlaMonitor, SystemClock, calendar_for, placement
 from router.store.conversations import ConversationStore
 from router.store.inbound import Inbound
@@ -96,6 +97,11 @@ class DispatcherService:
         self.assigner = Assigner(store, rules, self.clock, publish=self.publish_event)
         self.sla = SlaMonitor(
             store, rules, self.clock, self.publish_event, availability=self.assigner.availability
+        )
+        self.cases = CaseKeeper(
+            store,
+            rules,
+            protect_configured=bool(bus.settings.protect_url and bus.settings.protect_secret),
         )
         group = f"{bus.settings.consumer_group_prefix}-dispatcher"
         # Two lanes here too: standard records wait whenever urgent ones are in hand.
@@ -206,7 +212,10 @@ class DispatcherService:
             customer = dict(customers.get(envelope.sender.address, {}))
             customer.setdefault("returning", envelope.conversation_key in previous)
             items.append(self._inbound(envelope, customer, batch))
-        recorded = await self.store.record_inbound_many(items)
+        # Each conversation joins its case as it is stored: offered, it goes to the case's owner.
+        on_stored, placed = await self.cases.placing(envelopes)
+        recorded = await self.store.record_inbound_many(items, on_stored)
+        await self.cases.protect(envelopes, recorded, placed)
         # A redelivered record finds its reply already stored: publishing what is still
         # unpublished makes the second run finish what a crash interrupted, and nothing more.
         await self.relay.flush(

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from router.store.cases import case_owner
 from router.store.database import Repository
 from router.store.schema import (
     DISPATCH_ORDER,
@@ -310,6 +311,10 @@ class Offer:
                 .where(customer_agents.c.at >= since)
             )
         ).scalar()
+
+    async def case_owner(self) -> str | None:
+        """The agent who owns this conversation's case (router/store/cases.py), if anyone."""
+        return await case_owner(self._conn, self.conversation_id)
 
     async def lock_agent(self, username: str) -> str | None:
         """Lock the agent's row until the offer is made; their status."""

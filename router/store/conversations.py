@@ -16,7 +16,9 @@ one engine of `Database`.
 - `router.store.timers`: ladder steps and SLAs that are due;
 - `router.store.customers`: verified identities and customers' attributes;
 - `router.store.chat`: web chat sessions and the transcript under a conversation key;
-- `router.store.tickets`: one-time tickets that open a websocket.
+- `router.store.tickets`: one-time tickets that open a websocket;
+- `router.store.cases` (`store.cases`) and `router.store.protect_outbox` (`store.protect`): cases
+  and their protective action's requests.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from router.core.envelope import Envelope, Outbound
 from router.store.agents import AgentAccounts
 from router.store.assignments import Assignments, Loads, Offer
+from router.store.cases import Cases
 from router.store.chat import LEGACY_IDLE, ChatSessions
 from router.store.customers import Customers
 from router.store.database import Database
-from router.store.inbound import Acknowledge, Inbound, InboundMessages, Recorded
+from router.store.inbound import Acknowledge, Inbound, InboundMessages, OnStored, Recorded
 from router.store.outbound import OutboundMessages, SendIntent
+from router.store.protect_outbox import ProtectOutbox
 from router.store.queues import ConversationQueues
 from router.store.tickets import SocketTickets
 from router.store.timers import Due, Timers
@@ -54,6 +58,8 @@ class ConversationStore:
         self._customers = Customers(self._database)
         self._chat = ChatSessions(self._database)
         self._tickets = SocketTickets(self._database)
+        self.cases = Cases(self._database)
+        self.protect = ProtectOutbox(self._database)
 
     @property
     def url(self) -> str:
@@ -91,8 +97,10 @@ class ConversationStore:
     ) -> Recorded:
         return await self._inbound.record_inbound(envelope, queue, acknowledge, placement, decision)
 
-    async def record_inbound_many(self, items: list[Inbound]) -> list[Recorded]:
-        return await self._inbound.record_inbound_many(items)
+    async def record_inbound_many(
+        self, items: list[Inbound], on_stored: OnStored | None = None
+    ) -> list[Recorded]:
+        return await self._inbound.record_inbound_many(items, on_stored)
 
     async def stored_message_ids(self, message_ids: list[str]) -> set[str]:
         return await self._inbound.stored_message_ids(message_ids)

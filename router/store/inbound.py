@@ -4,7 +4,7 @@ message_id, with its acknowledgement in the same transaction."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,7 @@ from router.store.schema import conversations, messages
 from router.store.storable import fit, storable
 
 Acknowledge = Callable[[dict[str, Any], bool], Outbound | None]
+OnStored = Callable[[AsyncConnection, list[tuple["Inbound", "Recorded"]]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,9 @@ class InboundMessages(Repository):
         async with self.engine.connect() as conn:
             return {row[0] for row in await conn.execute(query)}
 
-    async def record_inbound_many(self, items: list[Inbound]) -> list[Recorded]:
+    async def record_inbound_many(
+        self, items: list[Inbound], on_stored: OnStored | None = None
+    ) -> list[Recorded]:
         """`record_inbound` for many messages in one transaction, with the same outcome as one
         after another, in order: a message seen before (stored earlier, or earlier in `items`)
         is a duplicate; a later message of a conversation finds the one an earlier item opened.
@@ -82,7 +85,8 @@ class InboundMessages(Repository):
         at the same time (the urgent lane's dispatcher, another process) waits, then finds the
         conversation this one opened. A concurrent writer storing one of these messages first
         makes the whole transaction fail on a unique key, and nothing is stored: the caller
-        handles the messages again, one by one, and finds them stored.
+        handles the messages again, one by one, and finds them stored. `on_stored(conn, new)`
+        writes what goes with the new messages (their cases) in the same transaction.
         """
         if not items:
             return []
@@ -136,6 +140,11 @@ class InboundMessages(Repository):
             if message_rows:
                 # One statement, rows in order: each acknowledgement right after its message.
                 await conn.execute(messages.insert(), message_rows)
+            if on_stored is not None:
+                stored = [
+                    (i, r) for i, r in zip(items, results, strict=True) if isinstance(r, Recorded)
+                ]
+                await on_stored(conn, stored)
             missing = {r for r in results if isinstance(r, str) and r not in rows_by_id}
             if missing:
                 for found in (

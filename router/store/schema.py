@@ -44,6 +44,7 @@ conversations = sa.Table(
     # What the agent must know before answering, e.g. {"thread_mismatch": true, "claimed_ticket":
     # "T1A2B3C4D"}: a mail claimed another customer's conversation and was given its own.
     sa.Column("flags", sa.JSON),
+    sa.Column("case_id", sa.String(32), index=True),  # router/store/cases.py
     sa.Index("ix_conversations_queue_order", "queue", "status", "urgency_rank", "created_at"),
 )
 
@@ -189,6 +190,65 @@ socket_tickets = sa.Table(
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("subject", sa.String(200), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+# Cases (router/store/cases.py): one incident, the conversations of one customer about it.
+cases = sa.Table(
+    "cases",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("customer_phone", sa.String(32), index=True),  # verified or the channel's own
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# What each inbound message said that joins conversations into a case: a transaction id, an
+# amount, an unauthorized-transaction report, from which phone and when.
+case_facts = sa.Table(
+    "case_facts",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String(64), nullable=False),
+    sa.Column("conversation_id", sa.String(32), nullable=False, index=True),
+    sa.Column("phone", sa.String(32), index=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # transaction_id | amount | unauthorized
+    sa.Column("value", sa.String(80), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("message_id", "kind", "value", name="uq_case_facts_message"),
+)
+
+# A case's audit trail: joined, linked, unlinked, and every step of its protective action.
+case_events = sa.Table(
+    "case_events",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("case_id", sa.String(32), nullable=False, index=True),
+    sa.Column("conversation_id", sa.String(32)),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("by", sa.String(60), nullable=False),  # an agent, "supportrouter" or "backend"
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The protective action's outbox: one request per case and action (freeze, confirm, lift),
+# sent and retried by router/services/protect.py until the wallet's backend answers.
+protect_requests = sa.Table(
+    "protect_requests",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("case_id", sa.String(32), nullable=False),
+    sa.Column("action", sa.String(10), nullable=False),  # freeze | confirm | lift
+    sa.Column("idempotency_key", sa.String(80), nullable=False, unique=True),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column(
+        "state", sa.String(16), nullable=False
+    ),  # pending | answered | failed | not_configured
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("answer", sa.JSON),  # the backend's status and JSON answer
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("answered_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("case_id", "action", name="uq_protect_requests_case_action"),
 )
 
 

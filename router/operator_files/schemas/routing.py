@@ -124,6 +124,13 @@ class AssignmentRules(Strict):
     )
 
 
+class CaseRules(Strict):
+    """When conversations of one customer (one phone number) join one case: router/store/cases.py."""
+
+    window_minutes: int = Field(default=30, ge=0)  # unauthorized reports this close; 0: never
+    transaction_days: int = Field(default=30, gt=0)  # the same transaction id named this close
+
+
 class RoutingConfig(Strict):
     version: int
     business_hours: dict[str, BusinessHours] = Field(default_factory=dict)
@@ -133,6 +140,7 @@ class RoutingConfig(Strict):
     default_target: Target | None = None
     default_queue: str | None = None  # shorthand for default_target: {queue: ...}
     assignment: AssignmentRules = AssignmentRules()
+    cases: CaseRules = CaseRules()
 
     @model_validator(mode="after")
     def _one_default_and_unique_names(self) -> RoutingConfig:

@@ -85,6 +85,7 @@ class Assigner(Availability):
             # given them a conversation on this channel.
             status = await offer.lock_agent(username)
             load = (await offer.loads(username)).get((username, conv["channel"]), 0)
+            load = 0 if reason == "case" else load  # a case's conversation: see selector.choose
             agent = self.config.agent(username)
             if (
                 status != "available"

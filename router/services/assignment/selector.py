@@ -1,5 +1,5 @@
 """Which agent a waiting conversation is offered to: among the available agents eligible for it
-(and not one who already let an offer of it time out), the customer's last agent when they
+(and not one who already let an offer of it time out), the owner of its case; the customer's last agent when they
 accepted a conversation of this customer within the window; otherwise the agent idle longest."""
 
 from __future__ import annotations
@@ -37,6 +37,15 @@ async def choose(
             loads.get((a.username, conv["channel"]), 0),
         )
     ]
+    # One agent owns a case: its new conversation goes to them, as one more part of the work
+    # they hold (so not counted against their room on the channel).
+    owner = await offer.case_owner()
+    if owner in states and owner not in missed:
+        agent = config.agent(owner)
+        if agent is not None and eligible(
+            agent, conv["queue"], conv["language"], conv["channel"], 0
+        ):
+            return owner, "case"
     if not candidates:
         return None
     window = config.routing.assignment.return_to_last_agent_seconds

@@ -1,0 +1,88 @@
+"""Which conversations join one case, read from the store the dispatcher writes (each database):
+a phone number counts only when it is the channel's own or verified; an agent's unlink holds."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from router.core.envelope import Envelope
+from router.services.cases import CaseKeeper
+from router.store.conversations import ConversationStore
+from router.store.inbound import Inbound
+from tests.conftest import CONFIG_DIR
+from tests.routing_helpers import classified, rules_from
+
+PHONE = "+8613800138000"
+FRAUD = "someone made a payment from my wallet that I did not make"
+
+
+@pytest.fixture
+async def store(database_url) -> AsyncIterator[ConversationStore]:
+    async with ConversationStore(database_url) as store:
+        yield store
+
+
+async def stored(store: ConversationStore, envelope: Envelope) -> dict:
+    """The envelope stored as the dispatcher stores it, with its case; its conversation now."""
+    keeper = CaseKeeper(store, rules_from(CONFIG_DIR), protect_configured=False)
+    on_stored, _ = await keeper.placing([envelope])
+    [done] = await store.record_inbound_many(
+        [Inbound(envelope, "fraud", lambda conversation, created: None)], on_stored
+    )
+    conversation = await store.conversation(done.conversation["id"])
+    assert conversation is not None
+    return conversation
+
+
+def report(channel: str, key: str, address: str, **thread: str) -> Envelope:
+    envelope = classified("unauthorized_transaction", "critical", channel=channel, key=key)
+    return envelope.model_copy(
+        update={"sender": envelope.sender.model_copy(update={"address": address}), "thread": thread}
+    )
+
+
+async def test_a_telegram_user_with_a_verified_phone_joins_the_case_of_that_phones_sms(store):
+    sms = await stored(store, report("sms", f"sms|{PHONE}|+15005550006", PHONE))
+    telegram = await stored(store, report("telegram", "telegram:42", "42", verified_phone=PHONE))
+    assert telegram["case_id"] == sms["case_id"]
+
+
+async def test_an_email_joins_only_once_its_address_is_verified_for_the_phone(store):
+    sms = await stored(store, report("sms", f"sms|{PHONE}|+15005550006", PHONE))
+    unverified = await stored(store, report("email", "mail-1", "li@example.com"))
+    assert unverified["case_id"] != sms["case_id"]
+    await store.link_identity("email", "li@example.com", PHONE)
+    verified = await stored(store, report("email", "mail-2", "li@example.com"))
+    assert verified["case_id"] == sms["case_id"]
+
+
+async def test_a_number_typed_into_a_chat_is_not_an_identity(store):
+    sms = await stored(store, report("sms", f"sms|{PHONE}|+15005550006", PHONE))
+    chat = await stored(store, report("chat", "chat-1", "chat-1", verified_phone=""))
+    assert chat["case_id"] != sms["case_id"]
+
+
+async def test_another_phone_or_a_report_outside_the_window_opens_its_own_case(store):
+    first = await stored(store, report("sms", f"sms|{PHONE}|+15005550006", PHONE))
+    other = await stored(store, report("sms", "sms|+8613900139000|+15005550006", "+8613900139000"))
+    late_envelope = report("whatsapp", f"whatsapp|whatsapp:{PHONE}|x", f"whatsapp:{PHONE}")
+    late = await stored(
+        store,
+        late_envelope.model_copy(
+            update={"received_at": late_envelope.received_at + timedelta(minutes=31)}
+        ),
+    )
+    assert len({first["case_id"], other["case_id"], late["case_id"]}) == 3
+
+
+async def test_a_conversation_an_agent_unlinked_does_not_rejoin_on_its_next_message(store):
+    sms = await stored(store, report("sms", f"sms|{PHONE}|+15005550006", PHONE))
+    key = f"whatsapp|whatsapp:{PHONE}|x"
+    whatsapp = await stored(store, report("whatsapp", key, f"whatsapp:{PHONE}"))
+    assert whatsapp["case_id"] == sms["case_id"]
+    own = await store.cases.unlink(sms["case_id"], whatsapp["id"], "li.na")
+    again = await stored(store, report("whatsapp", key, f"whatsapp:{PHONE}"))
+    assert again["id"] == whatsapp["id"] and again["case_id"] == own
