@@ -119,6 +119,7 @@ class DispatcherService:
             chunk=batch_size,
         )
         self._tasks: list[asyncio.Task] = []
+        self.rounds_started = self.rounds_done = 0  # timer rounds: what tests count, not seconds
 
     async def start(self) -> None:
         await asyncio.gather(self.urgent_loop.start(), self.loop.start())
@@ -149,10 +150,15 @@ class DispatcherService:
         await self.relay.flush(older_than=self.relay_interval)
 
     async def tick(self) -> None:
-        """One round of the timers: ladders and SLAs, silent agents, then offers to agents."""
-        await self.sla.sweep()
-        await self.assigner.reassign_timed_out()
-        await self.assigner.assign_waiting()
+        """One round of the timers: ladders and SLAs, silent agents, then offers to agents (so a
+        lapsed offer reaches the next agent in the round that took it back)."""
+        self.rounds_started += 1
+        try:
+            await self.sla.sweep()
+            await self.assigner.reassign_timed_out()
+            await self.assigner.assign_waiting()
+        finally:
+            self.rounds_done += 1
 
     async def publish_event(self, event: QueueEvent) -> None:
         await self.bus.publish(

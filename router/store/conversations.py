@@ -252,10 +252,10 @@ class ConversationStore:
         accept_before: datetime | None,
         answer_before: datetime | None,
         at: datetime,
-        away_after_missed_offer: bool,
-    ) -> tuple[Any, str] | None:
+        away_after_lapses: int,
+    ) -> tuple[Any, str, bool] | None:
         return await self._assignments.release(
-            conversation_id, accept_before, answer_before, at, away_after_missed_offer
+            conversation_id, accept_before, answer_before, at, away_after_lapses
         )
 
     async def conversation_urgency(self, conversation_id: str) -> Any:

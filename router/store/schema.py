@@ -155,7 +155,7 @@ assignments = sa.Table(
     sa.Column("reason", sa.String(20), nullable=False),  # longest_idle | returning | claimed
     sa.Column("worker", sa.String(80), nullable=False),  # which dispatcher process decided
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("ended", sa.String(20)),  # timed_out: the offer was taken back
+    sa.Column("ended", sa.String(20)),  # lapsed (not accepted) | timed_out (not answered)
 )
 
 # What the wallet knows of a customer (vip, segment ...): `customer.*` in routing filters.
