@@ -315,7 +315,14 @@ class _Batch:
         """The wait to quote: minutes, or when a closed queue opens."""
         calendar = self.calendar(decision.queue)
         if not calendar.is_open(at):
-            return Wait(opens=calendar.describe(calendar.next_open(at), at))
+            zone = calendar.hours.timezone if calendar.hours else "UTC"
+            return Wait(opens=calendar.next_open(at), timezone=zone, now=at)
+        if not self.snapshot.staffed(decision.queue, language, channel):
+            # Nobody who could take it is here: say when someone will be, never "taking it now".
+            shift = self.snapshot.assigner.next_shift(decision.queue, language, channel, at)
+            if shift is None:
+                return Wait(staffed=False)
+            return Wait(opens=shift[0], timezone=shift[1], now=at, staffed=False)
         return Wait(
             seconds=self.snapshot.expected_wait_seconds(
                 decision.queue,
