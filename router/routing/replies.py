@@ -79,6 +79,11 @@ class Replies:
         minutes = max(1, math.ceil((wait.seconds or 0) / 60))
         return texts.minutes[lang].format(minutes=minutes)
 
+    @staticmethod
+    def fill(text: str, *, ticket: str = "", wait: str = "") -> str:
+        """A template's text with its placeholders filled (a canned reply's, in the console)."""
+        return text.format(ticket=ticket, wait=wait)
+
     def _text(self, reply: Reply, channel: str, language: str, **values: str) -> str:
         texts = reply.texts(channel, self.templates.form(channel))
         return getattr(texts, self.language(language)).format(**values)

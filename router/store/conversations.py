@@ -16,7 +16,8 @@ one engine of `Database`.
 - `router.store.timers`: ladder steps and SLAs that are due;
 - `router.store.customers`: verified identities and customers' attributes;
 - `router.store.chat`: web chat sessions and the transcript under a conversation key;
-- `router.store.tickets`: one-time tickets that open a websocket.
+- `router.store.tickets`: one-time tickets that open a websocket;
+- `router.store.desk` (`store.desk`): agents' notes and tags, search, a customer's history.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from router.store.assignments import Assignments, Loads, Offer
 from router.store.chat import LEGACY_IDLE, ChatSessions
 from router.store.customers import Customers
 from router.store.database import Database
+from router.store.desk import Desk
 from router.store.inbound import Acknowledge, Inbound, InboundMessages, Recorded
 from router.store.outbound import OutboundMessages, SendIntent
 from router.store.queues import ConversationQueues
@@ -54,6 +56,7 @@ class ConversationStore:
         self._customers = Customers(self._database)
         self._chat = ChatSessions(self._database)
         self._tickets = SocketTickets(self._database)
+        self.desk = Desk(self._database)  # notes, tags, search, customers across channels
 
     @property
     def url(self) -> str:

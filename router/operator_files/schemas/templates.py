@@ -114,6 +114,8 @@ class TemplatesConfig(Strict):
     acknowledgement_unstaffed: dict[str, Reply] = Field(default_factory=dict)
     self_service: dict[Category, Reply] = Field(default_factory=dict)
     secret_warning: Reply
+    # Replies agents pick in the console (name -> zh/en); {ticket} is filled, {wait} is not used.
+    canned: dict[str, Texts] = Field(default_factory=dict)
     wait: WaitTexts = WaitTexts()
 
     def form(self, channel: str) -> str:
