@@ -69,8 +69,9 @@ class DeskApi:
         return web.json_response({"tags": await self.store.desk.tags(conversation["id"])})
 
     async def canned(self, request: web.Request, agent: Agent) -> web.Response:
-        """Canned replies from config/templates/replies.yaml, {ticket} filled when `ticket=`."""
-        ticket = request.query.get("ticket", "")[:16]
+        """Canned replies from config/templates/replies.yaml, {ticket} filled when `ticket=`
+        (left as "{ticket}" for the console to fill otherwise)."""
+        ticket = request.query.get("ticket", "")[:16] or "{ticket}"
         templates = self.api.rules.config.templates
         replies = Replies(templates)
         return web.json_response(
