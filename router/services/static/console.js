@@ -44,8 +44,8 @@
     if (!c.sla_due_at) return "无 SLA / no SLA";
     var left = (new Date(c.sla_due_at) - Date.now()) / 1000;
     return left < 0
-      ? "SLA 已超时 / overdue " + duration(-left) + " (" + clock(c.sla_due_at) + ")"
-      : "SLA " + clock(c.sla_due_at) + " 前 / due, " + duration(left) + " 剩余 / left";
+      ? "SLA 超时 / overdue " + duration(-left)
+      : "SLA " + clock(c.sla_due_at) + "（剩 / left " + duration(left) + "）";
   }
   function slaClass(c) {
     if (c.first_response_at || !c.sla_due_at) return "muted";
@@ -53,6 +53,7 @@
     return left < 0 ? "sla-late" : left < 120 ? "sla-soon" : "muted";
   }
   function priorityText(c) { return "优先级 / Priority " + (c.priority == null ? 0 : c.priority); }
+  function slaTitle(c) { return c.sla_due_at ? "首次回复期限 / First reply due " + when(c.sla_due_at) : ""; }
   function size(n) {
     n = Number(n) || 0;
     return n < 1024 ? n + " B" : n < 1048576 ? Math.round(n / 1024) + " KB" : (n / 1048576).toFixed(1) + " MB";
@@ -291,7 +292,7 @@
           el("span", { class: "muted", text: c.channel + " · " + c.category })
         ]),
         el("span", { class: "preview muted", text: c.preview || "" }),
-        el("span", { class: "row" }, [
+        el("span", { class: "row wrap" }, [
           el("span", { class: "muted", text: priorityText(c) }),
           el("span", { class: slaClass(c), text: slaText(c) })
         ]),
@@ -368,7 +369,7 @@
       var files = Array.isArray(meta.attachments) ? meta.attachments : [];
       if (files.length) {
         item.appendChild(el("ul", { class: "files", "aria-label": "附件 / Attachments" }, files.map(function (f) {
-          var label = "📎 " + (f.name || "file") + " · " + (f.content_type || "?") + " · " + size(f.size);
+          var label = "文件 / File: " + (f.name || "file") + " · " + (f.content_type || "?") + " · " + size(f.size);
           return el("li", {}, [f.url ? el("a", { href: f.url, target: "_blank", rel: "noopener noreferrer", text: label }) : el("span", { text: label })]);
         })));
       }
@@ -489,8 +490,8 @@
         }, function (err) { claim.disabled = false; alert(err.message); });
       });
       var open = el("button", { type: "button", "data-offer": c.id }, [
-        el("span", { class: "row" }, [el("span", {}, [badge(c.urgency), document.createTextNode(" " + (c.ticket || ""))]),
-          el("span", { class: slaClass(c), text: slaText(c) })]),
+        el("span", { class: "row wrap" }, [el("span", {}, [badge(c.urgency), document.createTextNode(" " + (c.ticket || ""))]),
+          el("span", { class: slaClass(c), title: slaTitle(c), text: slaText(c) })]),
         el("span", { class: "row" }, [el("strong", { class: "grow", text: c.customer_name || c.customer_address || "" }),
           el("span", { class: "muted", text: c.queue + " · " + c.channel })])
       ]);
