@@ -14,9 +14,10 @@ import pytest
 from router.app import Router
 from router.services.sla import ManualClock
 from tests.chat_helpers import wait_for_queue
-from tests.conftest import RunningRouter, router_settings
+from tests.conftest import ADMIN_PASSWORD, RunningRouter, router_settings
 from tests.kafka_helpers import read_topic
 from tests.routing_helpers import classified, config_dir_with
+from tests.test_browser import browser  # noqa: F401  (the fixture)
 
 AGENTS = """\
 version: 2
@@ -112,3 +113,24 @@ async def test_with_one_eligible_agent_a_lapsed_offer_is_offered_to_her_again_wi
     )
     alert = next(x["value"] for x in events if x["value"]["type"] == "offer.reoffered")
     assert (alert["conversation_id"], alert["assignee"]) == (offered["id"], "li.na")
+
+
+@pytest.mark.browser
+async def test_a_supervisors_console_shows_the_alert_when_a_lapsed_offer_goes_back(desk, browser):  # noqa: F811
+    r, clock = desk
+    admin = await r.login()
+    page = await browser.new_page()
+    await page.goto(r.url("/console/"))
+    await page.fill("#login-username", "admin")
+    await page.fill("#login-password", ADMIN_PASSWORD)
+    await page.click("#login-submit")
+    await page.wait_for_selector("#live.live")
+    await available(r, clock, "li.na")
+    await report_fraud(r, "chat:lapse-3")
+    await wait_for_queue(r, admin, "fraud", lambda c: c and c[0]["assignee"])
+    clock.advance(121)
+    await one_timer_round(r.router)
+    alert = page.locator("#alerts li[data-alert='offer.reoffered']")
+    await alert.wait_for(timeout=15000)
+    text = await alert.inner_text()
+    assert "li.na" in text and "CRITICAL" in text
