@@ -172,7 +172,7 @@ async def test_a_returning_customer_goes_back_to_their_last_agent_within_the_win
     assert await holder(store, late) == "ann"
 
 
-async def test_an_offer_not_accepted_in_time_is_reassigned_and_the_agent_set_away(
+async def test_an_offer_not_accepted_in_time_goes_to_the_next_agent_and_she_stays_available(
     store, rules, clock, assigner, events
 ):
     await assigner.set_status("ann", "available")
@@ -185,14 +185,61 @@ async def test_an_offer_not_accepted_in_time_is_reassigned_and_the_agent_set_awa
     assert await assigner.reassign_timed_out() == []
     clock.advance(2)
     assert await assigner.reassign_timed_out() == [conv["id"]]
-    assert (await assigner.agent_view("ann"))["status"] == "away"
+    assert (await assigner.agent_view("ann"))["status"] == "available"  # one lapse: no verdict
     await assigner.assign_waiting()
     assert await holder(store, conv) == "bo"
     assert events.seen == [
         ("conversation.assigned", "ann"),
         ("conversation.released", None),
+        ("offer.lapsed", "ann"),
         ("conversation.assigned", "bo"),
     ]
+
+
+async def test_a_lapsed_offer_nobody_else_can_take_goes_back_to_the_same_agent_with_an_alert(
+    store, rules, clock, assigner, events
+):
+    await assigner.set_status("dee", "available")  # the only one for a Chinese payments chat
+    conv = await conversation(store, rules, clock, language="zh")
+    await assigner.assign_waiting()
+    clock.advance(121)
+    assert await assigner.reassign_timed_out() == [conv["id"]]
+    [again] = await assigner.assign_waiting()
+    assert (again.username, again.reason) == ("dee", "reoffered")
+    assert events.seen[-2:] == [("conversation.assigned", "dee"), ("offer.reoffered", "dee")]
+
+
+async def test_three_lapsed_offers_in_a_row_set_the_agent_away_and_say_so(
+    store, rules, clock, assigner, events
+):
+    await assigner.set_status("dee", "available")
+    conv = await conversation(store, rules, clock, language="zh")
+    for lapse in range(1, 4):  # away_after_lapses is 3 by default
+        await assigner.assign_waiting()
+        assert await holder(store, conv) == "dee"
+        clock.advance(121)
+        await assigner.reassign_timed_out()
+        status = (await assigner.agent_view("dee"))["status"]
+        assert status == ("away" if lapse == 3 else "available"), lapse
+    assert events.seen[-1] == ("agent.away", "dee")
+    assert await assigner.assign_waiting() == []  # nobody left: it waits, and supervisors know
+
+
+async def test_an_accepted_offer_breaks_the_run_of_lapses(store, rules, clock, assigner):
+    await assigner.set_status("dee", "available")
+    first = await conversation(store, rules, clock, language="zh", channel="email")
+    await assigner.assign_waiting()
+    clock.advance(121)
+    await assigner.reassign_timed_out()
+    await assigner.assign_waiting()
+    assert await store.claim(first["id"], "dee")  # the re-offer is accepted
+    for _ in range(2):
+        conv = await conversation(store, rules, clock, language="zh", channel="email")
+        await assigner.assign_waiting()
+        clock.advance(121)
+        assert await assigner.reassign_timed_out() == [conv["id"]]
+        await store.resolve(conv["id"])  # so it is not offered to her again
+    assert (await assigner.agent_view("dee"))["status"] == "available"  # 1, then 2 in a row
 
 
 async def test_an_accepted_conversation_left_unanswered_goes_to_another_agent(

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pytest
 
@@ -336,9 +337,13 @@ def test_a_closed_queue_quotes_its_opening_time():
         channel="sms",
         ticket="T1",
         redactions=[],
-        wait=Wait(opens="Mon 09:00 (Asia/Shanghai)"),
+        wait=Wait(
+            opens=datetime(2025, 6, 9, 1, 0, tzinfo=UTC),  # Monday 09:00 in Shanghai
+            timezone="Asia/Shanghai",
+            now=datetime(2025, 6, 6, 14, 0, tzinfo=UTC),  # Friday 22:00 there
+        ),
     )
-    assert "after we open at Mon 09:00 (Asia/Shanghai)" in text
+    assert "we open at Mon 09:00 (Asia/Shanghai) and will reply then" in text
 
 
 # --- the filter language ------------------------------------------------------------------------

@@ -53,7 +53,8 @@ def offline_decision(
     if calendar.is_open(at):
         wait = Wait(seconds=config.routing.queues[decision.queue].expected_handle_seconds)
     else:
-        wait = Wait(opens=calendar.describe(calendar.next_open(at), at))
+        zone = calendar.hours.timezone if calendar.hours else "UTC"
+        wait = Wait(opens=calendar.next_open(at), timezone=zone, now=at)
     reply = None
     if not envelope.thread.get("no_auto_reply"):
         reply = rules.acknowledgement_text(

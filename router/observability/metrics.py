@@ -58,6 +58,11 @@ ASSIGNED = Counter(
 REASSIGNED = Counter(
     "supportrouter_reassignments_total", "Offers taken back from a silent agent", ["reason"]
 )
+OFFER_ALERTS = Counter(
+    "supportrouter_offer_alerts_total",
+    "Supervisors alerted: an offer lapsed with nobody else to take it, or its agent set away",
+    ["queue", "kind"],
+)
 CONFIG_RELOADS = Counter("supportrouter_config_reloads_total", "Hot reloads of config/", ["result"])
 JOURNAL_PENDING = Gauge(
     "supportrouter_journal_pending",

@@ -210,6 +210,12 @@ def _cross_check(
                     ("agents", i, "queues"),
                     f"agent {agent.username}: unknown queue {queue!r}",
                 )
+            if agent.hours is not None and agent.hours not in routing.business_hours:
+                problem(
+                    "agents.yaml",
+                    ("agents", i, "hours"),
+                    f"agent {agent.username}: unknown business_hours {agent.hours!r}",
+                )
 
 
 def _check_routing_names(routing: RoutingConfig, problem: Callable[[tuple, str], None]) -> None:

@@ -10,18 +10,52 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from router.core.envelope import Urgency
 from router.operator_files.schemas.common import LANGUAGES
 from router.operator_files.schemas.templates import Reply, TemplatesConfig
 
+_WEEKDAYS = {
+    "zh": ("周一", "周二", "周三", "周四", "周五", "周六", "周日"),
+    "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
+}
+_ZONES_ZH = {"Asia/Shanghai": "北京时间", "Asia/Hong_Kong": "香港时间", "Asia/Taipei": "台北时间"}
+
 
 @dataclass(frozen=True)
 class Wait:
-    """The expected wait: minutes from now, or the local time the queue opens."""
+    """The expected wait: minutes from now, or a moment (when a closed queue opens, or when the
+    first agent who could take it starts work), read on `timezone`'s clock.
+
+    `staffed` is False when no eligible agent is available now: the acknowledgement then says
+    so (`acknowledgement_unstaffed`) and promises `opens` if known, never "taking it now"."""
 
     seconds: float | None = None
-    opens: str | None = None  # "09:00 (Asia/Shanghai)" or "Mon 09:00 (Asia/Shanghai)"
+    opens: datetime | None = None
+    timezone: str = "UTC"
+    now: datetime | None = None  # what "today" and "tomorrow" are counted from
+    staffed: bool = True
+
+
+def moment(at: datetime, timezone: str, reference: datetime | None, language: str) -> str:
+    """`at` as a customer reads it: "周三 09:00（北京时间）", "tomorrow 09:00 (Asia/Shanghai)"."""
+    zone = ZoneInfo(timezone)
+    local = at.astimezone(zone)
+    days = (local.date() - (reference or at).astimezone(zone).date()).days
+    zh = language == "zh"
+    if days == 0:
+        day = "今天" if zh else "today"
+    elif days == 1:
+        day = "明天" if zh else "tomorrow"
+    elif days < 7:
+        day = _WEEKDAYS["zh" if zh else "en"][local.weekday()]
+    else:
+        day = f"{local.month}月{local.day}日" if zh else local.strftime("%d %b").lstrip("0")
+    if zh:
+        return f"{day} {local:%H:%M}（{_ZONES_ZH.get(timezone, timezone)}）"
+    return f"{day} {local:%H:%M} ({timezone})"
 
 
 class Replies:
@@ -34,12 +68,21 @@ class Replies:
 
     def wait_text(self, wait: Wait | None, language: str) -> str:
         lang = self.language(language)
+        texts = self.templates.wait
         if wait is None:
             wait = Wait(seconds=0)
         if wait.opens is not None:
-            return self.templates.wait.opens[lang].format(opens=wait.opens)
+            when = moment(wait.opens, wait.timezone, wait.now, lang)
+            return (texts.opens if wait.staffed else texts.unstaffed)[lang].format(opens=when)
+        if not wait.staffed:
+            return texts.unstaffed_unknown[lang]
         minutes = max(1, math.ceil((wait.seconds or 0) / 60))
-        return self.templates.wait.minutes[lang].format(minutes=minutes)
+        return texts.minutes[lang].format(minutes=minutes)
+
+    @staticmethod
+    def fill(text: str, *, ticket: str = "", wait: str = "") -> str:
+        """A template's text with its placeholders filled (a canned reply's, in the console)."""
+        return text.format(ticket=ticket, wait=wait)
 
     def _text(self, reply: Reply, channel: str, language: str, **values: str) -> str:
         texts = reply.texts(channel, self.templates.form(channel))
@@ -58,9 +101,13 @@ class Replies:
     ) -> str:
         t = self.templates
         values = {"ticket": ticket, "wait": self.wait_text(wait, language)}
+        staffed = wait is None or wait.staffed
+        replies = (
+            t.acknowledgement if staffed else {**t.acknowledgement, **t.acknowledgement_unstaffed}
+        )
         parts = [
             self._text(
-                t.acknowledgement.get(category) or t.acknowledgement["default"],
+                replies.get(category) or replies["default"],
                 channel,
                 language,
                 **values,

@@ -126,6 +126,7 @@ class DispatcherService:
             chunk=batch_size,
         )
         self._tasks: list[asyncio.Task] = []
+        self.rounds_started = self.rounds_done = 0  # timer rounds: what tests count, not seconds
 
     async def start(self) -> None:
         await asyncio.gather(self.urgent_loop.start(), self.loop.start())
@@ -167,10 +168,15 @@ class DispatcherService:
         await self.relay.flush(older_than=self.relay_interval)
 
     async def tick(self) -> None:
-        """One round of the timers: ladders and SLAs, silent agents, then offers to agents."""
-        await self.sla.sweep()
-        await self.assigner.reassign_timed_out()
-        await self.assigner.assign_waiting()
+        """One round of the timers: ladders and SLAs, silent agents, then offers to agents (so a
+        lapsed offer reaches the next agent in the round that took it back)."""
+        self.rounds_started += 1
+        try:
+            await self.sla.sweep()
+            await self.assigner.reassign_timed_out()
+            await self.assigner.assign_waiting()
+        finally:
+            self.rounds_done += 1
 
     async def publish_event(self, event: QueueEvent) -> None:
         await self.bus.publish(
@@ -330,7 +336,14 @@ class _Batch:
         """The wait to quote: minutes, or when a closed queue opens."""
         calendar = self.calendar(decision.queue)
         if not calendar.is_open(at):
-            return Wait(opens=calendar.describe(calendar.next_open(at), at))
+            zone = calendar.hours.timezone if calendar.hours else "UTC"
+            return Wait(opens=calendar.next_open(at), timezone=zone, now=at)
+        if not self.snapshot.staffed(decision.queue, language, channel):
+            # Nobody who could take it is here: say when someone will be, never "taking it now".
+            shift = self.snapshot.assigner.next_shift(decision.queue, language, channel, at)
+            if shift is None:
+                return Wait(staffed=False)
+            return Wait(opens=shift[0], timezone=shift[1], now=at, staffed=False)
         return Wait(
             seconds=self.snapshot.expected_wait_seconds(
                 decision.queue,

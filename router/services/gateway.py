@@ -16,6 +16,7 @@ from router.core.http import json_error_response
 from router.core.settings import Settings
 from router.observability.access_log import ACCESS_LOGGER, AccessLog
 from router.services.api import AgentApi
+from router.services.desk_api import DeskApi
 from router.store.conversations import ConversationStore
 
 log = structlog.get_logger("router.services.gateway")
@@ -98,6 +99,7 @@ class Gateway:
         app.router.add_get("/console/console.js", self.console_script)
         app.router.add_get("/", self.index)
         self.api.routes(app)
+        DeskApi(self.api).routes(app)
         for channel in self.channels:
             channel.routes(app)
         app.on_shutdown.append(self._close_sockets)

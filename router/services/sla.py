@@ -104,6 +104,12 @@ class Calendar:
     def next_open(self, at: datetime) -> datetime:
         return at.astimezone(UTC) if self.always else next(self._spans_from(at))[0]
 
+    def next_start(self, at: datetime) -> datetime | None:
+        """The start of the next open span after `at` (None: open around the clock)."""
+        if self.always:
+            return None
+        return next(begin for begin, _ in self._spans_from(at) if begin > at.astimezone(UTC))
+
     def add(self, start: datetime, seconds: float) -> datetime:
         """The moment `seconds` of open time have passed since `start`."""
         if self.always:

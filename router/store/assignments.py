@@ -186,12 +186,13 @@ class Assignments(Repository):
         accept_before: datetime | None,
         answer_before: datetime | None,
         at: datetime,
-        away_after_missed_offer: bool,
-    ) -> tuple[Any, str] | None:
-        """Put a conversation that is still overdue back to waiting, and end its agent's
-        assignment as timed out; an agent who did not accept goes away if
-        `away_after_missed_offer`. The conversation as it was and why (not_accepted,
-        not_answered), or None if it is no longer overdue or another dispatcher holds it."""
+        away_after_lapses: int,
+    ) -> tuple[Any, str, bool] | None:
+        """Put a conversation that is still overdue back to waiting and end its agent's
+        assignment: `lapsed` (offered, not accepted) or `timed_out` (accepted, not answered).
+        An agent whose last `away_after_lapses` offers all lapsed goes away (0: never). The
+        conversation as it was, why (not_accepted, not_answered) and whether its agent was set
+        away; None if it is no longer overdue or another dispatcher holds it."""
         still_overdue = _overdue(accept_before, answer_before)
         async with self.engine.begin() as conn:
             conv = (
@@ -230,18 +231,29 @@ class Assignments(Repository):
                     assignments.c.username == conv["assignee"],
                 )
                 .where(assignments.c.ended.is_(None))
-                .values(ended="timed_out")
+                .values(ended="lapsed" if reason == "not_accepted" else "timed_out")
             )
-            if reason == "not_accepted" and away_after_missed_offer:
-                await conn.execute(
-                    agent_state.update()
-                    .where(
-                        agent_state.c.username == conv["assignee"],
-                        agent_state.c.status == "available",
+            away = False
+            if reason == "not_accepted" and away_after_lapses:
+                last = (
+                    await conn.execute(
+                        sa.select(assignments.c.ended)
+                        .where(assignments.c.username == conv["assignee"])
+                        .order_by(assignments.c.seq.desc())
+                        .limit(away_after_lapses)
                     )
-                    .values(status="away", status_at=at)
-                )
-        return conv, reason
+                ).scalars()
+                if sum(e == "lapsed" for e in last) == away_after_lapses:
+                    result = await conn.execute(
+                        agent_state.update()
+                        .where(
+                            agent_state.c.username == conv["assignee"],
+                            agent_state.c.status == "available",
+                        )
+                        .values(status="away", status_at=at)
+                    )
+                    away = result.rowcount == 1
+        return conv, reason, away
 
     # --- lookups -----------------------------------------------------------------------------
 
@@ -290,13 +302,13 @@ class Offer:
         return await _loads(self._conn, username)
 
     async def missed_by(self) -> set[str]:
-        """The agents who let an offer of this conversation time out."""
+        """The agents who let an offer of this conversation lapse or time out."""
         return set(
             (
                 await self._conn.execute(
                     sa.select(assignments.c.username).where(
                         assignments.c.conversation_id == self.conversation_id,
-                        assignments.c.ended == "timed_out",
+                        assignments.c.ended.in_(("lapsed", "timed_out")),
                     )
                 )
             ).scalars()

@@ -19,6 +19,7 @@ one engine of `Database`.
 - `router.store.tickets`: one-time tickets that open a websocket;
 - `router.store.cases` (`store.cases`) and `router.store.protect_outbox` (`store.protect`): cases
   and their protective action's requests.
+- `router.store.desk` (`store.desk`): agents' notes and tags, search, a customer's history.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from router.store.cases import Cases
 from router.store.chat import LEGACY_IDLE, ChatSessions
 from router.store.customers import Customers
 from router.store.database import Database
+from router.store.desk import Desk
 from router.store.inbound import Acknowledge, Inbound, InboundMessages, OnStored, Recorded
 from router.store.outbound import OutboundMessages, SendIntent
 from router.store.protect_outbox import ProtectOutbox
@@ -60,6 +62,7 @@ class ConversationStore:
         self._tickets = SocketTickets(self._database)
         self.cases = Cases(self._database)
         self.protect = ProtectOutbox(self._database)
+        self.desk = Desk(self._database)  # notes, tags, search, customers across channels
 
     @property
     def url(self) -> str:
@@ -260,10 +263,10 @@ class ConversationStore:
         accept_before: datetime | None,
         answer_before: datetime | None,
         at: datetime,
-        away_after_missed_offer: bool,
-    ) -> tuple[Any, str] | None:
+        away_after_lapses: int,
+    ) -> tuple[Any, str, bool] | None:
         return await self._assignments.release(
-            conversation_id, accept_before, answer_before, at, away_after_missed_offer
+            conversation_id, accept_before, answer_before, at, away_after_lapses
         )
 
     async def conversation_urgency(self, conversation_id: str) -> Any:

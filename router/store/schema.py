@@ -127,6 +127,26 @@ identities = sa.Table(
     sa.Column("verified_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# The agents' desk (router/store/desk.py): notes only agents see, and tags, on a conversation.
+conversation_notes = sa.Table(
+    "conversation_notes",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("conversation_id", sa.String(32), nullable=False, index=True),
+    sa.Column("author", sa.String(60), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+conversation_tags = sa.Table(
+    "conversation_tags",
+    metadata,
+    sa.Column("conversation_id", sa.String(32), primary_key=True),
+    sa.Column("tag", sa.String(40), primary_key=True),
+    sa.Column("added_by", sa.String(60), nullable=False),
+    sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 # An agent's availability (available | away | offline) and since when they have had no new work.
 agent_state = sa.Table(
     "agent_state",
@@ -156,7 +176,7 @@ assignments = sa.Table(
     sa.Column("reason", sa.String(20), nullable=False),  # longest_idle | returning | claimed
     sa.Column("worker", sa.String(80), nullable=False),  # which dispatcher process decided
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("ended", sa.String(20)),  # timed_out: the offer was taken back
+    sa.Column("ended", sa.String(20)),  # lapsed (not accepted) | timed_out (not answered)
 )
 
 # What the wallet knows of a customer (vip, segment ...): `customer.*` in routing filters.

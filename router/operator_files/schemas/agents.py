@@ -18,6 +18,9 @@ class Agent(Strict):
     languages: list[str] = Field(default_factory=lambda: list(LANGUAGES))
     skills: list[str] = Field(default_factory=list)
     capacity: dict[Channel, int] = Field(default_factory=dict)  # open conversations per channel
+    # When they usually work: a business_hours name in routing.yaml. Only to tell customers
+    # when someone will be available; it never changes anyone's status.
+    hours: str | None = None
 
     @field_validator("capacity")
     @classmethod

@@ -119,9 +119,9 @@ class AssignmentRules(Strict):
         default=900, gt=0
     )  # held, customer not answered: reassigned
     return_to_last_agent_seconds: int = Field(default=86400, ge=0)  # 0: never
-    away_after_missed_offer: bool = (
-        True  # an agent who lets an offer time out stops getting new ones
-    )
+    # An agent whose last N offers all lapsed is set away, and told; 0: never. One lapse is not
+    # enough: the only agent who can take a critical conversation must get it again.
+    away_after_lapses: int = Field(default=3, ge=0)
 
 
 class CaseRules(Strict):

@@ -73,13 +73,33 @@ class Reply(Strict):
 
 
 class WaitTexts(Strict):
-    """How the expected wait ({wait} in a template) reads."""
+    """How the expected wait ({wait} in a template) reads: a clause that fits after a semicolon.
+    `opens` when the queue is closed; `unstaffed` when nobody who could take it is available
+    now and the agents' hours say when someone will be; `unstaffed_unknown` when they do not."""
 
     minutes: dict[Language, str] = Field(
-        default_factory=lambda: {"zh": "约 {minutes} 分钟", "en": "about {minutes} minutes"}
+        default_factory=lambda: {
+            "zh": "预计等待约 {minutes} 分钟",
+            "en": "expected wait about {minutes} minutes",
+        }
     )
     opens: dict[Language, str] = Field(
-        default_factory=lambda: {"zh": "在 {opens} 开始办公后", "en": "after we open at {opens}"}
+        default_factory=lambda: {
+            "zh": "预计 {opens}开始办公后回复",
+            "en": "we open at {opens} and will reply then",
+        }
+    )
+    unstaffed: dict[Language, str] = Field(
+        default_factory=lambda: {
+            "zh": "预计 {opens}起有专员处理",
+            "en": "one will be available from {opens}",
+        }
+    )
+    unstaffed_unknown: dict[Language, str] = Field(
+        default_factory=lambda: {
+            "zh": "专员一上线即优先处理",
+            "en": "the first one to come online will take it",
+        }
     )
 
 
@@ -89,8 +109,13 @@ class TemplatesConfig(Strict):
         default_factory=lambda: {c: ("full" if c == Channel.EMAIL else "short") for c in Channel}
     )
     acknowledgement: dict[str, Reply]  # a category, or "default"
+    # Said instead when no eligible agent is available now (a category, or "default"); a
+    # category without one falls back to `acknowledgement`.
+    acknowledgement_unstaffed: dict[str, Reply] = Field(default_factory=dict)
     self_service: dict[Category, Reply] = Field(default_factory=dict)
     secret_warning: Reply
+    # Replies agents pick in the console (name -> zh/en); {ticket} is filled, {wait} is not used.
+    canned: dict[str, Texts] = Field(default_factory=dict)
     wait: WaitTexts = WaitTexts()
 
     def form(self, channel: str) -> str:

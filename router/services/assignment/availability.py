@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Literal
 
 import structlog
@@ -14,6 +15,7 @@ from router.operator_files.config import RouterConfig
 from router.operator_files.schemas.agents import Agent
 from router.operator_files.schemas.common import LANGUAGES
 from router.policy.rules import Rules
+from router.services.sla import Calendar
 from router.store.conversations import ConversationStore
 from router.store.rows import utc
 
@@ -89,6 +91,21 @@ class Availability:
             queue, language, channel, priority, critical
         )
 
+    def next_shift(
+        self, queue: str, language: str, channel: str, at: datetime
+    ) -> tuple[datetime, str] | None:
+        """When the first agent who could take a conversation next starts work after `at`, by
+        their `hours:` in agents.yaml, and in which time zone; None if no schedule says."""
+        shifts = []
+        for agent in self.config.agents.agents:
+            hours = self.config.routing.business_hours.get(agent.hours or "")
+            if hours is None or not self.eligible(agent, queue, language, channel, 0):
+                continue
+            start = Calendar(hours).next_start(at)
+            if start is not None:
+                shifts.append((start, hours.timezone))
+        return min(shifts) if shifts else None
+
     async def snapshot(self, *, waiting: bool = True) -> Snapshot:
         """Who is available, what each holds, and (with `waiting`) what waits in each queue: read
         once, then asked many times (a dispatcher's batch decides every message from one)."""
@@ -129,6 +146,10 @@ class Snapshot:
             )
 
         return test
+
+    def staffed(self, queue: str, language: str, channel: str) -> bool:
+        """Is an agent who could take it available now (busy or not)?"""
+        return any(self.assigner.eligible(a, queue, language, channel, 0) for a in self.agents)
 
     def expected_wait_seconds(
         self, queue: str, language: str, channel: str, priority: int, critical: bool

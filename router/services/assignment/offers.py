@@ -1,5 +1,12 @@
 """Offers: waiting conversations offered, in dispatch order, to the agent the selector picks;
-and taken back from an agent who lets an offer time out or holds a conversation unanswered."""
+and taken back from an agent who lets an offer lapse or holds a conversation unanswered.
+
+A lapsed offer goes to the next eligible agent in the same timer round (the dispatcher's tick
+takes back, then offers); when nobody else can take it, back to the agent who let it lapse.
+Supervisors are told on the event stream (`offer.lapsed`, `offer.reoffered`, `agent.away`),
+in the log and in `supportrouter_offer_alerts_total`. One lapse never sets an agent away;
+`away_after_lapses` offers in a row lapsed do, and the agent and supervisors are told.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,7 @@ from typing import Any, Literal
 import structlog
 
 from router.core.envelope import QueueEvent
-from router.observability.metrics import ASSIGNED, REASSIGNED
+from router.observability.metrics import ASSIGNED, OFFER_ALERTS, REASSIGNED
 from router.policy.rules import Rules
 from router.services.assignment.availability import Availability
 from router.services.assignment.selector import choose
@@ -30,7 +37,7 @@ class Assigned:
     conversation_id: str
     queue: str
     username: str
-    reason: str  # longest_idle | returning
+    reason: str  # longest_idle | returning | reoffered
 
 
 class Assigner(Availability):
@@ -107,20 +114,33 @@ class Assigner(Availability):
         return Assigned(conversation_id, conv["queue"], username, reason)
 
     async def _announce(self, done: Assigned) -> None:
+        if done.reason == "reoffered":
+            OFFER_ALERTS.labels(queue=done.queue, kind="reoffered").inc()
+            log.warning(
+                "offer.reoffered",
+                conversation_id=done.conversation_id,
+                queue=done.queue,
+                username=done.username,
+                why="nobody else eligible is available",
+            )
         if self.publish is None:
             return
         urgency = await self.store.conversation_urgency(done.conversation_id)
-        await self.publish(
-            QueueEvent(
-                type="conversation.assigned",
-                conversation_id=done.conversation_id,
-                queue=done.queue,
-                urgency=urgency,
-                status="assigned",
-                assignee=done.username,
-                at=self.clock.now(),
-            )
+        kinds = ["conversation.assigned"] + (
+            ["offer.reoffered"] if done.reason == "reoffered" else []
         )
+        for kind in kinds:
+            await self.publish(
+                QueueEvent(
+                    type=kind,
+                    conversation_id=done.conversation_id,
+                    queue=done.queue,
+                    urgency=urgency,
+                    status="assigned",
+                    assignee=done.username,
+                    at=self.clock.now(),
+                )
+            )
 
     # --- silent agents -----------------------------------------------------------------------
 
@@ -156,28 +176,43 @@ class Assigner(Availability):
             accept_before,
             answer_before,
             at,
-            self.config.routing.assignment.away_after_missed_offer,
+            self.config.routing.assignment.away_after_lapses,
         )
         if released is None:
             return False
-        conv, reason = released
+        conv, reason, away = released
         REASSIGNED.labels(reason=reason).inc()
         log.warning(
             "conversation.reassigning",
             conversation_id=conversation_id,
             username=conv["assignee"],
             reason=reason,
+            urgency=conv["urgency"],
         )
-        if self.publish is not None:
-            await self.publish(
-                QueueEvent(
-                    type="conversation.released",
-                    conversation_id=conversation_id,
-                    queue=conv["queue"],
-                    urgency=conv["urgency"],
-                    status="waiting",
-                    assignee=None,
-                    at=at,
-                )
+        # Who let it go (assignee) on the alerts; the agent's console tells her, a supervisor's
+        # shows every queue's.
+        kinds: list[tuple[str, str | None]] = [("conversation.released", None)]
+        if reason == "not_accepted":
+            kinds.append(("offer.lapsed", conv["assignee"]))
+        if away:
+            OFFER_ALERTS.labels(queue=conv["queue"], kind="agent_away").inc()
+            log.warning(
+                "agent.away_after_lapses",
+                username=conv["assignee"],
+                lapses=self.config.routing.assignment.away_after_lapses,
             )
+            kinds.append(("agent.away", conv["assignee"]))
+        if self.publish is not None:
+            for kind, assignee in kinds:
+                await self.publish(
+                    QueueEvent(
+                        type=kind,
+                        conversation_id=conversation_id,
+                        queue=conv["queue"],
+                        urgency=conv["urgency"],
+                        status="waiting",
+                        assignee=assignee,
+                        at=at,
+                    )
+                )
         return True

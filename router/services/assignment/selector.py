@@ -1,6 +1,8 @@
 """Which agent a waiting conversation is offered to: among the available agents eligible for it
-(and not one who already let an offer of it time out), the owner of its case; the customer's last agent when they
-accepted a conversation of this customer within the window; otherwise the agent idle longest."""
+(and not one who already let an offer of it lapse), the owner of its case; the customer's last
+agent when they accepted a conversation of this customer within the window; otherwise the agent
+idle longest. When only agents who let it lapse could take it, it goes back to one of them
+(`reoffered`): critical work is never left waiting for an agent who is not there."""
 
 from __future__ import annotations
 
@@ -19,16 +21,15 @@ Eligible = Callable[[Agent, str, str, str, int], bool]  # agent, queue, language
 async def choose(
     config: RouterConfig, eligible: Eligible, offer: Offer, conv: Any, at: datetime
 ) -> tuple[str, str] | None:
-    """The agent to offer `conv` to and why (returning, longest_idle), or None if nobody can
+    """The agent to offer `conv` to and why (case, returning, longest_idle, reoffered), or None if nobody can
     take it; read inside the offer's transaction."""
     states = await offer.available_agents()
     loads = await offer.loads()
     missed = await offer.missed_by()
-    candidates = [
+    able = [
         a
         for a in config.agents.agents
         if a.username in states
-        and a.username not in missed
         and eligible(
             a,
             conv["queue"],
@@ -46,8 +47,12 @@ async def choose(
             agent, conv["queue"], conv["language"], conv["channel"], 0
         ):
             return owner, "case"
+    candidates = [a for a in able if a.username not in missed]
     if not candidates:
-        return None
+        if not able:
+            return None
+        again = min(able, key=lambda a: (utc(states[a.username]["idle_since"]), a.username))
+        return again.username, "reoffered"
     window = config.routing.assignment.return_to_last_agent_seconds
     if window:
         last = await offer.last_agent(conv["conversation_key"], at - timedelta(seconds=window))
