@@ -32,6 +32,7 @@ from router.services.journal_relay import JournalRelay
 from router.services.sender import SenderService
 from router.store.conversations import ConversationStore
 from router.store.journal import IntakeJournal
+from router.store.migrate import upgrade as upgrade_schema
 
 log = structlog.get_logger("router.app")
 ROLES = ("all", "gateway", "classifier", "dispatcher", "sender")
@@ -88,7 +89,12 @@ class Router:
         bootstrap = self.broker.bootstrap_servers if self.broker else s.kafka_bootstrap_servers
         assert bootstrap is not None  # no embedded broker: the settings name the servers
         if self.role != "classifier":
-            self.store = ConversationStore(s.database_url)
+            # Everything in one process (`supportrouter run`) upgrades the schema itself; a
+            # service run alone waits for `supportrouter db upgrade` (router/store/revisions.py).
+            if self.role == "all":
+                await upgrade_schema(s.database_url)
+            wait = 0 if self.role == "all" else s.schema_wait_seconds
+            self.store = ConversationStore(s.database_url, schema_wait_seconds=wait)
             await self._up(self.store)
             await self._seed_admin()
             if self.broker is not None:

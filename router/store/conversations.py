@@ -43,8 +43,8 @@ from router.store.timers import Due, Timers
 
 
 class ConversationStore:
-    def __init__(self, url: str, **engine_options: Any):
-        self._database = Database(url, **engine_options)
+    def __init__(self, url: str, *, schema_wait_seconds: float = 0, **engine_options: Any):
+        self._database = Database(url, schema_wait_seconds=schema_wait_seconds, **engine_options)
         self._inbound = InboundMessages(self._database)
         self._outbound = OutboundMessages(self._database)
         self._queues = ConversationQueues(self._database)
