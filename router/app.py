@@ -205,5 +205,7 @@ class Router:
         if configured is not None:
             await self.store.set_password("admin", configured.get_secret_value())
         elif not await self.store.has_password("admin"):
-            self.admin_password = secrets.token_urlsafe(12)
-            await self.store.set_password("admin", self.admin_password)
+            generated = secrets.token_urlsafe(12)
+            # Printed only by the service whose password was stored, when several start at once.
+            if await self.store.add_password("admin", generated):
+                self.admin_password = generated

@@ -196,6 +196,9 @@ class ConversationStore:
     async def set_password(self, username: str, password: str) -> None:
         await self._agents.set_password(username, password)
 
+    async def add_password(self, username: str, password: str) -> bool:
+        return await self._agents.add_password(username, password)
+
     async def has_password(self, username: str) -> bool:
         return await self._agents.has_password(username)
 

@@ -149,8 +149,14 @@ def _adopt(connection: sa.Connection) -> None:
     have = set(sa.inspect(connection).get_table_names())
     added_tables = [t.name for t in schema.sorted_tables if t.name not in have]
     # What the start-up of those versions did every time: make missing tables, add columns.
-    schema.create_all(connection)
-    added_columns = _add_missing_columns(connection, schema)
+    try:
+        schema.create_all(connection)
+        added_columns = _add_missing_columns(connection, schema)
+    except sa.exc.DBAPIError as exc:
+        raise SchemaError(
+            f"the database has tables but no schema revision, and they cannot be completed to "
+            f"revision {FIRST} (the schema before migrations); nothing was changed: {exc.orig}"
+        ) from exc
     ours = set(schema.tables)
     context = MigrationContext.configure(
         connection,
