@@ -93,7 +93,7 @@ async def test_each_service_killed_mid_burst_loses_nothing_and_sends_twice_rarel
         else:
             env["SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS"] = tansu.bootstrap_servers
         services = {role: Service(role, env, tmp_path) for role in ROLES}
-        # The first start creates the schema: one service alone, then the others together.
+        # The schema is made already (the database_url fixture ran `db upgrade`).
         await services["dispatcher"].start()
         await asyncio.gather(*(services[r].start() for r in ROLES if r != "dispatcher"))
         bursts: list[Burst] = []
