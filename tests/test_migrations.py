@@ -20,8 +20,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from router.bus.embedded import free_port
+from router.store.conversations import ConversationStore
 from router.store.migrate import SchemaError, current, upgrade
-from router.store.revisions import MIGRATIONS, first_schema, head
+from router.store.revisions import MIGRATIONS, SchemaNotReady, first_schema, head
 from router.store.schema import metadata
 from tests.conftest import ADMIN_PASSWORD, CONFIG_DIR, make_settings, new_router
 
@@ -150,6 +151,19 @@ async def test_run_with_every_service_in_one_process_upgrades_an_empty_database_
     async with new_router(make_settings(empty_database_url)) as router:
         assert router.store is not None
     assert (await current(empty_database_url)).at_head
+
+
+async def test_a_database_migrated_by_a_newer_version_is_refused_at_once_without_waiting(
+    database_url,
+):
+    await _sync(
+        database_url,
+        lambda c: c.execute(sa.text("UPDATE alembic_version SET version_num = '9999'")),
+    )
+    store = ConversationStore(database_url, schema_wait_seconds=3600)
+    async with asyncio.timeout(60):  # the wait would be an hour
+        with pytest.raises(SchemaNotReady, match="9999: unknown to this version"):
+            await store.start()
 
 
 def _env(url: str, **extra: str) -> dict[str, str]:

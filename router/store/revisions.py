@@ -88,18 +88,15 @@ class SchemaState:
         if self.at_head:
             return f"{self.current} (head)"
         if self.legacy:
-            return (
-                "none: the tables of a version from before migrations, no revision recorded "
-                f"(`{UPGRADE}` adopts them at {FIRST})"
-            )
+            return f"none: tables from before migrations (`{UPGRADE}` adopts them)"
         if self.current is None:
-            return f"none: an empty database (`{UPGRADE}` makes the schema, head {self.head})"
+            return f"none: an empty database (`{UPGRADE}` makes the schema)"
         if not self.known:
             return (
-                f"{self.current}: a revision this version does not know (head {self.head}): a "
-                "newer version migrated this database"
+                f"{self.current}: unknown to this version, whose latest is {self.head} (a newer "
+                "version migrated this database)"
             )
-        return f"{self.current} (behind: head is {self.head}; run `{UPGRADE}`)"
+        return f"{self.current}, behind the latest {self.head} (run `{UPGRADE}`)"
 
 
 def read_state(connection: sa.Connection) -> SchemaState:
@@ -144,8 +141,8 @@ async def wait_for_schema(engine: AsyncEngine, seconds: float) -> None:
         now = loop.time()
         if now >= deadline:
             raise SchemaNotReady(
-                f"the database's schema is not at revision {state.head} (it is at "
-                f"{state.describe()}); waited {seconds:g} s: run `{UPGRADE}` first"
+                f"the database's schema is at {state.describe()}; this version needs "
+                f"{state.head}. Waited {seconds:g} s: run `{UPGRADE}` first"
             )
         if now >= next_line:
             log.warning(
