@@ -116,8 +116,9 @@ def _migration_engine(url: str) -> AsyncEngine:
         # The driver's own BEGIN is deferred and skipped before DDL; emit ours (below).
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # The timeout first: turning WAL on may itself wait for another upgrader's lock.
         cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
 
     def begin(conn: sa.Connection) -> None:
