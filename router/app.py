@@ -34,6 +34,7 @@ from router.services.sender import SenderService
 from router.services.status_http import StatusServer
 from router.store.conversations import ConversationStore
 from router.store.journal import IntakeJournal
+from router.store.migrate import upgrade as upgrade_schema
 
 log = structlog.get_logger("router.app")
 ROLES = ("all", "gateway", "classifier", "dispatcher", "sender")
@@ -93,7 +94,12 @@ class Router:
         bootstrap = self.broker.bootstrap_servers if self.broker else s.kafka_bootstrap_servers
         assert bootstrap is not None  # no embedded broker: the settings name the servers
         if self.role != "classifier":
-            self.store = ConversationStore(s.database_url)
+            # Everything in one process (`supportrouter run`) upgrades the schema itself; a
+            # service run alone waits for `supportrouter db upgrade` (router/store/revisions.py).
+            if self.role == "all":
+                await upgrade_schema(s.database_url)
+            wait = 0 if self.role == "all" else s.schema_wait_seconds
+            self.store = ConversationStore(s.database_url, schema_wait_seconds=wait)
             await self._up(self.store)
             await self._seed_admin()
             if self.broker is not None:
@@ -211,5 +217,7 @@ class Router:
         if configured is not None:
             await self.store.set_password("admin", configured.get_secret_value())
         elif not await self.store.has_password("admin"):
-            self.admin_password = secrets.token_urlsafe(12)
-            await self.store.set_password("admin", self.admin_password)
+            generated = secrets.token_urlsafe(12)
+            # Printed only by the service whose password was stored, when several start at once.
+            if await self.store.add_password("admin", generated):
+                self.admin_password = generated

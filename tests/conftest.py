@@ -8,6 +8,7 @@ an Apache Kafka started here for the session. Under CI=true a missing service fa
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -23,6 +24,7 @@ from router.app import Router
 from router.bus.embedded import EmbeddedBroker
 from router.core.settings import Settings
 from router.policy.rules import Rules
+from router.store.migrate import upgrade as upgrade_schema
 from tests.brokers import KINDS, Broker, names_of_my_own, router_overrides, shared_kafka_address
 from tests.chat_helpers import chat_ws_url
 
@@ -162,10 +164,10 @@ async def _postgres_available() -> str | None:
     return None
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def database_url(request, tmp_path) -> AsyncIterator[str]:
-    """A fresh, empty database of each kind: a SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
+@contextlib.asynccontextmanager
+async def fresh_database(kind: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A new, empty database: a SQLite file, or a PostgreSQL database dropped afterwards."""
+    if kind == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path}/store.db"
         return
     import asyncpg
@@ -180,12 +182,36 @@ async def database_url(request, tmp_path) -> AsyncIterator[str]:
     finally:
         await admin.close()
     base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    yield f"{base}/{name}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield f"{base}/{name}"
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request, tmp_path) -> AsyncIterator[str]:
+    """A fresh database of each kind, its schema at the latest revision (as after `supportrouter
+    db upgrade`), no rows; `empty_database_url`: not even the schema."""
+    async with fresh_database(request.param, tmp_path) as url:
+        await upgrade_schema(url)
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def empty_database_url(request, tmp_path) -> AsyncIterator[str]:
+    async with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+async def migrated_sqlite(path: Path) -> str:
+    """A SQLite database at `path` with the schema at the latest revision: its URL."""
+    url = f"sqlite+aiosqlite:///{path}"
+    await upgrade_schema(url)
+    return url
 
 
 def make_settings(database_url: str, **overrides) -> Settings:

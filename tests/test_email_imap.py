@@ -15,6 +15,7 @@ from channels.email.imap_poller import ImapPoller
 from channels.email.inbound import EmailIntake
 from router.core.channel_settings import EmailSettings
 from router.store.conversations import ConversationStore
+from tests.conftest import migrated_sqlite
 from tests.dovecot import Dovecot, dovecot_fixture  # noqa: F401  (provides the `dovecot` fixture)
 from tests.email_helpers import PAYMENT_FAILED_ZH, SUPPORT, customer_mail, wait_until
 from tests.test_email_smtp import Published
@@ -43,7 +44,7 @@ def _settings(server: Dovecot, **overrides) -> EmailSettings:
 
 @pytest.fixture
 async def store(tmp_path):
-    async with ConversationStore(f"sqlite+aiosqlite:///{tmp_path}/s.db") as store:
+    async with ConversationStore(await migrated_sqlite(tmp_path / "s.db")) as store:
         yield store
 
 

@@ -19,6 +19,7 @@ from channels.email.smtp_inbound import SmtpListener
 from router.core.channel_settings import EmailSettings
 from router.core.envelope import Envelope
 from router.store.conversations import ConversationStore
+from tests.conftest import migrated_sqlite
 from tests.email_helpers import CUSTOMER, PAYMENT_FAILED_ZH, SUPPORT, customer_mail, send_smtp
 
 
@@ -43,7 +44,7 @@ class Published:
 async def listener(tmp_path):
     settings = EmailSettings(support_address=SUPPORT, smtp_max_bytes=10 * 1024 * 1024)
     published = Published()
-    async with ConversationStore(f"sqlite+aiosqlite:///{tmp_path}/s.db") as store:
+    async with ConversationStore(await migrated_sqlite(tmp_path / "s.db")) as store:
         smtp = SmtpListener(settings, EmailIntake(settings, store, published), port=0)
         await smtp.start()
         try:

@@ -13,7 +13,7 @@ import pytest
 from router.core.envelope import now
 from router.services.sla import ManualClock
 from router.store.conversations import ConversationStore
-from tests.conftest import CONFIG_DIR, ROOT
+from tests.conftest import CONFIG_DIR, ROOT, migrated_sqlite
 from tests.routing_helpers import classified, config_dir_with, place, rules_from
 
 RECORDED = [  # text, the category and urgency it is recorded with
@@ -47,7 +47,7 @@ def candidate(tmp_path):
 
 @pytest.fixture
 async def recorded(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/store.db"
+    url = await migrated_sqlite(tmp_path / "store.db")
     rules = rules_from(CONFIG_DIR)
     async with ConversationStore(url) as store:
         old = ManualClock(now() - timedelta(days=10))

@@ -95,7 +95,7 @@ async def test_each_service_killed_mid_burst_loses_nothing_and_sends_twice_rarel
         services = {role: Service(role, env, tmp_path) for role in ROLES}
         bursts: list[Burst] = []
         try:
-            # The first start creates the schema: one service alone, then the others together.
+            # The schema is made already (the database_url fixture ran `db upgrade`).
             await services["dispatcher"].start()
             await asyncio.gather(*(services[r].start() for r in ROLES if r != "dispatcher"))
             for victim in ("classifier", "dispatcher", "sender", "gateway"):

@@ -32,7 +32,7 @@ from router.operator_files.config import ConfigError
 from router.services.gateway import json_errors
 from router.store.conversations import ConversationStore
 from tests import telegram_standin as tg
-from tests.conftest import make_settings
+from tests.conftest import make_settings, migrated_sqlite
 
 SECRET = "s3cret-Token_for-webhooks"
 PUBLIC_URL = "https://support.example.com"
@@ -47,7 +47,7 @@ async def api() -> AsyncIterator[tg.BotApiStandIn]:
 
 @pytest.fixture
 async def store(tmp_path) -> AsyncIterator[ConversationStore]:
-    async with ConversationStore(f"sqlite+aiosqlite:///{tmp_path}/tg.db") as s:
+    async with ConversationStore(await migrated_sqlite(tmp_path / "tg.db")) as s:
         yield s
 
 

@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 from channels.telegram.inbound import SECRET_HEADER
 from router.store.conversations import ConversationStore
 from tests import telegram_standin as tg
+from tests.conftest import migrated_sqlite
 from tests.test_telegram import SECRET, RecordingPublish, channel_running, post_update
 
 
@@ -23,7 +24,7 @@ async def api() -> AsyncIterator[tg.BotApiStandIn]:
 
 @pytest.fixture
 async def store(tmp_path) -> AsyncIterator[ConversationStore]:
-    async with ConversationStore(f"sqlite+aiosqlite:///{tmp_path}/tg.db") as s:
+    async with ConversationStore(await migrated_sqlite(tmp_path / "tg.db")) as s:
         yield s
 
 

@@ -16,6 +16,7 @@ from router.core.channel_settings import TWILIO_API, TwilioSettings
 from router.core.envelope import Channel, Classification, Envelope, Outbound, Sender, Urgency
 from router.core.settings import Settings
 from router.store.conversations import ConversationStore
+from tests.conftest import migrated_sqlite
 from tests.twilio_standin import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -37,7 +38,7 @@ async def standin() -> AsyncIterator[TwilioStandIn]:
 
 @pytest.fixture
 async def store(tmp_path) -> AsyncIterator[ConversationStore]:
-    async with ConversationStore(f"sqlite+aiosqlite:///{tmp_path}/store.db") as s:
+    async with ConversationStore(await migrated_sqlite(tmp_path / "store.db")) as s:
         yield s
 
 

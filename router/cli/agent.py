@@ -13,6 +13,7 @@ from router.operator_files.config import load_config
 
 def password(args: argparse.Namespace) -> int:
     from router.store.conversations import ConversationStore
+    from router.store.revisions import SchemaNotReady
 
     settings = Settings()
     config = load_config(settings.config_dir)
@@ -30,6 +31,10 @@ def password(args: argparse.Namespace) -> int:
         async with ConversationStore(settings.database_url) as store:
             await store.set_password(args.username, password)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except SchemaNotReady as exc:
+        print(f"cannot set the password: {exc}", file=sys.stderr)
+        return 1
     print(f"password set for {args.username}")
     return 0

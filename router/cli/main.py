@@ -1,7 +1,7 @@
 """`supportrouter` command line. The only place that turns errors into exit codes."""
 
 # The parser and the dispatch; each command is a module of this package (run, config, simulate,
-# evaluate, replay, tail, dlq, agent), imported only when it runs, so that `tail` does not load
+# evaluate, replay, tail, dlq, db, agent), imported only when it runs, so that `tail` does not load
 # the classifier nor `config check` the Kafka client.
 
 from __future__ import annotations
@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_replay.add_argument("--stage", help="with --all: only entries of this stage")
     dlq_replay.set_defaults(func=_command("dlq"))
 
+    _add_db(sub)
+
     agent = sub.add_parser("agent", help="agents' credentials")
     agent_sub = agent.add_subparsers(dest="agent_command", required=True)
     password = agent_sub.add_parser(
@@ -144,6 +146,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     password.set_defaults(func=_command("agent", "password"))
     return parser
+
+
+def _add_db(sub: argparse._SubParsersAction) -> None:
+    db = sub.add_parser("db", help="the database schema: upgrade it, see its revision")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    url_help = "default: SUPPORTROUTER_DATABASE_URL"
+    upgrade = db_sub.add_parser(
+        "upgrade",
+        help="bring the schema to the latest revision (or REV); safe to repeat or run at once",
+    )
+    upgrade.add_argument("revision", nargs="?", default="head", metavar="REV")
+    upgrade.add_argument("--database-url", help=url_help)
+    upgrade.set_defaults(func=_command("db", "upgrade"))
+    current = db_sub.add_parser("current", help="the database's revision and the latest one")
+    current.add_argument("--database-url", help=url_help)
+    current.add_argument(
+        "--check", action="store_true", help="exit 3 unless at the latest revision"
+    )
+    current.set_defaults(func=_command("db", "current"))
+    history = db_sub.add_parser("history", help="every revision this version knows, newest first")
+    history.set_defaults(func=_command("db", "history"))
+    revision = db_sub.add_parser(
+        "revision",
+        help="write the next revision from what router/store/schema.py changed (a source checkout)",
+    )
+    revision.add_argument("-m", "--message", required=True, help="what the revision does")
+    revision.add_argument(
+        "--empty", action="store_true", help="a blank revision to fill by hand (no autogenerate)"
+    )
+    revision.set_defaults(func=_command("db", "revision"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from router.routing.replies import Wait
 from router.routing.workflow import Workflow, facts_for
 from router.services.sla import calendar_for
 from router.store.conversations import ConversationStore
+from router.store.revisions import SchemaNotReady
 
 EXAMPLE_TICKET = "T00000000"
 
@@ -236,7 +237,11 @@ def command(args: argparse.Namespace) -> int:
         async with ConversationStore(args.database_url or settings.database_url) as store:
             return await replay(store, in_force, candidate, since, args.limit)
 
-    report = asyncio.run(main())
+    try:
+        report = asyncio.run(main())
+    except SchemaNotReady as exc:
+        print(f"cannot read the conversations: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     else:

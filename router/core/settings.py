@@ -91,6 +91,9 @@ class Settings(BaseSettings):
 
     # The store: SQLite (the default) or postgresql+asyncpg://user@host/db.
     database_url: str = "sqlite+aiosqlite:///var/supportrouter.db"
+    # A service run alone (`supportrouter run gateway`) whose database is not at the schema's
+    # latest revision waits this long for `supportrouter db upgrade`, then exits; 0: at once.
+    schema_wait_seconds: float = Field(default=60.0, ge=0)
     kafka_bootstrap_servers: str | None = Field(
         default=None, description="unset: start the embedded broker"
     )

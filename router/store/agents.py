@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from router.core.envelope import now
 from router.store import credentials
-from router.store.database import Repository
+from router.store.database import Repository, insert_for
 from router.store.rows import utc
 from router.store.schema import agent_credentials, agent_tokens
 
@@ -27,14 +27,27 @@ class AgentAccounts(Repository):
             if same and not stale:
                 return
         hashed = await asyncio.to_thread(credentials.hash_password, password)
+        # An upsert: services started together each set the configured admin password at once.
+        insert = insert_for(self.engine.dialect.name)(agent_credentials)
         async with self.engine.begin() as conn:
             await conn.execute(
-                agent_credentials.delete().where(agent_credentials.c.username == username)
-            )
-            await conn.execute(
-                agent_credentials.insert().values(username=username, password_hash=hashed)
+                insert.values(username=username, password_hash=hashed).on_conflict_do_update(
+                    index_elements=[agent_credentials.c.username],
+                    set_={"password_hash": hashed},
+                )
             )
             await conn.execute(agent_tokens.delete().where(agent_tokens.c.username == username))
+
+    async def add_password(self, username: str, password: str) -> bool:
+        """Set a password only where there is none; False: one was there (perhaps set a moment
+        ago by another service starting on the same database)."""
+        hashed = await asyncio.to_thread(credentials.hash_password, password)
+        insert = insert_for(self.engine.dialect.name)(agent_credentials)
+        async with self.engine.begin() as conn:
+            added = await conn.execute(
+                insert.values(username=username, password_hash=hashed).on_conflict_do_nothing()
+            )
+        return added.rowcount == 1
 
     async def has_password(self, username: str) -> bool:
         return await self._stored_hash(username) is not None

@@ -49,8 +49,8 @@ from router.store.timers import Due, Timers
 
 
 class ConversationStore:
-    def __init__(self, url: str, **engine_options: Any):
-        self._database = Database(url, **engine_options)
+    def __init__(self, url: str, *, schema_wait_seconds: float = 0, **engine_options: Any):
+        self._database = Database(url, schema_wait_seconds=schema_wait_seconds, **engine_options)
         self._inbound = InboundMessages(self._database)
         self._outbound = OutboundMessages(self._database)
         self._queues = ConversationQueues(self._database)
@@ -206,6 +206,9 @@ class ConversationStore:
 
     async def set_password(self, username: str, password: str) -> None:
         await self._agents.set_password(username, password)
+
+    async def add_password(self, username: str, password: str) -> bool:
+        return await self._agents.add_password(username, password)
 
     async def has_password(self, username: str) -> bool:
         return await self._agents.has_password(username)

@@ -1,5 +1,8 @@
 """The engine the store runs on, SQLite (aiosqlite) or PostgreSQL (asyncpg), from start() to
-stop(); the base of the store's repositories, which all share it."""
+stop(); the base of the store's repositories, which all share it.
+
+start() never makes or changes the schema: it checks that the database is at the schema's
+latest revision (`supportrouter db upgrade`, router/store/migrate.py), waiting for it if told to."""
 
 from __future__ import annotations
 
@@ -9,14 +12,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from router.store.schema import add_missing_columns, metadata
+from router.store.revisions import wait_for_schema
 
 
 class Database:
-    """The engine of one `ConversationStore`: made and the schema brought up to date by start()."""
+    """The engine of one `ConversationStore`, made by start() once the schema is at head (waiting
+    up to `schema_wait_seconds` for it)."""
 
-    def __init__(self, url: str, **engine_options: Any):
+    def __init__(self, url: str, *, schema_wait_seconds: float = 0, **engine_options: Any):
         self.url = url
+        self.schema_wait_seconds = schema_wait_seconds
         self._engine_options = engine_options
         self._engine: AsyncEngine | None = None
 
@@ -30,13 +35,16 @@ class Database:
         if self._engine is not None:
             raise RuntimeError("ConversationStore already started")
         if self.url.startswith("sqlite"):
-            _ensure_sqlite_dir(self.url)
-        self._engine = create_async_engine(self.url, **self._engine_options)
+            ensure_sqlite_dir(self.url)
+        engine = create_async_engine(self.url, **self._engine_options)
         if self.url.startswith("sqlite"):
-            sa.event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
-        async with self._engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-            await conn.run_sync(add_missing_columns)
+            sa.event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+        try:
+            await wait_for_schema(engine, self.schema_wait_seconds)
+        except BaseException:
+            await engine.dispose()
+            raise
+        self._engine = engine
 
     async def stop(self) -> None:
         if self._engine is not None:
@@ -70,7 +78,7 @@ def insert_for(dialect: str) -> Callable[[sa.Table], Any]:
     return sqlite_insert
 
 
-def _ensure_sqlite_dir(url: str) -> None:
+def ensure_sqlite_dir(url: str) -> None:
     from pathlib import Path
 
     path = sa.engine.make_url(url).database
@@ -78,7 +86,7 @@ def _ensure_sqlite_dir(url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def sqlite_pragmas(dbapi_conn, _record) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")

@@ -1,5 +1,8 @@
-"""The schema: every table of the store, the dispatch order, and the upgrade of an older
-database (columns added since it was made)."""
+"""The schema: every table of the store and the dispatch order.
+
+A change here needs a revision in router/store/migrations/versions/ (`supportrouter db revision
+-m WHAT` writes it; docs/architecture.md), which is what changes a database: `supportrouter db
+upgrade`. tests/test_migrations.py fails while the two differ."""
 
 from __future__ import annotations
 
@@ -271,26 +274,3 @@ protect_requests = sa.Table(
     sa.UniqueConstraint("case_id", "action", name="uq_protect_requests_case_action"),
 )
 
-
-def add_missing_columns(sync_conn: sa.Connection) -> None:
-    """A database made by an older version gains the columns added since (all nullable or
-    defaulted); create_all makes missing tables but never alters one that exists."""
-    inspector = sa.inspect(sync_conn)
-    for table in metadata.sorted_tables:
-        have = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in have:
-                continue
-            kind = column.type.compile(dialect=sync_conn.dialect)
-            server_default = column.server_default
-            default = (
-                f" DEFAULT {server_default.arg}"
-                if isinstance(server_default, sa.DefaultClause)
-                else ""
-            )
-            null = "" if column.nullable else " NOT NULL"
-            sync_conn.execute(
-                sa.text(
-                    f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}{default}{null}'
-                )
-            )
