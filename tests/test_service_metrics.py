@@ -14,6 +14,7 @@ import prometheus_client
 import router.observability.metrics  # noqa: F401  (registers every metric)
 from router.bus.embedded import free_port
 from router.bus.kafka import KafkaBus
+from tests.conftest import migrated_sqlite
 from tests.test_process import _env, _start
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +39,7 @@ async def _until(check, what: str, seconds: float = 60.0):
 async def test_a_dispatcher_alone_shows_its_lag_and_queue_depth(tmp_path, broker):
     port = free_port()
     env = _env(tmp_path, **broker.env(), SUPPORTROUTER_STATUS_PORT=str(port))
+    await migrated_sqlite(tmp_path / "store.db")  # the database _env names, at the latest schema
     process = await _start(env, "dispatcher", stderr=asyncio.subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:

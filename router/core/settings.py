@@ -161,6 +161,7 @@ class Settings(BaseSettings):
     # The wallet's backend that takes protective actions (freeze, confirm, lift; docs/cases.md):
     # unset, no request is sent and the cases API says "not configured".
     protect_url: str | None = None
+    # Signs each protective-action request (HMAC-SHA256 in X-Supportrouter-Signature).
     protect_secret: SecretStr | None = None
     # How often the protective actions' outbox is looked at for requests due (retries).
     protect_poll_seconds: float = Field(default=1.0, gt=0)

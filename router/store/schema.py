@@ -273,4 +273,3 @@ protect_requests = sa.Table(
     sa.Column("answered_at", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("case_id", "action", name="uq_protect_requests_case_action"),
 )
-
