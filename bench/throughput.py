@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -33,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -250,6 +252,23 @@ class Bench:
         self.figures["backlog_unrouted_then"] = n - await store.count(prefix)
         self.progress.show(phase, n, n)
 
+    @contextlib.asynccontextmanager
+    async def profiled(self, pid: int) -> AsyncIterator[None]:
+        """py-spy sampling the router and its children while the block runs, with --profile."""
+        if not self.args.profile:
+            yield
+            return
+        command = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--nonblocking"]
+        command += ["--format", "raw", "--rate", "50", "-o", str(self.args.profile)]
+        profiler = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        try:
+            yield
+        finally:
+            profiler.send_signal(signal.SIGINT)
+            await stop_process(profiler, timeout=60)
+
     async def router(self) -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -262,9 +281,10 @@ class Bench:
                 self.memory.watch(process.pid, "router")
                 await wait_ready(base + "/readyz", process, log=log)
                 self.progress.show("router: starting", 1, 1)
-                await self.end_to_end(base, store)
-                await self.steady(base, store)
-                await self.critical(base, store)
+                async with self.profiled(process.pid):
+                    await self.end_to_end(base, store)
+                    await self.steady(base, store)
+                    await self.critical(base, store)
                 self.memory.sample()
         finally:
             await store.close()
@@ -329,6 +349,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--processes", help="SUPPORTROUTER_PROCESSES for the router")
+    parser.add_argument("--profile", type=Path, help="py-spy's collapsed stacks of the router")
     for key in SIZES["default"]:
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, dest=key)
     args = parser.parse_args()

@@ -18,21 +18,32 @@ if TYPE_CHECKING:
 
 def command(args: argparse.Namespace) -> int:
     from router.app import Router
+    from router.services.workers import plan_for
 
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
 
     async def main() -> None:
-        router = Router(settings, role=args.role)
+        plan = plan_for(settings) if args.role == "all" and settings.embedded else None
+        router = Router(settings, role=args.role, plan=plan)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, router.reload)
+        loop.add_signal_handler(signal.SIGUSR1, router.broker_lost)
         await router.start()
         try:
             _banner(router)
-            await stop.wait()
+            if router.workers is not None:
+                failed = asyncio.ensure_future(router.workers.exited.wait())
+                await asyncio.wait(
+                    [asyncio.ensure_future(stop.wait()), failed], return_when="FIRST_COMPLETED"
+                )
+                if failed.done():
+                    print("a worker process exited: stopping the rest", file=sys.stderr, flush=True)
+            else:
+                await stop.wait()
             print("\nstopping: intake closed, flushing and committing ...", flush=True)
         finally:
             await router.stop()
@@ -55,8 +66,14 @@ def _banner(router: Router) -> None:
         lines.append(f"  Kafka                   {s.kafka_bootstrap_servers}")
     if router.store:
         lines.append(f"  store                   {s.database_url}")
-    if router.gateway:
-        base = f"http://localhost:{router.gateway.port}"
+    if router.workers:
+        roles = [role for role, _ in router.workers.processes]
+        lines.append(
+            f"  processes               {', '.join(f'{roles.count(r)} {r}' for r in dict.fromkeys(roles))}"
+        )
+    port = router.gateway.port if router.gateway else s.http_port if router.workers else None
+    if port is not None:
+        base = f"http://localhost:{port}"
         lines += [
             f"  customer chat demo      {base}/chat/",
             f"  agents' console         {base}/console/",
