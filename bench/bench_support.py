@@ -74,10 +74,9 @@ def _label(pid: int, root_label: str, is_root: bool) -> str:
         if "tansu" in name:
             return f"{root_label}.broker"
         words = [a.decode() for a in argv if a]
-        for flag in ("--worker", "--role"):
-            if flag in words and words.index(flag) + 1 < len(words):
-                return f"{root_label}.{words[words.index(flag) + 1]}"
-        return f"{root_label}.{name}"
+        if "run" in words and words.index("run") + 1 < len(words):  # a worker: `run ROLE`
+            return f"{root_label}.{words[words.index('run') + 1]}"
+        return f"{root_label}.{name or pid}"
     return f"{root_label}.{pid}"
 
 

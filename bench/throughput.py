@@ -271,8 +271,10 @@ class Bench:
         try:
             yield
         finally:
-            profiler.send_signal(signal.SIGINT)
-            await stop_process(profiler, timeout=60)
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(profiler.wait(), 60)
+            await stop_process(profiler, timeout=10)
 
     async def router(self) -> None:
         port = free_port()
