@@ -32,11 +32,12 @@ def summarize(text: str) -> tuple[int, Counter, Counter, Counter]:
             continue
         n = int(count)
         frames = stack.split(";")
-        process = frames[0] if frames[0].startswith("process ") else "?"
-        processes[process.split(":", 1)[-1].strip('"')[:60]] += n
+        # py-spy nests a child's stacks under its parent's: the last process frame is the one
+        process = next((f for f in reversed(frames) if f.startswith("process ")), "?")
         names = [short(f) for f in frames if not f.startswith(("process ", "thread "))]
         if not names:
             continue
+        processes[process.split(":", 1)[-1].strip('"').split("python ")[-1]] += n
         total += n
         own[names[-1]] += n
         for name in set(names):
