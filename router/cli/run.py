@@ -24,6 +24,8 @@ def command(args: argparse.Namespace) -> int:
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
 
+    outcome = {"code": 0}
+
     async def main() -> None:
         plan = plan_for(settings) if args.role == "all" and settings.embedded else None
         router = Router(settings, role=args.role, plan=plan)
@@ -43,6 +45,7 @@ def command(args: argparse.Namespace) -> int:
                 )
                 if failed.done():
                     print("a worker process exited: stopping the rest", file=sys.stderr, flush=True)
+                    outcome["code"] = 1
             else:
                 await stop.wait()
             print("\nstopping: intake closed, flushing and committing ...", flush=True)
@@ -55,7 +58,7 @@ def command(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return outcome["code"]
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
