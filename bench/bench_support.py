@@ -84,10 +84,18 @@ class PeakMemory:
     """Samples every process of a tree (each one's VmHWM, its peak resident set) until stopped."""
 
     def __init__(self) -> None:
-        self.peaks_mb: dict[str, float] = {}
         self._roots: dict[int, str] = {}
-        self._labels: dict[int, str] = {}
+        self._labels: dict[int, str] = {}  # the latest: a worker is its parent's copy until exec
+        self._peaks: dict[int, float] = {}
         self._task: asyncio.Task | None = None
+
+    @property
+    def peaks_mb(self) -> dict[str, float]:
+        named: dict[str, float] = {}
+        for pid, mb in self._peaks.items():
+            name = self._labels[pid]
+            named[name if name not in named else f"{name}#{pid}"] = mb
+        return named
 
     def watch(self, pid: int, label: str) -> None:
         self._roots[pid] = label
@@ -106,13 +114,8 @@ class PeakMemory:
                 kb = _peak_kb(pid)
                 if kb is None:
                     continue
-                name = self._labels.get(pid)
-                if name is None:
-                    name = _label(pid, label, pid == root)
-                    if name in self._labels.values():
-                        name = f"{name}#{pid}"
-                    self._labels[pid] = name
-                self.peaks_mb[name] = max(self.peaks_mb.get(name, 0.0), round(kb / 1024, 1))
+                self._labels[pid] = _label(pid, label, pid == root)
+                self._peaks[pid] = max(self._peaks.get(pid, 0.0), round(kb / 1024, 1))
 
     async def _run(self) -> None:
         while True:
