@@ -55,6 +55,12 @@ services-down: install
 kafka: install
 	$(BIN)/python -m devenv kafka
 
+# The router under a spike, from the webhook, with its two ceilings (bench/throughput.py):
+# a few minutes; prints a table and writes bench/results/latest.json. BENCH_ARGS=--quick: small.
+.PHONY: bench
+bench: install
+	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

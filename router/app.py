@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import secrets
+import signal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ from router.services.journal_relay import JournalRelay
 from router.services.protect import ProtectService
 from router.services.sender import SenderService
 from router.services.status_http import StatusServer
+from router.services.workers import Plan, WorkerProcesses
 from router.store.conversations import ConversationStore
 from router.store.journal import IntakeJournal
 from router.store.migrate import upgrade as upgrade_schema
@@ -60,6 +62,8 @@ class Router:
         None  # router.services.sla.Clock; None: the system clock (tests pass a ManualClock)
     )
     admin_password: str | None = None  # set only when generated at this start, to be printed
+    plan: Plan | None = None  # role "all" with a plan: the stages run as worker processes
+    workers: WorkerProcesses | None = None
     _started: list[Any] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -104,11 +108,15 @@ class Router:
             await self._seed_admin()
             if self.broker is not None:
                 await self._requeue_unsent()
+        if self.plan is not None and self.role == "all":
+            self.workers = WorkerProcesses(s, self.plan, bootstrap)
+            await self._up(self.workers)
+            return
         wants = {self.role} if self.role != "all" else set(ROLES)
         if "gateway" in wants and s.journaled:
             self.journal = IntakeJournal(s.journal_file(), synchronous=s.journal_synchronous)
             await self._up(self.journal)
-        self.bus = KafkaBus(s, bootstrap, embedded=self.broker is not None)
+        self.bus = KafkaBus(s, bootstrap, embedded=self.broker is not None or s.kafka_is_embedded)
         await self._up(self.bus)
         self.watcher = ConfigWatcher(self.rules, s.config_poll_seconds)
         await self._up(self.watcher)
@@ -185,6 +193,13 @@ class Router:
         """Load config/ again (SIGHUP); a bad file is refused and the rules in force stay."""
         if self.watcher is not None:
             self.watcher.request()
+        if self.workers is not None:
+            for role in ("classifier", "dispatcher", "sender", "gateway"):
+                self.workers.signal(role, signal.SIGHUP)
+
+    def broker_lost(self) -> None:
+        """SIGUSR1 from the supervisor: its embedded broker came back empty."""
+        asyncio.get_running_loop().create_task(self._broker_restarted())
 
     async def __aenter__(self) -> Router:
         await self.start()
@@ -196,6 +211,9 @@ class Router:
     async def _broker_restarted(self) -> None:
         """The embedded broker died and came back empty: what it held goes out again, the
         accepted messages from the journal and the replies from the store."""
+        if self.workers is not None:  # the journal and its relay live in the gateway worker
+            self.workers.signal("gateway", signal.SIGUSR1)
+            return
         if self.relay is not None:
             self.relay.broker_lost_records()
         if self.store is not None:

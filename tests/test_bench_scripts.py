@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -84,3 +85,38 @@ def test_intake_journal_bench_reports_the_ceiling_and_the_journal_in_the_same_ru
     }
     assert all(row["rate"] > 0 for row in result.values())
     assert result["intake + full"]["per_commit"] >= 1
+
+
+BENCH_KEYS = (
+    "throughput_msgs_per_s",
+    "accept_rps",
+    "p50_ms_at_500",
+    "p99_ms_at_500",
+    "critical_behind_backlog_s",
+    "bare_http_msgs_per_s",
+    "bare_gateway_msgs_per_s",
+)
+
+
+def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_figure(tmp_path):
+    out = tmp_path / "latest.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-m", "router.cli", "bench", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=env,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    for key in BENCH_KEYS:
+        value = result[key]
+        assert isinstance(value, int | float) and value > 0, (key, value)
+    # every message of the quick bursts reached the store: nothing refused on the way
+    assert result["burst_not_ok"] == 0 and result["steady_not_ok"] == 0
+    assert result["peak_rss_mb"]["router"] > 0 and result["peak_rss_mb"]["router.broker"] > 0
+    assert result["database"] == "sqlite" and result["broker"].startswith("tansu")
+    assert all(result[k] for k in ("date", "machine", "command"))
+    assert "router end to end" in run.stdout and str(out) in run.stdout

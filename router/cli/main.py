@@ -135,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_db(sub)
 
+    bench = sub.add_parser(  # every option, --help too, is bench/throughput.py's own
+        "bench",
+        help="the router under a spike, from the webhook (bench/throughput.py)",
+        prefix_chars="+",
+        add_help=False,
+    )
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="bench/throughput.py's options")
+    bench.set_defaults(func=_command("bench"))
+
     agent = sub.add_parser("agent", help="agents' credentials")
     agent_sub = agent.add_subparsers(dest="agent_command", required=True)
     password = agent_sub.add_parser(

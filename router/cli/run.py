@@ -7,7 +7,8 @@ import argparse
 import asyncio
 import signal
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from router.core.settings import Settings
 from router.observability.logs import configure_logging
@@ -18,32 +19,58 @@ if TYPE_CHECKING:
 
 def command(args: argparse.Namespace) -> int:
     from router.app import Router
+    from router.services.workers import plan_for
 
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
 
+    outcome = {"code": 0}
+
     async def main() -> None:
-        router = Router(settings, role=args.role)
+        plan = plan_for(settings) if args.role == "all" and settings.embedded else None
+        router = Router(settings, role=args.role, plan=plan)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, router.reload)
+        loop.add_signal_handler(signal.SIGUSR1, router.broker_lost)
         await router.start()
         try:
             _banner(router)
-            await stop.wait()
+            if router.workers is not None:
+                failed = asyncio.ensure_future(router.workers.exited.wait())
+                await asyncio.wait(
+                    [asyncio.ensure_future(stop.wait()), failed], return_when="FIRST_COMPLETED"
+                )
+                if failed.done():
+                    print("a worker process exited: stopping the rest", file=sys.stderr, flush=True)
+                    outcome["code"] = 1
+            else:
+                await stop.wait()
             print("\nstopping: intake closed, flushing and committing ...", flush=True)
         finally:
             await router.stop()
         print("stopped.", flush=True)
 
     try:
-        asyncio.run(main())
+        _run(main())
     except RuntimeError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return outcome["code"]
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """On uvloop's event loop (its sockets cost the gateway and the Kafka clients less),
+    or asyncio's where uvloop is not installed."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 def _banner(router: Router) -> None:
@@ -55,8 +82,14 @@ def _banner(router: Router) -> None:
         lines.append(f"  Kafka                   {s.kafka_bootstrap_servers}")
     if router.store:
         lines.append(f"  store                   {s.database_url}")
-    if router.gateway:
-        base = f"http://localhost:{router.gateway.port}"
+    if router.workers:
+        roles = [role for role, _ in router.workers.processes]
+        lines.append(
+            f"  processes               {', '.join(f'{roles.count(r)} {r}' for r in dict.fromkeys(roles))}"
+        )
+    port = router.gateway.port if router.gateway else s.http_port if router.workers else None
+    if port is not None:
+        base = f"http://localhost:{port}"
         lines += [
             f"  customer chat demo      {base}/chat/",
             f"  agents' console         {base}/console/",

@@ -99,6 +99,18 @@ class Settings(BaseSettings):
     )
     # The embedded broker's port (unset: a free one).
     embedded_kafka_port: int | None = None
+    # Set by `supportrouter run` for its worker processes: the servers above are its embedded
+    # broker (short group timeouts, no idempotent producer), not a Kafka cluster.
+    kafka_is_embedded: bool = False
+    # `supportrouter run` on the embedded broker: "auto" puts the gateway, the sender and the
+    # pipeline stages in processes of their own, one classifier and one dispatcher per two cores
+    # (at least one each); a number N plans as if there were N cores; "1" (the default until
+    # the multi-process start is measured on a quiet machine) runs everything in one process.
+    processes: str = Field(default="1", pattern=r"^(auto|[1-9][0-9]?)$")
+    # Classifier worker processes when `processes` is above 1 (unset: one per two cores).
+    classifier_processes: int | None = Field(default=None, ge=1, le=64)
+    # Dispatcher worker processes when `processes` is above 1 (unset: one per two cores).
+    dispatcher_processes: int | None = Field(default=None, ge=1, le=64)
     topics: Topics = Topics()
     # Partitions per topic when the router creates them.
     partitions: int = 3

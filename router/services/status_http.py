@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from router.bus.kafka import KafkaBus
+
+log = structlog.get_logger("router.services.status_http")
 
 
 class StatusServer:
@@ -33,6 +36,7 @@ class StatusServer:
         await site.start()
         if self.port == 0:  # a free port was asked for: remember the one given
             self.port = self._runner.addresses[0][1]
+        log.info("status.listening", role=self.role, port=self.port)
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None

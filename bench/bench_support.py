@@ -1,0 +1,231 @@
+"""What the throughput bench needs around the load: processes, their peak memory, the store's
+view of what arrived, and a progress bar."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from router.store.schema import messages  # noqa: E402
+
+REREAD = 500  # rows read again by each poll of what was stored
+
+
+class Progress:
+    """One line on stderr: the phase, a bar, and a count."""
+
+    def __init__(self, stream=sys.stderr, width: int = 30):
+        self.stream, self.width = stream, width
+        self.tty = stream.isatty()
+
+    def show(self, phase: str, done: int, total: int) -> None:
+        filled = self.width * min(done, total) // max(total, 1)
+        bar = "#" * filled + "." * (self.width - filled)
+        line = f"  {phase:<34} [{bar}] {done:>6}/{total}"
+        if self.tty:
+            self.stream.write("\r" + line)
+        elif done >= total:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def end(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        found = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(p) for p in (task / "children").read_text().split()]
+        return found
+    return []
+
+
+def _peak_kb(pid: int) -> int | None:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return None
+
+
+def _label(pid: int, root_label: str, is_root: bool) -> str:
+    if is_root:
+        return root_label
+    with contextlib.suppress(OSError):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        name = Path(argv[0].decode()).name
+        if "tansu" in name:
+            return f"{root_label}.broker"
+        words = [a.decode() for a in argv if a]
+        if "run" in words and words.index("run") + 1 < len(words):  # a worker: `run ROLE`
+            return f"{root_label}.{words[words.index('run') + 1]}"
+        return f"{root_label}.{name or pid}"
+    return f"{root_label}.{pid}"
+
+
+class PeakMemory:
+    """Samples every process of a tree (each one's VmHWM, its peak resident set) until stopped."""
+
+    def __init__(self) -> None:
+        self._roots: dict[int, str] = {}
+        self._labels: dict[int, str] = {}  # the latest: a worker is its parent's copy until exec
+        self._peaks: dict[int, float] = {}
+        self._task: asyncio.Task | None = None
+
+    @property
+    def peaks_mb(self) -> dict[str, float]:
+        named: dict[str, float] = {}
+        for pid, mb in self._peaks.items():
+            name = self._labels[pid]
+            named[name if name not in named else f"{name}#{pid}"] = mb
+        return named
+
+    def watch(self, pid: int, label: str) -> None:
+        self._roots[pid] = label
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    def sample(self) -> None:
+        for root, label in list(self._roots.items()):
+            stack, seen = [root], set()
+            while stack:
+                pid = stack.pop()
+                if pid in seen:
+                    continue
+                seen.add(pid)
+                stack += _children(pid)
+                kb = _peak_kb(pid)
+                if kb is None:
+                    continue
+                self._labels[pid] = _label(pid, label, pid == root)
+                self._peaks[pid] = max(self._peaks.get(pid, 0.0), round(kb / 1024, 1))
+
+    async def _run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(0.5)
+
+    async def stop(self) -> None:
+        self.sample()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def stop_process(process: asyncio.subprocess.Process, timeout: float = 30) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+def _open_log(path: Path):
+    return open(path, "ab")  # noqa: SIM115  # closed by running()
+
+
+def _tail(path: Path) -> str:
+    return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
+@contextlib.asynccontextmanager
+async def running(
+    command: list[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A process for the length of the block, stopped with SIGTERM after it."""
+    out = _open_log(log) if log else asyncio.subprocess.DEVNULL
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=out
+    )
+    try:
+        yield process
+    finally:
+        await stop_process(process)
+        if log:
+            out.close()  # type: ignore[union-attr]
+
+
+async def wait_ready(
+    url: str, process: asyncio.subprocess.Process, timeout: float = 120, log: Path | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                tail = _tail(log) if log else ""
+                raise RuntimeError(f"{url}: the process exited ({process.returncode})\n{tail}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout} s")
+
+
+class StoreView:
+    """What the router has stored, read from its database as any other reader would."""
+
+    def __init__(self, database_url: str):
+        self.engine = create_async_engine(database_url)
+
+    async def count(self, prefix: str) -> int:
+        query = sa.select(sa.func.count()).where(
+            messages.c.direction == "in", messages.c.channel_message_id.like(f"SM{prefix}%")
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).scalar_one()
+
+    async def stored_since(self, seq: int, prefix: str) -> tuple[int, list[str]]:
+        """The highest seq now and the SIDs under `prefix` stored after `seq`; the window
+        reaches back a little, since PostgreSQL may commit a lower seq after a higher one."""
+        query = (
+            sa.select(messages.c.seq, messages.c.channel_message_id)
+            .where(messages.c.seq > seq - REREAD, messages.c.direction == "in")
+            .order_by(messages.c.seq)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        top = max(rows[-1][0], seq) if rows else seq
+        return top, [sid for _, sid in rows if sid and sid.startswith(f"SM{prefix}")]
+
+    async def top_seq(self) -> int:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(sa.select(sa.func.max(messages.c.seq)))).scalar() or 0
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def machine() -> str:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError):
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 1024 / 1024:.1f} GiB"
+    return f"{os.cpu_count()} cores {model}{mem}, {platform.system()} {platform.release()}"

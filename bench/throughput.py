@@ -1,0 +1,372 @@
+"""`make bench` (also `supportrouter bench`): the router under a spike, from the webhook.
+
+Starts the real router (`supportrouter run`, the embedded default: Tansu and SQLite, or
+--database-url for PostgreSQL) as a subprocess and drives it over HTTP from other processes:
+wrk with a Lua script over pre-signed Twilio SMS webhooks, one customer each (bench/loadgen.py;
+an aiohttp client there when wrk cannot be installed). In the same run it measures the two
+ceilings (bench/bare_server.py): bare aiohttp with the same signature check, and a bare
+Kafka-first gateway (+ one acks=all produce per request). Figures:
+
+- throughput_msgs_per_s: first request → last message stored in its queue (polled from the store)
+- accept_rps: the same burst's requests answered per second
+- p50_ms_at_500 / p99_ms_at_500: answered → stored, sending a steady 500 messages/s
+- critical_behind_backlog_s: a fraud report's answer → stored in the fraud queue, sent just
+  after a burst of --backlog standard messages was answered
+- bare_http_msgs_per_s, bare_gateway_msgs_per_s: the ceilings, each a burst of --ceiling
+- peak_rss_mb: every process's peak resident memory (VmHWM), the router's children by name
+
+Prints a table and writes bench/results/latest.json (--out elsewhere). --quick: small numbers.
+
+    .venv/bin/python bench/throughput.py [--quick] [--database-url URL] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import secrets
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_support import (  # noqa: E402
+    ROOT,
+    PeakMemory,
+    Progress,
+    StoreView,
+    machine,
+    running,
+    stop_process,
+    wait_ready,
+)
+from loadgen import PATH, Signed, burst_command, ensure_wrk, sign_sms, threads_of  # noqa: E402
+
+from router.bus.embedded import free_port  # noqa: E402
+
+TOKEN = "bench-twilio-auth-token"
+RATE = 500  # messages per second in the steady phase
+STANDARD_TEXTS = [
+    "what is the fee for a withdrawal to my bank card",
+    "how do I raise my daily transfer limit",
+    "提现手续费是多少",
+    "can I top up with a credit card",
+    "我想修改绑定的手机号",
+]
+FRAUD_TEXT = "someone made a payment from my wallet that I did not make"
+SIZES = {
+    "default": {"ceiling": 20_000, "burst": 20_000, "steady_seconds": 20, "backlog": 20_000},
+    "quick": {"ceiling": 1_000, "burst": 500, "steady_seconds": 2, "backlog": 500},
+}
+
+
+def texts(n: int) -> list[str]:
+    return [STANDARD_TEXTS[i % len(STANDARD_TEXTS)] for i in range(n)]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, tmp: Path):
+        self.args, self.tmp = args, tmp
+        self.size = SIZES["quick" if args.quick else "default"]
+        for key in self.size:
+            if getattr(args, key, None):
+                self.size[key] = getattr(args, key)
+        self.run_id = secrets.token_hex(2)
+        self.progress = Progress()
+        self.memory = PeakMemory()
+        self.wrk = ensure_wrk()
+        self.database_url = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
+        self.figures: dict = {}
+
+    async def burst(self, phase: str, base_url: str, requests: list[Signed]) -> tuple:
+        """Every request through the load generator: (first sent, last answered, not OK)."""
+        file = self.tmp / f"{phase.replace(' ', '_')}.txt"
+        file.write_text("".join(f"{r.signature} {r.body}\n" for r in requests))
+        command = burst_command(self.wrk, file, base_url, self.args.connections)
+        started = time.time()
+        process = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        finished = bad = 0
+        said = b""
+        try:
+            while finished < threads_of(command):
+                line = await process.stdout.readline()  # type: ignore[union-attr]
+                if not line:
+                    raise RuntimeError(f"the load generator {command[0]} stopped early: {said!r}")
+                said = line
+                if line.startswith(b"finished"):
+                    finished += 1
+                    bad += int(line.split()[1])
+            answered = time.time()
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGINT)
+            await stop_process(process, timeout=10)
+        return started, answered, bad
+
+    async def ceiling(self, mode: str) -> float:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        command = [sys.executable, str(ROOT / "bench" / "bare_server.py"), mode]
+        command += ["--port", str(port), "--token", TOKEN, "--url", base + PATH]
+        n = self.size["ceiling"]
+        requests = sign_sms(base + PATH, TOKEN, f"{self.run_id}a", texts(n))
+        self.progress.show(f"ceiling: bare {mode}", 0, n)
+        async with running(command, log=self.tmp / f"bare_{mode}.log") as process:
+            self.memory.watch(process.pid, f"bare_{mode}")
+            while (line := await process.stdout.readline()) != b"ready\n":  # type: ignore[union-attr]
+                if not line:
+                    raise RuntimeError(f"bare {mode} server exited; see its log")
+            started, answered, bad = await self.burst(f"bare {mode}", base, requests)
+            self.memory.sample()
+        self.progress.show(f"ceiling: bare {mode}", n, n)
+        return round((n - bad) / (answered - started), 1)
+
+    def router_env(self, port: int) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPORTROUTER_")}
+        env.pop("TWILIO_ACCOUNT_SID", None)  # never send to the real Twilio
+        env.update(
+            PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+            SUPPORTROUTER_HTTP_PORT=str(port),
+            SUPPORTROUTER_HTTP_HOST="127.0.0.1",
+            SUPPORTROUTER_PUBLIC_URL=f"http://127.0.0.1:{port}",
+            SUPPORTROUTER_DATABASE_URL=self.database_url,
+            SUPPORTROUTER_CONFIG_DIR=str(ROOT / "config"),
+            SUPPORTROUTER_CHANNELS='["sms"]',
+            SUPPORTROUTER_ADMIN_PASSWORD="bench-password",
+            SUPPORTROUTER_LOG_FORMAT="json",
+            TWILIO_AUTH_TOKEN=TOKEN,
+        )
+        if self.args.processes:
+            env["SUPPORTROUTER_PROCESSES"] = self.args.processes
+        return env
+
+    async def wait_stored(self, store: StoreView, phase: str, prefix: str, n: int) -> float:
+        """When the n-th message under `prefix` was seen in the store."""
+        seen, last_change = -1, time.monotonic()
+        while True:
+            count = await store.count(prefix)
+            now = time.time()
+            self.progress.show(phase, count, n)
+            if count >= n:
+                return now
+            if count != seen:
+                seen, last_change = count, time.monotonic()
+            elif time.monotonic() - last_change > 60:
+                raise RuntimeError(f"{phase}: stuck at {count} of {n} stored")
+            await asyncio.sleep(0.02)
+
+    async def end_to_end(self, base: str, store: StoreView) -> None:
+        n = self.size["burst"]
+        prefix = f"{self.run_id}b"
+        requests = sign_sms(base + PATH, TOKEN, prefix, texts(n), start=1_000_000)
+        self.progress.show("router: burst, end to end", 0, n)
+        started, answered, bad = await self.burst("router burst", base, requests)
+        stored = await self.wait_stored(store, "router: burst, end to end", prefix, n - bad)
+        self.figures["accept_rps"] = round((n - bad) / (answered - started), 1)
+        self.figures["throughput_msgs_per_s"] = round((n - bad) / (stored - started), 1)
+        self.figures["burst_not_ok"] = bad
+
+    async def steady(self, base: str, store: StoreView) -> None:
+        n = RATE * self.size["steady_seconds"]
+        prefix = f"{self.run_id}c"
+        requests = sign_sms(base + PATH, TOKEN, prefix, texts(n), start=2_000_000)
+        accepted: dict[str, float] = {}
+        stored: dict[str, float] = {}
+        seq = await store.top_seq()
+        sending = True
+
+        async def post(http: aiohttp.ClientSession, r: Signed) -> None:
+            headers = {"X-Twilio-Signature": r.signature}
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            try:  # a router that cannot keep up refuses or drops some: counted, not fatal
+                async with http.post(base + PATH, data=r.body.encode(), headers=headers) as resp:
+                    await resp.read()
+                    if resp.status == 200:
+                        accepted[r.sid] = time.time()
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+
+        async def poll() -> None:
+            nonlocal seq
+            last_change = time.monotonic()
+            while sending or not accepted.keys() <= stored.keys():
+                seq, sids = await store.stored_since(seq, prefix)
+                now = time.time()
+                for sid in sids:
+                    stored.setdefault(sid, now)
+                last_change = now if sids else last_change
+                self.progress.show(f"router: steady {RATE}/s", len(stored), n)
+                if not sending and time.time() - last_change > 60:
+                    raise RuntimeError(f"steady: stuck at {len(stored)} of {len(accepted)}")
+                await asyncio.sleep(0.01)
+
+        poller = asyncio.create_task(poll())
+        timeout = aiohttp.ClientTimeout(total=120)
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            start, tasks = time.monotonic(), []
+            for i, r in enumerate(requests):
+                delay = start + i / RATE - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(post(http, r)))
+            await asyncio.gather(*tasks)
+        sending = False
+        await poller
+        waits = sorted(max(0.0, stored[s] - accepted[s]) * 1000 for s in accepted)
+        self.figures["p50_ms_at_500"] = round(statistics.median(waits), 1)
+        self.figures["p99_ms_at_500"] = round(waits[int(0.99 * (len(waits) - 1))], 1)
+        self.figures["steady_not_ok"] = n - len(accepted)
+
+    async def critical(self, base: str, store: StoreView) -> None:
+        n = self.size["backlog"]
+        prefix = f"{self.run_id}d"
+        backlog = sign_sms(base + PATH, TOKEN, prefix, texts(n), start=3_000_000)
+        fraud = sign_sms(base + PATH, TOKEN, f"{self.run_id}e", [FRAUD_TEXT], start=4_000_000)[0]
+        phase = "router: fraud report behind backlog"
+        self.progress.show(phase, 0, n)
+        await self.burst("router backlog", base, backlog)
+        seq = await store.top_seq()
+        headers = {"X-Twilio-Signature": fraud.signature}
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(base + PATH, data=fraud.body.encode(), headers=headers) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"the fraud report was answered {resp.status}")
+        accepted = time.time()
+        while True:
+            seq, sids = await store.stored_since(seq, f"{self.run_id}e")
+            if sids:
+                break
+            await asyncio.sleep(0.005)
+        self.figures["critical_behind_backlog_s"] = round(max(time.time() - accepted, 1e-3), 3)
+        self.figures["backlog_unrouted_then"] = n - await store.count(prefix)
+        self.progress.show(phase, n, n)
+
+    @contextlib.asynccontextmanager
+    async def profiled(self, pid: int) -> AsyncIterator[None]:
+        """py-spy sampling the router and its children while the block runs, with --profile."""
+        if not self.args.profile:
+            yield
+            return
+        command = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--nonblocking"]
+        command += ["--format", "raw", "--rate", "50", "-o", str(self.args.profile)]
+        profiler = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        try:
+            yield
+        finally:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(profiler.wait(), 60)
+            await stop_process(profiler, timeout=10)
+
+    async def router(self) -> None:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-m", "router.cli", "run"]
+        log = self.tmp / "router.log"
+        store = StoreView(self.database_url)
+        self.progress.show("router: starting", 0, 1)
+        try:
+            async with running(command, env=self.router_env(port), log=log) as process:
+                self.memory.watch(process.pid, "router")
+                await wait_ready(base + "/readyz", process, log=log)
+                self.progress.show("router: starting", 1, 1)
+                async with self.profiled(process.pid):
+                    await self.end_to_end(base, store)
+                    await self.steady(base, store)
+                    await self.critical(base, store)
+                self.memory.sample()
+        finally:
+            await store.close()
+
+    async def run(self) -> dict:
+        self.figures["bare_http_msgs_per_s"] = await self.ceiling("http")
+        self.figures["bare_gateway_msgs_per_s"] = await self.ceiling("gateway")
+        await self.router()
+        await self.memory.stop()
+        self.progress.end()
+        url = self.database_url
+        return {
+            **self.figures,
+            "share_of_bare_gateway": round(
+                self.figures["throughput_msgs_per_s"] / self.figures["bare_gateway_msgs_per_s"], 3
+            ),
+            "peak_rss_mb": dict(sorted(self.memory.peaks_mb.items())),
+            "database": url.split(":", 1)[0].split("+")[0],
+            "broker": "tansu (embedded)",
+            "load_generator": "wrk" if self.wrk else "aiohttp (bench/loadgen.py)",
+            "sizes": self.size,
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "machine": machine(),
+            "command": " ".join(["bench/throughput.py", *sys.argv[1:]]),
+        }
+
+
+def table(result: dict) -> str:
+    gateway = result["bare_gateway_msgs_per_s"]
+    rows = [
+        (
+            "bare aiohttp (signature check, empty TwiML)",
+            f"{result['bare_http_msgs_per_s']:,} req/s",
+        ),
+        ("bare Kafka-first gateway (+ acks=all produce)", f"{gateway:,} req/s"),
+        ("router accepting webhooks", f"{result['accept_rps']:,} req/s"),
+        (
+            "router end to end (first request → last stored)",
+            f"{result['throughput_msgs_per_s']:,} msgs/s ({result['share_of_bare_gateway']:.0%} of the gateway)",
+        ),
+        (
+            f"accepted → stored at a steady {RATE}/s",
+            f"p50 {result['p50_ms_at_500']} ms, p99 {result['p99_ms_at_500']} ms",
+        ),
+        (
+            f"fraud report behind {result['sizes']['backlog']:,} messages",
+            f"{result['critical_behind_backlog_s']} s ({result['backlog_unrouted_then']:,} still unrouted)",
+        ),
+    ]
+    rows += [(f"peak RSS {name}", f"{mb} MB") for name, mb in result["peak_rss_mb"].items()]
+    width = max(len(r[0]) for r in rows)
+    head = f"{result['date']}  {result['database']} + {result['broker']}  {result['machine']}"
+    return "\n".join([head, *(f"  {a:<{width}}  {b}" for a, b in rows)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small numbers (tests)")
+    parser.add_argument("--database-url", help="default: SQLite in a temporary directory")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--processes", help="SUPPORTROUTER_PROCESSES for the router")
+    parser.add_argument("--profile", type=Path, help="py-spy's collapsed stacks of the router")
+    for key in SIZES["default"]:
+        parser.add_argument(f"--{key.replace('_', '-')}", type=int, dest=key)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        result = asyncio.run(Bench(args, Path(tmp)).run())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(table(result))
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""`supportrouter run` with the stages in processes of their own (SUPPORTROUTER_PROCESSES):
+one command, one signal, the whole pipeline, and no process left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import aiohttp
+import pytest
+from twilio.request_validator import RequestValidator
+
+from router.store.conversations import ConversationStore
+from tests.test_process import _alive, _children, _env, _start
+
+TOKEN = "multi-process-twilio-token"
+FRAUD = "someone made a payment from my wallet that I did not make"
+
+
+def _tree(pid: int) -> list[int]:
+    found, stack = [], [pid]
+    while stack:
+        for child in _children(stack.pop()):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+async def _banner(process: asyncio.subprocess.Process) -> str:
+    """Every worker trains the classifier at its start: on a busy machine that takes a while."""
+    lines = []
+    async with asyncio.timeout(240):
+        while True:
+            line = (await process.stdout.readline()).decode()
+            if not line:
+                raise AssertionError(f"router exited early: {''.join(lines)}")
+            lines.append(line)
+            if line.strip().startswith("supervisor login"):
+                return "".join(lines)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_run_in_processes_takes_a_webhook_end_to_end_and_a_signal_leaves_no_orphan(
+    tmp_path: Path, sig: signal.Signals
+):
+    env = _env(
+        tmp_path,
+        SUPPORTROUTER_PROCESSES="2",
+        SUPPORTROUTER_CHANNELS='["sms"]',
+        SUPPORTROUTER_ADMIN_PASSWORD="multi-process-admin",
+        TWILIO_AUTH_TOKEN=TOKEN,
+    )
+    port = env["SUPPORTROUTER_HTTP_PORT"]
+    env["SUPPORTROUTER_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+    process = await _start(env, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        banner = await _banner(process)
+        assert "1 classifier, 1 dispatcher, 1 sender, 1 gateway" in banner
+        tree = _tree(process.pid)
+        assert len(tree) == 5  # the broker and four workers
+        url = f"http://127.0.0.1:{port}/webhooks/twilio/messaging"
+        params = {
+            "MessageSid": "SM" + "7" * 32,
+            "AccountSid": "AC" + "0" * 32,
+            "From": "+15550001234",
+            "To": "+15550000000",
+            "Body": FRAUD,
+            "NumMedia": "0",
+        }
+        headers = {"X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(url, params)}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(url, data=params, headers=headers) as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+        async with ConversationStore(env["SUPPORTROUTER_DATABASE_URL"]) as store:
+            async with asyncio.timeout(120):
+                while not any(
+                    "+15550001234" in c["conversation_key"]
+                    for c in await store.queue_conversations("fraud")
+                ):
+                    await asyncio.sleep(0.2)
+        process.send_signal(sig)
+        async with asyncio.timeout(60):
+            code = await process.wait()
+        assert code == 0
+        assert [pid for pid in tree if _alive(pid)] == []
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
