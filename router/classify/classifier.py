@@ -14,6 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from router.classify.clauses import frame, spans
 from router.classify.entities import extract_entities
 from router.classify.fastre import AnchorIndex, anchors, compile_fast
 from router.classify.keywords import KeywordIndex
@@ -116,23 +117,50 @@ class _Evidence:
                 return match
         return None
 
-    def hits(self, text: _Text) -> list[str]:
-        found = [f"kw:{k}" for k in text.keywords.get(self.owner, ())]
+    def hits(self, text: _Text, *, fraud: bool = False) -> tuple[list[str], list[str]]:
+        """The rules that fired as evidence, and those whose every match the customer framed away
+        (denied; for fraud also a hypothetical, someone else's loss, a scam avoided)."""
+        found: list[str] = []
+        dropped: list[str] = []
         body = text.text
+        for keyword in text.keywords.get(self.owner, ()):
+            reason = _framed(body, spans(body, keyword), fraud)
+            if reason:
+                dropped.append(f"{reason}:{keyword}")
+            else:
+                found.append(f"kw:{keyword}")
         for regex in self._patterns.runnable(text.live):
-            match = regex.search(body)
-            if match:
-                found.append(f"re:{_clip(match.group(0))}")
-        return found
+            matches = list(itertools.islice(regex.finditer(body), 3))
+            if matches:
+                reason = _framed(body, [m.span() for m in matches], fraud)
+                if reason:
+                    dropped.append(f"{reason}:{_clip(matches[0].group(0))}")
+                else:
+                    found.append(f"re:{_clip(matches[0].group(0))}")
+        return found, dropped
 
-    def fires(self, text: _Text) -> bool:
+    def fires(self, text: _Text, *, scoped: bool = False) -> bool:
+        """`scoped`: only evidence the customer did not frame away counts (the fraud rules)."""
         if self.owner not in text.active:
             return False
         if self.owner not in text.keywords:
             body = text.text
             if not any(regex.search(body) for regex in self._patterns.runnable(text.live)):
                 return False
-        return self.negated(text) is None
+        if self.negated(text) is not None:
+            return False
+        return not scoped or bool(self.hits(text, fraud=True)[0])
+
+
+def _framed(body: str, where: list[tuple[int, int]], fraud: bool) -> str | None:
+    """Why none of these matches counts (the first match's reason), or None if one does."""
+    reason = None
+    for start, end in where:
+        why = frame(body, start, end, fraud=fraud)
+        if why is None:
+            return None
+        reason = reason or why
+    return reason
 
 
 @dataclass(frozen=True)
@@ -204,9 +232,9 @@ class Classifier:
         """The fast rules only: may this message be fraud, a takeover or otherwise critical?"""
         prepared = self._text(text, subject)
         fraud = self._categories.get(FRAUD)
-        if fraud is not None and fraud.fires(prepared):
+        if fraud is not None and fraud.fires(prepared, scoped=True):
             return True
-        return any(rule.evidence.fires(prepared) for rule in self._lane_rules)
+        return any(rule.evidence.fires(prepared, scoped=True) for rule in self._lane_rules)
 
     def classify(
         self, text: str, channel: str | None = None, subject: str | None = None
@@ -227,8 +255,14 @@ class Classifier:
                 hits[name] = -1
                 fired.append(f"{name}:negated:{_clip(negation.group(0))}")
                 continue
-            found = evidence.hits(prepared)
+            found, dropped = evidence.hits(prepared, fraud=name == FRAUD)
+            fired += [f"{name}:{label}" for label in dropped]
             if not found:
+                if dropped:
+                    # "Not a failed payment", "my colleague was scammed": said, and ruled out.
+                    hits[name] = -1
+                    if name == FRAUD:
+                        negated.add(name)
                 continue
             hits[name] = min(len(found), self._settings.max_rule_hits)
             fired += [f"{name}:{label}" for label in found]
@@ -302,7 +336,7 @@ class Classifier:
             if (
                 not rule.lowers
                 and rule.urgency.rank > urgency.rank
-                and rule.evidence.fires(prepared)
+                and rule.evidence.fires(prepared, scoped=True)
             ):
                 urgency = rule.urgency
                 fired.append(f"urgency:{rule.name}")
