@@ -97,9 +97,8 @@ def frame(text: str, start: int, end: int, *, fraud: bool) -> str | None:
     lead = text[max(sentence_start, start - _LEAD) : start]
     if _HYPOTHETICAL.search(lead):
         return "hypothetical"
-    other = None
-    for other in _THIRD_PARTY.finditer(lead):
-        pass
+    others = list(_THIRD_PARTY.finditer(lead))
+    other = others[-1] if others else None  # the nearest: "我同事" in "我同事被盗刷了"
     if other is not None and not _MINE.search(lead, other.end()) and not _ON_BEHALF.search(text):
         return "someone_else"
     for averted in _AVERTED.finditer(text, sentence_start, sentence_end):
