@@ -285,7 +285,21 @@ class Classifier:
             fired.append(f"safety:fraud_floor={posterior[FRAUD]:.2f}")
             category, confidence = FRAUD, posterior[FRAUD]
 
+        possible_fraud = (
+            category == FRAUD
+            and not fraud_rule
+            and confidence < self._settings.possible_fraud_below
+        )
+        if possible_fraud:
+            # Unfamiliar text drifts to the biggest class: no fraud rule fired, so a person reads
+            # it first (triage, high) instead of the fraud desk at critical.
+            fired.append(f"triage:possible_fraud={confidence:.2f}")
+            category = max((name for name in posterior if name != FRAUD), key=posterior.__getitem__)
+            confidence = self._doubtful(posterior[category])
+
         urgency = self._urgency(category, prepared, fired)
+        if possible_fraud and urgency.rank < Urgency.HIGH.rank:
+            urgency = Urgency.HIGH
         if fraud_rule and urgency is not Urgency.CRITICAL:
             fired.append("safety:fraud_rule_keeps_critical")
             urgency = Urgency.CRITICAL
@@ -299,6 +313,12 @@ class Classifier:
             entities=extract_entities(prepared.source),
             rules_version=self._version,
         )
+
+    def _doubtful(self, confidence: float) -> float:
+        """A confidence the dispatcher's triage test sends to a person (when triage is on)."""
+        if not self._config.triage_queue:
+            return confidence
+        return min(confidence, self._config.triage_below_confidence - 0.001)
 
     def _text(self, text: str, subject: str | None) -> _Text:
         prepared, source = prepare_with_source(text, subject)

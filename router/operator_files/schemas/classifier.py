@@ -83,6 +83,9 @@ class ModelSettings(Strict):
     fraud_floor: float = Field(
         default=0.35, gt=0, le=1
     )  # model probability that alone makes it fraud
+    possible_fraud_below: float = Field(
+        default=0.0, ge=0, le=1
+    )  # fraud from the model alone, no rule evidence, below this: triage, "possible fraud", high
 
 
 class ClassifierConfig(Strict):
