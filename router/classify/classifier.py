@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 from router.classify.clauses import frame, spans
 from router.classify.entities import extract_entities
+from router.classify.examples import training_set
 from router.classify.fastre import AnchorIndex, anchors, compile_fast
 from router.classify.keywords import KeywordIndex
 from router.classify.model import trained
-from router.classify.textprep import CJK, for_model, prepare, prepare_with_source
+from router.classify.textprep import CJK, for_model, prepare_with_source
 from router.core.envelope import Classification, Urgency
 from router.operator_files.schemas.classifier import ClassifierConfig
 
@@ -217,12 +218,8 @@ class Classifier:
         )
         self._owner_of = {p.number: e.owner for e in every for p in (*e.patterns, *e.negatives)}
         self._always_active = frozenset(e.owner for e in every if e.always)
-        texts, labels = [], []
-        for name, rules in config.categories.items():
-            for example in rules.examples.all():
-                texts.append(for_model(prepare(example)))
-                labels.append(name)
-        self.model = trained(tuple(texts), tuple(labels), self._settings.regularization)
+        texts, labels, weights = training_set(config)
+        self.model = trained(texts, labels, self._settings.regularization, weights)
 
     @property
     def categories(self) -> list[str]:
