@@ -118,14 +118,16 @@ class _Evidence:
                 return match
         return None
 
-    def hits(self, text: _Text, *, fraud: bool = False) -> tuple[list[str], list[str]]:
+    def hits(
+        self, text: _Text, *, fraud: bool = False, others: bool = True
+    ) -> tuple[list[str], list[str]]:
         """The rules that fired as evidence, and those whose every match the customer framed away
         (denied; for fraud also a hypothetical, someone else's loss, a scam avoided)."""
         found: list[str] = []
         dropped: list[str] = []
         body = text.text
         for keyword in text.keywords.get(self.owner, ()):
-            reason = _framed(body, spans(body, keyword), fraud)
+            reason = _framed(body, spans(body, keyword), fraud, others)
             if reason:
                 dropped.append(f"{reason}:{keyword}")
             else:
@@ -133,15 +135,16 @@ class _Evidence:
         for regex in self._patterns.runnable(text.live):
             matches = list(itertools.islice(regex.finditer(body), 3))
             if matches:
-                reason = _framed(body, [m.span() for m in matches], fraud)
+                reason = _framed(body, [m.span() for m in matches], fraud, others)
                 if reason:
                     dropped.append(f"{reason}:{_clip(matches[0].group(0))}")
                 else:
                     found.append(f"re:{_clip(matches[0].group(0))}")
         return found, dropped
 
-    def fires(self, text: _Text, *, scoped: bool = False) -> bool:
-        """`scoped`: only evidence the customer did not frame away counts (the fraud rules)."""
+    def fires(self, text: _Text, *, scoped: bool = False, others: bool = True) -> bool:
+        """`scoped`: only evidence the customer did not frame away counts (the fraud rules and
+        the raising urgency rules); `others`: someone else's loss is framed away too."""
         if self.owner not in text.active:
             return False
         if self.owner not in text.keywords:
@@ -150,14 +153,16 @@ class _Evidence:
                 return False
         if self.negated(text) is not None:
             return False
-        return not scoped or bool(self.hits(text, fraud=True)[0])
+        return not scoped or bool(self.hits(text, fraud=True, others=others)[0])
 
 
-def _framed(body: str, where: list[tuple[int, int]], fraud: bool) -> str | None:
+def _framed(
+    body: str, where: list[tuple[int, int]], fraud: bool, others: bool = True
+) -> str | None:
     """Why none of these matches counts (the first match's reason), or None if one does."""
     reason = None
     for start, end in where:
-        why = frame(body, start, end, fraud=fraud)
+        why = frame(body, start, end, fraud=fraud, others=others)
         if why is None:
             return None
         reason = reason or why
@@ -231,7 +236,9 @@ class Classifier:
         fraud = self._categories.get(FRAUD)
         if fraud is not None and fraud.fires(prepared, scoped=True):
             return True
-        return any(rule.evidence.fires(prepared, scoped=True) for rule in self._lane_rules)
+        return any(
+            rule.evidence.fires(prepared, scoped=True, others=False) for rule in self._lane_rules
+        )
 
     def classify(
         self, text: str, channel: str | None = None, subject: str | None = None
@@ -353,7 +360,7 @@ class Classifier:
             if (
                 not rule.lowers
                 and rule.urgency.rank > urgency.rank
-                and rule.evidence.fires(prepared, scoped=True)
+                and rule.evidence.fires(prepared, scoped=True, others=False)
             ):
                 urgency = rule.urgency
                 fired.append(f"urgency:{rule.name}")

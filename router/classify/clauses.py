@@ -22,7 +22,8 @@ _CLAUSE_END = re.compile(
 
 # A denial right before the match: "not a failed payment", "不是 account 被 hack", "我没被盗号".
 _DENIED_EN = re.compile(
-    r"\b(?:not|isn't|isnt|wasn't|wasnt|aren't|weren't|no|nothing to do with|rather than|instead of)"
+    r"\b(?:not|isn't|isnt|wasn't|wasnt|aren't|weren't|haven't|havent|hasn't|have not|has not|no|"
+    r"nothing to do with|rather than|instead of)"
     r"(?:\s+(?:a|an|the|about|because|of|due|to|that|really|actually|any|my|some|this|it|it's|"
     r"problem|issue|complaint|question|case|like|with|just|been|being|got|get))*\s*$"
 )
@@ -53,6 +54,8 @@ _THIRD_PARTY = re.compile(
     r"媽媽|老豆|阿爸|姐姐|哥哥|弟弟|妹妹|我姐|我哥|我弟|我妹|表哥|表姐|表妹|表弟|奶奶|爷爷|外婆|外公|"
     r"婆婆|公公|老板|领导|别人家|网友|新闻|听说|聽講|好多人|很多人|有些人)"
 )
+# "给朋友转的", "sent it to my friend": the other person received, they did not lose.
+_RECIPIENT = re.compile(r"(?:给|向|跟|和|帮|替|畀|俾|\b(?:to|for|with|from|and))\s*(?:my\s+|我)?$")
 _MINE = re.compile(r"\b(?:my|me|mine|i|i'm|i've|we|our)\b|我|俺")
 # Calling for a parent or a friend who cannot: their loss is the report.
 _ON_BEHALF = re.compile(
@@ -65,7 +68,8 @@ _ON_BEHALF = re.compile(
 _AVERTED = re.compile(
     r"\b(?:almost|nearly|close to|didn't fall for|did not fall for|luckily i didn't|"
     r"thankfully i didn't|i stopped before)\b|"
-    r"差点|差一点|险些|幸好|幸亏|还好没|好在没|及时发现|没上当|没有上当|识破|冇上當|冇中伏"
+    r"差点|差一点|险些|幸好|幸亏|还好没|好在没|及时发现|没上当|没有上当|识破|冇上當|冇中伏|"
+    r"\bat first\b|\bturns? out\b|\bturned out\b|原来是|后来发现是|一开始以为|以为是"
 )
 # How far back a frame word reaches in a sentence without punctuation (a voice transcript).
 _LEAD = 40
@@ -80,10 +84,11 @@ def _bounds(text: str, start: int, end: int, pattern: re.Pattern[str]) -> tuple[
     return left, (m.start() if m else len(text))
 
 
-def frame(text: str, start: int, end: int, *, fraud: bool) -> str | None:
+def frame(text: str, start: int, end: int, *, fraud: bool, others: bool = True) -> str | None:
     """Why the match text[start:end] is not evidence for its category, or None when it is.
 
-    `fraud`: also check for a hypothetical, another person and an averted scam."""
+    `fraud`: also check for a hypothetical and an averted scam, and (`others`) another person
+    as the one who lost the money."""
     clause_start, _ = _bounds(text, start, end, _CLAUSE_END)
     before = text[clause_start:start]
     if before:
