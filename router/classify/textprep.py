@@ -118,6 +118,11 @@ def _traditional() -> re.Pattern[str]:
     return re.compile(f"[{''.join(map(chr, traditional_characters()))}]")
 
 
+def has_traditional(text: str) -> bool:
+    """Whether a Han character in the text is written differently in Simplified."""
+    return _traditional().search(text) is not None
+
+
 def to_simplified(text: str) -> str:
     """Chinese in Simplified characters and mainland words; Simplified text comes back as it was.
 
