@@ -77,7 +77,7 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tu
             records.append((line, record))
             line = reader.line_num + 1
     except csv.Error as exc:
-        raise EvalFileError(f"{path}:{reader.line_num or line}: malformed CSV ({exc})") from exc
+        raise EvalFileError(f"{path}:{line}: malformed CSV ({exc})") from exc
     return columns, records
 
 
