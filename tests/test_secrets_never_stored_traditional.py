@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import aiohttp
 from twilio.request_validator import RequestValidator
@@ -43,8 +44,11 @@ SECRETS = {
 ALL_KINDS = "；".join(text for text, _ in SECRETS.values())
 # A call's transcript: no punctuation, a space between words.
 SPOKEN = " ".join(text.replace("，", " ").replace("：", " ") for text, _ in SECRETS.values())
+# Not inside a longer run, nor a group of a UUID or the fraction of a timestamp: a 4-digit PIN
+# is a trace id's group ("…-7390-…") one time in 65,536, which is not a leak. Every secret above
+# is written between spaces or Chinese punctuation.
 NEEDLES = {
-    secret: never_stored._needle(secret)
+    secret: re.compile(rf"(?<![0-9A-Za-z.:-]){re.escape(secret)}(?![0-9A-Za-z.:-])")
     for secret in [secret for _, secret in SECRETS.values()] + [_CVV_CARD]
 }
 
