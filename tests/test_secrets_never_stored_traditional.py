@@ -55,7 +55,11 @@ NEEDLES = {
 
 def _leaks(where: str, values) -> list[str]:
     text = "\n".join(never_stored._texts(values))
-    return [f"{s!r} in {where}" for s, needle in NEEDLES.items() if needle.search(text)]
+    return [
+        f"{secret!r} in {where}: ...{text[max(0, m.start() - 40) : m.end() + 20]}..."
+        for secret, needle in NEEDLES.items()
+        for m in needle.finditer(text)
+    ]
 
 
 def _signed(path: str, params: dict[str, str]) -> dict[str, str]:
