@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from router.classify.clauses import frame, spans
+from router.classify.clauses import cues, frame, spans
 from router.classify.entities import extract_entities
 from router.classify.examples import training_set
 from router.classify.fastre import AnchorIndex, anchors, compile_fast
@@ -93,6 +93,7 @@ class _Text:
     ]  # numbers of the patterns one of whose anchors it contains: the others cannot match
     source: str  # the subject and new text as written, for the entities
     active: frozenset[str]  # owners (rules) with a keyword found or a pattern that could match
+    framing: tuple[bool, bool]  # (a denial word, a fraud frame word) somewhere: else skip framing
 
 
 class _Evidence:
@@ -126,6 +127,14 @@ class _Evidence:
         found: list[str] = []
         dropped: list[str] = []
         body = text.text
+        denial, framed = text.framing
+        if not (denial or (fraud and framed)):  # nothing in the message can frame a match away
+            found = [f"kw:{k}" for k in text.keywords.get(self.owner, ())]
+            for regex in self._patterns.runnable(text.live):
+                match = regex.search(body)
+                if match:
+                    found.append(f"re:{_clip(match.group(0))}")
+            return found, dropped
         for keyword in text.keywords.get(self.owner, ()):
             reason = _framed(body, spans(body, keyword), fraud, others)
             if reason:
@@ -329,7 +338,7 @@ class Classifier:
         keywords, live = self._keywords.find(prepared), self._anchors.live(prepared)
         owner_of = self._owner_of
         active = frozenset({owner_of[n] for n in live}.union(keywords, self._always_active))
-        return _Text(prepared, keywords, live, source, active)
+        return _Text(prepared, keywords, live, source, active, cues(prepared))
 
     def _combine(
         self, log_probabilities: dict[str, float], hits: dict[str, int]

@@ -12,6 +12,7 @@ other people and scams avoided matter for fraud, where a false alarm costs a fra
 
 from __future__ import annotations
 
+import functools
 import re
 
 # Sentences end at these; clauses also at commas and at the words that turn a story around.
@@ -112,13 +113,32 @@ def frame(text: str, start: int, end: int, *, fraud: bool, others: bool = True) 
     return None
 
 
+# Any word that could frame a match away; one search per message spares every match its framing
+# when there is none (most messages).
+_DENIAL_CUE = re.compile(
+    r"\b(?:not|isn't|isnt|wasn't|wasnt|aren't|weren't|haven't|havent|hasn't|no|nothing|"
+    r"rather|instead)\b|不是|并非|不算|不属于|唔係|唔系|不係|没|沒|冇|未曾"
+)
+
+
+def cues(text: str) -> tuple[bool, bool]:
+    """(a denial word, a hypothetical, other person or averted-scam word) somewhere in text."""
+    denial = _DENIAL_CUE.search(text) is not None
+    framed = bool(_HYPOTHETICAL.search(text) or _THIRD_PARTY.search(text) or _AVERTED.search(text))
+    return denial, framed
+
+
+@functools.lru_cache(maxsize=4096)
+def _word(needle: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![a-z0-9]){re.escape(needle)}(?![a-z0-9])")
+
+
 def spans(text: str, needle: str) -> list[tuple[int, int]]:
     """Where a keyword occurs: anywhere for Chinese, as whole words otherwise."""
     if not needle:
         return []
     if needle.isascii():
-        pattern = rf"(?<![a-z0-9]){re.escape(needle)}(?![a-z0-9])"
-        return [m.span() for m in re.finditer(pattern, text)]
+        return [m.span() for m in _word(needle).finditer(text)]
     out, at = [], text.find(needle)
     while at >= 0:
         out.append((at, at + len(needle)))
