@@ -104,3 +104,116 @@ def test_a_denied_category_keeps_the_denial_as_its_explanation(rules):
     c = rules.classify("不是盗刷哈，我自己手滑转错了人，八百块能追回吗", channel="chat")
     assert c.category != FRAUD
     assert any(r.startswith((f"{FRAUD}:denied:", f"{FRAUD}:negated:")) for r in c.rules), c.rules
+
+
+# --- unfamiliar text, urgency read like a person, learning from BANKING77 -----------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the lady on the phone yesterday was so kind, five stars",
+        "客服小姐姐人很好，给你们点赞",
+        "is there a dark mode coming soon?",
+    ],
+)
+def test_praise_and_feature_requests_never_reach_the_fraud_desk(rules, text):
+    c = rules.classify(text, channel="chat")
+    assert c.category != FRAUD and c.urgency is not Urgency.CRITICAL, c.rules
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "How much does it cost to top up with a foreign card?",
+        "Why is the exchange rate in the app different from the one on Google?",
+        "Can I get a second card for my partner?",
+        "What's the fee for taking cash out abroad?",
+    ],
+)
+def test_ordinary_banking_questions_land_in_general(rules, text):
+    c = rules.classify(text, channel="chat")
+    assert c.category == "general", c.rules
+    assert c.urgency is Urgency.LOW
+
+
+@pytest.mark.parametrize(
+    ("text", "urgency"),
+    [
+        ("不着急，忘了支付密码，想重置一下", Urgency.NORMAL),
+        ("no rush at all, I forgot my PIN and want to reset it", Urgency.NORMAL),
+        ("I'm at the hotel reception and locked out of my PIN, they are waiting", Urgency.HIGH),
+        ("how often should I change my password?", Urgency.LOW),
+    ],
+)
+def test_password_urgency_reads_the_customers_words(rules, text, urgency):
+    c = rules.classify(text, channel="chat")
+    assert c.category == "password_reset", c.rules
+    assert c.urgency is urgency, c.rules
+
+
+@pytest.mark.parametrize(
+    ("text", "urgency"),
+    [
+        (
+            "someone is logged into my wallet right now from another city, how do I kick them out",
+            Urgency.CRITICAL,
+        ),
+        ("陌生设备现在还在线登录着我的账号，我改了密码也没用", Urgency.CRITICAL),
+        (
+            "alert: a new payee was added to my account an hour ago, it wasn't me, nothing sent yet",
+            Urgency.HIGH,
+        ),
+        ("刚收到通知说我的账户绑定了一张新的银行卡，不是我绑的，钱还在", Urgency.HIGH),
+    ],
+)
+def test_a_takeover_with_no_money_moved_is_account_security(rules, text, urgency):
+    c = rules.classify(text, channel="chat")
+    assert c.category == "account_security", c.rules
+    assert c.urgency is urgency, c.rules
+
+
+def test_seeing_a_record_still_is_not_someone_in_the_account(rules):
+    c = rules.classify("我还能看到那笔退款记录，但钱一直没到账", channel="chat")
+    assert c.urgency is not Urgency.CRITICAL, c.rules
+    assert rules.lane("我还能看到那笔退款记录，但钱一直没到账") == "standard"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "paid my gas bill on Monday, the money came out of my wallet but the supplier says nothing arrived",
+        "给房东转了三千，显示已转出，房东说没收到",
+    ],
+)
+def test_money_out_but_not_arrived_is_high(rules, text):
+    c = rules.classify(text, channel="chat")
+    assert c.category == "transaction_failed", c.rules
+    assert c.urgency is Urgency.HIGH, c.rules
+
+
+def test_the_model_learns_from_banking77_beside_the_configs_examples(rules):
+    settings = rules.config.classifier.model
+    assert settings.extra_examples == "banking77_train.csv"
+    assert 0 < settings.extra_examples_weight < 1
+    # Words only BANKING77 teaches (none of our examples says "disposable virtual card").
+    assert "w:disposable" in rules.classifier.model._vocabulary
+
+
+def test_an_extra_examples_file_that_is_not_shipped_is_refused_with_file_and_line(tmp_path):
+    import shutil
+
+    from router.operator_files.config import ConfigError, load_config
+
+    shutil.copytree(CONFIG_DIR, tmp_path / "config")
+    path = tmp_path / "config" / "classifier.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            "extra_examples: banking77_train.csv", "extra_examples: ../../etc/passwd"
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "config")
+    assert "classifier.yaml:" in str(err.value)
+    assert "not one of the shipped files" in str(err.value)
