@@ -58,6 +58,7 @@ def test_fraud_words_framed_away_are_named_with_the_reason(text, evidence, reaso
         ("my colleague borrowed my phone and then 300 was sent from my wallet", "sent"),
         ("我根本没转过这笔钱，收款人我也不认识", "没转过"),
         ("I did not send this money, 3 transfers went out overnight", "did not send"),
+        ("上周给朋友转过两百，今天钱包里的钱被转走了三千", "被转走"),
     ],
 )
 def test_fraud_told_as_ones_own_loss_still_counts(text, evidence):

@@ -81,8 +81,8 @@ def _bounds(text: str, start: int, end: int, pattern: re.Pattern[str]) -> tuple[
     left = 0
     for m in pattern.finditer(text, 0, start):
         left = m.end()
-    m = pattern.search(text, end)
-    return left, (m.start() if m else len(text))
+    after = pattern.search(text, end)
+    return left, (after.start() if after else len(text))
 
 
 def frame(text: str, start: int, end: int, *, fraud: bool, others: bool = True) -> str | None:
@@ -103,8 +103,9 @@ def frame(text: str, start: int, end: int, *, fraud: bool, others: bool = True) 
     lead = text[max(sentence_start, start - _LEAD) : start]
     if _HYPOTHETICAL.search(lead):
         return "hypothetical"
-    others = list(_THIRD_PARTY.finditer(lead))
-    other = others[-1] if others else None  # the nearest: "我同事" in "我同事被盗刷了"
+    # The nearest other person ("我同事" in "我同事被盗刷了"), unless they only received the money.
+    people = [m for m in _THIRD_PARTY.finditer(lead) if not _RECIPIENT.search(lead, 0, m.start())]
+    other = people[-1] if people and others else None
     if other is not None and not _MINE.search(lead, other.end()) and not _ON_BEHALF.search(text):
         return "someone_else"
     for averted in _AVERTED.finditer(text, sentence_start, sentence_end):
