@@ -417,8 +417,9 @@ def _every_shape(rules: Rules) -> list[str]:
 
 
 def test_the_anchor_gate_never_changes_a_decision(rules, monkeypatch):
-    """Patterns run only when one of their literal anchors is in the text. Running every pattern
-    on every text must give the same category, urgency, confidence and rules fired."""
+    """Patterns run only when one of their literal anchors is in the text, and matches are framed
+    (clauses.frame) only when the text holds a framing word. Running every pattern on every text
+    and framing every match must give the same category, urgency, confidence and rules fired."""
     texts = _every_shape(rules)
     gated = [rules.classify(text) for text in texts]
     classifier = rules.classifier
@@ -428,8 +429,9 @@ def test_the_anchor_gate_never_changes_a_decision(rules, monkeypatch):
 
     def ungated(text, subject):
         prepared = original(text, subject)
+        # No anchor gate, and every match framed as if the text held a framing word.
         return prepared.__class__(
-            prepared.text, prepared.keywords, everything, prepared.source, owners
+            prepared.text, prepared.keywords, everything, prepared.source, owners, (True, True)
         )
 
     monkeypatch.setattr(classifier, "_text", ungated)
