@@ -280,10 +280,23 @@ def test_a_negative_pattern_switches_the_fraud_rules_off(rules):
     assert any(r.startswith("unauthorized_transaction:negated:") for r in c.rules)
 
 
-def test_fraud_wins_below_an_even_chance(rules):
-    # Nothing here is a fraud keyword; the model's lean towards fraud is enough.
+def test_a_fraud_lean_of_the_model_alone_goes_to_triage_flagged_possible_fraud(rules):
+    # No fraud keyword or pattern here: the model's lean towards fraud is not evidence enough
+    # for the fraud desk at critical, but a person reads it first, soon.
     c = rules.classify("a company called BRIGHTLINE took 60 from me, who are they?")
-    assert c.category == "unauthorized_transaction"
+    assert c.category != "unauthorized_transaction"
+    assert any(r.startswith("triage:possible_fraud=") for r in c.rules), c.rules
+    assert c.urgency is Urgency.HIGH
+    assert rules.queue_for(c) == "triage"
+
+
+def test_fraud_with_rule_evidence_goes_to_the_fraud_desk_at_once(rules):
+    text = "a company called BRIGHTLINE took 60 from me and I never authorised it"
+    c = rules.classify(text)
+    assert c.category == "unauthorized_transaction" and c.urgency is Urgency.CRITICAL
+    assert not any(r.startswith("triage:") for r in c.rules)
+    assert rules.queue_for(c) != "triage"
+    assert rules.lane(text) == "urgent"
 
 
 # --- triage ----------------------------------------------------------------------------------------
@@ -404,8 +417,9 @@ def _every_shape(rules: Rules) -> list[str]:
 
 
 def test_the_anchor_gate_never_changes_a_decision(rules, monkeypatch):
-    """Patterns run only when one of their literal anchors is in the text. Running every pattern
-    on every text must give the same category, urgency, confidence and rules fired."""
+    """Patterns run only when one of their literal anchors is in the text, and matches are framed
+    (clauses.frame) only when the text holds a framing word. Running every pattern on every text
+    and framing every match must give the same category, urgency, confidence and rules fired."""
     texts = _every_shape(rules)
     gated = [rules.classify(text) for text in texts]
     classifier = rules.classifier
@@ -415,8 +429,9 @@ def test_the_anchor_gate_never_changes_a_decision(rules, monkeypatch):
 
     def ungated(text, subject):
         prepared = original(text, subject)
+        # No anchor gate, and every match framed as if the text held a framing word.
         return prepared.__class__(
-            prepared.text, prepared.keywords, everything, prepared.source, owners
+            prepared.text, prepared.keywords, everything, prepared.source, owners, (True, True)
         )
 
     monkeypatch.setattr(classifier, "_text", ungated)

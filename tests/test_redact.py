@@ -62,6 +62,53 @@ def test_each_kind_of_secret_is_masked_and_recorded(text, secret, kind):
 @pytest.mark.parametrize(
     ("text", "secret", "kind"),
     [
+        # Traditional script, Taiwan and Hong Kong words, Cantonese phrasing: every kind.
+        ("我的驗證碼是 384920", "384920", ONE_TIME_CODE),
+        ("驗證碼係 662018，點算好", "662018", ONE_TIME_CODE),
+        ("收到嘅動態碼：771530", "771530", ONE_TIME_CODE),
+        ("校驗碼 550917 係咪你哋發嘅", "550917", ONE_TIME_CODE),
+        ("簡訊認證碼是 204817", "204817", ONE_TIME_CODE),
+        ("309415 就係我嘅驗證碼", "309415", ONE_TIME_CODE),
+        ("驗證碼係六八三九二一", "六八三九二一", ONE_TIME_CODE),
+        ("支付密碼是 abc12345", "abc12345", PASSWORD),
+        ("我嘅交易密碼係 hk778899", "hk778899", PASSWORD),
+        ("登入密碼：Tw2026pass", "Tw2026pass", PASSWORD),
+        ("提款卡 PIN碼係 4826", "4826", PASSWORD),
+        ("卡號 4111 1111 1111 1111 被盜刷", "4111 1111 1111 1111", CARD_NUMBER),
+        (
+            "張卡號碼係５５５５５５５５５５５５４４４４",
+            "５５５５５５５５５５５５４４４４",
+            CARD_NUMBER,
+        ),
+        ("卡背面三個數字係 319", "319", CVV),
+        ("安全碼：842", "842", CVV),
+        (f"身分證號碼 {VALID_RESIDENT_ID}", VALID_RESIDENT_ID, RESIDENT_ID),
+        ("身份證 110105194912310021", "110105194912310021", RESIDENT_ID),
+    ],
+)
+def test_each_kind_of_secret_written_in_traditional_chinese_is_masked(text, secret, kind):
+    result = redact(text)
+    assert secret not in result.text, result.text
+    assert kind in result.kinds
+
+
+def test_around_a_traditional_mask_the_customers_own_script_is_kept():
+    result = redact("我嘅驗證碼係 384920，唔該幫我睇睇帳戶")
+    assert result.text == "我嘅驗證碼係 [code removed]，唔該幫我睇睇帳戶"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["密碼唔啱，點算", "驗證碼收唔到，等咗 5 分鐘", "密码系统升级 2026 后登不上", "轉賬 3000 蚊"],
+)
+def test_traditional_and_cantonese_text_without_a_secret_is_left_alone(text):
+    result = redact(text)
+    assert result.text == text and result.kinds == []
+
+
+@pytest.mark.parametrize(
+    ("text", "secret", "kind"),
+    [
         # Each cue the redactor looks for before running a pattern, written in capitals, in
         # mixed case and in every spelling the patterns accept: the quick test must not skip them.
         ("MY PIN IS 4821", "4821", PASSWORD),

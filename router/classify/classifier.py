@@ -14,11 +14,13 @@ import math
 import re
 from dataclasses import dataclass
 
+from router.classify.clauses import cues, frame, spans
 from router.classify.entities import extract_entities
+from router.classify.examples import training_set
 from router.classify.fastre import AnchorIndex, anchors, compile_fast
 from router.classify.keywords import KeywordIndex
 from router.classify.model import trained
-from router.classify.textprep import CJK, for_model, prepare, prepare_with_source
+from router.classify.textprep import CJK, for_model, prepare_with_source
 from router.core.envelope import Classification, Urgency
 from router.operator_files.schemas.classifier import ClassifierConfig
 
@@ -91,6 +93,7 @@ class _Text:
     ]  # numbers of the patterns one of whose anchors it contains: the others cannot match
     source: str  # the subject and new text as written, for the entities
     active: frozenset[str]  # owners (rules) with a keyword found or a pattern that could match
+    framing: tuple[bool, bool]  # (a denial word, a fraud frame word) somewhere: else skip framing
 
 
 class _Evidence:
@@ -116,23 +119,63 @@ class _Evidence:
                 return match
         return None
 
-    def hits(self, text: _Text) -> list[str]:
-        found = [f"kw:{k}" for k in text.keywords.get(self.owner, ())]
+    def hits(
+        self, text: _Text, *, fraud: bool = False, others: bool = True
+    ) -> tuple[list[str], list[str]]:
+        """The rules that fired as evidence, and those whose every match the customer framed away
+        (denied; for fraud also a hypothetical, someone else's loss, a scam avoided)."""
+        found: list[str] = []
+        dropped: list[str] = []
         body = text.text
+        denial, framed = text.framing
+        if not (denial or (fraud and framed)):  # nothing in the message can frame a match away
+            found = [f"kw:{k}" for k in text.keywords.get(self.owner, ())]
+            for regex in self._patterns.runnable(text.live):
+                match = regex.search(body)
+                if match:
+                    found.append(f"re:{_clip(match.group(0))}")
+            return found, dropped
+        for keyword in text.keywords.get(self.owner, ()):
+            reason = _framed(body, spans(body, keyword), fraud, others)
+            if reason:
+                dropped.append(f"{reason}:{keyword}")
+            else:
+                found.append(f"kw:{keyword}")
         for regex in self._patterns.runnable(text.live):
-            match = regex.search(body)
-            if match:
-                found.append(f"re:{_clip(match.group(0))}")
-        return found
+            matches = list(itertools.islice(regex.finditer(body), 3))
+            if matches:
+                reason = _framed(body, [m.span() for m in matches], fraud, others)
+                if reason:
+                    dropped.append(f"{reason}:{_clip(matches[0].group(0))}")
+                else:
+                    found.append(f"re:{_clip(matches[0].group(0))}")
+        return found, dropped
 
-    def fires(self, text: _Text) -> bool:
+    def fires(self, text: _Text, *, scoped: bool = False, others: bool = True) -> bool:
+        """`scoped`: only evidence the customer did not frame away counts (the fraud rules and
+        the raising urgency rules); `others`: someone else's loss is framed away too."""
         if self.owner not in text.active:
             return False
         if self.owner not in text.keywords:
             body = text.text
             if not any(regex.search(body) for regex in self._patterns.runnable(text.live)):
                 return False
-        return self.negated(text) is None
+        if self.negated(text) is not None:
+            return False
+        return not scoped or bool(self.hits(text, fraud=True, others=others)[0])
+
+
+def _framed(
+    body: str, where: list[tuple[int, int]], fraud: bool, others: bool = True
+) -> str | None:
+    """Why none of these matches counts (the first match's reason), or None if one does."""
+    reason = None
+    for start, end in where:
+        why = frame(body, start, end, fraud=fraud, others=others)
+        if why is None:
+            return None
+        reason = reason or why
+    return reason
 
 
 @dataclass(frozen=True)
@@ -189,12 +232,8 @@ class Classifier:
         )
         self._owner_of = {p.number: e.owner for e in every for p in (*e.patterns, *e.negatives)}
         self._always_active = frozenset(e.owner for e in every if e.always)
-        texts, labels = [], []
-        for name, rules in config.categories.items():
-            for example in rules.examples.all():
-                texts.append(for_model(prepare(example)))
-                labels.append(name)
-        self.model = trained(tuple(texts), tuple(labels), self._settings.regularization)
+        texts, labels, weights = training_set(config)
+        self.model = trained(texts, labels, self._settings.regularization, weights)
 
     @property
     def categories(self) -> list[str]:
@@ -204,9 +243,11 @@ class Classifier:
         """The fast rules only: may this message be fraud, a takeover or otherwise critical?"""
         prepared = self._text(text, subject)
         fraud = self._categories.get(FRAUD)
-        if fraud is not None and fraud.fires(prepared):
+        if fraud is not None and fraud.fires(prepared, scoped=True):
             return True
-        return any(rule.evidence.fires(prepared) for rule in self._lane_rules)
+        return any(
+            rule.evidence.fires(prepared, scoped=True, others=False) for rule in self._lane_rules
+        )
 
     def classify(
         self, text: str, channel: str | None = None, subject: str | None = None
@@ -227,8 +268,14 @@ class Classifier:
                 hits[name] = -1
                 fired.append(f"{name}:negated:{_clip(negation.group(0))}")
                 continue
-            found = evidence.hits(prepared)
+            found, dropped = evidence.hits(prepared, fraud=name == FRAUD)
+            fired += [f"{name}:{label}" for label in dropped]
             if not found:
+                if dropped:
+                    # "Not a failed payment", "my colleague was scammed": said, and ruled out.
+                    hits[name] = -1
+                    if name == FRAUD:
+                        negated.add(name)
                 continue
             hits[name] = min(len(found), self._settings.max_rule_hits)
             fired += [f"{name}:{label}" for label in found]
@@ -251,7 +298,21 @@ class Classifier:
             fired.append(f"safety:fraud_floor={posterior[FRAUD]:.2f}")
             category, confidence = FRAUD, posterior[FRAUD]
 
+        possible_fraud = (
+            category == FRAUD
+            and not fraud_rule
+            and confidence < self._settings.possible_fraud_below
+        )
+        if possible_fraud:
+            # Unfamiliar text drifts to the biggest class: no fraud rule fired, so a person reads
+            # it first (triage, high) instead of the fraud desk at critical.
+            fired.append(f"triage:possible_fraud={confidence:.2f}")
+            category = max((name for name in posterior if name != FRAUD), key=posterior.__getitem__)
+            confidence = self._doubtful(posterior[category])
+
         urgency = self._urgency(category, prepared, fired)
+        if possible_fraud and urgency.rank < Urgency.HIGH.rank:
+            urgency = Urgency.HIGH
         if fraud_rule and urgency is not Urgency.CRITICAL:
             fired.append("safety:fraud_rule_keeps_critical")
             urgency = Urgency.CRITICAL
@@ -266,12 +327,18 @@ class Classifier:
             rules_version=self._version,
         )
 
+    def _doubtful(self, confidence: float) -> float:
+        """A confidence the dispatcher's triage test sends to a person (when triage is on)."""
+        if not self._config.triage_queue:
+            return confidence
+        return min(confidence, self._config.triage_below_confidence - 0.001)
+
     def _text(self, text: str, subject: str | None) -> _Text:
         prepared, source = prepare_with_source(text, subject)
         keywords, live = self._keywords.find(prepared), self._anchors.live(prepared)
         owner_of = self._owner_of
         active = frozenset({owner_of[n] for n in live}.union(keywords, self._always_active))
-        return _Text(prepared, keywords, live, source, active)
+        return _Text(prepared, keywords, live, source, active, cues(prepared))
 
     def _combine(
         self, log_probabilities: dict[str, float], hits: dict[str, int]
@@ -302,7 +369,7 @@ class Classifier:
             if (
                 not rule.lowers
                 and rule.urgency.rank > urgency.rank
-                and rule.evidence.fires(prepared)
+                and rule.evidence.fires(prepared, scoped=True, others=False)
             ):
                 urgency = rule.urgency
                 fired.append(f"urgency:{rule.name}")

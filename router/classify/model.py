@@ -55,7 +55,14 @@ def features(text: str) -> list[str]:
 class NgramModel:
     """A multinomial logistic regression over tf-idf weighted n-grams."""
 
-    def __init__(self, texts: Sequence[str], labels: Sequence[str], *, c: float = 8.0):
+    def __init__(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        c: float = 8.0,
+        weights: Sequence[float] | None = None,
+    ):
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
@@ -66,8 +73,8 @@ class NgramModel:
         vectorizer = TfidfVectorizer(analyzer=features, binary=True, dtype=np.float64)
         matrix = vectorizer.fit_transform(texts)
         # newton-cg converges in a handful of steps here, where lbfgs needs dozens of slow ones.
-        model = LogisticRegression(C=c, max_iter=300, class_weight="balanced", solver="newton-cg")
-        model.fit(matrix, labels)
+        model = LogisticRegression(C=c, max_iter=300, solver="newton-cg")
+        model.fit(matrix, labels, sample_weight=_balanced(labels, weights))
         self.classes: list[str] = [str(c) for c in model.classes_]
         self._vocabulary: dict[str, int] = dict(vectorizer.vocabulary_)
         idf = vectorizer.idf_.astype(np.float64)
@@ -125,8 +132,24 @@ class NgramModel:
         return dict(zip(self.classes, row.tolist(), strict=True))
 
 
+def _balanced(labels: Sequence[str], weights: Sequence[float] | None) -> np.ndarray:
+    """Each example's weight, scaled so every class weighs the same in total (as scikit-learn's
+    class_weight="balanced" does with counts): a class with thousands of borrowed questions does
+    not drown one taught by a few dozen of our own."""
+    w = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
+    names = np.asarray(labels)
+    totals = {name: w[names == name].sum() for name in set(labels)}
+    per_class = w.sum() / len(totals)
+    return w * np.array([per_class / totals[name] for name in labels])
+
+
 @functools.lru_cache(maxsize=4)
-def trained(texts: tuple[str, ...], labels: tuple[str, ...], c: float) -> NgramModel:
+def trained(
+    texts: tuple[str, ...],
+    labels: tuple[str, ...],
+    c: float,
+    weights: tuple[float, ...] | None = None,
+) -> NgramModel:
     """The model for these examples, trained once per process: a hot reload that changes only
     keywords, patterns or urgency rules, or a second router in the same process, reuses it."""
-    return NgramModel(texts, labels, c=c)
+    return NgramModel(texts, labels, c=c, weights=weights)

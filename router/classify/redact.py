@@ -4,16 +4,19 @@ Kinds masked: one-time codes, passwords and PINs, card numbers (Luhn-checked), C
 Chinese resident ID numbers (18 digits, and the 15 of the first generation). Each pattern needs
 a cue (a keyword, a checksum, a date inside an ID) so amounts, phone numbers and order numbers
 stay readable for the agent. Full-width digits and letters are matched as their ASCII forms
-(NFKC), while the text outside a mask is kept as it was typed.
+(NFKC), and Traditional Chinese as Simplified (驗證碼 as 验证码, 密碼係 as 密码系: OpenCC's
+character table, one character for one), while the text outside a mask is kept as it was typed.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
 
 from router.classify.fastre import compile_fast
+from router.classify.textprep import traditional_characters
 
 ONE_TIME_CODE = "one_time_code"
 PASSWORD = "password"
@@ -45,7 +48,7 @@ _PROVINCES = frozenset(
     "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 50 51 52 53 54 "
     "61 62 63 64 65 71 81 82".split()
 )
-_ID_NAMED = re.compile(r"身份证|证件|\bid\b|identity", re.I)
+_ID_NAMED = re.compile(r"身份证|身分证|证件|\bid\b|identity", re.I)
 # Digits glued to letters (TX2026110100123, an order number) are an id, not a card: a long
 # transaction number passes the Luhn check one time in ten. Groups may be split by a space, -, .,
 # /, _ or a line break; a run of groups is checked window by window (card_windows), so a card
@@ -56,25 +59,25 @@ _CARD_SEPARATOR = r"(?:[ ._/-]|[ \t]*\r?\n[ \t]*)"
 _CARD = compile_fast(rf"(?<![\dA-Za-z-])(?:\d{_CARD_SEPARATOR}?){{12,200}}\d(?![\d-])")
 _CARD_GROUP = re.compile(r"\d+")
 _CVV = re.compile(
-    r"(?i)((?:cvv2?|cvc2?|cvn|card security code|security code on the back|安全码|卡背面?(?:的)?(?:三位|3位)(?:数字|数|码)?|"
-    r"背面(?:的)?(?:三位|3位)(?:数字|数|码)?)\s*(?:is|was|是|为|=|:|：|-)?\s*(?:number\s*)?)(\d{3,4})(?!\d)"
+    r"(?i)((?:cvv2?|cvc2?|cvn|card security code|security code on the back|安全码|卡背面?(?:的)?(?:三位|3位|三个|3个)(?:数字|数|码)?|"
+    r"背面(?:的)?(?:三位|3位|三个|3个)(?:数字|数|码|字)?)\s*(?:is|was|是|为|系|=|:|：|-)?\s*(?:number\s*)?)(\d{3,4})(?!\d)"
 )
 _AFTER_CARD_CVV = compile_fast(
     r"(\[card number removed\][^\d\n]{0,12}?(?:exp\w*\s*\d{1,2}\s*/\s*\d{2,4}\s*)?)(\d{3,4})(?!\d)"
 )
 _OTP_WORDS = (
-    r"验证码|校验码|动态码|动态密码|短信码|确认码|授权码|激活码|"
+    r"验证码|校验码|动态码|动态密码|短信码|短讯码|认证码|确认码|授权码|激活码|"
     r"otp|one[- ]?time (?:pass)?code|one[- ]?time password|one[- ]?time pin|passcode sent|"
     r"verification code|confirmation code|security code|auth(?:entication|orization)? code|"
     r"sms code|text code|login code|2fa code|access code|code"
 )
 _OTP = re.compile(
-    rf"(?i)((?:{_OTP_WORDS})(?:[^\d.。!?！？\n¥$€£]{{0,24}}?)(?:is|was|是|为|:|：|=|#|-|\s)\s*)"
+    rf"(?i)((?:{_OTP_WORDS})(?:[^\d.。!?！？\n¥$€£]{{0,24}}?)(?:is|was|是|为|系|:|：|=|#|-|\s)\s*)"
     rf"({_DIGIT_RUN}|(?:{_SPELLED_EN}[ ,-]*){{4,8}}|{_SPELLED_ZH}{{4,8}})"
 )
 _OTP_TIGHT = re.compile(rf"(?i)((?:{_OTP_WORDS}))({_DIGIT_RUN})")
 _OTP_BEFORE = re.compile(
-    rf"(?i)(?<![\d.])({_DIGIT_RUN})(\s*(?:is|was|是|就是)\s*(?:my|the|your|我的|那个|这个)?\s*(?:{_OTP_WORDS}))"
+    rf"(?i)(?<![\d.])({_DIGIT_RUN})(\s*(?:is|was|是|就是|系|就系)\s*(?:my|the|your|我的|那个|这个|呢个)?\s*(?:{_OTP_WORDS}))"
 )
 _NOT_A_CODE_BEFORE = re.compile(
     r"(?i)(?:error|err|错误|返回|reason|promo|discount|coupon|zip|post(?:al)?|area|country|swift|sort|"
@@ -82,22 +85,23 @@ _NOT_A_CODE_BEFORE = re.compile(
 )
 _NOT_A_CODE_AFTER = re.compile(
     r"(?i)^\s*(?:元|块|yuan|dollars?|pounds?|euros?|rmb|cny|usd|gbp|eur|%|percent|次|times|分钟|minutes?|mins?|"
-    r"hours?|小时|秒|seconds?|位|digits?|characters?|号|年|月|日)"
+    r"hours?|小时|秒|seconds?|位|digits?|characters?|号|年|月|日|蚊|个字)"
 )
 _PASSWORD = re.compile(
-    r"(?i)((?:password|passcode|pass word|passwd|pwd|\bpw|登录密码|支付密码|交易密码|密码|口令|\bpin(?: code| number)?)"
-    r"(?:\s*(?:is|was|is still|=|:|：|是|为|改成了?|改为|设置成|设成|设的是|set to|changed to|-)\s*|\s+|(?=[A-Za-z0-9])))"
+    r"(?i)((?:password|passcode|pass word|passwd|pwd|\bpw|登录密码|支付密码|交易密码|密码|口令|"
+    r"\bpin(?: code| number|码)?)"
+    r"(?:\s*(?:is|was|is still|=|:|：|是|为|系(?![统列])|改成了?|改为|设置成|设成|设的是|set to|changed to|-)\s*|\s+|(?=[A-Za-z0-9])))"
     r"([^\s，。；！？、）]+)"
 )
 _PASSWORD_SEPARATOR = re.compile(
-    r"(?i)(?:is|was|=|:|：|是|为|改成了?|改为|设置成|设成|设的是|set to|changed to|-)\s*$"
+    r"(?i)(?:is|was|=|:|：|是|为|系|改成了?|改为|设置成|设成|设的是|set to|changed to|-)\s*$"
 )
 _NOT_A_PASSWORD = re.compile(
     r"(?i)^(?:(?:not|no|wrong|incorrect|correct|right|invalid|expired|blocked|locked|too|the|my|a|an|still|being|"
     r"working|reset|changed|forgotten|forgot|lost|required|needed|needs?|must|should|and|or|for|to|of|on|in|at|"
     r"with|that|this|it|which|rejected|accepted|never|same|different|weak|strong|greyed|gone|when|if|but|"
     r"so|because|isn't|doesn't|won't|can't|only|just|also|has|had|have|will|would|reset|expired)\b"
-    r"|多少|什么|啥|不|没|错|对|忘|正确|几位|怎么|要|必须|需要|默认|一直|老是|总是|还|也|都|被|已|就|又|输|的|了|吗|呢|吧|"
+    r"|多少|什么|啥|乜|咩|点|不|唔|没|冇|错|对|忘|正确|几位|怎么|要|必须|需要|默认|一直|老是|总是|还|也|都|被|已|就|又|输|的|了|吗|呢|吧|"
     r"\[)"
 )
 # Literal cues, one of which is in any text the pattern after them can match (compared with the
@@ -134,6 +138,13 @@ _FOLD = {cp: unicodedata.normalize("NFKC", chr(cp)) for cp in range(0xFF10, 0xFF
 _FOLD.update({cp: unicodedata.normalize("NFKC", chr(cp)) for cp in range(0xFF21, 0xFF3B)})
 _FOLD.update({cp: unicodedata.normalize("NFKC", chr(cp)) for cp in range(0xFF41, 0xFF5B)})
 _FOLD.update({0xFF0D: "-", 0xFF0E: ".", 0xFF0F: "/", 0xFF3F: "_", 0x3000: " "})
+# Cantonese words the cues are written around, as Mandarin: "我嘅密碼係 ...".
+_CANTONESE = {ord("嘅"): "的"}
+
+
+@functools.cache
+def _fold_table() -> dict[int, str]:
+    return {**traditional_characters(), **_CANTONESE, **_FOLD}
 
 
 def _resident_id_ok(number: str) -> bool:
@@ -212,7 +223,7 @@ def _restore(original: str, folded: str, result: str) -> str:
 
 def redact(text: str) -> Redacted:
     """The text with every secret replaced by a marker, and the kinds that were masked."""
-    folded = text.translate(_FOLD)
+    folded = text.translate(_fold_table())
     if folded == text:
         return _redact(text)
     found = _redact(folded)

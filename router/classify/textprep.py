@@ -3,12 +3,21 @@
 An email reply carries the whole thread below it and a signature; a voice transcript carries
 fillers and stutters; a Chinese transcript has spaces between words. None of that is evidence
 of what the customer needs now, so it is removed before any rule or model looks at the text.
+
+Chinese is read in one script: Traditional text is converted to Simplified with OpenCC (Taiwan
+phrasing too: 簡訊 is 短信, 登入 is 登录), and a few Hong Kong and Cantonese words are read as
+their Mandarin forms (冇 is 没有, 咗 is 了), so a rule or an example written once in Simplified
+holds for a customer in Taipei or Hong Kong. Only the classifier's view changes: the stored text
+keeps the customer's own script.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+
+import opencc
 
 from router.classify.fastre import compile_fast
 from router.classify.quotes import split_lines
@@ -36,6 +45,95 @@ _REPEAT_WORD = re.compile(r"\b(\w++)(?:\s+\1\b)+")
 _STUTTER_CJK = re.compile(rf"([{_CJK}]{{1,4}})(?:\s+\1)+")
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "`": "'"})
 _DIGITS = re.compile(r"\d")
+
+# Words of Hong Kong, Taiwan and Cantonese writing that OpenCC leaves as they are, and the
+# Mandarin a rule is written in. Only words that mean nothing else in Simplified text: 户口 (a
+# bank account in Hong Kong, the household register on the mainland) is left alone.
+_REGIONAL = {
+    "帐": "账",
+    "身分证": "身份证",
+    "著急": "着急",
+    "身分": "身份",
+    "冇": "没有",
+    "咗": "了",
+    "嘅": "的",
+    "喺": "在",
+    "佢哋": "他们",
+    "我哋": "我们",
+    "你哋": "你们",
+    "佢": "他",
+    "畀": "给",
+    "乜嘢": "什么",
+    "咩": "什么",
+    "嘢": "东西",
+    "啲": "些",
+    "嚟": "来",
+    "搵": "找",
+    "揾": "找",
+    "睇": "看",
+    "攞": "拿",
+    "点解": "为什么",
+    "点样": "怎么",
+    "边个": "谁",
+    "而家": "现在",
+    "琴日": "昨天",
+    "唔该": "麻烦",
+    "唔系": "不是",
+    "系唔系": "是不是",
+    "入数": "转账",
+    "过数": "转账",
+    "电邮": "邮件",
+    "私隐": "隐私",
+}
+_REGIONAL_FIRST = re.compile(f"[{''.join(sorted({word[0] for word in _REGIONAL}))}]")
+_REGIONAL_WORD = re.compile("|".join(sorted(map(re.escape, _REGIONAL), key=len, reverse=True)))
+# Cantonese 唔 is "not" before a verb ("唔记得", "唔系我"); alone it is a filler, dropped below.
+_CANTONESE_NOT = re.compile(r"唔(?=\s?[系是知见记到可得识会明好使想能要够需用对啱准肯理])")
+
+
+@functools.cache
+def _converters() -> tuple[opencc.OpenCC, opencc.OpenCC]:
+    # Loading a dictionary takes milliseconds; one converter of each kind serves every message.
+    return opencc.OpenCC("t2s"), opencc.OpenCC("tw2sp")
+
+
+@functools.cache
+def traditional_characters() -> dict[int, str]:
+    """Each Han character that OpenCC's t2s writes as one other character, for `str.translate`:
+    one character to one, so a match in the translated text is at the same place in the original
+    (redaction finds its cues this way). Built once, in about a quarter of a second."""
+    chars = [chr(cp) for cp in range(0x3400, 0xA000)]
+    converted = _converters()[0].convert("\n".join(chars)).split("\n")
+    if len(converted) != len(chars):  # a phrase across lines: convert one by one instead
+        converted = [_converters()[0].convert(ch) for ch in chars]
+    return {
+        ord(ch): out
+        for ch, out in zip(chars, converted, strict=True)
+        if out != ch and len(out) == 1
+    }
+
+
+@functools.cache
+def _traditional() -> re.Pattern[str]:
+    return re.compile(f"[{''.join(map(chr, traditional_characters()))}]")
+
+
+def has_traditional(text: str) -> bool:
+    """Whether a Han character in the text is written differently in Simplified."""
+    return _traditional().search(text) is not None
+
+
+def to_simplified(text: str) -> str:
+    """Chinese in Simplified characters and mainland words; Simplified text comes back as it was.
+
+    Only a text with a Traditional character goes through OpenCC, with Taiwan's phrasing (tw2sp):
+    that table would also rewrite Simplified words that mean something else on the mainland
+    (程序, 文件), and most messages need no conversion, so a character class decides first."""
+    if _traditional().search(text):
+        text = _converters()[1].convert(text)
+    if _REGIONAL_FIRST.search(text):
+        text = _REGIONAL_WORD.sub(lambda m: _REGIONAL[m.group(0)], text)
+    return _CANTONESE_NOT.sub("不", text) if "唔" in text else text
 
 
 def new_text(text: str) -> str:
@@ -80,13 +178,16 @@ def subject_text(subject: str | None) -> str:
 
 
 def normalize(text: str) -> str:
-    """Lower case, half-width, no fillers or stutters, no spaces between Chinese words."""
+    """Lower case, half-width, Simplified Chinese, no fillers or stutters, no spaces between
+    Chinese words."""
     text = unicodedata.normalize("NFKC", text).lower()
+    chinese = CJK.search(text) is not None
+    if chinese:
+        text = to_simplified(text)
     if (
         "`" in text or not text.isascii()
     ):  # the quotes to straighten; translate is slow, so ask first
         text = text.translate(_QUOTES)
-    chinese = CJK.search(text) is not None
     text = _EN_FILLERS.sub("", text)
     if chinese:
         text = _ZH_FILLERS.sub(" ", text)

@@ -1,8 +1,10 @@
-"""`supportrouter eval`: how well the classifier in force labels a CSV of messages.
+"""`supportrouter eval`: how well the classifier in force labels CSVs of messages.
 
 Each row goes through what the gateway and the classifier do to a live message: redaction,
-then classification. The CSV needs columns `text` and `category`; `urgency` and `channel` are
-optional. Bad files are refused with the line and the reason.
+then classification. A CSV needs columns `text` and `category`; `urgency`, `channel`, `language`
+and `id` are optional. Several files are scored one by one and together, broken down by
+language, channel and (given a phenomena file: id, space-separated tags) phenomenon. Bad files
+are refused with the file, the line and the reason.
 """
 
 from __future__ import annotations
@@ -10,26 +12,30 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import sys
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from router.classify.redact import redact
+from router.classify.textprep import has_traditional
+from router.cli.eval_report import FRAUD, Report, format_json, format_text
 from router.core.envelope import Channel, Urgency
 from router.core.settings import Settings
 from router.operator_files.schemas.common import CATEGORIES
 from router.policy.rules import Rules
 
-FRAUD = "unauthorized_transaction"
+__all__ = ["FRAUD", "EvalFileError", "Report", "Row", "evaluate", "format_json", "format_text"]
+
 _CHANNELS = {c.value for c in Channel}
 _URGENCIES = {u.value for u in Urgency}
+_MAX_PROBLEMS = 20
 
 
 class EvalFileError(Exception):
-    """The CSV cannot be evaluated; the message names the line and the reason."""
+    """A file cannot be evaluated; the message names the file, the line and the reason."""
 
 
 @dataclass(frozen=True)
@@ -39,88 +45,13 @@ class Row:
     category: str
     urgency: str | None = None
     channel: str | None = None
+    language: str | None = None
+    id: str | None = None
+    file: str = ""
 
 
-@dataclass
-class Report:
-    rows: int
-    seconds: float
-    gold: list[str]
-    predicted: list[str]
-    gold_urgency: list[str | None]
-    predicted_urgency: list[str]
-    has_urgency: bool
-    per_category: dict[str, dict[str, float | int]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        present = [c for c in CATEGORIES if c in set(self.gold)]
-        pairs = Counter(zip(self.gold, self.predicted, strict=True))
-        predicted_count = Counter(self.predicted)
-        for category in present:
-            tp = pairs[(category, category)]
-            support = sum(1 for g in self.gold if g == category)
-            precision = tp / predicted_count[category] if predicted_count[category] else 0.0
-            recall = tp / support
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            self.per_category[category] = {
-                "precision": round(precision, 4),
-                "recall": round(recall, 4),
-                "f1": round(f1, 4),
-                "support": support,
-            }
-
-    @property
-    def macro_f1(self) -> float:
-        scores = [float(m["f1"]) for m in self.per_category.values()]
-        return round(sum(scores) / len(scores), 4) if scores else 0.0
-
-    def _fraud(self) -> tuple[float | None, float | None]:
-        support = sum(1 for g in self.gold if g == FRAUD)
-        flagged = sum(1 for p in self.predicted if p == FRAUD)
-        hits = sum(1 for g, p in zip(self.gold, self.predicted, strict=True) if g == p == FRAUD)
-        recall = round(hits / support, 4) if support else None
-        precision = round(hits / flagged, 4) if flagged else (0.0 if support else None)
-        return recall, precision
-
-    @property
-    def unauthorized_recall(self) -> float | None:
-        return self._fraud()[0]
-
-    @property
-    def unauthorized_precision(self) -> float | None:
-        return self._fraud()[1]
-
-    @property
-    def critical_recall(self) -> float | None:
-        if not self.has_urgency:
-            return None
-        critical = [
-            p
-            for g, p in zip(self.gold_urgency, self.predicted_urgency, strict=True)
-            if g == Urgency.CRITICAL
-        ]
-        if not critical:
-            return None
-        return round(sum(1 for p in critical if p == Urgency.CRITICAL) / len(critical), 4)
-
-    def confusion(self) -> tuple[list[str], dict[tuple[str, str], int]]:
-        labels = [c for c in CATEGORIES if c in set(self.gold) | set(self.predicted)]
-        return labels, Counter(zip(self.gold, self.predicted, strict=True))
-
-    def to_json(self) -> dict:
-        return {
-            "rows": self.rows,
-            "macro_f1": self.macro_f1,
-            "per_category": self.per_category,
-            "unauthorized_recall": self.unauthorized_recall,
-            "unauthorized_precision": self.unauthorized_precision,
-            "critical_recall": self.critical_recall,
-            "seconds": round(self.seconds, 3),
-        }
-
-
-def read_rows(path: Path | str) -> list[Row]:
-    path = Path(path)
+def _read_csv(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tuple[int, dict]]]:
+    """The columns and the records of a UTF-8 CSV, each with the line it starts on."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -128,35 +59,55 @@ def read_rows(path: Path | str) -> list[Row]:
     try:
         content = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise EvalFileError(f"{path}: not valid UTF-8 (byte {exc.start})") from exc
-    reader = csv.DictReader(io.StringIO(content, newline=""))
-    columns = [c.strip() for c in (reader.fieldnames or [])]
-    missing = [c for c in ("text", "category") if c not in columns]
-    if missing:
-        raise EvalFileError(
-            f"{path}:1: missing column(s) {', '.join(missing)}; found {columns or 'none'}"
-        )
-    reader.fieldnames = columns
+        line = raw[: exc.start].count(b"\n") + 1
+        raise EvalFileError(f"{path}:{line}: not valid UTF-8 (byte {exc.start})") from exc
+    reader = csv.DictReader(io.StringIO(content, newline=""), strict=True)
+    records: list[tuple[int, dict]] = []
+    line = 1
+    try:
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise EvalFileError(
+                f"{path}:1: missing column(s) {', '.join(missing)}; found {columns or 'none'}"
+            )
+        reader.fieldnames = columns
+        line = reader.line_num + 1  # where the next record starts (a quoted text may span lines)
+        for record in reader:
+            records.append((line, record))
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        raise EvalFileError(f"{path}:{line}: malformed CSV ({exc})") from exc
+    return columns, records
+
+
+def _refuse(problems: list[str]) -> None:
+    if problems:
+        more = len(problems) - _MAX_PROBLEMS
+        shown = problems[:_MAX_PROBLEMS] + ([f"... and {more} more"] if more > 0 else [])
+        raise EvalFileError("\n".join(shown))
+
+
+def read_rows(path: Path | str) -> list[Row]:
+    path = Path(path)
+    columns, records = _read_csv(path, ("text", "category"))
     rows: list[Row] = []
     problems: list[str] = []
-    line = reader.line_num + 1  # where the next record starts (a quoted text may span lines)
-    for record in reader:
-        next_line = reader.line_num + 1
+    for line, record in records:
         if None in record:
             problems.append(f"{path}:{line}: more fields than columns")
-            line = next_line
             continue
-        text = (record.get("text") or "").strip()
-        category = (record.get("category") or "").strip()
-        urgency = (record.get("urgency") or "").strip() or None
-        channel = (record.get("channel") or "").strip() or None
+        values = {k: (v or "").strip() for k, v in record.items()}
+        text, category = values.get("text", ""), values.get("category", "")
+        urgency = values.get("urgency") or None
+        channel = values.get("channel") or None
         if not text:
             problems.append(f"{path}:{line}: empty text")
         if category not in CATEGORIES:
             problems.append(
                 f"{path}:{line}: unknown category {category!r}; one of {', '.join(CATEGORIES)}"
             )
-        if "urgency" in columns and urgency is not None and urgency not in _URGENCIES:
+        if urgency is not None and urgency not in _URGENCIES:
             problems.append(
                 f"{path}:{line}: unknown urgency {urgency!r}; one of {', '.join(sorted(_URGENCIES))}"
             )
@@ -164,26 +115,77 @@ def read_rows(path: Path | str) -> list[Row]:
             problems.append(
                 f"{path}:{line}: unknown channel {channel!r}; one of {', '.join(sorted(_CHANNELS))}"
             )
-        rows.append(Row(line, text, category, urgency, channel))
-        line = next_line
-    if problems:
-        shown = problems[:20] + (
-            [f"... and {len(problems) - 20} more"] if len(problems) > 20 else []
+        language = values.get("language") or None
+        rows.append(
+            Row(line, text, category, urgency, channel, language, values.get("id"), str(path))
         )
-        raise EvalFileError("\n".join(shown))
+    _refuse(problems)
     if not rows:
         raise EvalFileError(f"{path}: no rows to evaluate")
     return rows
 
 
-def evaluate(rules: Rules, rows: list[Row]) -> Report:
-    predicted, predicted_urgency = [], []
+def read_phenomena(path: Path | str) -> dict[str, tuple[str, ...]]:
+    """Row id -> its phenomenon tags, from a CSV with columns `id` and `phenomena`."""
+    path = Path(path)
+    _, records = _read_csv(path, ("id", "phenomena"))
+    tags: dict[str, tuple[str, ...]] = {}
+    problems: list[str] = []
+    for line, record in records:
+        row_id = (record.get("id") or "").strip()
+        if None in record:
+            problems.append(f"{path}:{line}: more fields than columns")
+        elif not row_id:
+            problems.append(f"{path}:{line}: empty id")
+        elif row_id in tags:
+            problems.append(f"{path}:{line}: id {row_id!r} listed twice")
+        else:
+            tags[row_id] = tuple((record.get("phenomena") or "").split())
+    _refuse(problems)
+    return tags
+
+
+class Progress:
+    """A bar on a terminal: where the run is, file by file, redrawn every 1% of the rows."""
+
+    def __init__(self, stream: TextIO, total: int) -> None:
+        self.stream, self.total, self.done = stream, total, 0
+        self._step = max(1, total // 100)
+
+    def advance(self, file: str) -> None:
+        self.done += 1
+        if self.done % self._step and self.done != self.total:
+            return
+        filled = 30 * self.done // self.total
+        bar = "#" * filled + "." * (30 - filled)
+        self.stream.write(f"\r{Path(file).name[:30]} [{bar}] {self.done}/{self.total}")
+        if self.done == self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _language(row: Row, detected: str) -> str:
+    if row.language:
+        return row.language
+    return "zh-Hant" if detected == "zh" and has_traditional(row.text) else detected
+
+
+def evaluate(
+    rules: Rules,
+    rows: list[Row],
+    phenomena: dict[str, tuple[str, ...]] | None = None,
+    on_row: Callable[[str], None] | None = None,
+) -> Report:
+    predicted, predicted_urgency, languages = [], [], []
     started = time.perf_counter()
     for row in rows:
         clean = redact(row.text)
         c = rules.classify(clean.text, channel=row.channel)
         predicted.append(c.category)
         predicted_urgency.append(c.urgency.value)
+        languages.append(_language(row, c.language))
+        if on_row is not None:
+            on_row(row.file)
     seconds = time.perf_counter() - started
     return Report(
         rows=len(rows),
@@ -193,52 +195,28 @@ def evaluate(rules: Rules, rows: list[Row]) -> Report:
         gold_urgency=[r.urgency for r in rows],
         predicted_urgency=predicted_urgency,
         has_urgency=any(r.urgency for r in rows),
+        files=[r.file for r in rows],
+        languages=languages,
+        channels=[r.channel or "(none)" for r in rows],
+        phenomena=[(phenomena or {}).get(r.id or "", ()) for r in rows] if phenomena else [],
     )
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def format_text(report: Report) -> str:
-    lines = [f"{report.rows} rows classified in {report.seconds:.2f} s", ""]
-    lines.append(f"{'category':<26}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
-    for category, m in report.per_category.items():
-        lines.append(
-            f"{category:<26}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}{m['support']:>9}"
-        )
-    lines.append(f"{'macro-F1 (categories present)':<56}{report.macro_f1:>10.3f}")
-    lines.append("")
-    labels, counts = report.confusion()
-    short = {label: label[:8] for label in labels}
-    lines.append("confusion matrix (rows: expected, columns: predicted)")
-    lines.append(f"{'':<26}" + "".join(f"{short[label]:>10}" for label in labels))
-    for gold in labels:
-        if gold not in report.per_category:
-            continue
-        lines.append(f"{gold:<26}" + "".join(f"{counts[(gold, p)]:>10}" for p in labels))
-    lines.append("")
-    lines.append(f"unauthorized_transaction recall     {_fmt(report.unauthorized_recall)}")
-    lines.append(f"unauthorized_transaction precision  {_fmt(report.unauthorized_precision)}")
-    critical = report.critical_recall
-    if report.has_urgency:
-        lines.append(f"critical-urgency recall             {_fmt(critical)}")
-    else:
-        lines.append("critical-urgency recall             n/a (no urgency column)")
-    return "\n".join(lines)
-
-
-def format_json(report: Report) -> str:
-    return json.dumps(report.to_json(), ensure_ascii=False)
 
 
 def command(args: argparse.Namespace) -> int:
     try:
-        rows = read_rows(args.file)
+        rows = [row for file in args.files for row in read_rows(file)]
+        phenomena = read_phenomena(args.phenomena) if args.phenomena else None
     except EvalFileError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if phenomena is not None and not any(row.id in phenomena for row in rows):
+        print(
+            f"{args.phenomena}: no id matches a row's id column in {', '.join(args.files)}",
+            file=sys.stderr,
+        )
+        return 2
     rules = Rules(Path(args.config or Settings().config_dir))
-    report = evaluate(rules, rows)
+    progress = Progress(sys.stderr, len(rows)) if args.progress or sys.stderr.isatty() else None
+    report = evaluate(rules, rows, phenomena, progress.advance if progress else None)
     print(format_json(report) if args.json else format_text(report))
     return 0

@@ -69,9 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.set_defaults(func=_command("simulate"))
 
-    evaluate = sub.add_parser("eval", help="score the classifier on a CSV of labelled messages")
+    evaluate = sub.add_parser("eval", help="score the classifier on CSVs of labelled messages")
     evaluate.add_argument(
-        "file", help="CSV with columns text,category and optionally urgency,channel"
+        "files",
+        nargs="+",
+        metavar="file",
+        help="CSV with columns text,category and optionally urgency,channel,language,id",
+    )
+    evaluate.add_argument(
+        "--phenomena", help="CSV of id,phenomena (space-separated tags): a breakdown by tag"
+    )
+    evaluate.add_argument(
+        "--progress", action="store_true", help="a progress bar on stderr even off a terminal"
     )
     evaluate.add_argument(
         "--json", action="store_true", help="one JSON object instead of the tables"

@@ -4,11 +4,15 @@ model trained from the examples and the rules are weighed together."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
 from router.core.envelope import Urgency
 from router.operator_files.schemas.common import Category, Strict
+
+# Labelled questions shipped with the package (router/classify/data/), named by file.
+EXTRA_EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "classify" / "data"
 
 
 class Bilingual(Strict):
@@ -83,6 +87,25 @@ class ModelSettings(Strict):
     fraud_floor: float = Field(
         default=0.35, gt=0, le=1
     )  # model probability that alone makes it fraud
+    possible_fraud_below: float = Field(
+        default=0.0, ge=0, le=1
+    )  # fraud from the model alone, no rule evidence, below this: triage, "possible fraud", high
+    extra_examples: str | None = None  # a CSV (text, category) in router/classify/data/
+    extra_examples_weight: float = Field(
+        default=0.25, ge=0, le=1
+    )  # each of its rows counts this much beside one of the config's own examples
+
+    @field_validator("extra_examples")
+    @classmethod
+    def _shipped(cls, name: str | None) -> str | None:
+        if (
+            name is not None
+            and not (EXTRA_EXAMPLES_DIR / name).is_file()
+            or (name is not None and ("/" in name or "\\" in name or name.startswith(".")))
+        ):
+            shipped = sorted(p.name for p in EXTRA_EXAMPLES_DIR.glob("*.csv"))
+            raise ValueError(f"extra_examples {name!r} is not one of the shipped files {shipped}")
+        return name
 
 
 class ClassifierConfig(Strict):
