@@ -47,8 +47,10 @@ _QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "`": "'
 _DIGITS = re.compile(r"\d")
 
 # Words of Hong Kong, Taiwan and Cantonese writing that OpenCC leaves as they are, and the
-# Mandarin a rule is written in. Only words that mean nothing else in Simplified text: 户口 (a
-# bank account in Hong Kong, the household register on the mainland) is left alone.
+# Mandarin a rule is written in. Only words that mean nothing else in Simplified text and cannot
+# be made of the end of one word and the start of the next: 户口 (a bank account in Hong Kong,
+# the household register on the mainland) is left alone, and so are 点解 (重点解决), 入数 (输入数字)
+# and 过数 (超过数额).
 _REGIONAL = {
     "帐": "账",
     "身分证": "身份证",
@@ -72,16 +74,10 @@ _REGIONAL = {
     "揾": "找",
     "睇": "看",
     "攞": "拿",
-    "点解": "为什么",
-    "点样": "怎么",
-    "边个": "谁",
-    "而家": "现在",
     "琴日": "昨天",
     "唔该": "麻烦",
     "唔系": "不是",
     "系唔系": "是不是",
-    "入数": "转账",
-    "过数": "转账",
     "电邮": "邮件",
     "私隐": "隐私",
 }
