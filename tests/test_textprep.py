@@ -30,6 +30,7 @@ def test_traditional_chinese_is_read_as_simplified(traditional, simplified):
         ("佢哋轉咗我嘅錢", "他们转了我的钱"),
         ("我唔記得密碼", "我不记得密码"),
         ("唔係我轉嘅", "不是我转的"),
+        ("點解我冇收到入數", "为什么我没有收到转账"),
     ],
 )
 def test_cantonese_words_are_read_as_their_mandarin_forms(cantonese, mandarin):
@@ -43,9 +44,16 @@ def test_a_lone_cantonese_filler_is_dropped_not_read_as_not():
 
 @pytest.mark.parametrize(
     "text",
-    ["我的文件不见了，程序打不开", "登录后看不到视频", "我想问一下转账限额"],
+    [
+        "我的文件不见了，程序打不开",
+        "登录后看不到视频",
+        "我想问一下转账限额",
+        "输入数字后超过数额，重点解决",
+    ],
 )
 def test_simplified_text_is_left_as_it_was_written(text):
+    # 入数, 过数 and 点解 are Cantonese words too, but here only the ends of two words (and
+    # nothing else in the text is Cantonese).
     # Taiwan's phrasing table would read 文件 as 文档 and 程序 as 进程: not for Simplified text.
     assert to_simplified(text) == text
 

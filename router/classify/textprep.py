@@ -72,19 +72,25 @@ _REGIONAL = {
     "揾": "找",
     "睇": "看",
     "攞": "拿",
-    "点解": "为什么",
-    "点样": "怎么",
-    "边个": "谁",
-    "而家": "现在",
     "琴日": "昨天",
     "唔该": "麻烦",
     "唔系": "不是",
     "系唔系": "是不是",
-    "入数": "转账",
-    "过数": "转账",
     "电邮": "邮件",
     "私隐": "隐私",
 }
+# Cantonese words that the end of one Mandarin word and the start of the next can spell (重点解决,
+# 输入数字, 超过数额): read only in a text written in Cantonese, one with a word only Cantonese has.
+_CANTONESE_PHRASES = {
+    "点解": "为什么",
+    "点样": "怎么",
+    "边个": "谁",
+    "而家": "现在",
+    "入数": "转账",
+    "过数": "转账",
+}
+_CANTONESE_ONLY = re.compile("[冇咗嘅喺佢哋嘢啲嚟搵揾睇攞畀咩唔]|系唔系")
+_CANTONESE_PHRASE = re.compile("|".join(_CANTONESE_PHRASES))
 _REGIONAL_FIRST = re.compile(f"[{''.join(sorted({word[0] for word in _REGIONAL}))}]")
 _REGIONAL_WORD = re.compile("|".join(sorted(map(re.escape, _REGIONAL), key=len, reverse=True)))
 # Cantonese 唔 is "not" before a verb ("唔记得", "唔系我"); alone it is a filler, dropped below.
@@ -131,6 +137,8 @@ def to_simplified(text: str) -> str:
     (程序, 文件), and most messages need no conversion, so a character class decides first."""
     if _traditional().search(text):
         text = _converters()[1].convert(text)
+    if _CANTONESE_ONLY.search(text):
+        text = _CANTONESE_PHRASE.sub(lambda m: _CANTONESE_PHRASES[m.group(0)], text)
     if _REGIONAL_FIRST.search(text):
         text = _REGIONAL_WORD.sub(lambda m: _REGIONAL[m.group(0)], text)
     return _CANTONESE_NOT.sub("不", text) if "唔" in text else text
