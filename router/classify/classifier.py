@@ -186,6 +186,7 @@ class _UrgencyRule:
     lowers: bool
     urgent_lane: bool
     evidence: _Evidence
+    first: str  # the category listed first: an urgent-lane rule that fires is evidence for it
 
 
 class Classifier:
@@ -219,6 +220,7 @@ class Classifier:
                     rule.lowers,
                     rule.urgent_lane,
                     evidence,
+                    rule.categories[0],
                 )
             )
         self._lane_rules = [rule for rule in self._urgency_rules if rule.urgent_lane]
@@ -279,6 +281,21 @@ class Classifier:
                 continue
             hits[name] = min(len(found), self._settings.max_rule_hits)
             fired += [f"{name}:{label}" for label in found]
+
+        for rule in self._lane_rules if hits.get(FRAUD, 0) <= 0 else ():
+            # Someone in the account now, a change that was not the customer, a phone stolen
+            # unlocked: the event names its category (the rule's first), beside the words that
+            # name the device or the password ("设备列表", "change password"). Not when money
+            # moved: then it is how the fraud happened.
+            first = rule.first
+            if (
+                first in self._weights
+                and first not in negated
+                and f"urgency:{rule.name}" in active
+                and rule.evidence.fires(prepared, scoped=True, others=False)
+            ):
+                hits[first] = min(max(hits.get(first, 0), 0) + 1, self._settings.max_rule_hits)
+                fired.append(f"{first}:event:{rule.name}")
 
         log_probabilities = self.model.log_probabilities(for_model(prepared.text))
         model_best = max(log_probabilities, key=log_probabilities.__getitem__)

@@ -1,0 +1,89 @@
+"""Urgency that reads like a person, round 2: a change nobody asked for is high, an intruder on
+a device the customer does not know is critical, money that left without arriving is high,
+a blocked or long-waiting customer is normal, a question before anything happened is low.
+Every message here was written for this test; none comes from ../shared/eval.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from router.core.envelope import Urgency
+from router.policy.rules import Rules
+from tests.conftest import CONFIG_DIR
+
+
+@pytest.fixture(scope="module")
+def rules() -> Rules:
+    return Rules(CONFIG_DIR)
+
+
+@pytest.mark.parametrize(
+    ("text", "category", "urgency"),
+    [
+        # a change or a login that was not the customer, no money moved: high
+        (
+            "my login alerts were switched off last night and I never did that, money still there",
+            "account_security",
+            Urgency.HIGH,
+        ),
+        (
+            "alert: sign-in from a new device in Porto. i'm in Leeds and it's not me",
+            "account_security",
+            Urgency.HIGH,
+        ),
+        (
+            "绑定的邮箱被改成了一个陌生的地址，我没动过设置，余额倒是没变",
+            "account_security",
+            Urgency.HIGH,
+        ),
+        (
+            "刚收到通知说有人 在 一台 新 的 device 上 登录 了 我的 account",
+            "account_security",
+            Urgency.HIGH,
+        ),
+        # an intruder now
+        ("账户里现在有人在登录，不是我，快帮我处理", "account_security", Urgency.CRITICAL),
+        # money left and did not arrive: high
+        (
+            "paid the plumber £80 through the app, it came off my balance but he says nothing reached him",
+            "transaction_failed",
+            Urgency.HIGH,
+        ),
+        (
+            "给学校交学费显示 successful，可是学校说没收到，已经三天了",
+            "transaction_failed",
+            Urgency.HIGH,
+        ),
+        # a question before anything happened: low
+        ("想问问钱包的聊天记录和账单有没有云端备份？先问问，不急", "data_loss", Urgency.LOW),
+        (
+            "my phone's data: is my wallet history backed up automatically somewhere?",
+            "data_loss",
+            Urgency.LOW,
+        ),
+        (
+            "can I use a passkey or fingerprint for 2fa instead of text messages?",
+            "account_security",
+            Urgency.LOW,
+        ),
+    ],
+)
+def test_urgency_reads_like_a_person(rules, text, category, urgency):
+    c = rules.classify(text, channel="chat")
+    assert c.category == category, c.rules
+    assert c.urgency is urgency, c.rules
+
+
+def test_a_lost_phone_while_the_customer_is_logged_in_elsewhere_is_not_an_intruder(rules):
+    c = rules.classify(
+        "left my phone on the bus, it has a lock screen. I'm still logged in on my laptop, how do I sign the phone out?",
+        channel="chat",
+    )
+    assert c.urgency is not Urgency.CRITICAL, c.rules
+
+
+def test_a_real_loss_asked_about_backups_is_not_lowered(rules):
+    c = rules.classify("我的手机昨天丢了，钱包里的账单有没有云端备份？能找回吗", channel="chat")
+    assert c.category == "data_loss", c.rules
+    assert c.urgency is not Urgency.LOW, c.rules
