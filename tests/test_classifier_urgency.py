@@ -87,3 +87,47 @@ def test_a_real_loss_asked_about_backups_is_not_lowered(rules):
     c = rules.classify("我的手机昨天丢了，钱包里的账单有没有云端备份？能找回吗", channel="chat")
     assert c.category == "data_loss", c.rules
     assert c.urgency is not Urgency.LOW, c.rules
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("送你们一个大大的好评，上周那个客服小姐姐特别有耐心", "general"),
+        ("kudos to the support team, sorted my question in five minutes", "general"),
+        ("我的新人优惠券过期了吗？在哪里领", "general"),
+        ("I need a receipt for last month's rent transfer for my tax return", "general"),
+        ("passport upload got rejected twice, says the selfie doesn't match", "general"),
+        ("手滑转错人了，给一个不认识的人转了两百，能退回来吗", "transaction_failed"),
+        ("mm记不清了 怎么重置", "password_reset"),
+        (
+            "I read my one time code to a caller who said he was from your bank, nothing gone yet",
+            "account_security",
+        ),
+    ],
+)
+def test_categories_from_everyday_words(rules, text, category):
+    c = rules.classify(text, channel="chat")
+    assert c.category == category, c.rules
+
+
+def test_in_a_long_email_the_point_the_customer_marks_decides():
+    rules = Rules(CONFIG_DIR)
+    mail = (
+        "Hello, first a few small things: what are your fees for sending money to Spain, and "
+        "can I order a second card for my partner? Also the new app design is lovely. "
+        "The main reason I'm writing though: since Friday the app says my passcode is wrong, "
+        "I'm sure it isn't, and now it's locked after three tries."
+    )
+    c = rules.classify(mail, channel="email")
+    assert c.category == "password_reset", c.rules
+    assert any(r.startswith("focus:") for r in c.rules)
+
+
+def test_fraud_before_the_marked_point_still_counts(rules):
+    mail = (
+        "Hi, someone took 900 EUR out of my wallet last night, I didn't make that payment. "
+        "Most importantly, how do I raise my daily limit for a house deposit next week?"
+    )
+    c = rules.classify(mail, channel="email")
+    assert c.category == "unauthorized_transaction", c.rules
+    assert c.urgency is Urgency.CRITICAL

@@ -9,6 +9,7 @@ of a fraud report. Every decision carries its confidence and the rules that fire
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -76,6 +77,20 @@ class _Gated:
         if self._always:
             numbers |= self._always
         return [self._regex[n] for n in sorted(numbers)] if numbers else []
+
+
+# "The actual reason I'm writing: …", "最主要是这件事：…": in a long message the customer says which
+# part matters; the rules and the model read from there on. Written on the normalized text.
+_MAIN_POINT = re.compile(
+    r"\b(?:the\s+(?:actual|real|main)\s+reason\s+(?:i'm|i\s+am|i'?ve\s+been)\s+(?:actually\s+)?"
+    r"(?:writing|contacting|emailing|messaging|getting in touch)|the\s+reason\s+i'm\s+actually\s+"
+    r"(?:writing|contacting)|and\s+mainly|but\s+mainly|most\s+importantly|more\s+importantly|"
+    r"the\s+(?:main|real|big|important)\s+(?:thing|issue|problem|question)\s+is|"
+    r"what\s+i\s+(?:really|actually)\s+need)\b"
+    r"|(?:最主要|最重要|最要紧|最紧要|主要的?问题|真正的问题|重点是|最关键)"
+)
+_MAIN_POINT_AFTER = 40  # characters: a cue at the very start is the whole message anyway
+_MAIN_POINT_REST = 20  # and the part it points to must say something
 
 
 def _clip(text: str, limit: int = 40) -> str:
@@ -243,7 +258,9 @@ class Classifier:
 
     def prescreen(self, text: str, subject: str | None = None) -> bool:
         """The fast rules only: may this message be fraud, a takeover or otherwise critical?"""
-        prepared = self._text(text, subject)
+        return self._urgent(self._text(text, subject))
+
+    def _urgent(self, prepared: _Text) -> bool:
         fraud = self._categories.get(FRAUD)
         if fraud is not None and fraud.fires(prepared, scoped=True):
             return True
@@ -256,6 +273,17 @@ class Classifier:
     ) -> Classification:
         prepared = self._text(text, subject)
         fired: list[str] = []
+        focus = _MAIN_POINT.search(prepared.text, _MAIN_POINT_AFTER)
+        if (
+            focus
+            and len(prepared.text) - focus.end() >= _MAIN_POINT_REST
+            and not self._urgent(prepared)
+        ):
+            # Read from the point the customer marked; entities still come from the whole text.
+            # Never when the part before it reports fraud or an intruder: that always counts.
+            fired.append(f"focus:{_clip(focus.group(0))}")
+            tail = self._text(prepared.text[focus.start() :], None)
+            prepared = dataclasses.replace(tail, source=prepared.source)
         hits: dict[str, int] = {}
         negated: set[str] = set()
         active = prepared.active
