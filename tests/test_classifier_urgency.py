@@ -131,3 +131,24 @@ def test_fraud_before_the_marked_point_still_counts(rules):
     c = rules.classify(mail, channel="email")
     assert c.category == "unauthorized_transaction", c.rules
     assert c.urgency is Urgency.CRITICAL
+
+
+@pytest.mark.parametrize(
+    ("text", "urgency"),
+    [
+        ("部手机啱啱喺地铁俾人扒咗，冇锁屏，钱包仲登入紧", Urgency.CRITICAL),
+        ("手机在公交上被人拿走了，没设密码，微信钱包都开着", Urgency.CRITICAL),
+        ("收到短信说支付密码被重置了，不是我操作的，现在我登不进去了", Urgency.CRITICAL),
+        (
+            "my password was changed and it wasn't me, now I'm locked out of the app",
+            Urgency.CRITICAL,
+        ),
+    ],
+)
+def test_a_thief_or_intruder_holding_the_account_is_critical(rules, text, urgency):
+    assert rules.classify(text, channel="chat").urgency is urgency
+
+
+def test_locked_out_without_saying_someone_else_did_it_is_not_critical(rules):
+    c = rules.classify("我没改密码，但是今天突然登不进去了", channel="chat")
+    assert c.urgency is not Urgency.CRITICAL, c.rules
