@@ -152,3 +152,25 @@ def test_a_thief_or_intruder_holding_the_account_is_critical(rules, text, urgenc
 def test_locked_out_without_saying_someone_else_did_it_is_not_critical(rules):
     c = rules.classify("我没改密码，但是今天突然登不进去了", channel="chat")
     assert c.urgency is not Urgency.CRITICAL, c.rules
+
+
+@pytest.mark.parametrize(
+    ("cantonese", "mandarin"),
+    [
+        ("俾人呃咗五千蚊", "被人骗了五千蚊"),
+        ("佢 係 呃 人 嘅", "他系骗人的"),
+        ("我啱啱收到通知", "我刚刚收到通知"),
+        ("呃 我想問下 點 樣 改密碼 唔該", "我想问下怎么改密码麻烦"),  # a filler, and a transcript's spaces
+    ],
+)
+def test_cantonese_cheat_and_just_now_are_read(cantonese, mandarin):
+    from router.classify.textprep import normalize
+
+    assert normalize(cantonese) == mandarin
+
+
+def test_a_cantonese_scam_paid_and_found_out_afterwards_is_fraud(rules):
+    c = rules.classify(
+        "有個自稱銀行職員叫我轉錢去安全戶口，我轉咗三萬蚊，之後先知係呃人", channel="chat"
+    )
+    assert (c.category, c.urgency) == ("unauthorized_transaction", Urgency.CRITICAL), c.rules

@@ -90,9 +90,15 @@ _CANTONESE_PHRASES = {
     "而家": "现在",
     "入数": "转账",
     "过数": "转账",
+    # 呃 is "to cheat" before a person or money, not the filler it is elsewhere.
+    "呃人": "骗人",
+    "呃钱": "骗钱",
+    "呃了": "骗了",
+    "呃咗": "骗了",
 }
 _CANTONESE_ONLY = re.compile("[冇咗嘅喺佢哋嘢啲嚟搵揾睇攞畀咩唔]|系唔系")
-_CANTONESE_PHRASE = re.compile("|".join(_CANTONESE_PHRASES))
+# A transcript puts a space between the characters ("呃 人"): allowed inside a phrase.
+_CANTONESE_PHRASE = re.compile("|".join(r"\s?".join(phrase) for phrase in _CANTONESE_PHRASES))
 _REGIONAL_FIRST = re.compile(f"[{''.join(sorted({word[0] for word in _REGIONAL}))}]")
 _REGIONAL_WORD = re.compile("|".join(sorted(map(re.escape, _REGIONAL), key=len, reverse=True)))
 # Cantonese 唔 is "not" before a verb ("唔记得", "唔系我"); alone it is a filler, dropped below.
@@ -140,7 +146,9 @@ def to_simplified(text: str) -> str:
     if _traditional().search(text):
         text = _converters()[1].convert(text)
     if _CANTONESE_ONLY.search(text):
-        text = _CANTONESE_PHRASE.sub(lambda m: _CANTONESE_PHRASES[m.group(0)], text)
+        text = _CANTONESE_PHRASE.sub(
+            lambda m: _CANTONESE_PHRASES["".join(m.group(0).split())], text
+        )
     if _REGIONAL_FIRST.search(text):
         text = _REGIONAL_WORD.sub(lambda m: _REGIONAL[m.group(0)], text)
     return _CANTONESE_NOT.sub("不", text) if "唔" in text else text
