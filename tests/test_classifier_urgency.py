@@ -160,7 +160,10 @@ def test_locked_out_without_saying_someone_else_did_it_is_not_critical(rules):
         ("俾人呃咗五千蚊", "被人骗了五千蚊"),
         ("佢 係 呃 人 嘅", "他系骗人的"),
         ("我啱啱收到通知", "我刚刚收到通知"),
-        ("呃 我想問下 點 樣 改密碼 唔該", "我想问下怎么改密码麻烦"),  # a filler, and a transcript's spaces
+        (
+            "呃 我想問下 點 樣 改密碼 唔該",
+            "我想问下怎么改密码麻烦",
+        ),  # a filler, and a transcript's spaces
     ],
 )
 def test_cantonese_cheat_and_just_now_are_read(cantonese, mandarin):
