@@ -177,3 +177,31 @@ def test_a_cantonese_scam_paid_and_found_out_afterwards_is_fraud(rules):
         "有個自稱銀行職員叫我轉錢去安全戶口，我轉咗三萬蚊，之後先知係呃人", channel="chat"
     )
     assert (c.category, c.urgency) == ("unauthorized_transaction", Urgency.CRITICAL), c.rules
+
+
+@pytest.mark.parametrize(
+    ("text", "category", "urgency"),
+    [
+        ("在便利店结账，支付密码怎么都不对，后面排队的人都在等", "password_reset", Urgency.HIGH),
+        (
+            "at the checkout and my passcode won't work, queue behind me",
+            "password_reset",
+            Urgency.HIGH,
+        ),
+        ("转错人了，给一个陌生号码转了三百，怎么要回来", "transaction_failed", Urgency.HIGH),
+        (
+            "accidentally sent £40 to the wrong person, can it be pulled back?",
+            "transaction_failed",
+            Urgency.HIGH,
+        ),
+        ("工资卡提现一直说失败，客户的钱收不到款，三天了", "transaction_failed", Urgency.NORMAL),
+        (
+            "the overdraft interest keeps coming off even though I paid it off, pls refund",
+            "general",
+            Urgency.NORMAL,
+        ),
+    ],
+)
+def test_paying_now_wrong_recipients_and_waiting_customers(rules, text, category, urgency):
+    c = rules.classify(text, channel="chat")
+    assert (c.category, c.urgency) == (category, urgency), c.rules
