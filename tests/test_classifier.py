@@ -200,14 +200,14 @@ def test_language_follows_the_script_that_carries_the_message(text, language):
         ("what is the fee for a withdrawal?", "general", Urgency.LOW),
         # Money gone is read by why it went: said and nothing else, the fraud team looks first;
         # gone with a failed transfer, a raised payments problem; sent to the wrong person by the
-        # customer, a payments problem.
+        # customer, a payments problem, raised too: the money left and reached no one it should.
         ("钱没了", "unauthorized_transaction", Urgency.CRITICAL),
         ("余额怎么少了？", "unauthorized_transaction", Urgency.CRITICAL),
         ("转账失败了 钱没了", "transaction_failed", Urgency.HIGH),
         (
             "I accidentally sent 500 to the wrong person, can I get it back",
             "transaction_failed",
-            Urgency.NORMAL,
+            Urgency.HIGH,
         ),
     ],
 )
