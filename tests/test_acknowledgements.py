@@ -149,8 +149,8 @@ async def night_router(database_url, broker_kind, request):
         yield RunningRouter(router, http)
 
 
-async def acknowledgement(r: RunningRouter, language: str, key: str) -> str:
-    env = classified("unauthorized_transaction", "critical", language=language, key=key)
+async def acknowledgement(r: RunningRouter, language: str, key: str, text: str = "…") -> str:
+    env = classified("unauthorized_transaction", "critical", language=language, key=key, text=text)
     await r.router.bus.publish(r.router.bus.topics.classified, env.to_bytes(), key=env.kafka_key)
     records = await read_topic(
         r.router.bus,
@@ -179,6 +179,14 @@ async def test_the_router_acknowledges_a_fraud_report_truthfully_when_nobody_is_
         assert resp.status == 200
     staffed = await acknowledgement(r, "en", "chat:night-en-2")
     assert "A fraud specialist is taking it now; expected wait about" in staffed
+
+
+async def test_a_customer_who_writes_traditional_chinese_is_answered_in_traditional(night_router):
+    r = night_router
+    hant = await acknowledgement(r, "zh", "chat:hk", text="我個帳戶俾人轉走咗錢，唔係我做嘅")
+    hans = await acknowledgement(r, "zh", "chat:cn", text="我的账户被人转走了钱，不是我做的")
+    assert "目前沒有反欺詐專員在線" in hant and "工單" in hant
+    assert "目前没有反欺诈专员在线" in hans and "工单" in hans
 
 
 def test_the_shipped_acknowledgements_never_put_an_english_weekday_in_chinese():

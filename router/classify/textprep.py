@@ -137,6 +137,17 @@ def has_traditional(text: str) -> bool:
     return _traditional().search(text) is not None
 
 
+@functools.cache
+def _to_traditional() -> opencc.OpenCC:
+    return opencc.OpenCC("s2t")
+
+
+def in_script_of(reply: str, customer_text: str) -> str:
+    """A Chinese reply in the script the customer wrote: Traditional characters for a customer
+    who wrote Traditional (Hong Kong, Taiwan), as it was (Simplified) for everyone else."""
+    return _to_traditional().convert(reply) if has_traditional(customer_text) else reply
+
+
 def to_simplified(text: str) -> str:
     """Chinese in Simplified characters and mainland words; Simplified text comes back as it was.
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from router.bus.consumer import ConsumerLoop, PermanentError
 from router.bus.kafka import KafkaBus
+from router.classify.textprep import in_script_of
 from router.core.envelope import Envelope, Outbound, QueueEvent, Urgency, now
 from router.core.tasks import cancel_and_wait
 from router.observability.metrics import QUEUE_OLDEST_WAIT, QUEUE_WAITING, ROUTING_SECONDS
@@ -278,6 +279,12 @@ class DispatcherService:
         )
 
         def acknowledge(conversation: dict, created: bool) -> Outbound | None:
+            out = _acknowledgement(conversation, created)
+            if out is None or c.language != "zh":
+                return out
+            return out.model_copy(update={"text": in_script_of(out.text, envelope.text)})
+
+        def _acknowledgement(conversation: dict, created: bool) -> Outbound | None:
             wait = None
             if created:
                 # Quoted before this conversation joins the count, then counted for the next.
