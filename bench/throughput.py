@@ -207,9 +207,10 @@ class Bench:
                 now = time.time()
                 for sid in sids:
                     stored.setdefault(sid, now)
-                last_change = now if sids else last_change
+                if sids:  # the clock of `last_change` is monotonic: never mixed with time()
+                    last_change = time.monotonic()
                 self.progress.show(f"router: steady {RATE}/s", len(stored), n)
-                if not sending and time.time() - last_change > 60:
+                if not sending and time.monotonic() - last_change > 60:
                     raise RuntimeError(f"steady: stuck at {len(stored)} of {len(accepted)}")
                 await asyncio.sleep(0.01)
 
