@@ -10,9 +10,9 @@ import shutil
 import pytest
 import yaml
 
-from router.classify.classifier import Classifier, detect_language
+from router.classify.classifier import Classifier
 from router.classify.entities import extract_entities
-from router.classify.textprep import new_text, normalize, prepare
+from router.classify.textprep import detect_language, new_text, normalize, prepare
 from router.core.envelope import Urgency
 from router.operator_files.config import ConfigError, load_config
 from router.policy.rules import Rules

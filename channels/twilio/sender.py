@@ -16,7 +16,7 @@ from channels.twilio.addresses import E164, parse_conversation_key
 from channels.twilio.rest import TwilioRest
 from channels.twilio.status import STATUS_PATH
 from channels.twilio.voice_config import VoiceConfigFile, is_language
-from router.classify.classifier import detect_language
+from router.classify.textprep import detect_language
 from router.core.envelope import Outbound
 
 log = structlog.get_logger("channels.twilio")

@@ -21,7 +21,7 @@ from router.classify.examples import training_set
 from router.classify.fastre import AnchorIndex, anchors, compile_fast
 from router.classify.keywords import KeywordIndex
 from router.classify.model import trained
-from router.classify.textprep import CJK, for_model, prepare_with_source
+from router.classify.textprep import detect_language, for_model, prepare_with_source
 from router.core.envelope import Classification, Urgency
 from router.operator_files.schemas.classifier import ClassifierConfig
 
@@ -29,19 +29,8 @@ FRAUD = "unauthorized_transaction"
 _LOG_FLOOR = math.log(
     1e-6
 )  # a category the model gives nothing still has a sliver for rules to lift
-_LATIN = re.compile(r"[A-Za-z]")
 _numbers = itertools.count()  # pattern numbers, unique in the process
 _UPPER_IN_PATTERN = re.compile(r"(?<!\\)[A-Z]")
-
-
-def detect_language(text: str) -> str:
-    """zh when Chinese carries the message (a Chinese character says about as much as a word)."""
-    if text.isascii():  # no Chinese character can be in it; isascii is a flag lookup
-        return "en"
-    cjk = CJK.subn("", text)[1]  # counts without building a list of every character
-    if not cjk:
-        return "en"
-    return "zh" if cjk * 4 >= _LATIN.subn("", text)[1] else "en"
 
 
 @dataclass(frozen=True)

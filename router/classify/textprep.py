@@ -245,3 +245,16 @@ def prepare_with_source(text: str, subject: str | None = None) -> tuple[str, str
     subject = subject_text(subject)
     source = f"{subject}\n{body}" if subject else body
     return normalize(source), source
+
+
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def detect_language(text: str) -> str:
+    """zh when Chinese carries the message (a Chinese character says about as much as a word)."""
+    if text.isascii():  # no Chinese character can be in it; isascii is a flag lookup
+        return "en"
+    cjk = CJK.subn("", text)[1]  # counts without building a list of every character
+    if not cjk:
+        return "en"
+    return "zh" if cjk * 4 >= _LATIN.subn("", text)[1] else "en"
