@@ -8,7 +8,6 @@ from pathlib import Path
 
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from channels.base import ChannelAdapter
 from router.bus.kafka import KafkaBus
@@ -17,6 +16,7 @@ from router.core.settings import Settings
 from router.observability.access_log import ACCESS_LOGGER, AccessLog
 from router.services.api import AgentApi
 from router.services.desk_api import DeskApi
+from router.services.status_http import metrics_response, problems
 from router.store.conversations import ConversationStore
 
 log = structlog.get_logger("router.services.gateway")
@@ -141,21 +141,13 @@ class Gateway:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        problems: dict[str, str] = {}
-        try:
-            await self.bus.ping()
-        except Exception as exc:
-            problems["kafka"] = f"unreachable: {exc!r}"[:300]
-        try:
-            await asyncio.wait_for(self.store.ping(), 2)
-        except Exception as exc:
-            problems["database"] = f"unreachable: {exc!r}"[:300]
-        if problems:
-            return web.json_response({"status": "unavailable", "problems": problems}, status=503)
+        found = await problems(self.bus, self.store)
+        if found:
+            return web.json_response({"status": "unavailable", "problems": found}, status=503)
         return web.json_response({"status": "ready"})
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return metrics_response()
 
     async def console(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "console.html")

@@ -47,20 +47,31 @@ class StatusServer:
         return web.json_response({"status": "ok", "role": self.role})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        problems: dict[str, str] = {}
-        try:
-            await self.bus.ping()
-        except Exception as exc:
-            problems["kafka"] = f"unreachable: {exc!r}"[:300]
-        if self.store is not None:
-            try:
-                await asyncio.wait_for(self.store.ping(), 2)
-            except Exception as exc:
-                problems["database"] = f"unreachable: {exc!r}"[:300]
-        if problems:
-            body = {"status": "unavailable", "role": self.role, "problems": problems}
+        found = await problems(self.bus, self.store)
+        if found:
+            body = {"status": "unavailable", "role": self.role, "problems": found}
             return web.json_response(body, status=503)
         return web.json_response({"status": "ready", "role": self.role})
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return metrics_response()
+
+
+async def problems(bus: KafkaBus, store: Any | None) -> dict[str, str]:
+    """What keeps a service from being ready: its broker, and its store when it has one."""
+    found: dict[str, str] = {}
+    try:
+        await bus.ping()
+    except Exception as exc:
+        found["kafka"] = f"unreachable: {exc!r}"[:300]
+    if store is not None:
+        try:
+            await asyncio.wait_for(store.ping(), 2)
+        except Exception as exc:
+            found["database"] = f"unreachable: {exc!r}"[:300]
+    return found
+
+
+def metrics_response() -> web.Response:
+    """Every metric of this process, as Prometheus text."""
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
