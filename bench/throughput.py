@@ -29,6 +29,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import shutil
 import signal
 import statistics
 import sys
@@ -264,7 +265,9 @@ class Bench:
         if not self.args.profile:
             yield
             return
-        command = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--nonblocking"]
+        # The virtual environment's own, when it is not on PATH (make bench does not activate it).
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        command = [py_spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking"]
         command += ["--format", "raw", "--rate", "50", "-o", str(self.args.profile)]
         profiler = await asyncio.create_subprocess_exec(
             *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL

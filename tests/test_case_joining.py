@@ -86,3 +86,30 @@ async def test_a_conversation_an_agent_unlinked_does_not_rejoin_on_its_next_mess
     own = await store.cases.unlink(sms["case_id"], whatsapp["id"], "li.na")
     again = await stored(store, report("whatsapp", key, f"whatsapp:{PHONE}"))
     assert again["id"] == whatsapp["id"] and again["case_id"] == own
+
+
+async def test_in_one_batch_reports_of_one_phone_join_and_other_messages_open_their_own(store):
+    """The dispatcher stores a chunk at once: messages with nothing to join by open their cases
+    together, and a report later in the chunk still finds the case of an earlier one."""
+    other_phone = "+8613900139000"
+    question = classified("payments", "normal", channel="sms", key=f"sms|{other_phone}|x")
+    question = question.model_copy(
+        update={"sender": question.sender.model_copy(update={"address": other_phone})}
+    )
+    envelopes = [
+        report("sms", f"sms|{PHONE}|+15005550006", PHONE),
+        question,
+        report("whatsapp", f"whatsapp|whatsapp:{PHONE}|x", f"whatsapp:{PHONE}"),
+    ]
+    keeper = CaseKeeper(store, rules_from(CONFIG_DIR), protect_configured=False)
+    on_stored, placed = await keeper.placing(envelopes)
+    done = await store.record_inbound_many(
+        [Inbound(e, "fraud", lambda conversation, created: None) for e in envelopes], on_stored
+    )
+    first, alone, joined = [await store.conversation(d.conversation["id"]) for d in done]
+    assert first and alone and joined
+    assert joined["case_id"] == first["case_id"] != alone["case_id"]
+    assert placed == {c["id"]: c["case_id"] for c in (first, alone, joined)}
+    case = await store.cases.case(first["case_id"])
+    assert case is not None
+    assert [e["kind"] for e in case["events"]] == ["case.opened", "case.joined"]

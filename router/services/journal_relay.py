@@ -27,6 +27,7 @@ from router.store.journal import Entry, IntakeJournal
 log = structlog.get_logger("router.services.journal_relay")
 
 _PAGE = 1000
+_PAGES_PER_ROUND = 4  # pruned each second at most: a backlog of 20,000 is gone over in 5 s
 # Published this many times and still not stored: the pipeline refuses it (the DLQ has it each
 # time), so publishing it again would only add dead letters. Forgotten, with an error logged.
 MAX_ATTEMPTS = 6
@@ -50,6 +51,7 @@ class JournalRelay:
         self.interval = interval
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
+        self._cursor = ""  # where the next round's pruning goes on
 
     async def start(self) -> None:
         if self._task is not None:
@@ -98,21 +100,30 @@ class JournalRelay:
             self._wake.clear()
 
     async def round(self) -> None:
-        await self.prune()
+        await self.prune(_PAGES_PER_ROUND)
         await self.republish_due()
 
-    async def prune(self) -> int:
-        """Forget every entry the store has; return how many are left."""
-        after, left = "", 0
-        while True:
-            page = await self.journal.pending(_PAGE, after=after)
+    async def prune(self, pages: int | None = None) -> int:
+        """Forget entries the store has; return how many of those looked at are left. With
+        `pages`, look at that many pages only, from where the last such call stopped (a round
+        costs the same under any backlog; a backlog is gone over in turns); else at all."""
+        after = self._cursor if pages is not None else ""
+        left = looked = 0
+        while pages is None or looked < pages:
+            page = await self.journal.ids(_PAGE, after=after)
+            looked += 1
             if not page:
+                after = ""
                 break
-            stored = await self.store.stored_message_ids([e.message_id for e in page])
+            stored = await self.store.stored_message_ids(page)
             await self.journal.done(sorted(stored))
             left += len(page) - len(stored)
-            after = page[-1].message_id
-        JOURNAL_PENDING.set(left)
+            after = page[-1]
+        if pages is None:
+            JOURNAL_PENDING.set(left)
+        else:
+            self._cursor = after
+            JOURNAL_PENDING.set(await self.journal.count())
         return left
 
     async def republish_due(self) -> None:

@@ -29,7 +29,7 @@ class AgentAccounts(Repository):
         hashed = await asyncio.to_thread(credentials.hash_password, password)
         # An upsert: services started together each set the configured admin password at once.
         insert = insert_for(self.engine.dialect.name)(agent_credentials)
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             await conn.execute(
                 insert.values(username=username, password_hash=hashed).on_conflict_do_update(
                     index_elements=[agent_credentials.c.username],
@@ -43,7 +43,7 @@ class AgentAccounts(Repository):
         ago by another service starting on the same database)."""
         hashed = await asyncio.to_thread(credentials.hash_password, password)
         insert = insert_for(self.engine.dialect.name)(agent_credentials)
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             added = await conn.execute(
                 insert.values(username=username, password_hash=hashed).on_conflict_do_nothing()
             )
@@ -70,7 +70,7 @@ class AgentAccounts(Repository):
         matches, stale = await asyncio.to_thread(credentials.verify_password, password, stored)
         if matches and stale:
             fresh = await asyncio.to_thread(credentials.hash_password, password)
-            async with self.engine.begin() as conn:
+            async with self.write() as conn:
                 # Only if unchanged meanwhile: a password set since is never overwritten.
                 await conn.execute(
                     agent_credentials.update()
@@ -84,7 +84,7 @@ class AgentAccounts(Repository):
 
     async def issue_token(self, username: str, ttl_seconds: int) -> str:
         token = secrets.token_urlsafe(32)
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             await conn.execute(
                 agent_tokens.delete().where(agent_tokens.c.expires_at < now())
             )  # expired ones are worth nothing: keep the table small
@@ -116,7 +116,7 @@ class AgentAccounts(Repository):
         return row[0], utc(row[1])
 
     async def revoke_token(self, token: str) -> bool:
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             result = await conn.execute(
                 agent_tokens.delete().where(
                     agent_tokens.c.token_hash == credentials.token_hash(token)

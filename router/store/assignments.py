@@ -38,7 +38,7 @@ class Assignments(Repository):
     # --- agents' status and load -------------------------------------------------------------
 
     async def set_status(self, username: str, status: str, at: datetime) -> None:
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             row = (
                 (
                     await conn.execute(
@@ -140,7 +140,7 @@ class Assignments(Repository):
     async def offering(self, conversation_id: str) -> AsyncIterator[Offer]:
         """One transaction offering a conversation: locked if it still waits for an agent and
         no other dispatcher holds it (`Offer.conversation` is None otherwise)."""
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             conversation = (
                 (
                     await conn.execute(
@@ -194,7 +194,7 @@ class Assignments(Repository):
         conversation as it was, why (not_accepted, not_answered) and whether its agent was set
         away; None if it is no longer overdue or another dispatcher holds it."""
         still_overdue = _overdue(accept_before, answer_before)
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             conv = (
                 (
                     await conn.execute(

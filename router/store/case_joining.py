@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.core.envelope import now
-from router.store.cases import ROUTER, add_event, case_of, move_to_case, open_case
+from router.store.cases import ROUTER, add_event, case_of, move_to_case, open_case, open_cases
 from router.store.schema import case_events, case_facts, conversations
 from router.store.storable import fit, storable
 
@@ -55,10 +55,39 @@ async def place_cases(
             ),
             {"keys": sorted({i.phone or i.conversation_id for i in items})},
         )
+    current = await _cases_of(conn, [item.conversation_id for item in items])
+    # Most messages open a case of their own (no case yet, nothing to join by): those are
+    # opened together, and before any message that has to look at the cases stored so far.
+    opening: list[tuple[str, str | None, datetime]] = []
+    seen: set[str] = set()
     for item in items:
         await _store_facts(conn, item)
+        alone = item.conversation_id not in seen and current.get(item.conversation_id) is None
+        seen.add(item.conversation_id)
+        if alone and not _may_join(item, windows):
+            opening.append((item.conversation_id, item.phone, item.at))
+            continue
+        placed.update(await open_cases(conn, opening))
+        opening = []
         placed[item.conversation_id] = await _place(conn, item, windows)
+    placed.update(await open_cases(conn, opening))
     return placed
+
+
+async def _cases_of(conn: AsyncConnection, conversation_ids: list[str]) -> dict[str, str | None]:
+    rows = await conn.execute(
+        sa.select(conversations.c.id, conversations.c.case_id).where(
+            conversations.c.id.in_(sorted(set(conversation_ids)))
+        )
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+def _may_join(item: CaseFacts, windows: CaseWindows) -> bool:
+    """Could this message join another case (what `_match` looks for)?"""
+    return bool(item.phone) and bool(
+        item.transaction_ids or (item.unauthorized and windows.unauthorized is not None)
+    )
 
 
 async def _store_facts(conn: AsyncConnection, item: CaseFacts) -> None:

@@ -100,7 +100,7 @@ class Cases(Repository):
     async def link(self, case_id: str, conversation_id: str, by: str) -> bool:
         """Move a conversation into this case; False if it was in it already."""
         at = now()
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             await _case_exists(conn, case_id)
             current = await case_of(conn, conversation_id)
             if current == case_id:
@@ -118,7 +118,7 @@ class Cases(Repository):
     async def unlink(self, case_id: str, conversation_id: str, by: str) -> str:
         """Take a conversation out of this case into a case of its own; the new case's id."""
         at = now()
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             phone = await _case_exists(conn, case_id)
             if await case_of(conn, conversation_id) != case_id:
                 raise CaseError(409, "this conversation is not in this case")
@@ -261,6 +261,49 @@ async def open_case(conn: AsyncConnection, phone: str | None, at: datetime) -> s
     row = storable(cases, {"id": case_id, "customer_phone": phone, "created_at": at})
     await conn.execute(cases.insert().values(**row))
     return case_id
+
+
+async def open_cases(
+    conn: AsyncConnection, wanted: list[tuple[str, str | None, datetime]]
+) -> dict[str, str]:
+    """A case of its own for each (conversation id, phone, at), each in the audit trail as
+    opened: what `open_case`, `move_to_case` and `add_event` do one by one, in three statements
+    for them all. Returns conversation id → case id."""
+    if not wanted:
+        return {}
+    opened = {conversation_id: uuid.uuid4().hex for conversation_id, _, _ in wanted}
+    await conn.execute(
+        cases.insert(),
+        [
+            storable(cases, {"id": opened[c], "customer_phone": phone, "created_at": at})
+            for c, phone, at in wanted
+        ],
+    )
+    await conn.execute(
+        conversations.update()
+        .where(conversations.c.id == sa.bindparam("conversation"))
+        .values(case_id=sa.bindparam("case")),
+        [{"conversation": c, "case": case_id} for c, case_id in opened.items()],
+    )
+    at = now()
+    await conn.execute(
+        case_events.insert(),
+        [
+            storable(
+                case_events,
+                {
+                    "case_id": case_id,
+                    "conversation_id": c,
+                    "kind": "case.opened",
+                    "by": ROUTER,
+                    "detail": {},
+                    "at": at,
+                },
+            )
+            for c, case_id in opened.items()
+        ],
+    )
+    return opened
 
 
 async def move_to_case(conn: AsyncConnection, conversation_id: str, case_id: str) -> None:

@@ -35,7 +35,7 @@ class ChatSessions(Repository):
             chat_sessions, {"token_hash": token_hash(token), "conversation_key": key, "name": name}
         )
         at = now()
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             await conn.execute(
                 chat_sessions.insert().values(
                     **row, created_at=at, expires_at=at + timedelta(seconds=idle_seconds)
@@ -84,7 +84,7 @@ class ChatSessions(Repository):
         if session is None:
             return None
         fresh = secrets.token_urlsafe(32)
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             result = await conn.execute(
                 chat_sessions.update()
                 .where(chat_sessions.c.token_hash == token_hash(token))

@@ -22,7 +22,7 @@ class Customers(Repository):
             identities,
             {"channel": channel, "channel_user_id": channel_user_id, "phone": phone},
         )
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             await conn.execute(
                 identities.delete()
                 .where(identities.c.channel == row["channel"])
@@ -54,7 +54,7 @@ class Customers(Repository):
     async def set_customer_attributes(self, address: str, attributes: dict[str, Any]) -> None:
         """What routing filters see as `customer.*` for this address (vip, segment ...)."""
         row = storable(customer_profiles, {"address": address, "attributes": attributes})
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             await conn.execute(
                 customer_profiles.delete().where(customer_profiles.c.address == row["address"])
             )

@@ -52,7 +52,7 @@ class Desk(Repository):
                 "created_at": now(),
             },
         )
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             seq = (
                 await conn.execute(conversation_notes.insert().values(**row))
             ).inserted_primary_key
@@ -73,7 +73,7 @@ class Desk(Repository):
             conversation_tags,
             {"conversation_id": conversation_id, "tag": tag, "added_by": by, "added_at": now()},
         )
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             have = (
                 await conn.execute(
                     sa.select(sa.func.count()).where(
@@ -88,7 +88,7 @@ class Desk(Repository):
         return True
 
     async def remove_tag(self, conversation_id: str, tag: str) -> bool:
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             result = await conn.execute(
                 conversation_tags.delete().where(
                     conversation_tags.c.conversation_id == conversation_id,

@@ -93,7 +93,7 @@ class InboundMessages(Repository):
         for item in items:
             assert item.envelope.classification is not None, "only classified envelopes are stored"
         keys = {_key(item.envelope) for item in items}
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             await self._hold_conversations(conn, keys)
             seen = await self._seen(conn, [item.envelope for item in items])
             open_by_key = await self._open_conversations(conn, keys)

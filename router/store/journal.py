@@ -119,6 +119,10 @@ class IntakeJournal:
         """Entries in message_id order from `after`; with `due_before`, only those due by then."""
         return await self._ask("pending", (limit, due_before, after))
 
+    async def ids(self, limit: int = 1000, *, after: str = "") -> list[str]:
+        """The message ids of entries in order from `after` (what pruning needs: no values)."""
+        return await self._ask("ids", (limit, after))
+
     async def done(self, message_ids: list[str]) -> None:
         """The store has these messages: forget them."""
         if message_ids:
@@ -224,6 +228,12 @@ class IntakeJournal:
         sql += " ORDER BY message_id LIMIT ?"
         params.append(limit)
         return [Entry(*row) for row in db.execute(sql, params)]
+
+    @staticmethod
+    def _ids(db: sqlite3.Connection, args: tuple[int, str]) -> list[str]:
+        limit, after = args
+        sql = "SELECT message_id FROM entries WHERE message_id > ? ORDER BY message_id LIMIT ?"
+        return [row[0] for row in db.execute(sql, (after, limit))]
 
     @staticmethod
     def _done(db: sqlite3.Connection, message_ids: list[str]) -> None:

@@ -43,7 +43,7 @@ class OutboundMessages(Repository):
         await conn.execute(messages.insert().values(**outbound_row(out)))
 
     async def add_outbound(self, out: Outbound) -> None:
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             await self._insert_outbound(conn, out)
             at = now()
             values: dict[str, Any] = {"updated_at": at}
@@ -84,7 +84,7 @@ class OutboundMessages(Repository):
     async def mark_published(self, *message_ids: str) -> None:
         if not message_ids:
             return
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             await conn.execute(
                 messages.update()
                 .where(messages.c.message_id.in_(message_ids))
@@ -113,7 +113,7 @@ class OutboundMessages(Repository):
         else:
             stored_id = fit(messages.c.provider_message_id, provider_message_id)
             query = query.where(messages.c.provider_message_id == stored_id)
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             result = await conn.execute(query.values(**storable(messages, values)))
             return result.rowcount > 0
 
@@ -131,7 +131,7 @@ class OutboundMessages(Repository):
                 send_started_at=now(),
             )
         )
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             return (await conn.execute(query)).rowcount > 0
 
     async def clear_send_intent(self, message_id: str) -> bool:
@@ -143,7 +143,7 @@ class OutboundMessages(Repository):
             .where((messages.c.message_id == stored_id) & messages.c.delivery_status.in_(IN_FLIGHT))
             .values(delivery_status="queued")
         )
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             return (await conn.execute(query)).rowcount > 0
 
     async def send_intent(self, message_id: str) -> SendIntent | None:
@@ -171,7 +171,7 @@ class OutboundMessages(Repository):
         )
         if skip_channels:
             query = query.where(messages.c.channel.not_in(sorted(skip_channels)))
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             return (await conn.execute(query.values(published=False))).rowcount
 
     async def record_sandbox_delivery(self, out: Outbound) -> bool:
@@ -182,7 +182,7 @@ class OutboundMessages(Repository):
             .values(_outbox_row(out, now()))
             .on_conflict_do_nothing(index_elements=[outbox.c.message_id])
         )
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             return (await conn.execute(insert)).rowcount == 1
 
     async def record_sandbox_deliveries(self, outs: list[Outbound]) -> list[str]:
@@ -206,7 +206,7 @@ class OutboundMessages(Repository):
             .on_conflict_do_nothing(index_elements=[outbox.c.message_id])
             .returning(outbox.c.message_id)
         )
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             kept = set((await conn.execute(insert)).scalars().all())
             if kept:
                 await conn.execute(

@@ -48,7 +48,7 @@ class ProtectOutbox(Repository):
             },
         )
         try:
-            async with self.engine.begin() as conn:
+            async with self.write() as conn:
                 found = (
                     await conn.execute(
                         sa.select(protect_requests.c.seq).where(
@@ -75,13 +75,13 @@ class ProtectOutbox(Repository):
         self, case_id: str, kind: str, by: str = ROUTER, detail: dict[str, Any] | None = None
     ) -> None:
         """An entry in the case's audit trail (told the customer, not configured ...)."""
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             await add_event(conn, case_id, kind, by, now(), detail=detail)
 
     async def take_due(self, at: datetime, lease: timedelta, limit: int = 20) -> list[dict]:
         """Pending requests due now, each counted as one more attempt and held for `lease`
         (another process skips them until then)."""
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             rows = (
                 (
                     await conn.execute(
@@ -111,7 +111,7 @@ class ProtectOutbox(Repository):
     async def answered(self, seq: int, status: int, answer: Any) -> dict[str, Any] | None:
         """The backend answered: recorded, with the audit entry; the request as it is now."""
         at = now()
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             updated = await conn.execute(
                 protect_requests.update()
                 .where(protect_requests.c.seq == seq, protect_requests.c.state == "pending")
@@ -139,7 +139,7 @@ class ProtectOutbox(Repository):
     async def failed_attempt(self, seq: int, error: str, retry_at: datetime | None) -> None:
         """An attempt failed: tried again at `retry_at`, or (None) given up for good."""
         at = now()
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             await conn.execute(
                 protect_requests.update()
                 .where(protect_requests.c.seq == seq, protect_requests.c.state == "pending")

@@ -175,7 +175,7 @@ class ConversationQueues(Repository):
         """The agent takes (or accepts an offer of) the conversation; they become the customer's
         last agent, whom a returning customer goes back to."""
         at = now()
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             result = await conn.execute(
                 conversations.update()
                 .where(conversations.c.id == conversation_id)
@@ -207,7 +207,7 @@ class ConversationQueues(Repository):
             return True
 
     async def resolve(self, conversation_id: str) -> bool:
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             result = await conn.execute(
                 conversations.update()
                 .where(conversations.c.id == conversation_id)
@@ -217,7 +217,7 @@ class ConversationQueues(Repository):
             return result.rowcount == 1
 
     async def transfer(self, conversation_id: str, queue: str) -> bool:
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             result = await conn.execute(
                 conversations.update()
                 .where(conversations.c.id == conversation_id)

@@ -18,7 +18,7 @@ from router.store.schema import socket_tickets
 class SocketTickets(Repository):
     async def issue_ticket(self, kind: str, subject: str, ttl_seconds: float) -> str:
         ticket = secrets.token_urlsafe(24)
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             await conn.execute(socket_tickets.delete().where(socket_tickets.c.expires_at < now()))
             await conn.execute(
                 socket_tickets.insert().values(
@@ -33,7 +33,7 @@ class SocketTickets(Repository):
     async def redeem_ticket(self, kind: str, ticket: str) -> str | None:
         """The ticket's subject, once: the ticket is gone after this, whatever the answer."""
         where = socket_tickets.c.ticket_hash == token_hash(ticket)
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             row = (
                 await conn.execute(
                     sa.select(

@@ -47,7 +47,7 @@ class Timers(Repository):
     async def _locked(
         self, conversation_id: str, conditions: tuple[Any, ...]
     ) -> AsyncIterator[Due]:
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             conv = (
                 (
                     await conn.execute(
