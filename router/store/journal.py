@@ -237,7 +237,10 @@ class IntakeJournal:
 
     @staticmethod
     def _done(db: sqlite3.Connection, message_ids: list[str]) -> None:
+        # One transaction: in autocommit each DELETE would be a commit (an fsync) of its own.
+        db.execute("BEGIN")
         db.executemany("DELETE FROM entries WHERE message_id = ?", [(m,) for m in message_ids])
+        db.execute("COMMIT")
 
     @staticmethod
     def _retry_later(
@@ -264,10 +267,12 @@ class IntakeJournal:
         if message_ids is None:
             db.execute("UPDATE entries SET due_at = ?", (now,))
         else:
+            db.execute("BEGIN")
             db.executemany(
                 "UPDATE entries SET due_at = ? WHERE message_id = ?",
                 [(now, m) for m in message_ids],
             )
+            db.execute("COMMIT")
 
     @staticmethod
     def _count(db: sqlite3.Connection, _: None) -> int:
