@@ -3,8 +3,9 @@ acknowledgement, an agent; and the timers (ladder steps, SLA breaches, silent ag
 
 At least once, idempotent: the message, its decision and its acknowledgement are stored in one
 transaction keyed by message_id; a redelivered record finds them stored and only publishes what
-had not reached Kafka yet. Records come in chunks of a partition (up to `batch_size`): one
-transaction and one round of lookups per chunk, the acknowledgements published together, then
+had not reached Kafka yet. Records come in chunks of a partition (up to `batch_size`, 200: a
+chunk's statements cost about the same for 20 messages as for 200, so a backlog drains in big
+ones): one transaction and one round of lookups per chunk, the acknowledgements published together, then
 the commit. The standard lane gives way to the urgent one between chunks.
 """
 
@@ -89,7 +90,7 @@ class DispatcherService:
         *,
         clock: Clock | None = None,
         timer_interval: float = 1.0,
-        batch_size: int = 50,
+        batch_size: int = 200,
     ):
         self.bus, self.store, self.rules = bus, store, rules
         self.clock = clock or SystemClock()
