@@ -120,3 +120,20 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     assert result["database"] == "sqlite" and result["broker"].startswith("tansu")
     assert all(result[k] for k in ("date", "machine", "command"))
     assert "router end to end" in run.stdout and str(out) in run.stdout
+
+
+def test_store_statements_counts_what_the_router_asks_its_database():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPORTROUTER_")}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "store_statements.py"), "--messages", "30"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        env=env,
+    )
+    lines = [line for line in out.stdout.splitlines() if "statements," in line]
+    assert lines, out.stdout[-2000:]
+    per_message = float(lines[0].split(",")[1].split()[0])
+    assert per_message > 0  # every message is stored by some statement
+    assert "INSERT INTO messages" in out.stdout
