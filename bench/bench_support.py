@@ -57,10 +57,11 @@ def _children(pid: int) -> list[int]:
     return []
 
 
-def _peak_kb(pid: int) -> int | None:
+def _status_kb(pid: int, field: str) -> int | None:
+    """A size from /proc/PID/status (VmHWM: the peak resident set; VmRSS: the current one)."""
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return None
 
@@ -87,12 +88,21 @@ class PeakMemory:
         self._roots: dict[int, str] = {}
         self._labels: dict[int, str] = {}  # the latest: a worker is its parent's copy until exec
         self._peaks: dict[int, float] = {}
+        self._now: dict[int, float] = {}  # the latest resident set (VmRSS) of each process
         self._task: asyncio.Task | None = None
 
     @property
     def peaks_mb(self) -> dict[str, float]:
+        return self._named(self._peaks)
+
+    def resident_mb(self) -> dict[str, float]:
+        """Each process's resident set now, by the names of `peaks_mb`."""
+        self.sample()
+        return self._named(self._now)
+
+    def _named(self, sizes: dict[int, float]) -> dict[str, float]:
         named: dict[str, float] = {}
-        for pid, mb in self._peaks.items():
+        for pid, mb in sizes.items():
             name = self._labels[pid]
             named[name if name not in named else f"{name}#{pid}"] = mb
         return named
@@ -103,6 +113,7 @@ class PeakMemory:
             self._task = asyncio.create_task(self._run())
 
     def sample(self) -> None:
+        self._now = {}  # the processes alive now only
         for root, label in list(self._roots.items()):
             stack, seen = [root], set()
             while stack:
@@ -111,11 +122,12 @@ class PeakMemory:
                     continue
                 seen.add(pid)
                 stack += _children(pid)
-                kb = _peak_kb(pid)
+                kb = _status_kb(pid, "VmHWM")
                 if kb is None:
                     continue
                 self._labels[pid] = _label(pid, label, pid == root)
                 self._peaks[pid] = max(self._peaks.get(pid, 0.0), round(kb / 1024, 1))
+                self._now[pid] = round((_status_kb(pid, "VmRSS") or 0) / 1024, 1)
 
     async def _run(self) -> None:
         while True:

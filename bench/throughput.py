@@ -233,6 +233,47 @@ class Bench:
         self.figures["p99_ms_at_500"] = round(waits[int(0.99 * (len(waits) - 1))], 1)
         self.figures["steady_not_ok"] = n - len(accepted)
 
+    async def soak(self, base: str, store: StoreView) -> None:
+        """--soak-seconds at --soak-rate: each process's resident memory once the first fifth
+        of the time has passed and at the end, when everything sent is stored (does any grow
+        without bound?)."""
+        seconds, rate = self.args.soak_seconds, self.args.soak_rate
+        n, prefix, phase = seconds * rate, f"{self.run_id}f", f"router: soak {rate}/s"
+        requests = sign_sms(base + PATH, TOKEN, prefix, texts(n), start=5_000_000)
+        answered: list[int] = []
+        warm: dict[str, float] = {}
+        connector = aiohttp.TCPConnector(limit=64)
+        async with aiohttp.ClientSession(connector=connector) as http:
+
+            async def post(r: Signed) -> None:
+                headers = {"X-Twilio-Signature": r.signature}
+                headers["Content-Type"] = "application/x-www-form-urlencoded"
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with http.post(base + PATH, data=r.body.encode(), headers=headers) as a:
+                        answered.append(a.status)
+
+            start, tasks = time.monotonic(), []
+            for i, r in enumerate(requests):
+                if i == n // 5:
+                    warm = self.memory.resident_mb()
+                if i % rate == 0:
+                    self.progress.show(phase, i, n)
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(post(r)))
+            await asyncio.gather(*tasks)
+        ok = answered.count(200)
+        await self.wait_stored(store, phase, prefix, ok)
+        end = self.memory.resident_mb()
+        self.figures["soak"] = {
+            "seconds": seconds,
+            "rate": rate,
+            "not_ok": n - ok,
+            "rss_mb_after_first_fifth": warm,
+            "rss_mb_at_end": end,
+        }
+
     async def critical(self, base: str, store: StoreView) -> None:
         n = self.size["backlog"]
         prefix = f"{self.run_id}d"
@@ -296,6 +337,8 @@ class Bench:
                     await self.end_to_end(base, store)
                     await self.steady(base, store)
                     await self.critical(base, store)
+                    if self.args.soak_seconds:
+                        await self.soak(base, store)
                 self.memory.sample()
         finally:
             await store.close()
@@ -346,6 +389,13 @@ def table(result: dict) -> str:
         ),
     ]
     rows += [(f"peak RSS {name}", f"{mb} MB") for name, mb in result["peak_rss_mb"].items()]
+    if "soak" in result:
+        soak = result["soak"]
+        title = f"RSS over {soak['seconds']} s at {soak['rate']}/s"
+        rows += [
+            (f"{title}: {name}", f"{soak['rss_mb_after_first_fifth'].get(name, '?')} → {mb} MB")
+            for name, mb in soak["rss_mb_at_end"].items()
+        ]
     width = max(len(r[0]) for r in rows)
     head = f"{result['date']}  {result['database']} + {result['broker']}  {result['machine']}"
     return "\n".join([head, *(f"  {a:<{width}}  {b}" for a, b in rows)])
@@ -361,6 +411,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--processes", help="SUPPORTROUTER_PROCESSES for the router")
     parser.add_argument("--profile", type=Path, help="py-spy's collapsed stacks of the router")
+    parser.add_argument(
+        "--soak-seconds", type=int, default=0, help="then this long at --soak-rate (memory growth)"
+    )
+    parser.add_argument("--soak-rate", type=int, default=100, help="messages/s of the soak")
     for key in SIZES["default"]:
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, dest=key)
     args = parser.parse_args()

@@ -102,7 +102,8 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     out = tmp_path / "latest.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = subprocess.run(
-        [sys.executable, "-m", "router.cli", "bench", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "router.cli", "bench", "--quick", "--out", str(out)]
+        + ["--soak-seconds", "3", "--soak-rate", "20"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -120,6 +121,11 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     assert result["database"] == "sqlite" and result["broker"].startswith("tansu")
     assert all(result[k] for k in ("date", "machine", "command"))
     assert "router end to end" in run.stdout and str(out) in run.stdout
+    soak = result["soak"]  # each process's memory after the first fifth and at the end
+    assert soak["not_ok"] == 0 and (soak["seconds"], soak["rate"]) == (3, 20)
+    for sizes in (soak["rss_mb_after_first_fifth"], soak["rss_mb_at_end"]):
+        assert sizes["router"] > 0 and sizes["router.broker"] > 0
+    assert "RSS over 3 s at 20/s: router" in run.stdout
 
 
 def test_store_statements_counts_what_the_router_asks_its_database():
