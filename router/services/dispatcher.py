@@ -5,8 +5,8 @@ At least once, idempotent: the message, its decision and its acknowledgement are
 transaction keyed by message_id; a redelivered record finds them stored and only publishes what
 had not reached Kafka yet. Records come in chunks of a partition (up to `batch_size`, 200: a
 chunk's statements cost about the same for 20 messages as for 200, so a backlog drains in big
-ones): one transaction and one round of lookups per chunk, the acknowledgements published together, then
-the commit. The standard lane gives way to the urgent one between chunks.
+ones): one transaction and one round of lookups per chunk, the acknowledgements published
+together, then the commit. The standard lane gives way to the urgent one between chunks.
 """
 
 from __future__ import annotations

@@ -58,8 +58,8 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A transaction that may write. SQLite has one writer at a time, and a writer that finds
         the database locked polls it, sleeping up to 100 ms a try (its busy handler): under load
-        the router's own writers (dispatcher, sender, relays, timers) lost more time so than
-        they spent writing. So on SQLite this process's writers take turns here first, in
+        the router's own writers (dispatcher, sender, relays, timers) lost more time polling
+        than they spent writing. So on SQLite this process's writers take turns here first, in
         order; the busy handler is left for other processes."""
         if self._writer is None:
             async with self.engine.begin() as conn:
