@@ -63,7 +63,7 @@ class ConsumerLoop:
         stage: str,
         *,
         retries: int = 3,
-        batch: int = 600,
+        batch: int = 200,
         yield_to: ConsumerLoop | None = None,
         on_dead_letter: Callable[[ConsumerRecord, BaseException], Awaitable[None]] | None = None,
         batch_handler: BatchHandler | None = None,
