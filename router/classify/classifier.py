@@ -9,7 +9,6 @@ of a fraud report. Every decision carries its confidence and the rules that fire
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import re
@@ -86,18 +85,35 @@ def _clip(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-@dataclass(frozen=True)
 class _Text:
     """A prepared message and what every rule asks of it, computed once."""
 
-    text: str
-    keywords: dict[str, list[str]]
-    live: frozenset[
-        int
-    ]  # numbers of the patterns one of whose anchors it contains: the others cannot match
-    source: str  # the subject and new text as written, for the entities
-    active: frozenset[str]  # owners (rules) with a keyword found or a pattern that could match
-    framing: tuple[bool, bool]  # (a denial word, a fraud frame word) somewhere: else skip framing
+    __slots__ = ("text", "keywords", "live", "source", "active", "_framing")
+
+    def __init__(
+        self,
+        text: str,
+        keywords: dict[str, list[str]],
+        live: frozenset[int],
+        source: str,
+        active: frozenset[str],
+        framing: tuple[bool, bool] | None = None,
+    ):
+        self.text = text
+        self.keywords = keywords
+        # Numbers of the patterns one of whose anchors it contains: the others cannot match.
+        self.live = live
+        self.source = source  # the subject and new text as written, for the entities
+        self.active = active  # owners (rules) with a keyword found or a pattern that could match
+        self._framing = framing
+
+    @property
+    def framing(self) -> tuple[bool, bool]:
+        """(A denial word, a fraud frame word) somewhere: else matches need no framing. Looked
+        for only when a rule matched, which many messages never get to."""
+        if self._framing is None:
+            self._framing = cues(self.text)
+        return self._framing
 
 
 class _Evidence:
@@ -128,24 +144,28 @@ class _Evidence:
     ) -> tuple[list[str], list[str]]:
         """The rules that fired as evidence, and those whose every match the customer framed away
         (denied; for fraud also a hypothetical, someone else's loss, a scam avoided)."""
-        found: list[str] = []
-        dropped: list[str] = []
         body = text.text
+        keywords = text.keywords.get(self.owner, ())
+        runnable = self._patterns.runnable(text.live)
+        found = [f"kw:{k}" for k in keywords]
+        for regex in runnable:
+            match = regex.search(body)
+            if match:
+                found.append(f"re:{_clip(match.group(0))}")
+        if not found:
+            return found, []
         denial, framed = text.framing
         if not (denial or (fraud and framed)):  # nothing in the message can frame a match away
-            found = [f"kw:{k}" for k in text.keywords.get(self.owner, ())]
-            for regex in self._patterns.runnable(text.live):
-                match = regex.search(body)
-                if match:
-                    found.append(f"re:{_clip(match.group(0))}")
-            return found, dropped
-        for keyword in text.keywords.get(self.owner, ()):
+            return found, []
+        found = []
+        dropped: list[str] = []
+        for keyword in keywords:
             reason = _framed(body, spans(body, keyword), fraud, others)
             if reason:
                 dropped.append(f"{reason}:{keyword}")
             else:
                 found.append(f"kw:{keyword}")
-        for regex in self._patterns.runnable(text.live):
+        for regex in runnable:
             matches = list(itertools.islice(regex.finditer(body), 3))
             if matches:
                 reason = _framed(body, [m.span() for m in matches], fraud, others)
@@ -272,7 +292,8 @@ class Classifier:
             # Never when the part before it reports fraud or an intruder: that always counts.
             fired.append(f"focus:{_clip(focus.group(0))}")
             tail = self._text(prepared.text[focus.start() :], None)
-            prepared = dataclasses.replace(tail, source=prepared.source)
+            tail.source = prepared.source
+            prepared = tail
         hits: dict[str, int] = {}
         negated: set[str] = set()
         active = prepared.active
@@ -372,7 +393,7 @@ class Classifier:
         keywords, live = self._keywords.find(prepared), self._anchors.live(prepared)
         owner_of = self._owner_of
         active = frozenset({owner_of[n] for n in live}.union(keywords, self._always_active))
-        return _Text(prepared, keywords, live, source, active, cues(prepared))
+        return _Text(prepared, keywords, live, source, active)
 
     def _combine(
         self, log_probabilities: dict[str, float], hits: dict[str, int]
