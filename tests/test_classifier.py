@@ -12,7 +12,8 @@ import yaml
 
 from router.classify.classifier import Classifier
 from router.classify.entities import extract_entities
-from router.classify.textprep import detect_language, new_text, normalize, prepare
+from router.classify.model import features
+from router.classify.textprep import detect_language, for_model, new_text, normalize, prepare
 from router.core.envelope import Urgency
 from router.operator_files.config import ConfigError, load_config
 from router.policy.rules import Rules
@@ -345,10 +346,24 @@ def test_the_model_is_trained_from_the_examples_in_config(tmp_path):
 
 def test_the_fast_scoring_path_gives_scikit_learns_probabilities(rules):
     model = rules.classifier.model
-    for text in ("我的钱包被盗刷了", "my transfer failed", "hello", "手机 tablet 同时 login"):
-        prepared = prepare(text)
+    texts = ["我的钱包被盗刷了", "my transfer failed", "hello", "手机 tablet 同时 login", "", "!!"]
+    texts += _every_shape(rules)[::7]
+    for text in texts:
+        prepared = for_model(prepare(text))
         fast, reference = model.probabilities(prepared), model.sklearn_probabilities(prepared)
-        assert fast == pytest.approx(reference, abs=1e-9)
+        assert fast == pytest.approx(reference, abs=1e-9), text
+
+
+def test_the_fast_scoring_path_reads_exactly_the_n_grams_scikit_learn_reads(rules):
+    """The remembered chunks and the word-pair table give the rows of `features`, no more."""
+    model = rules.classifier.model
+    vocabulary = model._vocabulary
+    texts = _every_shape(rules)
+    for text in texts + texts:  # the second time every chunk comes from the cache
+        prepared = for_model(prepare(text))
+        expected = {vocabulary[f] for f in features(prepared) if f in vocabulary}
+        assert model._rows(prepared) == expected, text
+    assert any(feature.startswith("b:") for feature in vocabulary)  # word pairs are in play
 
 
 def test_a_config_without_enough_examples_is_refused(tmp_path):

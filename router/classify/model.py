@@ -88,24 +88,40 @@ class NgramModel:
         self._intercept = intercept.astype(np.float64)
         self._sklearn = (vectorizer, model)
         # Chunks (words, or whole Chinese phrases) recur from message to message: their n-grams'
-        # rows are remembered, up to a bound, so a common word is looked up once.
-        self._chunk_rows: dict[str, tuple[int, ...]] = {}
+        # rows are remembered, up to a bound, so a common word is looked up once. Frozensets:
+        # a message's rows are then one union of sets that already hold their hashes.
+        self._chunk_rows: dict[str, frozenset[int]] = {}
+        # The word pairs' rows by first word then second: no "b:a b" string to build per pair.
+        self._pairs: dict[str, dict[str, int]] = {}
+        for feature, row in self._vocabulary.items():
+            if feature.startswith("b:") and " " in feature:
+                first, second = feature[2:].split(" ", 1)
+                self._pairs.setdefault(first, {})[second] = row
+
+    def _chunk(self, chunk: str) -> frozenset[int]:
+        vocabulary = self._vocabulary
+        rows = frozenset(r for r in map(vocabulary.get, chunk_features(chunk)) if r is not None)
+        if len(self._chunk_rows) < _CHUNK_CACHE_SIZE:
+            self._chunk_rows[chunk] = rows
+        return rows
 
     def _rows(self, text: str) -> set[int]:
-        vocabulary, cache = self._vocabulary, self._chunk_rows
-        present: set[int] = set()
-        for chunk in text.split():
-            rows = cache.get(chunk)
-            if rows is None:
-                rows = tuple(r for r in map(vocabulary.get, chunk_features(chunk)) if r is not None)
-                if len(cache) < _CHUNK_CACHE_SIZE:
-                    cache[chunk] = rows
-            present.update(rows)
+        """The rows of the n-grams in the text: the same set `features` would look up."""
+        get = self._chunk_rows.get
+        present: set[int] = set().union(
+            *[
+                rows if (rows := get(chunk)) is not None else self._chunk(chunk)
+                for chunk in text.split()
+            ]
+        )
         words = _WORD.findall(text)
-        for a, b in zip(words, words[1:], strict=False):
-            row = vocabulary.get("b:" + a + " " + b)
-            if row is not None:
-                present.add(row)
+        pairs = self._pairs
+        for first, second in zip(words, words[1:], strict=False):
+            following = pairs.get(first)
+            if following is not None:
+                row = following.get(second)
+                if row is not None:
+                    present.add(row)
         return present
 
     def log_probabilities(self, text: str) -> dict[str, float]:
