@@ -223,13 +223,16 @@ class AnchorIndex:
         for found, item in gated:
             for anchor in found or ():
                 by_anchor.setdefault(anchor, set()).add(item)
-        self._items = {anchor: frozenset(items) for anchor, items in by_anchor.items()}
-        self._anchors = Substrings(self._items)
+        # Each anchor's automaton value is its items: the items of a text are one union.
+        self._automaton = ahocorasick.Automaton()
+        for anchor, items in by_anchor.items():
+            self._automaton.add_word(anchor, frozenset(items))
+        self._empty = not by_anchor
+        if not self._empty:
+            self._automaton.make_automaton()
 
     def live(self, text: str) -> frozenset:
         """The items one of whose anchors the text contains."""
-        found: set = set()
-        items = self._items
-        for anchor in self._anchors.each(text):
-            found |= items[anchor]
-        return frozenset(found)
+        if self._empty:
+            return frozenset()
+        return frozenset().union(*[items for _, items in self._automaton.iter(text)])

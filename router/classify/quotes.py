@@ -13,11 +13,16 @@ import re
 # Where quoted history starts: attribution lines and separators of common clients.
 _ATTRIBUTION = [
     re.compile(r"^on\b.{0,300}\bwrote\s*[:：]?$", re.I),
+    re.compile(r"^-{2,}\s*(original message|原始邮件|原始郵件|原邮件|回复的原邮件)\s*-{2,}$", re.I),
+    re.compile(r"^_{10,}$"),  # Outlook's rule above the quoted header block
+]
+# Chinese clients' attributions all end in 写道 (寫道): the regexes, which try every length of
+# `.{0,300}`, run only on a line that holds the word.
+_WROTE_ZH = ("写道", "寫道")
+_ATTRIBUTION_ZH = [
     re.compile(r"^(在|于).{0,300}(写道|寫道)\s*[:：]?$"),
     re.compile(r"^.{0,300}\d{4}年\d{1,2}月\d{1,2}日.{0,200}(写道|寫道)\s*[:：]?$"),
     re.compile(r"^.{0,120}\d{4}.{0,60}(写道|寫道)\s*[:：]?$"),
-    re.compile(r"^-{2,}\s*(original message|原始邮件|原始郵件|原邮件|回复的原邮件)\s*-{2,}$", re.I),
-    re.compile(r"^_{10,}$"),  # Outlook's rule above the quoted header block
 ]
 _HEADER_BLOCK = re.compile(r"^(from|发件人|寄件者)\s*[:：].+$", re.I)
 _HEADER_BLOCK_NEXT = ("sent:", "date:", "to:", "subject:", "发送时间", "收件人", "日期", "主题")
@@ -62,6 +67,10 @@ def split_lines(lines: list[str]) -> tuple[list[str], list[str]]:
 
 def _starts_history(line: str, following: list[str]) -> bool:
     if any(pattern.match(line) for pattern in _ATTRIBUTION):
+        return True
+    if any(word in line for word in _WROTE_ZH) and any(
+        pattern.match(line) for pattern in _ATTRIBUTION_ZH
+    ):
         return True
     # Clients wrap a long attribution: "On Mon, 3 Nov 2026 at 10:00, Support <" / "s@x> wrote:".
     if (
