@@ -10,6 +10,7 @@ import shutil
 import pytest
 import yaml
 
+from router.classify import clauses
 from router.classify.classifier import Classifier
 from router.classify.entities import extract_entities
 from router.classify.model import features
@@ -437,19 +438,9 @@ def test_the_anchor_gate_never_changes_a_decision(rules, monkeypatch):
     and framing every match must give the same category, urgency, confidence and rules fired."""
     texts = _every_shape(rules)
     gated = [rules.classify(text) for text in texts]
-    classifier = rules.classifier
-    everything = frozenset(classifier._owner_of)  # every pattern's number: no gate at all
-    owners = frozenset(classifier._owner_of.values())
-    original = classifier._text
-
-    def ungated(text, subject):
-        prepared = original(text, subject)
-        # No anchor gate, and every match framed as if the text held a framing word.
-        return prepared.__class__(
-            prepared.text, prepared.keywords, everything, prepared.source, owners, (True, True)
-        )
-
-    monkeypatch.setattr(classifier, "_text", ungated)
+    index = rules.classifier._index
+    # No anchor gate, and every match framed as if the text held a framing word.
+    monkeypatch.setattr(index, "prepare", index.every_pattern)
     for text, fast in zip(texts, gated, strict=True):
         slow = rules.classify(text)
         assert (fast.category, fast.urgency, fast.confidence, fast.rules) == (
@@ -459,6 +450,23 @@ def test_the_anchor_gate_never_changes_a_decision(rules, monkeypatch):
             slow.rules,
         ), text
     assert len(texts) > 1000
+
+
+def test_the_framing_cue_gate_finds_what_the_cue_regexes_find(rules):
+    """Each cue regex runs only when one of its literal anchors is in the text: the cues found
+    must be those of every regex run on every text."""
+    texts = _every_shape(rules) + [
+        "if my friend almost lost money",
+        "我同事差点被骗",
+        "nothing happened, rather odd",
+        "people say it turned out fine",
+    ]
+    for text in texts:
+        prepared = prepare(text)
+        denial = clauses._DENIAL_CUE.search(prepared) is not None
+        framed = any(regex.search(prepared) for regex in clauses._FRAME_CUES)
+        assert clauses.cues(prepared) == (denial, framed), text
+    assert sum(any(clauses.cues(prepare(text))) for text in texts) > 100
 
 
 def test_overlapping_chinese_keywords_are_all_found():

@@ -9,16 +9,13 @@ of a fraud report. Every decision carries its confidence and the rules that fire
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 from dataclasses import dataclass
 
-from router.classify.clauses import cues, frame, spans
 from router.classify.entities import extract_entities
+from router.classify.evidence import Evidence, EvidenceIndex, Prepared, clip
 from router.classify.examples import training_set
-from router.classify.fastre import AnchorIndex, anchors, compile_fast
-from router.classify.keywords import KeywordIndex
 from router.classify.model import trained
 from router.classify.textprep import detect_language, for_model, prepare_with_source
 from router.core.envelope import Classification, Urgency
@@ -28,44 +25,6 @@ FRAUD = "unauthorized_transaction"
 _LOG_FLOOR = math.log(
     1e-6
 )  # a category the model gives nothing still has a sliver for rules to lift
-_numbers = itertools.count()  # pattern numbers, unique in the process
-_UPPER_IN_PATTERN = re.compile(r"(?<!\\)[A-Z]")
-
-
-@dataclass(frozen=True)
-class _Pattern:
-    regex: re.Pattern
-    anchors: (
-        frozenset[str] | None
-    )  # one of these is in any text it matches (None: unknown, always runs)
-    number: int  # its key in the AnchorIndex; numbers rise in the order patterns are written
-
-
-def _compile(patterns: list[str]) -> tuple[_Pattern, ...]:
-    """The text is already lower case, and ignoring case costs the regex engine twice the time,
-    so only a pattern that spells an upper-case letter gets it."""
-    out = []
-    for p in patterns:
-        flags = re.I if _UPPER_IN_PATTERN.search(p) else 0
-        out.append(_Pattern(compile_fast(p, flags), anchors(p, flags), next(_numbers)))
-    return tuple(out)
-
-
-class _Gated:
-    """Some patterns, in the order written; `runnable` gives those that can match a text: the ones
-    whose anchors it contains, and the ones without anchors, which always run."""
-
-    def __init__(self, patterns: tuple[_Pattern, ...]):
-        self._regex = {p.number: p.regex for p in patterns}
-        self._gated = frozenset(p.number for p in patterns if p.anchors)
-        self._always = frozenset(p.number for p in patterns if not p.anchors)
-
-    def runnable(self, live: frozenset[int]) -> list[re.Pattern]:
-        numbers = live & self._gated  # a set operation in C: most texts leave few or none
-        if self._always:
-            numbers |= self._always
-        return [self._regex[n] for n in sorted(numbers)] if numbers else []
-
 
 # "The actual reason I'm writing: …", "最主要是这件事：…": in a long message the customer says which
 # part matters; the rules and the model read from there on. Written on the normalized text.
@@ -81,127 +40,6 @@ _MAIN_POINT_AFTER = 40  # characters: a cue at the very start is the whole messa
 _MAIN_POINT_REST = 20  # and the part it points to must say something
 
 
-def _clip(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class _Text:
-    """A prepared message and what every rule asks of it, computed once."""
-
-    __slots__ = ("text", "keywords", "live", "source", "active", "_framing")
-
-    def __init__(
-        self,
-        text: str,
-        keywords: dict[str, list[str]],
-        live: frozenset[int],
-        source: str,
-        active: frozenset[str],
-        framing: tuple[bool, bool] | None = None,
-    ):
-        self.text = text
-        self.keywords = keywords
-        # Numbers of the patterns one of whose anchors it contains: the others cannot match.
-        self.live = live
-        self.source = source  # the subject and new text as written, for the entities
-        self.active = active  # owners (rules) with a keyword found or a pattern that could match
-        self._framing = framing
-
-    @property
-    def framing(self) -> tuple[bool, bool]:
-        """(A denial word, a fraud frame word) somewhere: else matches need no framing. Looked
-        for only when a rule matched, which many messages never get to."""
-        if self._framing is None:
-            self._framing = cues(self.text)
-        return self._framing
-
-
-class _Evidence:
-    """One rule's patterns and negative patterns; its keywords live in the shared KeywordIndex.
-
-    A pattern whose anchors are known runs only when the text contains one of them (`_Text.live`);
-    one whose anchors are unknown always runs.
-    """
-
-    def __init__(self, owner: str, patterns: list[str], negatives: list[str]):
-        self.owner = owner
-        self.patterns = _compile(patterns)
-        self.negatives = _compile(negatives)
-        self._patterns = _Gated(self.patterns)
-        self._negatives = _Gated(self.negatives)
-        self.always = any(not p.anchors for p in (*self.patterns, *self.negatives))
-
-    def negated(self, text: _Text) -> re.Match | None:
-        body = text.text
-        for regex in self._negatives.runnable(text.live):
-            match = regex.search(body)
-            if match:
-                return match
-        return None
-
-    def hits(
-        self, text: _Text, *, fraud: bool = False, others: bool = True
-    ) -> tuple[list[str], list[str]]:
-        """The rules that fired as evidence, and those whose every match the customer framed away
-        (denied; for fraud also a hypothetical, someone else's loss, a scam avoided)."""
-        body = text.text
-        keywords = text.keywords.get(self.owner, ())
-        runnable = self._patterns.runnable(text.live)
-        found = [f"kw:{k}" for k in keywords]
-        for regex in runnable:
-            match = regex.search(body)
-            if match:
-                found.append(f"re:{_clip(match.group(0))}")
-        if not found:
-            return found, []
-        denial, framed = text.framing
-        if not (denial or (fraud and framed)):  # nothing in the message can frame a match away
-            return found, []
-        found = []
-        dropped: list[str] = []
-        for keyword in keywords:
-            reason = _framed(body, spans(body, keyword), fraud, others)
-            if reason:
-                dropped.append(f"{reason}:{keyword}")
-            else:
-                found.append(f"kw:{keyword}")
-        for regex in runnable:
-            matches = list(itertools.islice(regex.finditer(body), 3))
-            if matches:
-                reason = _framed(body, [m.span() for m in matches], fraud, others)
-                if reason:
-                    dropped.append(f"{reason}:{_clip(matches[0].group(0))}")
-                else:
-                    found.append(f"re:{_clip(matches[0].group(0))}")
-        return found, dropped
-
-    def fires(self, text: _Text, *, scoped: bool = False, others: bool = True) -> bool:
-        """`scoped`: only evidence the customer did not frame away counts (the fraud rules and
-        the raising urgency rules); `others`: someone else's loss is framed away too."""
-        if self.owner not in text.active:
-            return False
-        if self.owner not in text.keywords:
-            body = text.text
-            if not any(regex.search(body) for regex in self._patterns.runnable(text.live)):
-                return False
-        if self.negated(text) is not None:
-            return False
-        return not scoped or bool(self.hits(text, fraud=True, others=others)[0])
-
-
-def _framed(
-    body: str, where: list[tuple[int, int]], fraud: bool, others: bool = True
-) -> str | None:
-    """Why none of these matches counts (the first match's reason), or None if one does."""
-    reason = None
-    for start, end in where:
-        why = frame(body, start, end, fraud=fraud, others=others)
-        if why is None:
-            return None
-        reason = reason or why
-    return reason
-
-
 @dataclass(frozen=True)
 class _UrgencyRule:
     name: str
@@ -209,7 +47,7 @@ class _UrgencyRule:
     urgency: Urgency
     lowers: bool
     urgent_lane: bool
-    evidence: _Evidence
+    evidence: Evidence
     first: str  # the category listed first: an urgent-lane rule that fires is evidence for it
 
 
@@ -218,11 +56,12 @@ class Classifier:
         self._config = config
         self._version = version
         self._settings = config.model
-        self._keywords = KeywordIndex()
-        self._categories: dict[str, _Evidence] = {}
+        self._index = EvidenceIndex()
+        self._categories: dict[str, Evidence] = {}
         for name, rules in config.categories.items():
-            self._keywords.add(name, rules.keywords.all())
-            self._categories[name] = _Evidence(name, rules.patterns, rules.negative_patterns)
+            self._categories[name] = self._index.add(
+                name, rules.keywords.all(), rules.patterns, rules.negative_patterns
+            )
         self._defaults = {name: rules.urgency for name, rules in config.categories.items()}
         fraud_weight = self._settings.fraud_rule_weight
         self._weights = {
@@ -233,9 +72,12 @@ class Classifier:
         }
         self._urgency_rules = []
         for rule in config.urgency_rules:
-            owner = f"urgency:{rule.name}"
-            self._keywords.add(owner, rule.keywords.all())
-            evidence = _Evidence(owner, rule.patterns, rule.negative_patterns)
+            evidence = self._index.add(
+                f"urgency:{rule.name}",
+                rule.keywords.all(),
+                rule.patterns,
+                rule.negative_patterns,
+            )
             self._urgency_rules.append(
                 _UrgencyRule(
                     rule.name,
@@ -252,12 +94,6 @@ class Classifier:
             name: [r for r in self._urgency_rules if name in r.categories]
             for name in self._categories
         }
-        every = [*self._categories.values(), *(rule.evidence for rule in self._urgency_rules)]
-        self._anchors = AnchorIndex(
-            (p.anchors, p.number) for e in every for p in (*e.patterns, *e.negatives)
-        )
-        self._owner_of = {p.number: e.owner for e in every for p in (*e.patterns, *e.negatives)}
-        self._always_active = frozenset(e.owner for e in every if e.always)
         texts, labels, weights = training_set(config)
         self.model = trained(texts, labels, self._settings.regularization, weights)
 
@@ -269,7 +105,7 @@ class Classifier:
         """The fast rules only: may this message be fraud, a takeover or otherwise critical?"""
         return self._urgent(self._text(text, subject))
 
-    def _urgent(self, prepared: _Text) -> bool:
+    def _urgent(self, prepared: Prepared) -> bool:
         fraud = self._categories.get(FRAUD)
         if fraud is not None and fraud.fires(prepared, scoped=True):
             return True
@@ -290,10 +126,9 @@ class Classifier:
         ):
             # Read from the point the customer marked; entities still come from the whole text.
             # Never when the part before it reports fraud or an intruder: that always counts.
-            fired.append(f"focus:{_clip(focus.group(0))}")
-            tail = self._text(prepared.text[focus.start() :], None)
-            tail.source = prepared.source
-            prepared = tail
+            fired.append(f"focus:{clip(focus.group(0))}")
+            tail, _ = prepare_with_source(prepared.text[focus.start() :])
+            prepared = self._index.prepare(tail, prepared.source)
         hits: dict[str, int] = {}
         negated: set[str] = set()
         active = prepared.active
@@ -306,7 +141,7 @@ class Classifier:
                 # counts against it as much as one rule would count for it.
                 negated.add(name)
                 hits[name] = -1
-                fired.append(f"{name}:negated:{_clip(negation.group(0))}")
+                fired.append(f"{name}:negated:{clip(negation.group(0))}")
                 continue
             found, dropped = evidence.hits(prepared, fraud=name == FRAUD)
             fired += [f"{name}:{label}" for label in dropped]
@@ -388,12 +223,9 @@ class Classifier:
             return confidence
         return min(confidence, self._config.triage_below_confidence - 0.001)
 
-    def _text(self, text: str, subject: str | None) -> _Text:
+    def _text(self, text: str, subject: str | None) -> Prepared:
         prepared, source = prepare_with_source(text, subject)
-        keywords, live = self._keywords.find(prepared), self._anchors.live(prepared)
-        owner_of = self._owner_of
-        active = frozenset({owner_of[n] for n in live}.union(keywords, self._always_active))
-        return _Text(prepared, keywords, live, source, active)
+        return self._index.prepare(prepared, source)
 
     def _combine(
         self, log_probabilities: dict[str, float], hits: dict[str, int]
@@ -409,7 +241,7 @@ class Classifier:
         total = sum(exp.values())
         return {name: value / total for name, value in exp.items()}
 
-    def _urgency(self, category: str, prepared: _Text, fired: list[str]) -> Urgency:
+    def _urgency(self, category: str, prepared: Prepared, fired: list[str]) -> Urgency:
         urgency = self._defaults.get(category, Urgency.LOW)
         if category == FRAUD:
             return Urgency.CRITICAL
