@@ -49,6 +49,7 @@ class _UrgencyRule:
     urgent_lane: bool
     evidence: Evidence
     first: str  # the category listed first: an urgent-lane rule that fires is evidence for it
+    rank: int  # the urgency's rank, compared for every message
 
 
 class Classifier:
@@ -70,6 +71,7 @@ class Classifier:
             else self._settings.rule_weight
             for name in self._categories
         }
+        self._weight_items = list(self._weights.items())
         self._urgency_rules = []
         for rule in config.urgency_rules:
             evidence = self._index.add(
@@ -87,6 +89,7 @@ class Classifier:
                     rule.urgent_lane,
                     evidence,
                     rule.categories[0],
+                    rule.urgency.rank,
                 )
             )
         self._lane_rules = [rule for rule in self._urgency_rules if rule.urgent_lane]
@@ -164,7 +167,7 @@ class Classifier:
             if (
                 first in self._weights
                 and first not in negated
-                and f"urgency:{rule.name}" in active
+                and rule.evidence.owner in active
                 and rule.evidence.fires(prepared, scoped=True, others=False)
             ):
                 hits[first] = min(max(hits.get(first, 0), 0) + 1, self._settings.max_rule_hits)
@@ -230,34 +233,34 @@ class Classifier:
     def _combine(
         self, log_probabilities: dict[str, float], hits: dict[str, int]
     ) -> dict[str, float]:
-        logits = {}
-        for name, weight in self._weights.items():
-            value = log_probabilities.get(name, _LOG_FLOOR)
-            logits[name] = (value if value > _LOG_FLOOR else _LOG_FLOOR) + weight * hits.get(
-                name, 0
-            )
-        top = max(logits.values())
-        exp = {name: math.exp(value - top) for name, value in logits.items()}
-        total = sum(exp.values())
-        return {name: value / total for name, value in exp.items()}
+        lp, hit = log_probabilities.get, hits.get
+        logits = []
+        for name, weight in self._weight_items:
+            value = lp(name, _LOG_FLOOR)
+            logits.append((value if value > _LOG_FLOOR else _LOG_FLOOR) + weight * hit(name, 0))
+        top = max(logits)
+        exp = [math.exp(value - top) for value in logits]
+        total = sum(exp)
+        return {name: value / total for name, value in zip(self._weights, exp, strict=True)}
 
     def _urgency(self, category: str, prepared: Prepared, fired: list[str]) -> Urgency:
         urgency = self._defaults.get(category, Urgency.LOW)
         if category == FRAUD:
             return Urgency.CRITICAL
         applicable = self._rules_for.get(category, ())
+        rank = urgency.rank
         # Lowering rules first, then raising ones: a sign of harm always wins over a sign of calm.
         for rule in applicable:
-            if rule.lowers and rule.urgency.rank < urgency.rank and rule.evidence.fires(prepared):
-                urgency = rule.urgency
+            if rule.lowers and rule.rank < rank and rule.evidence.fires(prepared):
+                urgency, rank = rule.urgency, rule.rank
                 fired.append(f"urgency:{rule.name}")
                 break
         for rule in applicable:
             if (
                 not rule.lowers
-                and rule.urgency.rank > urgency.rank
+                and rule.rank > rank
                 and rule.evidence.fires(prepared, scoped=True, others=False)
             ):
-                urgency = rule.urgency
+                urgency, rank = rule.urgency, rule.rank
                 fired.append(f"urgency:{rule.name}")
         return urgency
