@@ -138,7 +138,7 @@ class Classifier:
         for name, evidence in self._categories.items():
             if name not in active:  # no keyword found, no pattern that could match
                 continue
-            negation = evidence.negated(prepared)
+            negation = evidence.negated(prepared) if evidence.negatives else None
             if negation:
                 # "This is not fraud": the category's rules are off, and the statement itself
                 # counts against it as much as one rule would count for it.
@@ -147,7 +147,8 @@ class Classifier:
                 fired.append(f"{name}:negated:{clip(negation.group(0))}")
                 continue
             found, dropped = evidence.hits(prepared, fraud=name == FRAUD)
-            fired += [f"{name}:{label}" for label in dropped]
+            if dropped:
+                fired += [f"{name}:{label}" for label in dropped]
             if not found:
                 if dropped:
                     # "Not a failed payment", "my colleague was scammed": said, and ruled out.

@@ -108,7 +108,7 @@ class Evidence:
         body = text.text
         keywords = text.keywords.get(self.owner, ())
         runnable = text.runnable.get(self.pattern_group, _NOTHING)
-        found = [f"kw:{k}" for k in keywords]
+        found = [f"kw:{k}" for k in keywords] if keywords else []
         for regex in runnable:
             match = regex.search(body)
             if match:

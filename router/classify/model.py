@@ -85,7 +85,7 @@ class NgramModel:
         # One row per n-gram: its weight for each class pre-multiplied by its idf, then its idf
         # squared. A message's scores and its l2 norm are then one gather and one sum.
         self._table = np.ascontiguousarray(np.hstack([(coef * idf).T, (idf * idf)[:, None]]))
-        self._intercept = intercept.astype(np.float64)
+        self._intercepts: list[float] = intercept.astype(np.float64).tolist()
         self._sklearn = (vectorizer, model)
         # Chunks (words, or whole Chinese phrases) recur from message to message: their n-grams'
         # rows are remembered, up to a bound, so a common word is looked up once. Frozensets:
@@ -128,15 +128,17 @@ class NgramModel:
         """The natural log of each class's probability (what the classifier adds rules to)."""
         present = self._rows(text)
         if present:
-            summed = self._table.take(
-                np.fromiter(present, dtype=np.intp, count=len(present)), axis=0
-            ).sum(axis=0)
-            scores = (summed[:-1] / math.sqrt(summed[-1]) + self._intercept).tolist()
+            summed = np.add.reduce(
+                self._table.take(np.fromiter(present, dtype=np.intp, count=len(present)), axis=0)
+            ).tolist()
+            # Python floats: the same IEEE arithmetic as numpy's on eight numbers, minus its calls.
+            norm = math.sqrt(summed.pop())
+            scores = [s / norm + b for s, b in zip(summed, self._intercepts, strict=True)]
         else:
-            scores = self._intercept.tolist()
+            scores = list(self._intercepts)
         top = max(scores)
-        normalizer = top + math.log(sum(math.exp(s - top) for s in scores))
-        return {name: s - normalizer for name, s in zip(self.classes, scores, strict=True)}
+        normalizer = top + math.log(sum([math.exp(s - top) for s in scores]))
+        return dict(zip(self.classes, [s - normalizer for s in scores], strict=True))
 
     def probabilities(self, text: str) -> dict[str, float]:
         return {name: math.exp(value) for name, value in self.log_probabilities(text).items()}

@@ -11,11 +11,13 @@ from __future__ import annotations
 import re
 
 # Where quoted history starts: attribution lines and separators of common clients.
-_ATTRIBUTION = [
-    re.compile(r"^on\b.{0,300}\bwrote\s*[:：]?$", re.I),
-    re.compile(r"^-{2,}\s*(original message|原始邮件|原始郵件|原邮件|回复的原邮件)\s*-{2,}$", re.I),
-    re.compile(r"^_{10,}$"),  # Outlook's rule above the quoted header block
-]
+_ATTRIBUTION = re.compile(
+    r"^on\b.{0,300}\bwrote\s*[:：]?$"
+    r"|^-{2,}\s*(original message|原始邮件|原始郵件|原邮件|回复的原邮件)\s*-{2,}$"
+    r"|^_{10,}$",  # Outlook's rule above the quoted header block
+    re.I,
+)
+_WROTE_EN = re.compile(r"^on\b.{0,300}\bwrote\s*[:：]?$", re.I)
 # Chinese clients' attributions all end in 写道 (寫道): the regexes, which try every length of
 # `.{0,300}`, run only on a line that holds the word.
 _WROTE_ZH = ("写道", "寫道")
@@ -66,7 +68,7 @@ def split_lines(lines: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _starts_history(line: str, following: list[str]) -> bool:
-    if any(pattern.match(line) for pattern in _ATTRIBUTION):
+    if _ATTRIBUTION.match(line):
         return True
     if any(word in line for word in _WROTE_ZH) and any(
         pattern.match(line) for pattern in _ATTRIBUTION_ZH
@@ -76,7 +78,7 @@ def _starts_history(line: str, following: list[str]) -> bool:
     if (
         following
         and line.lower().startswith("on ")
-        and _ATTRIBUTION[0].match(f"{line} {following[0].strip()}")
+        and _WROTE_EN.match(f"{line} {following[0].strip()}")
     ):
         return True
     # "From: ..." opens a quoted header block only when "Sent:"/"To:" follow, as Outlook
