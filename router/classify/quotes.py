@@ -37,10 +37,6 @@ _MOBILE_SIGNATURE = re.compile(
 )
 
 
-def _quoted(line: str) -> bool:
-    return line.lstrip().startswith(">")
-
-
 def split_lines(lines: list[str]) -> tuple[list[str], list[str]]:
     """The lines written this time, and the rest: lines quoted with ">", signature, history.
 
@@ -58,11 +54,14 @@ def split_lines(lines: list[str]) -> tuple[list[str], list[str]]:
         if _starts_history(stripped, lines[i + 1 : i + 4]):
             cut = i
             break
-    top, history = lines[:cut], lines[cut:]
-    new = [line for line in top if not _quoted(line)]
-    quoted = [line for line in top if _quoted(line)]
+    history = lines[cut:]
+    new: list[str] = []
+    quoted: list[str] = []
+    for line in lines[:cut]:
+        (quoted if line.lstrip().startswith(">") else new).append(line)  # quoted with ">"
     for i, line in enumerate(new):
-        if _SIGNATURE.match(line.strip()) or _MOBILE_SIGNATURE.match(line.strip()):
+        stripped = line.strip()
+        if _SIGNATURE.match(stripped) or _MOBILE_SIGNATURE.match(stripped):
             return new[:i], quoted + new[i:] + history
     return new, quoted + history
 
