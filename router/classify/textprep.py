@@ -221,6 +221,8 @@ def normalize(text: str) -> str:
     if chinese:
         text = _ZH_FILLERS.sub(" ", text)
     text = " ".join(text.split())
+    if " " not in text:  # the rest needs a space (the only whitespace left): a Chinese chat line
+        return text
     if chinese:
         text = _STUTTER_CJK.sub(r"\1", text)
     text = _REPEAT_WORD.sub(r"\1", text)
