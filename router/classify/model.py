@@ -76,15 +76,22 @@ class NgramModel:
         model = LogisticRegression(C=c, max_iter=300, solver="newton-cg")
         model.fit(matrix, labels, sample_weight=_balanced(labels, weights))
         self.classes: list[str] = [str(c) for c in model.classes_]
-        self._vocabulary: dict[str, int] = dict(vectorizer.vocabulary_)
         idf = vectorizer.idf_.astype(np.float64)
+        # Rows renumbered, the commonest n-grams (lowest idf) first: the rows most messages read
+        # sit together in a few hundred kilobytes, which stay in the processor's cache.
+        order = np.argsort(idf, kind="stable")
+        position = np.empty_like(order)
+        position[order] = np.arange(len(order))
+        self._vocabulary: dict[str, int] = {
+            feature: int(position[column]) for feature, column in vectorizer.vocabulary_.items()
+        }
         coef, intercept = model.coef_, model.intercept_
         if coef.shape[0] == 1:  # two classes: scikit-learn keeps one row
             coef = np.vstack([-coef[0] / 2, coef[0] / 2])
             intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
         # One row per n-gram: its weight for each class pre-multiplied by its idf, then its idf
         # squared. A message's scores and its l2 norm are then one gather and one sum.
-        self._table = np.ascontiguousarray(np.hstack([(coef * idf).T, (idf * idf)[:, None]]))
+        self._table = np.ascontiguousarray(np.hstack([(coef * idf).T, (idf * idf)[:, None]])[order])
         self._intercepts: list[float] = intercept.astype(np.float64).tolist()
         self._sklearn = (vectorizer, model)
         # Chunks (words, or whole Chinese phrases) recur from message to message: their n-grams'
