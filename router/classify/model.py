@@ -97,39 +97,23 @@ class NgramModel:
         # Chunks (words, or whole Chinese phrases) recur from message to message: their n-grams'
         # rows are remembered, up to a bound, so a common word is looked up once. Frozensets:
         # a message's rows are then one union of sets that already hold their hashes.
-        self._chunk_rows: dict[str, frozenset[int]] = {}
-        # The word pairs' rows by first word then second: no "b:a b" string to build per pair.
-        self._pairs: dict[str, dict[str, int]] = {}
+        self._chunk_rows = _ChunkRows(self._vocabulary)
+        # The word pairs' rows, by the pair: no "b:a b" string to build per pair.
+        self._pairs: dict[tuple[str, str], int] = {}
         for feature, row in self._vocabulary.items():
             if feature.startswith("b:") and " " in feature:
                 first, second = feature[2:].split(" ", 1)
-                self._pairs.setdefault(first, {})[second] = row
-
-    def _chunk(self, chunk: str) -> frozenset[int]:
-        vocabulary = self._vocabulary
-        rows = frozenset(r for r in map(vocabulary.get, chunk_features(chunk)) if r is not None)
-        if len(self._chunk_rows) < _CHUNK_CACHE_SIZE:
-            self._chunk_rows[chunk] = rows
-        return rows
+                self._pairs[first, second] = row
 
     def _rows(self, text: str) -> set[int]:
         """The rows of the n-grams in the text: the same set `features` would look up."""
-        get = self._chunk_rows.get
-        present: set[int] = set().union(
-            *[
-                rows if (rows := get(chunk)) is not None else self._chunk(chunk)
-                for chunk in text.split()
-            ]
-        )
+        # Both lookups run as `map` in C: no Python step per chunk or per word pair.
+        present: set[int | None] = set().union(*map(self._chunk_rows.__getitem__, text.split()))
         words = _WORD.findall(text)
-        pairs = self._pairs
-        for first, second in zip(words, words[1:], strict=False):
-            following = pairs.get(first)
-            if following is not None:
-                row = following.get(second)
-                if row is not None:
-                    present.add(row)
-        return present
+        if len(words) > 1:
+            present.update(map(self._pairs.get, zip(words, words[1:], strict=False)))
+            present.discard(None)  # the pairs the model does not know
+        return present  # type: ignore[return-value]  # None is gone
 
     def log_probabilities(self, text: str) -> dict[str, float]:
         """The natural log of each class's probability (what the classifier adds rules to)."""
@@ -155,6 +139,22 @@ class NgramModel:
         vectorizer, model = self._sklearn
         row = model.predict_proba(vectorizer.transform([text]))[0]
         return dict(zip(self.classes, row.tolist(), strict=True))
+
+
+class _ChunkRows(dict[str, frozenset[int]]):
+    """Each chunk's rows in the vocabulary, worked out on first sight and remembered (up to a
+    bound: a stream of novel chunks does not grow the process without end)."""
+
+    def __init__(self, vocabulary: dict[str, int]):
+        super().__init__()
+        self._vocabulary = vocabulary
+
+    def __missing__(self, chunk: str) -> frozenset[int]:
+        get = self._vocabulary.get
+        rows = frozenset(r for r in map(get, chunk_features(chunk)) if r is not None)
+        if len(self) < _CHUNK_CACHE_SIZE:
+            self[chunk] = rows
+        return rows
 
 
 def _balanced(labels: Sequence[str], weights: Sequence[float] | None) -> np.ndarray:
