@@ -466,6 +466,8 @@ def test_the_framing_cue_gate_finds_what_the_cue_regexes_find(rules):
         denial = clauses._DENIAL_CUE.search(prepared) is not None
         framed = any(regex.search(prepared) for regex in clauses._FRAME_CUES)
         assert clauses.cues(prepared) == (denial, framed), text
+        # The same cues, their anchors found in the classifier's one pass over the text.
+        assert rules.classifier._text(text, None).framing == (denial, framed), text
     assert sum(any(clauses.cues(prepare(text))) for text in texts) > 100
 
 

@@ -126,16 +126,19 @@ _DENIAL_CUE = re.compile(
 
 _FRAME_CUES = (_HYPOTHETICAL, _THIRD_PARTY, _AVERTED)
 # Each cue regex runs only when the text holds one of its literal anchors (fastre.anchors), found
-# for all four in one Aho-Corasick pass: most texts hold none of most of them. A regex whose
-# anchors cannot be worked out always runs.
-_CUE_ANCHORS = {regex: anchors(regex.pattern) for regex in (_DENIAL_CUE, *_FRAME_CUES)}
-_CUE_GATE = AnchorIndex((found, regex) for regex, found in _CUE_ANCHORS.items())
-_UNGATED_CUES = frozenset(regex for regex, found in _CUE_ANCHORS.items() if not found)
+# for all four in one Aho-Corasick pass (the classifier's own, which holds these anchors too):
+# most texts hold none of most of them. A regex whose anchors cannot be worked out always runs.
+CUE_ANCHORS = {regex: anchors(regex.pattern) for regex in (_DENIAL_CUE, *_FRAME_CUES)}
+_CUE_GATE = AnchorIndex((found, regex) for regex, found in CUE_ANCHORS.items())
+_UNGATED_CUES = frozenset(regex for regex, found in CUE_ANCHORS.items() if not found)
 
 
-def cues(text: str) -> tuple[bool, bool]:
-    """(a denial word, a hypothetical, other person or averted-scam word) somewhere in text."""
-    candidates = _CUE_GATE.live(text) | _UNGATED_CUES
+def cues(text: str, anchored: frozenset[re.Pattern[str]] | None = None) -> tuple[bool, bool]:
+    """(a denial word, a hypothetical, other person or averted-scam word) somewhere in text.
+
+    `anchored`: the cue regexes of CUE_ANCHORS one of whose anchors is in the text, when a pass
+    over the text has found them already."""
+    candidates = (_CUE_GATE.live(text) if anchored is None else anchored) | _UNGATED_CUES
     if not candidates:
         return False, False
     denial = _DENIAL_CUE in candidates and _DENIAL_CUE.search(text) is not None

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from router.classify.clauses import cues, frame, spans
+from router.classify.clauses import CUE_ANCHORS, cues, frame, spans
 from router.classify.fastre import AnchorIndex, anchors, compile_fast
 from router.classify.keywords import KeywordIndex
 
@@ -49,7 +49,7 @@ def clip(text: str, limit: int = 40) -> str:
 class Prepared:
     """A prepared message and what every rule asks of it, computed once."""
 
-    __slots__ = ("text", "keywords", "runnable", "source", "active", "_framing")
+    __slots__ = ("text", "keywords", "runnable", "source", "active", "_framing", "_cues")
 
     def __init__(
         self,
@@ -59,6 +59,7 @@ class Prepared:
         source: str,
         active: frozenset[str],
         framing: tuple[bool, bool] | None = None,
+        cue_regexes: frozenset[re.Pattern[str]] | None = None,
     ):
         self.text = text
         self.keywords = keywords  # each owner (rule) with its keywords found
@@ -68,13 +69,14 @@ class Prepared:
         self.source = source  # the subject and new text as written, for the entities
         self.active = active  # owners with a keyword found or a pattern that could match
         self._framing = framing
+        self._cues = cue_regexes  # the framing cues whose anchors the text holds (clauses.cues)
 
     @property
     def framing(self) -> tuple[bool, bool]:
         """(A denial word, a fraud frame word) somewhere: else matches need no framing. Looked
         for only when a rule matched, which many messages never get to."""
         if self._framing is None:
-            self._framing = cues(self.text)
+            self._framing = cues(self.text, self._cues)
         return self._framing
 
 
@@ -174,6 +176,7 @@ class EvidenceIndex:
         # Each pattern's number: its group, regex and owner.
         self._slots: dict[int, tuple[object, re.Pattern, str]] = {}
         self._ungated: frozenset[int] = frozenset()  # patterns without anchors: always run
+        self._cue_regexes = frozenset(CUE_ANCHORS)
 
     def add(
         self, owner: str, keywords: list[str], patterns: list[str], negatives: list[str]
@@ -192,7 +195,11 @@ class EvidenceIndex:
 
     def _index(self) -> AnchorIndex:
         if self._anchors is None:
-            gated = [(p.anchors, p.number) for p in self._patterns() if p.anchors]
+            gated: list[tuple[frozenset[str] | None, object]] = [
+                (p.anchors, p.number) for p in self._patterns() if p.anchors
+            ]
+            # The framing cues' anchors ride along: one pass over the text finds both.
+            gated += [(found, regex) for regex, found in CUE_ANCHORS.items() if found]
             self._anchors = AnchorIndex(gated)
             self._ungated = frozenset(p.number for p in self._patterns() if not p.anchors)
         return self._anchors
@@ -206,6 +213,9 @@ class EvidenceIndex:
         """`text` normalized (textprep.prepare); `source` as written."""
         keywords = self.keywords.find(text)
         numbers = self._index().live(text)
+        cue_regexes = numbers & self._cue_regexes
+        if cue_regexes:
+            numbers = numbers - cue_regexes
         if self._ungated:
             numbers = numbers | self._ungated
         runnable: dict[object, list[re.Pattern]] = {}
@@ -219,7 +229,7 @@ class EvidenceIndex:
                 owners.add(owner)
             else:
                 found.append(regex)
-        return Prepared(text, keywords, runnable, source, frozenset(owners))
+        return Prepared(text, keywords, runnable, source, frozenset(owners), None, cue_regexes)
 
     def every_pattern(self, text: str, source: str) -> Prepared:
         """`prepare` without the anchor gate, every match framed: what a test compares it with."""
