@@ -44,6 +44,7 @@ _REPEAT_WORD = re.compile(r"\b(\w++)(?:\s+\1\b)+")
 # A stutter in a transcript is a word said twice with a pause: "我 我", "转了 转了一共".
 _STUTTER_CJK = re.compile(rf"([{_CJK}]{{1,4}})(?:\s+\1)+")
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "`": "'"})
+_CURLY_QUOTE = re.compile("[’‘“”`]")  # the quotes to straighten
 _DIGITS = re.compile(r"\d")
 
 # Words of Hong Kong, Taiwan and Cantonese writing that OpenCC leaves as they are, and the
@@ -213,9 +214,7 @@ def normalize(text: str) -> str:
     chinese = CJK.search(text) is not None
     if chinese:
         text = to_simplified(text)
-    if (
-        "`" in text or not text.isascii()
-    ):  # the quotes to straighten; translate is slow, so ask first
+    if ("`" in text or not text.isascii()) and _CURLY_QUOTE.search(text):  # translate is slow
         text = text.translate(_QUOTES)
     text = _EN_FILLERS.sub("", text)
     if chinese:
