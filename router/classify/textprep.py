@@ -46,6 +46,7 @@ _STUTTER_CJK = re.compile(rf"([{_CJK}]{{1,4}})(?:\s+\1)+")
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "`": "'"})
 _CURLY_QUOTE = re.compile("[’‘“”`]")  # the quotes to straighten
 _DIGITS = re.compile(r"\d")
+_ASCII_DIGITS = re.compile(r"[0-9]")
 
 # Words of Hong Kong, Taiwan and Cantonese writing that OpenCC leaves as they are, and the
 # Mandarin a rule is written in. Only words that mean nothing else in Simplified text: 户口 (a
@@ -232,7 +233,8 @@ def normalize(text: str) -> str:
 
 def for_model(normalized: str) -> str:
     """Digits say little about the problem and everything about one customer: fold them."""
-    return _DIGITS.sub("0", normalized)
+    # In ASCII text \d is [0-9], a range the regex engine checks without a Unicode lookup.
+    return (_ASCII_DIGITS if normalized.isascii() else _DIGITS).sub("0", normalized)
 
 
 def prepare(text: str, subject: str | None = None) -> str:
