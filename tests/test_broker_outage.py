@@ -179,7 +179,9 @@ async def test_after_the_broker_comes_back_empty_with_other_partition_counts_mes
     for _ in range(5):
         await broker.stop()
         await broker.start()  # empty: no topics, no groups, no offsets
-        await create_topics(broker.bootstrap_servers, settings.topics.all(), settings.partitions + 2)
+        await create_topics(
+            broker.bootstrap_servers, settings.topics.all(), settings.partitions + 2
+        )
         counts = await r.router.bus.partition_counts(settings.topics.all())
         if all(n and n != settings.partitions for n in counts.values()):
             break

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from router.classify.clauses import CUE_ANCHORS, cues, frame, spans
-from router.classify.fastre import AnchorIndex, anchors, compile_fast
+from router.classify.fastre import AnchorIndex, also_required, anchors, compile_fast
 from router.classify.keywords import KeywordIndex
 
 _numbers = itertools.count()  # pattern numbers, unique in the process
@@ -30,6 +30,7 @@ class Pattern:
         frozenset[str] | None
     )  # one of these is in any text it matches (None: unknown, always runs)
     number: int  # its key in the AnchorIndex; numbers rise in the order patterns are written
+    also: tuple[frozenset[str], ...] = ()  # more literal sets, one of each in any text it matches
 
 
 def _compile(patterns: list[str]) -> tuple[Pattern, ...]:
@@ -38,7 +39,9 @@ def _compile(patterns: list[str]) -> tuple[Pattern, ...]:
     out = []
     for p in patterns:
         flags = re.I if _UPPER_IN_PATTERN.search(p) else 0
-        out.append(Pattern(compile_fast(p, flags), anchors(p, flags), next(_numbers)))
+        found = anchors(p, flags)
+        also = also_required(p, flags) if found else ()
+        out.append(Pattern(compile_fast(p, flags), found, next(_numbers), also))
     return tuple(out)
 
 
@@ -176,6 +179,8 @@ class EvidenceIndex:
         # Each pattern's number: its group, regex and owner.
         self._slots: dict[int, tuple[object, re.Pattern, str]] = {}
         self._ungated: frozenset[int] = frozenset()  # patterns without anchors: always run
+        self._numbers: frozenset[int] = frozenset()  # patterns with anchors
+        self._needs: dict[int, frozenset[tuple[int, int]]] = {}
         self._cue_regexes = frozenset(CUE_ANCHORS)
 
     def add(
@@ -198,6 +203,16 @@ class EvidenceIndex:
             gated: list[tuple[frozenset[str] | None, object]] = [
                 (p.anchors, p.number) for p in self._patterns() if p.anchors
             ]
+            # A pattern that needs a word of several lists runs only when the text holds one of
+            # each: its first list's anchors say it may, the keys (number, k) of the others must
+            # all be found too.
+            self._needs = {}
+            for p in self._patterns():
+                if p.anchors and p.also:
+                    keys = [(p.number, k) for k in range(len(p.also))]
+                    gated += zip(p.also, keys, strict=True)
+                    self._needs[p.number] = frozenset(keys)
+            self._numbers = frozenset(p.number for p in self._patterns() if p.anchors)
             # The framing cues' anchors ride along: one pass over the text finds both.
             gated += [(found, regex) for regex, found in CUE_ANCHORS.items() if found]
             self._anchors = AnchorIndex(gated)
@@ -212,16 +227,18 @@ class EvidenceIndex:
     def prepare(self, text: str, source: str) -> Prepared:
         """`text` normalized (textprep.prepare); `source` as written."""
         keywords = self.keywords.find(text)
-        numbers = self._index().live(text)
-        cue_regexes = numbers & self._cue_regexes
-        if cue_regexes:
-            numbers = numbers - cue_regexes
+        anchored = self._index().live(text)
+        cue_regexes = anchored & self._cue_regexes
+        numbers = anchored & self._numbers
         if self._ungated:
             numbers = numbers | self._ungated
         runnable: dict[object, list[re.Pattern]] = {}
         owners = set(keywords)
-        slots = self._slots
+        slots, needs = self._slots, self._needs
         for number in sorted(numbers):
+            need = needs.get(number)
+            if need is not None and not need <= anchored:
+                continue  # a word of another list it needs is not in the text
             group, regex, owner = slots[number]
             found = runnable.get(group)
             if found is None:
