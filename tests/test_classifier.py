@@ -10,9 +10,11 @@ import shutil
 import pytest
 import yaml
 
+from router.classify import clauses
 from router.classify.classifier import Classifier
 from router.classify.entities import extract_entities
-from router.classify.textprep import detect_language, new_text, normalize, prepare
+from router.classify.model import features
+from router.classify.textprep import detect_language, for_model, new_text, normalize, prepare
 from router.core.envelope import Urgency
 from router.operator_files.config import ConfigError, load_config
 from router.policy.rules import Rules
@@ -345,10 +347,24 @@ def test_the_model_is_trained_from_the_examples_in_config(tmp_path):
 
 def test_the_fast_scoring_path_gives_scikit_learns_probabilities(rules):
     model = rules.classifier.model
-    for text in ("我的钱包被盗刷了", "my transfer failed", "hello", "手机 tablet 同时 login"):
-        prepared = prepare(text)
+    texts = ["我的钱包被盗刷了", "my transfer failed", "hello", "手机 tablet 同时 login", "", "!!"]
+    texts += _every_shape(rules)[::7]
+    for text in texts:
+        prepared = for_model(prepare(text))
         fast, reference = model.probabilities(prepared), model.sklearn_probabilities(prepared)
-        assert fast == pytest.approx(reference, abs=1e-9)
+        assert fast == pytest.approx(reference, abs=1e-9), text
+
+
+def test_the_fast_scoring_path_reads_exactly_the_n_grams_scikit_learn_reads(rules):
+    """The remembered chunks and the word-pair table give the rows of `features`, no more."""
+    model = rules.classifier.model
+    vocabulary = model._vocabulary
+    texts = _every_shape(rules)
+    for text in texts + texts:  # the second time every chunk comes from the cache
+        prepared = for_model(prepare(text))
+        expected = {vocabulary[f] for f in features(prepared) if f in vocabulary}
+        assert model._rows(prepared) == expected, text
+    assert any(feature.startswith("b:") for feature in vocabulary)  # word pairs are in play
 
 
 def test_a_config_without_enough_examples_is_refused(tmp_path):
@@ -422,19 +438,9 @@ def test_the_anchor_gate_never_changes_a_decision(rules, monkeypatch):
     and framing every match must give the same category, urgency, confidence and rules fired."""
     texts = _every_shape(rules)
     gated = [rules.classify(text) for text in texts]
-    classifier = rules.classifier
-    everything = frozenset(classifier._owner_of)  # every pattern's number: no gate at all
-    owners = frozenset(classifier._owner_of.values())
-    original = classifier._text
-
-    def ungated(text, subject):
-        prepared = original(text, subject)
-        # No anchor gate, and every match framed as if the text held a framing word.
-        return prepared.__class__(
-            prepared.text, prepared.keywords, everything, prepared.source, owners, (True, True)
-        )
-
-    monkeypatch.setattr(classifier, "_text", ungated)
+    index = rules.classifier._index
+    # No anchor gate, and every match framed as if the text held a framing word.
+    monkeypatch.setattr(index, "prepare", index.every_pattern)
     for text, fast in zip(texts, gated, strict=True):
         slow = rules.classify(text)
         assert (fast.category, fast.urgency, fast.confidence, fast.rules) == (
@@ -444,6 +450,25 @@ def test_the_anchor_gate_never_changes_a_decision(rules, monkeypatch):
             slow.rules,
         ), text
     assert len(texts) > 1000
+
+
+def test_the_framing_cue_gate_finds_what_the_cue_regexes_find(rules):
+    """Each cue regex runs only when one of its literal anchors is in the text: the cues found
+    must be those of every regex run on every text."""
+    texts = _every_shape(rules) + [
+        "if my friend almost lost money",
+        "我同事差点被骗",
+        "nothing happened, rather odd",
+        "people say it turned out fine",
+    ]
+    for text in texts:
+        prepared = prepare(text)
+        denial = clauses._DENIAL_CUE.search(prepared) is not None
+        framed = any(regex.search(prepared) for regex in clauses._FRAME_CUES)
+        assert clauses.cues(prepared) == (denial, framed), text
+        # The same cues, their anchors found in the classifier's one pass over the text.
+        assert rules.classifier._text(text, None).framing == (denial, framed), text
+    assert sum(any(clauses.cues(prepare(text))) for text in texts) > 100
 
 
 def test_overlapping_chinese_keywords_are_all_found():

@@ -7,7 +7,8 @@ import re
 import pytest
 
 from router.classify import entities, redact
-from router.classify.fastre import Substrings, compile_fast
+from router.classify.fastre import Substrings, also_required, compile_fast
+from router.classify.textprep import normalize
 from router.policy.rules import Rules
 from tests.conftest import CONFIG_DIR
 
@@ -106,3 +107,33 @@ def test_substrings_finds_overlapping_occurrences_once_each_in_the_order_they_en
         "pin",
     ]
     assert Substrings([]).found("anything") == []
+
+
+@pytest.mark.parametrize(
+    ("pattern", "also"),
+    [
+        (r"\b(sent|moved)\s+(my\s+)?(money|funds)\b", [{"sent", "moved"}]),  # money: anchors
+        (r"(钱|余额).{0,4}(没了|不见了)", [{"钱", "余额"}]),
+        (r"\b(i|we) (never|didn't) (make|authorise)", [{"make", "authorise"}]),  # not i/we
+        (r"\bcard (was )?(stolen|lost)", [{"stolen", "lost"}]),  # "was " is optional
+        (r"(?i)\bpin\b (blocked|locked)", []),  # ignoring case: no literal gate at all
+    ],
+)
+def test_also_required_names_the_other_lists_a_match_needs_a_word_of(pattern, also):
+    assert [set(part) for part in also_required(pattern)] == also
+
+
+def test_every_match_holds_a_literal_of_each_list_its_pattern_needs():
+    """The further gate (`also_required`) may only skip a pattern that cannot match."""
+    texts = [normalize(text) for text in _texts()]
+    checked = 0
+    for pattern, flags in _patterns():
+        parts = also_required(pattern, flags)
+        regex = re.compile(pattern, flags)
+        for text in texts:
+            match = regex.search(text)
+            if match and parts:
+                checked += 1
+                for part in parts:
+                    assert any(literal in text for literal in part), (pattern, text)
+    assert checked > 50

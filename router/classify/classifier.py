@@ -9,17 +9,13 @@ of a fraud report. Every decision carries its confidence and the rules that fire
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import math
 import re
 from dataclasses import dataclass
 
-from router.classify.clauses import cues, frame, spans
 from router.classify.entities import extract_entities
+from router.classify.evidence import Evidence, EvidenceIndex, Prepared, clip
 from router.classify.examples import training_set
-from router.classify.fastre import AnchorIndex, anchors, compile_fast
-from router.classify.keywords import KeywordIndex
 from router.classify.model import trained
 from router.classify.textprep import detect_language, for_model, prepare_with_source
 from router.core.envelope import Classification, Urgency
@@ -29,44 +25,6 @@ FRAUD = "unauthorized_transaction"
 _LOG_FLOOR = math.log(
     1e-6
 )  # a category the model gives nothing still has a sliver for rules to lift
-_numbers = itertools.count()  # pattern numbers, unique in the process
-_UPPER_IN_PATTERN = re.compile(r"(?<!\\)[A-Z]")
-
-
-@dataclass(frozen=True)
-class _Pattern:
-    regex: re.Pattern
-    anchors: (
-        frozenset[str] | None
-    )  # one of these is in any text it matches (None: unknown, always runs)
-    number: int  # its key in the AnchorIndex; numbers rise in the order patterns are written
-
-
-def _compile(patterns: list[str]) -> tuple[_Pattern, ...]:
-    """The text is already lower case, and ignoring case costs the regex engine twice the time,
-    so only a pattern that spells an upper-case letter gets it."""
-    out = []
-    for p in patterns:
-        flags = re.I if _UPPER_IN_PATTERN.search(p) else 0
-        out.append(_Pattern(compile_fast(p, flags), anchors(p, flags), next(_numbers)))
-    return tuple(out)
-
-
-class _Gated:
-    """Some patterns, in the order written; `runnable` gives those that can match a text: the ones
-    whose anchors it contains, and the ones without anchors, which always run."""
-
-    def __init__(self, patterns: tuple[_Pattern, ...]):
-        self._regex = {p.number: p.regex for p in patterns}
-        self._gated = frozenset(p.number for p in patterns if p.anchors)
-        self._always = frozenset(p.number for p in patterns if not p.anchors)
-
-    def runnable(self, live: frozenset[int]) -> list[re.Pattern]:
-        numbers = live & self._gated  # a set operation in C: most texts leave few or none
-        if self._always:
-            numbers |= self._always
-        return [self._regex[n] for n in sorted(numbers)] if numbers else []
-
 
 # "The actual reason I'm writing: …", "最主要是这件事：…": in a long message the customer says which
 # part matters; the rules and the model read from there on. Written on the normalized text.
@@ -82,106 +40,6 @@ _MAIN_POINT_AFTER = 40  # characters: a cue at the very start is the whole messa
 _MAIN_POINT_REST = 20  # and the part it points to must say something
 
 
-def _clip(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-@dataclass(frozen=True)
-class _Text:
-    """A prepared message and what every rule asks of it, computed once."""
-
-    text: str
-    keywords: dict[str, list[str]]
-    live: frozenset[
-        int
-    ]  # numbers of the patterns one of whose anchors it contains: the others cannot match
-    source: str  # the subject and new text as written, for the entities
-    active: frozenset[str]  # owners (rules) with a keyword found or a pattern that could match
-    framing: tuple[bool, bool]  # (a denial word, a fraud frame word) somewhere: else skip framing
-
-
-class _Evidence:
-    """One rule's patterns and negative patterns; its keywords live in the shared KeywordIndex.
-
-    A pattern whose anchors are known runs only when the text contains one of them (`_Text.live`);
-    one whose anchors are unknown always runs.
-    """
-
-    def __init__(self, owner: str, patterns: list[str], negatives: list[str]):
-        self.owner = owner
-        self.patterns = _compile(patterns)
-        self.negatives = _compile(negatives)
-        self._patterns = _Gated(self.patterns)
-        self._negatives = _Gated(self.negatives)
-        self.always = any(not p.anchors for p in (*self.patterns, *self.negatives))
-
-    def negated(self, text: _Text) -> re.Match | None:
-        body = text.text
-        for regex in self._negatives.runnable(text.live):
-            match = regex.search(body)
-            if match:
-                return match
-        return None
-
-    def hits(
-        self, text: _Text, *, fraud: bool = False, others: bool = True
-    ) -> tuple[list[str], list[str]]:
-        """The rules that fired as evidence, and those whose every match the customer framed away
-        (denied; for fraud also a hypothetical, someone else's loss, a scam avoided)."""
-        found: list[str] = []
-        dropped: list[str] = []
-        body = text.text
-        denial, framed = text.framing
-        if not (denial or (fraud and framed)):  # nothing in the message can frame a match away
-            found = [f"kw:{k}" for k in text.keywords.get(self.owner, ())]
-            for regex in self._patterns.runnable(text.live):
-                match = regex.search(body)
-                if match:
-                    found.append(f"re:{_clip(match.group(0))}")
-            return found, dropped
-        for keyword in text.keywords.get(self.owner, ()):
-            reason = _framed(body, spans(body, keyword), fraud, others)
-            if reason:
-                dropped.append(f"{reason}:{keyword}")
-            else:
-                found.append(f"kw:{keyword}")
-        for regex in self._patterns.runnable(text.live):
-            matches = list(itertools.islice(regex.finditer(body), 3))
-            if matches:
-                reason = _framed(body, [m.span() for m in matches], fraud, others)
-                if reason:
-                    dropped.append(f"{reason}:{_clip(matches[0].group(0))}")
-                else:
-                    found.append(f"re:{_clip(matches[0].group(0))}")
-        return found, dropped
-
-    def fires(self, text: _Text, *, scoped: bool = False, others: bool = True) -> bool:
-        """`scoped`: only evidence the customer did not frame away counts (the fraud rules and
-        the raising urgency rules); `others`: someone else's loss is framed away too."""
-        if self.owner not in text.active:
-            return False
-        if self.owner not in text.keywords:
-            body = text.text
-            if not any(regex.search(body) for regex in self._patterns.runnable(text.live)):
-                return False
-        if self.negated(text) is not None:
-            return False
-        return not scoped or bool(self.hits(text, fraud=True, others=others)[0])
-
-
-def _framed(
-    body: str, where: list[tuple[int, int]], fraud: bool, others: bool = True
-) -> str | None:
-    """Why none of these matches counts (the first match's reason), or None if one does."""
-    reason = None
-    for start, end in where:
-        why = frame(body, start, end, fraud=fraud, others=others)
-        if why is None:
-            return None
-        reason = reason or why
-    return reason
-
-
 @dataclass(frozen=True)
 class _UrgencyRule:
     name: str
@@ -189,8 +47,9 @@ class _UrgencyRule:
     urgency: Urgency
     lowers: bool
     urgent_lane: bool
-    evidence: _Evidence
+    evidence: Evidence
     first: str  # the category listed first: an urgent-lane rule that fires is evidence for it
+    rank: int  # the urgency's rank, compared for every message
 
 
 class Classifier:
@@ -198,11 +57,12 @@ class Classifier:
         self._config = config
         self._version = version
         self._settings = config.model
-        self._keywords = KeywordIndex()
-        self._categories: dict[str, _Evidence] = {}
+        self._index = EvidenceIndex()
+        self._categories: dict[str, Evidence] = {}
         for name, rules in config.categories.items():
-            self._keywords.add(name, rules.keywords.all())
-            self._categories[name] = _Evidence(name, rules.patterns, rules.negative_patterns)
+            self._categories[name] = self._index.add(
+                name, rules.keywords.all(), rules.patterns, rules.negative_patterns
+            )
         self._defaults = {name: rules.urgency for name, rules in config.categories.items()}
         fraud_weight = self._settings.fraud_rule_weight
         self._weights = {
@@ -211,11 +71,15 @@ class Classifier:
             else self._settings.rule_weight
             for name in self._categories
         }
+        self._weight_items = list(self._weights.items())
         self._urgency_rules = []
         for rule in config.urgency_rules:
-            owner = f"urgency:{rule.name}"
-            self._keywords.add(owner, rule.keywords.all())
-            evidence = _Evidence(owner, rule.patterns, rule.negative_patterns)
+            evidence = self._index.add(
+                f"urgency:{rule.name}",
+                rule.keywords.all(),
+                rule.patterns,
+                rule.negative_patterns,
+            )
             self._urgency_rules.append(
                 _UrgencyRule(
                     rule.name,
@@ -225,6 +89,7 @@ class Classifier:
                     rule.urgent_lane,
                     evidence,
                     rule.categories[0],
+                    rule.urgency.rank,
                 )
             )
         self._lane_rules = [rule for rule in self._urgency_rules if rule.urgent_lane]
@@ -232,12 +97,6 @@ class Classifier:
             name: [r for r in self._urgency_rules if name in r.categories]
             for name in self._categories
         }
-        every = [*self._categories.values(), *(rule.evidence for rule in self._urgency_rules)]
-        self._anchors = AnchorIndex(
-            (p.anchors, p.number) for e in every for p in (*e.patterns, *e.negatives)
-        )
-        self._owner_of = {p.number: e.owner for e in every for p in (*e.patterns, *e.negatives)}
-        self._always_active = frozenset(e.owner for e in every if e.always)
         texts, labels, weights = training_set(config)
         self.model = trained(texts, labels, self._settings.regularization, weights)
 
@@ -249,7 +108,7 @@ class Classifier:
         """The fast rules only: may this message be fraud, a takeover or otherwise critical?"""
         return self._urgent(self._text(text, subject))
 
-    def _urgent(self, prepared: _Text) -> bool:
+    def _urgent(self, prepared: Prepared) -> bool:
         fraud = self._categories.get(FRAUD)
         if fraud is not None and fraud.fires(prepared, scoped=True):
             return True
@@ -270,25 +129,26 @@ class Classifier:
         ):
             # Read from the point the customer marked; entities still come from the whole text.
             # Never when the part before it reports fraud or an intruder: that always counts.
-            fired.append(f"focus:{_clip(focus.group(0))}")
-            tail = self._text(prepared.text[focus.start() :], None)
-            prepared = dataclasses.replace(tail, source=prepared.source)
+            fired.append(f"focus:{clip(focus.group(0))}")
+            tail, _ = prepare_with_source(prepared.text[focus.start() :])
+            prepared = self._index.prepare(tail, prepared.source)
         hits: dict[str, int] = {}
         negated: set[str] = set()
         active = prepared.active
         for name, evidence in self._categories.items():
             if name not in active:  # no keyword found, no pattern that could match
                 continue
-            negation = evidence.negated(prepared)
+            negation = evidence.negated(prepared) if evidence.negatives else None
             if negation:
                 # "This is not fraud": the category's rules are off, and the statement itself
                 # counts against it as much as one rule would count for it.
                 negated.add(name)
                 hits[name] = -1
-                fired.append(f"{name}:negated:{_clip(negation.group(0))}")
+                fired.append(f"{name}:negated:{clip(negation.group(0))}")
                 continue
             found, dropped = evidence.hits(prepared, fraud=name == FRAUD)
-            fired += [f"{name}:{label}" for label in dropped]
+            if dropped:
+                fired += [f"{name}:{label}" for label in dropped]
             if not found:
                 if dropped:
                     # "Not a failed payment", "my colleague was scammed": said, and ruled out.
@@ -308,7 +168,7 @@ class Classifier:
             if (
                 first in self._weights
                 and first not in negated
-                and f"urgency:{rule.name}" in active
+                and rule.evidence.owner in active
                 and rule.evidence.fires(prepared, scoped=True, others=False)
             ):
                 hits[first] = min(max(hits.get(first, 0), 0) + 1, self._settings.max_rule_hits)
@@ -367,44 +227,41 @@ class Classifier:
             return confidence
         return min(confidence, self._config.triage_below_confidence - 0.001)
 
-    def _text(self, text: str, subject: str | None) -> _Text:
+    def _text(self, text: str, subject: str | None) -> Prepared:
         prepared, source = prepare_with_source(text, subject)
-        keywords, live = self._keywords.find(prepared), self._anchors.live(prepared)
-        owner_of = self._owner_of
-        active = frozenset({owner_of[n] for n in live}.union(keywords, self._always_active))
-        return _Text(prepared, keywords, live, source, active, cues(prepared))
+        return self._index.prepare(prepared, source)
 
     def _combine(
         self, log_probabilities: dict[str, float], hits: dict[str, int]
     ) -> dict[str, float]:
-        logits = {}
-        for name, weight in self._weights.items():
-            value = log_probabilities.get(name, _LOG_FLOOR)
-            logits[name] = (value if value > _LOG_FLOOR else _LOG_FLOOR) + weight * hits.get(
-                name, 0
-            )
-        top = max(logits.values())
-        exp = {name: math.exp(value - top) for name, value in logits.items()}
-        total = sum(exp.values())
-        return {name: value / total for name, value in exp.items()}
+        lp, hit = log_probabilities.get, hits.get
+        logits = []
+        for name, weight in self._weight_items:
+            value = lp(name, _LOG_FLOOR)
+            logits.append((value if value > _LOG_FLOOR else _LOG_FLOOR) + weight * hit(name, 0))
+        top = max(logits)
+        exp = [math.exp(value - top) for value in logits]
+        total = sum(exp)
+        return {name: value / total for name, value in zip(self._weights, exp, strict=True)}
 
-    def _urgency(self, category: str, prepared: _Text, fired: list[str]) -> Urgency:
+    def _urgency(self, category: str, prepared: Prepared, fired: list[str]) -> Urgency:
         urgency = self._defaults.get(category, Urgency.LOW)
         if category == FRAUD:
             return Urgency.CRITICAL
         applicable = self._rules_for.get(category, ())
+        rank = urgency.rank
         # Lowering rules first, then raising ones: a sign of harm always wins over a sign of calm.
         for rule in applicable:
-            if rule.lowers and rule.urgency.rank < urgency.rank and rule.evidence.fires(prepared):
-                urgency = rule.urgency
+            if rule.lowers and rule.rank < rank and rule.evidence.fires(prepared):
+                urgency, rank = rule.urgency, rule.rank
                 fired.append(f"urgency:{rule.name}")
                 break
         for rule in applicable:
             if (
                 not rule.lowers
-                and rule.urgency.rank > urgency.rank
+                and rule.rank > rank
                 and rule.evidence.fires(prepared, scoped=True, others=False)
             ):
-                urgency = rule.urgency
+                urgency, rank = rule.urgency, rule.rank
                 fired.append(f"urgency:{rule.name}")
         return urgency

@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 import re
 
+from router.classify.fastre import AnchorIndex, anchors
+
 # Sentences end at these; clauses also at commas and at the words that turn a story around.
 _SENTENCE_END = re.compile(r"[。！？!?\n;；]+|\.(?=\s|$)")
 _CLAUSE_END = re.compile(
@@ -122,10 +124,25 @@ _DENIAL_CUE = re.compile(
 )
 
 
-def cues(text: str) -> tuple[bool, bool]:
-    """(a denial word, a hypothetical, other person or averted-scam word) somewhere in text."""
-    denial = _DENIAL_CUE.search(text) is not None
-    framed = bool(_HYPOTHETICAL.search(text) or _THIRD_PARTY.search(text) or _AVERTED.search(text))
+_FRAME_CUES = (_HYPOTHETICAL, _THIRD_PARTY, _AVERTED)
+# Each cue regex runs only when the text holds one of its literal anchors (fastre.anchors), found
+# for all four in one Aho-Corasick pass (the classifier's own, which holds these anchors too):
+# most texts hold none of most of them. A regex whose anchors cannot be worked out always runs.
+CUE_ANCHORS = {regex: anchors(regex.pattern) for regex in (_DENIAL_CUE, *_FRAME_CUES)}
+_CUE_GATE = AnchorIndex((found, regex) for regex, found in CUE_ANCHORS.items())
+_UNGATED_CUES = frozenset(regex for regex, found in CUE_ANCHORS.items() if not found)
+
+
+def cues(text: str, anchored: frozenset[re.Pattern[str]] | None = None) -> tuple[bool, bool]:
+    """(a denial word, a hypothetical, other person or averted-scam word) somewhere in text.
+
+    `anchored`: the cue regexes of CUE_ANCHORS one of whose anchors is in the text, when a pass
+    over the text has found them already."""
+    candidates = (_CUE_GATE.live(text) if anchored is None else anchored) | _UNGATED_CUES
+    if not candidates:
+        return False, False
+    denial = _DENIAL_CUE in candidates and _DENIAL_CUE.search(text) is not None
+    framed = any(regex in candidates and regex.search(text) is not None for regex in _FRAME_CUES)
     return denial, framed
 
 

@@ -35,10 +35,71 @@ def anchors(pattern: str, flags: int = 0) -> frozenset[str] | None:
     if _parser is None or flags & re.IGNORECASE:
         return None
     try:
-        found = _required(list(_parser.parse(pattern, flags)))
+        parsed = _parser.parse(pattern, flags)
+        if parsed.state.flags & re.IGNORECASE:  # an inline (?i): literals of any case
+            return None
+        found = _required(list(parsed))
     except Exception:  # an analysis this module does not know: no gate
         return None
     return frozenset(found) if found else None
+
+
+def also_required(pattern: str, flags: int = 0, limit: int = 3) -> tuple[frozenset[str], ...]:
+    """Besides `anchors`, other sets of literal strings one of each of which is in every text
+    the pattern matches (`\\b(sent|moved)\\s+(money|funds)` needs a word of both lists): up to
+    `limit`, rarest first, none of single ASCII characters (almost every text has one)."""
+    if _parser is None or flags & re.IGNORECASE:
+        return ()
+    try:
+        parsed = _parser.parse(pattern, flags)
+        if parsed.state.flags & re.IGNORECASE:  # an inline (?i)
+            return ()
+        items = list(parsed)
+        primary, found = _required(items), _every_required(items)
+    except Exception:  # an analysis this module does not know: no further gate
+        return ()
+    useful: list[set[str]] = []
+    for part in found:
+        rare = all(len(literal) > 1 or not literal.isascii() for literal in part)
+        if rare and part != primary and part not in useful:
+            useful.append(part)
+    useful.sort(key=lambda part: (-min(map(len, part)), len(part)))
+    return tuple(frozenset(part) for part in useful[:limit])
+
+
+def _every_required(items: list) -> list[set[str]]:
+    """Each part every match must contain, as the set of literals one of which it is."""
+    out: list[set[str]] = []
+    for i, (op, av) in enumerate(items):
+        if op is _c.LITERAL:
+            if i and items[i - 1][0] is _c.LITERAL:
+                continue  # inside a run already taken whole
+            run = []
+            for next_op, next_av in items[i:]:
+                if next_op is not _c.LITERAL:
+                    break
+                run.append(chr(next_av))
+            out.append({"".join(run)})
+        elif op is _c.IN:
+            chars = _charset(av)
+            if chars:
+                out.append(chars)
+        elif op is _c.BRANCH:
+            either: set[str] | None = set()
+            for alternative in av[1]:
+                part = _required(list(alternative))
+                if not part or either is None:
+                    either = None
+                    break
+                either |= part
+            if either:
+                out.append(either)
+        elif op is _c.SUBPATTERN:
+            if not av[1] & re.IGNORECASE and not _can_be_empty(av[-1]):
+                out += _every_required(list(av[-1]))
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT) and av[0] >= 1:
+            out += _every_required(list(av[2]))
+    return out
 
 
 def _required(items: list) -> set[str] | None:
@@ -223,13 +284,16 @@ class AnchorIndex:
         for found, item in gated:
             for anchor in found or ():
                 by_anchor.setdefault(anchor, set()).add(item)
-        self._items = {anchor: frozenset(items) for anchor, items in by_anchor.items()}
-        self._anchors = Substrings(self._items)
+        # Each anchor's automaton value is its items: the items of a text are one union.
+        self._automaton = ahocorasick.Automaton()
+        for anchor, items in by_anchor.items():
+            self._automaton.add_word(anchor, frozenset(items))
+        self._empty = not by_anchor
+        if not self._empty:
+            self._automaton.make_automaton()
 
     def live(self, text: str) -> frozenset:
         """The items one of whose anchors the text contains."""
-        found: set = set()
-        items = self._items
-        for anchor in self._anchors.each(text):
-            found |= items[anchor]
-        return frozenset(found)
+        if self._empty:
+            return frozenset()
+        return frozenset().union(*[items for _, items in self._automaton.iter(text)])

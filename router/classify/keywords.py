@@ -46,24 +46,27 @@ class KeywordIndex:
 
     def find(self, text: str) -> dict[str, list[str]]:
         """For a normalized text: each owner with the keywords of theirs that it contains."""
-        found: dict[str, list[str]] = defaultdict(list)
-
-        def hit(keyword: str, owners: set[str]) -> None:
-            for owner in owners:
-                if keyword not in found[owner]:
-                    found[owner].append(keyword)
-
+        found: dict[str, list[str]] = {}
         words = _WORD.findall(text)
         sizes_by_first = self._sizes_by_first_word
-        for i, word in enumerate(words):
-            sizes = sizes_by_first.get(word)
-            if sizes:
-                for size in sizes:
-                    owners = self._words.get(tuple(words[i : i + size]))
-                    if owners:
-                        hit(" ".join(words[i : i + size]), owners)
+        # Most words start no keyword: one set operation in C finds the few that may.
+        if not sizes_by_first.keys().isdisjoint(words):
+            for i, word in enumerate(words):
+                sizes = sizes_by_first.get(word)
+                if sizes:
+                    for size in sizes:
+                        owners = self._words.get(tuple(words[i : i + size]))
+                        if owners:
+                            _hit(found, " ".join(words[i : i + size]), owners)
         finder = self._chinese_finder()
         if finder is not None and CJK.search(text):
             for keyword in finder.found(text):
-                hit(keyword, self._chinese[keyword])
+                _hit(found, keyword, self._chinese[keyword])
         return found
+
+
+def _hit(found: dict[str, list[str]], keyword: str, owners: set[str]) -> None:
+    for owner in owners:
+        keywords = found.setdefault(owner, [])
+        if keyword not in keywords:
+            keywords.append(keyword)

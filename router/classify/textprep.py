@@ -44,7 +44,9 @@ _REPEAT_WORD = re.compile(r"\b(\w++)(?:\s+\1\b)+")
 # A stutter in a transcript is a word said twice with a pause: "我 我", "转了 转了一共".
 _STUTTER_CJK = re.compile(rf"([{_CJK}]{{1,4}})(?:\s+\1)+")
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "`": "'"})
+_CURLY_QUOTE = re.compile("[’‘“”`]")  # the quotes to straighten
 _DIGITS = re.compile(r"\d")
+_ASCII_DIGITS = re.compile(r"[0-9]")
 
 # Words of Hong Kong, Taiwan and Cantonese writing that OpenCC leaves as they are, and the
 # Mandarin a rule is written in. Only words that mean nothing else in Simplified text: 户口 (a
@@ -213,14 +215,14 @@ def normalize(text: str) -> str:
     chinese = CJK.search(text) is not None
     if chinese:
         text = to_simplified(text)
-    if (
-        "`" in text or not text.isascii()
-    ):  # the quotes to straighten; translate is slow, so ask first
+    if ("`" in text or not text.isascii()) and _CURLY_QUOTE.search(text):  # translate is slow
         text = text.translate(_QUOTES)
     text = _EN_FILLERS.sub("", text)
     if chinese:
         text = _ZH_FILLERS.sub(" ", text)
     text = " ".join(text.split())
+    if " " not in text:  # the rest needs a space (the only whitespace left): a Chinese chat line
+        return text
     if chinese:
         text = _STUTTER_CJK.sub(r"\1", text)
     text = _REPEAT_WORD.sub(r"\1", text)
@@ -231,7 +233,8 @@ def normalize(text: str) -> str:
 
 def for_model(normalized: str) -> str:
     """Digits say little about the problem and everything about one customer: fold them."""
-    return _DIGITS.sub("0", normalized)
+    # In ASCII text \d is [0-9], a range the regex engine checks without a Unicode lookup.
+    return (_ASCII_DIGITS if normalized.isascii() else _DIGITS).sub("0", normalized)
 
 
 def prepare(text: str, subject: str | None = None) -> str:
