@@ -103,37 +103,12 @@ def _every_required(items: list) -> list[set[str]]:
 
 
 def _required(items: list) -> set[str] | None:
-    """Of the parts every match must contain, the one whose literals are rarest: the longest
-    shortest literal (a pattern such as `\\b(i|we) ... (never|didn't) (make|authorise)` is gated
-    on `make`/`authorise` rather than on `i`)."""
+    """Of the parts every match must contain (`_every_required`), the one whose literals are
+    rarest: the longest shortest literal (a pattern such as `\\b(i|we) ... (never|didn't)
+    (make|authorise)` is gated on `make`/`authorise` rather than on `i`)."""
     best: set[str] | None = None
-    for i, (op, av) in enumerate(items):
-        if op is _c.LITERAL:
-            if i and items[i - 1][0] is _c.LITERAL:
-                continue  # inside a run already taken whole
-            run = []
-            for next_op, next_av in items[i:]:
-                if next_op is not _c.LITERAL:
-                    break
-                run.append(chr(next_av))
-            found: set[str] | None = {"".join(run)}
-        elif op is _c.IN:
-            found = _charset(av)
-        elif op is _c.BRANCH:
-            found = set()
-            for alternative in av[1]:
-                part = _required(list(alternative))
-                if not part:
-                    found = None
-                    break
-                found |= part
-        elif op is _c.SUBPATTERN:
-            found = None if _can_be_empty(av[-1]) else _required(list(av[-1]))
-        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT) and av[0] >= 1:
-            found = _required(list(av[2]))
-        else:
-            continue  # zero width, optional, any character: says nothing
-        if found and (best is None or _rarer(found, best)):
+    for found in _every_required(items):
+        if best is None or _rarer(found, best):
             best = found
     return best
 
