@@ -7,16 +7,16 @@ PYTEST_ARGS ?=
 DEV_LOCK     := requirements/dev.lock
 RUNTIME_LOCK := requirements/runtime.lock
 
-.PHONY: run test install lock audit services services-down kafka lint clean
+.PHONY: run test install native lock audit services services-down kafka lint clean
 
-run: install
+run: install native
 	$(BIN)/supportrouter run
 
 # Installs what is missing (Debian: postgresql, dovecot-imapd, chromium; Maven Central: Apache
 # Kafka's jars, cached in ~/.cache/supportrouter), starts PostgreSQL and Apache Kafka on loopback
 # under var/, runs the suite (Kafka-facing tests on Tansu and on Kafka), and stops both after,
 # also on failure or Ctrl-C. See devenv/__main__.py.
-test: lint audit
+test: lint audit native
 	$(BIN)/python -m devenv run -- $(BIN)/pytest $(PYTEST_ARGS)
 
 # Installs exactly what requirements/dev.lock pins (every file checked against its hash), then
@@ -28,6 +28,15 @@ $(STAMP): $(DEV_LOCK) pyproject.toml
 	$(BIN)/pip install --quiet --require-hashes -r $(DEV_LOCK)
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# The classifier's hot modules compiled with mypyc (scripts/build_native.py): about 1.5 times the
+# messages per second, the same decisions. Rebuilt when a source changes; until then, and without
+# a C compiler, the sources run as they are (router/classify/native.py; the router logs which).
+NATIVE := build/native/manifest.json
+native: $(NATIVE)
+
+$(NATIVE): $(STAMP) scripts/build_native.py $(wildcard router/classify/*.py)
+	$(BIN)/python scripts/build_native.py
 
 # After changing the dependencies in pyproject.toml: writes both locks (pins kept where they still
 # fit; `make lock UPGRADE=1` moves every pin to the newest release allowed), then installs them.
@@ -58,7 +67,7 @@ kafka: install
 # The router under a spike, from the webhook, with its two ceilings (bench/throughput.py):
 # a few minutes; prints a table and writes bench/results/latest.json. BENCH_ARGS=--quick: small.
 .PHONY: bench
-bench: install
+bench: install native
 	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
 
 lint: install

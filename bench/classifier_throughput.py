@@ -10,7 +10,9 @@ consumers that can sit on separate cores:
 
 The corpus is the example messages of config/classifier.yaml in every channel's shape (an SMS,
 a chat line, a voice transcript without punctuation, an email with a signature and quoted
-history), or the `text` column of a CSV given with --csv. The process is pinned to one CPU.
+history), or the `text` column of a CSV given with --csv. The process is pinned to one CPU. The
+first line says whether the classifier ran compiled (`make native`) or as pure Python;
+SUPPORTROUTER_NATIVE=0 measures the sources.
 
     .venv/bin/python bench/classifier_throughput.py [--messages 20000] [--rounds 3] [--csv FILE] [--json]
 """
@@ -30,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from router.classify import NATIVE  # noqa: E402
 from router.classify.redact import redact  # noqa: E402
 from router.core.envelope import Envelope, Sender  # noqa: E402
 from router.policy.rules import Rules  # noqa: E402
@@ -154,13 +157,15 @@ def main() -> int:
         "wall_seconds": round(wall, 2),
         "mean_chars": round(sum(len(t) for t, _ in messages) / len(messages)),
         "reference_loop_seconds": round(reference, 3),
+        "build": NATIVE,
     }
     if args.json:
         print(json.dumps(result))
     else:
         print(
             f"{result['messages']} messages ({result['distinct_messages']} distinct, "
-            f"mean {result['mean_chars']} chars) on one core, best of {args.rounds} rounds"
+            f"mean {result['mean_chars']} chars) on one core, best of {args.rounds} rounds; "
+            f"the classifier {NATIVE}"
         )
         print("  messages/second, CPU time:")
         print(

@@ -20,6 +20,7 @@ from channels import REGISTRY
 from channels.base import ChannelContext, ChannelParts
 from router.bus.embedded import EmbeddedBroker
 from router.bus.kafka import KafkaBus
+from router.classify import NATIVE
 from router.core.settings import Settings
 from router.policy.rules import Rules
 from router.policy.watcher import ConfigWatcher
@@ -74,6 +75,7 @@ class Router:
         s = self.settings
         if self.rules is None:  # a caller may hand over rules already built from s.config_dir
             self.rules = Rules(s.config_dir)
+        log.info("classifier.loaded", role=self.role, version=self.rules.version, build=NATIVE)
         try:
             await self._start_all(s)
         except BaseException:

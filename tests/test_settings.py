@@ -66,11 +66,13 @@ def test_only_the_root_settings_model_reads_the_environment():
         if any(word in path.read_text(encoding="utf-8") for word in reads)
         or "(BaseSettings)" in path.read_text(encoding="utf-8")
     }
-    assert readers == {"router/core/settings.py"}
+    # native.py reads Settings.native's variable itself: the compiled modules are chosen at
+    # import, before any Settings exist.
+    assert readers == {"router/core/settings.py", "router/classify/native.py"}
     passed_on = {
         str(path.relative_to(root))
         for package in ("router", "channels")
         for path in (root / package).rglob("*.py")
         if "os.environ" in path.read_text(encoding="utf-8")
     }
-    assert passed_on <= {"router/services/workers.py"}, passed_on
+    assert passed_on <= {"router/services/workers.py", "router/classify/native.py"}, passed_on

@@ -182,6 +182,9 @@ class EvidenceIndex:
         self._numbers: frozenset[int] = frozenset()  # patterns with anchors
         self._needs: dict[int, frozenset[tuple[int, int]]] = {}
         self._cue_regexes = frozenset(CUE_ANCHORS)
+        # False: every pattern runs and every match is framed (`every_pattern`), what a test
+        # compares the gated path with.
+        self.gated = True
 
     def add(
         self, owner: str, keywords: list[str], patterns: list[str], negatives: list[str]
@@ -226,6 +229,8 @@ class EvidenceIndex:
 
     def prepare(self, text: str, source: str) -> Prepared:
         """`text` normalized (textprep.prepare); `source` as written."""
+        if not self.gated:
+            return self.every_pattern(text, source)
         keywords = self.keywords.find(text)
         anchored = self._index().live(text)
         cue_regexes = anchored & self._cue_regexes

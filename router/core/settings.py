@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     classifier_processes: int | None = Field(default=None, ge=1, le=64)
     # Dispatcher worker processes when `processes` is above 1 (unset: one per two cores).
     dispatcher_processes: int | None = Field(default=None, ge=1, le=64)
+    # The classifier's modules compiled by `make native` (mypyc) load when they match their
+    # sources; false runs the sources. Read once, when router.classify is first imported
+    # (router/classify/native.py); a value that is not a boolean stops the start here.
+    native: bool = True
     topics: Topics = Topics()
     # Partitions per topic when the router creates them.
     partitions: int = 3
