@@ -29,7 +29,7 @@ $(STAMP): $(DEV_LOCK) pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# The classifier's hot modules compiled with mypyc (scripts/build_native.py): about 1.5 times the
+# The classifier's hot modules compiled with mypyc (scripts/build_native.py): about 1.3 times the
 # messages per second, the same decisions. Rebuilt when a source changes; until then, and without
 # a C compiler, the sources run as they are (router/classify/native.py; the router logs which).
 NATIVE := build/native/manifest.json

@@ -1,6 +1,7 @@
 """Whether the classifier runs compiled: the modules scripts/build_native.py compiled with mypyc
 (build/native/) are used only when every source is byte for byte the one they were compiled from.
-Otherwise the sources run as they are, and `STATUS` says why (the router logs it at start)."""
+Otherwise the sources run as they are, and `router.classify.NATIVE` says why (the router logs it
+at start)."""
 
 from __future__ import annotations
 
