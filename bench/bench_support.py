@@ -66,6 +66,14 @@ def _status_kb(pid: int, field: str) -> int | None:
     return None
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time a process has used (/proc/PID/stat, fields 14 and 15)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
 def _label(pid: int, root_label: str, is_root: bool) -> str:
     if is_root:
         return root_label
@@ -89,6 +97,7 @@ class PeakMemory:
         self._labels: dict[int, str] = {}  # the latest: a worker is its parent's copy until exec
         self._peaks: dict[int, float] = {}
         self._now: dict[int, float] = {}  # the latest resident set (VmRSS) of each process
+        self._cpu: dict[int, float] = {}  # the CPU seconds each process had used, last sampled
         self._task: asyncio.Task | None = None
 
     @property
@@ -99,6 +108,11 @@ class PeakMemory:
         """Each process's resident set now, by the names of `peaks_mb`."""
         self.sample()
         return self._named(self._now)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """Each process's CPU time (user + system) so far, by the names of `peaks_mb`."""
+        self.sample()
+        return self._named({pid: self._cpu[pid] for pid in self._now})
 
     def _named(self, sizes: dict[int, float]) -> dict[str, float]:
         named: dict[str, float] = {}
@@ -128,6 +142,7 @@ class PeakMemory:
                 self._labels[pid] = _label(pid, label, pid == root)
                 self._peaks[pid] = max(self._peaks.get(pid, 0.0), round(kb / 1024, 1))
                 self._now[pid] = round((_status_kb(pid, "VmRSS") or 0) / 1024, 1)
+                self._cpu[pid] = _cpu_seconds(pid) or 0.0
 
     async def _run(self) -> None:
         while True:
@@ -200,6 +215,8 @@ class StoreView:
 
     def __init__(self, database_url: str):
         self.engine = create_async_engine(database_url)
+        # SQLite has one writer, so seq grows in commit order and nothing is read twice.
+        self.reread = 0 if database_url.startswith("sqlite") else REREAD
 
     async def count(self, prefix: str) -> int:
         query = sa.select(sa.func.count()).where(
@@ -213,7 +230,7 @@ class StoreView:
         reaches back a little, since PostgreSQL may commit a lower seq after a higher one."""
         query = (
             sa.select(messages.c.seq, messages.c.channel_message_id)
-            .where(messages.c.seq > seq - REREAD, messages.c.direction == "in")
+            .where(messages.c.seq > seq - self.reread, messages.c.direction == "in")
             .order_by(messages.c.seq)
         )
         async with self.engine.connect() as conn:

@@ -103,7 +103,7 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = subprocess.run(
         [sys.executable, "-m", "router.cli", "bench", "--quick", "--out", str(out)]
-        + ["--soak-seconds", "3", "--soak-rate", "20"],
+        + ["--soak-seconds", "3", "--soak-rate", "20", "--scale-out", "1,2"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -126,6 +126,13 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     for sizes in (soak["rss_mb_after_first_fifth"], soak["rss_mb_at_end"]):
         assert sizes["router"] > 0 and sizes["router.broker"] > 0
     assert "RSS over 3 s at 20/s: router" in run.stdout
+    # the scale-out: the burst again with 1 + 1, then 2 + 2 pipeline processes, all stored
+    rows = result["scale_out"]
+    assert [(r["classifiers"], r["dispatchers"]) for r in rows] == [(1, 1), (2, 2)]
+    for row in rows:
+        assert row["burst_not_ok"] == 0 and row["partitions"] >= 2, row
+        assert row["throughput_msgs_per_s"] > 0 and row["peak_rss_mb_total"] > 0, row
+    assert "scale-out: 2 classifier + 2 dispatcher processes" in run.stdout
 
 
 def test_store_statements_counts_what_the_router_asks_its_database():

@@ -52,7 +52,8 @@ async def _start(
 
 async def _banner(process: asyncio.subprocess.Process) -> str:
     lines = []
-    async with asyncio.timeout(30):
+    # A bound on a hang, not a measure: the workers' start shares two cores in CI.
+    async with asyncio.timeout(90):
         while True:
             line = (await process.stdout.readline()).decode()
             if not line:
@@ -77,9 +78,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-async def test_run_prints_where_things_are_and_a_signal_stops_it_without_an_orphan_broker(
-    tmp_path, sig
-):
+async def test_run_prints_where_things_are_and_a_signal_stops_it_without_an_orphan(tmp_path, sig):
     env = _env(tmp_path)
     process = await _start(env)
     try:
@@ -89,8 +88,11 @@ async def test_run_prints_where_things_are_and_a_signal_stops_it_without_an_orph
         assert f"http://localhost:{port}/console/" in banner
         assert "admin / " in banner and "generated now" in banner
         assert "embedded Kafka broker" in banner
-        [broker_pid] = _children(process.pid)
-        assert _alive(broker_pid)
+        # the embedded broker, and by default (SUPPORTROUTER_PROCESSES=auto) on a machine of
+        # two cores or more the gateway, sender, classifier and dispatcher workers
+        children = _children(process.pid)
+        assert len(children) == (1 if (os.cpu_count() or 1) < 2 else 5), children
+        assert all(map(_alive, children))
         async with (
             aiohttp.ClientSession() as http,
             http.get(f"http://127.0.0.1:{port}/readyz") as resp,
@@ -100,7 +102,7 @@ async def test_run_prints_where_things_are_and_a_signal_stops_it_without_an_orph
         async with asyncio.timeout(30):
             code = await process.wait()
         assert code == 0
-        assert not _alive(broker_pid)
+        assert not any(map(_alive, children))
         tail = (await process.stdout.read()).decode()
         assert "stopped." in tail
     finally:
@@ -109,15 +111,16 @@ async def test_run_prints_where_things_are_and_a_signal_stops_it_without_an_orph
             await process.wait()
 
 
-async def test_a_killed_router_takes_its_embedded_broker_with_it(tmp_path):
+async def test_a_killed_router_takes_its_embedded_broker_and_workers_with_it(tmp_path):
     process = await _start(_env(tmp_path))
     try:
         await _banner(process)
-        [broker_pid] = _children(process.pid)
+        children = _children(process.pid)  # the broker and the workers
+        assert children
         process.kill()  # no chance to clean up: the kernel's parent-death signal must do it
         await process.wait()
         async with asyncio.timeout(10):
-            while _alive(broker_pid):
+            while any(map(_alive, children)):
                 await asyncio.sleep(0.05)
     finally:
         if process.returncode is None:

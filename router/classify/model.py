@@ -13,9 +13,11 @@ import functools
 import math
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from router.classify import model_cache
 from router.classify.textprep import CJK
 
 _TOKEN = re.compile(r"[^\W\d_]+|\d+|[^\w\s]", re.U)
@@ -62,38 +64,24 @@ class NgramModel:
         *,
         c: float = 8.0,
         weights: Sequence[float] | None = None,
+        cache: Path | None = model_cache.DIRECTORY,
     ):
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
-
+        """Fitted from the examples, or loaded from `cache` when the same fit is kept there
+        (router/classify/model_cache.py); None: always fitted."""
         if len(set(labels)) < 2:
             raise ValueError("the model needs examples of at least two categories")
-        # Binary term frequency: in a message of a few lines a repeated n-gram adds little,
-        # and scoring then needs only the set of n-grams present.
-        vectorizer = TfidfVectorizer(analyzer=features, binary=True, dtype=np.float64)
-        matrix = vectorizer.fit_transform(texts)
-        # newton-cg converges in a handful of steps here, where lbfgs needs dozens of slow ones.
-        model = LogisticRegression(C=c, max_iter=300, solver="newton-cg")
-        model.fit(matrix, labels, sample_weight=_balanced(labels, weights))
-        self.classes: list[str] = [str(c) for c in model.classes_]
-        idf = vectorizer.idf_.astype(np.float64)
-        # Rows renumbered, the commonest n-grams (lowest idf) first: the rows most messages read
-        # sit together in a few hundred kilobytes, which stay in the processor's cache.
-        order = np.argsort(idf, kind="stable")
-        position = np.empty_like(order)
-        position[order] = np.arange(len(order))
-        self._vocabulary: dict[str, int] = {
-            feature: int(position[column]) for feature, column in vectorizer.vocabulary_.items()
-        }
-        coef, intercept = model.coef_, model.intercept_
-        if coef.shape[0] == 1:  # two classes: scikit-learn keeps one row
-            coef = np.vstack([-coef[0] / 2, coef[0] / 2])
-            intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-        # One row per n-gram: its weight for each class pre-multiplied by its idf, then its idf
-        # squared. A message's scores and its l2 norm are then one gather and one sum.
-        self._table = np.ascontiguousarray(np.hstack([(coef * idf).T, (idf * idf)[:, None]])[order])
-        self._intercepts: list[float] = intercept.astype(np.float64).tolist()
-        self._sklearn = (vectorizer, model)
+        self._training = (texts, labels, c, weights)
+        self._sklearn: tuple | None = None
+        entry = model_cache.key(texts, labels, c, weights) if cache is not None else ""
+        fitted = model_cache.load(entry, cache) if cache is not None else None
+        if fitted is None:
+            fitted = self._fit()
+            if cache is not None:
+                model_cache.save(entry, fitted, cache)
+        self.classes: list[str] = fitted.classes
+        self._vocabulary: dict[str, int] = {f: row for row, f in enumerate(fitted.features)}
+        self._table = fitted.table
+        self._intercepts: list[float] = fitted.intercepts
         # Chunks (words, or whole Chinese phrases) recur from message to message: their n-grams'
         # rows are remembered, up to a bound, so a common word is looked up once. Frozensets:
         # a message's rows are then one union of sets that already hold their hashes.
@@ -104,6 +92,42 @@ class NgramModel:
             if feature.startswith("b:") and " " in feature:
                 first, second = feature[2:].split(" ", 1)
                 self._pairs[first, second] = row
+
+    def _fit(self) -> model_cache.Fitted:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        texts, labels, c, weights = self._training
+        # Binary term frequency: in a message of a few lines a repeated n-gram adds little,
+        # and scoring then needs only the set of n-grams present.
+        vectorizer = TfidfVectorizer(analyzer=features, binary=True, dtype=np.float64)
+        matrix = vectorizer.fit_transform(texts)
+        # newton-cg converges in a handful of steps here, where lbfgs needs dozens of slow ones.
+        model = LogisticRegression(C=c, max_iter=300, solver="newton-cg")
+        model.fit(matrix, labels, sample_weight=_balanced(labels, weights))
+        self._sklearn = (vectorizer, model)
+        idf = vectorizer.idf_.astype(np.float64)
+        # Rows renumbered, the commonest n-grams (lowest idf) first: the rows most messages read
+        # sit together in a few hundred kilobytes, which stay in the processor's cache.
+        order = np.argsort(idf, kind="stable")
+        position = np.empty_like(order)
+        position[order] = np.arange(len(order))
+        by_row = [""] * len(order)
+        for feature, column in vectorizer.vocabulary_.items():
+            by_row[int(position[column])] = feature
+        coef, intercept = model.coef_, model.intercept_
+        if coef.shape[0] == 1:  # two classes: scikit-learn keeps one row
+            coef = np.vstack([-coef[0] / 2, coef[0] / 2])
+            intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+        # One row per n-gram: its weight for each class pre-multiplied by its idf, then its idf
+        # squared. A message's scores and its l2 norm are then one gather and one sum.
+        table = np.ascontiguousarray(np.hstack([(coef * idf).T, (idf * idf)[:, None]])[order])
+        return model_cache.Fitted(
+            [str(c) for c in model.classes_],
+            by_row,
+            table,
+            intercept.astype(np.float64).tolist(),
+        )
 
     def _rows(self, text: str) -> set[int]:
         """The rows of the n-grams in the text: the same set `features` would look up."""
@@ -135,7 +159,11 @@ class NgramModel:
         return {name: math.exp(value) for name, value in self.log_probabilities(text).items()}
 
     def sklearn_probabilities(self, text: str) -> dict[str, float]:
-        """The same through scikit-learn: slow, kept so a test can prove the fast path equal."""
+        """The same through scikit-learn: slow, kept so a test can prove the fast path (and a
+        model loaded from the cache) equal to a fit."""
+        if self._sklearn is None:  # loaded from the cache: fitted now, for this comparison
+            self._fit()
+        assert self._sklearn is not None
         vectorizer, model = self._sklearn
         row = model.predict_proba(vectorizer.transform([text]))[0]
         return dict(zip(self.classes, row.tolist(), strict=True))

@@ -104,9 +104,9 @@ class Settings(BaseSettings):
     kafka_is_embedded: bool = False
     # `supportrouter run` on the embedded broker: "auto" puts the gateway, the sender and the
     # pipeline stages in processes of their own, one classifier and one dispatcher per two cores
-    # (at least one each); a number N plans as if there were N cores; "1" (the default until
-    # the multi-process start is measured on a quiet machine) runs everything in one process.
-    processes: str = Field(default="1", pattern=r"^(auto|[1-9][0-9]?)$")
+    # (at least one each; on one core, everything in one process); a number N plans as if
+    # there were N cores; "1" runs everything in one process.
+    processes: str = Field(default="auto", pattern=r"^(auto|[1-9][0-9]?)$")
     # Classifier worker processes when `processes` is above 1 (unset: one per two cores).
     classifier_processes: int | None = Field(default=None, ge=1, le=64)
     # Dispatcher worker processes when `processes` is above 1 (unset: one per two cores).
