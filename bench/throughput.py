@@ -262,13 +262,14 @@ class Bench:
 
     async def soak(self, base: str, store: StoreView) -> None:
         """--soak-seconds at --soak-rate: each process's resident memory once the first fifth
-        of the time has passed and at the end, when everything sent is stored (does any grow
-        without bound?)."""
+        of the time has passed, at each whole minute, and at the end, when everything sent is
+        stored (does any grow without bound?)."""
         seconds, rate = self.args.soak_seconds, self.args.soak_rate
         n, prefix, phase = seconds * rate, f"{self.run_id}f", f"router: soak {rate}/s"
         requests = sign_sms(base + PATH, TOKEN, prefix, texts(n), start=5_000_000)
         answered: list[int] = []
         warm: dict[str, float] = {}
+        minutes: list[dict[str, float]] = []  # every process's resident set at each minute
         seq = await store.top_seq()
         connector = aiohttp.TCPConnector(limit=64)
         async with aiohttp.ClientSession(connector=connector) as http:
@@ -284,6 +285,8 @@ class Bench:
             for i, r in enumerate(requests):
                 if i == n // 5:
                     warm = self.memory.resident_mb()
+                if i and i % (60 * rate) == 0:
+                    minutes.append(self.memory.resident_mb())
                 if i % rate == 0:
                     self.progress.show(phase, i, n)
                 delay = start + i / rate - time.monotonic()
@@ -300,6 +303,7 @@ class Bench:
             "not_ok": n - ok,
             "rss_mb_after_first_fifth": warm,
             "rss_mb_at_end": end,
+            "rss_mb_each_minute": minutes,
         }
 
     async def critical(self, base: str, store: StoreView) -> None:

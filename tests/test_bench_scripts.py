@@ -123,6 +123,7 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     assert "router end to end" in run.stdout and str(out) in run.stdout
     soak = result["soak"]  # each process's memory after the first fifth and at the end
     assert soak["not_ok"] == 0 and (soak["seconds"], soak["rate"]) == (3, 20)
+    assert soak["rss_mb_each_minute"] == []  # three seconds: no whole minute
     for sizes in (soak["rss_mb_after_first_fifth"], soak["rss_mb_at_end"]):
         assert sizes["router"] > 0 and sizes["router.broker"] > 0
     assert "RSS over 3 s at 20/s: router" in run.stdout

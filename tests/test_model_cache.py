@@ -94,3 +94,10 @@ def test_the_cache_keeps_the_newest_entries_only(tmp_path):
     assert len(list(tmp_path.glob("*.json"))) == model_cache._KEEP
     assert len(list(tmp_path.glob("*.npy"))) == model_cache._KEEP
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+
+def test_without_the_model_source_nothing_is_kept(tmp_path, monkeypatch):
+    """An installation without model.py cannot tell a changed feature from the kept one."""
+    monkeypatch.setattr(model_cache, "_MODEL_SOURCE", tmp_path / "absent" / "model.py")
+    model = NgramModel(TEXTS, LABELS, c=4.0, cache=tmp_path)
+    assert model._sklearn is not None and not list(tmp_path.glob("*.json"))

@@ -72,11 +72,11 @@ class NgramModel:
             raise ValueError("the model needs examples of at least two categories")
         self._training = (texts, labels, c, weights)
         self._sklearn: tuple | None = None
-        entry = model_cache.key(texts, labels, c, weights) if cache is not None else ""
-        fitted = model_cache.load(entry, cache) if cache is not None else None
+        entry = model_cache.key(texts, labels, c, weights) if cache is not None else None
+        fitted = model_cache.load(entry, cache) if cache is not None and entry else None
         if fitted is None:
             fitted = self._fit()
-            if cache is not None:
+            if cache is not None and entry:
                 model_cache.save(entry, fitted, cache)
         self.classes: list[str] = fitted.classes
         self._vocabulary: dict[str, int] = {f: row for row, f in enumerate(fitted.features)}

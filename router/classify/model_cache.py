@@ -43,10 +43,16 @@ class Fitted:
 
 def key(
     texts: Sequence[str], labels: Sequence[str], c: float, weights: Sequence[float] | None
-) -> str:
+) -> str | None:
+    """The entry for this fit; None when `model.py`'s source cannot be read (an installation
+    without sources), since then a changed feature could not be told from the kept one."""
+    try:
+        source = _MODEL_SOURCE.read_bytes()
+    except OSError:
+        return None
     digest = hashlib.sha256()
     for part in (
-        _MODEL_SOURCE.read_bytes(),
+        source,
         np.__version__.encode(),
         _version("scikit-learn").encode(),
         repr(c).encode(),
