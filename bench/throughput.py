@@ -13,7 +13,10 @@ Kafka-first gateway (+ one acks=all produce per request). Figures:
 - critical_behind_backlog_s: a fraud report's answer → stored in the fraud queue, sent just
   after a burst of --backlog standard messages was answered
 - bare_http_msgs_per_s, bare_gateway_msgs_per_s: the ceilings, each a burst of --ceiling
+- cpu_ms_per_msg: each process's CPU time (user + system) during that burst, per message
 - peak_rss_mb: every process's peak resident memory (VmHWM), the router's children by name
+- soak (--soak-seconds): every process's resident memory through a steady run
+- scale_out (--scale-out 1,2,4): the burst again with N classifier and N dispatcher processes
 
 Prints a table and writes bench/results/latest.json (--out elsewhere). --quick: small numbers.
 
@@ -428,8 +431,7 @@ class Bench:
         await self.router()
         await self.memory.stop()
         if self.args.scale_out:
-            counts = [int(n) for n in self.args.scale_out.split(",")]
-            self.figures["scale_out"] = await self.scale_out(counts)
+            self.figures["scale_out"] = await self.scale_out(self.args.scale_out)
         self.progress.end()
         url = self.database_url
         return {
@@ -502,6 +504,17 @@ def table(result: dict) -> str:
     return "\n".join([head, *(f"  {a:<{width}}  {b}" for a, b in rows)])
 
 
+def process_counts(text: str) -> list[int]:
+    """--scale-out's value: process counts from 1 to 64 (what the settings allow), comma-separated."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or not all(1 <= n <= 64 for n in counts):
+        raise argparse.ArgumentTypeError(f"expected counts from 1 to 64 like 1,2,4, not {text!r}")
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -519,6 +532,7 @@ def main() -> None:
     parser.add_argument(
         "--scale-out",
         metavar="N,N,...",
+        type=process_counts,
         help="then the burst again with N classifier and N dispatcher processes for each N",
     )
     parser.add_argument(

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import CONFIG_DIR
 
 ROOT = CONFIG_DIR.parent
@@ -151,3 +153,15 @@ def test_store_statements_counts_what_the_router_asks_its_database():
     per_message = float(lines[0].split(",")[1].split()[0])
     assert per_message > 0  # every message is stored by some statement
     assert "INSERT INTO messages" in out.stdout
+
+
+@pytest.mark.parametrize("value", ["x", "1,,2", "0", "1,65", ""])
+def test_a_wrong_scale_out_is_refused_before_anything_starts(value):
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "throughput.py"), "--scale-out", value],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2, run.stderr
+    assert "--scale-out: expected counts from 1 to 64 like 1,2,4" in run.stderr
