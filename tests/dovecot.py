@@ -69,6 +69,9 @@ class Dovecot:
             "disable_plaintext_auth = no",
             "auth_mechanisms = plain login",
             f"mail_location = maildir:{self.mail_dir}/%u",
+            # IDLE notices new mail by inotify, else by a check every 30 s (the default): when a
+            # long run has used up the inotify instances, a test waiting 20 s for a push fails.
+            "mailbox_idle_check_interval = 1 secs",
             "first_valid_uid = 1",
             "passdb {",
             "  driver = passwd-file",
