@@ -70,14 +70,13 @@ class NgramModel:
         (router/classify/model_cache.py); None: always fitted."""
         if len(set(labels)) < 2:
             raise ValueError("the model needs examples of at least two categories")
-        self._training = (texts, labels, c, weights)
+        self._training: model_cache.Training = (texts, labels, c, weights)
         self._sklearn: tuple | None = None
-        entry = model_cache.key(texts, labels, c, weights) if cache is not None else None
-        fitted = model_cache.load(entry, cache) if cache is not None and entry else None
-        if fitted is None:
-            fitted = self._fit()
-            if cache is not None and entry:
-                model_cache.save(entry, fitted, cache)
+        fitted = (
+            self._fit()
+            if cache is None
+            else model_cache.load_or_fit(self._training, self._fit, cache)
+        )
         self.classes: list[str] = fitted.classes
         self._vocabulary: dict[str, int] = {f: row for row, f in enumerate(fitted.features)}
         self._table = fitted.table

@@ -17,13 +17,15 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import structlog
+
+from router.classify.native import digest
 
 log = structlog.get_logger("router.classify.model_cache")
 DIRECTORY = Path.home() / ".cache" / "supportrouter" / "models"
@@ -41,18 +43,33 @@ class Fitted:
     intercepts: list[float]
 
 
+Training = tuple[Sequence[str], Sequence[str], float, Sequence[float] | None]
+
+
+def load_or_fit(training: Training, fit: Callable[[], Fitted], directory: Path) -> Fitted:
+    """The entry kept for this training when there is a readable one; else `fit()`, kept."""
+    entry = key(*training)
+    if entry is None:
+        return fit()
+    fitted = load(entry, directory)
+    if fitted is None:
+        fitted = fit()
+        save(entry, fitted, directory)
+    return fitted
+
+
 def key(
     texts: Sequence[str], labels: Sequence[str], c: float, weights: Sequence[float] | None
 ) -> str | None:
     """The entry for this fit; None when `model.py`'s source cannot be read (an installation
     without sources), since then a changed feature could not be told from the kept one."""
     try:
-        source = _MODEL_SOURCE.read_bytes()
+        source = digest(_MODEL_SOURCE)
     except OSError:
         return None
-    digest = hashlib.sha256()
+    summed = hashlib.sha256()
     for part in (
-        source,
+        source.encode(),
         np.__version__.encode(),
         _version("scikit-learn").encode(),
         repr(c).encode(),
@@ -60,11 +77,11 @@ def key(
             [list(texts), list(labels), None if weights is None else list(weights)]
         ).encode(),
     ):
-        digest.update(hashlib.sha256(part).digest())
-    return digest.hexdigest()
+        summed.update(hashlib.sha256(part).digest())
+    return summed.hexdigest()
 
 
-def load(entry: str, directory: Path = DIRECTORY) -> Fitted | None:
+def load(entry: str, directory: Path) -> Fitted | None:
     try:
         meta = json.loads((directory / f"{entry}.json").read_text(encoding="utf-8"))
         table = np.load(directory / f"{entry}.npy", allow_pickle=False)
@@ -86,7 +103,7 @@ def load(entry: str, directory: Path = DIRECTORY) -> Fitted | None:
     return fitted
 
 
-def save(entry: str, fitted: Fitted, directory: Path = DIRECTORY) -> None:
+def save(entry: str, fitted: Fitted, directory: Path) -> None:
     meta = {
         "classes": fitted.classes,
         "intercepts": fitted.intercepts,
