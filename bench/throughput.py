@@ -10,6 +10,8 @@ Kafka-first gateway (+ one acks=all produce per request). Figures:
 - throughput_msgs_per_s: first request → last message stored in its queue (polled from the store)
 - accept_rps: the same burst's requests answered per second
 - p50_ms_at_500 / p99_ms_at_500: answered → stored, sending a steady 500 messages/s
+- latency_by_rate (--latency-rates 100,200): the same at other steady rates, e.g. below what
+  the router sustains, where the figure is its latency and not a queue's length
 - critical_behind_backlog_s: a fraud report's answer → stored in the fraud queue, sent just
   after a burst of --backlog standard messages was answered
 - bare_http_msgs_per_s, bare_gateway_msgs_per_s: the ceilings, each a burst of --ceiling
@@ -210,9 +212,10 @@ class Bench:
             "burst_not_ok": bad,
         }
 
-    async def steady(self, base: str, store: StoreView) -> None:
-        n = RATE * self.size["steady_seconds"]
-        prefix = f"{self.run_id}c"
+    async def steady(self, base: str, store: StoreView, rate: int = RATE) -> dict:
+        """`rate` messages a second for --steady-seconds: p50 and p99 of answered → stored."""
+        n = rate * self.size["steady_seconds"]
+        prefix = f"{self.run_id}c{rate:04x}"  # each rate its own SIDs (hex: the SID format)
         requests = sign_sms(base + PATH, TOKEN, prefix, texts(n), start=2_000_000)
         accepted: dict[str, float] = {}
         stored: dict[str, float] = {}
@@ -240,7 +243,7 @@ class Bench:
                     stored.setdefault(sid, now)
                 if sids:  # the clock of `last_change` is monotonic: never mixed with time()
                     last_change = time.monotonic()
-                self.progress.show(f"router: steady {RATE}/s", len(stored), n)
+                self.progress.show(f"router: steady {rate}/s", len(stored), n)
                 if not sending and time.monotonic() - last_change > 60:
                     raise RuntimeError(f"steady: stuck at {len(stored)} of {len(accepted)}")
                 await asyncio.sleep(0.01)
@@ -251,7 +254,7 @@ class Bench:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
             start, tasks = time.monotonic(), []
             for i, r in enumerate(requests):
-                delay = start + i / RATE - time.monotonic()
+                delay = start + i / rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 tasks.append(asyncio.create_task(post(http, r)))
@@ -259,9 +262,14 @@ class Bench:
         sending = False
         await poller
         waits = sorted(max(0.0, stored[s] - accepted[s]) * 1000 for s in accepted)
-        self.figures["p50_ms_at_500"] = round(statistics.median(waits), 1)
-        self.figures["p99_ms_at_500"] = round(waits[int(0.99 * (len(waits) - 1))], 1)
-        self.figures["steady_not_ok"] = n - len(accepted)
+        if not waits:
+            raise RuntimeError(f"steady {rate}/s: the router answered none of {n} requests")
+        return {
+            "rate": rate,
+            "p50_ms": round(statistics.median(waits), 1),
+            "p99_ms": round(waits[int(0.99 * (len(waits) - 1))], 1),
+            "not_ok": n - len(accepted),
+        }
 
     async def soak(self, base: str, store: StoreView) -> None:
         """--soak-seconds at --soak-rate: each process's resident memory once the first fifth
@@ -363,7 +371,14 @@ class Bench:
             try:
                 async with self.profiled(pid):
                     await self.end_to_end(base, store)
-                    await self.steady(base, store)
+                    at_500 = await self.steady(base, store)
+                    self.figures["p50_ms_at_500"] = at_500["p50_ms"]
+                    self.figures["p99_ms_at_500"] = at_500["p99_ms"]
+                    self.figures["steady_not_ok"] = at_500["not_ok"]
+                    if self.args.latency_rates:
+                        self.figures["latency_by_rate"] = [
+                            await self.steady(base, store, rate) for rate in self.args.latency_rates
+                        ]
                     await self.critical(base, store)
                     if self.args.soak_seconds:
                         await self.soak(base, store)
@@ -490,6 +505,14 @@ def table(result: dict) -> str:
             (f"{title}: {name}", f"{soak['rss_mb_after_first_fifth'].get(name, '?')} → {mb} MB")
             for name, mb in soak["rss_mb_at_end"].items()
         ]
+    for row in result.get("latency_by_rate", []):
+        rows.append(
+            (
+                f"accepted → stored at a steady {row['rate']}/s",
+                f"p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms"
+                + (f" ({row['not_ok']} not answered 200)" if row["not_ok"] else ""),
+            )
+        )
     for row in result.get("scale_out", []):
         rows.append(
             (
@@ -506,13 +529,24 @@ def table(result: dict) -> str:
 
 def process_counts(text: str) -> list[int]:
     """--scale-out's value: process counts from 1 to 64 (what the settings allow), comma-separated."""
+    return _numbers(text, 1, 64, "counts", "1,2,4")
+
+
+def rates(text: str) -> list[int]:
+    """--latency-rates' value: messages a second from 1 to 5,000, comma-separated."""
+    return _numbers(text, 1, 5000, "rates", "100,200")
+
+
+def _numbers(text: str, low: int, high: int, what: str, example: str) -> list[int]:
     try:
-        counts = [int(part) for part in text.split(",")]
+        numbers = [int(part) for part in text.split(",")]
     except ValueError:
-        counts = []
-    if not counts or not all(1 <= n <= 64 for n in counts):
-        raise argparse.ArgumentTypeError(f"expected counts from 1 to 64 like 1,2,4, not {text!r}")
-    return counts
+        numbers = []
+    if not numbers or not all(low <= n <= high for n in numbers):
+        raise argparse.ArgumentTypeError(
+            f"expected {what} from {low} to {high:,} like {example}, not {text!r}"
+        )
+    return numbers
 
 
 def main() -> None:
@@ -537,6 +571,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--partitions", type=int, default=4, help="partitions per topic in the scale-out runs"
+    )
+    parser.add_argument(
+        "--latency-rates",
+        metavar="N,N,...",
+        type=rates,
+        help="then the steady phase again at each of these rates (messages/s)",
     )
     for key in SIZES["default"]:
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, dest=key)

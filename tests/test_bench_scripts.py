@@ -105,7 +105,8 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = subprocess.run(
         [sys.executable, "-m", "router.cli", "bench", "--quick", "--out", str(out)]
-        + ["--soak-seconds", "3", "--soak-rate", "20", "--scale-out", "1,2"],
+        + ["--soak-seconds", "3", "--soak-rate", "20", "--scale-out", "1,2"]
+        + ["--latency-rates", "50"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -136,6 +137,11 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
         assert row["burst_not_ok"] == 0 and row["partitions"] >= 2, row
         assert row["throughput_msgs_per_s"] > 0 and row["peak_rss_mb_total"] > 0, row
     assert "scale-out: 2 classifier + 2 dispatcher processes" in run.stdout
+    # the steady phase again at 50/s: every message answered and stored, p50 ≤ p99
+    [low] = result["latency_by_rate"]
+    assert low["rate"] == 50 and low["not_ok"] == 0, low
+    assert 0 <= low["p50_ms"] <= low["p99_ms"], low
+    assert "accepted → stored at a steady 50/s" in run.stdout
 
 
 def test_store_statements_counts_what_the_router_asks_its_database():
@@ -165,3 +171,15 @@ def test_a_wrong_scale_out_is_refused_before_anything_starts(value):
     )
     assert run.returncode == 2, run.stderr
     assert "--scale-out: expected counts from 1 to 64 like 1,2,4" in run.stderr
+
+
+@pytest.mark.parametrize("value", ["fast", "100,", "0", "5001"])
+def test_wrong_latency_rates_are_refused_before_anything_starts(value):
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "throughput.py"), "--latency-rates", value],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2, run.stderr
+    assert "--latency-rates: expected rates from 1 to 5,000 like 100,200" in run.stderr

@@ -257,6 +257,8 @@ class LiveChatChannel:
         )
 
     async def _deliver(self, record: ConsumerRecord) -> None:
+        if not self._sockets:  # no customer's chat open here: nothing to decode for
+            return
         try:
             out = Outbound.from_bytes(record.value)
         except ValidationError:

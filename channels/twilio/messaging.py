@@ -34,6 +34,9 @@ from router.core.envelope import Attachment, Channel, Envelope, Sender
 from router.core.http import json_error
 
 log = structlog.get_logger("channels.twilio.messaging")
+# The answer to every accepted message: the same empty TwiML, rendered once (ElementTree per
+# request was about 5% of the gateway's time).
+_NOTHING_TO_SAY = str(MessagingResponse())
 
 MESSAGING_PATH = "/webhooks/twilio/messaging"
 MESSAGING_ROUTE = web.AppKey("twilio_messaging_route", str)
@@ -96,7 +99,7 @@ class TwilioMessagingChannel:
             lane=accepted.lane,
             media=len(accepted.attachments),
         )
-        return twiml(MessagingResponse())
+        return twiml(_NOTHING_TO_SAY)
 
 
 def _media(form: MultiDictProxy[str], channel: str) -> list[Attachment]:

@@ -365,6 +365,8 @@ class AgentApi:
         return ws
 
     async def _broadcast(self, record: ConsumerRecord) -> None:
+        if not self._sockets:  # no desk open: nothing to decode for
+            return
         try:
             event = QueueEvent.from_bytes(record.value)
         except ValidationError:

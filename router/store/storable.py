@@ -46,7 +46,11 @@ def clean(value: Any) -> Any:
 
 def fit(column: sa.Column[Any], value: Any) -> Any:
     """`value` as `column` can store it (see the module's docstring); anything else as it is."""
-    value = clean(value)
+    return _cut(column, clean(value))
+
+
+def _cut(column: sa.Column[Any], value: Any) -> Any:
+    """A `clean` value cut to the length of `column`, if it has one."""
     length = getattr(column.type, "length", None)
     if not isinstance(value, str) or length is None or len(value) <= length:
         return value
@@ -59,12 +63,13 @@ def fit(column: sa.Column[Any], value: Any) -> Any:
 def storable(table: sa.Table, row: dict[str, Any], *, keep_in: str | None = None) -> dict[str, Any]:
     """`row` with every value fitted to its column of `table`. With `keep_in` (a JSON column of
     the row), each value that was cut is kept whole there, under "uncut"."""
-    out = {name: fit(table.c[name], value) for name, value in row.items()}
+    cleaned = {name: clean(value) for name, value in row.items()}
+    out = {name: _cut(table.c[name], value) for name, value in cleaned.items()}
     if keep_in is not None:
         uncut = {
-            name: clean(value)
-            for name, value in row.items()
-            if isinstance(value, str) and out[name] != clean(value)
+            name: value
+            for name, value in cleaned.items()
+            if isinstance(value, str) and out[name] != value
         }
         if uncut:
             out[keep_in] = {**out[keep_in], "uncut": uncut}
