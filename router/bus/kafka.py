@@ -131,11 +131,19 @@ async def _until_led(
             await asyncio.sleep(0.1)
 
 
+# The embedded broker (Tansu) answers a fetch that found nothing only when its wait is over,
+# even if records arrive meanwhile: the wait is each hop's latency there (Settings).
+EMBEDDED_FETCH_WAIT_MS = 50
+
+
 class KafkaBus:
     def __init__(self, settings: Settings, bootstrap_servers: str, *, embedded: bool = False):
         self.settings = settings
         self.session_timeout_ms = settings.consumer_session_timeout_ms or (
             2000 if embedded else 10000
+        )
+        self.fetch_wait_ms = settings.consumer_fetch_wait_ms or (
+            EMBEDDED_FETCH_WAIT_MS if embedded else 500
         )
         self.embedded = embedded
         self.topics = settings.topics
@@ -310,5 +318,6 @@ class KafkaBus:
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=max(self.session_timeout_ms // 4, 100),
             auto_offset_reset=options.pop("auto_offset_reset", "earliest"),
+            fetch_max_wait_ms=self.fetch_wait_ms,
             **options,
         )

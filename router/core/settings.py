@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     # A new consumer group waits half this long before its first assignment on the embedded
     # broker, so the embedded default uses a short one; Kafka itself refuses less than 6000.
     consumer_session_timeout_ms: int | None = None
+    # How long the broker may hold a consumer's fetch that found no records. Apache Kafka
+    # answers as soon as records arrive, so its default (500) adds no latency there. The
+    # embedded broker answers only when the wait is over, so there every hop (gateway →
+    # classifier → dispatcher → sender) waited up to that long: unset, 50 on the embedded
+    # broker (a shorter wait costs more CPU while idle: every consumer asks again sooner).
+    consumer_fetch_wait_ms: int | None = Field(default=None, ge=1, le=60_000)
     # Seconds a publish waits for Kafka's acknowledgement before it fails (the channels then
     # answer 503 or 451, so the sender retries) instead of blocking while the broker is away.
     publish_timeout: float = 5.0
