@@ -30,6 +30,7 @@ from router.store.schema import (
     customer_agents,
 )
 from router.store.storable import fit
+from router.store.value_lists import one_of
 
 Loads = dict[tuple[str, str], int]  # (username, channel) -> open conversations
 
@@ -274,7 +275,7 @@ class Assignments(Repository):
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 sa.select(customer_agents.c.conversation_key, customer_agents.c.username).where(
-                    customer_agents.c.conversation_key.in_(sorted(asked)),
+                    one_of(customer_agents.c.conversation_key, sorted(asked)),
                     customer_agents.c.at >= since,
                 )
             )

@@ -15,6 +15,7 @@ from router.core.envelope import now
 from router.store.cases import ROUTER, add_event, case_of, move_to_case, open_case, open_cases
 from router.store.schema import case_events, case_facts, conversations
 from router.store.storable import fit, storable
+from router.store.value_lists import one_of
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ async def place_cases(
 async def _cases_of(conn: AsyncConnection, conversation_ids: list[str]) -> dict[str, str | None]:
     rows = await conn.execute(
         sa.select(conversations.c.id, conversations.c.case_id).where(
-            conversations.c.id.in_(sorted(set(conversation_ids)))
+            one_of(conversations.c.id, sorted(set(conversation_ids)))
         )
     )
     return {row[0]: row[1] for row in rows}

@@ -12,6 +12,7 @@ from router.store.database import Repository
 from router.store.rows import jsonable
 from router.store.schema import customer_profiles, identities
 from router.store.storable import fit, storable
+from router.store.value_lists import one_of
 
 
 class Customers(Repository):
@@ -73,7 +74,7 @@ class Customers(Repository):
             rows = (
                 await conn.execute(
                     sa.select(customer_profiles.c.address, customer_profiles.c.attributes).where(
-                        customer_profiles.c.address.in_(sorted(asked))
+                        one_of(customer_profiles.c.address, sorted(asked))
                     )
                 )
             ).all()

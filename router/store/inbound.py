@@ -17,6 +17,7 @@ from router.store.database import Repository
 from router.store.rows import listing, outbound_row, ticket_for, utc
 from router.store.schema import conversations, messages
 from router.store.storable import fit, storable
+from router.store.value_lists import one_of
 
 Acknowledge = Callable[[dict[str, Any], bool], Outbound | None]
 OnStored = Callable[[AsyncConnection, list[tuple["Inbound", "Recorded"]]], Awaitable[None]]
@@ -68,7 +69,7 @@ class InboundMessages(Repository):
         """Which of these inbound messages the store has."""
         if not message_ids:
             return set()
-        query = sa.select(messages.c.message_id).where(messages.c.message_id.in_(message_ids))
+        query = sa.select(messages.c.message_id).where(one_of(messages.c.message_id, message_ids))
         async with self.engine.connect() as conn:
             return {row[0] for row in await conn.execute(query)}
 
@@ -149,7 +150,7 @@ class InboundMessages(Repository):
             if missing:
                 for found in (
                     await conn.execute(
-                        sa.select(conversations).where(conversations.c.id.in_(sorted(missing)))
+                        sa.select(conversations).where(one_of(conversations.c.id, sorted(missing)))
                     )
                 ).mappings():
                     rows_by_id[found["id"]] = dict(found)
@@ -200,9 +201,10 @@ class InboundMessages(Repository):
             messages.c.conversation_id,
         ).where(
             sa.or_(
-                messages.c.message_id.in_([message_id for message_id, _ in stored_ids]),
+                one_of(messages.c.message_id, [message_id for message_id, _ in stored_ids]),
                 *(
-                    (messages.c.channel == channel) & messages.c.channel_message_id.in_(sorted(ids))
+                    (messages.c.channel == channel)
+                    & one_of(messages.c.channel_message_id, sorted(ids))
                     for channel, ids in by_channel.items()
                 ),
             )
@@ -224,7 +226,7 @@ class InboundMessages(Repository):
         rows = (
             await conn.execute(
                 sa.select(conversations)
-                .where(conversations.c.conversation_key.in_(sorted(keys)))
+                .where(one_of(conversations.c.conversation_key, sorted(keys)))
                 .where(conversations.c.status != "resolved")
                 .order_by(conversations.c.created_at.desc())
             )

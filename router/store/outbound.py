@@ -16,6 +16,7 @@ from router.store.database import Repository, insert_for
 from router.store.rows import jsonable, outbound_row
 from router.store.schema import conversations, messages, outbox
 from router.store.storable import fit, storable
+from router.store.value_lists import one_of
 
 # A reply with one of these statuses has not reached its provider, as far as the store knows:
 # no status, waiting, or a send begun whose outcome was never recorded.
@@ -74,7 +75,7 @@ class OutboundMessages(Repository):
         if conversation_ids is not None:
             if not conversation_ids:
                 return []
-            query = query.where(messages.c.conversation_id.in_(sorted(set(conversation_ids))))
+            query = query.where(one_of(messages.c.conversation_id, sorted(set(conversation_ids))))
         if older_than:
             query = query.where(messages.c.created_at < now() - timedelta(seconds=older_than))
         async with self.engine.connect() as conn:
@@ -87,7 +88,7 @@ class OutboundMessages(Repository):
         async with self.write() as conn:
             await conn.execute(
                 messages.update()
-                .where(messages.c.message_id.in_(message_ids))
+                .where(one_of(messages.c.message_id, message_ids))
                 .values(published=True)
             )
 
@@ -200,18 +201,20 @@ class OutboundMessages(Repository):
                 rows.append(_outbox_row(out, at))
         if not rows:
             return []
-        insert = (
-            insert_for(self.engine.dialect.name)(outbox)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=[outbox.c.message_id])
-            .returning(outbox.c.message_id)
+        # One row a statement, the same statement each time: rows in one VALUES list would make
+        # each chunk length a statement of its own (see router/store/value_lists.py).
+        insert = insert_for(self.engine.dialect.name)(outbox).on_conflict_do_nothing(
+            index_elements=[outbox.c.message_id]
         )
         async with self.write() as conn:
-            kept = set((await conn.execute(insert)).scalars().all())
+            kept = set()
+            for row in rows:
+                if (await conn.execute(insert.values(row))).rowcount == 1:
+                    kept.add(row["message_id"])
             if kept:
                 await conn.execute(
                     messages.update()
-                    .where(messages.c.message_id.in_(sorted(kept)))
+                    .where(one_of(messages.c.message_id, sorted(kept)))
                     .values(delivery_status="sandboxed")
                 )
         return [row["message_id"] for row in rows if row["message_id"] in kept]
@@ -221,7 +224,7 @@ class OutboundMessages(Repository):
         if not message_ids:
             return {}
         query = sa.select(messages.c.message_id, messages.c.delivery_status).where(
-            messages.c.message_id.in_(sorted(set(message_ids)))
+            one_of(messages.c.message_id, sorted(set(message_ids)))
         )
         async with self.engine.connect() as conn:
             return {m: s for m, s in (await conn.execute(query)).all()}

@@ -1,0 +1,67 @@
+"""`one_of(column, values)`: `column IN values` as one statement for any number of values.
+
+SQLAlchemy writes `column.in_(values)` with one placeholder per value, so each length is a
+statement of its own, and both drivers keep the statements they prepared per connection (the
+sqlite3 module 128 of them, asyncpg 100). Under load the batches' lengths vary from 1 to a few
+hundred: each connection filled its cache with large statements and kept preparing new ones,
+and the gateway and dispatcher workers grew by megabytes a minute. Here the list is one
+parameter, so each query is one statement whatever the length: a JSON array read by
+`json_each` on SQLite, an array with `= ANY` on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.visitors import InternalTraversal
+
+
+class _ValueList(sa.types.TypeDecorator):
+    """A list of values as one parameter: a JSON array (SQLite) or an array (PostgreSQL)."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.ARRAY(sa.Text()))
+        return dialect.type_descriptor(sa.Text())
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        return list(value) if dialect.name == "postgresql" else json.dumps(list(value))
+
+
+class OneOf(sa.sql.expression.ColumnElement[bool]):
+    inherit_cache = True
+    type = sa.Boolean()
+    _is_implicitly_boolean = True  # a condition as it is: no "= 1" where booleans are integers
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("values", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: sa.ColumnElement[Any], values: Iterable[Any]):
+        self.column = column
+        self.values = sa.bindparam(None, list(values), type_=_ValueList(), unique=True)
+
+
+def one_of(column: sa.ColumnElement[Any], values: Iterable[Any]) -> OneOf:
+    """`column IN values` with the values as one parameter (text values: ids, keys, addresses)."""
+    return OneOf(column, values)
+
+
+@compiles(OneOf)
+def _in_json_array(element: OneOf, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    return f"{column} IN (SELECT value FROM json_each({compiler.process(element.values, **kw)}))"
+
+
+@compiles(OneOf, "postgresql")
+def _any_of_array(element: OneOf, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    return f"{column} = ANY({compiler.process(element.values, **kw)})"

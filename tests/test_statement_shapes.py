@@ -1,0 +1,68 @@
+"""The store's statements keep one text whatever the number of values they carry.
+
+Each text is a statement that SQLite (and asyncpg) prepares and keeps per connection. When a
+list of ids was written out as one placeholder per id, each batch length was a statement of its
+own: under a steady load the gateway and dispatcher workers kept preparing new ones, and their
+memory grew by megabytes a minute (router/store/value_lists.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import sqlalchemy as sa
+
+from router.store.schema import messages
+from tests.test_reliability import wait_for
+from tests.twilio_standin import twilio_router
+
+PLACEHOLDERS = re.compile(r"\?(\s*,\s*\?)*")
+ROWS = re.compile(r"\(\?\)(\s*,\s*\(\?\))*")
+
+
+def shape(statement: str) -> str:
+    """The statement with each run of placeholders (and of VALUES rows) written as one."""
+    return ROWS.sub("(?)", PLACEHOLDERS.sub("?", statement))
+
+
+async def test_sms_bursts_of_different_sizes_run_each_query_as_one_statement_text(
+    tmp_path, monkeypatch
+):
+    async with twilio_router(
+        f"sqlite+aiosqlite:///{tmp_path}/store.db", monkeypatch, channels=["sms"]
+    ) as t:
+        texts: set[str] = set()
+
+        def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+            texts.add(statement)
+
+        engine = t.router.store.engine.sync_engine
+        sa.event.listen(engine, "before_cursor_execute", seen)
+
+        async def stored_inbound() -> int:
+            query = sa.select(sa.func.count()).where(messages.c.direction == "in")
+            async with t.router.store.engine.connect() as conn:
+                return (await conn.execute(query)).scalar_one()
+
+        sent = 0
+        # Each burst reaches the dispatcher, the intake journal's relay and the drain in
+        # batches of its own length (one customer a message: every list is as long as it).
+        for burst in (1, 7, 2, 23, 4):
+            answers = await asyncio.gather(
+                *(t.sms("what is the fee", sender=f"+1999{sent + n:07d}") for n in range(burst))
+            )
+            assert [status for status, _ in answers] == [200] * burst
+            sent += burst
+            await wait_for(lambda total=sent: _at_least(stored_inbound, total), timeout=30)
+        await asyncio.sleep(2.5)  # a round of the relay and of the drain over what was stored
+        sa.event.remove(engine, "before_cursor_execute", seen)
+
+    by_shape: dict[str, set[str]] = {}
+    for text in texts:
+        by_shape.setdefault(shape(text), set()).add(text)
+    varying = {s: len(found) for s, found in by_shape.items() if len(found) > 1}
+    assert varying == {}
+
+
+async def _at_least(count, total: int) -> bool:
+    return await count() >= total
