@@ -161,25 +161,21 @@ def test_store_statements_counts_what_the_router_asks_its_database():
     assert "INSERT INTO messages" in out.stdout
 
 
-@pytest.mark.parametrize("value", ["x", "1,,2", "0", "1,65", ""])
-def test_a_wrong_scale_out_is_refused_before_anything_starts(value):
+SCALE_OUT_REFUSED = "--scale-out: expected counts from 1 to 64 like 1,2,4"
+RATES_REFUSED = "--latency-rates: expected rates from 1 to 5,000 like 100,200"
+
+
+@pytest.mark.parametrize(
+    "option, value, reason",
+    [("--scale-out", value, SCALE_OUT_REFUSED) for value in ("x", "1,,2", "0", "1,65", "")]
+    + [("--latency-rates", value, RATES_REFUSED) for value in ("fast", "100,", "0", "5001")],
+)
+def test_a_wrong_list_is_refused_before_anything_starts(option, value, reason):
     run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "throughput.py"), "--scale-out", value],
+        [sys.executable, str(ROOT / "bench" / "throughput.py"), option, value],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert run.returncode == 2, run.stderr
-    assert "--scale-out: expected counts from 1 to 64 like 1,2,4" in run.stderr
-
-
-@pytest.mark.parametrize("value", ["fast", "100,", "0", "5001"])
-def test_wrong_latency_rates_are_refused_before_anything_starts(value):
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "throughput.py"), "--latency-rates", value],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode == 2, run.stderr
-    assert "--latency-rates: expected rates from 1 to 5,000 like 100,200" in run.stderr
+    assert reason in run.stderr
