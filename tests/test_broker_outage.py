@@ -15,11 +15,17 @@ from typing import Any
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    KafkaConnectionError,
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+    UnknownError,
+)
 
 from router.app import Router
 from router.bus.consumer import ConsumerLoop
 from router.bus.fanout import TopicFanout
-from router.bus.kafka import BusUnavailable, KafkaBus, create_topics
+from router.bus.kafka import BusUnavailable, KafkaBus, create_topics, unreachable
 from tests.brokers import Broker
 from tests.chat_helpers import chat_ws_url
 from tests.conftest import RunningRouter, make_settings, new_router
@@ -277,3 +283,11 @@ async def test_the_embedded_broker_killed_comes_back_by_itself_and_on_restart_is
         r = RunningRouter(router, http)
         reply = await eventually(lambda: routed_over_chat(r, STOLEN, "after-kill"), timeout=120)
         assert reply["direction"] == "out"
+
+
+def test_which_kafka_errors_mean_the_broker_is_away_and_which_a_bad_record():
+    # Away: the provider is told to retry (503). A bad record: refused, since a retry cannot help.
+    assert unreachable(KafkaConnectionError())
+    assert unreachable(UnknownError())  # what Tansu answered a produce just after a restart
+    assert unreachable(NotLeaderForPartitionError())  # retriable
+    assert not unreachable(MessageSizeTooLargeError())

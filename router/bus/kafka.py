@@ -31,6 +31,7 @@ from aiokafka.errors import (
     KafkaError,
     KafkaTimeoutError,
     TopicAlreadyExistsError,
+    UnknownError,
 )
 
 from router.core.envelope import now
@@ -47,9 +48,11 @@ class BusUnavailable(KafkaError):
 
 
 def unreachable(exc: BaseException) -> bool:
-    """Whether an error means the broker is away or not answering, not that the request was bad."""
+    """Whether an error means the broker is away or not answering, not that the request was bad.
+    An unknown server error counts: the embedded broker answers a produce with one just after it
+    came back empty (seen in the outage test), and a retry is the safe answer to a provider."""
     return isinstance(
-        exc, (TimeoutError, KafkaTimeoutError, KafkaConnectionError, BusUnavailable)
+        exc, (TimeoutError, KafkaTimeoutError, KafkaConnectionError, BusUnavailable, UnknownError)
     ) or bool(getattr(exc, "retriable", False))
 
 
