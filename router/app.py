@@ -105,7 +105,12 @@ class Router:
             if self.role == "all":
                 await upgrade_schema(s.database_url)
             wait = 0 if self.role == "all" else s.schema_wait_seconds
-            self.store = ConversationStore(s.database_url, schema_wait_seconds=wait)
+            # A worker with no HTTP to answer makes its SQLite calls on its loop (inline_sqlite).
+            self.store = ConversationStore(
+                s.database_url,
+                schema_wait_seconds=wait,
+                sqlite_on_loop=self.role in ("dispatcher", "sender"),
+            )
             await self._up(self.store)
             await self._seed_admin()
             if self.broker is not None:

@@ -74,7 +74,7 @@ def assert_once_each(
 async def parts(database_url, broker):
     """A broker, a bus and a store, and no router: the test plays the crashed dispatcher."""
     settings = broker.settings(database_url=database_url, partitions=1)
-    async with ConversationStore(database_url) as store:
+    async with ConversationStore(database_url, sqlite_on_loop=True) as store:
         async with KafkaBus(settings, broker.bootstrap_servers, embedded=broker.embedded) as bus:
             yield bus, store
 

@@ -60,7 +60,7 @@ async def parts(database_url, broker) -> AsyncIterator[Parts]:
     """A broker with one partition per topic, a store and the Twilio stand-in; no router."""
     settings = broker.settings(database_url=database_url, partitions=1)
     async with (
-        ConversationStore(database_url) as store,
+        ConversationStore(database_url, sqlite_on_loop=True) as store,
         TwilioStandIn(ACCOUNT_SID, AUTH_TOKEN) as standin,
     ):
         async with KafkaBus(settings, broker.bootstrap_servers, embedded=broker.embedded) as bus:

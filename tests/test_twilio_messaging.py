@@ -120,6 +120,25 @@ async def test_a_forged_signature_gets_403_and_nothing_reaches_kafka(sqlite_url,
         assert seen == [genuine_sid]
 
 
+async def test_an_accepted_webhook_is_logged_once_as_its_message_and_a_refused_one_as_a_request(
+    sqlite_url, monkeypatch
+):
+    async with twilio_router(sqlite_url, monkeypatch) as t:
+        with capture_logs() as logs:
+            accepted = await t.sms("what is the fee for a withdrawal")
+            refused = await t.post(
+                PATH,
+                {"MessageSid": message_sid(), "From": CUSTOMER, "To": OUR_NUMBER, "Body": "hi"},
+                signed=False,
+            )
+            async with t.http.get(t.url("/healthz")) as health:
+                assert health.status == 200
+    assert (accepted[0], refused[0]) == (200, 403)
+    assert [e["event"] for e in logs].count("message.received") == 1
+    requests = [(e["url"], e["status"]) for e in logs if e["event"] == "http.request"]
+    assert requests == [(PATH, 403), ("/healthz", 200)]
+
+
 async def test_a_missing_signature_gets_403(sqlite_url, monkeypatch):
     async with twilio_router(sqlite_url, monkeypatch) as t:
         status, _ = await t.post(

@@ -8,10 +8,12 @@ is away), nothing is committed past that record: its partition goes back to it a
 (longer each time) before handling it again, so it holds its partition back only while it can be
 neither handled nor dead-lettered. The other partitions' records are committed as usual.
 
-A loop may also take a batch handler: it gets a partition's records in chunks, in order, and
-stores each chunk's effects together. A chunk it cannot handle (a poison record in it, a fault)
-is handed record by record to the single-record handler, with its retries and the DLQ, so a
-batch is only ever a shortcut, never a new way to lose or block a record.
+A loop may also take a batch handler: it gets what one fetch brought, from every partition, in
+chunks (each partition's records in order), and stores each chunk's effects together: one
+transaction and one round of publishes for a chunk, not one per partition, which on SQLite
+would only queue for its single writer. A chunk it cannot handle (a poison record in it, a
+fault) is handed record by record to the single-record handler, with its retries and the DLQ,
+so a batch is only ever a shortcut, never a new way to lose or block a record.
 
 A loop resumes by itself after the broker was away, even when it came back empty (the embedded
 broker keeps nothing) or with other partition counts: every few seconds, and after repeated
@@ -28,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from router.bus.kafka import KafkaBus, stop_consumer
 from router.core.faults import is_outage
@@ -39,6 +41,7 @@ log = structlog.get_logger("router.bus.consumer")
 
 Handler = Callable[[ConsumerRecord], Awaitable[None]]
 BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[None]]
+Offsets = dict[TopicPartition, int]  # per partition, the offset to resume from
 
 
 class ConsumerLoop:
@@ -48,10 +51,11 @@ class ConsumerLoop:
     chunks, with a batch handler) this loop waits until that one has nothing in hand (how the
     urgent lane overtakes the standard).
 
-    `batch_handler`, when given, takes up to `chunk` records of one partition at a time, in
-    order; the chunk's offsets are committed only after it returned. If it raises, the chunk is
-    handled again record by record by `handler` (retries, then the DLQ), so the batch handler
-    must be idempotent as a whole, exactly like `handler` is for one record.
+    `batch_handler`, when given, takes up to `chunk` records at a time, from any of the fetched
+    partitions, each partition's in order; the chunk's offsets are committed only after it
+    returned. If it raises, the chunk is handled again record by record by `handler` (retries,
+    then the DLQ), so the batch handler must be idempotent as a whole, exactly like `handler`
+    is for one record.
     """
 
     def __init__(
@@ -150,12 +154,15 @@ class ConsumerLoop:
             return
         self.idle.clear()
         try:
-            # Partitions are independent (one conversation stays on one partition), so they
-            # are handled side by side; within a partition, strictly in order.
-            offsets = await asyncio.gather(
-                *(self._partition(records) for records in batches.values())
-            )
-            resume = dict(zip(batches, offsets, strict=True))
+            if self.batch_handler is not None:
+                resume = await self._chunks(batches)
+            else:
+                # Partitions are independent (one conversation stays on one partition), so they
+                # are handled side by side; within a partition, strictly in order.
+                offsets = await asyncio.gather(
+                    *(self._partition(records) for records in batches.values())
+                )
+                resume = dict(zip(batches, offsets, strict=True))
             stuck = [tp for tp, records in batches.items() if resume[tp] <= records[-1].offset]
             for tp in stuck:
                 # The consumer's position is past the whole batch: without this seek the next
@@ -189,35 +196,47 @@ class ConsumerLoop:
                     break
                 stage.observe(max(now_ms - record.timestamp, 0) / 1000)
 
-    async def _partition(self, records: list[ConsumerRecord]) -> int:
-        """Handle one partition's records in order; return the offset to commit and resume
-        from: past the last record, or that of the first one neither handled nor
-        dead-lettered (none after it is handled, so the partition keeps its order)."""
-        if self.batch_handler is not None:
-            for start in range(0, len(records), self.chunk):
-                await self._give_way()
-                stuck = await self._handle_chunk(records[start : start + self.chunk])
-                if stuck is not None:
-                    return stuck.offset
-            return records[-1].offset + 1
-        stuck = await self._one_by_one(records)
-        return records[-1].offset + 1 if stuck is None else stuck.offset
+    async def _chunks(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> Offsets:
+        """Every fetched partition's records through the batch handler, `chunk` at a time, each
+        partition's in order. Returns per partition the offset to commit and resume from: past
+        its last record, or that of its first one neither handled nor dead-lettered (none of
+        that partition after it is handled, so it keeps its order; the others go on)."""
+        records = [record for partition in batches.values() for record in partition]
+        stuck: Offsets = {}
+        for start in range(0, len(records), self.chunk):
+            await self._give_way()
+            chunk = [
+                r for r in records[start : start + self.chunk] if _partition_of(r) not in stuck
+            ]
+            if chunk:
+                stuck.update(await self._handle_chunk(chunk))
+        return {tp: stuck.get(tp, partition[-1].offset + 1) for tp, partition in batches.items()}
 
-    async def _one_by_one(self, records: list[ConsumerRecord]) -> ConsumerRecord | None:
-        """Handle records in order; stop at, and return, the first neither handled nor
-        dead-lettered."""
+    async def _partition(self, records: list[ConsumerRecord]) -> int:
+        """Handle one partition's records in order, one by one; return the offset to commit
+        and resume from (as `_chunks` does)."""
+        stuck = await self._one_by_one(records)
+        return stuck.get(_partition_of(records[0]), records[-1].offset + 1)
+
+    async def _one_by_one(self, records: list[ConsumerRecord]) -> Offsets:
+        """Handle records in order; a partition stops at its first record neither handled nor
+        dead-lettered. Returns those partitions, each with that record's offset."""
+        stuck: Offsets = {}
         for record in records:
+            if _partition_of(record) in stuck:
+                continue
             await self._give_way()
             if not await self._handle(record):
-                return record
-        return None
+                stuck[_partition_of(record)] = record.offset
+        return stuck
 
     async def _give_way(self) -> None:
         if self.yield_to is not None and not self.yield_to.idle.is_set():
             await self.yield_to.idle.wait()
 
-    async def _handle_chunk(self, records: list[ConsumerRecord]) -> ConsumerRecord | None:
-        """Handle a chunk; return its first record neither handled nor dead-lettered, if any."""
+    async def _handle_chunk(self, records: list[ConsumerRecord]) -> Offsets:
+        """Handle a chunk; return the partitions stopped at a record neither handled nor
+        dead-lettered (see `_one_by_one`): none when the batch handler took it whole."""
         assert self.batch_handler is not None
         try:
             await self.batch_handler(records)
@@ -231,7 +250,7 @@ class ConsumerLoop:
             )
             return await self._one_by_one(records)
         CONSUMED.labels(stage=self.stage).inc(len(records))
-        return None
+        return {}
 
     async def _handle(self, record: ConsumerRecord) -> bool:
         """Handle one record, with retries, else dead-letter it; False if neither worked (the
@@ -289,6 +308,10 @@ class ConsumerLoop:
                     "record.dead_letter_hook_failed", stage=self.stage, error=repr(exc)[:300]
                 )
         return True
+
+
+def _partition_of(record: ConsumerRecord) -> TopicPartition:
+    return TopicPartition(record.topic, record.partition)
 
 
 class PermanentError(Exception):

@@ -33,7 +33,7 @@ from router.services.assignment.offers import Assigner
 from router.services.cases import CaseKeeper
 from router.services.sla import Calendar, Clock, SlaMonitor, SystemClock, calendar_for, placement
 from router.store.conversations import ConversationStore
-from router.store.inbound import Inbound
+from router.store.inbound import Inbound, Recorded
 
 log = structlog.get_logger("router.services.dispatcher")
 GAUGE_SECONDS = 5.0  # how often the queue gauges are measured
@@ -224,11 +224,7 @@ class DispatcherService:
         on_stored, placed = await self.cases.placing(envelopes)
         recorded = await self.store.record_inbound_many(items, on_stored)
         await self.cases.protect(envelopes, recorded, placed)
-        # A redelivered record finds its reply already stored: publishing what is still
-        # unpublished makes the second run finish what a crash interrupted, and nothing more.
-        await self.relay.flush(
-            conversation_ids=[r.conversation["id"] for r in recorded if r.conversation]
-        )
+        await self._publish_replies(recorded, batch.acknowledgements)
         events = []
         for envelope, item, done in zip(envelopes, items, recorded, strict=True):
             if done.duplicate:
@@ -267,6 +263,20 @@ class DispatcherService:
             )
             await self.assigner.assign_waiting()
 
+    async def _publish_replies(self, recorded: list[Recorded], made: list[Outbound]) -> None:
+        """Publish the batch's replies still unpublished, together. A conversation this batch
+        opened holds only what the batch made (its acknowledgement, as stored): published as
+        it is. Every other conversation's unpublished replies are read back in order: a
+        redelivered record finds its reply stored already, and publishing it makes the second
+        run finish what a crash interrupted, and nothing more."""
+        read_back = {r.conversation["id"] for r in recorded if r.conversation and not r.created}
+        stored = (
+            await self.store.unpublished(conversation_ids=sorted(read_back)) if read_back else []
+        )
+        await self.relay.publish_many(
+            stored + [out for out in made if out.conversation_id not in read_back]
+        )
+
     def _inbound(self, envelope: Envelope, customer: dict, batch: _Batch) -> Inbound:
         """The routing decision for one message, and the acknowledgement to store with it."""
         c = envelope.classification
@@ -281,9 +291,11 @@ class DispatcherService:
 
         def acknowledge(conversation: dict, created: bool) -> Outbound | None:
             out = _acknowledgement(conversation, created)
-            if out is None or c.language != "zh":
-                return out
-            return out.model_copy(update={"text": in_script_of(out.text, envelope.text)})
+            if out is not None and c.language == "zh":
+                out = out.model_copy(update={"text": in_script_of(out.text, envelope.text)})
+            if out is not None:
+                batch.acknowledgements.append(out)
+            return out
 
         def _acknowledgement(conversation: dict, created: bool) -> Outbound | None:
             wait = None
@@ -320,7 +332,7 @@ class DispatcherService:
             envelope,
             decision.queue,
             acknowledge,
-            placement=placement(config, decision, at),
+            placement=placement(config, decision, at, batch.calendar(decision.queue)),
             decision=decision.as_dict(),
         )
 
@@ -332,6 +344,7 @@ class _Batch:
         self.config, self.snapshot = config, snapshot
         self.workflow = Workflow(config)
         self._calendars: dict[str, Calendar] = {}
+        self.acknowledgements: list[Outbound] = []  # as the store's transaction stored them
 
     def calendar(self, queue: str) -> Calendar:
         if queue not in self._calendars:

@@ -63,8 +63,14 @@ class Calendar:
         self.hours = hours
         self.zone = ZoneInfo(hours.timezone) if hours else UTC
         self.always = hours is None or (hours.weekly is None and not hours.closed_on)
+        self._days: dict[date, list[tuple[datetime, datetime]]] = {}  # each day's, once worked out
 
     def _spans(self, day: date) -> list[tuple[datetime, datetime]]:
+        if day not in self._days:
+            self._days[day] = self._spans_of(day)
+        return self._days[day]
+
+    def _spans_of(self, day: date) -> list[tuple[datetime, datetime]]:
         assert self.hours is not None
         if day in self.hours.closed_on:
             return []
@@ -134,21 +140,27 @@ def calendar_for(config: RouterConfig, queue: str) -> Calendar:
     return Calendar(hours)
 
 
-def first_response_due(config: RouterConfig, queue: str, start: datetime) -> datetime | None:
+def first_response_due(
+    config: RouterConfig, queue: str, start: datetime, calendar: Calendar | None = None
+) -> datetime | None:
+    """When the first response is due; `calendar`: the queue's, when the caller has it."""
     q = config.routing.queues.get(queue)
     if q is None:
         return None
-    return calendar_for(config, queue).add(start, q.first_response_sla_seconds)
+    return (calendar or calendar_for(config, queue)).add(start, q.first_response_sla_seconds)
 
 
-def placement(config: RouterConfig, decision: Decision, at: datetime) -> dict[str, Any]:
-    """The columns that record a routing decision made at `at`: its timers start now."""
+def placement(
+    config: RouterConfig, decision: Decision, at: datetime, calendar: Calendar | None = None
+) -> dict[str, Any]:
+    """The columns that record a routing decision made at `at`: its timers start now.
+    `calendar`: the decision's queue's, when the caller keeps one (a dispatcher's batch)."""
     return {
         "priority": decision.priority,
         "rule": decision.rule,
         "ladder_step": decision.step,
         "step_due_at": at + timedelta(seconds=decision.timeout) if decision.timeout else None,
-        "sla_due_at": first_response_due(config, decision.queue, at),
+        "sla_due_at": first_response_due(config, decision.queue, at, calendar),
         "rules_version": config.version,
     }
 

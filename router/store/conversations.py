@@ -49,8 +49,20 @@ from router.store.timers import Due, Timers
 
 
 class ConversationStore:
-    def __init__(self, url: str, *, schema_wait_seconds: float = 0, **engine_options: Any):
-        self._database = Database(url, schema_wait_seconds=schema_wait_seconds, **engine_options)
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema_wait_seconds: float = 0,
+        sqlite_on_loop: bool = False,
+        **engine_options: Any,
+    ):
+        self._database = Database(
+            url,
+            schema_wait_seconds=schema_wait_seconds,
+            sqlite_on_loop=sqlite_on_loop,
+            **engine_options,
+        )
         self._inbound = InboundMessages(self._database)
         self._outbound = OutboundMessages(self._database)
         self._queues = ConversationQueues(self._database)

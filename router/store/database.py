@@ -14,16 +14,28 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from router.store.inline_sqlite import inline_creator
 from router.store.revisions import wait_for_schema
 
 
 class Database:
     """The engine of one `ConversationStore`, made by start() once the schema is at head (waiting
-    up to `schema_wait_seconds` for it)."""
+    up to `schema_wait_seconds` for it). `sqlite_on_loop`: on SQLite, its calls are made on the
+    event loop's thread instead of aiosqlite's (for the pipeline's workers; see inline_sqlite)."""
 
-    def __init__(self, url: str, *, schema_wait_seconds: float = 0, **engine_options: Any):
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema_wait_seconds: float = 0,
+        sqlite_on_loop: bool = False,
+        **engine_options: Any,
+    ):
         self.url = url
         self.schema_wait_seconds = schema_wait_seconds
+        # SQLite's calls made on the event loop's thread (router/store/inline_sqlite.py).
+        if sqlite_on_loop and url.startswith("sqlite"):
+            engine_options = {"async_creator": inline_creator(url), **engine_options}
         self._engine_options = engine_options
         self._engine: AsyncEngine | None = None
         self._writer = WriterTurn() if url.startswith("sqlite") else None

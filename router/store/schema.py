@@ -12,6 +12,8 @@ from router.core.envelope import Urgency
 
 metadata = sa.MetaData()
 
+_NO_RESPONSE_YET = "first_response_at IS NULL AND sla_breached_at IS NULL"
+
 conversations = sa.Table(
     "conversations",
     metadata,
@@ -49,6 +51,19 @@ conversations = sa.Table(
     sa.Column("flags", sa.JSON),
     sa.Column("case_id", sa.String(32), index=True),  # router/store/cases.py
     sa.Index("ix_conversations_queue_order", "queue", "status", "urgency_rank", "created_at"),
+    # What every dispatcher chunk counts (router/store/assignments.py `presence`): the waiting
+    # per queue, priority and urgency, and what each agent holds. Without these, each count
+    # read every conversation ever stored, resolved ones included.
+    sa.Index("ix_conversations_waiting_counts", "status", "queue", "priority", "urgency_rank"),
+    sa.Index("ix_conversations_agent_loads", "status", "assignee", "channel"),
+    # The SLA timer's question each second (router/store/timers.py): whose first response is
+    # due and not yet given. Only those conversations are in it, so it stays small.
+    sa.Index(
+        "ix_conversations_breach_due",
+        "sla_due_at",
+        sqlite_where=sa.text(_NO_RESPONSE_YET),
+        postgresql_where=sa.text(_NO_RESPONSE_YET),
+    ),
 )
 
 # Dispatch order, everywhere (queue listings, assignment, an agent's own list): critical first,

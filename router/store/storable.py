@@ -22,7 +22,9 @@ email address; other tables keep only what fits.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 from typing import Any
 
 import sqlalchemy as sa
@@ -64,7 +66,13 @@ def storable(table: sa.Table, row: dict[str, Any], *, keep_in: str | None = None
     """`row` with every value fitted to its column of `table`. With `keep_in` (a JSON column of
     the row), each value that was cut is kept whole there, under "uncut"."""
     cleaned = {name: clean(value) for name, value in row.items()}
-    out = {name: _cut(table.c[name], value) for name, value in cleaned.items()}
+    lengths = _lengths(table)  # per message, on the hot path: only a long value looks further
+    out = {
+        name: _cut(table.c[name], value)
+        if isinstance(value, str) and len(value) > lengths[name]
+        else value
+        for name, value in cleaned.items()
+    }
     if keep_in is not None:
         uncut = {
             name: value
@@ -74,6 +82,12 @@ def storable(table: sa.Table, row: dict[str, Any], *, keep_in: str | None = None
         if uncut:
             out[keep_in] = {**out[keep_in], "uncut": uncut}
     return out
+
+
+@functools.cache
+def _lengths(table: sa.Table) -> dict[str, float]:
+    """Each column's length; infinite for a column without one."""
+    return {c.name: getattr(c.type, "length", None) or math.inf for c in table.columns}
 
 
 def _identifies(column: sa.Column[Any]) -> bool:
