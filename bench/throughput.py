@@ -12,6 +12,8 @@ Kafka-first gateway (+ one acks=all produce per request). Figures:
 - p50_ms_at_500 / p99_ms_at_500: answered → stored, sending a steady 500 messages/s
 - latency_by_rate (--latency-rates 100,200): the same at other steady rates, e.g. below what
   the router sustains, where the figure is its latency and not a queue's length
+- hops_at_500, and hops in each latency_by_rate row: where that time went, stage to stage,
+  from the router's own log lines (bench/stages.py)
 - critical_behind_backlog_s: a fraud report's answer → stored in the fraud queue, sent just
   after a burst of --backlog standard messages was answered
 - bare_http_msgs_per_s, bare_gateway_msgs_per_s: the ceilings, each a burst of --ceiling
@@ -59,6 +61,7 @@ from bench_support import (  # noqa: E402
     wait_ready,
 )
 from loadgen import PATH, Signed, burst_command, ensure_wrk, sign_sms, threads_of  # noqa: E402
+from stages import hops  # noqa: E402
 
 from router.bus.embedded import free_port  # noqa: E402
 
@@ -76,6 +79,20 @@ SIZES = {
     "default": {"ceiling": 20_000, "burst": 20_000, "steady_seconds": 20, "backlog": 20_000},
     "quick": {"ceiling": 1_000, "burst": 500, "steady_seconds": 2, "backlog": 500},
 }
+
+
+async def logged_hops(log: Path, start: int, messages: int) -> dict:
+    """The hops of the messages logged in `log` after `start` (bench/stages.py). The dispatcher
+    writes its line just after the store has the message, and the sender after that: wait a
+    little for the last ones (at most five seconds)."""
+    for _ in range(25):
+        with log.open(errors="replace") as lines:
+            lines.seek(start)
+            found = hops(lines)
+        if found.get("dispatcher → sender", {}).get("n", 0) >= messages:
+            break
+        await asyncio.sleep(0.2)
+    return found
 
 
 def texts(n: int) -> list[str]:
@@ -220,6 +237,8 @@ class Bench:
         accepted: dict[str, float] = {}
         stored: dict[str, float] = {}
         seq = await store.top_seq()
+        log = self.tmp / f"router-{base.rsplit(':', 1)[1]}.log"  # see `started`
+        log_from = log.stat().st_size
         sending = True
 
         async def post(http: aiohttp.ClientSession, r: Signed) -> None:
@@ -264,11 +283,13 @@ class Bench:
         waits = sorted(max(0.0, stored[s] - accepted[s]) * 1000 for s in accepted)
         if not waits:
             raise RuntimeError(f"steady {rate}/s: the router answered none of {n} requests")
+        between = await logged_hops(log, log_from, len(accepted))
         return {
             "rate": rate,
             "p50_ms": round(statistics.median(waits), 1),
             "p99_ms": round(waits[int(0.99 * (len(waits) - 1))], 1),
             "not_ok": n - len(accepted),
+            "hops": between,
         }
 
     async def soak(self, base: str, store: StoreView) -> None:
@@ -375,6 +396,7 @@ class Bench:
                     self.figures["p50_ms_at_500"] = at_500["p50_ms"]
                     self.figures["p99_ms_at_500"] = at_500["p99_ms"]
                     self.figures["steady_not_ok"] = at_500["not_ok"]
+                    self.figures["hops_at_500"] = at_500["hops"]
                     if self.args.latency_rates:
                         self.figures["latency_by_rate"] = [
                             await self.steady(base, store, rate) for rate in self.args.latency_rates
@@ -513,6 +535,10 @@ def table(result: dict) -> str:
                 + (f" ({row['not_ok']} not answered 200)" if row["not_ok"] else ""),
             )
         )
+        rows += [
+            (f"  {hop}", f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms")
+            for hop, figures in row.get("hops", {}).items()
+        ]
     for row in result.get("scale_out", []):
         rows.append(
             (

@@ -142,6 +142,17 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     assert low["rate"] == 50 and low["not_ok"] == 0, low
     assert 0 <= low["p50_ms"] <= low["p99_ms"], low
     assert "accepted → stored at a steady 50/s" in run.stdout
+    # where that time went, hop by hop, from the stages' log lines: every message of the phase
+    steady_n = 50 * result["sizes"]["steady_seconds"]
+    for row in (low["hops"], result["hops_at_500"]):
+        assert list(row) == [
+            "gateway → classifier",
+            "classifier → dispatcher",
+            "dispatcher → sender",
+        ], row
+        assert row["gateway → classifier"]["p50_ms"] > 0, row
+    assert low["hops"]["classifier → dispatcher"]["n"] == steady_n, low
+    assert "  classifier → dispatcher" in run.stdout
 
 
 def test_store_statements_counts_what_the_router_asks_its_database():

@@ -41,3 +41,27 @@ def test_configuring_twice_keeps_one_handler():
     logging.getLogger("asyncio").warning("once")
     assert first.getvalue() == ""
     assert [line["event"] for line in _lines(second)] == ["once"]
+
+
+class _Writes(io.StringIO):
+    """A stream that remembers each write() it was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_each_line_is_one_write_with_its_newline_so_processes_sharing_stderr_never_mix_lines():
+    stream = _Writes()
+    configure_logging("json", "info", stream=stream)
+    for n in range(3):
+        structlog.get_logger().info("router.event", n=n)
+    logging.getLogger("aiokafka.consumer").warning("Heartbeat failed")
+    assert len(stream.writes) == 4
+    for text in stream.writes:
+        assert text.endswith("\n") and text.count("\n") == 1, text
+        json.loads(text)

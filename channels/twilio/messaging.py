@@ -11,7 +11,6 @@ address names.
 
 from __future__ import annotations
 
-import structlog
 from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.twiml.messaging_response import MessagingResponse
@@ -33,7 +32,6 @@ from channels.twilio.webhooks import (
 from router.core.envelope import Attachment, Channel, Envelope, Sender
 from router.core.http import json_error
 
-log = structlog.get_logger("channels.twilio.messaging")
 # The answer to every accepted message: the same empty TwiML, rendered once (ElementTree per
 # request was about 5% of the gateway's time).
 _NOTHING_TO_SAY = str(MessagingResponse())
@@ -89,16 +87,9 @@ class TwilioMessagingChannel:
             attachments=_media(form, label),
         )
         try:
-            accepted = await self._publish(envelope)
+            await self._publish(envelope)  # logged there, once, as `message.received`
         except Exception as exc:
             raise publish_failed(label, exc) from None
-        log.info(
-            "twilio.message_accepted",
-            channel=label,
-            trace_id=accepted.trace_id,
-            lane=accepted.lane,
-            media=len(accepted.attachments),
-        )
         return twiml(_NOTHING_TO_SAY)
 
 

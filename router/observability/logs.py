@@ -38,7 +38,9 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream=None) -> No
     structlog.configure(
         processors=[*shared, exceptions, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        # One write() a line, newline included: the workers share the supervisor's stderr, and
+        # print()'s two writes (the line, then its newline) let two processes' lines meet.
+        logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
     # The standard library's records (libraries' warnings) through the same chain and renderer.

@@ -51,5 +51,6 @@ class Intake:
             lane=lane,
             redactions=kinds,
             chars=len(clean.text),
+            attachments=len(clean.attachments),
         )
         return clean
