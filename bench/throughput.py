@@ -107,6 +107,7 @@ class Bench:
             if getattr(args, key, None):
                 self.size[key] = getattr(args, key)
         self.run_id = secrets.token_hex(2)
+        self.steady_customers = 2_000_000  # the next steady phase's first customer
         self.progress = Progress()
         self.memory = PeakMemory()
         self.wrk = ensure_wrk()
@@ -233,7 +234,10 @@ class Bench:
         """`rate` messages a second for --steady-seconds: p50 and p99 of answered → stored."""
         n = rate * self.size["steady_seconds"]
         prefix = f"{self.run_id}c{rate:04x}"  # each rate its own SIDs (hex: the SID format)
-        requests = sign_sms(base + PATH, TOKEN, prefix, texts(n), start=2_000_000)
+        # New customers each phase: a returning one's message joins their open conversation,
+        # which is not acknowledged again (no reply for the sender, a lighter path).
+        start, self.steady_customers = self.steady_customers, self.steady_customers + n
+        requests = sign_sms(base + PATH, TOKEN, prefix, texts(n), start=start)
         accepted: dict[str, float] = {}
         stored: dict[str, float] = {}
         seq = await store.top_seq()
