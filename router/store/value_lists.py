@@ -36,6 +36,9 @@ class _ValueList(sa.types.TypeDecorator):
         return list(value) if dialect.name == "postgresql" else json.dumps(list(value))
 
 
+_VALUE_LIST = _ValueList()  # one instance for every list: a type is built at some cost
+
+
 class OneOf(sa.sql.expression.ColumnElement[bool]):
     inherit_cache = True
     type = sa.Boolean()
@@ -47,7 +50,7 @@ class OneOf(sa.sql.expression.ColumnElement[bool]):
 
     def __init__(self, column: sa.ColumnElement[Any], values: Iterable[Any]):
         self.column = column
-        self.values = sa.bindparam(None, list(values), type_=_ValueList(), unique=True)
+        self.values = sa.bindparam(None, list(values), type_=_VALUE_LIST, unique=True)
 
 
 def one_of(column: sa.ColumnElement[Any], values: Iterable[Any]) -> OneOf:
