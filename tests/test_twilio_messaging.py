@@ -131,12 +131,16 @@ async def test_an_accepted_webhook_is_logged_once_as_its_message_and_a_refused_o
                 {"MessageSid": message_sid(), "From": CUSTOMER, "To": OUR_NUMBER, "Body": "hi"},
                 signed=False,
             )
+            # Another webhook, accepted: its handler logs no message, so it keeps its line.
+            status = await t.post(
+                "/webhooks/twilio/status", {"MessageSid": message_sid(), "MessageStatus": "sent"}
+            )
             async with t.http.get(t.url("/healthz")) as health:
                 assert health.status == 200
-    assert (accepted[0], refused[0]) == (200, 403)
+    assert (accepted[0], refused[0], status[0]) == (200, 403, 204)
     assert [e["event"] for e in logs].count("message.received") == 1
     requests = [(e["url"], e["status"]) for e in logs if e["event"] == "http.request"]
-    assert requests == [(PATH, 403), ("/healthz", 200)]
+    assert requests == [(PATH, 403), ("/webhooks/twilio/status", 204), ("/healthz", 200)]
 
 
 async def test_a_missing_signature_gets_403(sqlite_url, monkeypatch):

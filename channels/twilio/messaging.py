@@ -31,6 +31,7 @@ from channels.twilio.webhooks import (
 )
 from router.core.envelope import Attachment, Channel, Envelope, Sender
 from router.core.http import json_error
+from router.observability.access_log import logged_as_message
 
 # The answer to every accepted message: the same empty TwiML, rendered once (ElementTree per
 # request was about 5% of the gateway's time).
@@ -87,7 +88,7 @@ class TwilioMessagingChannel:
             attachments=_media(form, label),
         )
         try:
-            await self._publish(envelope)  # logged there, once, as `message.received`
+            await self._publish(envelope)  # logged there, as `message.received`
         except Exception as exc:
             raise publish_failed(label, exc) from None
         return twiml(_NOTHING_TO_SAY)
@@ -138,7 +139,9 @@ async def _receive(request: web.Request) -> web.Response:
         raise json_error(
             web.HTTPForbidden, f"channel {channel.value} is not enabled on this router"
         )
-    return await target.accept(form)
+    answer = await target.accept(form)
+    logged_as_message(request)  # as `message.received`: no access line besides
+    return answer
 
 
 def _build(context: ChannelContext, channel: Channel) -> ChannelParts:
