@@ -291,10 +291,11 @@ class DispatcherService:
 
         def acknowledge(conversation: dict, created: bool) -> Outbound | None:
             out = _acknowledgement(conversation, created)
-            if out is not None and c.language == "zh":
+            if out is None:
+                return None
+            if c.language == "zh":
                 out = out.model_copy(update={"text": in_script_of(out.text, envelope.text)})
-            if out is not None:
-                batch.acknowledgements.append(out)
+            batch.acknowledgements.append(out)
             return out
 
         def _acknowledgement(conversation: dict, created: bool) -> Outbound | None:
