@@ -608,10 +608,21 @@ def main() -> None:
         type=rates,
         help="then the steady phase again at each of these rates (messages/s)",
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="work in DIR and keep it: the routers' logs, the database, the signed requests",
+    )
     for key in SIZES["default"]:
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, dest=key)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.keep)
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
         result = asyncio.run(Bench(args, Path(tmp)).run())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")

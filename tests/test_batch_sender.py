@@ -241,3 +241,29 @@ async def test_the_sandbox_keeps_a_chunk_once_and_marks_only_what_it_kept_now(pa
     assert await store.record_sandbox_deliveries([first, second, second]) == [second.message_id]
     assert await kept(store) == {first.message_id: 1, second.message_id: 1}
     assert await statuses(store, [first, second]) == ["read", "sandboxed"]
+
+
+async def test_the_sandbox_keeps_a_chunk_in_as_many_statements_whatever_its_length(parts):
+    """Not a statement per reply: at a few hundred replies a second, each statement's own cost
+    (building it, binding it, the driver's round trip) was most of the sender's time."""
+    store = parts.store
+    mail = await conversation(store, Channel.EMAIL, "e@example.com")
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(statement)
+
+    engine = store.engine.sync_engine
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        for length in (1, 30):
+            outs = await replies(store, mail, *(f"reply {length}.{n}" for n in range(length)))
+            statements.clear()
+            assert await store.record_sandbox_deliveries(outs) == [o.message_id for o in outs]
+            if length == 1:
+                one = len(statements)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) == one, statements
+    assert await statuses(store, outs) == ["sandboxed"] * 30
+    assert sum((await kept(store)).values()) == 31

@@ -22,7 +22,7 @@ def command(args: argparse.Namespace) -> int:
     from router.services.workers import plan_for
 
     settings = Settings()
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, once=True)
 
     outcome = {"code": 0}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE = re.compile("[\ud800-\udfff]")  # a lone half, or either half of a pair
 
 
 def unicode_safe(value: str) -> str:
@@ -14,6 +14,6 @@ def unicode_safe(value: str) -> str:
     if value.isascii():  # the common case: no surrogate can be in it
         return value.replace("\x00", "") if "\x00" in value else value
     value = value.replace("\x00", "")
-    if _SURROGATE.search(value):
+    if SURROGATE.search(value):
         value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return value

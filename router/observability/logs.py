@@ -16,7 +16,11 @@ from structlog.typing import Processor
 _HANDLER_NAME = "supportrouter"
 
 
-def configure_logging(fmt: str = "auto", level: str = "info", stream=None) -> None:
+def configure_logging(
+    fmt: str = "auto", level: str = "info", stream=None, *, once: bool = False
+) -> None:
+    """`once`: this process configures logging once and for all (the router's processes), so
+    each module's logger is built on its first line and kept, not built again for every line."""
     stream = stream or sys.stderr
     as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: Processor = (
@@ -41,7 +45,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream=None) -> No
         # One write() a line, newline included: the workers share the supervisor's stderr, and
         # print()'s two writes (the line, then its newline) let two processes' lines meet.
         logger_factory=structlog.WriteLoggerFactory(stream),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=once,
     )
     # The standard library's records (libraries' warnings) through the same chain and renderer.
     formatter = structlog.stdlib.ProcessorFormatter(

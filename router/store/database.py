@@ -122,6 +122,14 @@ class Repository:
         return self._database.write()
 
 
+async def hold_sqlite_writes(conn: AsyncConnection) -> None:
+    """On SQLite, take the database's write lock now (BEGIN IMMEDIATE), before reading: what the
+    transaction reads then stays true until it commits, and no later write of it meets a busy
+    database half-way. Must be the transaction's first statement; elsewhere a no-op."""
+    if conn.dialect.name == "sqlite":
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def insert_for(dialect: str) -> Callable[[sa.Table], Any]:
     """The dialect's INSERT, which knows ON CONFLICT DO NOTHING (both SQLite and PostgreSQL)."""
     if dialect == "postgresql":

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.core.envelope import Envelope, Outbound, now
-from router.store.database import Repository
+from router.store.database import Repository, hold_sqlite_writes
 from router.store.rows import listing, outbound_row, ticket_for, utc
 from router.store.schema import conversations, messages
 from router.store.storable import fit, storable
@@ -174,10 +174,8 @@ class InboundMessages(Repository):
         on both lanes at once, and open two. SQLite: take the database's write lock now
         (BEGIN IMMEDIATE) instead of at the first insert. PostgreSQL: a transaction-scoped
         advisory lock per key, taken in one order (a deadlock would only roll one back)."""
-        dialect = conn.dialect.name
-        if dialect == "sqlite":
-            await conn.exec_driver_sql("BEGIN IMMEDIATE")
-        elif dialect == "postgresql":
+        await hold_sqlite_writes(conn)
+        if conn.dialect.name == "postgresql":
             await conn.execute(
                 sa.text(
                     "SELECT count(pg_advisory_xact_lock(h)) FROM "

@@ -196,13 +196,10 @@ class IntakeJournal:
                 db.execute("COMMIT")
                 self.commits += 1
                 self.appended += len(appends)
-                for w in appends:
-                    w.loop.call_soon_threadsafe(_settle, w.future, None, None)
+                _settle_all(appends, None)
             except sqlite3.Error as exc:
                 _rollback(db)
-                error = RuntimeError(f"the intake journal could not write: {exc}")
-                for w in appends:
-                    w.loop.call_soon_threadsafe(_settle, w.future, None, error)
+                _settle_all(appends, RuntimeError(f"the intake journal could not write: {exc}"))
         for w in batch:
             if w.kind == "append":
                 continue
@@ -286,6 +283,21 @@ def _settle(future: asyncio.Future, result: Any, error: BaseException | None) ->
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+def _settle_all(writes: list[_Write], error: BaseException | None) -> None:
+    """Settle a group's writes with one wake-up of each loop they came from, not one each: the
+    loop is woken through a pipe, and at a thousand a second those wake-ups add up."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
+    for w in writes:
+        by_loop.setdefault(w.loop, []).append(w.future)
+    for loop, futures in by_loop.items():
+        loop.call_soon_threadsafe(_settle_many, futures, error)
+
+
+def _settle_many(futures: list[asyncio.Future], error: BaseException | None) -> None:
+    for future in futures:
+        _settle(future, None, error)
 
 
 def _rollback(db: sqlite3.Connection) -> None:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.core.envelope import Outbound, now
-from router.store.database import Repository, insert_for
+from router.store.database import Repository, hold_sqlite_writes, insert_for
 from router.store.rows import jsonable, outbound_row
 from router.store.schema import conversations, messages, outbox
 from router.store.storable import fit, storable
@@ -201,17 +201,22 @@ class OutboundMessages(Repository):
                 rows.append(_outbox_row(out, at))
         if not rows:
             return []
-        # One row a statement, the same statement each time: rows in one VALUES list would make
-        # each chunk length a statement of its own (see router/store/value_lists.py).
+        # A handful of statements for the chunk: what the outbox has of it, then the others in
+        # one executemany (the same statement for any chunk length, see value_lists.py) and
+        # their status. On SQLite the write lock is held from the lookup on, so nobody keeps one
+        # in between; on PostgreSQL ON CONFLICT still keeps a row once if another sender (a
+        # rebalance) keeps it at the same moment, and both then report it kept.
         insert = insert_for(self.engine.dialect.name)(outbox).on_conflict_do_nothing(
             index_elements=[outbox.c.message_id]
         )
+        ids = [row["message_id"] for row in rows]
         async with self.write() as conn:
-            kept = set()
-            for row in rows:
-                if (await conn.execute(insert.values(row))).rowcount == 1:
-                    kept.add(row["message_id"])
+            await hold_sqlite_writes(conn)
+            query = sa.select(outbox.c.message_id).where(one_of(outbox.c.message_id, ids))
+            before = set((await conn.execute(query)).scalars())
+            kept = set(ids) - before
             if kept:
+                await conn.execute(insert, [row for row in rows if row["message_id"] in kept])
                 await conn.execute(
                     messages.update()
                     .where(one_of(messages.c.message_id, sorted(kept)))
