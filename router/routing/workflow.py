@@ -93,6 +93,9 @@ class Workflow:
     def __init__(self, config: RouterConfig):
         self.config = config
         self.routing = config.routing
+        # Each filter with its expression, read once: a pydantic model's private attribute is
+        # found through its __getattr__, a cost each filter would pay for every message.
+        self._filters = [(f, f.expression) for f in self.routing.workflow]
 
     def ladder(self, rule: str) -> list[Target]:
         """The targets of the rule that placed a conversation (empty when the rule is gone)."""
@@ -121,9 +124,9 @@ class Workflow:
     ) -> Decision:
         """`available(queue)`: could an agent take it now (None: assume so, as simulate does)."""
         explain: list[str] = []
-        for f in self.routing.workflow:
+        for f, expression in self._filters:
             try:
-                matched = f.expression.evaluate(facts)
+                matched = expression.evaluate(facts)
             except EvaluationError as exc:
                 log.warning("routing.filter_failed", filter=f.name, error=str(exc)[:300])
                 explain.append(f"filter {f.name!r} could not be evaluated ({exc}): skipped")
