@@ -224,8 +224,28 @@ class DispatcherService:
         on_stored, placed = await self.cases.placing(envelopes)
         recorded = await self.store.record_inbound_many(items, on_stored)
         await self.cases.protect(envelopes, recorded, placed)
-        await self._publish_replies(recorded, batch.acknowledgements)
-        events = []
+        events = [
+            QueueEvent(
+                type="conversation.queued",
+                conversation_id=done.conversation["id"],
+                queue=done.conversation["queue"],
+                urgency=done.conversation["urgency"],
+                status=done.conversation["status"],
+            )
+            for done in recorded
+            if done.requeued and not done.duplicate
+        ]
+        # The replies and the queue events side by side: two acks=all round trips in the time
+        # of one. Both are done before the consumer commits; a failure of either fails the
+        # chunk, which is handled again (an event twice is harmless: it tells views to look).
+        await asyncio.gather(
+            self._publish_replies(recorded, batch.acknowledgements),
+            self.bus.publish_many(
+                self.bus.topics.events, ((e.conversation_id.encode(), e.to_bytes()) for e in events)
+            )
+            if events
+            else asyncio.sleep(0),
+        )
         for envelope, item, done in zip(envelopes, items, recorded, strict=True):
             if done.duplicate:
                 log.info(
@@ -233,16 +253,6 @@ class DispatcherService:
                 )
                 continue
             conversation = done.conversation
-            if done.requeued:
-                events.append(
-                    QueueEvent(
-                        type="conversation.queued",
-                        conversation_id=conversation["id"],
-                        queue=conversation["queue"],
-                        urgency=conversation["urgency"],
-                        status=conversation["status"],
-                    )
-                )
             ROUTING_SECONDS.observe((now() - envelope.received_at).total_seconds())
             decision = item.decision or {}
             log.info(
@@ -258,9 +268,6 @@ class DispatcherService:
                 rules_version=config.version,
             )
         if events:
-            await self.bus.publish_many(
-                self.bus.topics.events, ((e.conversation_id.encode(), e.to_bytes()) for e in events)
-            )
             await self.assigner.assign_waiting()
 
     async def _publish_replies(self, recorded: list[Recorded], made: list[Outbound]) -> None:
