@@ -106,7 +106,7 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     run = subprocess.run(
         [sys.executable, "-m", "router.cli", "bench", "--quick", "--out", str(out)]
         + ["--soak-seconds", "3", "--soak-rate", "20", "--scale-out", "1,2"]
-        + ["--latency-rates", "50"],
+        + ["--latency-rates", "50", "--keep", str(tmp_path / "work")],
         capture_output=True,
         text=True,
         timeout=600,
@@ -153,6 +153,9 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
         assert row["gateway → classifier"]["p50_ms"] > 0, row
     assert low["hops"]["classifier → dispatcher"]["n"] == steady_n, low
     assert "  classifier → dispatcher" in run.stdout
+    # --keep: the routers' logs stay, each message's stages in them (what bench/stages.py reads)
+    logs = sorted((tmp_path / "work").glob("router-*.log"))
+    assert logs and any('"message.received"' in log.read_text() for log in logs), logs
 
 
 def test_store_statements_counts_what_the_router_asks_its_database():
