@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 
-from router.core.text import unicode_safe
+from router.core.text import SURROGATE, unicode_safe
 
 E = TypeVar("E", bound=web.HTTPException)
 
@@ -22,7 +22,6 @@ Surrogates = Literal["reject", "replace"]
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def json_error(exc_class: type[E], message: str, **kwargs: Any) -> E:
@@ -62,7 +61,7 @@ def _clean(value: Any, surrogates: Surrogates) -> Any:
         if surrogates == "replace":
             return unicode_safe(value)
         # json.loads joins a valid pair of escapes into one character: what is left is lone.
-        if _LONE_SURROGATE.search(value):
+        if SURROGATE.search(value):
             raise BadJson("a string holds a lone surrogate (\\ud800-\\udfff)")
         return value
     if isinstance(value, dict):

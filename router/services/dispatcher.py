@@ -238,14 +238,15 @@ class DispatcherService:
         # The replies and the queue events side by side: two acks=all round trips in the time
         # of one. Both are done before the consumer commits; a failure of either fails the
         # chunk, which is handled again (an event twice is harmless: it tells views to look).
-        await asyncio.gather(
-            self._publish_replies(recorded, batch.acknowledgements),
-            self.bus.publish_many(
-                self.bus.topics.events, ((e.conversation_id.encode(), e.to_bytes()) for e in events)
+        publishes = [self._publish_replies(recorded, batch.acknowledgements)]
+        if events:
+            publishes.append(
+                self.bus.publish_many(
+                    self.bus.topics.events,
+                    ((e.conversation_id.encode(), e.to_bytes()) for e in events),
+                )
             )
-            if events
-            else asyncio.sleep(0),
-        )
+        await asyncio.gather(*publishes)
         for envelope, item, done in zip(envelopes, items, recorded, strict=True):
             if done.duplicate:
                 log.info(

@@ -39,11 +39,9 @@ _DIGEST_CHARS = 16
 
 def clean(value: Any) -> Any:
     """`value` without NUL characters or lone surrogates: strings, and JSON (dicts, lists)."""
-    if isinstance(value, str):
-        return unicode_safe(value)
-    if isinstance(value, dict | list | tuple) and not _clean_json(value):
-        return _clean_each(value)
-    return value
+    if isinstance(value, dict | list | tuple) and _clean_json(value):
+        return value
+    return _clean_each(value)
 
 
 def _clean_each(value: Any) -> Any:
