@@ -64,6 +64,7 @@ from loadgen import PATH, Signed, burst_command, ensure_wrk, sign_sms, threads_o
 from stages import hops  # noqa: E402
 
 from router.bus.embedded import free_port  # noqa: E402
+from router.core.settings import Settings  # noqa: E402
 
 TOKEN = "bench-twilio-auth-token"
 RATE = 500  # messages per second in the steady phase
@@ -177,6 +178,7 @@ class Bench:
         )
         if self.args.processes:
             env["SUPPORTROUTER_PROCESSES"] = self.args.processes
+        env.update((f"SUPPORTROUTER_{name.upper()}", value) for name, value in self.args.setting)
         return env
 
     async def wait_stored(
@@ -485,6 +487,7 @@ class Bench:
             "broker": "tansu (embedded)",
             "load_generator": "wrk" if self.wrk else "aiohttp (bench/loadgen.py)",
             "sizes": self.size,
+            "settings": dict(self.args.setting),  # --setting: the routers' settings changed
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "machine": machine(),
             "command": " ".join(["bench/throughput.py", *sys.argv[1:]]),
@@ -567,6 +570,18 @@ def rates(text: str) -> list[int]:
     return _numbers(text, 1, 5000, "rates", "100,200")
 
 
+def setting(text: str) -> tuple[str, str]:
+    """--setting's value: NAME=VALUE, NAME one of the router's settings (router/core/settings.py)."""
+    name, equals, value = text.partition("=")
+    name = name.strip().lower()
+    if not equals or name not in Settings.model_fields:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE with NAME a router setting like consumer_fetch_wait_ms=20, "
+            f"not {text!r}"
+        )
+    return name, value
+
+
 def _numbers(text: str, low: int, high: int, what: str, example: str) -> list[int]:
     try:
         numbers = [int(part) for part in text.split(",")]
@@ -613,6 +628,15 @@ def main() -> None:
         type=Path,
         metavar="DIR",
         help="work in DIR and keep it: the routers' logs, the database, the signed requests",
+    )
+    parser.add_argument(
+        "--setting",
+        metavar="NAME=VALUE",
+        type=setting,
+        action="append",
+        default=[],
+        help="a router setting for every router of the run (SUPPORTROUTER_NAME), e.g. "
+        "consumer_fetch_wait_ms=20; repeatable",
     )
     for key in SIZES["default"]:
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, dest=key)

@@ -106,7 +106,8 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     run = subprocess.run(
         [sys.executable, "-m", "router.cli", "bench", "--quick", "--out", str(out)]
         + ["--soak-seconds", "3", "--soak-rate", "20", "--scale-out", "1,2"]
-        + ["--latency-rates", "50", "--keep", str(tmp_path / "work")],
+        + ["--latency-rates", "50", "--keep", str(tmp_path / "work")]
+        + ["--setting", "consumer_fetch_wait_ms=40"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -123,6 +124,7 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     assert result["peak_rss_mb"]["router"] > 0 and result["peak_rss_mb"]["router.broker"] > 0
     assert result["database"] == "sqlite" and result["broker"].startswith("tansu")
     assert all(result[k] for k in ("date", "machine", "command"))
+    assert result["settings"] == {"consumer_fetch_wait_ms": "40"}
     assert "router end to end" in run.stdout and str(out) in run.stdout
     soak = result["soak"]  # each process's memory after the first fifth and at the end
     assert soak["not_ok"] == 0 and (soak["seconds"], soak["rate"]) == (3, 20)
@@ -177,12 +179,14 @@ def test_store_statements_counts_what_the_router_asks_its_database():
 
 SCALE_OUT_REFUSED = "--scale-out: expected counts from 1 to 64 like 1,2,4"
 RATES_REFUSED = "--latency-rates: expected rates from 1 to 5,000 like 100,200"
+SETTING_REFUSED = "--setting: expected NAME=VALUE with NAME a router setting"
 
 
 @pytest.mark.parametrize(
     "option, value, reason",
     [("--scale-out", value, SCALE_OUT_REFUSED) for value in ("x", "1,,2", "0", "1,65", "")]
-    + [("--latency-rates", value, RATES_REFUSED) for value in ("fast", "100,", "0", "5001")],
+    + [("--latency-rates", value, RATES_REFUSED) for value in ("fast", "100,", "0", "5001")]
+    + [("--setting", value, SETTING_REFUSED) for value in ("fetch_wait=1", "processes", "=1")],
 )
 def test_a_wrong_list_is_refused_before_anything_starts(option, value, reason):
     run = subprocess.run(

@@ -7,6 +7,7 @@ built, so a message a channel accepted can always be encoded for Kafka and store
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -53,6 +54,12 @@ class Lane(StrEnum):
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def random_id() -> str:
+    """128 random bits as 32 hex digits, like `uuid4().hex`, without building a UUID (a few
+    microseconds on every message at every stage)."""
+    return os.urandom(16).hex()
 
 
 def message_id_for(channel: str, channel_message_id: str) -> str:
@@ -109,7 +116,7 @@ class Envelope(_Record):
     attachments: list[Attachment] = Field(default_factory=list)
     received_at: datetime = Field(default_factory=now)
     lane: Lane = Lane.STANDARD
-    trace_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    trace_id: str = Field(default_factory=random_id)
     classification: Classification | None = None
 
     _safe = field_validator("text", "subject")(lambda v: unicode_safe(v) if v else v)
@@ -132,7 +139,7 @@ class Outbound(_Record):
     """A reply on its way to the customer, on the channel the conversation came from."""
 
     schema_version: int = SCHEMA_VERSION
-    message_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    message_id: str = Field(default_factory=random_id)
     conversation_id: str
     conversation_key: str
     channel: Channel
@@ -141,7 +148,7 @@ class Outbound(_Record):
     kind: str = "agent_reply"  # acknowledgement | agent_reply
     author: str | None = None
     created_at: datetime = Field(default_factory=now)
-    trace_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    trace_id: str = Field(default_factory=random_id)
     thread: dict[str, str] = Field(default_factory=dict)
 
 

@@ -85,11 +85,16 @@ class Assignments(Repository):
         self, *, waiting: bool = True
     ) -> tuple[set[str], Loads, Counter[tuple[str, int, int]]]:
         """Who is available, what each holds, and (with `waiting`) how many conversations wait
-        per (queue, priority, urgency rank): read on one connection."""
+        per (queue, priority, urgency rank): read on one connection. With nobody available,
+        neither is read: both only count for an available agent (who could take a conversation,
+        and the wait quoted when one could), and in a spike the count reads every conversation
+        still waiting, on every chunk a dispatcher stores."""
         async with self.engine.connect() as conn:
             available = await _available(conn)
-            loads = await _loads(conn)
             counts: Counter[tuple[str, int, int]] = Counter()
+            if not available:
+                return available, {}, counts
+            loads = await _loads(conn)
             if waiting:
                 rows = await conn.execute(
                     sa.select(

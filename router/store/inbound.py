@@ -3,7 +3,6 @@ message_id, with its acknowledgement in the same transaction."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from router.core.envelope import Envelope, Outbound, now
+from router.core.envelope import Envelope, Outbound, now, random_id
 from router.store.database import Repository, hold_sqlite_writes
 from router.store.rows import listing, outbound_row, ticket_for, utc
 from router.store.schema import conversations, messages
@@ -247,7 +246,7 @@ def _place_inbound(
     c = envelope.classification
     assert c is not None
     if open_conv is None:
-        conv_id = uuid.uuid4().hex
+        conv_id = random_id()
         row: dict[str, Any] = {column.name: None for column in conversations.columns}
         row.update(
             id=conv_id,

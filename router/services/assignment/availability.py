@@ -82,15 +82,6 @@ class Availability:
         """A snapshot: could an available agent with room take a conversation in this queue now?"""
         return (await self.snapshot(waiting=False)).availability(language, channel)
 
-    async def expected_wait_seconds(
-        self, queue: str, language: str, channel: str, priority: int, critical: bool
-    ) -> float:
-        """Conversations ahead of this one, shared among the agents who could take them, times
-        the queue's expected handling time."""
-        return (await self.snapshot()).expected_wait_seconds(
-            queue, language, channel, priority, critical
-        )
-
     def next_shift(
         self, queue: str, language: str, channel: str, at: datetime
     ) -> tuple[datetime, str] | None:
@@ -154,6 +145,9 @@ class Snapshot:
     def expected_wait_seconds(
         self, queue: str, language: str, channel: str, priority: int, critical: bool
     ) -> float:
+        """Conversations ahead of this one, shared among the agents who could take them, times
+        the queue's expected handling time. Only for a queue `staffed` now: with nobody
+        available, the snapshot holds no counts (see `ConversationStore.presence`)."""
         q = self.assigner.config.routing.queues[queue]
         waiting = sum(
             n
