@@ -370,7 +370,7 @@ class _Batch:
             return Wait(opens=calendar.next_open(at), timezone=zone, now=at)
         if not self.snapshot.staffed(decision.queue, language, channel):
             # Nobody who could take it is here: say when someone will be, never "taking it now".
-            shift = self.snapshot.assigner.next_shift(decision.queue, language, channel, at)
+            shift = self.snapshot.next_shift(decision.queue, language, channel, at)
             if shift is None:
                 return Wait(staffed=False)
             return Wait(opens=shift[0], timezone=shift[1], now=at, staffed=False)

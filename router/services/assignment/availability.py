@@ -124,6 +124,7 @@ class Snapshot:
             waiting,
         )
         self.agents = [a for a in assigner.config.agents.agents if a.username in available]
+        self._shifts: dict[tuple[str, str, str], tuple[datetime, tuple[datetime, str] | None]] = {}
 
     def availability(self, language: str, channel: str) -> Callable[[str], bool]:
         """Could an available agent with room take a conversation in this queue?"""
@@ -159,6 +160,23 @@ class Snapshot:
         )
         rounds = -(-(waiting + 1) // max(staff, 1))
         return float(rounds * q.expected_handle_seconds)
+
+    def next_shift(
+        self, queue: str, language: str, channel: str, at: datetime
+    ) -> tuple[datetime, str] | None:
+        """`Availability.next_shift`, kept per (queue, language, channel) while the shift it
+        found is still ahead: an agent's next start after a later moment is the same or later,
+        so the first of them stays the first until it begins (a dispatcher's chunk asks for
+        each message, and walking every agent's calendar was a twentieth of its time)."""
+        key = (queue, language, channel)
+        known = self._shifts.get(key)
+        if known is not None:
+            since, shift = known
+            if since <= at and (shift is None or shift[0] > at):
+                return shift
+        shift = self.assigner.next_shift(queue, language, channel, at)
+        self._shifts[key] = (at, shift)
+        return shift
 
     def add_waiting(self, queue: str, priority: int, urgency_rank: int) -> None:
         self.waiting[(queue, priority, urgency_rank)] += 1
