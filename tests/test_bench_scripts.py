@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -107,7 +109,7 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
         [sys.executable, "-m", "router.cli", "bench", "--quick", "--out", str(out)]
         + ["--soak-seconds", "3", "--soak-rate", "20", "--scale-out", "1,2"]
         + ["--latency-rates", "50", "--keep", str(tmp_path / "work")]
-        + ["--setting", "consumer_fetch_wait_ms=40"],
+        + ["--setting", "consumer_fetch_wait_ms=40", "--repeat", "2"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -125,6 +127,20 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     assert result["database"] == "sqlite" and result["broker"].startswith("tansu")
     assert all(result[k] for k in ("date", "machine", "command"))
     assert result["settings"] == {"consumer_fetch_wait_ms": "40"}
+    # --repeat 2: both ceilings and the burst twice; the figures are the median run's
+    runs = result["burst_runs"]
+    assert len(runs) == 2 and all(run["burst_not_ok"] == 0 for run in runs), runs
+    assert result["throughput_msgs_per_s"] == min(r["throughput_msgs_per_s"] for r in runs)
+    for mode in ("http", "gateway"):
+        assert result[f"bare_{mode}_msgs_per_s"] == min(result[f"bare_{mode}_runs"])
+    # each burst from customers of its own: every message opened a conversation
+    burst = result["sizes"]["burst"]
+    with contextlib.closing(sqlite3.connect(tmp_path / "work" / "bench.db")) as db:
+        [(customers,)] = db.execute(
+            "SELECT count(DISTINCT customer_address) FROM conversations"
+            " WHERE customer_address LIKE '+19991%'"
+        ).fetchall()
+    assert customers == 2 * burst
     assert "router end to end" in run.stdout and str(out) in run.stdout
     soak = result["soak"]  # each process's memory after the first fifth and at the end
     assert soak["not_ok"] == 0 and (soak["seconds"], soak["rate"]) == (3, 20)
