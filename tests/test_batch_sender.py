@@ -26,6 +26,7 @@ from router.services.sender import SenderService
 from router.store.conversations import ConversationStore
 from router.store.schema import outbox
 from tests.kafka_helpers import committed, fetch_uncommitted, records_in, settle
+from tests.store_helpers import statements_run
 from tests.test_reliability import wait_for
 from tests.twilio_standin import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, TwilioStandIn, message_sid
 
@@ -248,22 +249,13 @@ async def test_the_sandbox_keeps_a_chunk_in_as_many_statements_whatever_its_leng
     (building it, binding it, the driver's round trip) was most of the sender's time."""
     store = parts.store
     mail = await conversation(store, Channel.EMAIL, "e@example.com")
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(statement)
-
-    engine = store.engine.sync_engine
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements_run(store.engine) as statements:
         for length in (1, 30):
             outs = await replies(store, mail, *(f"reply {length}.{n}" for n in range(length)))
             statements.clear()
             assert await store.record_sandbox_deliveries(outs) == [o.message_id for o in outs]
             if length == 1:
                 one = len(statements)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
     assert len(statements) == one, statements
     assert await statuses(store, outs) == ["sandboxed"] * 30
     assert sum((await kept(store)).values()) == 31

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-import sqlalchemy as sa
 
 from router.core.envelope import Channel, Classification, Envelope, Sender, Urgency, now
 from router.store.conversations import ConversationStore
+from tests.store_helpers import statements_run
 
 
 @pytest.fixture
@@ -39,17 +39,8 @@ async def waiting(store: ConversationStore, customer: str, urgency: Urgency) -> 
 
 
 async def presence_and_statements(store: ConversationStore):
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(statement)
-
-    engine = store.engine.sync_engine
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements_run(store.engine) as statements:
         return await store.presence(), statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
 
 
 async def test_nobody_available_reads_who_is_and_nothing_else(store):
