@@ -6,18 +6,21 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
+
+import pytest
 
 from router.policy.rules import Rules
 from router.services.assignment.availability import Availability, Snapshot
+from tests.conftest import CONFIG_DIR
 
-CONFIG = Path(__file__).resolve().parent.parent / "config"
+
+@pytest.fixture(scope="module")
+def assigner() -> Availability:
+    return Availability(cast(Any, None), Rules(CONFIG_DIR), clock=None)  # calendars only: no store
 
 
-def test_a_chunk_quotes_the_same_next_shift_as_the_calendars_at_every_moment():
-    rules = Rules(CONFIG)
-    assigner = Availability(cast(Any, None), rules, clock=None)  # the calendars only: no store
+def test_a_chunk_quotes_the_same_next_shift_as_the_calendars_at_every_moment(assigner):
     snapshot = Snapshot(assigner, set(), {}, Counter())  # nobody available
     start = datetime(2026, 12, 3, 20, 0, tzinfo=UTC)  # Friday 04:00 in Shanghai
     asked = [("payments", "en", "sms"), ("fraud", "zh", "chat"), ("payments", "zh", "email")]
@@ -32,8 +35,7 @@ def test_a_chunk_quotes_the_same_next_shift_as_the_calendars_at_every_moment():
     assert len({shift for shift in quoted if shift is not None}) >= 3, quoted
 
 
-def test_a_clock_that_steps_back_is_answered_from_the_calendars():
-    assigner = Availability(cast(Any, None), Rules(CONFIG), clock=None)
+def test_a_clock_that_steps_back_is_answered_from_the_calendars(assigner):
     snapshot = Snapshot(assigner, set(), {}, Counter())
     friday_night = datetime(2026, 12, 4, 14, 0, tzinfo=UTC)  # Friday 22:00 in Shanghai
     friday_morning = datetime(2026, 12, 3, 23, 0, tzinfo=UTC)  # Friday 07:00

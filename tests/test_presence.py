@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from router.core.envelope import Channel, Classification, Envelope, Sender, Urgency, now
+from router.core.envelope import Urgency, now
 from router.store.conversations import ConversationStore
+from tests.routing_helpers import classified
 from tests.store_helpers import statements_run
 
 
@@ -22,19 +23,7 @@ async def store(database_url) -> AsyncIterator[ConversationStore]:
 
 
 async def waiting(store: ConversationStore, customer: str, urgency: Urgency) -> None:
-    envelope = Envelope.new(
-        channel=Channel.SMS,
-        channel_message_id=f"SM{customer}",
-        conversation_key=f"sms|{customer}|+15550000000",
-        sender=Sender(address=customer),
-        text="my transfer failed",
-    ).model_copy(
-        update={
-            "classification": Classification(
-                category="transaction_failed", urgency=urgency, confidence=0.9, language="en"
-            )
-        }
-    )
+    envelope = classified("transaction_failed", urgency.value, channel="sms", key=customer)
     await store.record_inbound(envelope, "payments", lambda c, created: None)
 
 
