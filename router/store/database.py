@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from router.store import json_text
 from router.store.inline_sqlite import inline_creator
 from router.store.revisions import wait_for_schema
 
@@ -36,7 +37,7 @@ class Database:
         # SQLite's calls made on the event loop's thread (router/store/inline_sqlite.py).
         if sqlite_on_loop and url.startswith("sqlite"):
             engine_options = {"async_creator": inline_creator(url), **engine_options}
-        self._engine_options = engine_options
+        self._engine_options = {"json_serializer": json_text.dumps, **engine_options}
         self._engine: AsyncEngine | None = None
         self._writer = WriterTurn() if url.startswith("sqlite") else None
 
