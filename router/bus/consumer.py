@@ -42,6 +42,9 @@ log = structlog.get_logger("router.bus.consumer")
 Handler = Callable[[ConsumerRecord], Awaitable[None]]
 BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[None]]
 Offsets = dict[TopicPartition, int]  # per partition, the offset to resume from
+# A fetch whose records were waiting in the consumer's buffer is topped up: see `_fetch`.
+_WAITING = 0.001  # seconds: a getmany this quick found its records buffered
+TOP_UP_MS = 5
 
 
 class ConsumerLoop:
@@ -72,6 +75,7 @@ class ConsumerLoop:
         on_dead_letter: Callable[[ConsumerRecord, BaseException], Awaitable[None]] | None = None,
         batch_handler: BatchHandler | None = None,
         chunk: int = 50,
+        top_up_ms: int = TOP_UP_MS,
     ):
         self.bus, self.topics, self.group, self.handler, self.stage = (
             bus,
@@ -81,6 +85,7 @@ class ConsumerLoop:
             stage,
         )
         self.batch_handler, self.chunk = batch_handler, max(chunk, 1)
+        self.top_up_ms = top_up_ms
         self.on_dead_letter = on_dead_letter
         self.retries, self.batch, self.yield_to = max(retries, 1), batch, yield_to
         self.idle = asyncio.Event()
@@ -147,8 +152,27 @@ class ConsumerLoop:
                 log.warning("consumer.rebuild_failed", stage=self.stage, error=repr(exc)[:300])
                 await watch.back_off()
 
-    async def _batch(self, consumer: AIOKafkaConsumer) -> None:
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list]:
+        """The records of the next batch, at most `batch`. The consumer fetches the next records
+        as soon as its buffer is emptied, so under load the records a getmany finds waiting
+        were fetched when the previous batch began, and those that arrived while it was handled
+        are not fetched yet: alone, they would wait for a batch of their own, and a message for
+        two batches' time. Records found waiting are therefore topped up with what one more
+        fetch brings within a few milliseconds (the embedded broker answers it at once when it
+        has records; when it has none, the wait is cut short)."""
+        started = time.monotonic()
         batches = await consumer.getmany(timeout_ms=500, max_records=self.batch)
+        count = sum(len(records) for records in batches.values())
+        if not count or count >= self.batch or time.monotonic() - started > _WAITING:
+            return batches
+        self.idle.clear()  # records in hand already: a loop that yields to this one waits
+        more = await consumer.getmany(timeout_ms=self.top_up_ms, max_records=self.batch - count)
+        for tp, records in more.items():
+            batches[tp] = batches.get(tp, []) + records  # a partition's records stay in order
+        return batches
+
+    async def _batch(self, consumer: AIOKafkaConsumer) -> None:
+        batches = await self._fetch(consumer)
         if not batches:
             self.idle.set()
             return
