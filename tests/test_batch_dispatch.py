@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from router.bus.kafka import KafkaBus
-from router.core.envelope import Channel, Envelope, Sender
+from router.core.envelope import Channel, Envelope, Sender, now
 from router.policy.rules import Rules
 from router.services.dispatcher import DispatcherService
 from router.store.conversations import ConversationStore
@@ -22,6 +22,7 @@ from router.store.inbound import Inbound
 from router.store.schema import conversations, messages
 from tests.conftest import CONFIG_DIR
 from tests.kafka_helpers import committed, fetch_uncommitted, read_topic, records_in, settle
+from tests.store_helpers import statements_run
 from tests.test_reliability import classified_envelope, wait_for
 
 
@@ -237,3 +238,28 @@ async def test_a_customer_writing_on_both_lanes_at_once_gets_one_conversation(ru
         ).all()
     assert len(per_key) == n
     assert [key for key, count in per_key if count != 1] == []
+
+
+async def test_a_chunk_offers_what_it_queued_only_when_someone_was_available(parts, rules):
+    """With nobody available when a chunk begins, it reads who is available once and offers
+    nothing (an agent who becomes available is offered the waiting ones by the API, or by the
+    next timer round); with someone available, what it queued is offered as it ends."""
+    bus, store = parts
+    dispatcher = DispatcherService(bus, store, rules)
+    group = f"{bus.settings.consumer_group_prefix}-dispatcher"
+    alone = classified_envelope(rules, "my transfer failed, money gone", "sms:+15550101", "nobody")
+    await bus.publish(bus.topics.classified, alone.to_bytes(), key=alone.kafka_key)
+    records = await fetch_uncommitted(bus, [bus.topics.classified], group, 1)
+    with statements_run(store.engine) as statements:
+        await dispatcher.handle_batch(records)
+    assert sum("agent_state" in s for s in statements) == 1, statements
+    conversation = await store.conversation_by_key(alone.conversation_key)
+    assert conversation is not None
+    assert conversation["status"] == "waiting" and conversation["assignee"] is None
+
+    await store.set_agent_status("li.na", "available", now())
+    staffed = classified_envelope(rules, "my transfer failed, money gone", "sms:+15550102", "li")
+    await bus.publish(bus.topics.classified, staffed.to_bytes(), key=staffed.kafka_key)
+    await dispatcher.handle_batch(await fetch_uncommitted(bus, [bus.topics.classified], group, 2))
+    offered = await store.conversation_by_key(staffed.conversation_key)
+    assert offered is not None and offered["assignee"] == "li.na", offered

@@ -268,7 +268,10 @@ class DispatcherService:
                 priority=conversation["priority"],
                 rules_version=config.version,
             )
-        if events:
+        if events and snapshot.available:
+            # With nobody available when the chunk began, there is no one to offer to: an agent
+            # who becomes available meanwhile is offered the waiting ones by the API, at once,
+            # or by the next timer round (a second at most), not by one more query per chunk.
             await self.assigner.assign_waiting()
 
     async def _publish_replies(self, recorded: list[Recorded], made: list[Outbound]) -> None:

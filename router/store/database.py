@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from router.store import json_text
+from router.store.checkpoints import WalCheckpointer
 from router.store.inline_sqlite import inline_creator
 from router.store.revisions import wait_for_schema
 
@@ -22,7 +23,8 @@ from router.store.revisions import wait_for_schema
 class Database:
     """The engine of one `ConversationStore`, made by start() once the schema is at head (waiting
     up to `schema_wait_seconds` for it). `sqlite_on_loop`: on SQLite, its calls are made on the
-    event loop's thread instead of aiosqlite's (for the pipeline's workers; see inline_sqlite)."""
+    event loop's thread instead of aiosqlite's (for the pipeline's workers; see inline_sqlite),
+    and the log is checkpointed on a thread of its own, never in a commit (see checkpoints)."""
 
     def __init__(
         self,
@@ -30,13 +32,18 @@ class Database:
         *,
         schema_wait_seconds: float = 0,
         sqlite_on_loop: bool = False,
+        checkpoint_seconds: float = 0.5,
         **engine_options: Any,
     ):
         self.url = url
         self.schema_wait_seconds = schema_wait_seconds
+        self._checkpointer: WalCheckpointer | None = None
         # SQLite's calls made on the event loop's thread (router/store/inline_sqlite.py).
         if sqlite_on_loop and url.startswith("sqlite"):
             engine_options = {"async_creator": inline_creator(url), **engine_options}
+            path = sa.engine.make_url(url).database
+            if path and path != ":memory:":
+                self._checkpointer = WalCheckpointer(path, checkpoint_seconds)
         self._engine_options = {"json_serializer": json_text.dumps, **engine_options}
         self._engine: AsyncEngine | None = None
         self._writer = WriterTurn() if url.startswith("sqlite") else None
@@ -55,17 +62,23 @@ class Database:
         engine = create_async_engine(self.url, **self._engine_options)
         if self.url.startswith("sqlite"):
             sa.event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+        if self._checkpointer is not None:
+            sa.event.listen(engine.sync_engine, "connect", no_checkpoint_in_commits)
         try:
             await wait_for_schema(engine, self.schema_wait_seconds)
         except BaseException:
             await engine.dispose()
             raise
         self._engine = engine
+        if self._checkpointer is not None:
+            self._checkpointer.start()
 
     async def stop(self) -> None:
         if self._engine is not None:
             engine, self._engine = self._engine, None
             await engine.dispose()
+            if self._checkpointer is not None:
+                await asyncio.to_thread(self._checkpointer.stop)
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -158,4 +171,11 @@ def sqlite_pragmas(dbapi_conn, _record) -> None:
     # per commit: the durable record of a message is Kafka until the consumer commits.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def no_checkpoint_in_commits(dbapi_conn, _record) -> None:
+    """No automatic checkpoint in this connection's commits: a `WalCheckpointer` runs them."""
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
