@@ -238,6 +238,24 @@ class StoreView:
         top = max(rows[-1][0], seq) if rows else seq
         return top, [sid for _, sid in rows if sid and sid.startswith(f"SM{prefix}")]
 
+    async def unsent(self) -> int:
+        """Replies stored and not yet through the sender (the sandbox outbox included)."""
+        query = sa.select(sa.func.count()).where(
+            messages.c.direction == "out",
+            messages.c.delivery_status.is_(None)
+            | messages.c.delivery_status.in_(["queued", "sending", "resending"]),
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).scalar_one()
+
+    async def quiet(self, timeout: float = 300) -> float:
+        """Wait until every stored reply went through the sender (what a spike before left to
+        send); the seconds waited."""
+        start = time.monotonic()
+        while await self.unsent() and time.monotonic() - start < timeout:
+            await asyncio.sleep(0.2)
+        return round(time.monotonic() - start, 1)
+
     async def top_seq(self) -> int:
         async with self.engine.connect() as conn:
             return (await conn.execute(sa.select(sa.func.max(messages.c.seq)))).scalar() or 0

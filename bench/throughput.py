@@ -258,7 +258,10 @@ class Bench:
         }
 
     async def steady(self, base: str, store: StoreView, rate: int = RATE) -> dict:
-        """`rate` messages a second for --steady-seconds: p50 and p99 of answered → stored."""
+        """`rate` messages a second for --steady-seconds: p50 and p99 of answered → stored.
+        Steady means not still digesting a spike: it begins once the replies of the phases
+        before it (a burst of thousands of acknowledgements) went through the sender."""
+        quiet_after_s = await store.quiet()
         n = rate * self.size["steady_seconds"]
         prefix = f"{self.run_id}c{rate:04x}"  # each rate its own SIDs (hex: the SID format)
         # New customers each phase: a returning one's message joins their open conversation,
@@ -321,6 +324,7 @@ class Bench:
             "p99_ms": round(waits[int(0.99 * (len(waits) - 1))], 1),
             "not_ok": n - len(accepted),
             "hops": between,
+            "quiet_after_s": quiet_after_s,
         }
 
     async def soak(self, base: str, store: StoreView) -> None:
@@ -428,6 +432,7 @@ class Bench:
                     self.figures["p99_ms_at_500"] = at_500["p99_ms"]
                     self.figures["steady_not_ok"] = at_500["not_ok"]
                     self.figures["hops_at_500"] = at_500["hops"]
+                    self.figures["quiet_before_500_s"] = at_500["quiet_after_s"]
                     if self.args.latency_rates:
                         self.figures["latency_by_rate"] = [
                             await self.steady(base, store, rate) for rate in self.args.latency_rates

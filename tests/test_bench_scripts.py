@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -11,7 +12,10 @@ import sys
 
 import pytest
 
-from tests.conftest import CONFIG_DIR
+from router.core.envelope import Channel
+from router.store.conversations import ConversationStore
+from tests.conftest import CONFIG_DIR, migrated_sqlite
+from tests.test_batch_sender import conversation, replies
 
 ROOT = CONFIG_DIR.parent
 
@@ -140,7 +144,15 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
             "SELECT count(DISTINCT customer_address) FROM conversations"
             " WHERE customer_address LIKE '+19991%'"
         ).fetchall()
+        # a steady phase begins once the bursts' acknowledgements went through the sender
+        [(last_burst_reply, first_steady)] = db.execute(
+            "SELECT (SELECT max(created_at) FROM outbox WHERE recipient LIKE '+19991%'),"
+            " (SELECT min(created_at) FROM messages"
+            "  WHERE direction = 'in' AND author LIKE '+19992%')"
+        ).fetchall()
     assert customers == 2 * burst
+    assert last_burst_reply is not None and last_burst_reply < first_steady
+    assert isinstance(result["quiet_before_500_s"], float), result["quiet_before_500_s"]
     assert "router end to end" in run.stdout and str(out) in run.stdout
     soak = result["soak"]  # each process's memory after the first fifth and at the end
     assert soak["not_ok"] == 0 and (soak["seconds"], soak["rate"]) == (3, 20)
@@ -213,3 +225,29 @@ def test_a_wrong_list_is_refused_before_anything_starts(option, value, reason):
     )
     assert run.returncode == 2, run.stderr
     assert reason in run.stderr
+
+
+async def test_a_steady_phase_begins_once_the_replies_left_to_send_are_sent(tmp_path):
+    """`StoreView.quiet`, what each steady phase of the bench waits for first: every stored
+    reply through the sender (a burst leaves thousands of acknowledgements to send)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from bench_support import StoreView
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    url = await migrated_sqlite(tmp_path / "store.db")
+    async with ConversationStore(url) as store:
+        [out] = await replies(store, await conversation(store, Channel.SMS, "+15550123"), "hi")
+        view = StoreView(url)
+        try:
+            assert await view.unsent() == 1
+
+            async def send_later() -> None:
+                await asyncio.sleep(0.5)
+                await store.set_delivery_status(out.message_id, "sandboxed")
+
+            sender = asyncio.create_task(send_later())
+            await view.quiet()
+            assert sender.done() and await view.unsent() == 0
+        finally:
+            await view.close()
