@@ -78,6 +78,7 @@ async def test_a_store_on_aiosqlites_thread_keeps_sqlites_own_checkpoints(tmp_pa
     try:
         async with database.engine.connect() as conn:
             assert await conn.scalar(sa.text("PRAGMA wal_autocheckpoint")) == 1000
+            assert await conn.scalar(sa.text("PRAGMA cache_size")) == -32768  # 32 MB, every store
     finally:
         await database.stop()
     with sqlite3.connect(tmp_path / "store.db") as db:  # and the file is a sound database
