@@ -445,7 +445,9 @@ class Bench:
 
     async def scale_out(self, counts: list[int]) -> list[dict]:
         """The burst end to end with N classifier and N dispatcher processes for each N, over
-        --partitions partitions (at least N), each on a fresh store; the rest as configured."""
+        --partitions partitions (at least N), each on a fresh SQLite store, or on PostgreSQL in
+        the same database, after the phases before (it holds their rows); the rest as
+        configured."""
         rows = []
         for n in counts:  # each run's message SIDs: SM, the run id, "a", n in hex (SID format)
             url = self.database_url
