@@ -173,8 +173,8 @@ def sqlite_pragmas(dbapi_conn, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     # 32 MB of pages per connection instead of SQLite's 2 MB: a chunk's inserts land on index
     # pages all over each table (the ids are random), and past a few thousand conversations
-    # the default cache missed on most of them (the dispatcher's CPU a message grew by a
-    # fifth from the first burst of 3,000 to the third; with this, by a tenth).
+    # the default cache missed on most of them (the dispatcher's CPU a message grew by 10-18%
+    # from the first burst of 3,000 to the third; with this, by 5-10%).
     cursor.execute("PRAGMA cache_size=-32768")
     cursor.close()
 
