@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from router.store.outbound import not_sent_yet  # noqa: E402
 from router.store.schema import messages  # noqa: E402
 
 REREAD = 500  # rows read again by each poll of what was stored
@@ -241,9 +242,7 @@ class StoreView:
     async def unsent(self) -> int:
         """Replies stored and not yet through the sender (the sandbox outbox included)."""
         query = sa.select(sa.func.count()).where(
-            messages.c.direction == "out",
-            messages.c.delivery_status.is_(None)
-            | messages.c.delivery_status.in_(["queued", "sending", "resending"]),
+            messages.c.direction == "out", not_sent_yet(messages.c.delivery_status)
         )
         async with self.engine.connect() as conn:
             return (await conn.execute(query)).scalar_one()

@@ -15,12 +15,12 @@ from typing import Any
 
 import orjson
 
-_OPTIONS = orjson.OPT_NON_STR_KEYS
+OPTIONS = orjson.OPT_NON_STR_KEYS  # what `storable`'s check encodes with too
 
 
 def dumps(value: Any) -> str:
     """`value` as JSON text (the engine's `json_serializer`)."""
     try:
-        return orjson.dumps(value, option=_OPTIONS).decode()
+        return orjson.dumps(value, option=OPTIONS).decode()
     except (orjson.JSONEncodeError, TypeError):
         return json.dumps(value)

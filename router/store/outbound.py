@@ -34,7 +34,8 @@ class SendIntent:
     started_at: datetime | None
 
 
-def _not_sent_yet(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
+def not_sent_yet(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    """`column` (a reply's delivery status) says it has not reached its provider yet."""
     statuses = [s for s in NOT_SENT_YET if s is not None]
     return column.is_(None) | column.in_(statuses)
 
@@ -125,7 +126,7 @@ class OutboundMessages(Repository):
         stored_id = fit(messages.c.message_id, message_id)
         query = (
             messages.update()
-            .where((messages.c.message_id == stored_id) & _not_sent_yet(messages.c.delivery_status))
+            .where((messages.c.message_id == stored_id) & not_sent_yet(messages.c.delivery_status))
             .values(
                 delivery_status=status,
                 send_attempts=sa.func.coalesce(messages.c.send_attempts, 0) + 1,
@@ -168,7 +169,7 @@ class OutboundMessages(Repository):
         query = messages.update().where(
             (messages.c.direction == "out")
             & (messages.c.published == sa.true())
-            & _not_sent_yet(messages.c.delivery_status)
+            & not_sent_yet(messages.c.delivery_status)
         )
         if skip_channels:
             query = query.where(messages.c.channel.not_in(sorted(skip_channels)))

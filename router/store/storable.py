@@ -32,9 +32,9 @@ import sqlalchemy as sa
 from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
 from router.core.text import unicode_safe
+from router.store import json_text
 
 _DIGEST_CHARS = 16
-_NON_STR_KEYS = orjson.OPT_NON_STR_KEYS
 
 
 def clean(value: Any) -> Any:
@@ -62,7 +62,7 @@ def _clean_json(value: dict | list | tuple, *, opaque: bool = False) -> bool:
     which `clean` keeps as they are, so the check may pass over them), or one that may need
     cleaning."""
     try:
-        text = orjson.dumps(value, default=_opaque if opaque else None, option=_NON_STR_KEYS)
+        text = orjson.dumps(value, default=_opaque if opaque else None, option=json_text.OPTIONS)
     except (orjson.JSONEncodeError, TypeError):
         return False
     return b"\\u0000" not in text
