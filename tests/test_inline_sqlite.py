@@ -1,7 +1,8 @@
-"""The pipeline's workers make their SQLite calls on the event loop's thread
-(router/store/inline_sqlite.py); the gateway's store keeps aiosqlite's. Either way the
-connection is set up alike: WAL, a busy timeout, foreign keys, and a write that finds the
-database locked by another process waits for it instead of failing."""
+"""The pipeline's workers make their SQLite calls on the event loop's thread, through
+SQLAlchemy's synchronous engine (router/store/inline_sqlite.py); the gateway's store keeps
+aiosqlite's thread. Either way the connection is set up alike: WAL, a busy timeout, foreign
+keys, and a write that finds the database locked by another process waits for it instead of
+failing."""
 
 from __future__ import annotations
 

@@ -9,22 +9,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from router.store import json_text
 from router.store.checkpoints import WalCheckpointer
-from router.store.inline_sqlite import inline_creator
+from router.store.inline_sqlite import inline_engine
 from router.store.revisions import wait_for_schema
 
 
 class Database:
     """The engine of one `ConversationStore`, made by start() once the schema is at head (waiting
     up to `schema_wait_seconds` for it). `sqlite_on_loop`: on SQLite, its calls are made on the
-    event loop's thread instead of aiosqlite's (for the pipeline's workers; see inline_sqlite),
-    and the log is checkpointed on a thread of its own, never in a commit (see checkpoints)."""
+    event loop's thread through SQLAlchemy's synchronous engine instead of on aiosqlite's
+    thread (for the pipeline's workers; see inline_sqlite), and the log is checkpointed on a
+    thread of its own, never in a commit (see checkpoints)."""
 
     def __init__(
         self,
@@ -39,8 +40,8 @@ class Database:
         self.schema_wait_seconds = schema_wait_seconds
         self._checkpointer: WalCheckpointer | None = None
         # SQLite's calls made on the event loop's thread (router/store/inline_sqlite.py).
-        if sqlite_on_loop and url.startswith("sqlite"):
-            engine_options = {"async_creator": inline_creator(url), **engine_options}
+        self._inline = sqlite_on_loop and url.startswith("sqlite")
+        if self._inline:
             path = sa.engine.make_url(url).database
             if path and path != ":memory:":
                 self._checkpointer = WalCheckpointer(path, checkpoint_seconds)
@@ -59,7 +60,12 @@ class Database:
             raise RuntimeError("ConversationStore already started")
         if self.url.startswith("sqlite"):
             ensure_sqlite_dir(self.url)
-        engine = create_async_engine(self.url, **self._engine_options)
+        engine = (
+            # The part of AsyncEngine's surface the store uses, over a synchronous engine.
+            cast(AsyncEngine, inline_engine(self.url, **self._engine_options))
+            if self._inline
+            else create_async_engine(self.url, **self._engine_options)
+        )
         if self.url.startswith("sqlite"):
             sa.event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         if self._checkpointer is not None:
