@@ -64,6 +64,10 @@ conversations = sa.Table(
         sqlite_where=sa.text(_NO_RESPONSE_YET),
         postgresql_where=sa.text(_NO_RESPONSE_YET),
     ),
+    # The dispatcher's rounds (migration 0004): the ladder's steps due each second
+    # (router/store/timers.py), the queue gauges' count and oldest every five (queues.py).
+    sa.Index("ix_conversations_step_due", "status", "step_due_at"),
+    sa.Index("ix_conversations_waiting_since", "status", "queue", "created_at"),
 )
 
 # Dispatch order, everywhere (queue listings, assignment, an agent's own list): critical first,
@@ -104,6 +108,14 @@ messages = sa.Table(
     sa.Column("send_started_at", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("channel", "channel_message_id", name="uq_messages_channel_message"),
     sa.Index("ix_messages_conversation", "conversation_id", "seq"),
+    # The replies not yet on Kafka (router/store/outbound.py `unpublished`, the relay's round):
+    # only those are in it, so it stays small (an inbound message is stored published).
+    sa.Index(
+        "ix_messages_unpublished",
+        "seq",
+        sqlite_where=sa.text("published = 0"),
+        postgresql_where=sa.text("published = false"),
+    ),
 )
 
 outbox = sa.Table(
