@@ -205,6 +205,44 @@ def test_store_statements_counts_what_the_router_asks_its_database():
     assert "INSERT INTO messages" in out.stdout
 
 
+def test_dispatcher_rounds_reports_each_chunk_size_and_each_round_on_a_full_store():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "dispatcher_rounds.py"),
+            *("--sizes", "1,5", "--chunks", "4", "--waiting", "300"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
+    lines = out.splitlines()
+    chunks = {
+        int(line.split()[0]): line.split() for line in lines if line.split()[:1] in (["1"], ["5"])
+    }
+    assert set(chunks) == {1, 5}, out
+    assert all(float(words[1]) > 0 and float(words[3]) > 0 for words in chunks.values()), out
+    waiting = next(line for line in lines if line.startswith("rounds with"))
+    assert int(waiting.split()[2].replace(",", "")) >= 300, out  # routed, none offered
+    after = lines[lines.index(waiting) + 1 :]
+    rounds = {line[:16].strip(): line[16:].split() for line in after if line.strip()}
+    assert set(rounds) == {"timers' tick", "queue gauges", "relay"}, out
+    assert all(len(times) == 5 for times in rounds.values()), out
+
+
+@pytest.mark.parametrize("value", ["x", "1,,2", "0", "1001", ""])
+def test_dispatcher_rounds_refuses_a_wrong_list_of_sizes(value):
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "dispatcher_rounds.py"), "--sizes", value],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2, run.stderr
+    assert "expected chunk sizes from 1 to 1,000" in run.stderr
+
+
 SCALE_OUT_REFUSED = "--scale-out: expected counts from 1 to 64 like 1,2,4"
 RATES_REFUSED = "--latency-rates: expected rates from 1 to 5,000 like 100,200"
 SETTING_REFUSED = "--setting: expected NAME=VALUE with NAME a router setting"

@@ -1,0 +1,155 @@
+"""A dispatcher chunk's CPU by its size, and its rounds' time on a full store, in this process.
+
+The dispatcher as its worker runs it (SQLite called on the loop, `sqlite_on_loop`), on the
+embedded broker: chunks of classified SMS messages (new customers each) go straight to
+`handle_batch`, each size `--chunks` times, and the CPU time of this process (the Kafka client's
+publishes included, the broker's own not) is divided by the chunks. Then the store is filled
+until `--waiting` conversations wait, and each of the dispatcher's rounds runs five times: the
+timers' tick (every second), the queue gauges and the relay (every five). On the worker's event
+loop, a round's time is a stall of every chunk behind it.
+
+    .venv/bin/python bench/dispatcher_rounds.py [--sizes 1,20,200] [--chunks 100] [--waiting 24000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiokafka import ConsumerRecord
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+from router.bus.embedded import EmbeddedBroker  # noqa: E402
+from router.bus.kafka import KafkaBus  # noqa: E402
+from router.core.envelope import Channel, Envelope, Sender  # noqa: E402
+from router.core.settings import Settings  # noqa: E402
+from router.observability.logs import configure_logging  # noqa: E402
+from router.policy.rules import Rules  # noqa: E402
+from router.services.dispatcher import DispatcherService  # noqa: E402
+from router.store.conversations import ConversationStore  # noqa: E402
+from router.store.migrate import upgrade  # noqa: E402
+
+TEXTS = (
+    "my transfer failed and the money is gone from my balance",
+    "how can I change the password of my wallet",
+    "my phone was stolen yesterday, please help",
+    "what does a withdrawal to my bank cost",
+    "the verification code never comes by sms",
+)
+
+
+class Messages:
+    """Classified SMS records, one new customer each."""
+
+    def __init__(self, rules: Rules, topic: str):
+        self.rules, self.topic, self.sent = rules, topic, 0
+
+    def chunk(self, size: int) -> list[ConsumerRecord]:
+        records = []
+        for _ in range(size):
+            self.sent += 1
+            phone, text = f"+1555{self.sent:07d}", TEXTS[self.sent % len(TEXTS)]
+            envelope = Envelope.new(
+                channel=Channel.SMS,
+                channel_message_id=f"bench-{self.sent}",
+                conversation_key=f"sms:{phone}",
+                sender=Sender(address=phone),
+                text=text,
+            ).model_copy(update={"classification": self.rules.classify(text)})
+            value = envelope.to_bytes()
+            records.append(
+                ConsumerRecord(self.topic, 0, self.sent, 0, 0, None, value, None, 0, len(value), ())
+            )
+        return records
+
+
+async def cpu_ms(work: Callable[[], Awaitable[object]]) -> float:
+    started = time.process_time()
+    await work()
+    return (time.process_time() - started) * 1000
+
+
+async def run(sizes: list[int], chunks: int, waiting: int) -> None:
+    configure_logging("json", "warning", once=True)
+    directory = tempfile.mkdtemp(prefix="dispatcher-rounds-")
+    url = f"sqlite+aiosqlite:///{directory}/store.db"
+    await upgrade(url)
+    rules = Rules(ROOT / "config")
+    async with (
+        EmbeddedBroker() as broker,
+        KafkaBus(Settings(database_url=url), broker.bootstrap_servers, embedded=True) as bus,
+        ConversationStore(url, sqlite_on_loop=True) as store,
+    ):
+        dispatcher = DispatcherService(bus, store, rules)
+        messages = Messages(rules, bus.topics.classified)
+        print("chunk size   CPU a chunk   CPU a message")
+        for size in sizes:
+            for _ in range(5):  # warm: statements prepared, pools filled
+                await dispatcher.handle_batch(messages.chunk(size))
+            batches = [messages.chunk(size) for _ in range(chunks)]
+
+            async def handle_all(batches=batches) -> None:
+                for batch in batches:
+                    await dispatcher.handle_batch(batch)
+
+            spent = await cpu_ms(handle_all)
+            print(f"{size:10d} {spent / chunks:10.2f} ms {spent / chunks / size:11.3f} ms")
+        while messages.sent < waiting:
+            await dispatcher.handle_batch(messages.chunk(200))
+        summaries = await store.queue_summaries()
+        print(f"rounds with {sum(q['waiting'] for q in summaries.values()):,} waiting (wall ms):")
+        rounds = {
+            "timers' tick": dispatcher.tick,
+            "queue gauges": dispatcher.measure_queues,
+            "relay": lambda: dispatcher.relay.flush(older_than=dispatcher.relay_interval),
+        }
+        for name, work in rounds.items():
+            times = []
+            for _ in range(5):
+                started = time.perf_counter()
+                await work()
+                times.append((time.perf_counter() - started) * 1000)
+            print(f"  {name:14s} " + " ".join(f"{t:6.1f}" for t in times))
+
+
+def sizes_list(text: str) -> list[int]:
+    try:
+        sizes = [int(size) for size in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or not all(1 <= size <= 1000 for size in sizes):
+        raise argparse.ArgumentTypeError("expected chunk sizes from 1 to 1,000 like 1,20,200")
+    return sizes
+
+
+def count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError("expected a whole number, 0 or more")
+    return value
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=sizes_list, default=[1, 20, 200])
+    parser.add_argument("--chunks", type=count, default=100)
+    parser.add_argument("--waiting", type=count, default=24_000)
+    args = parser.parse_args()
+    asyncio.run(run(args.sizes, max(args.chunks, 1), args.waiting))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
