@@ -34,6 +34,23 @@ def test_library_records_are_json_lines_like_ours():
     assert failure["level"] == "error" and "ValueError: boom" in failure["exception"]
 
 
+def test_any_value_makes_one_json_line_with_its_text_as_it_is():
+    buffer = io.StringIO()
+    configure_logging("json", "info", stream=buffer)
+    log = structlog.get_logger()
+    log.info("router.text", text="我忘记登录密码了", count=3, ratio=0.5, flags={"a": [1, None]})
+    log.info("router.surrogate", text="broken \udcff byte")  # orjson refuses it
+    log.info("router.big", value=2**70, keys={1: "one"})
+    log.info("router.object", value=object())  # no JSON for it: its repr
+    text, surrogate, big, other = _lines(buffer)
+    assert "我忘记登录密码了" in buffer.getvalue().splitlines()[0]  # not \u escapes
+    assert (text["text"], text["count"], text["ratio"]) == ("我忘记登录密码了", 3, 0.5)
+    assert text["flags"] == {"a": [1, None]}
+    assert surrogate["text"] == "broken \udcff byte"
+    assert big["value"] == 2**70 and big["keys"] == {"1": "one"}
+    assert other["value"].startswith("<object object at")
+
+
 def test_configuring_twice_keeps_one_handler():
     first, second = io.StringIO(), io.StringIO()
     configure_logging("json", "info", stream=first)

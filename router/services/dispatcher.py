@@ -57,8 +57,10 @@ class OutboundRelay:
             self.bus.topics.outbound, ((o.conversation_key.encode(), o.to_bytes()) for o in outs)
         )
         await self.store.mark_published(*(o.message_id for o in outs))
+        # At debug: a chunk's acknowledgements are in its `conversation.queued` lines already,
+        # and the sender logs each reply as it goes out.
         for out in outs:
-            log.info(
+            log.debug(
                 "reply.published",
                 trace_id=out.trace_id,
                 conversation_id=out.conversation_id,
@@ -73,11 +75,12 @@ class OutboundRelay:
         *,
         conversation_ids: list[str] | None = None,
     ) -> None:
-        await self.publish_many(
-            await self.store.unpublished(
-                conversation_id, older_than, conversation_ids=conversation_ids
-            )
+        left = await self.store.unpublished(
+            conversation_id, older_than, conversation_ids=conversation_ids
         )
+        await self.publish_many(left)
+        if left:  # what a crash or a lost broker left behind: worth a line
+            log.info("replies.republished", count=len(left), older_than_seconds=older_than)
 
 
 class DispatcherService:

@@ -12,9 +12,11 @@ its `busy_timeout`) with the loop; the Kafka session outlives that.
 
 Once the calls were made on the loop, SQLAlchemy's asyncio layer was most of what was left: a
 greenlet switch and a coroutine for each of those calls, and for taking and returning a
-connection. Measured on an empty store (1,000 calls each, one selected row): a statement 90 µs
-of CPU through it, 29 µs through SQLAlchemy's own synchronous engine; a connection taken and
-given back, 140 µs against 35. A dispatcher's chunk makes a dozen statements on six connections.
+connection. Measured on an empty store (1,000 calls each, one selected row): a statement 94 µs
+of CPU through it, 49 µs through SQLAlchemy's own synchronous engine; a connection taken, used
+once and given back, 233 µs against 128. A dispatcher's chunk makes a dozen statements on six
+connections: a chunk of one message went from 5.2-5.8 ms of CPU to 3.7-3.9
+(bench/dispatcher_rounds.py).
 So these workers run SQLAlchemy's synchronous engine (the standard `sqlite3` driver, the same
 pool, options and statements) behind `InlineEngine`: the part of `AsyncEngine`'s surface the
 store uses, each call made at once.
@@ -55,12 +57,6 @@ class InlineConnection:
     async def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(self.sync_connection, *args, **kwargs)
 
-    async def commit(self) -> None:
-        self.sync_connection.commit()
-
-    async def rollback(self) -> None:
-        self.sync_connection.rollback()
-
 
 class InlineEngine:
     """`AsyncEngine`'s methods the store calls (connect, begin, dispose), on a synchronous
@@ -72,10 +68,6 @@ class InlineEngine:
     @property
     def dialect(self) -> sa.Dialect:
         return self.sync_engine.dialect
-
-    @property
-    def url(self) -> sa.URL:
-        return self.sync_engine.url
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[InlineConnection]:

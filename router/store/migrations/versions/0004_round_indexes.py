@@ -1,7 +1,8 @@
 """Indexes for the dispatcher's rounds, which read every reply or every waiting conversation
 ever stored without them: the relay's replies not yet on Kafka (every 5 s), the ladder's steps
 due (every second), the queue gauges (every 5 s). On the worker's event loop, each such read
-held up the next chunk: with 24,000 conversations waiting, 30 ms, 9 ms and 11 ms.
+held up the next chunk: with 24,000 conversations waiting, about 30, 10 and 15-25 ms
+(bench/dispatcher_rounds.py).
 
 Revision ID: 0004
 Revises: 0003
