@@ -3,6 +3,7 @@ view of what arrived, and a progress bar."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -275,3 +276,16 @@ def machine() -> str:
         kb = int(Path("/proc/meminfo").read_text().split()[1])
         mem = f", {kb / 1024 / 1024:.1f} GiB"
     return f"{os.cpu_count()} cores {model}{mem}, {platform.system()} {platform.release()}"
+
+
+def number_list(text: str, low: int, high: int, what: str, example: str) -> list[int]:
+    """An option's comma-separated whole numbers, each from `low` to `high` (argparse's `type`)."""
+    try:
+        numbers = [int(part) for part in text.split(",")]
+    except ValueError:
+        numbers = []
+    if not numbers or not all(low <= n <= high for n in numbers):
+        raise argparse.ArgumentTypeError(
+            f"expected {what} from {low} to {high:,} like {example}, not {text!r}"
+        )
+    return numbers

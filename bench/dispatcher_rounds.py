@@ -25,7 +25,9 @@ from pathlib import Path
 from aiokafka import ConsumerRecord
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from bench_support import number_list  # noqa: E402
 
 from router.bus.embedded import EmbeddedBroker  # noqa: E402
 from router.bus.kafka import KafkaBus  # noqa: E402
@@ -120,13 +122,7 @@ async def run(sizes: list[int], chunks: int, waiting: int) -> None:
 
 
 def sizes_list(text: str) -> list[int]:
-    try:
-        sizes = [int(size) for size in text.split(",")]
-    except ValueError:
-        sizes = []
-    if not sizes or not all(1 <= size <= 1000 for size in sizes):
-        raise argparse.ArgumentTypeError("expected chunk sizes from 1 to 1,000 like 1,20,200")
-    return sizes
+    return number_list(text, 1, 1000, "chunk sizes", "1,20,200")
 
 
 def count(text: str) -> int:

@@ -58,6 +58,7 @@ from bench_support import (  # noqa: E402
     Progress,
     StoreView,
     machine,
+    number_list,
     running,
     stop_process,
     wait_ready,
@@ -603,12 +604,12 @@ def table(result: dict) -> str:
 
 def process_counts(text: str) -> list[int]:
     """--scale-out's value: process counts from 1 to 64 (what the settings allow), comma-separated."""
-    return _numbers(text, 1, 64, "counts", "1,2,4")
+    return number_list(text, 1, 64, "counts", "1,2,4")
 
 
 def rates(text: str) -> list[int]:
     """--latency-rates' value: messages a second from 1 to 5,000, comma-separated."""
-    return _numbers(text, 1, 5000, "rates", "100,200")
+    return number_list(text, 1, 5000, "rates", "100,200")
 
 
 def setting(text: str) -> tuple[str, str]:
@@ -621,18 +622,6 @@ def setting(text: str) -> tuple[str, str]:
             f"not {text!r}"
         )
     return name, value
-
-
-def _numbers(text: str, low: int, high: int, what: str, example: str) -> list[int]:
-    try:
-        numbers = [int(part) for part in text.split(",")]
-    except ValueError:
-        numbers = []
-    if not numbers or not all(low <= n <= high for n in numbers):
-        raise argparse.ArgumentTypeError(
-            f"expected {what} from {low} to {high:,} like {example}, not {text!r}"
-        )
-    return numbers
 
 
 def main() -> None:
