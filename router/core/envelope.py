@@ -8,6 +8,7 @@ built, so a message a channel accepted can always be encoded for Kafka and store
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -60,6 +61,16 @@ def random_id() -> str:
     """128 random bits as 32 hex digits, like `uuid4().hex`, without building a UUID (a few
     microseconds on every message at every stage)."""
     return os.urandom(16).hex()
+
+
+def ordered_id() -> str:
+    """32 hex digits like `random_id`: the time in milliseconds (12), then 80 random bits (20).
+    Ids made later sort later, so an index on them grows at its end instead of changing a
+    random page of it for every new row: a store transaction opening 20 conversations wrote
+    164 pages to SQLite's log with random ids, 108 with these (200: 1,280 → 633). For the
+    rows a table keeps (conversations, cases, replies); still unguessable, and the time in it
+    is the row's created_at anyway."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 def message_id_for(channel: str, channel_message_id: str) -> str:
@@ -139,7 +150,7 @@ class Outbound(_Record):
     """A reply on its way to the customer, on the channel the conversation came from."""
 
     schema_version: int = SCHEMA_VERSION
-    message_id: str = Field(default_factory=random_id)
+    message_id: str = Field(default_factory=ordered_id)
     conversation_id: str
     conversation_key: str
     channel: Channel

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from router.core.envelope import now, random_id
+from router.core.envelope import now, ordered_id
 from router.store.database import Repository
 from router.store.rows import jsonable, listing, message_dict
 from router.store.schema import (
@@ -256,7 +256,7 @@ async def _case_exists(conn: AsyncConnection, case_id: str) -> str | None:
 
 
 async def open_case(conn: AsyncConnection, phone: str | None, at: datetime) -> str:
-    case_id = random_id()
+    case_id = ordered_id()
     row = storable(cases, {"id": case_id, "customer_phone": phone, "created_at": at})
     await conn.execute(cases.insert().values(**row))
     return case_id
@@ -270,7 +270,7 @@ async def open_cases(
     for them all. Returns conversation id → case id."""
     if not wanted:
         return {}
-    opened = {conversation_id: random_id() for conversation_id, _, _ in wanted}
+    opened = {conversation_id: ordered_id() for conversation_id, _, _ in wanted}
     await conn.execute(
         cases.insert(),
         [

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from router.core.envelope import Envelope, Outbound, now, random_id
+from router.core.envelope import Envelope, Outbound, now, ordered_id
 from router.store.database import Repository, hold_sqlite_writes
 from router.store.rows import listing, outbound_row, ticket_for, utc
 from router.store.schema import conversations, messages
@@ -246,7 +246,7 @@ def _place_inbound(
     c = envelope.classification
     assert c is not None
     if open_conv is None:
-        conv_id = random_id()
+        conv_id = ordered_id()
         row: dict[str, Any] = {column.name: None for column in conversations.columns}
         row.update(
             id=conv_id,

@@ -23,7 +23,9 @@ def utc(value: datetime | None) -> datetime | None:
 
 
 def ticket_for(conversation_id: str) -> str:
-    return "T" + conversation_id[:8].upper()
+    """What the customer quotes: 8 of the id's random digits (its first ones are the time, the
+    same for every conversation opened within a minute or so; see `ordered_id`)."""
+    return "T" + conversation_id[-8:].upper()
 
 
 def age_seconds(at: datetime | None) -> float:
