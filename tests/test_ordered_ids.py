@@ -1,9 +1,9 @@
 """The rows the dispatcher opens get ids that sort by time, and tickets that do not.
 
 Time-ordered ids keep each new row's index entries at the end of the index, instead of on a
-random page of it (what a store transaction writes to SQLite's log, and PostgreSQL's, shrinks
-by a third to a half: docs/performance.md). A ticket is what a customer quotes, so it must
-stay distinct for conversations opened in the same millisecond.
+random page of it (what a store transaction writes to SQLite's log shrinks by a third to a
+half: docs/performance.md). A ticket is what a customer quotes: drawn on its own, distinct for
+conversations opened in the same millisecond, and drawn again when another one has it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from router.bus.kafka import KafkaBus
 from router.core.envelope import ordered_id
 from router.policy.rules import Rules
 from router.services.dispatcher import DispatcherService
+from router.store import rows
 from router.store.conversations import ConversationStore
 from router.store.schema import case_events, cases, conversations
 from tests.conftest import CONFIG_DIR
@@ -87,3 +88,34 @@ async def test_conversations_and_cases_opened_later_sort_later_and_keep_distinct
     assert len(set(tickets)) == 80
     assert all(re.fullmatch(r"T[0-9A-F]{8}", t) for t in tickets)
     assert len({t for t in tickets if t[1:] in {i[:8].upper() for i, _ in every}}) == 0
+
+
+async def test_a_ticket_drawn_that_another_conversation_has_is_drawn_again(parts, monkeypatch):
+    """Tickets are 32 random bits: in a large store a draw now and then is taken. The draws are
+    fixed here so that the second chunk's first draws are the first chunk's tickets."""
+    bus, store = parts
+    rules = Rules(CONFIG_DIR)
+    draws = iter(["T0000000A", "T0000000B", "T0000000C"] + ["T0000000A", "T0000000B"] * 2)
+    fresh = iter(f"T{n:08X}" for n in range(0xD, 0x100))
+    monkeypatch.setattr(rows, "new_ticket", lambda: next(draws, None) or next(fresh))
+    await _chunk(bus, store, rules, "first", 3)
+    await _chunk(bus, store, rules, "second", 2)
+    async with store.engine.connect() as conn:
+        tickets = (
+            await conn.execute(
+                sa.select(conversations.c.conversation_key, conversations.c.ticket).order_by(
+                    conversations.c.ticket
+                )
+            )
+        ).all()
+    assert [t for _, t in tickets] == [
+        "T0000000A",
+        "T0000000B",
+        "T0000000C",
+        "T0000000D",
+        "T0000000E",
+    ]
+    assert {k for k, t in tickets if t > "T0000000C"} == {
+        "chat:ordered-second-0",
+        "chat:ordered-second-1",
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, overload
@@ -22,10 +23,11 @@ def utc(value: datetime | None) -> datetime | None:
     return value
 
 
-def ticket_for(conversation_id: str) -> str:
-    """What the customer quotes: 8 of the id's random digits (its first ones are the time, the
-    same for every conversation opened within a minute or so; see `ordered_id`)."""
-    return "T" + conversation_id[-8:].upper()
+def new_ticket() -> str:
+    """What the customer quotes: "T" and 8 random hex digits, drawn on its own (a
+    conversation's id begins with the time, the same for every one opened within a minute; see
+    `ordered_id`). 32 bits: the store draws again one that is taken (inbound.py)."""
+    return "T" + os.urandom(4).hex().upper()
 
 
 def age_seconds(at: datetime | None) -> float:
