@@ -22,8 +22,10 @@ import pytest
 
 from router.app import Router
 from router.bus.embedded import EmbeddedBroker
+from router.bus.kafka import KafkaBus
 from router.core.settings import Settings
 from router.policy.rules import Rules
+from router.store.conversations import ConversationStore
 from router.store.migrate import upgrade as upgrade_schema
 from tests.brokers import KINDS, Broker, names_of_my_own, router_overrides, shared_kafka_address
 from tests.chat_helpers import chat_ws_url
@@ -199,6 +201,16 @@ async def database_url(request, tmp_path) -> AsyncIterator[str]:
     async with fresh_database(request.param, tmp_path) as url:
         await upgrade_schema(url)
         yield url
+
+
+@pytest.fixture
+async def bus_and_store(database_url, broker):
+    """A broker, a bus and a store (SQLite called on the loop, as the workers do), no router:
+    for tests that play the dispatcher themselves, e.g. one that crashed. One partition."""
+    settings = broker.settings(database_url=database_url, partitions=1)
+    async with ConversationStore(database_url, sqlite_on_loop=True) as store:
+        async with KafkaBus(settings, broker.bootstrap_servers, embedded=broker.embedded) as bus:
+            yield bus, store
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

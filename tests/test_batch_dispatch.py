@@ -13,7 +13,6 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from router.bus.kafka import KafkaBus
 from router.core.envelope import Channel, Envelope, Sender, now
 from router.policy.rules import Rules
 from router.services.dispatcher import DispatcherService
@@ -71,17 +70,10 @@ def assert_once_each(
     assert set(outbound) <= {f"ack-{m}" for m in unique}
 
 
-@pytest.fixture
-async def parts(database_url, broker):
-    """A broker, a bus and a store, and no router: the test plays the crashed dispatcher."""
-    settings = broker.settings(database_url=database_url, partitions=1)
-    async with ConversationStore(database_url, sqlite_on_loop=True) as store:
-        async with KafkaBus(settings, broker.bootstrap_servers, embedded=broker.embedded) as bus:
-            yield bus, store
-
-
-async def test_a_chunk_redelivered_after_a_crash_before_its_commit_changes_nothing(parts, rules):
-    bus, store = parts
+async def test_a_chunk_redelivered_after_a_crash_before_its_commit_changes_nothing(
+    bus_and_store, rules
+):
+    bus, store = bus_and_store
     batch = a_batch(rules, "crash-before-commit")
     await bus.publish_many(bus.topics.classified, ((e.kafka_key, e.to_bytes()) for e in batch))
 
@@ -240,11 +232,11 @@ async def test_a_customer_writing_on_both_lanes_at_once_gets_one_conversation(ru
     assert [key for key, count in per_key if count != 1] == []
 
 
-async def test_a_chunk_offers_what_it_queued_only_when_someone_was_available(parts, rules):
+async def test_a_chunk_offers_what_it_queued_only_when_someone_was_available(bus_and_store, rules):
     """With nobody available when a chunk begins, it reads who is available once and offers
     nothing (an agent who becomes available is offered the waiting ones by the API, or by the
     next timer round); with someone available, what it queued is offered as it ends."""
-    bus, store = parts
+    bus, store = bus_and_store
     dispatcher = DispatcherService(bus, store, rules)
     group = f"{bus.settings.consumer_group_prefix}-dispatcher"
     alone = classified_envelope(rules, "my transfer failed, money gone", "sms:+15550101", "nobody")

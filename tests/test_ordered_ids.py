@@ -12,7 +12,6 @@ import asyncio
 import re
 import time
 
-import pytest
 import sqlalchemy as sa
 
 from router.bus.kafka import KafkaBus
@@ -43,14 +42,6 @@ def test_ordered_ids_sort_by_the_millisecond_they_were_made_in_and_never_repeat(
     assert len({i[12:] for i in same_ms}) == len(same_ms)
 
 
-@pytest.fixture
-async def parts(database_url, broker):
-    settings = broker.settings(database_url=database_url, partitions=1)
-    async with ConversationStore(database_url, sqlite_on_loop=True) as store:
-        async with KafkaBus(settings, broker.bootstrap_servers, embedded=broker.embedded) as bus:
-            yield bus, store
-
-
 async def _chunk(bus: KafkaBus, store: ConversationStore, rules: Rules, tag: str, n: int) -> None:
     """n new customers' messages through the dispatcher as one chunk."""
     texts = ("my transfer failed", "how do I reset my password", "someone took money from me")
@@ -64,8 +55,10 @@ async def _chunk(bus: KafkaBus, store: ConversationStore, rules: Rules, tag: str
     await DispatcherService(bus, store, rules).handle_batch(records)
 
 
-async def test_conversations_and_cases_opened_later_sort_later_and_keep_distinct_tickets(parts):
-    bus, store = parts
+async def test_conversations_and_cases_opened_later_sort_later_and_keep_distinct_tickets(
+    bus_and_store,
+):
+    bus, store = bus_and_store
     rules = Rules(CONFIG_DIR)
     await _chunk(bus, store, rules, "1", 40)
     await asyncio.sleep(0.002)
@@ -90,10 +83,12 @@ async def test_conversations_and_cases_opened_later_sort_later_and_keep_distinct
     assert len({t for t in tickets if t[1:] in {i[:8].upper() for i, _ in every}}) == 0
 
 
-async def test_a_ticket_drawn_that_another_conversation_has_is_drawn_again(parts, monkeypatch):
+async def test_a_ticket_drawn_that_another_conversation_has_is_drawn_again(
+    bus_and_store, monkeypatch
+):
     """Tickets are 32 random bits: in a large store a draw now and then is taken. The draws are
     fixed here so that the second chunk's first draws are the first chunk's tickets."""
-    bus, store = parts
+    bus, store = bus_and_store
     rules = Rules(CONFIG_DIR)
     draws = iter(["T0000000A", "T0000000B", "T0000000C"] + ["T0000000A", "T0000000B"] * 2)
     fresh = iter(f"T{n:08X}" for n in range(0xD, 0x100))
