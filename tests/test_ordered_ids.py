@@ -18,7 +18,7 @@ from router.bus.kafka import KafkaBus
 from router.core.envelope import ordered_id
 from router.policy.rules import Rules
 from router.services.dispatcher import DispatcherService
-from router.store import rows
+from router.store import inbound
 from router.store.conversations import ConversationStore
 from router.store.schema import case_events, cases, conversations
 from tests.conftest import CONFIG_DIR
@@ -92,7 +92,7 @@ async def test_a_ticket_drawn_that_another_conversation_has_is_drawn_again(
     rules = Rules(CONFIG_DIR)
     draws = iter(["T0000000A", "T0000000B", "T0000000C"] + ["T0000000A", "T0000000B"] * 2)
     fresh = iter(f"T{n:08X}" for n in range(0xD, 0x100))
-    monkeypatch.setattr(rows, "new_ticket", lambda: next(draws, None) or next(fresh))
+    monkeypatch.setattr(inbound, "new_ticket", lambda: next(draws, None) or next(fresh))
     await _chunk(bus, store, rules, "first", 3)
     await _chunk(bus, store, rules, "second", 2)
     async with store.engine.connect() as conn:

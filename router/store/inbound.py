@@ -12,9 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.core.envelope import Envelope, Outbound, now, ordered_id
-from router.store import rows
 from router.store.database import Repository, hold_sqlite_writes
-from router.store.rows import listing, outbound_row, utc
+from router.store.rows import listing, new_ticket, outbound_row, utc
 from router.store.schema import conversations, messages
 from router.store.storable import fit, storable
 from router.store.value_lists import one_of
@@ -312,7 +311,7 @@ async def free_tickets(conn: AsyncConnection, n: int) -> list[str]:
     Taken ones are drawn again; one query a round, almost always one round."""
     tickets: list[str] = []
     while len(tickets) < n:
-        drawn = {rows.new_ticket() for _ in range(n - len(tickets))} - set(tickets)
+        drawn = {new_ticket() for _ in range(n - len(tickets))} - set(tickets)
         taken = set(
             (
                 await conn.execute(
