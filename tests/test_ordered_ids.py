@@ -28,18 +28,19 @@ from tests.test_reliability import classified_envelope
 
 def test_ordered_ids_sort_by_the_millisecond_they_were_made_in_and_never_repeat():
     made = []
+    started_ms = time.time_ns() // 1_000_000
     for _ in range(5):
         made.append([ordered_id() for _ in range(500)])
         time.sleep(0.002)
+    ended_ms = time.time_ns() // 1_000_000
     every = [i for group in made for i in group]
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in every)
     assert len(set(every)) == len(every)
     # Each group sorts after the one before; within a millisecond the random part decides.
     for earlier, later in zip(made, made[1:], strict=False):
         assert max(earlier) < min(later)
-    # 80 random bits after the time: ids of one millisecond differ well beyond their prefix.
-    same_ms = [i for i in made[0] if i[:12] == made[0][0][:12]]
-    assert len({i[12:] for i in same_ms}) == len(same_ms)
+    # The first 12 digits are the time they were made, in milliseconds.
+    assert all(started_ms <= int(i[:12], 16) <= ended_ms for i in every)
 
 
 async def _chunk(bus: KafkaBus, store: ConversationStore, rules: Rules, tag: str, n: int) -> None:
