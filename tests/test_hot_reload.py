@@ -115,11 +115,17 @@ class LogLines:
                 pass
 
     async def wait_for(self, event: str, after: int = 0, timeout: float = 60) -> dict:
+        return (await self.wait_for_each(event, 1, after, timeout))[0]
+
+    async def wait_for_each(
+        self, event: str, count: int, after: int = 0, timeout: float = 60
+    ) -> list[dict]:
+        """The first `count` lines of `event` (one from each of `count` processes)."""
         async with asyncio.timeout(timeout):
             while True:
                 found = [e for e in self.events[after:] if e.get("event") == event]
-                if found:
-                    return found[0]
+                if len(found) >= count:
+                    return found[:count]
                 await asyncio.sleep(0.05)
 
     async def close(self) -> None:
@@ -141,9 +147,16 @@ async def test_sighup_reloads_and_a_bad_file_is_refused_with_file_line_and_reaso
         edit(routing, *TO_GENERAL)
         await asyncio.sleep(0.5)  # polling is off: only the signal may reload
         assert not [e for e in logs.events if e.get("event") == "config.reloaded"]
+        workers = len((await logs.wait_for("workers.started"))["roles"])
         process.send_signal(signal.SIGHUP)
-        reloaded = await logs.wait_for("config.reloaded")
-        assert reloaded["reason"] == "signal" and reloaded["version"] != reloaded["previous"]
+        # Every worker reloads (each in its own time): all of them before the next edit, or a
+        # slow one would read the bad file for this signal.
+        each = await logs.wait_for_each("config.reloaded", workers)
+        assert {(e["reason"], e["version"], e["previous"]) for e in each} == {
+            ("signal", each[0]["version"], each[0]["previous"])
+        }
+        reloaded = each[0]
+        assert reloaded["version"] != reloaded["previous"]
 
         line = edit(routing, *BAD_TARGET)
         mark = len(logs.events)
