@@ -12,6 +12,7 @@ import asyncio
 import re
 import time
 
+import pytest
 import sqlalchemy as sa
 
 from router.bus.kafka import KafkaBus
@@ -43,6 +44,11 @@ def test_ordered_ids_sort_by_the_millisecond_they_were_made_in_and_never_repeat(
     assert all(started_ms <= int(i[:12], 16) <= ended_ms for i in every)
 
 
+@pytest.fixture(scope="module")
+def rules() -> Rules:
+    return Rules(CONFIG_DIR)
+
+
 async def _chunk(bus: KafkaBus, store: ConversationStore, rules: Rules, tag: str, n: int) -> None:
     """n new customers' messages through the dispatcher as one chunk."""
     texts = ("my transfer failed", "how do I reset my password", "someone took money from me")
@@ -57,10 +63,9 @@ async def _chunk(bus: KafkaBus, store: ConversationStore, rules: Rules, tag: str
 
 
 async def test_conversations_and_cases_opened_later_sort_later_and_keep_distinct_tickets(
-    bus_and_store,
+    bus_and_store, rules
 ):
     bus, store = bus_and_store
-    rules = Rules(CONFIG_DIR)
     await _chunk(bus, store, rules, "1", 40)
     await asyncio.sleep(0.002)
     async with store.engine.connect() as conn:
@@ -85,12 +90,11 @@ async def test_conversations_and_cases_opened_later_sort_later_and_keep_distinct
 
 
 async def test_a_ticket_drawn_that_another_conversation_has_is_drawn_again(
-    bus_and_store, monkeypatch
+    bus_and_store, rules, monkeypatch
 ):
     """Tickets are 32 random bits: in a large store a draw now and then is taken. The draws are
     fixed here so that the second chunk's first draws are the first chunk's tickets."""
     bus, store = bus_and_store
-    rules = Rules(CONFIG_DIR)
     draws = iter(["T0000000A", "T0000000B", "T0000000C"] + ["T0000000A", "T0000000B"] * 2)
     fresh = iter(f"T{n:08X}" for n in range(0xD, 0x100))
     monkeypatch.setattr(inbound, "new_ticket", lambda: next(draws, None) or next(fresh))
