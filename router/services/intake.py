@@ -46,6 +46,7 @@ class Intake:
         log.info(
             "message.received",
             trace_id=clean.trace_id,
+            received_at=clean.received_at.isoformat(),
             conversation_key=clean.conversation_key,
             channel=clean.channel,
             lane=lane,
