@@ -289,6 +289,13 @@ def router_settings(
     return make_settings(database_url, **{**router_overrides(broker_kind, shared), **overrides})
 
 
+@pytest.fixture(scope="module")
+def rules() -> Rules:
+    """The shipped rules (config/), the classifier built once for a module. A module that needs
+    other rules defines its own `rules`."""
+    return Rules(CONFIG_DIR)
+
+
 @pytest.fixture
 async def running_router(database_url, broker_kind, request) -> AsyncIterator[RunningRouter]:
     """The whole router on a free port, on each broker and each database."""

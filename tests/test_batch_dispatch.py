@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-import pytest
 import sqlalchemy as sa
 
 from router.core.envelope import Channel, Envelope, Sender, now
@@ -19,15 +18,9 @@ from router.services.dispatcher import DispatcherService
 from router.store.conversations import ConversationStore
 from router.store.inbound import Inbound
 from router.store.schema import conversations, messages
-from tests.conftest import CONFIG_DIR
 from tests.kafka_helpers import committed, fetch_uncommitted, read_topic, records_in, settle
 from tests.store_helpers import statements_run
 from tests.test_reliability import classified_envelope, wait_for
-
-
-@pytest.fixture(scope="module")
-def rules() -> Rules:
-    return Rules(CONFIG_DIR)
 
 
 def a_batch(rules: Rules, tag: str) -> list[Envelope]:

@@ -20,12 +20,6 @@ from router.operator_files.config import ConfigError, load_config
 from router.policy.rules import Rules
 from tests.conftest import CONFIG_DIR
 
-
-@pytest.fixture(scope="module")
-def rules() -> Rules:
-    return Rules(CONFIG_DIR)
-
-
 # --- categories, in both languages and every channel's shape ----------------------------------
 
 

@@ -9,15 +9,9 @@ import pytest
 from router.classify.clauses import frame
 from router.classify.textprep import normalize
 from router.core.envelope import Urgency
-from router.policy.rules import Rules
 from tests.conftest import CONFIG_DIR
 
 FRAUD = "unauthorized_transaction"
-
-
-@pytest.fixture(scope="module")
-def rules() -> Rules:
-    return Rules(CONFIG_DIR)
 
 
 def _frame_of(text: str, evidence: str) -> str | None:

@@ -13,11 +13,6 @@ from router.policy.rules import Rules
 from tests.conftest import CONFIG_DIR
 
 
-@pytest.fixture(scope="module")
-def rules() -> Rules:
-    return Rules(CONFIG_DIR)
-
-
 @pytest.mark.parametrize(
     ("text", "category", "urgency"),
     [

@@ -16,10 +16,9 @@ from aiokafka import AIOKafkaProducer
 
 from router.app import Router
 from router.core.envelope import Channel, Envelope, Lane, Sender
-from router.policy.rules import Rules
 from router.store.schema import conversations, messages
 from tests.chat_helpers import chat_ws_url
-from tests.conftest import CONFIG_DIR, new_router, router_settings
+from tests.conftest import new_router, router_settings
 
 BACKLOG = 5000
 STANDARD_TEXTS = [
@@ -30,11 +29,6 @@ STANDARD_TEXTS = [
     "is there a fee for topping up by card",
     "换了新手机，以前的记录还在吗",
 ]
-
-
-@pytest.fixture(scope="module")
-def rules() -> Rules:
-    return Rules(CONFIG_DIR)
 
 
 @pytest.mark.parametrize(

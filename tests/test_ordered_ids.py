@@ -12,7 +12,6 @@ import asyncio
 import re
 import time
 
-import pytest
 import sqlalchemy as sa
 
 from router.bus.kafka import KafkaBus
@@ -22,7 +21,6 @@ from router.services.dispatcher import DispatcherService
 from router.store import inbound
 from router.store.conversations import ConversationStore
 from router.store.schema import case_events, cases, conversations
-from tests.conftest import CONFIG_DIR
 from tests.kafka_helpers import fetch_uncommitted
 from tests.test_reliability import classified_envelope
 
@@ -42,11 +40,6 @@ def test_ordered_ids_sort_by_the_millisecond_they_were_made_in_and_never_repeat(
         assert max(earlier) < min(later)
     # The first 12 digits are the time they were made, in milliseconds.
     assert all(started_ms <= int(i[:12], 16) <= ended_ms for i in every)
-
-
-@pytest.fixture(scope="module")
-def rules() -> Rules:
-    return Rules(CONFIG_DIR)
 
 
 async def _chunk(bus: KafkaBus, store: ConversationStore, rules: Rules, tag: str, n: int) -> None:
