@@ -17,7 +17,9 @@ Kafka-first gateway (+ one acks=all produce per request). Figures:
 - critical_behind_backlog_s: a fraud report's answer → stored in the fraud queue, sent just
   after a burst of --backlog standard messages was answered
 - bare_http_msgs_per_s, bare_gateway_msgs_per_s: the ceilings, each a burst of --ceiling
-- cpu_ms_per_msg: each process's CPU time (user + system) during that burst, per message
+- cpu_ms_per_msg: each process's CPU time (user + system) during that burst, per message;
+  cpu_ms_per_msg_at_500, and cpu_ms_per_msg in each latency_by_rate row: the same for a steady
+  phase, from its first request to its last message stored (smaller chunks than a burst's)
 - peak_rss_mb: every process's peak resident memory (VmHWM), the router's children by name
 - soak (--soak-seconds): every process's resident memory through a steady run
 - scale_out (--scale-out 1,2,4): the burst again with N classifier and N dispatcher processes
@@ -272,6 +274,7 @@ class Bench:
         accepted: dict[str, float] = {}
         stored: dict[str, float] = {}
         seq = await store.top_seq()
+        cpu = self.memory.cpu_seconds()
         log = self.tmp / f"router-{base.rsplit(':', 1)[1]}.log"  # see `started`
         log_from = log.stat().st_size
         sending = True
@@ -315,6 +318,7 @@ class Bench:
             await asyncio.gather(*tasks)
         sending = False
         await poller
+        used = {k: v - cpu.get(k, 0.0) for k, v in self.memory.cpu_seconds().items()}
         waits = sorted(max(0.0, stored[s] - accepted[s]) * 1000 for s in accepted)
         if not waits:
             raise RuntimeError(f"steady {rate}/s: the router answered none of {n} requests")
@@ -325,6 +329,9 @@ class Bench:
             "p99_ms": round(waits[int(0.99 * (len(waits) - 1))], 1),
             "not_ok": n - len(accepted),
             "hops": between,
+            "cpu_ms_per_msg": {
+                k: round(1000 * v / max(1, len(accepted)), 3) for k, v in used.items()
+            },
             "quiet_after_s": quiet_after_s,
         }
 
@@ -433,6 +440,7 @@ class Bench:
                     self.figures["p99_ms_at_500"] = at_500["p99_ms"]
                     self.figures["steady_not_ok"] = at_500["not_ok"]
                     self.figures["hops_at_500"] = at_500["hops"]
+                    self.figures["cpu_ms_per_msg_at_500"] = at_500["cpu_ms_per_msg"]
                     self.figures["quiet_before_500_s"] = at_500["quiet_after_s"]
                     if self.args.latency_rates:
                         self.figures["latency_by_rate"] = [
@@ -532,6 +540,14 @@ def _runs(rates: list[float]) -> str:
     return f"; runs {' / '.join(f'{r:,}' for r in rates)}" if len(rates) > 1 else ""
 
 
+def _cpu(by_process: dict[str, float]) -> str:
+    """CPU per message: the sum, then each process's, largest first."""
+    ordered = sorted(by_process.items(), key=lambda i: -i[1])
+    return f"{sum(by_process.values()):.2f} ms: " + ", ".join(
+        f"{name} {ms:.2f}" for name, ms in ordered
+    )
+
+
 def table(result: dict) -> str:
     gateway = result["bare_gateway_msgs_per_s"]
     bursts = [run["throughput_msgs_per_s"] for run in result["burst_runs"]]
@@ -558,16 +574,8 @@ def table(result: dict) -> str:
             f"{result['critical_behind_backlog_s']} s ({result['backlog_unrouted_then']:,} still unrouted)",
         ),
     ]
-    cpu = result["cpu_ms_per_msg"]
-    rows.append(
-        (
-            "CPU per message in the burst",
-            f"{sum(cpu.values()):.2f} ms: "
-            + ", ".join(
-                f"{name} {ms:.2f}" for name, ms in sorted(cpu.items(), key=lambda i: -i[1])
-            ),
-        )
-    )
+    rows.append(("CPU per message in the burst", _cpu(result["cpu_ms_per_msg"])))
+    rows.append((f"CPU per message at a steady {RATE}/s", _cpu(result["cpu_ms_per_msg_at_500"])))
     rows += [(f"peak RSS {name}", f"{mb} MB") for name, mb in result["peak_rss_mb"].items()]
     if "soak" in result:
         soak = result["soak"]
@@ -584,6 +592,7 @@ def table(result: dict) -> str:
                 + (f" ({row['not_ok']} not answered 200)" if row["not_ok"] else ""),
             )
         )
+        rows.append(("  CPU per message", _cpu(row["cpu_ms_per_msg"])))
         rows += [
             (f"  {hop}", f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms")
             for hop, figures in row.get("hops", {}).items()

@@ -129,6 +129,11 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     assert result["burst_not_ok"] == 0 and result["steady_not_ok"] == 0
     assert result["peak_rss_mb"]["router"] > 0 and result["peak_rss_mb"]["router.broker"] > 0
     assert result["database"] == "sqlite" and result["broker"].startswith("tansu")
+    # CPU per message by process, in the burst and at a steady 500/s: each worker's own
+    for cpu in (result["cpu_ms_per_msg"], result["cpu_ms_per_msg_at_500"]):
+        assert {"router.gateway", "router.dispatcher", "router.classifier"} <= cpu.keys(), cpu
+        assert cpu["router.gateway"] > 0 and cpu["router.dispatcher"] > 0, cpu
+    assert "CPU per message at a steady 500/s" in run.stdout
     assert all(result[k] for k in ("date", "machine", "command"))
     assert result["settings"] == {"consumer_fetch_wait_ms": "40"}
     # --repeat 2: both ceilings and the burst twice; the figures are the median run's
@@ -172,6 +177,7 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     assert low["rate"] == 50 and low["not_ok"] == 0, low
     assert 0 <= low["p50_ms"] <= low["p99_ms"], low
     assert "accepted → stored at a steady 50/s" in run.stdout
+    assert low["cpu_ms_per_msg"]["router.dispatcher"] > 0, low
     # where that time went, hop by hop, from the stages' log lines: every message of the phase
     steady_n = 50 * result["sizes"]["steady_seconds"]
     for row in (low["hops"], result["hops_at_500"]):
