@@ -30,9 +30,15 @@ from router.store.schema import (
     customer_agents,
 )
 from router.store.storable import fit
-from router.store.value_lists import one_of
+from router.store.value_lists import listed, one_of
 
 Loads = dict[tuple[str, str], int]  # (username, channel) -> open conversations
+
+# Every dispatcher chunk asks: built once (see value_lists.py).
+_LAST_AGENTS = sa.select(customer_agents.c.conversation_key, customer_agents.c.username).where(
+    one_of(customer_agents.c.conversation_key, listed("keys")),
+    customer_agents.c.at >= sa.bindparam("since"),
+)
 
 
 class Assignments(Repository):
@@ -278,12 +284,7 @@ class Assignments(Repository):
         # Found by the key as stored (a long one is shortened), answered by the key asked.
         asked = {fit(customer_agents.c.conversation_key, k): k for k in conversation_keys}
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(customer_agents.c.conversation_key, customer_agents.c.username).where(
-                    one_of(customer_agents.c.conversation_key, sorted(asked)),
-                    customer_agents.c.at >= since,
-                )
-            )
+            rows = await conn.execute(_LAST_AGENTS, {"keys": sorted(asked), "since": since})
             return {asked[key]: username for key, username in rows.all()}
 
 
@@ -392,11 +393,11 @@ def _overdue(accept_before: datetime | None, answer_before: datetime | None) -> 
     return sa.or_(*overdue) if overdue else None
 
 
+_AVAILABLE = sa.select(agent_state.c.username).where(agent_state.c.status == "available")
+
+
 async def _available(conn: AsyncConnection) -> set[str]:
-    rows = await conn.execute(
-        sa.select(agent_state.c.username).where(agent_state.c.status == "available")
-    )
-    return set(rows.scalars())
+    return set((await conn.execute(_AVAILABLE)).scalars())
 
 
 async def _loads(conn: AsyncConnection, username: str | None = None) -> Loads:

@@ -15,7 +15,7 @@ from router.core.envelope import now
 from router.store.cases import ROUTER, add_event, case_of, move_to_case, open_case, open_cases
 from router.store.schema import case_events, case_facts, conversations
 from router.store.storable import fit, storable
-from router.store.value_lists import one_of
+from router.store.value_lists import listed, one_of
 
 
 @dataclass(frozen=True)
@@ -75,12 +75,13 @@ async def place_cases(
     return placed
 
 
+_CASES_OF = sa.select(conversations.c.id, conversations.c.case_id).where(
+    one_of(conversations.c.id, listed("ids"))
+)  # built once: every chunk asks (see value_lists.py)
+
+
 async def _cases_of(conn: AsyncConnection, conversation_ids: list[str]) -> dict[str, str | None]:
-    rows = await conn.execute(
-        sa.select(conversations.c.id, conversations.c.case_id).where(
-            one_of(conversations.c.id, sorted(set(conversation_ids)))
-        )
-    )
+    rows = await conn.execute(_CASES_OF, {"ids": sorted(set(conversation_ids))})
     return {row[0]: row[1] for row in rows}
 
 

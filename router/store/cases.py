@@ -262,6 +262,14 @@ async def open_case(conn: AsyncConnection, phone: str | None, at: datetime) -> s
     return case_id
 
 
+# Every chunk that opens conversations runs it: built once (see value_lists.py).
+_MOVE_TO_CASE = (
+    conversations.update()
+    .where(conversations.c.id == sa.bindparam("conversation"))
+    .values(case_id=sa.bindparam("case"))
+)
+
+
 async def open_cases(
     conn: AsyncConnection, wanted: list[tuple[str, str | None, datetime]]
 ) -> dict[str, str]:
@@ -279,10 +287,7 @@ async def open_cases(
         ],
     )
     await conn.execute(
-        conversations.update()
-        .where(conversations.c.id == sa.bindparam("conversation"))
-        .values(case_id=sa.bindparam("case")),
-        [{"conversation": c, "case": case_id} for c, case_id in opened.items()],
+        _MOVE_TO_CASE, [{"conversation": c, "case": case_id} for c, case_id in opened.items()]
     )
     at = now()
     await conn.execute(

@@ -12,7 +12,12 @@ from router.store.database import Repository
 from router.store.rows import jsonable
 from router.store.schema import customer_profiles, identities
 from router.store.storable import fit, storable
-from router.store.value_lists import one_of
+from router.store.value_lists import listed, one_of
+
+# Every dispatcher chunk asks: built once (see value_lists.py).
+_ATTRIBUTES = sa.select(customer_profiles.c.address, customer_profiles.c.attributes).where(
+    one_of(customer_profiles.c.address, listed("addresses"))
+)
 
 
 class Customers(Repository):
@@ -71,11 +76,5 @@ class Customers(Repository):
         # Found by the address as stored (see router.store.storable), answered by the one asked.
         asked = {fit(customer_profiles.c.address, a): a for a in addresses}
         async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(customer_profiles.c.address, customer_profiles.c.attributes).where(
-                        one_of(customer_profiles.c.address, sorted(asked))
-                    )
-                )
-            ).all()
+            rows = (await conn.execute(_ATTRIBUTES, {"addresses": sorted(asked)})).all()
         return {asked[address]: dict(attributes) for address, attributes in rows}

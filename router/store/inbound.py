@@ -16,7 +16,19 @@ from router.store.database import Repository, hold_sqlite_writes
 from router.store.rows import listing, new_ticket, outbound_row, utc
 from router.store.schema import conversations, messages
 from router.store.storable import fit, storable
-from router.store.value_lists import one_of
+from router.store.value_lists import listed, one_of
+
+# The statements every chunk runs, built once (see value_lists.py).
+_STORED_IDS = sa.select(messages.c.message_id).where(one_of(messages.c.message_id, listed("ids")))
+_OPEN_CONVERSATIONS = (
+    sa.select(conversations)
+    .where(one_of(conversations.c.conversation_key, listed("keys")))
+    .where(conversations.c.status != "resolved")
+    .order_by(conversations.c.created_at.desc())
+)
+_TAKEN_TICKETS = sa.select(conversations.c.ticket).where(
+    one_of(conversations.c.ticket, listed("tickets"))
+)
 
 Acknowledge = Callable[[dict[str, Any], bool], Outbound | None]
 OnStored = Callable[[AsyncConnection, list[tuple["Inbound", "Recorded"]]], Awaitable[None]]
@@ -68,9 +80,8 @@ class InboundMessages(Repository):
         """Which of these inbound messages the store has."""
         if not message_ids:
             return set()
-        query = sa.select(messages.c.message_id).where(one_of(messages.c.message_id, message_ids))
         async with self.engine.connect() as conn:
-            return {row[0] for row in await conn.execute(query)}
+            return {row[0] for row in await conn.execute(_STORED_IDS, {"ids": message_ids})}
 
     async def record_inbound_many(
         self, items: list[Inbound], on_stored: OnStored | None = None
@@ -223,14 +234,7 @@ class InboundMessages(Repository):
         conn: AsyncConnection, keys: set[str]
     ) -> dict[str, dict[str, Any]]:
         """The newest conversation not resolved under each key, as a plain row."""
-        rows = (
-            await conn.execute(
-                sa.select(conversations)
-                .where(one_of(conversations.c.conversation_key, sorted(keys)))
-                .where(conversations.c.status != "resolved")
-                .order_by(conversations.c.created_at.desc())
-            )
-        ).mappings()
+        rows = (await conn.execute(_OPEN_CONVERSATIONS, {"keys": sorted(keys)})).mappings()
         found: dict[str, dict[str, Any]] = {}
         for row in rows:
             found.setdefault(row["conversation_key"], dict(row))
@@ -312,15 +316,7 @@ async def free_tickets(conn: AsyncConnection, n: int) -> list[str]:
     tickets: list[str] = []
     while len(tickets) < n:
         drawn = {new_ticket() for _ in range(n - len(tickets))} - set(tickets)
-        taken = set(
-            (
-                await conn.execute(
-                    sa.select(conversations.c.ticket).where(
-                        one_of(conversations.c.ticket, sorted(drawn))
-                    )
-                )
-            ).scalars()
-        )
+        taken = set((await conn.execute(_TAKEN_TICKETS, {"tickets": sorted(drawn)})).scalars())
         tickets += sorted(drawn - taken)
     return tickets
 

@@ -16,7 +16,18 @@ from router.store.database import Repository, hold_sqlite_writes, insert_for
 from router.store.rows import jsonable, outbound_row
 from router.store.schema import conversations, messages, outbox
 from router.store.storable import fit, storable
-from router.store.value_lists import one_of
+from router.store.value_lists import listed, one_of
+
+# The statements every chunk runs, built once (see value_lists.py).
+_MARK_PUBLISHED = (
+    messages.update().where(one_of(messages.c.message_id, listed("ids"))).values(published=True)
+)
+_IN_OUTBOX = sa.select(outbox.c.message_id).where(one_of(outbox.c.message_id, listed("ids")))
+_SANDBOXED = (
+    messages.update()
+    .where(one_of(messages.c.message_id, listed("ids")))
+    .values(delivery_status="sandboxed")
+)
 
 # A reply with one of these statuses has not reached its provider, as far as the store knows:
 # no status, waiting, or a send begun whose outcome was never recorded.
@@ -87,11 +98,7 @@ class OutboundMessages(Repository):
         if not message_ids:
             return
         async with self.write() as conn:
-            await conn.execute(
-                messages.update()
-                .where(one_of(messages.c.message_id, message_ids))
-                .values(published=True)
-            )
+            await conn.execute(_MARK_PUBLISHED, {"ids": message_ids})
 
     async def set_delivery_status(
         self,
@@ -213,16 +220,11 @@ class OutboundMessages(Repository):
         ids = [row["message_id"] for row in rows]
         async with self.write() as conn:
             await hold_sqlite_writes(conn)
-            query = sa.select(outbox.c.message_id).where(one_of(outbox.c.message_id, ids))
-            before = set((await conn.execute(query)).scalars())
+            before = set((await conn.execute(_IN_OUTBOX, {"ids": ids})).scalars())
             kept = set(ids) - before
             if kept:
                 await conn.execute(insert, [row for row in rows if row["message_id"] in kept])
-                await conn.execute(
-                    messages.update()
-                    .where(one_of(messages.c.message_id, sorted(kept)))
-                    .values(delivery_status="sandboxed")
-                )
+                await conn.execute(_SANDBOXED, {"ids": sorted(kept)})
         return [row["message_id"] for row in rows if row["message_id"] in kept]
 
     async def delivery_statuses(self, message_ids: list[str]) -> dict[str, str | None]:
