@@ -116,6 +116,13 @@ class PeakMemory:
         self.sample()
         return self._named({pid: self._cpu[pid] for pid in self._now})
 
+    def cpu_ms_per_msg(self, since: dict[str, float], messages: int) -> dict[str, float]:
+        """Each process's CPU time since `since` (an earlier `cpu_seconds()`), in ms a message."""
+        return {
+            name: round(1000 * (seconds - since.get(name, 0.0)) / max(1, messages), 3)
+            for name, seconds in self.cpu_seconds().items()
+        }
+
     def _named(self, sizes: dict[int, float]) -> dict[str, float]:
         named: dict[str, float] = {}
         for pid, mb in sizes.items():

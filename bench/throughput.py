@@ -252,9 +252,8 @@ class Bench:
         if bad == n:
             raise RuntimeError(f"{phase}: the router refused every request of the burst")
         stored = await self.wait_stored(store, phase, prefix, n - bad, seq)
-        used = {k: v - cpu.get(k, 0.0) for k, v in memory.cpu_seconds().items()}
         return {
-            "cpu_ms_per_msg": {k: round(1000 * v / max(1, n - bad), 3) for k, v in used.items()},
+            "cpu_ms_per_msg": memory.cpu_ms_per_msg(cpu, n - bad),
             "accept_rps": round((n - bad) / (answered - started), 1),
             "throughput_msgs_per_s": round((n - bad) / (stored - started), 1),
             "burst_not_ok": bad,
@@ -318,7 +317,7 @@ class Bench:
             await asyncio.gather(*tasks)
         sending = False
         await poller
-        used = {k: v - cpu.get(k, 0.0) for k, v in self.memory.cpu_seconds().items()}
+        cpu_ms_per_msg = self.memory.cpu_ms_per_msg(cpu, len(accepted))
         waits = sorted(max(0.0, stored[s] - accepted[s]) * 1000 for s in accepted)
         if not waits:
             raise RuntimeError(f"steady {rate}/s: the router answered none of {n} requests")
@@ -329,9 +328,7 @@ class Bench:
             "p99_ms": round(waits[int(0.99 * (len(waits) - 1))], 1),
             "not_ok": n - len(accepted),
             "hops": between,
-            "cpu_ms_per_msg": {
-                k: round(1000 * v / max(1, len(accepted)), 3) for k, v in used.items()
-            },
+            "cpu_ms_per_msg": cpu_ms_per_msg,
             "quiet_after_s": quiet_after_s,
         }
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import sqlite3
 import subprocess
 import sys
+from types import ModuleType
 
 import pytest
 
@@ -20,12 +22,18 @@ from tests.test_batch_sender import conversation, replies
 ROOT = CONFIG_DIR.parent
 
 
-def test_crossval_holds_out_every_example_once_and_reports_the_figures():
+def from_bench(module: str) -> ModuleType:
+    """A module of bench/, which its scripts import by name: bench/ is on the path while it loads."""
     sys.path.insert(0, str(ROOT / "bench"))
     try:
-        from classifier_crossval import folds_of, without
+        return importlib.import_module(module)
     finally:
         sys.path.remove(str(ROOT / "bench"))
+
+
+def test_crossval_holds_out_every_example_once_and_reports_the_figures():
+    crossval = from_bench("classifier_crossval")
+    folds_of, without = crossval.folds_of, crossval.without
     from router.operator_files.config import load_config
 
     config = load_config(CONFIG_DIR).classifier
@@ -198,11 +206,7 @@ def test_a_hop_from_the_gateway_starts_when_it_took_the_request_not_when_it_logg
     """The classifier can fetch a record before the broker's answer to the produce reaches a
     busy gateway: the gateway's line is then written after the classifier's (a clean CI run
     measured a p50 of -5.5 ms that way). The hop starts at the line's `received_at`."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        from stages import hops
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    hops = from_bench("stages").hops
 
     def line(event: str, at: str, **more: str) -> str:
         return json.dumps({"event": event, "trace_id": "t1", "timestamp": at, **more})
@@ -301,11 +305,7 @@ def test_a_wrong_list_is_refused_before_anything_starts(option, value, reason):
 async def test_a_steady_phase_begins_once_the_replies_left_to_send_are_sent(tmp_path):
     """`StoreView.quiet`, what each steady phase of the bench waits for first: every stored
     reply through the sender (a burst leaves thousands of acknowledgements to send)."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        from bench_support import StoreView
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    StoreView = from_bench("bench_support").StoreView
     url = await migrated_sqlite(tmp_path / "store.db")
     async with ConversationStore(url) as store:
         [out] = await replies(store, await conversation(store, Channel.SMS, "+15550123"), "hi")
