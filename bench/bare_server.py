@@ -3,9 +3,11 @@
 - `http`: bare aiohttp: the Twilio messaging webhook's form POST, the same HMAC-SHA1 signature
   check (twilio's RequestValidator), an empty TwiML answer.
 - `gateway`: the same, plus one aiokafka produce (acks=all) per request, awaited before the
-  answer, to an embedded broker this process starts (the Kafka-first gateway with nothing else).
+  answer, to an embedded broker this process starts (the Kafka-first gateway with nothing else),
+  or with --kafka to that cluster, on a topic of its own (--topic, 3 partitions).
 
-    .venv/bin/python bench/bare_server.py http|gateway --port PORT --token TOKEN --url URL
+    .venv/bin/python bench/bare_server.py http|gateway --port PORT --token TOKEN --url URL \
+        [--kafka HOST:PORT --topic NAME]
 
 Prints "ready" on stdout once it accepts requests; SIGTERM stops it (and its broker).
 """
@@ -27,18 +29,25 @@ from aiokafka import AIOKafkaProducer  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
 from router.bus.embedded import EmbeddedBroker  # noqa: E402
+from router.bus.kafka import create_topics  # noqa: E402
 
 TOPIC = "bench.inbound"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 
 
-async def serve(mode: str, port: int, token: str, url: str) -> None:
+async def serve(
+    mode: str, port: int, token: str, url: str, kafka: str | None = None, topic: str = TOPIC
+) -> None:
     validator = RequestValidator(token)
     broker = producer = None
     if mode == "gateway":
-        broker = EmbeddedBroker(topics=[TOPIC], partitions=3)
-        await broker.start()
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
+        if kafka is None:
+            broker = EmbeddedBroker(topics=[topic], partitions=3)
+            await broker.start()
+            kafka = broker.bootstrap_servers
+        else:
+            await create_topics(kafka, [topic], 3)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
         await producer.start()
 
     async def receive(request: web.Request) -> web.Response:
@@ -48,7 +57,7 @@ async def serve(mode: str, port: int, token: str, url: str) -> None:
             raise web.HTTPForbidden(text="bad signature")
         if producer is not None:
             value = json.dumps(params).encode()
-            await producer.send_and_wait(TOPIC, value, key=params["From"].encode())
+            await producer.send_and_wait(topic, value, key=params["From"].encode())
         return web.Response(text=EMPTY_TWIML, content_type="text/xml")
 
     app = web.Application()
@@ -77,8 +86,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--token", required=True)
     parser.add_argument("--url", required=True, help="the URL the requests were signed for")
+    parser.add_argument("--kafka", metavar="HOST:PORT", help="default: an embedded broker")
+    parser.add_argument("--topic", default=TOPIC)
     args = parser.parse_args()
-    asyncio.run(serve(args.mode, args.port, args.token, args.url))
+    asyncio.run(serve(args.mode, args.port, args.token, args.url, args.kafka, args.topic))
 
 
 if __name__ == "__main__":

@@ -76,6 +76,25 @@ def _cpu_seconds(pid: int) -> float | None:
     return None
 
 
+def listening_pid(port: int) -> int | None:
+    """The process listening on this TCP port of this machine (a Kafka server the bench did not
+    start), from /proc/net/tcp{,6} and the processes' sockets; None if none here is."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                    inodes.add(f"socket:[{fields[9]}]")
+    for process in Path("/proc").iterdir():
+        if not process.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in inodes for fd in (process / "fd").iterdir()):
+                return int(process.name)
+    return None
+
+
 def _label(pid: int, root_label: str, is_root: bool) -> str:
     if is_root:
         return root_label

@@ -1,7 +1,7 @@
 """`make bench` (also `supportrouter bench`): the router under a spike, from the webhook.
 
 Starts the real router (`supportrouter run`, the embedded default: Tansu and SQLite, or
---database-url for PostgreSQL) as a subprocess and drives it over HTTP from other processes:
+--database-url for PostgreSQL, --kafka for an Apache Kafka cluster) as a subprocess and drives it over HTTP from other processes:
 wrk with a Lua script over pre-signed Twilio SMS webhooks, one customer each (bench/loadgen.py;
 an aiohttp client there when wrk cannot be installed). In the same run it measures the two
 ceilings (bench/bare_server.py): bare aiohttp with the same signature check, and a bare
@@ -59,6 +59,7 @@ from bench_support import (  # noqa: E402
     PeakMemory,
     Progress,
     StoreView,
+    listening_pid,
     machine,
     number_list,
     running,
@@ -69,7 +70,7 @@ from loadgen import PATH, Signed, burst_command, ensure_wrk, sign_sms, threads_o
 from stages import hops  # noqa: E402
 
 from router.bus.embedded import free_port  # noqa: E402
-from router.core.settings import Settings  # noqa: E402
+from router.core.settings import Settings, Topics  # noqa: E402
 
 TOKEN = "bench-twilio-auth-token"
 RATE = 500  # messages per second in the steady phase
@@ -118,6 +119,8 @@ class Bench:
         self.memory = PeakMemory()
         self.wrk = ensure_wrk()
         self.database_url = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
+        # --kafka on this machine: its server's CPU and memory are measured with the router's
+        self.kafka_pid = listening_pid(int(args.kafka.rsplit(":", 1)[1])) if args.kafka else None
         self.figures: dict = {}
 
     async def burst(self, phase: str, base_url: str, requests: list[Signed]) -> tuple:
@@ -153,6 +156,8 @@ class Bench:
         base = f"http://127.0.0.1:{port}"
         command = [sys.executable, str(ROOT / "bench" / "bare_server.py"), mode]
         command += ["--port", str(port), "--token", TOKEN, "--url", base + PATH]
+        if mode == "gateway" and self.args.kafka:
+            command += ["--kafka", self.args.kafka, "--topic", f"bench.{self.run_id}.bare"]
         n = self.size["ceiling"]
         requests = sign_sms(base + PATH, TOKEN, f"{self.run_id}a", texts(n))
         self.progress.show(f"ceiling: bare {mode}", 0, n)
@@ -188,6 +193,13 @@ class Bench:
         )
         if self.args.processes:
             env["SUPPORTROUTER_PROCESSES"] = self.args.processes
+        if self.args.kafka:  # every core, as on the embedded broker; topics and groups its own
+            env.setdefault("SUPPORTROUTER_PROCESSES", str(os.cpu_count() or 1))
+            names = f"bench.{self.run_id}.{port}"
+            env["SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS"] = self.args.kafka
+            env["SUPPORTROUTER_CONSUMER_GROUP_PREFIX"] = names
+            for name, topic in Topics().model_dump().items():
+                env[f"SUPPORTROUTER_TOPICS__{name.upper()}"] = f"{names}.{topic}"
         env.update((f"SUPPORTROUTER_{name.upper()}", value) for name, value in self.args.setting)
         return env
 
@@ -461,7 +473,8 @@ class Bench:
                 url = f"sqlite+aiosqlite:///{self.tmp}/scale-{n}.db"
             env = self.router_env_for(url)
             env.update(
-                SUPPORTROUTER_PROCESSES="auto",
+                # "auto" is one process on a cluster: there, as many as there are cores
+                SUPPORTROUTER_PROCESSES=str(os.cpu_count() or 1) if self.args.kafka else "auto",
                 SUPPORTROUTER_CLASSIFIER_PROCESSES=str(n),
                 SUPPORTROUTER_DISPATCHER_PROCESSES=str(n),
                 SUPPORTROUTER_PARTITIONS=str(max(n, self.args.partitions)),
@@ -484,7 +497,10 @@ class Bench:
                     "dispatchers": n,
                     "partitions": max(n, self.args.partitions),
                     **figures,
-                    "peak_rss_mb_total": round(sum(peaks.values()), 1),
+                    # the router's processes: a Kafka server's (--kafka) is not the router's
+                    "peak_rss_mb_total": round(
+                        sum(mb for name, mb in peaks.items() if name != "kafka"), 1
+                    ),
                 }
             )
         return rows
@@ -501,6 +517,8 @@ class Bench:
         self.progress.show(phase, 0, 1)
         async with running(command, env=env, log=log) as process:
             memory.watch(process.pid, "router")
+            if self.kafka_pid is not None:
+                memory.watch(self.kafka_pid, "kafka")
             await wait_ready(base + "/readyz", process, log=log)
             self.progress.show(phase, 1, 1)
             yield base, process.pid
@@ -522,7 +540,9 @@ class Bench:
             ),
             "peak_rss_mb": dict(sorted(self.memory.peaks_mb.items())),
             "database": url.split(":", 1)[0].split("+")[0],
-            "broker": "tansu (embedded)",
+            "broker": f"apache kafka ({self.args.kafka})"
+            if self.args.kafka
+            else "tansu (embedded)",
             "load_generator": "wrk" if self.wrk else "aiohttp (bench/loadgen.py)",
             "sizes": self.size,
             "settings": dict(self.args.setting),  # --setting: the routers' settings changed
@@ -639,6 +659,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--processes", help="SUPPORTROUTER_PROCESSES for the router")
+    parser.add_argument(
+        "--kafka",
+        metavar="HOST:PORT",
+        help="an Apache Kafka cluster instead of the embedded broker (the router with every "
+        "core, topics and groups of each run's own; the bare gateway produces there too)",
+    )
     parser.add_argument("--profile", type=Path, help="py-spy's collapsed stacks of the router")
     parser.add_argument(
         "--soak-seconds", type=int, default=0, help="then this long at --soak-rate (memory growth)"

@@ -116,7 +116,9 @@ class Router:
             if self.broker is not None:
                 await self._requeue_unsent()
         if self.plan is not None and self.role == "all":
-            self.workers = WorkerProcesses(s, self.plan, bootstrap)
+            self.workers = WorkerProcesses(
+                s, self.plan, bootstrap, embedded=self.broker is not None
+            )
             await self._up(self.workers)
             return
         wants = {self.role} if self.role != "all" else set(ROLES)

@@ -202,6 +202,51 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     assert logs and any('"message.received"' in log.read_text() for log in logs), logs
 
 
+@pytest.mark.kafka
+def test_the_bench_on_apache_kafka_runs_the_router_and_the_bare_gateway_there(
+    tmp_path, shared_kafka
+):
+    """`--kafka`: the router's workers and the bare gateway on the cluster, with topics of their
+    own; the Kafka server's CPU and memory are measured beside the router's processes."""
+    out = tmp_path / "latest.json"
+    run = subprocess.run(
+        [sys.executable, "bench/throughput.py", "--quick", "--out", str(out)]
+        + ["--kafka", shared_kafka, "--keep", str(tmp_path / "work")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["broker"] == f"apache kafka ({shared_kafka})"
+    assert result["burst_not_ok"] == 0 and result["steady_not_ok"] == 0
+    for key in BENCH_KEYS:
+        assert result[key] > 0, (key, result[key])
+    peaks = result["peak_rss_mb"]
+    assert "router.broker" not in peaks and "bare_gateway.broker" not in peaks, peaks
+    assert peaks["kafka"] > 0, peaks  # the server on this machine, found by its port
+    assert {"router.gateway", "router.classifier", "router.dispatcher", "router.sender"} <= set(
+        peaks
+    ), peaks
+    assert result["cpu_ms_per_msg"]["kafka"] > 0, result["cpu_ms_per_msg"]
+    # the router's topics and groups are the run's own, on the cluster it was given
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def topics() -> list[str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=shared_kafka)
+        await admin.start()
+        try:
+            return await admin.list_topics()
+        finally:
+            await admin.close()
+
+    made = [t for t in asyncio.run(topics()) if t.startswith("bench.")]
+    assert any(t.endswith(".support.inbound.standard") for t in made), made
+    assert any(t.endswith(".bare") for t in made), made
+
+
 def test_a_hop_from_the_gateway_starts_when_it_took_the_request_not_when_it_logged():
     """The classifier can fetch a record before the broker's answer to the produce reaches a
     busy gateway: the gateway's line is then written after the classifier's (a clean CI run

@@ -27,6 +27,13 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
+def _roles(pids: list[int]) -> list[str]:
+    """What each process runs: the last word of its command line (`... run ROLE`), sorted."""
+    return sorted(
+        Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2].decode() for pid in pids
+    )
+
+
 async def _banner(process: asyncio.subprocess.Process) -> str:
     """Every worker trains the classifier at its start: on a busy machine that takes a while."""
     lines = []
@@ -40,51 +47,84 @@ async def _banner(process: asyncio.subprocess.Process) -> str:
                 return "".join(lines)
 
 
+async def _fraud_report_reaches_the_fraud_queue(env: dict[str, str]) -> None:
+    """A signed SMS fraud report through the router's gateway, until the store has it queued."""
+    url = f"http://127.0.0.1:{env['SUPPORTROUTER_HTTP_PORT']}/webhooks/twilio/messaging"
+    params = {
+        "MessageSid": "SM" + "7" * 32,
+        "AccountSid": "AC" + "0" * 32,
+        "From": "+15550001234",
+        "To": "+15550000000",
+        "Body": FRAUD,
+        "NumMedia": "0",
+    }
+    headers = {"X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(url, params)}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, data=params, headers=headers) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+    async with ConversationStore(env["SUPPORTROUTER_DATABASE_URL"]) as store:
+        async with asyncio.timeout(120):
+            while not any(
+                "+15550001234" in c["conversation_key"]
+                for c in await store.queue_conversations("fraud")
+            ):
+                await asyncio.sleep(0.2)
+
+
+def _env_for_processes(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = _env(
+        tmp_path,
+        SUPPORTROUTER_CHANNELS='["sms"]',
+        SUPPORTROUTER_ADMIN_PASSWORD="multi-process-admin",
+        TWILIO_AUTH_TOKEN=TOKEN,
+        **extra,
+    )
+    env["SUPPORTROUTER_PUBLIC_URL"] = f"http://127.0.0.1:{env['SUPPORTROUTER_HTTP_PORT']}"
+    return env
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 async def test_run_in_processes_takes_a_webhook_end_to_end_and_a_signal_leaves_no_orphan(
     tmp_path: Path, sig: signal.Signals
 ):
-    env = _env(
-        tmp_path,
-        SUPPORTROUTER_PROCESSES="2",
-        SUPPORTROUTER_CHANNELS='["sms"]',
-        SUPPORTROUTER_ADMIN_PASSWORD="multi-process-admin",
-        TWILIO_AUTH_TOKEN=TOKEN,
-    )
-    port = env["SUPPORTROUTER_HTTP_PORT"]
-    env["SUPPORTROUTER_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+    env = _env_for_processes(tmp_path, SUPPORTROUTER_PROCESSES="2")
     process = await _start(env, stderr=asyncio.subprocess.DEVNULL)
     try:
         banner = await _banner(process)
         assert "1 classifier, 1 dispatcher, 1 sender, 1 gateway" in banner
         tree = _tree(process.pid)
         assert len(tree) == 5  # the broker and four workers
-        url = f"http://127.0.0.1:{port}/webhooks/twilio/messaging"
-        params = {
-            "MessageSid": "SM" + "7" * 32,
-            "AccountSid": "AC" + "0" * 32,
-            "From": "+15550001234",
-            "To": "+15550000000",
-            "Body": FRAUD,
-            "NumMedia": "0",
-        }
-        headers = {"X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(url, params)}
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(url, data=params, headers=headers) as resp,
-        ):
-            assert resp.status == 200, await resp.text()
-        async with ConversationStore(env["SUPPORTROUTER_DATABASE_URL"]) as store:
-            async with asyncio.timeout(120):
-                while not any(
-                    "+15550001234" in c["conversation_key"]
-                    for c in await store.queue_conversations("fraud")
-                ):
-                    await asyncio.sleep(0.2)
+        await _fraud_report_reaches_the_fraud_queue(env)
         process.send_signal(sig)
         async with asyncio.timeout(60):
             code = await process.wait()
         assert code == 0
+        assert [pid for pid in tree if _alive(pid)] == []
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_run_on_a_cluster_it_was_given_starts_its_workers_there_when_told_how_many(
+    tmp_path: Path, broker
+):
+    """On a cluster `auto` is one process (tests/test_process.py); a number starts the workers,
+    on that cluster, with no broker of their own: the pipeline end to end, then a clean stop."""
+    env = _env_for_processes(tmp_path, SUPPORTROUTER_PROCESSES="2", **broker.env())
+    process = await _start(env, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        banner = await _banner(process)
+        assert "1 classifier, 1 dispatcher, 1 sender, 1 gateway" in banner
+        assert f"Kafka                   {broker.bootstrap_servers}" in banner
+        tree = _tree(process.pid)
+        assert _roles(tree) == ["classifier", "dispatcher", "gateway", "sender"]  # no broker
+        await _fraud_report_reaches_the_fraud_queue(env)
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            assert await process.wait() == 0
         assert [pid for pid in tree if _alive(pid)] == []
     finally:
         if process.returncode is None:

@@ -27,7 +27,7 @@ def command(args: argparse.Namespace) -> int:
     outcome = {"code": 0}
 
     async def main() -> None:
-        plan = plan_for(settings) if args.role == "all" and settings.embedded else None
+        plan = plan_for(settings) if args.role == "all" else None
         router = Router(settings, role=args.role, plan=plan)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

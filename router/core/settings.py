@@ -105,7 +105,9 @@ class Settings(BaseSettings):
     # `supportrouter run` on the embedded broker: "auto" puts the gateway, the sender and the
     # pipeline stages in processes of their own, one classifier and one dispatcher per two cores
     # (at least one each; on one core, everything in one process); a number N plans as if
-    # there were N cores; "1" runs everything in one process.
+    # there were N cores; "1" runs everything in one process. On a Kafka cluster "auto" is one
+    # process (there each service is run and scaled on its own); a number N starts the workers
+    # there too.
     processes: str = Field(default="auto", pattern=r"^(auto|[1-9][0-9]?)$")
     # Classifier worker processes when `processes` is above 1 (unset: one per two cores).
     classifier_processes: int | None = Field(default=None, ge=1, le=64)

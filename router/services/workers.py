@@ -1,11 +1,13 @@
 """The pipeline's stages in processes of their own, so `supportrouter run` uses every core.
 
 Each worker is `supportrouter run ROLE` (router/app.py's roles) talking to the supervisor's
-embedded broker; the supervisor keeps the broker and the store's start-up work, starts the
-workers together and reports ready only when every one printed its banner. Stopping is the reverse: the gateway first (its drain waits for accepted messages to be
-stored while the pipeline still runs), then the consumers. The workers run in their own process
-group, so a Ctrl-C reaches the supervisor alone and it stops them in that order; each one also
-dies with the supervisor (PR_SET_PDEATHSIG), so nothing is orphaned even by a SIGKILL.
+embedded broker, or to the Kafka cluster it was given when a number of processes is set. The
+supervisor keeps the broker and the store's start-up work, starts the workers together and
+reports ready only when every one printed its banner. Stopping is the reverse: the gateway first
+(its drain waits for accepted messages to be stored while the pipeline still runs), then the
+consumers. The workers run in their own process group, so a Ctrl-C reaches the supervisor alone
+and it stops them in that order; each one also dies with the supervisor (PR_SET_PDEATHSIG), so
+nothing is orphaned even by a SIGKILL.
 """
 
 from __future__ import annotations
@@ -46,9 +48,10 @@ class Plan:
 
 
 def plan_for(settings: Settings) -> Plan | None:
-    """None: everything in this one process (SUPPORTROUTER_PROCESSES=1, or a single core)."""
+    """None: everything in this one process (SUPPORTROUTER_PROCESSES=1, or a single core, or
+    "auto" on a Kafka cluster, where each service is run and scaled on its own)."""
     wanted = settings.processes
-    if wanted == "1":
+    if wanted == "1" or (wanted == "auto" and not settings.embedded):
         return None
     count = (os.cpu_count() or 1) if wanted == "auto" else int(wanted)
     if count <= 1:
@@ -61,8 +64,11 @@ def plan_for(settings: Settings) -> Plan | None:
 
 
 class WorkerProcesses:
-    def __init__(self, settings: Settings, plan: Plan, bootstrap_servers: str):
+    def __init__(
+        self, settings: Settings, plan: Plan, bootstrap_servers: str, *, embedded: bool = True
+    ):
         self.settings, self.plan, self.bootstrap = settings, plan, bootstrap_servers
+        self.embedded = embedded  # the supervisor's own broker, or a cluster it was given
         self.processes: list[tuple[str, asyncio.subprocess.Process]] = []
         self._watch: asyncio.Task | None = None
         self.exited = asyncio.Event()  # set when a worker dies on its own
@@ -72,7 +78,7 @@ class WorkerProcesses:
         env = dict(os.environ)
         env.update(
             SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
-            SUPPORTROUTER_KAFKA_IS_EMBEDDED="1",
+            SUPPORTROUTER_KAFKA_IS_EMBEDDED="1" if self.embedded else "0",
             SUPPORTROUTER_PROCESSES="1",
             SUPPORTROUTER_INTAKE_JOURNAL="on" if s.journaled else "off",
             SUPPORTROUTER_DATABASE_URL=s.database_url,
