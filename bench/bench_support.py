@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +96,17 @@ def listening_pid(port: int) -> int | None:
     return None
 
 
+def database_server_pid(url: str) -> int | None:
+    """The PostgreSQL server of a database URL, when it listens on this machine (its backends
+    are its children); None for SQLite or a server elsewhere."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return None
+    if parsed.host not in (None, "", "localhost", "127.0.0.1", "::1"):
+        return None
+    return listening_pid(parsed.port or 5432)
+
+
 def _label(pid: int, root_label: str, is_root: bool) -> str:
     if is_root:
         return root_label
@@ -119,6 +131,7 @@ class PeakMemory:
         self._peaks: dict[int, float] = {}
         self._now: dict[int, float] = {}  # the latest resident set (VmRSS) of each process
         self._cpu: dict[int, float] = {}  # the CPU seconds each process had used, last sampled
+        self._whole: set[int] = set()  # roots whose tree is one entry (a server's processes)
         self._task: asyncio.Task | None = None
 
     @property
@@ -149,14 +162,21 @@ class PeakMemory:
             named[name if name not in named else f"{name}#{pid}"] = mb
         return named
 
-    def watch(self, pid: int, label: str) -> None:
+    def watch(self, pid: int, label: str, *, whole: bool = False) -> None:
+        """Sample `pid` and its children; with `whole`, as one entry (PostgreSQL's backends):
+        their CPU and resident sets summed, of the processes alive when sampled."""
         self._roots[pid] = label
+        if whole:
+            self._whole.add(pid)
         if self._task is None:
             self._task = asyncio.create_task(self._run())
 
     def sample(self) -> None:
         self._now = {}  # the processes alive now only
         for root, label in list(self._roots.items()):
+            if root in self._whole:
+                self._sample_whole(root, label)
+                continue
             stack, seen = [root], set()
             while stack:
                 pid = stack.pop()
@@ -171,6 +191,19 @@ class PeakMemory:
                 self._peaks[pid] = max(self._peaks.get(pid, 0.0), round(kb / 1024, 1))
                 self._now[pid] = round((_status_kb(pid, "VmRSS") or 0) / 1024, 1)
                 self._cpu[pid] = _cpu_seconds(pid) or 0.0
+
+    def _sample_whole(self, root: int, label: str) -> None:
+        if _status_kb(root, "VmRSS") is None:
+            return  # gone
+        tree, stack = [], [root]
+        while stack:
+            tree.append(pid := stack.pop())
+            stack += _children(pid)
+        mb = round(sum(_status_kb(pid, "VmRSS") or 0 for pid in tree) / 1024, 1)
+        self._labels[root] = label
+        self._peaks[root] = max(self._peaks.get(root, 0.0), mb)
+        self._now[root] = mb
+        self._cpu[root] = sum(_cpu_seconds(pid) or 0.0 for pid in tree)
 
     async def _run(self) -> None:
         while True:

@@ -59,6 +59,7 @@ from bench_support import (  # noqa: E402
     PeakMemory,
     Progress,
     StoreView,
+    database_server_pid,
     listening_pid,
     machine,
     number_list,
@@ -119,8 +120,16 @@ class Bench:
         self.memory = PeakMemory()
         self.wrk = ensure_wrk()
         self.database_url = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
-        # --kafka on this machine: its server's CPU and memory are measured with the router's
-        self.kafka_pid = listening_pid(int(args.kafka.rsplit(":", 1)[1])) if args.kafka else None
+        # The servers on this machine the router uses (--kafka, a PostgreSQL --database-url):
+        # their CPU and memory are measured with the router's processes, found by their ports.
+        self.servers = {
+            name: pid
+            for name, pid in (
+                ("kafka", listening_pid(int(args.kafka.rsplit(":", 1)[1])) if args.kafka else None),
+                ("postgres", database_server_pid(self.database_url)),
+            )
+            if pid is not None
+        }
         self.figures: dict = {}
 
     async def burst(self, phase: str, base_url: str, requests: list[Signed]) -> tuple:
@@ -497,9 +506,9 @@ class Bench:
                     "dispatchers": n,
                     "partitions": max(n, self.args.partitions),
                     **figures,
-                    # the router's processes: a Kafka server's (--kafka) is not the router's
+                    # the router's processes, not the servers' (--kafka, PostgreSQL)
                     "peak_rss_mb_total": round(
-                        sum(mb for name, mb in peaks.items() if name != "kafka"), 1
+                        sum(mb for name, mb in peaks.items() if name.startswith("router")), 1
                     ),
                 }
             )
@@ -517,8 +526,8 @@ class Bench:
         self.progress.show(phase, 0, 1)
         async with running(command, env=env, log=log) as process:
             memory.watch(process.pid, "router")
-            if self.kafka_pid is not None:
-                memory.watch(self.kafka_pid, "kafka")
+            for name, pid in self.servers.items():
+                memory.watch(pid, name, whole=True)
             await wait_ready(base + "/readyz", process, log=log)
             self.progress.show(phase, 1, 1)
             yield base, process.pid

@@ -207,15 +207,12 @@ class DispatcherService:
         envelopes = [_envelope(record) for record in records]
         config = self.rules.config  # one version of the rules for the whole batch
         window = config.routing.assignment.return_to_last_agent_seconds
-        snapshot = await self.assigner.snapshot()
-        customers = await self.store.customer_attributes_many([e.sender.address for e in envelopes])
-        previous = (
-            await self.store.last_agents(
-                [e.conversation_key for e in envelopes],
-                self.clock.now() - timedelta(seconds=window),
-            )
-            if window
-            else {}
+        # Side by side: on PostgreSQL three round trips in the time of one (on SQLite, made on
+        # this loop, they run one after the other all the same).
+        snapshot, customers, previous = await asyncio.gather(
+            self.assigner.snapshot(),
+            self.store.customer_attributes_many([e.sender.address for e in envelopes]),
+            self._last_agents(envelopes, window),
         )
         batch = _Batch(config, snapshot)
         items = []
@@ -276,6 +273,13 @@ class DispatcherService:
             # who becomes available meanwhile is offered the waiting ones by the API, at once,
             # or by the next timer round (a second at most), not by one more query per chunk.
             await self.assigner.assign_waiting()
+
+    async def _last_agents(self, envelopes: list[Envelope], window: int) -> dict[str, str]:
+        """Each customer's last agent within the window (none without one)."""
+        if not window:
+            return {}
+        since = self.clock.now() - timedelta(seconds=window)
+        return await self.store.last_agents([e.conversation_key for e in envelopes], since)
 
     async def _publish_replies(self, recorded: list[Recorded], made: list[Outbound]) -> None:
         """Publish the batch's replies still unpublished, together. A conversation this batch

@@ -47,6 +47,7 @@ class Database:
                 self._checkpointer = WalCheckpointer(path, checkpoint_seconds)
         self._engine_options = {"json_serializer": json_text.dumps, **engine_options}
         self._engine: AsyncEngine | None = None
+        self._reads: AsyncEngine | None = None
         self._writer = WriterTurn() if url.startswith("sqlite") else None
 
     @property
@@ -54,6 +55,18 @@ class Database:
         if self._engine is None:
             raise RuntimeError("ConversationStore is not started")
         return self._engine
+
+    @property
+    def reads(self) -> AsyncEngine:
+        """The engine for reads and for one statement that writes on its own. On PostgreSQL it
+        runs in autocommit: one round trip a statement, without the BEGIN before it and the
+        ROLLBACK when its connection goes back to the pool (three for a one-statement read).
+        Under PostgreSQL's READ COMMITTED each statement sees its own snapshot inside a
+        transaction too, so a read of several statements sees what it saw before. Elsewhere it
+        is `engine`."""
+        if self._reads is None:
+            raise RuntimeError("ConversationStore is not started")
+        return self._reads
 
     async def start(self) -> None:
         if self._engine is not None:
@@ -76,15 +89,31 @@ class Database:
             await engine.dispose()
             raise
         self._engine = engine
+        self._reads = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
         if self._checkpointer is not None:
             self._checkpointer.start()
 
     async def stop(self) -> None:
         if self._engine is not None:
-            engine, self._engine = self._engine, None
+            engine, self._engine, self._reads = self._engine, None, None
             await engine.dispose()
             if self._checkpointer is not None:
                 await asyncio.to_thread(self._checkpointer.stop)
+
+    @contextlib.asynccontextmanager
+    async def write_one(self) -> AsyncIterator[AsyncConnection]:
+        """One statement that writes, committed on its own: on PostgreSQL in autocommit (one
+        round trip instead of three); on SQLite a `write` (this process's writers in turn)."""
+        if self._writer is not None:
+            async with self.write() as conn:
+                yield conn
+            return
+        async with self.reads.connect() as conn:
+            yield conn
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -135,11 +164,16 @@ class Repository:
 
     @property
     def engine(self) -> AsyncEngine:
-        return self._database.engine
+        """For reads (`Database.reads`); what writes goes through `write`, or `write_one`."""
+        return self._database.reads
 
     def write(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
         """A write transaction (see `Database.write`)."""
         return self._database.write()
+
+    def write_one(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """One statement that writes, committed on its own (see `Database.write_one`)."""
+        return self._database.write_one()
 
 
 async def hold_sqlite_writes(conn: AsyncConnection) -> None:

@@ -97,7 +97,7 @@ class OutboundMessages(Repository):
     async def mark_published(self, *message_ids: str) -> None:
         if not message_ids:
             return
-        async with self.write() as conn:
+        async with self.write_one() as conn:
             await conn.execute(_MARK_PUBLISHED, {"ids": message_ids})
 
     async def set_delivery_status(
