@@ -10,6 +10,8 @@ Kafka-first gateway (+ one acks=all produce per request). Figures:
 - throughput_msgs_per_s: first request → last message stored in its queue (polled from the store)
 - accept_rps: the same burst's requests answered per second
 - p50_ms_at_500 / p99_ms_at_500: answered → stored, sending a steady 500 messages/s
+- answer_p50_ms_at_500 / answer_p99_ms_at_500, and answer_p50_ms / answer_p99_ms in each
+  latency_by_rate row: the 200 itself, sent → answered (what a provider waits for)
 - latency_by_rate (--latency-rates 100,200): the same at other steady rates, e.g. below what
   the router sustains, where the figure is its latency and not a queue's length
 - hops_at_500, and hops in each latency_by_rate row: where that time went, stage to stage,
@@ -292,6 +294,7 @@ class Bench:
         start, self.steady_customers = self.steady_customers, self.steady_customers + n
         requests = sign_sms(base + PATH, TOKEN, prefix, texts(n), start=start)
         accepted: dict[str, float] = {}
+        answer_ms: list[float] = []  # each 200's own time: sent → answered
         stored: dict[str, float] = {}
         seq = await store.top_seq()
         cpu = self.memory.cpu_seconds()
@@ -302,11 +305,13 @@ class Bench:
         async def post(http: aiohttp.ClientSession, r: Signed) -> None:
             headers = {"X-Twilio-Signature": r.signature}
             headers["Content-Type"] = "application/x-www-form-urlencoded"
+            sent = time.time()
             try:  # a router that cannot keep up refuses or drops some: counted, not fatal
                 async with http.post(base + PATH, data=r.body.encode(), headers=headers) as resp:
                     await resp.read()
                     if resp.status == 200:
                         accepted[r.sid] = time.time()
+                        answer_ms.append((accepted[r.sid] - sent) * 1000)
             except (aiohttp.ClientError, TimeoutError):
                 pass
 
@@ -346,8 +351,10 @@ class Bench:
         return {
             "rate": rate,
             "p50_ms": round(statistics.median(waits), 1),
-            "p99_ms": round(waits[int(0.99 * (len(waits) - 1))], 1),
+            "p99_ms": round(percentile(waits, 0.99), 1),
             "not_ok": n - len(accepted),
+            "answer_p50_ms": round(statistics.median(answer_ms), 1),
+            "answer_p99_ms": round(percentile(sorted(answer_ms), 0.99), 1),
             "hops": between,
             "cpu_ms_per_msg": cpu_ms_per_msg,
             "quiet_after_s": quiet_after_s,
@@ -456,6 +463,8 @@ class Bench:
                     at_500 = await self.steady(base, store)
                     self.figures["p50_ms_at_500"] = at_500["p50_ms"]
                     self.figures["p99_ms_at_500"] = at_500["p99_ms"]
+                    self.figures["answer_p50_ms_at_500"] = at_500["answer_p50_ms"]
+                    self.figures["answer_p99_ms_at_500"] = at_500["answer_p99_ms"]
                     self.figures["steady_not_ok"] = at_500["not_ok"]
                     self.figures["hops_at_500"] = at_500["hops"]
                     self.figures["cpu_ms_per_msg_at_500"] = at_500["cpu_ms_per_msg"]
@@ -566,6 +575,15 @@ def _runs(rates: list[float]) -> str:
     return f"; runs {' / '.join(f'{r:,}' for r in rates)}" if len(rates) > 1 else ""
 
 
+def percentile(ordered: list[float], share: float) -> float:
+    """The value below which `share` of the sorted values lie (the nearest rank below)."""
+    return ordered[int(share * (len(ordered) - 1))]
+
+
+def _answers(row: dict) -> str:
+    return f"p50 {row['answer_p50_ms']} ms, p99 {row['answer_p99_ms']} ms"
+
+
 def _cpu(by_process: dict[str, float]) -> str:
     """CPU per message: the sum, then each process's, largest first."""
     ordered = sorted(by_process.items(), key=lambda i: -i[1])
@@ -596,6 +614,10 @@ def table(result: dict) -> str:
             f"p50 {result['p50_ms_at_500']} ms, p99 {result['p99_ms_at_500']} ms",
         ),
         (
+            f"  the 200 itself (sent → answered) at {RATE}/s",
+            f"p50 {result['answer_p50_ms_at_500']} ms, p99 {result['answer_p99_ms_at_500']} ms",
+        ),
+        (
             f"fraud report behind {result['sizes']['backlog']:,} messages",
             f"{result['critical_behind_backlog_s']} s ({result['backlog_unrouted_then']:,} still unrouted)",
         ),
@@ -618,6 +640,7 @@ def table(result: dict) -> str:
                 + (f" ({row['not_ok']} not answered 200)" if row["not_ok"] else ""),
             )
         )
+        rows.append(("  the 200 itself (sent → answered)", _answers(row)))
         rows.append(("  CPU per message", _cpu(row["cpu_ms_per_msg"])))
         rows += [
             (f"  {hop}", f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms")

@@ -142,6 +142,9 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
         assert {"router.gateway", "router.dispatcher", "router.classifier"} <= cpu.keys(), cpu
         assert cpu["router.gateway"] > 0 and cpu["router.dispatcher"] > 0, cpu
     assert "CPU per message at a steady 500/s" in run.stdout
+    # the 200 itself, sent → answered: what a provider waits for, apart from the pipeline
+    assert 0 < result["answer_p50_ms_at_500"] <= result["answer_p99_ms_at_500"]
+    assert "the 200 itself (sent → answered) at 500/s" in run.stdout
     assert all(result[k] for k in ("date", "machine", "command"))
     assert result["settings"] == {"consumer_fetch_wait_ms": "40"}
     # --repeat 2: both ceilings and the burst twice; the figures are the median run's
@@ -184,6 +187,7 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     [low] = result["latency_by_rate"]
     assert low["rate"] == 50 and low["not_ok"] == 0, low
     assert 0 <= low["p50_ms"] <= low["p99_ms"], low
+    assert 0 < low["answer_p50_ms"] <= low["answer_p99_ms"], low
     assert "accepted → stored at a steady 50/s" in run.stdout
     assert low["cpu_ms_per_msg"]["router.dispatcher"] > 0, low
     # where that time went, hop by hop, from the stages' log lines: every message of the phase
