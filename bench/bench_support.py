@@ -78,8 +78,8 @@ def _cpu_seconds(pid: int) -> float | None:
 
 
 def listening_pid(port: int) -> int | None:
-    """The process listening on this TCP port of this machine (a Kafka server the bench did not
-    start), from /proc/net/tcp{,6} and the processes' sockets; None if none here is."""
+    """The process listening on this TCP port of this machine (a Kafka or PostgreSQL server the
+    bench did not start), from /proc/net/tcp{,6} and the processes' sockets; None if none is."""
     inodes = set()
     for table in ("tcp", "tcp6"):
         with contextlib.suppress(OSError):

@@ -1,9 +1,9 @@
 """`make bench` (also `supportrouter bench`): the router under a spike, from the webhook.
 
 Starts the real router (`supportrouter run`, the embedded default: Tansu and SQLite, or
---database-url for PostgreSQL, --kafka for an Apache Kafka cluster) as a subprocess and drives it over HTTP from other processes:
-wrk with a Lua script over pre-signed Twilio SMS webhooks, one customer each (bench/loadgen.py;
-an aiohttp client there when wrk cannot be installed). In the same run it measures the two
+--database-url for PostgreSQL, --kafka for an Apache Kafka cluster) as a subprocess and drives
+it over HTTP from other processes: wrk with a Lua script over pre-signed Twilio SMS webhooks, one
+customer each (bench/loadgen.py; an aiohttp client there when wrk cannot be installed). In the same run it measures the two
 ceilings (bench/bare_server.py): bare aiohttp with the same signature check, and a bare
 Kafka-first gateway (+ one acks=all produce per request). Figures:
 
