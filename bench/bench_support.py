@@ -60,6 +60,18 @@ def _children(pid: int) -> list[int]:
     return []
 
 
+def _tree(root: int) -> list[int]:
+    """`root` and every process below it, each once."""
+    found: list[int] = []
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        if pid not in found:
+            found.append(pid)
+            stack += _children(pid)
+    return found
+
+
 def _status_kb(pid: int, field: str) -> int | None:
     """A size from /proc/PID/status (VmHWM: the peak resident set; VmRSS: the current one)."""
     with contextlib.suppress(OSError):
@@ -177,13 +189,7 @@ class PeakMemory:
             if root in self._whole:
                 self._sample_whole(root, label)
                 continue
-            stack, seen = [root], set()
-            while stack:
-                pid = stack.pop()
-                if pid in seen:
-                    continue
-                seen.add(pid)
-                stack += _children(pid)
+            for pid in _tree(root):
                 kb = _status_kb(pid, "VmHWM")
                 if kb is None:
                     continue
@@ -195,10 +201,7 @@ class PeakMemory:
     def _sample_whole(self, root: int, label: str) -> None:
         if _status_kb(root, "VmRSS") is None:
             return  # gone
-        tree, stack = [], [root]
-        while stack:
-            tree.append(pid := stack.pop())
-            stack += _children(pid)
+        tree = _tree(root)
         mb = round(sum(_status_kb(pid, "VmRSS") or 0 for pid in tree) / 1024, 1)
         self._labels[root] = label
         self._peaks[root] = max(self._peaks.get(root, 0.0), mb)

@@ -3,7 +3,8 @@
 Starts the real router (`supportrouter run`, the embedded default: Tansu and SQLite, or
 --database-url for PostgreSQL, --kafka for an Apache Kafka cluster) as a subprocess and drives
 it over HTTP from other processes: wrk with a Lua script over pre-signed Twilio SMS webhooks, one
-customer each (bench/loadgen.py; an aiohttp client there when wrk cannot be installed). In the same run it measures the two
+customer each (bench/loadgen.py; an aiohttp client there when wrk cannot be installed). In the
+same run it measures the two
 ceilings (bench/bare_server.py): bare aiohttp with the same signature check, and a bare
 Kafka-first gateway (+ one acks=all produce per request). Figures:
 
@@ -186,6 +187,12 @@ class Bench:
         self.figures[f"bare_{mode}_msgs_per_s"] = statistics.median_low(rates)
         self.figures[f"bare_{mode}_runs"] = rates
 
+    @property
+    def every_core(self) -> str:
+        """SUPPORTROUTER_PROCESSES for a router with a process per stage on every core: `auto`
+        is one process on a cluster (--kafka), so there it is the number of cores."""
+        return str(os.cpu_count() or 1) if self.args.kafka else "auto"
+
     def router_env_for(self, database_url: str) -> dict[str, str]:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPORTROUTER_")}
@@ -205,7 +212,7 @@ class Bench:
         if self.args.processes:
             env["SUPPORTROUTER_PROCESSES"] = self.args.processes
         if self.args.kafka:  # every core, as on the embedded broker; topics and groups its own
-            env.setdefault("SUPPORTROUTER_PROCESSES", str(os.cpu_count() or 1))
+            env.setdefault("SUPPORTROUTER_PROCESSES", self.every_core)
             names = f"bench.{self.run_id}.{port}"
             env["SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS"] = self.args.kafka
             env["SUPPORTROUTER_CONSUMER_GROUP_PREFIX"] = names
@@ -491,8 +498,7 @@ class Bench:
                 url = f"sqlite+aiosqlite:///{self.tmp}/scale-{n}.db"
             env = self.router_env_for(url)
             env.update(
-                # "auto" is one process on a cluster: there, as many as there are cores
-                SUPPORTROUTER_PROCESSES=str(os.cpu_count() or 1) if self.args.kafka else "auto",
+                SUPPORTROUTER_PROCESSES=self.every_core,
                 SUPPORTROUTER_CLASSIFIER_PROCESSES=str(n),
                 SUPPORTROUTER_DISPATCHER_PROCESSES=str(n),
                 SUPPORTROUTER_PARTITIONS=str(max(n, self.args.partitions)),
@@ -580,8 +586,8 @@ def percentile(ordered: list[float], share: float) -> float:
     return ordered[int(share * (len(ordered) - 1))]
 
 
-def _answers(row: dict) -> str:
-    return f"p50 {row['answer_p50_ms']} ms, p99 {row['answer_p99_ms']} ms"
+def _p50_p99(p50: float, p99: float) -> str:
+    return f"p50 {p50} ms, p99 {p99} ms"
 
 
 def _cpu(by_process: dict[str, float]) -> str:
@@ -611,11 +617,11 @@ def table(result: dict) -> str:
         ),
         (
             f"accepted → stored at a steady {RATE}/s",
-            f"p50 {result['p50_ms_at_500']} ms, p99 {result['p99_ms_at_500']} ms",
+            _p50_p99(result["p50_ms_at_500"], result["p99_ms_at_500"]),
         ),
         (
             f"  the 200 itself (sent → answered) at {RATE}/s",
-            f"p50 {result['answer_p50_ms_at_500']} ms, p99 {result['answer_p99_ms_at_500']} ms",
+            _p50_p99(result["answer_p50_ms_at_500"], result["answer_p99_ms_at_500"]),
         ),
         (
             f"fraud report behind {result['sizes']['backlog']:,} messages",
@@ -636,14 +642,19 @@ def table(result: dict) -> str:
         rows.append(
             (
                 f"accepted → stored at a steady {row['rate']}/s",
-                f"p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms"
+                _p50_p99(row["p50_ms"], row["p99_ms"])
                 + (f" ({row['not_ok']} not answered 200)" if row["not_ok"] else ""),
             )
         )
-        rows.append(("  the 200 itself (sent → answered)", _answers(row)))
+        rows.append(
+            (
+                "  the 200 itself (sent → answered)",
+                _p50_p99(row["answer_p50_ms"], row["answer_p99_ms"]),
+            )
+        )
         rows.append(("  CPU per message", _cpu(row["cpu_ms_per_msg"])))
         rows += [
-            (f"  {hop}", f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms")
+            (f"  {hop}", _p50_p99(figures["p50_ms"], figures["p99_ms"]))
             for hop, figures in row.get("hops", {}).items()
         ]
     for row in result.get("scale_out", []):
