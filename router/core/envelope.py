@@ -1,13 +1,12 @@
 """The one record every stage shares: an inbound message, its classification, an outbound reply.
 
-This module imports nothing of the project but `router.core.text`, so every other module may
-import it. Customers' text is made safe to carry (no NUL, no lone surrogate) when a record is
+This module imports nothing of the project but `router.core.text` and `router.core.random_bytes`,
+so every other module may import it. Customers' text is made safe to carry (no NUL, no lone surrogate) when a record is
 built, so a message a channel accepted can always be encoded for Kafka and stored.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from router.core.random_bytes import random_bytes
 from router.core.text import unicode_safe
 
 SCHEMA_VERSION = 1
@@ -59,8 +59,8 @@ def now() -> datetime:
 
 def random_id() -> str:
     """128 random bits as 32 hex digits, like `uuid4().hex`, without building a UUID (a few
-    microseconds on every message at every stage)."""
-    return os.urandom(16).hex()
+    microseconds on every message at every stage) or a system call (`random_bytes`)."""
+    return random_bytes(16).hex()
 
 
 def ordered_id() -> str:
@@ -70,7 +70,7 @@ def ordered_id() -> str:
     164 pages to SQLite's log with random ids, 108 with these (200: 1,280 → 633). For the
     rows a table keeps (conversations, cases, replies); still unguessable, and the time in it
     is the row's created_at anyway."""
-    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+    return f"{time.time_ns() // 1_000_000:012x}{random_bytes(10).hex()}"
 
 
 def message_id_for(channel: str, channel_message_id: str) -> str:

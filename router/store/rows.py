@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, overload
 
 from router.core.envelope import Outbound, Urgency, now
+from router.core.random_bytes import random_bytes
 from router.store.schema import messages
 from router.store.storable import storable
 
@@ -27,7 +27,7 @@ def new_ticket() -> str:
     """What the customer quotes: "T" and 8 random hex digits, drawn on its own (a
     conversation's id begins with the time, the same for every one opened within a minute; see
     `ordered_id`). 32 bits: the store draws again one that is taken (inbound.py)."""
-    return "T" + os.urandom(4).hex().upper()
+    return "T" + random_bytes(4).hex().upper()
 
 
 def age_seconds(at: datetime | None) -> float:
