@@ -66,8 +66,8 @@ def command(args: argparse.Namespace) -> int:
 def _settle_heap() -> None:
     """Leave what start-up built (modules, the model, the rules, the app) out of the garbage
     collector's full passes. A full pass walks every container object the process holds; with
-    that heap it took 50–110 ms on the event loop, a few times a minute under load: the tail
-    of the latency. Cycles made from now on are collected as before; what start-up made and
+    that heap it took 40–120 ms on the event loop, a few times a minute under load: the tail
+    of the latency (docs/performance.md, "Eleventh round"). Cycles made from now on are collected as before; what start-up made and
     later drops is still freed by its reference count."""
     gc.collect()
     gc.freeze()

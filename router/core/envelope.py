@@ -1,8 +1,9 @@
 """The one record every stage shares: an inbound message, its classification, an outbound reply.
 
 This module imports nothing of the project but `router.core.text` and `router.core.random_bytes`,
-so every other module may import it. Customers' text is made safe to carry (no NUL, no lone surrogate) when a record is
-built, so a message a channel accepted can always be encoded for Kafka and stored.
+so every other module may import it. Customers' text is made safe to carry (no NUL, no lone
+surrogate) when a record is built, so a message a channel accepted can always be encoded for
+Kafka and stored.
 """
 
 from __future__ import annotations
