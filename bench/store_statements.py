@@ -5,7 +5,10 @@ SMS webhooks (one customer each, 32 at a time) and waits until every message is 
 SQLAlchemy cursor listener counts each statement and sums its wall time (the time waiting for
 SQLite's lock included). Prints the totals and the statements that took the most time.
 
-    .venv/bin/python bench/store_statements.py [--messages 1000] [--top 20]
+    .venv/bin/python bench/store_statements.py [--messages 1000] [--top 20] [--database-url URL]
+
+With --database-url (an empty PostgreSQL database, e.g. under `python -m devenv run`) the store
+is there instead, and each statement's time is its round trip to the server.
 """
 
 from __future__ import annotations
@@ -53,11 +56,11 @@ class Statements:
         self.seconds[key] += time.perf_counter() - conn.info["started"].pop()
 
 
-async def run(messages: int, top: int) -> None:
+async def run(messages: int, top: int, database_url: str | None) -> None:
     os.environ["TWILIO_AUTH_TOKEN"] = TOKEN
     directory = tempfile.mkdtemp(prefix="store-statements-")
     settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{directory}/store.db",
+        database_url=database_url or f"sqlite+aiosqlite:///{directory}/store.db",
         http_host="127.0.0.1",
         http_port=0,
         status_port=0,
@@ -110,8 +113,9 @@ def main() -> int:
     )
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--database-url", help="default: SQLite in a temporary directory")
     args = parser.parse_args()
-    asyncio.run(run(args.messages, args.top))
+    asyncio.run(run(args.messages, args.top, args.database_url))
     return 0
 
 
