@@ -160,6 +160,28 @@ async def test_the_poller_reconnects_after_the_imap_server_restarts(dovecot, sto
             await poller.stop()
 
 
+async def test_the_connection_notes_each_time_the_server_says_the_mailbox_grew(dovecot, store):
+    """A mail that comes in while a command runs is announced once, by an EXISTS in that
+    command's answer, which aioimaplib drops outside IDLE: the connection keeps the count, so
+    the poller searches again before it waits (else the mail waited for the IDLE period)."""
+    for n in (1, 2):
+        mail = _raw(customer_mail(f"mail {n}", message_id=f"<g{n}@example.net>"))
+        await asyncio.to_thread(dovecot.append, "support", mail)
+    poller = ImapPoller(_settings(dovecot), EmailIntake(_settings(dovecot), store, Published()))
+    conn = await poller._connect("INBOX")
+    try:
+        assert (conn.exists, conn.grew) == (2, True)  # SELECT said "2 EXISTS"
+        conn.grew = False
+        await conn.client.noop()
+        assert (conn.exists, conn.grew) == (2, False)  # nothing new, nothing noted
+        mail = _raw(customer_mail("mail 3", message_id="<g3@example.net>"))
+        await asyncio.to_thread(dovecot.append, "support", mail)
+        await conn.client.noop()  # the server tells the size in the next command's answer
+        assert (conn.exists, conn.grew) == (3, True)
+    finally:
+        await poller._close(conn)
+
+
 async def test_a_mail_that_can_never_be_accepted_is_flagged_seen_and_logged(dovecot, store):
     raw = b"From: nobody\r\nSubject: x\r\nMessage-ID: <bad@x>\r\n\r\nhello\r\n"
     await asyncio.to_thread(dovecot.append, "support", raw)

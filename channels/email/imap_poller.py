@@ -5,6 +5,12 @@ a crash between the two republishes the mail, and the store dedupes it by Messag
 that can never be accepted (no valid sender, a MIME bomb) is set \\Seen and \\Flagged with a log
 line, so an operator finds it in the mailbox. Between rounds the poller waits in IDLE where the
 server offers it, else sleeps; a lost connection (a server restart) is retried with backoff.
+
+A mail that arrives while a command runs is announced by an untagged EXISTS in that command's
+answer (Dovecot sends it after a SEARCH that was computed without it), and the server does not
+announce it again. aioimaplib drops such a line outside IDLE, so the poller notes it on the
+connection (`_Connection.grew`) and runs another round before it waits: without that, a mail
+that came in during a round waited for the next IDLE period to end.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from router.core.tasks import cancel_and_wait
 
 log = structlog.get_logger("channels.email.imap")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+_COUNT = re.compile(rb"(?:\* )?(\d+) (EXISTS|EXPUNGE)")
 
 
 class ImapError(Exception):
@@ -32,6 +39,30 @@ class ImapError(Exception):
 class _Connection:
     def __init__(self, client: aioimaplib.IMAP4, lost: asyncio.Event):
         self.client, self.lost = client, lost
+        self.grew = False  # the mailbox grew since the last round began
+        self.exists = 0  # how many messages the server last said the mailbox holds
+        protocol = client.protocol
+        untagged = protocol._untagged_response  # where aioimaplib reads every untagged line
+
+        def noted(line: bytes):
+            self._count(line)
+            return untagged(line)
+
+        protocol._untagged_response = noted
+
+    def _count(self, line: bytes) -> None:
+        """Follow the mailbox's size: EXISTS says it, EXPUNGE takes one away. Only a larger
+        size is new mail (some servers repeat EXISTS unchanged)."""
+        match = _COUNT.match(line)
+        if match is None:
+            return
+        if match[2] == b"EXPUNGE":
+            self.exists = max(self.exists - 1, 0)
+            return
+        size = int(match[1])
+        if size > self.exists:
+            self.grew = True
+        self.exists = size
 
 
 class ImapPoller:
@@ -68,7 +99,7 @@ class ImapPoller:
                 delay = 1.0
                 while True:
                     more = await self._round(conn, mailbox)
-                    if not more:
+                    if not more and not conn.grew:
                         await self._wait(conn, mailbox)
             except asyncio.CancelledError:
                 raise
@@ -126,6 +157,7 @@ class ImapPoller:
 
     async def _round(self, conn: _Connection, mailbox: str) -> bool:
         """Handle up to one batch of unseen mail; True when more is waiting."""
+        conn.grew = False  # what arrives from now on is in this search, or says EXISTS
         response = _ok(await conn.client.uid_search("UNSEEN", charset=None), "UID SEARCH")
         uids = [int(u) for line in response.lines[:-1] for u in line.split() if u.isdigit()]
         uids.sort()
