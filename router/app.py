@@ -20,6 +20,7 @@ from channels import REGISTRY
 from channels.base import ChannelContext, ChannelParts
 from router.bus.embedded import EmbeddedBroker
 from router.bus.kafka import KafkaBus
+from router.bus.recycler import BrokerRecycler
 from router.classify import NATIVE
 from router.core.settings import Settings
 from router.policy.rules import Rules
@@ -29,6 +30,7 @@ from router.services.classifier import ClassifierService
 from router.services.dispatcher import DispatcherService
 from router.services.drain import Drain
 from router.services.gateway import Gateway
+from router.services.groups import consumer_groups
 from router.services.intake import Intake
 from router.services.journal_relay import JournalRelay
 from router.services.protect import ProtectService
@@ -78,6 +80,17 @@ class Router:
         log.info("classifier.loaded", role=self.role, version=self.rules.version, build=NATIVE)
         try:
             await self._start_all(s)
+            if self.broker is not None and s.embedded_broker_max_mb:
+                await self._up(
+                    BrokerRecycler(
+                        self.broker,
+                        consumer_groups(s),
+                        s.topics.dlq,
+                        max_mb=s.embedded_broker_max_mb,
+                        every=s.embedded_broker_check_seconds,
+                        patience=6 * s.embedded_broker_check_seconds,
+                    )
+                )
         except BaseException:
             await self.stop()
             raise

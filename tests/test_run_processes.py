@@ -130,3 +130,46 @@ async def test_run_on_a_cluster_it_was_given_starts_its_workers_there_when_told_
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_run_in_processes_starts_its_grown_broker_again_and_still_takes_a_webhook(
+    tmp_path: Path,
+):
+    """The embedded broker past its memory limit (1 MB: from its start) is started again by the
+    supervisor; the workers and the gateway's journal follow it, and nothing is left behind."""
+    env = _env_for_processes(
+        tmp_path,
+        SUPPORTROUTER_PROCESSES="2",
+        SUPPORTROUTER_EMBEDDED_BROKER_MAX_MB="1",
+        SUPPORTROUTER_EMBEDDED_BROKER_CHECK_SECONDS="0.5",
+    )
+    process = await _start(env, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        await _banner(process)
+
+        def brokers() -> set[int]:
+            return {pid for pid in _children(process.pid) if "memory://" in _cmdline(pid)}
+
+        first = brokers()
+        assert len(first) == 1
+        async with asyncio.timeout(60):
+            while not (now := brokers()) or now == first:
+                await asyncio.sleep(0.1)
+        assert not any(_alive(pid) for pid in first)  # ended, not left running beside it
+        await _fraud_report_reaches_the_fraud_queue(env)
+        tree = _tree(process.pid)
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            assert await process.wait() == 0
+        assert [pid for pid in tree if _alive(pid)] == []
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

@@ -5,7 +5,9 @@ Memory storage only: a restart loses what it held, so the store, not the broker,
 Supervised: if the child dies other than by `stop()`, it is started again on the same port, the
 router's topics are created again (with our partition counts), and `on_restart` is awaited, so
 whatever the broker lost can be published again (the intake journal). The consumers notice the
-empty broker by themselves (router/bus/consumer.py).
+empty broker by themselves (router/bus/consumer.py). `recycle()` does the same on purpose: the
+memory engine has no retention, so a long run is bounded only by starting it again
+(router/bus/recycler.py decides when).
 """
 
 from __future__ import annotations
@@ -56,8 +58,10 @@ class EmbeddedBroker:
         self.topics, self.partitions = list(topics), partitions
         self.on_restart = on_restart
         self.restarts = 0  # how often the child died and was started again
+        self.recycles = 0  # how often `recycle()` ended it and started it again
         self._process: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task | None = None
+        self._recycling: asyncio.Future[None] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -66,6 +70,35 @@ class EmbeddedBroker:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
+
+    def rss_mb(self) -> float | None:
+        """The child's resident memory in MB (Linux), or None when not known."""
+        pid = self.pid
+        if pid is None:
+            return None
+        try:
+            with open(f"/proc/{pid}/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except (OSError, ValueError):
+            pass
+        return None
+
+    async def recycle(self) -> None:
+        """End the child and start it again, empty, as after a death (the topics created again,
+        `on_restart` awaited); return once that is done."""
+        process = self._process
+        if process is None or self._supervisor is None or self._recycling is not None:
+            raise RuntimeError("EmbeddedBroker is not running, or is being started again")
+        self._recycling = asyncio.get_running_loop().create_future()
+        try:
+            # Killed: it holds nothing to write out, and it waits for its clients on SIGTERM.
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await asyncio.shield(self._recycling)
+        finally:
+            self._recycling = None
 
     async def start(self, timeout: float = 10.0) -> None:
         if self._process is not None:
@@ -125,7 +158,9 @@ class EmbeddedBroker:
             process = self._process
             assert process is not None
             code = await process.wait()
-            log.error("broker.died", bootstrap_servers=self.bootstrap_servers, status=code)
+            recycled = self._recycling
+            if recycled is None:
+                log.error("broker.died", bootstrap_servers=self.bootstrap_servers, status=code)
             self._process = None
             delay = 0.2
             while self._process is None:
@@ -135,8 +170,13 @@ class EmbeddedBroker:
                     log.warning("broker.restart_failed", error=str(exc)[:300], retry_in=delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10.0)
-            self.restarts += 1
+            if recycled is None:
+                self.restarts += 1
+            else:
+                self.recycles += 1
             await self._after_restart()
+            if recycled is not None and not recycled.done():
+                recycled.set_result(None)
 
     async def _after_restart(self) -> None:
         created: list[str] = []
@@ -150,6 +190,7 @@ class EmbeddedBroker:
             bootstrap_servers=self.bootstrap_servers,
             pid=self.pid,
             restarts=self.restarts,
+            recycles=self.recycles,
             topics_created=len(created),
         )
         if self.on_restart is not None:
@@ -161,6 +202,8 @@ class EmbeddedBroker:
     async def stop(self) -> None:
         supervisor, self._supervisor = self._supervisor, None
         await cancel_and_wait(supervisor)  # first: this end is no death to recover from
+        if self._recycling is not None and not self._recycling.done():
+            self._recycling.set_exception(RuntimeError("the embedded broker was stopped"))
         process, self._process = self._process, None
         if process is None or process.returncode is not None:
             return

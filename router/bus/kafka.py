@@ -1,10 +1,11 @@
 """KafkaBus: the topics and the acks=all producer, and how the router tells Kafka is away.
 
-A publish returns only once Kafka acknowledged the record, and gives up after
-`publish_timeout` seconds with `BusUnavailable`: the channels turn that into "not accepted, try
-again" (503, SMTP 451), never into a 200 for a message Kafka does not hold. A record given up on
-may still reach Kafka later (the producer keeps it in hand); the consumers' dedupe by message id
-makes that second copy change nothing.
+A publish returns only once Kafka acknowledged the record; an answer that says the broker is
+away (the embedded one starting again answers its first produce with an unknown error) is
+followed by another send, until `publish_timeout` seconds are over, then `BusUnavailable`: the
+channels turn that into "not accepted, try again" (503, SMTP 451), never into a 200 for a
+message Kafka does not hold. A record given up on may still reach Kafka later (the producer
+keeps it in hand); the consumers' dedupe by message id makes that second copy change nothing.
 
 The bus remembers its last failure to reach Kafka; `ping()` (what `/readyz` asks) fails while
 the broker does not answer, and after a failure also until the producer has nothing left in
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import structlog
@@ -40,6 +41,8 @@ from router.observability.metrics import DEAD_LETTERS
 
 log = structlog.get_logger("router.bus.kafka")
 
+RESEND_AFTER = 0.1  # seconds between sends of a record while the broker answers that it is away
+
 
 class BusUnavailable(KafkaError):
     """Kafka did not acknowledge in time: the record is not accepted (the caller says retry)."""
@@ -54,6 +57,21 @@ def unreachable(exc: BaseException) -> bool:
     return isinstance(
         exc, (TimeoutError, KafkaTimeoutError, KafkaConnectionError, BusUnavailable, UnknownError)
     ) or bool(getattr(exc, "retriable", False))
+
+
+async def _until_acknowledged(send: Callable[[], Awaitable[object]]) -> None:
+    """Send, and send again after an answer that means the broker is away (the embedded one may
+    be starting again: a crash, a recycle), until acknowledged; the caller sets the deadline.
+    A second copy of a record is harmless: the consumers dedupe by message id."""
+    while True:
+        try:
+            await send()
+            return
+        except KafkaError as exc:
+            if not unreachable(exc):
+                raise
+            log.debug("publish.resent", error=repr(exc)[:200])
+        await asyncio.sleep(RESEND_AFTER)
 
 
 async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
@@ -228,7 +246,7 @@ class KafkaBus:
         producer = self._started()
         try:
             async with asyncio.timeout(self.publish_timeout):
-                await producer.send_and_wait(topic, value, key=key)
+                await _until_acknowledged(lambda: producer.send_and_wait(topic, value, key=key))
         except (KafkaError, TimeoutError) as exc:
             if not unreachable(exc):
                 raise  # the broker refused this record (too large, say): Kafka itself is fine
@@ -240,10 +258,15 @@ class KafkaBus:
         (acks=all): one round trip for a batch instead of one per record. `BusUnavailable` if
         not all were within `publish_timeout` (some may have been: the dedupe absorbs a resend)."""
         producer = self._started()
+        records = list(items)
+
+        async def send_all() -> None:
+            futures = [await producer.send(topic, value, key=key) for key, value in records]
+            await asyncio.gather(*futures)
+
         try:
             async with asyncio.timeout(self.publish_timeout):
-                futures = [await producer.send(topic, value, key=key) for key, value in items]
-                await asyncio.gather(*futures)
+                await _until_acknowledged(send_all)
         except (KafkaError, TimeoutError) as exc:
             if not unreachable(exc):
                 raise  # the broker refused this record (too large, say): Kafka itself is fine
