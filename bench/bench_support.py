@@ -156,9 +156,15 @@ class PeakMemory:
         return self._named(self._now)
 
     def cpu_seconds(self) -> dict[str, float]:
-        """Each process's CPU time (user + system) so far, by the names of `peaks_mb`."""
+        """Each process's CPU time (user + system) so far, by the names of `peaks_mb`. What a
+        process that has ended used (as last sampled) counts for the live one with its label:
+        the embedded broker started again is one broker across its lives."""
         self.sample()
-        return self._named({pid: self._cpu[pid] for pid in self._now})
+        named = self._named({pid: self._cpu[pid] for pid in self._now})
+        for pid, seconds in self._cpu.items():
+            if pid not in self._now and self._labels[pid] in named:
+                named[self._labels[pid]] += seconds
+        return named
 
     def cpu_ms_per_msg(self, since: dict[str, float], messages: int) -> dict[str, float]:
         """Each process's CPU time since `since` (an earlier `cpu_seconds()`), in ms a message."""

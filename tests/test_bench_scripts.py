@@ -378,3 +378,48 @@ async def test_a_steady_phase_begins_once_the_replies_left_to_send_are_sent(tmp_
             assert sender.done() and await view.unsent() == 0
         finally:
             await view.close()
+
+
+FIRST = (
+    "import sys, time\n"
+    "end = time.process_time() + 0.3\n"
+    "while time.process_time() < end: pass\n"
+    "print('burnt', flush=True)\n"
+    "sys.stdin.readline()\n"
+)
+PARENT = (
+    "import subprocess, sys\n"
+    f"subprocess.run([sys.executable, '-c', {FIRST!r}])\n"
+    "print('second', flush=True)\n"
+    "subprocess.run([sys.executable, '-c', 'import sys; sys.stdin.read()'])\n"
+)
+
+
+async def test_the_bench_counts_a_process_that_ended_for_the_one_that_took_its_place():
+    """The embedded broker started again is one broker: the CPU its first life used still
+    counts once the second runs (bench_support.PeakMemory)."""
+    memory = from_bench("bench_support").PeakMemory()
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        PARENT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert parent.stdin is not None and parent.stdout is not None
+    try:
+        memory.watch(parent.pid, "root")
+        assert await parent.stdout.readline() == b"burnt\n"
+        first = memory.cpu_seconds()
+        (name,) = [n for n in first if n != "root"]
+        assert first[name] >= 0.3
+        parent.stdin.write(b"\n")  # the first child ends, the second starts
+        assert await parent.stdout.readline() == b"second\n"
+        await asyncio.sleep(0.2)
+        second = memory.cpu_seconds()
+        assert [n for n in second if n != "root"] == [name]  # named as the first was
+        assert second[name] >= first[name]  # its first life's CPU still counts
+    finally:
+        parent.stdin.close()
+        await parent.wait()
+        await memory.stop()
