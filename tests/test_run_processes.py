@@ -73,6 +73,13 @@ async def _fraud_report_reaches_the_fraud_queue(env: dict[str, str]) -> None:
                 await asyncio.sleep(0.2)
 
 
+async def _stops_leaving_nothing(process: asyncio.subprocess.Process, tree: list[int]) -> None:
+    process.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(60):
+        assert await process.wait() == 0
+    assert [pid for pid in tree if _alive(pid)] == []
+
+
 def _env_for_processes(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = _env(
         tmp_path,
@@ -122,10 +129,7 @@ async def test_run_on_a_cluster_it_was_given_starts_its_workers_there_when_told_
         tree = _tree(process.pid)
         assert _roles(tree) == ["classifier", "dispatcher", "gateway", "sender"]  # no broker
         await _fraud_report_reaches_the_fraud_queue(env)
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(60):
-            assert await process.wait() == 0
-        assert [pid for pid in tree if _alive(pid)] == []
+        await _stops_leaving_nothing(process, tree)
     finally:
         if process.returncode is None:
             process.kill()
@@ -158,10 +162,7 @@ async def test_run_in_processes_starts_its_grown_broker_again_and_still_takes_a_
         assert not any(_alive(pid) for pid in first)  # ended, not left running beside it
         await _fraud_report_reaches_the_fraud_queue(env)
         tree = _tree(process.pid)
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(60):
-            assert await process.wait() == 0
-        assert [pid for pid in tree if _alive(pid)] == []
+        await _stops_leaving_nothing(process, tree)
     finally:
         if process.returncode is None:
             process.kill()
