@@ -79,7 +79,7 @@ class BrokerRecycler:
                 continue
             try:
                 behind = await self.behind()
-            except (KafkaError, OSError, TimeoutError) as exc:  # away: looked at again later
+            except Exception as exc:  # away, or a topic not there yet: looked at again later
                 log.warning("broker.recycle_check_failed", error=repr(exc)[:300])
                 continue
             if behind:
@@ -89,7 +89,10 @@ class BrokerRecycler:
                 if loop.time() - since < self.patience:
                     continue
             since = None
-            await self.recycle(rss, unread=len(behind))
+            try:
+                await self.recycle(rss, unread=len(behind))
+            except Exception as exc:  # this watch goes on: the next look tries again
+                log.error("broker.recycle_failed", error=repr(exc)[:300])
 
     async def behind(self) -> list[str]:
         """`group topic[partition]` for every partition some group has not read to its end."""
