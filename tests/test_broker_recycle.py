@@ -22,15 +22,10 @@ from router.services.groups import consumer_groups
 from router.services.sender import SenderService
 from router.store.schema import messages
 from tests.conftest import RunningRouter, make_settings, new_router
+from tests.test_broker_outage import eventually
 from tests.twilio_standin import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL, TwilioRouter, TwilioStandIn
 
 IN, DLQ = "recycle.in", "recycle.dlq"
-
-
-async def until(probe, timeout: float = 60, every: float = 0.1) -> None:
-    async with asyncio.timeout(timeout):
-        while not await probe():
-            await asyncio.sleep(every)
 
 
 async def produce(bootstrap: str, topic: str, records: list[tuple[int, bytes]]) -> None:
@@ -92,7 +87,7 @@ async def test_a_broker_past_its_limit_is_started_again_only_once_every_group_re
 
             await read_and_commit(bootstrap, "readers", 2)
             assert await recycler.behind() == []
-            await until(lambda: _recycled(broker))
+            await eventually(lambda: _recycled(broker), timeout=60, every=0.1)
             assert broker.pid not in (None, first) and broker.restarts == 0
             assert await read_to_end(bootstrap, [IN]) == []  # empty: it holds nothing read
             rss = broker.rss_mb()
@@ -172,7 +167,7 @@ async def test_the_router_recycles_its_broker_under_a_stream_of_sms_and_keeps_ev
                 assert set(counts.values()) <= {1}, "a message stored twice"
                 return len(counts) == len(customers)
 
-            await until(stored_once, timeout=120, every=0.5)
+            await eventually(stored_once, timeout=120, every=0.5)
             sent = await standin.wait_for("messages", len(customers), timeout=120)
             await asyncio.sleep(2)  # a second acknowledgement to anyone would show by now
             assert Counter(m["to"] for m in sent) == Counter(customers)
