@@ -276,13 +276,16 @@ async def test_a_malformed_form_gets_400_with_the_reason_and_nothing_reaches_kaf
         assert await t.inbound_records() == []
 
 
-async def test_a_signed_body_that_is_not_utf8_gets_400(sqlite_url, monkeypatch):
+@pytest.mark.parametrize(
+    "body", [b"MessageSid=\xff\xfe", b"MessageSid=%FF%FE"], ids=["raw bytes", "escaped bytes"]
+)
+async def test_a_signed_body_that_is_not_utf8_gets_400(sqlite_url, monkeypatch, body):
     async with twilio_router(sqlite_url, monkeypatch) as t:
         # The signature is checked first, on the form as UTF-8 with U+FFFD for what is not.
         signature = t.validator.compute_signature(PUBLIC_URL + PATH, {"MessageSid": "\ufffd\ufffd"})
         async with t.http.post(
             t.url(PATH),
-            data=b"MessageSid=\xff\xfe",
+            data=body,
             headers={
                 "X-Twilio-Signature": signature,
                 "Content-Type": "application/x-www-form-urlencoded",
@@ -290,6 +293,7 @@ async def test_a_signed_body_that_is_not_utf8_gets_400(sqlite_url, monkeypatch):
         ) as resp:
             assert resp.status == 400
             assert "UTF-8" in await resp.text()
+        assert await t.inbound_records() == []
 
 
 async def test_when_kafka_does_not_acknowledge_twilio_gets_503_and_its_retry_lands_once(

@@ -37,9 +37,10 @@ THREAD_IDS = frozenset(
 )
 
 
-def redact_envelope(envelope: Envelope) -> Envelope:
-    """The envelope with every customer-controlled field masked; `redactions` lists every kind
-    masked in any of them."""
+def masked_fields(envelope: Envelope) -> dict[str, Any]:
+    """Every customer-controlled field of the envelope masked, as an update for its
+    `model_copy` (the intake sets its lane in the same copy: one copy a webhook, not two);
+    `redactions` lists every kind masked in any of them."""
     kinds = set(envelope.redactions)
 
     def mask(value: str) -> str:
@@ -54,7 +55,8 @@ def redact_envelope(envelope: Envelope) -> Envelope:
     update: dict[str, Any] = {
         "text": mask(envelope.text),
         "subject": optional(envelope.subject),
-        "sender": sender.model_copy(update={"name": optional(sender.name)}),
+        # A copy only when there is a name to mask: most senders (SMS, WhatsApp) have none.
+        "sender": sender.model_copy(update={"name": mask(sender.name)}) if sender.name else sender,
         "attachments": [
             Attachment(name=mask(a.name), content_type=mask(a.content_type), size=a.size)
             for a in envelope.attachments
@@ -65,4 +67,4 @@ def redact_envelope(envelope: Envelope) -> Envelope:
         },
     }
     update["redactions"] = sorted(kinds)
-    return envelope.model_copy(update=update)
+    return update

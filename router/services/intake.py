@@ -6,7 +6,7 @@ from __future__ import annotations
 import structlog
 
 from router.bus.kafka import KafkaBus
-from router.classify.redact_fields import redact_envelope
+from router.classify.redact_fields import masked_fields
 from router.core.envelope import Envelope, Lane
 from router.observability.metrics import RECEIVED
 from router.policy.rules import Rules
@@ -23,10 +23,10 @@ class Intake:
 
     async def publish(self, envelope: Envelope) -> Envelope:
         """Return once Kafka acknowledged the redacted envelope; raise if it did not."""
-        masked = redact_envelope(envelope)  # text, subject, names, file names, thread values
-        kinds = masked.redactions
-        lane = self.rules.lane(f"{masked.subject or ''}\n{masked.text}")
-        clean = masked.model_copy(update={"lane": lane})
+        masked = masked_fields(envelope)  # text, subject, names, file names, thread values
+        kinds = masked["redactions"]
+        lane = self.rules.lane(f"{masked['subject'] or ''}\n{masked['text']}")
+        clean = envelope.model_copy(update={**masked, "lane": lane})
         topic = (
             self.bus.topics.inbound_urgent
             if lane is Lane.URGENT
