@@ -38,6 +38,7 @@ from router.services.sender import SenderService
 from router.services.status_http import StatusServer
 from router.services.workers import Plan, WorkerProcesses
 from router.store.conversations import ConversationStore
+from router.store.database import LOOKUP_PAGE_CACHE_MB, PAGE_CACHE_MB
 from router.store.journal import IntakeJournal
 from router.store.migrate import upgrade as upgrade_schema
 
@@ -123,6 +124,8 @@ class Router:
                 s.database_url,
                 schema_wait_seconds=wait,
                 sqlite_on_loop=self.role in ("dispatcher", "sender"),
+                # The gateway mostly looks rows up; the store's writers keep the larger cache.
+                page_cache_mb=LOOKUP_PAGE_CACHE_MB if self.role == "gateway" else PAGE_CACHE_MB,
             )
             await self._up(self.store)
             await self._seed_admin()

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from router.core.envelope import now
-from router.store.database import Database
+from router.store.database import LOOKUP_PAGE_CACHE_MB, PAGE_CACHE_MB, Database
 from router.store.schema import cases
 from tests.conftest import migrated_sqlite
 
@@ -40,6 +40,27 @@ async def test_where_the_statements_run_and_how_the_connection_is_set_up(tmp_pat
         await db.stop()
     assert (thread == threading.get_ident()) is on_loop
     assert pragmas == ["wal", 5000, 1]
+
+
+@pytest.mark.parametrize(
+    ("options", "kib"),
+    [({}, PAGE_CACHE_MB * 1024), ({"page_cache_mb": LOOKUP_PAGE_CACHE_MB}, 8 * 1024)],
+    ids=["the store's writers", "the gateway"],
+)
+async def test_each_connection_is_opened_with_its_page_cache(tmp_path, options, kib):
+    """The gateway's connections take a smaller cache: SQLite frees a closed connection's
+    pages, but the process keeps them (docs/performance.md, "Thirteenth round")."""
+    db = Database(await migrated_sqlite(tmp_path / "store.db"), **options)
+    await db.start()
+    try:
+        async with db.engine.connect() as first, db.engine.connect() as second:
+            sizes = [
+                (await conn.execute(sa.text("PRAGMA cache_size"))).scalar_one()
+                for conn in (first, second)
+            ]
+    finally:
+        await db.stop()
+    assert sizes == [-kib, -kib]  # negative: KiB, not pages
 
 
 @pytest.mark.parametrize("on_loop", [True, False], ids=["worker", "gateway"])

@@ -38,7 +38,7 @@ from router.store.assignments import Assignments, Loads, Offer
 from router.store.cases import Cases
 from router.store.chat import LEGACY_IDLE, ChatSessions
 from router.store.customers import Customers
-from router.store.database import Database
+from router.store.database import PAGE_CACHE_MB, Database
 from router.store.desk import Desk
 from router.store.inbound import Acknowledge, Inbound, InboundMessages, OnStored, Recorded
 from router.store.outbound import OutboundMessages, SendIntent
@@ -55,12 +55,14 @@ class ConversationStore:
         *,
         schema_wait_seconds: float = 0,
         sqlite_on_loop: bool = False,
+        page_cache_mb: int = PAGE_CACHE_MB,
         **engine_options: Any,
     ):
         self._database = Database(
             url,
             schema_wait_seconds=schema_wait_seconds,
             sqlite_on_loop=sqlite_on_loop,
+            page_cache_mb=page_cache_mb,
             **engine_options,
         )
         self._inbound = InboundMessages(self._database)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
@@ -18,6 +19,16 @@ from router.store import json_text
 from router.store.checkpoints import WalCheckpointer
 from router.store.inline_sqlite import inline_engine
 from router.store.revisions import wait_for_schema
+
+# 32 MB of pages per SQLite connection instead of SQLite's 2 MB, where the store writes: a
+# chunk's inserts land on index pages all over each table (the ids are random), and past a few
+# thousand conversations the default cache missed on most of them (the dispatcher's CPU a
+# message grew by 10-18% from the first burst of 3,000 to the third; with this, by 5-10%).
+# SQLite frees a connection's cache when the pool closes it, but the allocator keeps the pages
+# for the process: a process that mostly looks rows up (the gateway: the journal relay's
+# lookups, the desk's reads, an agent's few writes) takes LOOKUP_PAGE_CACHE_MB.
+PAGE_CACHE_MB = 32
+LOOKUP_PAGE_CACHE_MB = 8
 
 
 class Database:
@@ -34,9 +45,11 @@ class Database:
         schema_wait_seconds: float = 0,
         sqlite_on_loop: bool = False,
         checkpoint_seconds: float = 0.5,
+        page_cache_mb: int = PAGE_CACHE_MB,
         **engine_options: Any,
     ):
         self.url = url
+        self.page_cache_mb = page_cache_mb
         self.schema_wait_seconds = schema_wait_seconds
         self._checkpointer: WalCheckpointer | None = None
         # SQLite's calls made on the event loop's thread (router/store/inline_sqlite.py).
@@ -80,7 +93,11 @@ class Database:
             else create_async_engine(self.url, **self._engine_options)
         )
         if self.url.startswith("sqlite"):
-            sa.event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+            sa.event.listen(
+                engine.sync_engine,
+                "connect",
+                functools.partial(sqlite_pragmas, page_cache_mb=self.page_cache_mb),
+            )
         if self._checkpointer is not None:
             sa.event.listen(engine.sync_engine, "connect", no_checkpoint_in_commits)
         try:
@@ -203,7 +220,7 @@ def ensure_sqlite_dir(url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def sqlite_pragmas(dbapi_conn, _record) -> None:
+def sqlite_pragmas(dbapi_conn, _record, *, page_cache_mb: int = PAGE_CACHE_MB) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")
@@ -211,11 +228,8 @@ def sqlite_pragmas(dbapi_conn, _record) -> None:
     # per commit: the durable record of a message is Kafka until the consumer commits.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    # 32 MB of pages per connection instead of SQLite's 2 MB: a chunk's inserts land on index
-    # pages all over each table (the ids are random), and past a few thousand conversations
-    # the default cache missed on most of them (the dispatcher's CPU a message grew by 10-18%
-    # from the first burst of 3,000 to the third; with this, by 5-10%).
-    cursor.execute("PRAGMA cache_size=-32768")
+    # Each connection's page cache, at most (see PAGE_CACHE_MB).
+    cursor.execute(f"PRAGMA cache_size=-{int(page_cache_mb) * 1024}")
     cursor.close()
 
 
