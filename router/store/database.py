@@ -220,7 +220,7 @@ def ensure_sqlite_dir(url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def sqlite_pragmas(dbapi_conn, _record, *, page_cache_mb: int = PAGE_CACHE_MB) -> None:
+def sqlite_pragmas(dbapi_conn, _record, *, page_cache_mb: int) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")
@@ -229,7 +229,7 @@ def sqlite_pragmas(dbapi_conn, _record, *, page_cache_mb: int = PAGE_CACHE_MB) -
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     # Each connection's page cache, at most (see PAGE_CACHE_MB).
-    cursor.execute(f"PRAGMA cache_size=-{int(page_cache_mb) * 1024}")
+    cursor.execute(f"PRAGMA cache_size=-{page_cache_mb * 1024}")
     cursor.close()
 
 
