@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from router.core.envelope import Channel
+from router.core.envelope import Channel, Classification, Envelope, Sender, Urgency
 from router.store.conversations import ConversationStore
 from tests.conftest import CONFIG_DIR, migrated_sqlite
 from tests.test_batch_sender import conversation, replies
@@ -376,6 +376,49 @@ async def test_a_steady_phase_begins_once_the_replies_left_to_send_are_sent(tmp_
             sender = asyncio.create_task(send_later())
             await view.quiet()
             assert sender.done() and await view.unsent() == 0
+        finally:
+            await view.close()
+
+
+async def test_the_bench_sees_what_was_stored_a_window_of_seqs_at_a_time(database_url, monkeypatch):
+    """`StoreView.stored_since`, how the bench sees messages stored, on both databases: each poll
+    reads a window of seqs past the last it saw (a range PostgreSQL reads through the primary
+    key whatever its statistics say), and polls one after another catch up with every one."""
+    support = from_bench("bench_support")
+    monkeypatch.setattr(support, "POLL_SEQS", 4)
+    sids = [f"SMwin{i:04x}" for i in range(10)]
+    async with ConversationStore(database_url) as store:
+        view = support.StoreView(database_url)
+        try:
+            seq = start = await view.top_seq()
+            for i, sid in enumerate(sids):
+                envelope = Envelope.new(
+                    channel=Channel.SMS,
+                    channel_message_id=sid,
+                    conversation_key=f"sms:+1555010{i:04d}",
+                    sender=Sender(address=f"+1555010{i:04d}"),
+                    text="my transfer failed",
+                ).model_copy(
+                    update={
+                        "classification": Classification(
+                            category="transaction_failed",
+                            urgency=Urgency.NORMAL,
+                            confidence=0.9,
+                            language="en",
+                        )
+                    }
+                )
+                await store.record_inbound(envelope, "payments", lambda c, created: None)
+            seen: set[str] = set()
+            polls = 0
+            while seen != set(sids) and polls < 20:
+                seq, found = await view.stored_since(seq, "win")
+                seen.update(found)
+                polls += 1
+            assert seen == set(sids)
+            assert polls >= 3  # ten seqs, four a poll
+            assert seq == await view.top_seq() > start
+            assert (await view.stored_since(seq, "win"))[0] == seq  # nothing past the last
         finally:
             await view.close()
 
