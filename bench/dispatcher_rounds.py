@@ -35,6 +35,7 @@ from bench_support import number_list  # noqa: E402
 
 from router.bus.embedded import EmbeddedBroker  # noqa: E402
 from router.bus.kafka import KafkaBus  # noqa: E402
+from router.cli.main import database_url_argument  # noqa: E402
 from router.core.envelope import Channel, Envelope, Sender  # noqa: E402
 from router.core.settings import Settings  # noqa: E402
 from router.observability.logs import configure_logging  # noqa: E402
@@ -152,7 +153,9 @@ def main() -> int:
     parser.add_argument("--chunks", type=count, default=100)
     parser.add_argument("--waiting", type=count, default=24_000)
     parser.add_argument(
-        "--database-url", help="an empty database, e.g. PostgreSQL (default: SQLite, temporary)"
+        "--database-url",
+        type=database_url_argument,
+        help="an empty database, e.g. PostgreSQL (default: SQLite, temporary)",
     )
     args = parser.parse_args()
     # Its log lines at info, as the worker writes them (to nowhere here): part of a chunk's cost.

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from router.app import Router  # noqa: E402
+from router.cli.main import database_url_argument  # noqa: E402
 from router.core.envelope import Channel, Envelope, Sender  # noqa: E402
 from router.core.settings import Settings  # noqa: E402
 from router.observability.logs import configure_logging  # noqa: E402
@@ -143,7 +144,7 @@ def main() -> None:
     )
     parser.add_argument("--backlog", type=int, default=5000)
     parser.add_argument("--urgent", type=int, default=5)
-    parser.add_argument("--database-url")
+    parser.add_argument("--database-url", type=database_url_argument)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     configure_logging("json", "warning", stream=open("/dev/null", "w"))  # noqa: SIM115

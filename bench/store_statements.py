@@ -34,6 +34,7 @@ from loadgen import PATH, sign_sms  # noqa: E402
 from throughput import TOKEN, texts  # noqa: E402
 
 from router.app import Router  # noqa: E402
+from router.cli.main import database_url_argument  # noqa: E402
 from router.core.settings import Settings  # noqa: E402
 
 
@@ -113,7 +114,11 @@ def main() -> int:
     )
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--top", type=int, default=20)
-    parser.add_argument("--database-url", help="default: SQLite in a temporary directory")
+    parser.add_argument(
+        "--database-url",
+        type=database_url_argument,
+        help="default: SQLite in a temporary directory",
+    )
     args = parser.parse_args()
     asyncio.run(run(args.messages, args.top, args.database_url))
     return 0

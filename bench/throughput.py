@@ -74,6 +74,7 @@ from loadgen import PATH, Signed, burst_command, ensure_wrk, sign_sms, threads_o
 from stages import hops  # noqa: E402
 
 from router.bus.embedded import free_port  # noqa: E402
+from router.cli.main import database_url_argument  # noqa: E402
 from router.core.settings import Settings, Topics  # noqa: E402
 
 TOKEN = "bench-twilio-auth-token"
@@ -698,7 +699,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small numbers (tests)")
-    parser.add_argument("--database-url", help="default: SQLite in a temporary directory")
+    parser.add_argument(
+        "--database-url",
+        type=database_url_argument,
+        help="default: SQLite in a temporary directory",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--processes", help="SUPPORTROUTER_PROCESSES for the router")

@@ -1,6 +1,11 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-from router.core.settings import Settings
+import pytest
+
+from router.core.settings import Settings, store_url
 
 
 def test_defaults_are_the_embedded_default(monkeypatch):
@@ -76,3 +81,96 @@ def test_only_the_root_settings_model_reads_the_environment():
         if "os.environ" in path.read_text(encoding="utf-8")
     }
     assert passed_on <= {"router/services/workers.py", "router/classify/native.py"}, passed_on
+
+
+@pytest.mark.parametrize(
+    ("given", "opened"),
+    [
+        (
+            "postgresql://router:pw@db:5432/support",
+            "postgresql+asyncpg://router:pw@db:5432/support",
+        ),
+        ("postgres://router@db/support", "postgresql+asyncpg://router@db/support"),
+        ("postgresql+asyncpg://router@db/support", "postgresql+asyncpg://router@db/support"),
+        ("sqlite:///var/x.db", "sqlite+aiosqlite:///var/x.db"),
+        ("sqlite+aiosqlite:///var/x.db", "sqlite+aiosqlite:///var/x.db"),
+    ],
+)
+def test_a_database_url_that_names_only_the_database_gets_the_stores_driver(
+    monkeypatch, given, opened
+):
+    monkeypatch.setenv("SUPPORTROUTER_DATABASE_URL", given)
+    assert Settings().database_url == opened
+    assert store_url(opened) == opened  # once is enough: the workers read it again
+
+
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        ("mysql://router@db/support", "the store runs on SQLite or PostgreSQL, not 'mysql'"),
+        ("postgresql+psycopg2://db/support", "reaches postgresql through asyncpg, not 'psycopg2'"),
+        ("var/supportrouter.db", "not a database URL"),
+    ],
+)
+def test_a_database_url_the_store_cannot_open_is_refused_with_what_it_takes(given, reason):
+    with pytest.raises(ValueError, match=reason):
+        store_url(given)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        (
+            "SUPPORTROUTER_PARTITIONS",
+            "three",
+            "SUPPORTROUTER_PARTITIONS: Input should be a valid integer, unable to parse string as"
+            " an integer (given: 'three')",
+        ),
+        (
+            "SUPPORTROUTER_TWILIO_SEND_ATTEMPTS",
+            "-",
+            "SUPPORTROUTER_TWILIO_SEND_ATTEMPTS: Input should be a valid integer",
+        ),
+        (
+            "SUPPORTROUTER_DATABASE_URL",
+            "mysql://router:hunter2@db/support",
+            "SUPPORTROUTER_DATABASE_URL: Value error, the store runs on SQLite or PostgreSQL",
+        ),
+    ],
+)
+def test_a_setting_the_environment_got_wrong_is_named_with_its_reason_and_exit_2(
+    tmp_path, variable, value, said
+):
+    """`supportrouter run` (and every command) says which variable is wrong and why, without a
+    traceback, and never echoes a URL's password."""
+    result = subprocess.run(
+        [sys.executable, "-m", "router.cli", "run"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), variable: value},
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("settings refused:\n"), result.stderr
+    assert said in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "hunter2" not in result.stderr
+
+
+def test_a_database_url_option_the_store_cannot_open_is_refused_by_the_command_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "router.cli", "db", "current", "--database-url", "mysql://db/x"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 2
+    assert "argument --database-url: the store runs on SQLite or PostgreSQL" in result.stderr

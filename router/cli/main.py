@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Callable
 
+from pydantic import ValidationError
+
 from router.operator_files.config import ConfigError
 
 
@@ -22,6 +24,23 @@ def _command(module: str, function: str = "command") -> Callable[[argparse.Names
         return getattr(importlib.import_module(f"router.cli.{module}"), function)(args)
 
     return run
+
+
+def database_url_argument(value: str) -> str:
+    """--database-url as the store opens it (postgresql:// means asyncpg), or argparse's error."""
+    from router.core.settings import store_url
+
+    try:
+        return store_url(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _settings_refused(exc: ValidationError) -> str:
+    """Each setting the environment got wrong: its variable, what is wrong, the value given."""
+    from router.core.settings_reference import refused
+
+    return "\n".join(["settings refused:", *(f"  {refused(e)}" for e in exc.errors())])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--since", help="only conversations since: 7d, 12h, 30m or a date (default: all)"
     )
-    replay.add_argument("--database-url", help="default: SUPPORTROUTER_DATABASE_URL")
+    replay.add_argument(
+        "--database-url", type=database_url_argument, help="default: SUPPORTROUTER_DATABASE_URL"
+    )
     replay.add_argument(
         "--limit", type=int, default=100_000, help="at most this many conversations"
     )
@@ -175,10 +196,10 @@ def _add_db(sub: argparse._SubParsersAction) -> None:
         help="bring the schema to the latest revision (or REV); safe to repeat or run at once",
     )
     upgrade.add_argument("revision", nargs="?", default="head", metavar="REV")
-    upgrade.add_argument("--database-url", help=url_help)
+    upgrade.add_argument("--database-url", type=database_url_argument, help=url_help)
     upgrade.set_defaults(func=_command("db", "upgrade"))
     current = db_sub.add_parser("current", help="the database's revision and the latest one")
-    current.add_argument("--database-url", help=url_help)
+    current.add_argument("--database-url", type=database_url_argument, help=url_help)
     current.add_argument(
         "--check", action="store_true", help="exit 3 unless at the latest revision"
     )
@@ -204,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             # Every command that loads the rules refuses a bad file the same way.
             print(f"config refused:\n{exc}", file=sys.stderr)
+            return 2
+        except ValidationError as exc:
+            if exc.title != "Settings":
+                raise
+            print(_settings_refused(exc), file=sys.stderr)
             return 2
     return 1
 

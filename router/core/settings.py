@@ -25,6 +25,28 @@ from sqlalchemy.engine import make_url
 
 from router.core.channel_settings import EmailSettings, Section, TelegramSettings, TwilioSettings
 
+# The drivers the store runs on, by database: a URL that names only the database gets its driver.
+STORE_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+
+
+def store_url(value: str) -> str:
+    """A database URL as the store opens it: `postgresql://` and `postgres://` (what servers and
+    hosting services hand out) mean asyncpg, `sqlite://` means aiosqlite; anything else is
+    refused with what the store takes, here, not as a traceback from deep inside a start."""
+    scheme, separator, rest = value.partition("://")
+    if not separator:
+        raise ValueError(
+            "not a database URL (sqlite+aiosqlite:///path or postgresql://user@host/db)"
+        )
+    database, _, driver = scheme.lower().partition("+")
+    database = "postgresql" if database == "postgres" else database
+    wanted = STORE_DRIVERS.get(database)
+    if wanted is None:
+        raise ValueError(f"the store runs on SQLite or PostgreSQL, not {database!r}")
+    if driver and driver != wanted:
+        raise ValueError(f"the store reaches {database} through {wanted}, not {driver!r}")
+    return f"{database}+{wanted}://{rest}"
+
 
 def _registry() -> dict[str, str]:
     from channels import REGISTRY
@@ -89,7 +111,7 @@ class Settings(BaseSettings):
     # The URL providers call; webhook signatures are checked against it.
     public_url: str | None = None
 
-    # The store: SQLite (the default) or postgresql+asyncpg://user@host/db.
+    # The store: SQLite (the default) or PostgreSQL, postgresql://user@host/db (asyncpg).
     database_url: str = "sqlite+aiosqlite:///var/supportrouter.db"
     # A service run alone (`supportrouter run gateway`) whose database is not at the schema's
     # latest revision waits this long for `supportrouter db upgrade`, then exits; 0: at once.
@@ -213,6 +235,11 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sections = _SectionsFromEnvironment(settings_cls)
         return init_settings, env_settings, sections, dotenv_settings, file_secret_settings
+
+    @field_validator("database_url")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        return store_url(value)
 
     @field_validator("channels")
     @classmethod

@@ -13,6 +13,7 @@ import io
 import json
 import re
 import tokenize
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -113,6 +114,47 @@ def entries() -> list[Entry]:
         if isinstance(kind, type) and issubclass(kind, Section):
             out += _entries(kind, kind.env_names())
     return out
+
+
+def refused(error: Mapping[str, Any]) -> str:
+    """One line for one of pydantic's errors of the settings: the environment variable, what is
+    wrong, and the value given (not a secret's, nor a URL's, which may hold a password)."""
+    loc = error["loc"]
+    line = f"{variable(loc)}: {error['msg']}"
+    value = error.get("input")
+    if error["type"] == "missing" or not isinstance(value, (str, int, float)):
+        return line
+    if "://" in str(value) or _secret(loc):
+        return line
+    return f"{line} (given: {value!r})"
+
+
+def variable(loc: Sequence[int | str]) -> str:
+    """The environment variable of a setting, from where pydantic found it wrong: ("partitions",)
+    is SUPPORTROUTER_PARTITIONS, ("topics", "dlq") SUPPORTROUTER_TOPICS__DLQ, ("twilio",
+    "auth_token") TWILIO_AUTH_TOKEN."""
+    model, field = _model_and_field(loc)
+    root = f"SUPPORTROUTER_{str(loc[0]).upper()}"
+    if model is Settings:
+        return root
+    if issubclass(model, Section):
+        return model.env_names().get(field, f"{model.env_prefix}{field.upper()}")
+    return f"{root}__{field.upper()}"
+
+
+def _model_and_field(loc: Sequence[int | str]) -> tuple[type[BaseModel], str]:
+    """The model a setting is a field of (Settings, or a section or a nested model) and its name."""
+    info = Settings.model_fields.get(str(loc[0]))
+    kind = info.annotation if info is not None else None
+    if len(loc) < 2 or not isinstance(kind, type) or not issubclass(kind, BaseModel):
+        return Settings, str(loc[0])
+    return kind, str(loc[1])
+
+
+def _secret(loc: Sequence[int | str]) -> bool:
+    model, field = _model_and_field(loc)
+    info = model.model_fields.get(field)
+    return info is not None and "SecretStr" in str(info.annotation)
 
 
 def markdown() -> str:
