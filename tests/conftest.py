@@ -13,6 +13,8 @@ import functools
 import json
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -51,6 +53,20 @@ def _postgres_dsn() -> str:
 
 
 PG_ADMIN_DSN = _postgres_dsn()
+
+
+def supportrouter(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`supportrouter ARGS` as an operator runs it, in `cwd`, with this checkout's code and `env`
+    added to the environment; its exit status and output, never raised."""
+    return subprocess.run(
+        [sys.executable, "-m", "router.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+    )
 
 
 def missing_service(what: str) -> None:

@@ -1,6 +1,5 @@
 """Operators' files: the shipped config loads; a bad file is refused with file, line and reason."""
 
-import os
 import shutil
 import subprocess
 import sys
@@ -8,7 +7,7 @@ import sys
 import pytest
 
 from router.operator_files.config import ConfigError, load_config
-from tests.conftest import CONFIG_DIR
+from tests.conftest import CONFIG_DIR, supportrouter
 
 
 @pytest.fixture
@@ -135,15 +134,7 @@ def test_every_command_refuses_a_bad_config_with_file_line_and_exit_2(
     )
     if command[0] in ("simulate", "eval"):
         command = [*command, "--config", str(config_copy)]
-    result = subprocess.run(
-        [sys.executable, "-m", "router.cli", *command],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        cwd=tmp_path,
-        env={**os.environ, "SUPPORTROUTER_CONFIG_DIR": str(config_copy)},
-    )
+    result = supportrouter(*command, cwd=tmp_path, SUPPORTROUTER_CONFIG_DIR=str(config_copy))
     assert result.returncode == 2, result.stderr
     assert "config refused:" in result.stderr
     assert "classifier.yaml:3: surprise: unknown key" in result.stderr

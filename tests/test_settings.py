@@ -1,11 +1,9 @@
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from router.core.settings import Settings, store_url
+from tests.conftest import supportrouter
 
 
 def test_defaults_are_the_embedded_default(monkeypatch):
@@ -117,9 +115,6 @@ def test_a_database_url_the_store_cannot_open_is_refused_with_what_it_takes(give
         store_url(given)
 
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
 @pytest.mark.parametrize(
     ("variable", "value", "said"),
     [
@@ -146,15 +141,7 @@ def test_a_setting_the_environment_got_wrong_is_named_with_its_reason_and_exit_2
 ):
     """`supportrouter run` (and every command) says which variable is wrong and why, without a
     traceback, and never echoes a URL's password."""
-    result = subprocess.run(
-        [sys.executable, "-m", "router.cli", "run"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT), variable: value},
-    )
+    result = supportrouter("run", cwd=tmp_path, **{variable: value})
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("settings refused:\n"), result.stderr
     assert said in result.stderr
@@ -163,14 +150,6 @@ def test_a_setting_the_environment_got_wrong_is_named_with_its_reason_and_exit_2
 
 
 def test_a_database_url_option_the_store_cannot_open_is_refused_by_the_command_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "router.cli", "db", "current", "--database-url", "mysql://db/x"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    result = supportrouter("db", "current", "--database-url", "mysql://db/x", cwd=tmp_path)
     assert result.returncode == 2
     assert "argument --database-url: the store runs on SQLite or PostgreSQL" in result.stderr
