@@ -29,7 +29,7 @@ REREAD = 500  # rows read again by each poll of what was stored
 # The seqs one poll looks at, past the last it saw: a range with both ends, which PostgreSQL
 # reads through the primary key. With only `seq > x`, on tables a run has just filled and
 # nothing has analyzed yet, it guessed a third of the table and read all of messages at every
-# poll (3-14 ms each, on the cores the router is measured on).
+# poll (up to 14 ms each, on the cores the router is measured on).
 POLL_SEQS = 5_000
 
 
