@@ -91,14 +91,13 @@ class EmbeddedBroker:
         process = self._process
         if process is None or self._supervisor is None or self._recycling is not None:
             raise RuntimeError("EmbeddedBroker is not running, or is being started again")
+        # Cleared by the supervisor once the new child runs, not here: a recycle whose caller is
+        # cancelled (the recycler stopped) is still a recycle, not a death to count.
         self._recycling = asyncio.get_running_loop().create_future()
-        try:
-            # Killed: it holds nothing to write out, and it waits for its clients on SIGTERM.
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await asyncio.shield(self._recycling)
-        finally:
-            self._recycling = None
+        # Killed: it holds nothing to write out, and it waits for its clients on SIGTERM.
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await asyncio.shield(self._recycling)
 
     async def start(self, timeout: float = 10.0) -> None:
         if self._process is not None:
@@ -175,8 +174,10 @@ class EmbeddedBroker:
             else:
                 self.recycles += 1
             await self._after_restart()
-            if recycled is not None and not recycled.done():
-                recycled.set_result(None)
+            if recycled is not None:
+                self._recycling = None
+                if not recycled.done():
+                    recycled.set_result(None)
 
     async def _after_restart(self) -> None:
         created: list[str] = []
