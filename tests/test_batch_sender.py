@@ -68,7 +68,11 @@ async def parts(database_url, broker) -> AsyncIterator[Parts]:
             yield Parts(bus, store, standin)
 
 
-async def conversation(store: ConversationStore, channel: Channel, customer: str) -> dict:
+async def conversation(
+    store: ConversationStore, channel: Channel, customer: str, sid: str | None = None
+) -> dict:
+    """A customer's conversation, opened by one classified inbound message (its provider id
+    `sid`, or a new one)."""
     key = (
         conversation_key(channel, customer, OUR_NUMBER)
         if channel is Channel.SMS
@@ -76,7 +80,7 @@ async def conversation(store: ConversationStore, channel: Channel, customer: str
     )
     envelope = Envelope.new(
         channel=channel,
-        channel_message_id=message_sid(),
+        channel_message_id=sid or message_sid(),
         conversation_key=key,
         sender=Sender(address=customer),
         text="my transfer failed",

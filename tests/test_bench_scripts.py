@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from router.core.envelope import Channel, Classification, Envelope, Sender, Urgency
+from router.core.envelope import Channel
 from router.store.conversations import ConversationStore
 from tests.conftest import CONFIG_DIR, migrated_sqlite
 from tests.test_batch_sender import conversation, replies
@@ -392,23 +392,7 @@ async def test_the_bench_sees_what_was_stored_a_window_of_seqs_at_a_time(databas
         try:
             seq = start = await view.top_seq()
             for i, sid in enumerate(sids):
-                envelope = Envelope.new(
-                    channel=Channel.SMS,
-                    channel_message_id=sid,
-                    conversation_key=f"sms:+1555010{i:04d}",
-                    sender=Sender(address=f"+1555010{i:04d}"),
-                    text="my transfer failed",
-                ).model_copy(
-                    update={
-                        "classification": Classification(
-                            category="transaction_failed",
-                            urgency=Urgency.NORMAL,
-                            confidence=0.9,
-                            language="en",
-                        )
-                    }
-                )
-                await store.record_inbound(envelope, "payments", lambda c, created: None)
+                await conversation(store, Channel.SMS, f"+1555010{i:04d}", sid=sid)
             seen: set[str] = set()
             polls = 0
             while seen != set(sids) and polls < 20:

@@ -101,14 +101,14 @@ def entries() -> list[Entry]:
     comments = _comments(Settings)
     for name, info in Settings.model_fields.items():
         kind = info.annotation
-        variable = f"SUPPORTROUTER_{name.upper()}"
         if isinstance(kind, type) and issubclass(kind, Section):
             continue
         if isinstance(kind, type) and issubclass(kind, BaseModel):
-            nested = {field: f"{variable}__{field.upper()}" for field in kind.model_fields}
+            nested = {field: variable((name, field)) for field in kind.model_fields}
             out += _entries(kind, nested)
             continue
-        out.append(Entry(variable, _default(info), info.description or comments.get(name, "")))
+        meaning = info.description or comments.get(name, "")
+        out.append(Entry(variable((name,)), _default(info), meaning))
     for info in Settings.model_fields.values():
         kind = info.annotation
         if isinstance(kind, type) and issubclass(kind, Section):
