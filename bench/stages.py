@@ -1,7 +1,8 @@
 """Where a message's time goes between the router's processes, from their JSON log lines.
 
 Each stage logs its line with the message's trace_id as it finishes with it: the gateway
-`message.received` (on Kafka, before the 200), the classifier `message.classified`, the
+`message.received` (on Kafka, before the 200), the classifier stage `message.classified` (when
+there is one: SUPPORTROUTER_CLASSIFY_IN), the
 dispatcher `conversation.queued` or `conversation.updated` (stored in its queue, acknowledgement
 published), the sender `reply.sandboxed` or `reply.sent`. The time between two stages' lines is
 the hop's: Kafka's delivery, waiting behind earlier messages, and the work. The gateway's stage
@@ -53,19 +54,24 @@ def stage_times(lines: Iterable[str]) -> dict[str, dict[str, float]]:
 
 def hops(lines: Iterable[str]) -> dict[str, dict[str, float]]:
     """Each hop between two stages ("gateway → classifier", ...): n, p50 and p99 in ms."""
-    traces = stage_times(lines)
-    names = list(STAGES)
+    waits_by_hop: dict[tuple[str, str], list[float]] = {}
+    for times in stage_times(lines).values():
+        # The stages this message passed, in order: without a classifier stage (the dispatcher
+        # classifies), its hop is gateway → dispatcher.
+        passed = [stage for stage in STAGES if stage in times]
+        for before, after in zip(passed, passed[1:], strict=False):
+            waits_by_hop.setdefault((before, after), []).append(
+                (times[after] - times[before]) * 1000
+            )
     out = {}
-    for before, after in zip(names, names[1:], strict=False):
-        waits = sorted(
-            (t[after] - t[before]) * 1000 for t in traces.values() if before in t and after in t
-        )
-        if waits:
-            out[f"{before} → {after}"] = {
-                "n": len(waits),
-                "p50_ms": round(statistics.median(waits), 1),
-                "p99_ms": round(waits[int(0.99 * (len(waits) - 1))], 1),
-            }
+    order = list(STAGES)
+    for before, after in sorted(waits_by_hop, key=lambda hop: [order.index(s) for s in hop]):
+        waits = sorted(waits_by_hop[(before, after)])
+        out[f"{before} → {after}"] = {
+            "n": len(waits),
+            "p50_ms": round(statistics.median(waits), 1),
+            "p99_ms": round(waits[int(0.99 * (len(waits) - 1))], 1),
+        }
     return out
 
 

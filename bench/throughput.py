@@ -25,7 +25,8 @@ Kafka-first gateway (+ one acks=all produce per request). Figures:
   phase, from its first request to its last message stored (smaller chunks than a burst's)
 - peak_rss_mb: every process's peak resident memory (VmHWM), the router's children by name
 - soak (--soak-seconds): every process's resident memory through a steady run
-- scale_out (--scale-out 1,2,4): the burst again with N classifier and N dispatcher processes
+- scale_out (--scale-out 1,2,4): the burst again with N dispatcher processes (and N classifier
+  processes when that stage runs: SUPPORTROUTER_CLASSIFY_IN)
 - burst_runs, bare_http_runs, bare_gateway_runs (--repeat N): every run of the burst and of the
   ceilings; the figures above are the median run's (the lower middle one of an even count)
 
@@ -488,11 +489,17 @@ class Bench:
                 await store.close()
 
     async def scale_out(self, counts: list[int]) -> list[dict]:
-        """The burst end to end with N classifier and N dispatcher processes for each N, over
+        """The burst end to end with N classifier (when that stage runs) and N dispatcher
+        processes for each N, over
         --partitions partitions (at least N), each on a fresh SQLite store, or on PostgreSQL in
         the same database, after the phases before (it holds their rows); the rest as
         configured."""
         rows = []
+        # Without a classifier stage (SUPPORTROUTER_CLASSIFY_IN) the dispatchers classify.
+        stage = Settings(
+            kafka_bootstrap_servers=self.args.kafka or None,
+            classify_in=dict(self.args.setting).get("classify_in", "auto"),
+        ).classifier_stage
         for n in counts:  # each run's message SIDs: SM, the run id, "a", n in hex (SID format)
             url = self.database_url
             if url.startswith("sqlite"):
@@ -518,7 +525,7 @@ class Bench:
             peaks = memory.peaks_mb
             rows.append(
                 {
-                    "classifiers": n,
+                    "classifiers": n if stage else 0,
                     "dispatchers": n,
                     "partitions": max(n, self.args.partitions),
                     **figures,

@@ -111,6 +111,11 @@ class Router:
                 on_restart=self._broker_restarted,
             )
             await self._up(self.broker)
+        if self.role == "classifier" and not s.classifier_stage:
+            raise RuntimeError(
+                f"SUPPORTROUTER_CLASSIFY_IN={s.classify_in}: the dispatcher classifies; "
+                "set it to `classifier` to run the classifier stage"
+            )
         bootstrap = self.broker.bootstrap_servers if self.broker else s.kafka_bootstrap_servers
         assert bootstrap is not None  # no embedded broker: the settings name the servers
         if self.role != "classifier":
@@ -146,11 +151,17 @@ class Router:
         self.watcher = ConfigWatcher(self.rules, s.config_poll_seconds)
         await self._up(self.watcher)
         consumers: list[Any] = []
-        if "classifier" in wants:
+        if "classifier" in wants and s.classifier_stage:
             consumers.append(ClassifierService(self.bus, self.rules))
         if "dispatcher" in wants:
             assert self.store is not None  # every role but the classifier has a store
-            self.dispatcher = DispatcherService(self.bus, self.store, self.rules, clock=self.clock)
+            self.dispatcher = DispatcherService(
+                self.bus,
+                self.store,
+                self.rules,
+                clock=self.clock,
+                classifies=not s.classifier_stage,
+            )
             consumers.append(self.dispatcher)
             protect = ProtectService(s, self.store, self.rules, self.dispatcher.relay)
             self.dispatcher.cases.on_queued = protect.wake

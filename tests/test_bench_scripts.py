@@ -139,7 +139,8 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     assert result["database"] == "sqlite" and result["broker"].startswith("tansu")
     # CPU per message by process, in the burst and at a steady 500/s: each worker's own
     for cpu in (result["cpu_ms_per_msg"], result["cpu_ms_per_msg_at_500"]):
-        assert {"router.gateway", "router.dispatcher", "router.classifier"} <= cpu.keys(), cpu
+        assert {"router.gateway", "router.dispatcher", "router.sender"} <= cpu.keys(), cpu
+        assert "router.classifier" not in cpu, cpu  # the dispatcher classifies here
         assert cpu["router.gateway"] > 0 and cpu["router.dispatcher"] > 0, cpu
     assert "CPU per message at a steady 500/s" in run.stdout
     # the 200 itself, sent → answered: what a provider waits for, apart from the pipeline
@@ -177,12 +178,12 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
         assert sizes["router"] > 0 and sizes["router.broker"] > 0
     assert "RSS over 3 s at 20/s: router" in run.stdout
     # the scale-out: the burst again with 1 + 1, then 2 + 2 pipeline processes, all stored
-    rows = result["scale_out"]
-    assert [(r["classifiers"], r["dispatchers"]) for r in rows] == [(1, 1), (2, 2)]
+    rows = result["scale_out"]  # on the embedded broker the dispatchers classify
+    assert [(r["classifiers"], r["dispatchers"]) for r in rows] == [(0, 1), (0, 2)]
     for row in rows:
         assert row["burst_not_ok"] == 0 and row["partitions"] >= 2, row
         assert row["throughput_msgs_per_s"] > 0 and row["peak_rss_mb_total"] > 0, row
-    assert "scale-out: 2 classifier + 2 dispatcher processes" in run.stdout
+    assert "scale-out: 0 classifier + 2 dispatcher processes" in run.stdout
     # the steady phase again at 50/s: every message answered and stored, p50 ≤ p99
     [low] = result["latency_by_rate"]
     assert low["rate"] == 50 and low["not_ok"] == 0, low
@@ -193,14 +194,10 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     # where that time went, hop by hop, from the stages' log lines: every message of the phase
     steady_n = 50 * result["sizes"]["steady_seconds"]
     for row in (low["hops"], result["hops_at_500"]):
-        assert list(row) == [
-            "gateway → classifier",
-            "classifier → dispatcher",
-            "dispatcher → sender",
-        ], row
-        assert row["gateway → classifier"]["p50_ms"] > 0, row
-    assert low["hops"]["classifier → dispatcher"]["n"] == steady_n, low
-    assert "  classifier → dispatcher" in run.stdout
+        assert list(row) == ["gateway → dispatcher", "dispatcher → sender"], row
+        assert row["gateway → dispatcher"]["p50_ms"] > 0, row
+    assert low["hops"]["gateway → dispatcher"]["n"] == steady_n, low
+    assert "  gateway → dispatcher" in run.stdout
     # --keep: the routers' logs stay, each message's stages in them (what bench/stages.py reads)
     logs = sorted((tmp_path / "work").glob("router-*.log"))
     assert logs and any('"message.received"' in log.read_text() for log in logs), logs
@@ -272,6 +269,25 @@ def test_a_hop_from_the_gateway_starts_when_it_took_the_request_not_when_it_logg
     found = hops(lines)
     assert found["gateway → classifier"] == {"n": 1, "p50_ms": 6.0, "p99_ms": 6.0}
     assert found["classifier → dispatcher"] == {"n": 1, "p50_ms": 40.0, "p99_ms": 40.0}
+
+
+def test_without_a_classifier_stage_the_hop_is_gateway_to_dispatcher():
+    """The dispatcher classifies (SUPPORTROUTER_CLASSIFY_IN): a message passes three stages."""
+    hops = from_bench("stages").hops
+    lines = [
+        json.dumps({"event": event, "trace_id": trace, "timestamp": at})
+        for trace, event, at in [
+            ("t1", "message.received", "2026-12-03T12:00:00.000Z"),
+            ("t1", "conversation.queued", "2026-12-03T12:00:00.020Z"),
+            ("t1", "reply.sandboxed", "2026-12-03T12:00:00.025Z"),
+            ("t2", "message.received", "2026-12-03T12:00:01.000Z"),
+            ("t2", "conversation.updated", "2026-12-03T12:00:01.030Z"),
+        ]
+    ]
+    assert hops(lines) == {
+        "gateway → dispatcher": {"n": 2, "p50_ms": 25.0, "p99_ms": 20.0},
+        "dispatcher → sender": {"n": 1, "p50_ms": 5.0, "p99_ms": 5.0},
+    }
 
 
 async def test_store_statements_counts_what_the_router_asks_its_database(database_url):

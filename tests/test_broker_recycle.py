@@ -8,6 +8,7 @@ import asyncio
 from collections import Counter
 
 import aiohttp
+import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -135,13 +136,25 @@ async def test_dead_letters_are_written_back_after_a_recycle_where_they_were():
         assert sorted(where(await read_to_end(bootstrap, [DLQ]))) == sorted(before)
 
 
-async def test_the_groups_named_for_the_recycler_are_those_the_services_read_in(tmp_path, rules):
-    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/s.db", consumer_group_prefix="x")
+@pytest.mark.parametrize("classify_in", ["classifier", "dispatcher"])
+async def test_the_groups_named_for_the_recycler_are_those_the_services_read_in(
+    tmp_path, rules, classify_in
+):
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{tmp_path}/s.db", consumer_group_prefix="x", classify_in=classify_in
+    )
     bus = KafkaBus(settings, "127.0.0.1:1")  # not started: the loops are only built
-    classifier = ClassifierService(bus, rules)
-    loops = [classifier.urgent, classifier.standard]
+    loops = []
+    if settings.classifier_stage:
+        classifier = ClassifierService(bus, rules)
+        loops += [classifier.urgent, classifier.standard]
     store = object()
-    dispatcher = DispatcherService(bus, store, rules)  # type: ignore[arg-type]
+    dispatcher = DispatcherService(
+        bus,
+        store,  # type: ignore[arg-type]
+        rules,
+        classifies=not settings.classifier_stage,
+    )
     loops += [dispatcher.urgent_loop, dispatcher.loop]
     loops.append(SenderService(bus, store, senders={}).loop)  # type: ignore[arg-type]
     assert {loop.group: list(loop.topics) for loop in loops} == consumer_groups(settings)

@@ -58,9 +58,15 @@ async def dead_letter_a_good_envelope(r: RunningRouter, key: str, text: str) -> 
 
 
 async def poison_the_classifier(r: RunningRouter, key: str) -> None:
-    """Bytes that are no envelope: the classifier dead-letters them at once."""
+    """Bytes that are no envelope: whoever classifies dead-letters them at once."""
     bus = r.router.bus
     await bus.publish(bus.topics.inbound_standard, POISON, key=key.encode())
+
+
+def poison_stage(r: RunningRouter) -> str:
+    """The classifier stage's standard lane, or the dispatcher's where it classifies (on the
+    embedded broker: SUPPORTROUTER_CLASSIFY_IN)."""
+    return "classify-standard" if r.router.settings.classifier_stage else "dispatch"
 
 
 async def conversations_of(r: RunningRouter, env: Envelope) -> list[dict]:
@@ -88,16 +94,20 @@ async def test_supervisors_see_and_replay_dead_letters_and_nobody_else_does(runn
         return entries if len(entries) >= 2 else None
 
     entries = await wait_for(both_listed)
-    by_stage = {e["stage"]: e for e in entries}
-    assert set(by_stage) == {"classify-standard", "dispatch"}
-    poison, good = by_stage["classify-standard"], by_stage["dispatch"]
+    by_key = {e["key"]: e for e in entries}
+    poison, good = by_key["chat:dlq-poison"], by_key["chat:dlq-good"]
+    assert (poison["stage"], good["stage"]) == (poison_stage(r), "dispatch")
+    assert poison["topic"] == r.router.bus.topics.inbound_standard
     assert poison["value"] == {"base64": "//4gdGhpcyBpcyBub3QgYW4gZW52ZWxvcGU="}
     assert not poison["replayable"] and good["replayable"]
     assert good["topic"] == r.router.bus.topics.classified and good["key"] == "chat:dlq-good"
     assert good["error"] == "the store went away"
 
-    async with r.http.get(r.url("/api/dlq?stage=dispatch"), headers=admin) as resp:
-        assert [e["id"] for e in (await resp.json())["entries"]] == [good["id"]]
+    async with r.http.get(r.url(f"/api/dlq?stage={poison_stage(r)}"), headers=admin) as resp:
+        listed = {e["id"] for e in (await resp.json())["entries"]}
+    assert listed == (
+        {poison["id"], good["id"]} if poison["stage"] == "dispatch" else {poison["id"]}
+    )
     async with r.http.get(r.url(f"/api/dlq/{good['id']}"), headers=admin) as resp:
         shown = await resp.json()
     assert shown == good and shown["value"]["message_id"] == env.message_id
@@ -187,14 +197,16 @@ async def test_dlq_command_lists_shows_and_replays(running_router, tmp_path):
     assert code == 0, err
     lines = out.splitlines()
     assert len(lines) == 2 and "2 dead letter(s)" in err
-    [good_id] = [line.split()[0] for line in lines if " dispatch " in line]
-    [poison_id] = [line.split()[0] for line in lines if " classify-standard " in line]
+    [good_id] = [line.split()[0] for line in lines if "chat:cli-good" in line]
+    [poison_id] = [line.split()[0] for line in lines if "chat:cli-poison" in line]
+    assert f" {poison_stage(r)} " in next(line for line in lines if line.startswith(poison_id))
     good_line = next(line for line in lines if line.startswith(good_id + " "))
     assert "chat:cli-good" in good_line and "the store went away" in good_line
 
     code, out, err = await supportrouter(cli, "dlq", "list", "--stage", "dispatch", "--json")
     assert code == 0, err
-    assert [json.loads(line)["id"] for line in out.splitlines()] == [good_id]
+    listed = {json.loads(line)["id"] for line in out.splitlines()}
+    assert listed == ({good_id, poison_id} if poison_stage(r) == "dispatch" else {good_id})
 
     code, out, err = await supportrouter(cli, "dlq", "show", good_id)
     assert code == 0, err

@@ -2,8 +2,10 @@ from pathlib import Path
 
 import pytest
 
+from router.app import Router
 from router.core.settings import Settings, store_url
-from tests.conftest import supportrouter
+from router.services.workers import plan_for
+from tests.conftest import make_settings, supportrouter
 
 
 def test_defaults_are_the_embedded_default(monkeypatch):
@@ -153,3 +155,40 @@ def test_a_database_url_option_the_store_cannot_open_is_refused_by_the_command_l
     result = supportrouter("db", "current", "--database-url", "mysql://db/x", cwd=tmp_path)
     assert result.returncode == 2
     assert "argument --database-url: the store runs on SQLite or PostgreSQL" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("classify_in", "servers", "workers_of_run", "stage"),
+    [
+        ("auto", None, False, False),  # `supportrouter run`: the embedded broker
+        ("auto", "127.0.0.1:9092", True, False),  # its worker processes, on that broker
+        ("auto", "127.0.0.1:9092", False, True),  # a Kafka cluster
+        ("classifier", None, False, True),
+        ("dispatcher", "127.0.0.1:9092", False, False),
+    ],
+)
+def test_the_classifier_stage_runs_on_a_cluster_and_where_it_is_asked_for(
+    classify_in, servers, workers_of_run, stage
+):
+    settings = Settings(
+        classify_in=classify_in,
+        kafka_bootstrap_servers=servers,
+        kafka_is_embedded=workers_of_run,
+        processes="4",
+    )
+    assert settings.classifier_stage is stage
+    plan = plan_for(settings)
+    assert plan is not None
+    assert (plan.classifier, plan.dispatcher) == ((2, 2) if stage else (0, 2))
+    assert ("classifier" in plan.roles()) is stage
+
+
+async def test_the_classifier_alone_is_refused_where_the_dispatcher_classifies(tmp_path, rules):
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{tmp_path}/s.db",
+        kafka_bootstrap_servers="127.0.0.1:1",  # never reached: refused before
+        classify_in="dispatcher",
+    )
+    router = Router(settings, rules=rules, role="classifier")
+    with pytest.raises(RuntimeError, match="SUPPORTROUTER_CLASSIFY_IN=dispatcher"):
+        await router.start()

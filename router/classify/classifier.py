@@ -105,8 +105,21 @@ class Classifier:
         return list(self._categories)
 
     def prescreen(self, text: str, subject: str | None = None) -> bool:
-        """The fast rules only: may this message be fraud, a takeover or otherwise critical?"""
-        return self._urgent(self._text(text, subject))
+        """May this message be fraud, a takeover or otherwise critical? The fast rules, then the
+        model's probability of fraud: without a fraud rule, the full classification calls fraud
+        critical only from `possible_fraud_below` up, so a report worded like none of the rules
+        still takes the urgent lane, and no stage after the gateway has to lift it from the
+        standard lane's backlog."""
+        prepared = self._text(text, subject)
+        if self._urgent(prepared):
+            return True
+        evidence = self._categories.get(FRAUD)
+        if evidence is None:
+            return False
+        if evidence.negatives and FRAUD in prepared.active and evidence.negated(prepared):
+            return False  # "it is not fraud": the classification keeps it from fraud too
+        fraud = self.model.log_probabilities(for_model(prepared.text)).get(FRAUD)
+        return fraud is not None and math.exp(fraud) >= self._settings.possible_fraud_below
 
     def _urgent(self, prepared: Prepared) -> bool:
         fraud = self._categories.get(FRAUD)

@@ -1,4 +1,7 @@
-"""ClassifierService: both inbound lanes → support.classified; the urgent lane always first."""
+"""ClassifierService: both inbound lanes → support.classified; the urgent lane always first.
+
+It runs when SUPPORTROUTER_CLASSIFY_IN says so (a Kafka cluster, by default); otherwise the
+dispatcher classifies with `classified` below, as it routes."""
 
 from __future__ import annotations
 
@@ -88,15 +91,27 @@ class ClassifierService:
 
     def _classify(self, record: ConsumerRecord) -> tuple[str, Envelope]:
         """The classified envelope and the topic it goes to."""
-        try:
-            envelope = Envelope.from_bytes(record.value)
-        except ValidationError as exc:
-            raise PermanentError(f"not an envelope: {exc.error_count()} problems") from exc
-        classification = self.rules.classify(
-            envelope.text, channel=envelope.channel, subject=envelope.subject
-        )
+        envelope = classified(self.rules, read_envelope(record))
+        assert envelope.classification is not None
         # An urgent-lane message, or one the classifier found critical, keeps its lead past this
         # stage: the dispatcher drains the urgent topic first.
-        urgent = envelope.lane is Lane.URGENT or classification.urgency is Urgency.CRITICAL
+        critical = envelope.classification.urgency is Urgency.CRITICAL
+        urgent = envelope.lane is Lane.URGENT or critical
         topic = self.bus.topics.classified_urgent if urgent else self.bus.topics.classified
-        return topic, envelope.model_copy(update={"classification": classification})
+        return topic, envelope
+
+
+def read_envelope(record: ConsumerRecord) -> Envelope:
+    """The record's envelope; one that does not parse is never retried (the DLQ takes it)."""
+    try:
+        return Envelope.from_bytes(record.value)
+    except ValidationError as exc:
+        raise PermanentError(f"not an envelope: {exc.error_count()} problems") from exc
+
+
+def classified(rules: Rules, envelope: Envelope) -> Envelope:
+    """The envelope with the rules' classification of its (redacted) text."""
+    classification = rules.classify(
+        envelope.text, channel=envelope.channel, subject=envelope.subject
+    )
+    return envelope.model_copy(update={"classification": classification})

@@ -1,5 +1,7 @@
 """DispatcherService: support.classified → a routing decision, a place in a queue, an
-acknowledgement, an agent; and the timers (ladder steps, SLA breaches, silent agents).
+acknowledgement, an agent; and the timers (ladder steps, SLA breaches, silent agents). Without a
+classifier stage (SUPPORTROUTER_CLASSIFY_IN), it reads the inbound lanes too and classifies each
+message itself, with the rules it routes by: one Kafka hop fewer.
 
 At least once, idempotent: the message, its decision and its acknowledgement are stored in one
 transaction keyed by message_id; a redelivered record finds them stored and only publishes what
@@ -16,14 +18,18 @@ from datetime import datetime, timedelta
 
 import structlog
 from aiokafka import ConsumerRecord
-from pydantic import ValidationError
 
 from router.bus.consumer import ConsumerLoop, PermanentError
 from router.bus.kafka import KafkaBus
 from router.classify.textprep import in_script_of
 from router.core.envelope import Envelope, Outbound, QueueEvent, Urgency, now
 from router.core.tasks import cancel_and_wait
-from router.observability.metrics import QUEUE_OLDEST_WAIT, QUEUE_WAITING, ROUTING_SECONDS
+from router.observability.metrics import (
+    CLASSIFIED,
+    QUEUE_OLDEST_WAIT,
+    QUEUE_WAITING,
+    ROUTING_SECONDS,
+)
 from router.operator_files.config import RouterConfig
 from router.policy.rules import Rules
 from router.routing.replies import Replies, Wait
@@ -31,6 +37,8 @@ from router.routing.workflow import Decision, Workflow, facts_for
 from router.services.assignment.availability import Snapshot
 from router.services.assignment.offers import Assigner
 from router.services.cases import CaseKeeper
+from router.services.classifier import classified, read_envelope
+from router.services.groups import dispatcher_topics
 from router.services.sla import Calendar, Clock, SlaMonitor, SystemClock, calendar_for, placement
 from router.store.conversations import ConversationStore
 from router.store.inbound import Inbound, Recorded
@@ -94,8 +102,10 @@ class DispatcherService:
         clock: Clock | None = None,
         timer_interval: float = 1.0,
         batch_size: int = 200,
+        classifies: bool = False,
     ):
         self.bus, self.store, self.rules = bus, store, rules
+        self.classifies = classifies  # no classifier stage: unclassified envelopes come here
         self.clock = clock or SystemClock()
         self.relay = OutboundRelay(bus, store)
         self.relay_interval, self.timer_interval = relay_interval, timer_interval
@@ -111,9 +121,10 @@ class DispatcherService:
         group = f"{bus.settings.consumer_group_prefix}-dispatcher"
         # Two lanes here too: standard records wait whenever urgent ones are in hand.
         # Each fetched partition is handled in chunks, one store transaction each.
+        urgent_topics, standard_topics = dispatcher_topics(bus.topics, classifies)
         self.urgent_loop = ConsumerLoop(
             bus,
-            [bus.topics.classified_urgent],
+            urgent_topics,
             f"{group}-urgent",
             self.handle,
             "dispatch-urgent",
@@ -122,7 +133,7 @@ class DispatcherService:
         )
         self.loop = ConsumerLoop(
             bus,
-            [bus.topics.classified],
+            standard_topics,
             group,
             self.handle,
             "dispatch",
@@ -204,7 +215,7 @@ class DispatcherService:
         together, and only after that does the consumer commit. A record that does not parse
         fails the batch, which the consumer loop then hands here again one record at a time.
         """
-        envelopes = [_envelope(record) for record in records]
+        envelopes = [self._envelope(record) for record in records]
         config = self.rules.config  # one version of the rules for the whole batch
         window = config.routing.assignment.return_to_last_agent_seconds
         # Side by side: on PostgreSQL three round trips in the time of one (on SQLite, made on
@@ -247,12 +258,17 @@ class DispatcherService:
                 )
             )
         await asyncio.gather(*publishes)
-        for envelope, item, done in zip(envelopes, items, recorded, strict=True):
+        inbound = (self.bus.topics.inbound_urgent, self.bus.topics.inbound_standard)
+        for record, envelope, item, done in zip(records, envelopes, items, recorded, strict=True):
             if done.duplicate:
                 log.info(
                     "message.duplicate", trace_id=envelope.trace_id, message_id=envelope.message_id
                 )
                 continue
+            c = envelope.classification
+            assert c is not None
+            if record.topic in inbound:  # classified here, not by a classifier stage
+                CLASSIFIED.labels(category=c.category, urgency=c.urgency).inc()
             conversation = done.conversation
             ROUTING_SECONDS.observe((now() - envelope.received_at).total_seconds())
             decision = item.decision or {}
@@ -262,6 +278,8 @@ class DispatcherService:
                 conversation_key=envelope.conversation_key,
                 conversation_id=conversation["id"],
                 queue=conversation["queue"],
+                category=c.category,
+                confidence=c.confidence,
                 urgency=conversation["urgency"],
                 rule=decision.get("rule"),
                 step=decision.get("step", 0) + 1,
@@ -273,6 +291,15 @@ class DispatcherService:
             # who becomes available meanwhile is offered the waiting ones by the API, at once,
             # or by the next timer round (a second at most), not by one more query per chunk.
             await self.assigner.assign_waiting()
+
+    def _envelope(self, record: ConsumerRecord) -> Envelope:
+        """The record's envelope, classified: by the stage before, or here."""
+        envelope = read_envelope(record)
+        if envelope.classification is not None:
+            return envelope
+        if not self.classifies:
+            raise PermanentError("envelope on support.classified carries no classification")
+        return classified(self.rules, envelope)
 
     async def _last_agents(self, envelopes: list[Envelope], window: int) -> dict[str, str]:
         """Each customer's last agent within the window (none without one)."""
@@ -393,13 +420,3 @@ class _Batch:
                 critical,
             )
         )
-
-
-def _envelope(record: ConsumerRecord) -> Envelope:
-    try:
-        envelope = Envelope.from_bytes(record.value)
-    except ValidationError as exc:
-        raise PermanentError(f"not an envelope: {exc.error_count()} problems") from exc
-    if envelope.classification is None:
-        raise PermanentError("envelope on support.classified carries no classification")
-    return envelope

@@ -30,7 +30,8 @@ READY_LINE = b"supportrouter is running"
 
 @dataclass(frozen=True)
 class Plan:
-    """How many processes of each stage; the gateway and the sender are one each."""
+    """How many processes of each stage; the gateway and the sender are one each. No classifier
+    when the dispatcher classifies (SUPPORTROUTER_CLASSIFY_IN)."""
 
     classifier: int
     dispatcher: int
@@ -58,7 +59,7 @@ def plan_for(settings: Settings) -> Plan | None:
         return None
     share = max(1, count // 2)
     return Plan(
-        classifier=settings.classifier_processes or share,
+        classifier=(settings.classifier_processes or share) if settings.classifier_stage else 0,
         dispatcher=settings.dispatcher_processes or share,
     )
 
