@@ -495,7 +495,7 @@ class Bench:
         the same database, after the phases before (it holds their rows); the rest as
         configured."""
         rows = []
-        # Without a classifier stage (SUPPORTROUTER_CLASSIFY_IN) the dispatchers classify.
+        # Without a classifier stage (SUPPORTROUTER_CLASSIFY_IN) the gateway classifies.
         stage = Settings(
             kafka_bootstrap_servers=self.args.kafka or None,
             classify_in=dict(self.args.setting).get("classify_in", "auto"),

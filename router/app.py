@@ -113,7 +113,7 @@ class Router:
             await self._up(self.broker)
         if self.role == "classifier" and not s.classifier_stage:
             raise RuntimeError(
-                f"SUPPORTROUTER_CLASSIFY_IN={s.classify_in}: the dispatcher classifies; "
+                f"SUPPORTROUTER_CLASSIFY_IN={s.classify_in}: the gateway classifies; "
                 "set it to `classifier` to run the classifier stage"
             )
         bootstrap = self.broker.bootstrap_servers if self.broker else s.kafka_bootstrap_servers
@@ -166,7 +166,7 @@ class Router:
             protect = ProtectService(s, self.store, self.rules, self.dispatcher.relay)
             self.dispatcher.cases.on_queued = protect.wake
             consumers.append(protect)
-        intake = Intake(self.bus, self.rules, self.journal)
+        intake = Intake(self.bus, self.rules, self.journal, classifies=not s.classifier_stage)
         channels = (
             []  # the classifier: no store and no channels
             if self.store is None

@@ -140,7 +140,7 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
     # CPU per message by process, in the burst and at a steady 500/s: each worker's own
     for cpu in (result["cpu_ms_per_msg"], result["cpu_ms_per_msg_at_500"]):
         assert {"router.gateway", "router.dispatcher", "router.sender"} <= cpu.keys(), cpu
-        assert "router.classifier" not in cpu, cpu  # the dispatcher classifies here
+        assert "router.classifier" not in cpu, cpu  # the gateway classifies here
         assert cpu["router.gateway"] > 0 and cpu["router.dispatcher"] > 0, cpu
     assert "CPU per message at a steady 500/s" in run.stdout
     # the 200 itself, sent → answered: what a provider waits for, apart from the pipeline
@@ -178,7 +178,7 @@ def test_supportrouter_bench_quick_drives_the_router_over_http_and_writes_every_
         assert sizes["router"] > 0 and sizes["router.broker"] > 0
     assert "RSS over 3 s at 20/s: router" in run.stdout
     # the scale-out: the burst again with 1 + 1, then 2 + 2 pipeline processes, all stored
-    rows = result["scale_out"]  # on the embedded broker the dispatchers classify
+    rows = result["scale_out"]  # on the embedded broker the gateway classifies
     assert [(r["classifiers"], r["dispatchers"]) for r in rows] == [(0, 1), (0, 2)]
     for row in rows:
         assert row["burst_not_ok"] == 0 and row["partitions"] >= 2, row
@@ -272,7 +272,7 @@ def test_a_hop_from_the_gateway_starts_when_it_took_the_request_not_when_it_logg
 
 
 def test_without_a_classifier_stage_the_hop_is_gateway_to_dispatcher():
-    """The dispatcher classifies (SUPPORTROUTER_CLASSIFY_IN): a message passes three stages."""
+    """The gateway classifies (SUPPORTROUTER_CLASSIFY_IN): a message passes three stages."""
     hops = from_bench("stages").hops
     lines = [
         json.dumps({"event": event, "trace_id": trace, "timestamp": at})

@@ -136,7 +136,7 @@ async def test_dead_letters_are_written_back_after_a_recycle_where_they_were():
         assert sorted(where(await read_to_end(bootstrap, [DLQ]))) == sorted(before)
 
 
-@pytest.mark.parametrize("classify_in", ["classifier", "dispatcher"])
+@pytest.mark.parametrize("classify_in", ["classifier", "gateway"])
 async def test_the_groups_named_for_the_recycler_are_those_the_services_read_in(
     tmp_path, rules, classify_in
 ):

@@ -64,8 +64,8 @@ async def poison_the_classifier(r: RunningRouter, key: str) -> None:
 
 
 def poison_stage(r: RunningRouter) -> str:
-    """The classifier stage's standard lane, or the dispatcher's where it classifies (on the
-    embedded broker: SUPPORTROUTER_CLASSIFY_IN)."""
+    """The classifier stage's standard lane, or the dispatcher's where there is none (on the
+    embedded broker: SUPPORTROUTER_CLASSIFY_IN); it classifies what reached it unclassified."""
     return "classify-standard" if r.router.settings.classifier_stage else "dispatch"
 
 

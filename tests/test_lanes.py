@@ -17,8 +17,9 @@ from aiokafka import AIOKafkaProducer
 from router.app import Router
 from router.core.envelope import Channel, Envelope, Lane, Sender
 from router.store.schema import conversations, messages
-from tests.chat_helpers import chat_ws_url
+from tests.chat_helpers import chat_ws_url, wait_for_queue
 from tests.conftest import new_router, router_settings
+from tests.kafka_helpers import read_topic, records_in
 
 BACKLOG = 5000
 STANDARD_TEXTS = [
@@ -62,16 +63,72 @@ MODEL_ONLY_FRAUD = [
 
 
 @pytest.mark.parametrize("text", MODEL_ONLY_FRAUD)
-def test_a_fraud_report_no_rule_words_takes_the_urgent_lane_by_the_model(rules, text):
-    """Without it, only a classifier stage could lift such a report out of the standard lane's
-    backlog; with the dispatcher classifying (SUPPORTROUTER_CLASSIFY_IN) none would."""
-    classification = rules.classify(text, channel="sms")
+def test_a_fraud_report_no_rule_words_takes_the_urgent_lane_where_the_gateway_classifies(
+    rules, text
+):
+    """The pre-screen alone leaves it on the standard lane (a classifier stage lifts it later);
+    the gateway that classifies (SUPPORTROUTER_CLASSIFY_IN) sends it urgent at once, since no
+    stage after it could move it out of the standard lane's backlog."""
+    lane, classification = rules.screen(text, channel="sms")
     assert not [r for r in classification.rules if not r.startswith("model:")], classification
     assert (classification.category, classification.urgency) == (
         "unauthorized_transaction",
         "critical",
     )
-    assert rules.lane(text) is Lane.URGENT
+    assert (rules.lane(text), lane) == (Lane.STANDARD, Lane.URGENT)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("broker_kind", ["tansu"], indirect=True)
+async def test_the_gateway_classifies_each_message_once_on_its_way_into_kafka(running_router):
+    """On the embedded broker: the record on the urgent lane carries its classification, and
+    support.classified carries nothing (the hop a classifier stage would add)."""
+    r = running_router
+    bus = r.router.bus
+    assert not r.router.settings.classifier_stage
+    token = await r.chat_session()
+    async with r.http.ws_connect(await r.chat_ws_url(token)) as ws:
+        await ws.receive_json()
+        await ws.send_json({"type": "message", "text": MODEL_ONLY_FRAUD[0], "id": "m1"})
+        assert (await ws.receive_json())["type"] == "accepted"
+    [record] = await read_topic(bus, bus.topics.inbound_urgent, lambda found: len(found) >= 1)
+    classification = record["value"]["classification"]
+    assert (classification["category"], classification["urgency"]) == (
+        "unauthorized_transaction",
+        "critical",
+    )
+    admin = await r.login()
+    await wait_for_queue(r, admin, "fraud", lambda conversations: len(conversations) == 1)
+    for topic in (bus.topics.classified, bus.topics.classified_urgent):
+        assert await records_in(bus, topic) == 0, topic
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("broker_kind", ["tansu"], indirect=True)
+async def test_a_message_the_gateway_could_not_classify_is_accepted_and_classified_further_on(
+    running_router, monkeypatch
+):
+    """A fault in the classifier at the gateway is no 500: the message goes on unclassified (on
+    the pre-screen's lane) and the dispatcher classifies it."""
+    r = running_router
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the classifier broke")
+
+    monkeypatch.setattr(r.router.rules, "screen", broken)
+    token = await r.chat_session()
+    async with r.http.ws_connect(await r.chat_ws_url(token)) as ws:
+        await ws.receive_json()
+        await ws.send_json({"type": "message", "text": MODEL_ONLY_FRAUD[1], "id": "m1"})
+        assert (await ws.receive_json())["type"] == "accepted"
+    [record] = await read_topic(r.router.bus, r.router.bus.topics.inbound_standard, any)
+    assert record["value"]["classification"] is None
+    admin = await r.login()
+    [conversation] = await wait_for_queue(r, admin, "fraud", lambda found: len(found) == 1)
+    assert (conversation["category"], conversation["urgency"]) == (
+        "unauthorized_transaction",
+        "critical",
+    )
 
 
 def test_the_pre_screen_reads_the_email_subject_too(rules):
@@ -143,6 +200,15 @@ async def test_an_urgent_message_overtakes_a_backlog_of_5000_standard_ones_all_t
         channels=["chat"],
         log_level="warning",
     )
+    # Where the gateway classifies (the embedded broker), even a report no rule words takes the
+    # urgent lane. A classifier stage (on Kafka) has the pre-screen's rules only in front of it:
+    # such a report waits for the stage to reach it behind the standard backlog, so there the
+    # report is one the rules word (docs/classifier.md, "Lanes").
+    urgent_text = (
+        "someone is taking money out of my wallet right now, these are transfers I did not make"
+        if settings.classifier_stage
+        else MODEL_ONLY_FRAUD[1]
+    )
     async with new_router(settings) as router, aiohttp.ClientSession() as http:
         # The backlog goes straight onto the standard lane, as a burst from every channel would.
         producer = AIOKafkaProducer(
@@ -182,9 +248,7 @@ async def test_an_urgent_message_overtakes_a_backlog_of_5000_standard_ones_all_t
             token = (await r.json())["session"]
         session = await router.store.chat_session(token)
         async with http.ws_connect(await chat_ws_url(http, base, token)) as ws:
-            # A report no rule words: on the embedded broker the dispatcher classifies, so no
-            # stage after the gateway could lift it from the standard lane.
-            await ws.send_json({"type": "message", "text": MODEL_ONLY_FRAUD[1], "id": "urgent-1"})
+            await ws.send_json({"type": "message", "text": urgent_text, "id": "urgent-1"})
             ahead, conversation = await _wait_for(
                 lambda: _urgent_position(router, session["conversation_key"]),
                 "the urgent message never reached the store",

@@ -89,8 +89,8 @@ async def test_run_prints_where_things_are_and_a_signal_stops_it_without_an_orph
         assert "admin / " in banner and "generated now" in banner
         assert "embedded Kafka broker" in banner
         # the embedded broker, and by default (SUPPORTROUTER_PROCESSES=auto) on a machine of
-        # two cores or more the gateway, the sender, and a dispatcher per two (which classifies:
-        # on the embedded broker there is no classifier stage)
+        # two cores or more the gateway, the sender, and a dispatcher per two (the gateway
+        # classifies: on the embedded broker there is no classifier stage)
         cores = os.cpu_count() or 1
         workers = 0 if cores < 2 else 2 + cores // 2
         children = _children(process.pid)

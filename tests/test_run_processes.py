@@ -100,7 +100,7 @@ async def test_run_in_processes_takes_a_webhook_end_to_end_and_a_signal_leaves_n
     process = await _start(env, stderr=asyncio.subprocess.DEVNULL)
     try:
         banner = await _banner(process)
-        # On the embedded broker the dispatcher classifies: no classifier stage.
+        # On the embedded broker the gateway classifies: no classifier stage.
         assert "processes               1 dispatcher, 1 sender, 1 gateway" in banner
         tree = _tree(process.pid)
         assert len(tree) == 4  # the broker and three workers

@@ -164,7 +164,7 @@ def test_a_database_url_option_the_store_cannot_open_is_refused_by_the_command_l
         ("auto", "127.0.0.1:9092", True, False),  # its worker processes, on that broker
         ("auto", "127.0.0.1:9092", False, True),  # a Kafka cluster
         ("classifier", None, False, True),
-        ("dispatcher", "127.0.0.1:9092", False, False),
+        ("gateway", "127.0.0.1:9092", False, False),
     ],
 )
 def test_the_classifier_stage_runs_on_a_cluster_and_where_it_is_asked_for(
@@ -183,12 +183,12 @@ def test_the_classifier_stage_runs_on_a_cluster_and_where_it_is_asked_for(
     assert ("classifier" in plan.roles()) is stage
 
 
-async def test_the_classifier_alone_is_refused_where_the_dispatcher_classifies(tmp_path, rules):
+async def test_the_classifier_alone_is_refused_where_the_gateway_classifies(tmp_path, rules):
     settings = make_settings(
         f"sqlite+aiosqlite:///{tmp_path}/s.db",
         kafka_bootstrap_servers="127.0.0.1:1",  # never reached: refused before
-        classify_in="dispatcher",
+        classify_in="gateway",
     )
     router = Router(settings, rules=rules, role="classifier")
-    with pytest.raises(RuntimeError, match="SUPPORTROUTER_CLASSIFY_IN=dispatcher"):
+    with pytest.raises(RuntimeError, match="SUPPORTROUTER_CLASSIFY_IN=gateway"):
         await router.start()

@@ -105,21 +105,15 @@ class Classifier:
         return list(self._categories)
 
     def prescreen(self, text: str, subject: str | None = None) -> bool:
-        """May this message be fraud, a takeover or otherwise critical? The fast rules, then the
-        model's probability of fraud: without a fraud rule, the full classification calls fraud
-        critical only from `possible_fraud_below` up, so a report worded like none of the rules
-        still takes the urgent lane, and no stage after the gateway has to lift it from the
-        standard lane's backlog."""
+        """The fast rules only: may this message be fraud, a takeover or otherwise critical?"""
+        return self._urgent(self._text(text, subject))
+
+    def screen(
+        self, text: str, channel: str | None = None, subject: str | None = None
+    ) -> tuple[bool, Classification]:
+        """The pre-screen and the classification of one message, its text prepared once."""
         prepared = self._text(text, subject)
-        if self._urgent(prepared):
-            return True
-        evidence = self._categories.get(FRAUD)
-        if evidence is None:
-            return False
-        if evidence.negatives and FRAUD in prepared.active and evidence.negated(prepared):
-            return False  # "it is not fraud": the classification keeps it from fraud too
-        fraud = self.model.log_probabilities(for_model(prepared.text)).get(FRAUD)
-        return fraud is not None and math.exp(fraud) >= self._settings.possible_fraud_below
+        return self._urgent(prepared), self._classified(prepared, channel)
 
     def _urgent(self, prepared: Prepared) -> bool:
         fraud = self._categories.get(FRAUD)
@@ -132,7 +126,9 @@ class Classifier:
     def classify(
         self, text: str, channel: str | None = None, subject: str | None = None
     ) -> Classification:
-        prepared = self._text(text, subject)
+        return self._classified(self._text(text, subject), channel)
+
+    def _classified(self, prepared: Prepared, channel: str | None) -> Classification:
         fired: list[str] = []
         focus = _MAIN_POINT.search(prepared.text, _MAIN_POINT_AFTER)
         if (

@@ -138,13 +138,12 @@ class Settings(BaseSettings):
     # process (there each service is run and scaled on its own); a number N starts the workers
     # there too.
     processes: str = Field(default="auto", pattern=r"^(auto|[1-9][0-9]?)$")
-    # Where a message is classified. "dispatcher": as the dispatcher routes it, read straight from
-    # the inbound lanes (one Kafka hop fewer: about a sixth less CPU a message on one machine);
-    # "classifier": in the classifier stage between them, scaled on its own; "auto": the
-    # dispatcher on the embedded broker, the stage on a Kafka cluster. Either way the gateway's
-    # pre-screen puts what may be critical on the urgent lane, and the dispatcher also reads
-    # support.classified(.urgent), so switching loses nothing already classified.
-    classify_in: Literal["auto", "dispatcher", "classifier"] = "auto"
+    # Where a message is classified. "gateway": as the gateway takes it, its lane urgent when the
+    # pre-screen or the classification says it may be critical; the dispatcher reads the inbound
+    # lanes (one Kafka hop fewer) and also support.classified(.urgent), so switching loses
+    # nothing. "classifier": in the classifier stage between them, scaled on its own. "auto":
+    # the gateway on the embedded broker, the stage on a Kafka cluster.
+    classify_in: Literal["auto", "gateway", "classifier"] = "auto"
     # Classifier worker processes when `processes` is above 1 and the classifier stage runs
     # (unset: one per two cores).
     classifier_processes: int | None = Field(default=None, ge=1, le=64)
@@ -263,7 +262,7 @@ class Settings(BaseSettings):
 
     @property
     def classifier_stage(self) -> bool:
-        """Whether the classifier stage runs (else the dispatcher classifies): classify_in."""
+        """Whether the classifier stage runs (else the gateway classifies): classify_in."""
         if self.classify_in == "auto":
             return not (self.embedded or self.kafka_is_embedded)
         return self.classify_in == "classifier"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from router.classify.classifier import Classifier
-from router.core.envelope import Classification, Lane, Outbound
+from router.core.envelope import Classification, Lane, Outbound, Urgency
 from router.operator_files.config import RouterConfig, load_config
 from router.routing.replies import Replies, Wait
 
@@ -27,6 +27,15 @@ class Rules:
         self, text: str, channel: str | None = None, subject: str | None = None
     ) -> Classification:
         return self.classifier.classify(text, channel=channel, subject=subject)
+
+    def screen(
+        self, text: str, channel: str | None = None, subject: str | None = None
+    ) -> tuple[Lane, Classification]:
+        """The lane and the classification at once: urgent when the pre-screen says it may be
+        critical or the classification says it is."""
+        urgent, classification = self.classifier.screen(text, channel=channel, subject=subject)
+        critical = classification.urgency is Urgency.CRITICAL
+        return (Lane.URGENT if urgent or critical else Lane.STANDARD), classification
 
     def queue_for(self, classification: Classification) -> str:
         """The queue a classified message goes to; a doubtful one goes to triage."""

@@ -1,7 +1,8 @@
 """ClassifierService: both inbound lanes → support.classified; the urgent lane always first.
 
 It runs when SUPPORTROUTER_CLASSIFY_IN says so (a Kafka cluster, by default); otherwise the
-dispatcher classifies with `classified` below, as it routes."""
+gateway classifies each message as it takes it (router/services/intake.py), and the dispatcher,
+with `classified` below, whatever still arrives unclassified."""
 
 from __future__ import annotations
 

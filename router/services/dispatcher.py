@@ -1,7 +1,8 @@
 """DispatcherService: support.classified → a routing decision, a place in a queue, an
 acknowledgement, an agent; and the timers (ladder steps, SLA breaches, silent agents). Without a
-classifier stage (SUPPORTROUTER_CLASSIFY_IN), it reads the inbound lanes too and classifies each
-message itself, with the rules it routes by: one Kafka hop fewer.
+classifier stage (SUPPORTROUTER_CLASSIFY_IN), it reads the inbound lanes too, where the gateway
+classified each message as it took it (one Kafka hop fewer); one that arrives unclassified (the
+gateway's classification failed, or a replay of an older record) is classified here.
 
 At least once, idempotent: the message, its decision and its acknowledgement are stored in one
 transaction keyed by message_id; a redelivered record finds them stored and only publishes what
@@ -215,7 +216,8 @@ class DispatcherService:
         together, and only after that does the consumer commit. A record that does not parse
         fails the batch, which the consumer loop then hands here again one record at a time.
         """
-        envelopes = [self._envelope(record) for record in records]
+        received = [read_envelope(record) for record in records]
+        envelopes = [self._classified(envelope) for envelope in received]
         config = self.rules.config  # one version of the rules for the whole batch
         window = config.routing.assignment.return_to_last_agent_seconds
         # Side by side: on PostgreSQL three round trips in the time of one (on SQLite, made on
@@ -258,8 +260,7 @@ class DispatcherService:
                 )
             )
         await asyncio.gather(*publishes)
-        inbound = (self.bus.topics.inbound_urgent, self.bus.topics.inbound_standard)
-        for record, envelope, item, done in zip(records, envelopes, items, recorded, strict=True):
+        for before, envelope, item, done in zip(received, envelopes, items, recorded, strict=True):
             if done.duplicate:
                 log.info(
                     "message.duplicate", trace_id=envelope.trace_id, message_id=envelope.message_id
@@ -267,7 +268,7 @@ class DispatcherService:
                 continue
             c = envelope.classification
             assert c is not None
-            if record.topic in inbound:  # classified here, not by a classifier stage
+            if before.classification is None:  # classified here, not by the gateway or a stage
                 CLASSIFIED.labels(category=c.category, urgency=c.urgency).inc()
             conversation = done.conversation
             ROUTING_SECONDS.observe((now() - envelope.received_at).total_seconds())
@@ -292,9 +293,8 @@ class DispatcherService:
             # or by the next timer round (a second at most), not by one more query per chunk.
             await self.assigner.assign_waiting()
 
-    def _envelope(self, record: ConsumerRecord) -> Envelope:
-        """The record's envelope, classified: by the stage before, or here."""
-        envelope = read_envelope(record)
+    def _classified(self, envelope: Envelope) -> Envelope:
+        """The envelope, classified: by the gateway or the stage before, or else here."""
         if envelope.classification is not None:
             return envelope
         if not self.classifies:

@@ -1,5 +1,6 @@
-"""Intake: the gateway's one way into Kafka. Redact, pick the lane, keep it in the intake journal
-(when there is one), produce with acks=all; a yes to the customer only after both."""
+"""Intake: the gateway's one way into Kafka. Redact, pick the lane (and classify, where the
+dispatcher does not have a classifier stage before it), keep it in the intake journal (when there
+is one), produce with acks=all; a yes to the customer only after both."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import structlog
 
 from router.bus.kafka import KafkaBus
 from router.classify.redact_fields import masked_fields
-from router.core.envelope import Envelope, Lane
-from router.observability.metrics import RECEIVED
+from router.core.envelope import Classification, Envelope, Lane
+from router.observability.metrics import CLASSIFIED, RECEIVED
 from router.policy.rules import Rules
 from router.store.journal import IntakeJournal
 
@@ -16,8 +17,18 @@ log = structlog.get_logger("router.services.intake")
 
 
 class Intake:
-    def __init__(self, bus: KafkaBus, rules: Rules, journal: IntakeJournal | None = None):
+    def __init__(
+        self,
+        bus: KafkaBus,
+        rules: Rules,
+        journal: IntakeJournal | None = None,
+        *,
+        classifies: bool = False,
+    ):
         self.bus, self.rules, self.journal = bus, rules, journal
+        # No classifier stage (SUPPORTROUTER_CLASSIFY_IN): each message is classified here, once,
+        # and its lane is urgent when the pre-screen or the classification says so.
+        self.classifies = classifies
         # Accepted by this process and not yet known to be stored: what a stop waits for.
         self.unconfirmed: set[str] = set()
 
@@ -25,8 +36,15 @@ class Intake:
         """Return once Kafka acknowledged the redacted envelope; raise if it did not."""
         masked = masked_fields(envelope)  # text, subject, names, file names, thread values
         kinds = masked["redactions"]
-        lane = self.rules.lane(f"{masked['subject'] or ''}\n{masked['text']}")
-        clean = envelope.model_copy(update={**masked, "lane": lane})
+        screened = self._screened(envelope, masked) if self.classifies else None
+        if screened is not None:
+            lane, classification = screened
+        else:
+            lane = self.rules.lane(f"{masked['subject'] or ''}\n{masked['text']}")
+            classification = None
+        clean = envelope.model_copy(
+            update={**masked, "lane": lane, "classification": classification}
+        )
         topic = (
             self.bus.topics.inbound_urgent
             if lane is Lane.URGENT
@@ -43,6 +61,9 @@ class Intake:
             raise
         self.unconfirmed.add(clean.message_id)
         RECEIVED.labels(channel=clean.channel, lane=lane).inc()
+        if clean.classification is not None:
+            c = clean.classification
+            CLASSIFIED.labels(category=c.category, urgency=c.urgency).inc()
         log.info(
             "message.received",
             trace_id=clean.trace_id,
@@ -53,5 +74,16 @@ class Intake:
             redactions=kinds,
             chars=len(clean.text),
             attachments=len(clean.attachments),
+            category=clean.classification.category if clean.classification else None,
+            urgency=clean.classification.urgency if clean.classification else None,
         )
         return clean
+
+    def _screened(self, envelope: Envelope, masked: dict) -> tuple[Lane, Classification] | None:
+        """The lane and the classification of the masked text; None if classifying failed (the
+        message goes on unclassified: the dispatcher classifies it, or dead-letters it)."""
+        try:
+            return self.rules.screen(masked["text"], envelope.channel, masked["subject"])
+        except Exception:
+            log.exception("message.not_classified", trace_id=envelope.trace_id)
+            return None

@@ -31,7 +31,7 @@ READY_LINE = b"supportrouter is running"
 @dataclass(frozen=True)
 class Plan:
     """How many processes of each stage; the gateway and the sender are one each. No classifier
-    when the dispatcher classifies (SUPPORTROUTER_CLASSIFY_IN)."""
+    when the gateway classifies (SUPPORTROUTER_CLASSIFY_IN)."""
 
     classifier: int
     dispatcher: int
