@@ -8,6 +8,7 @@ the standard lane delay it.
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 import pytest
@@ -18,7 +19,7 @@ from router.app import Router
 from router.core.envelope import Channel, Envelope, Lane, Sender
 from router.store.schema import conversations, messages
 from tests.chat_helpers import chat_ws_url, wait_for_queue
-from tests.conftest import new_router, router_settings
+from tests.conftest import CONFIG_DIR, new_router, router_settings, supportrouter
 from tests.kafka_helpers import read_topic, records_in
 
 BACKLOG = 5000
@@ -270,3 +271,22 @@ async def test_an_urgent_message_overtakes_a_backlog_of_5000_standard_ones_all_t
 
 async def _count_at_least(router: Router, n: int) -> bool:
     return await _inbound_stored(router) >= n
+
+
+@pytest.mark.parametrize(("classify_in", "lane"), [("auto", "urgent"), ("classifier", "standard")])
+def test_simulate_shows_the_lane_the_gateway_would_pick(tmp_path, classify_in, lane):
+    """On the embedded default the gateway classifies, so a report only the model recognises is
+    urgent; with a classifier stage the pre-screen's rules pick the lane (the stage lifts it)."""
+    run = supportrouter(
+        "simulate",
+        MODEL_ONLY_FRAUD[0],
+        "--channel",
+        "sms",
+        cwd=tmp_path,
+        SUPPORTROUTER_CONFIG_DIR=str(CONFIG_DIR),
+        SUPPORTROUTER_CLASSIFY_IN=classify_in,
+        SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS="",  # the embedded default, whatever the shell says
+    )
+    assert run.returncode == 0, run.stderr
+    shown = json.loads(run.stdout)
+    assert (shown["lane"], shown["urgency"]) == (lane, "critical")

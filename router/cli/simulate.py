@@ -16,18 +16,23 @@ def command(args: argparse.Namespace) -> int:
     from router.classify.textprep import prepare
     from router.policy.rules import Rules
 
-    rules = Rules(Path(args.config or Settings().config_dir))
+    settings = Settings()
+    rules = Rules(Path(args.config or settings.config_dir))
     text = sys.stdin.read() if args.text == "-" else args.text
     redacted = redact(text)
     subject = redact(args.subject).text if args.subject else None
-    c = rules.classify(redacted.text, channel=args.channel, subject=subject)
+    if settings.classifier_stage:  # the gateway's pre-screen picks the lane, the stage classifies
+        lane = rules.lane(redacted.text, subject)
+        c = rules.classify(redacted.text, channel=args.channel, subject=subject)
+    else:  # the gateway classifies: what it finds critical is urgent too
+        lane, c = rules.screen(redacted.text, channel=args.channel, subject=subject)
     routed = _simulated_route(rules, args, redacted, c)
     result = {
         "channel": args.channel,
         "text": redacted.text,
         "classified_text": prepare(redacted.text, subject),
         "redactions": redacted.kinds,
-        "lane": rules.lane(redacted.text, subject).value,
+        "lane": lane.value,
         "category": c.category,
         "urgency": c.urgency.value,
         "confidence": c.confidence,
