@@ -61,9 +61,11 @@ class Intake:
             raise
         self.unconfirmed.add(clean.message_id)
         RECEIVED.labels(channel=clean.channel, lane=lane).inc()
+        classified: dict[str, object] = {}
         if clean.classification is not None:
             c = clean.classification
             CLASSIFIED.labels(category=c.category, urgency=c.urgency).inc()
+            classified = {"category": c.category, "urgency": c.urgency}
         log.info(
             "message.received",
             trace_id=clean.trace_id,
@@ -74,8 +76,7 @@ class Intake:
             redactions=kinds,
             chars=len(clean.text),
             attachments=len(clean.attachments),
-            category=clean.classification.category if clean.classification else None,
-            urgency=clean.classification.urgency if clean.classification else None,
+            **classified,
         )
         return clean
 
