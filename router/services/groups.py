@@ -8,9 +8,10 @@ from router.core.settings import Settings, Topics
 
 
 def dispatcher_topics(topics: Topics, classifies: bool) -> tuple[list[str], list[str]]:
-    """The dispatcher's urgent lane and standard lane. Classifying itself, it reads the inbound
-    lanes first, and support.classified(.urgent) too: what a classifier stage (or a replay)
-    classified before a switch is routed all the same."""
+    """The dispatcher's urgent lane and standard lane. With no classifier stage (`classifies`:
+    it classifies whatever the gateway did not), it reads the inbound lanes first, and
+    support.classified(.urgent) too: what a stage (or a replay) put there before a switch is
+    routed all the same."""
     urgent, standard = [topics.classified_urgent], [topics.classified]
     if classifies:
         urgent, standard = [topics.inbound_urgent, *urgent], [topics.inbound_standard, *standard]
