@@ -217,7 +217,10 @@ class DispatcherService:
         fails the batch, which the consumer loop then hands here again one record at a time.
         """
         received = [read_envelope(record) for record in records]
-        envelopes = [self._classified(envelope) for envelope in received]
+        envelopes = [
+            self._classified(envelope, record.topic)
+            for envelope, record in zip(received, records, strict=True)
+        ]
         config = self.rules.config  # one version of the rules for the whole batch
         window = config.routing.assignment.return_to_last_agent_seconds
         # Side by side: on PostgreSQL three round trips in the time of one (on SQLite, made on
@@ -293,12 +296,14 @@ class DispatcherService:
             # or by the next timer round (a second at most), not by one more query per chunk.
             await self.assigner.assign_waiting()
 
-    def _classified(self, envelope: Envelope) -> Envelope:
-        """The envelope, classified: by the gateway or the stage before, or else here."""
+    def _classified(self, envelope: Envelope, topic: str) -> Envelope:
+        """The envelope, classified: by the gateway or the stage before, or else here when it
+        came on an inbound lane (on support.classified a record without one is a fault)."""
         if envelope.classification is not None:
             return envelope
-        if not self.classifies:
-            raise PermanentError("envelope on support.classified carries no classification")
+        inbound = (self.bus.topics.inbound_urgent, self.bus.topics.inbound_standard)
+        if not (self.classifies and topic in inbound):
+            raise PermanentError(f"envelope on {topic} carries no classification")
         return classified(self.rules, envelope)
 
     async def _last_agents(self, envelopes: list[Envelope], window: int) -> dict[str, str]:
