@@ -25,7 +25,7 @@ from channels.twilio.sender import TwilioMessageSender, split_message
 from router.bus.kafka import KafkaBus
 from router.core.channel_settings import TelegramSettings, TwilioSettings
 from router.core.envelope import Channel, Classification, Envelope, Outbound, Sender, Urgency
-from router.services.dispatcher import OutboundRelay
+from router.services.outbound_relay import OutboundRelay
 from router.services.sender import SenderService
 from router.store.conversations import ConversationStore
 from router.store.schema import messages

@@ -30,7 +30,7 @@ from router.services.assignment.availability import STATUSES
 from router.services.assignment.offers import Assigner
 from router.services.auth import AgentLogins, bearer_token
 from router.services.case_api import CaseApi
-from router.services.dispatcher import OutboundRelay
+from router.services.outbound_relay import OutboundRelay
 from router.services.sla import SystemClock
 from router.store.conversations import ConversationStore
 

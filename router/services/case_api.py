@@ -23,7 +23,7 @@ from router.core.envelope import Outbound
 from router.core.http import json_error, read_json
 from router.core.settings import Settings
 from router.operator_files.schemas.agents import Agent
-from router.services.dispatcher import OutboundRelay
+from router.services.outbound_relay import OutboundRelay
 from router.services.protect import agent_action, configured
 from router.store.cases import CaseError
 from router.store.conversations import ConversationStore

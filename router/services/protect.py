@@ -25,7 +25,7 @@ from router.core.tasks import cancel_and_wait
 from router.operator_files.schemas.actions import FreezeAction
 from router.policy.rules import Rules
 from router.services.cases import request_body
-from router.services.dispatcher import OutboundRelay
+from router.services.outbound_relay import OutboundRelay
 from router.store.conversations import ConversationStore
 
 log = structlog.get_logger("router.services.protect")
