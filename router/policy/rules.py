@@ -34,8 +34,7 @@ class Rules:
         """The lane and the classification at once: urgent when the pre-screen says it may be
         critical or the classification says it is."""
         urgent, classification = self.classifier.screen(text, channel=channel, subject=subject)
-        critical = classification.urgency is Urgency.CRITICAL
-        return (Lane.URGENT if urgent or critical else Lane.STANDARD), classification
+        return lane_after(Lane.URGENT if urgent else Lane.STANDARD, classification), classification
 
     def queue_for(self, classification: Classification) -> str:
         """The queue a classified message goes to; a doubtful one goes to triage."""
@@ -95,3 +94,9 @@ class Rules:
         """Hot reload: take over everything `fresh` loaded, in one step, so no reader ever
         sees the new config beside the old classifier."""
         vars(self).update(vars(fresh))
+
+
+def lane_after(lane: Lane, classification: Classification) -> Lane:
+    """The lane a message keeps past its classification: urgent when the pre-screen put it
+    there or the classification calls it critical (the gateway's or the classifier stage's)."""
+    return Lane.URGENT if classification.urgency is Urgency.CRITICAL else lane

@@ -14,9 +14,9 @@ from pydantic import ValidationError
 
 from router.bus.consumer import ConsumerLoop, PermanentError
 from router.bus.kafka import KafkaBus
-from router.core.envelope import Envelope, Lane, Urgency
+from router.core.envelope import Envelope, Lane
 from router.observability.metrics import CLASSIFIED
-from router.policy.rules import Rules
+from router.policy.rules import Rules, lane_after
 
 log = structlog.get_logger("router.classify.classifier")
 
@@ -96,8 +96,7 @@ class ClassifierService:
         assert envelope.classification is not None
         # An urgent-lane message, or one the classifier found critical, keeps its lead past this
         # stage: the dispatcher drains the urgent topic first.
-        critical = envelope.classification.urgency is Urgency.CRITICAL
-        urgent = envelope.lane is Lane.URGENT or critical
+        urgent = lane_after(envelope.lane, envelope.classification) is Lane.URGENT
         topic = self.bus.topics.classified_urgent if urgent else self.bus.topics.classified
         return topic, envelope
 
