@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
     KafkaConnectionError,
     MessageSizeTooLargeError,
@@ -237,6 +237,50 @@ async def test_a_consumer_loop_and_a_fanout_read_every_partition_after_an_empty_
         finally:
             await fanout.stop()
             await loop.stop()
+
+
+async def test_a_consumer_loop_whose_group_committed_past_the_log_end_reads_the_log_from_its_start(
+    broker,
+):
+    """After the embedded broker came back empty, a group may hold (or a late commit may write)
+    an offset past the end of its partition's new log. Kafka answers a fetch there with
+    OffsetOutOfRange and the consumer starts again from the log's start; the embedded broker
+    answers with nothing, and the loop must notice by itself (router/bus/watch.py), or it would
+    wait there and skip every record before that offset."""
+    settings = broker.settings(partitions=1, consumer_session_timeout_ms=2000)
+    async with KafkaBus(settings, broker.bootstrap_servers, embedded=broker.embedded) as bus:
+        topic = bus.topics.classified
+        group = f"{settings.consumer_group_prefix}.past-the-end"
+        sent = [f"record {n}".encode() for n in range(3)]
+        await send_to_partitions(broker, topic, dict.fromkeys(sent, 0))
+        await commit_offset(bus, group, TopicPartition(topic, 0), 50)
+        seen: list[bytes] = []
+
+        async def handle(record) -> None:
+            seen.append(record.value)
+
+        loop = ConsumerLoop(bus, [topic], group, handle, "test")
+        await loop.start()
+        try:
+            assert await eventually(lambda: _all_seen(seen, sent), timeout=60)
+        finally:
+            await loop.stop()
+        assert seen[: len(sent)] == sent  # from the log's start, in order
+
+
+async def commit_offset(bus: KafkaBus, group: str, tp: TopicPartition, offset: int) -> None:
+    """Commit `offset` for `group` from outside it, as a commit left from before a restart."""
+    consumer = bus.consumer([], group)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.commit({tp: offset})
+    finally:
+        await consumer.stop()
+
+
+async def _all_seen(seen: list[bytes], sent: list[bytes]) -> bool:
+    return set(sent) <= set(seen)
 
 
 async def send_to_partitions(broker: Broker, topic: str, records: dict[bytes, int]) -> None:

@@ -8,10 +8,11 @@ import asyncio
 from collections import Counter
 
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from router.bus.consumer import ConsumerLoop
 from router.bus.kafka import KafkaBus, topic_partitions
+from router.bus.reader import log_ends, read_to_end, reading_consumer
 from tests.kafka_helpers import committed
 
 
@@ -34,6 +35,32 @@ async def test_the_producer_is_idempotent_where_the_broker_offers_it(broker):
         # Apache Kafka grants a producer id; the embedded broker advertises InitProducerId but
         # fails it, so there the bus does without (and its consumers dedupe).
         assert bus.idempotent is (broker.kind == "kafka")
+
+
+async def test_a_log_read_to_its_end_has_every_record_of_a_batch(broker):
+    """The embedded broker's ListOffsets tells the first offset of the last batch plus one, not
+    where its log ends: reading to the end (the DLQ tools, the recycler keeping the dead letters
+    over a restart) and the recycler's look at whether the groups are behind must not stop
+    short of a batch's last records."""
+    settings = broker.settings(partitions=1)
+    async with KafkaBus(settings, broker.bootstrap_servers, embedded=broker.embedded) as bus:
+        topic = bus.topics.dlq
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=50)
+        await producer.start()
+        try:
+            sent = [await producer.send(topic, f"letter {n}".encode()) for n in range(20)]
+            await asyncio.gather(*sent)  # one batch, given in one go
+        finally:
+            await producer.stop()
+        tp = TopicPartition(topic, 0)
+        reader = reading_consumer(broker.bootstrap_servers)
+        await reader.start()
+        try:
+            assert await log_ends(reader, [tp]) == {tp: 20}
+        finally:
+            await reader.stop()
+        read = await read_to_end(broker.bootstrap_servers, [topic])
+    assert [r.value for r in read] == [f"letter {n}".encode() for n in range(20)]
 
 
 async def test_when_a_consumer_leaves_its_group_the_other_takes_over_its_partitions(broker):

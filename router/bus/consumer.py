@@ -20,7 +20,8 @@ broker keeps nothing) or with other partition counts: every few seconds, and aft
 failures, it compares the topics' partition counts with those its consumer was built on; on a
 change (a topic missing, more or fewer partitions) it creates the missing topics with our counts
 and builds its consumer anew, which resumes from the committed offsets, never past a record not
-handled.
+handled. A partition whose new log ends before the loop's position (the broker came back empty,
+with fewer records than before) is read again from its start (router/bus/watch.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from router.bus.kafka import KafkaBus, stop_consumer
+from router.bus.watch import LayoutWatch
 from router.core.faults import is_outage
 from router.core.tasks import cancel_and_wait
 from router.observability.metrics import CONSUMED, CONSUMER_LAG, STAGE_SECONDS
@@ -133,6 +135,8 @@ class ConsumerLoop:
                 await asyncio.sleep(1)
             if await watch.changed():
                 await self._rebuild(watch)
+            elif self._consumer is not None:
+                await watch.rewind_when_due(self._consumer)
 
     async def _rebuild(self, watch: LayoutWatch) -> None:
         """A consumer built anew, on the topics as they are now (created where missing). Nothing
@@ -340,64 +344,3 @@ def _partition_of(record: ConsumerRecord) -> TopicPartition:
 
 class PermanentError(Exception):
     """A record that no retry can fix (it does not parse): straight to the DLQ."""
-
-
-class LayoutWatch:
-    """Whether the topics a consumer was built on are still there as they were: a broker that
-    came back empty, or with other partition counts, leaves a consumer fetching partitions that
-    no longer exist and never those that are new. Asked every `every` seconds, and after
-    `failures` consecutive failures of the consumer."""
-
-    every = 5.0
-    failures = 3
-
-    def __init__(self, bus: KafkaBus, topics: list[str], layout: dict[str, int], name: str):
-        self.bus, self.topics, self.layout, self.name = bus, topics, dict(layout), name
-        self._failures = 0
-        self._next = asyncio.get_running_loop().time() + self.every
-        self._delay = 1.0
-
-    def succeeded(self) -> None:
-        self._failures = 0
-
-    def failed(self) -> None:
-        self._failures += 1
-
-    async def changed(self) -> bool:
-        """True once the topics differ from those the consumer was built on, or the consumer
-        keeps failing on a broker that answers."""
-        now = asyncio.get_running_loop().time()
-        if now < self._next and self._failures != self.failures:
-            return False
-        self._next = now + self.every
-        try:
-            counts = await self.bus.partition_counts(self.topics)
-        except Exception:  # the broker is away: the consumer's own client reconnects
-            return False
-        reason = None
-        if counts != self.layout:
-            reason = "topics_changed"
-        elif self._failures >= self.failures:
-            reason = "keeps_failing"
-        if reason is None:
-            return False
-        log.warning(
-            "consumer.rebuilding", consumer=self.name, reason=reason, was=self.layout, now=counts
-        )
-        return True
-
-    async def recreate_topics(self) -> None:
-        created = await self.bus.ensure_topics()
-        if created:
-            log.warning("topics.recreated", consumer=self.name, topics=created)
-        self.layout = await self.bus.partition_counts(self.topics)
-
-    def rebuilt(self) -> None:
-        log.info("consumer.rebuilt", consumer=self.name, partitions=self.layout)
-        self._failures = 0
-        self._delay = 1.0
-        self._next = asyncio.get_running_loop().time() + self.every
-
-    async def back_off(self) -> None:
-        await asyncio.sleep(self._delay)
-        self._delay = min(self._delay * 2, 30.0)

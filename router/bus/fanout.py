@@ -16,8 +16,8 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from router.bus.consumer import LayoutWatch
 from router.bus.kafka import KafkaBus, stop_consumer
+from router.bus.watch import LayoutWatch
 from router.core.tasks import cancel_and_wait
 
 log = structlog.get_logger("router.bus.fanout")
@@ -77,7 +77,6 @@ class TopicFanout:
 
     async def _run(self) -> None:
         watch = LayoutWatch(self.bus, [self.topic], self._layout, f"fanout:{self.topic}")
-        next_rewind_check = asyncio.get_running_loop().time() + watch.every
         while True:
             assert self._consumer is not None
             try:
@@ -95,9 +94,8 @@ class TopicFanout:
                     await self._deliver(record)
             if await watch.changed():
                 await self._reassign(watch)
-            if asyncio.get_running_loop().time() >= next_rewind_check:
-                next_rewind_check = asyncio.get_running_loop().time() + watch.every
-                await self._rewind_past_the_end()
+            else:
+                await watch.rewind_when_due(self._consumer)
 
     async def _deliver(self, record: ConsumerRecord) -> None:
         try:
@@ -109,28 +107,6 @@ class TopicFanout:
                 offset=record.offset,
                 error=repr(exc)[:300],
             )
-
-    async def _rewind_past_the_end(self) -> None:
-        """A partition whose log now ends before this one's position was emptied (the embedded
-        broker came back with nothing): read it again from its start. The broker does not say
-        so by itself (it answers such a fetch with no records, not OffsetOutOfRange)."""
-        assert self._consumer is not None
-        consumer = self._consumer
-        try:
-            assigned = list(consumer.assignment())
-            ends = await asyncio.wait_for(consumer.end_offsets(assigned), 5)
-            behind = [
-                tp for tp in assigned if await asyncio.wait_for(consumer.position(tp), 5) > ends[tp]
-            ]
-            if behind:
-                log.warning(
-                    "fanout.rewound", topic=self.topic, partitions=[tp.partition for tp in behind]
-                )
-                await consumer.seek_to_beginning(*behind)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the broker is away: the next look will tell
-            log.debug("fanout.rewind_check_failed", topic=self.topic, error=repr(exc)[:300])
 
     async def _reassign(self, watch: LayoutWatch) -> None:
         """Read the partitions the topic has now: those kept from where this one was (the

@@ -30,13 +30,13 @@ import contextlib
 from collections.abc import Mapping, Sequence
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from router.bus.embedded import EmbeddedBroker
 from router.bus.kafka import stop_consumer, topic_partitions
-from router.bus.reader import read_to_end
+from router.bus.reader import log_ends, read_to_end, reading_consumer
 from router.core.tasks import cancel_and_wait
 
 log = structlog.get_logger("router.bus.recycler")
@@ -134,12 +134,10 @@ class BrokerRecycler:
 async def _end_offsets(
     bootstrap: str, partitions: list[TopicPartition]
 ) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-    )
+    consumer = reading_consumer(bootstrap)
     await consumer.start()
     try:
-        return await asyncio.wait_for(consumer.end_offsets(partitions), 10)
+        return await asyncio.wait_for(log_ends(consumer, partitions), 10)
     finally:
         await stop_consumer(consumer)
 
