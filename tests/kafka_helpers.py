@@ -10,6 +10,7 @@ from aiokafka import TopicPartition
 
 from router.bus.fanout import TopicFanout
 from router.bus.kafka import KafkaBus, topic_partitions
+from router.bus.reader import log_ends, reading_consumer
 
 
 async def read_topic(
@@ -83,10 +84,10 @@ async def committed(bus: KafkaBus, topic: str, group: str, offset: int) -> bool:
 
 async def records_in(bus: KafkaBus, topic: str) -> int:
     """How many records a topic holds (the sum of its partitions' end offsets)."""
-    reader = bus.consumer([], None)
+    reader = reading_consumer(bus.bootstrap_servers)
     await reader.start()
     try:
         partitions = await topic_partitions(bus.bootstrap_servers, [topic])
-        return sum((await reader.end_offsets(partitions)).values())
+        return sum((await log_ends(reader, partitions)).values())
     finally:
         await reader.stop()

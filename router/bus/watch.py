@@ -10,9 +10,12 @@
   earliest). The embedded broker answers with no records and no error, so the consumer would wait
   there until the log grew past that offset, then skip every record before it. Such partitions
   are read again from their start, as Kafka's reset does; the idempotent handlers absorb what was
-  read before. A `LayoutWatch` looks for them every `every` seconds (`rewind_when_due`), and
-  rewinds one only when it sees it so twice in a row: a wrong rewind reads a whole partition
-  again.
+  read before. A `LayoutWatch` looks for them every `rewind_every` seconds (`rewind_when_due`;
+  the look asks the broker nothing), soon enough that the new log has rarely grown past the
+  position by then, and rewinds one only when it sees it so twice in a row: a wrong rewind reads
+  a whole partition again. A log that did grow past it first is read from that position on: the
+  records before it there are skipped, and what they carried is still in the intake journal or
+  the store, which publish it again at the next start of the broker or the router.
 """
 
 from __future__ import annotations
@@ -37,12 +40,14 @@ class LayoutWatch:
     found past their log's end (`rewind_when_due`)."""
 
     every = 5.0
+    rewind_every = 1.0
     failures = 3
 
     def __init__(self, bus: KafkaBus, topics: list[str], layout: dict[str, int], name: str):
         self.bus, self.topics, self.layout, self.name = bus, topics, dict(layout), name
         self._failures = 0
-        self._next = self._next_rewind = asyncio.get_running_loop().time() + self.every
+        self._next = asyncio.get_running_loop().time() + self.every
+        self._next_rewind = asyncio.get_running_loop().time() + self.rewind_every
         self._delay = 1.0
         self._past: dict[TopicPartition, int] = {}  # at the last look: past the end, at
 
@@ -88,12 +93,12 @@ class LayoutWatch:
         self._next = asyncio.get_running_loop().time() + self.every
 
     async def rewind_when_due(self, consumer: AIOKafkaConsumer) -> None:
-        """Every `every` seconds: a partition found past its log's end at two looks in a row, at
-        the same position (nothing fetched in between), is read again from its start."""
+        """Every `rewind_every` seconds: a partition found past its log's end at two looks in a
+        row, at the same position (nothing fetched in between), is read again from its start."""
         now = asyncio.get_running_loop().time()
         if now < self._next_rewind:
             return
-        self._next_rewind = now + self.every
+        self._next_rewind = now + self.rewind_every
         try:
             found = await past_the_end(consumer)
         except asyncio.CancelledError:
