@@ -26,6 +26,7 @@ from router.app import Router
 from router.bus.consumer import ConsumerLoop
 from router.bus.fanout import TopicFanout
 from router.bus.kafka import BusUnavailable, KafkaBus, create_topics, unreachable
+from router.bus.watch import LayoutWatch
 from tests.brokers import Broker
 from tests.chat_helpers import chat_ws_url
 from tests.conftest import RunningRouter, make_settings, new_router
@@ -266,6 +267,42 @@ async def test_a_consumer_loop_whose_group_committed_past_the_log_end_reads_the_
         finally:
             await loop.stop()
         assert seen[: len(sent)] == sent  # from the log's start, in order
+
+
+async def test_consumers_at_the_end_of_a_batch_are_not_rewound(broker):
+    """The embedded broker's ListOffsets tells less than the end of a log whose last batch had
+    many records: a consumer that read it all must not be taken for one past the end, which
+    would hand every record to its handler (and every event to the sockets) again."""
+    settings = broker.settings(partitions=1)
+    async with KafkaBus(settings, broker.bootstrap_servers, embedded=broker.embedded) as bus:
+        topic = bus.topics.classified
+        grouped: list[bytes] = []
+        fanned: list[bytes] = []
+
+        async def handle(record) -> None:
+            grouped.append(record.value)
+
+        async def fan(record) -> None:
+            fanned.append(record.value)
+
+        loop = ConsumerLoop(bus, [topic], f"{settings.consumer_group_prefix}.end", handle, "test")
+        fanout = TopicFanout(bus, topic, fan, from_beginning=True)
+        await loop.start()
+        await fanout.start()
+        try:
+            producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=50)
+            await producer.start()
+            try:
+                sent = [f"in one batch {n}".encode() for n in range(20)]
+                await asyncio.gather(*[await producer.send(topic, value) for value in sent])
+            finally:
+                await producer.stop()
+            assert await eventually(lambda: _has(set(grouped), set(fanned), set(sent)))
+            await asyncio.sleep(4 * LayoutWatch.rewind_every)  # looks enough to rewind twice
+        finally:
+            await fanout.stop()
+            await loop.stop()
+    assert grouped == sent and fanned == sent  # each once, in order
 
 
 async def commit_offset(bus: KafkaBus, group: str, tp: TopicPartition, offset: int) -> None:

@@ -29,7 +29,7 @@ from router.bus.kafka import KafkaBus
 
 log = structlog.get_logger("router.bus.watch")
 
-ASK_TIMEOUT = 5.0  # seconds for a consumer to know its position (it may be asking the broker)
+POSITION_WAIT = 0.1  # seconds: a position known at all is known at once
 
 
 class LayoutWatch:
@@ -131,7 +131,10 @@ async def past_the_end(consumer: AIOKafkaConsumer) -> dict[TopicPartition, tuple
         highwater = consumer.highwater(tp)
         if highwater is None:  # not fetched yet
             continue
-        position = await asyncio.wait_for(consumer.position(tp), ASK_TIMEOUT)
+        try:
+            position = await asyncio.wait_for(consumer.position(tp), POSITION_WAIT)
+        except TimeoutError:
+            continue  # being looked up (after a join or a reset): past nothing yet
         if position > highwater:
             found[tp] = (position, highwater)
     return found
