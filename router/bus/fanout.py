@@ -109,8 +109,8 @@ class TopicFanout:
             )
 
     async def _reassign(self, watch: LayoutWatch) -> None:
-        """Read the partitions the topic has now: those kept from where this one was (the
-        consumer resets a position past the end to the start), new ones from their start."""
+        """Read the partitions the topic has now: those kept from where this one was (a position
+        past the end is rewound by the watch), new ones from their start."""
         assert self._consumer is not None
         consumer = self._consumer
         positions: dict[TopicPartition, int] = {}

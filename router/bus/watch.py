@@ -49,7 +49,7 @@ class LayoutWatch:
         self._next = asyncio.get_running_loop().time() + self.every
         self._next_rewind = asyncio.get_running_loop().time() + self.rewind_every
         self._delay = 1.0
-        self._past: dict[TopicPartition, int] = {}  # at the last look: past the end, at
+        self._past: dict[TopicPartition, int] = {}  # past their end at the last look: positions
 
     def succeeded(self) -> None:
         self._failures = 0
@@ -101,20 +101,19 @@ class LayoutWatch:
         self._next_rewind = now + self.rewind_every
         try:
             found = await past_the_end(consumer)
+            rewind = [tp for tp, (position, _) in found.items() if self._past.get(tp) == position]
+            self._past = {tp: position for tp, (position, _) in found.items() if tp not in rewind}
+            if rewind:
+                await consumer.seek_to_beginning(*rewind)
+                log.warning(
+                    "consumer.rewound",
+                    consumer=self.name,
+                    partitions={f"{tp.topic}:{tp.partition}": found[tp] for tp in rewind},
+                )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the broker is away or the group rebalancing: look again later
             log.debug("consumer.rewind_check_failed", consumer=self.name, error=repr(exc)[:300])
-            return
-        rewind = [tp for tp, (position, _) in found.items() if self._past.get(tp) == position]
-        self._past = {tp: position for tp, (position, _) in found.items() if tp not in rewind}
-        if rewind:
-            log.warning(
-                "consumer.rewound",
-                consumer=self.name,
-                partitions={f"{tp.topic}:{tp.partition}": found[tp] for tp in rewind},
-            )
-            await consumer.seek_to_beginning(*rewind)
 
     async def back_off(self) -> None:
         await asyncio.sleep(self._delay)
