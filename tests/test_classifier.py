@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import yaml
 
 from router.classify import clauses
+from router.classify import model as model_module
 from router.classify.classifier import Classifier
 from router.classify.entities import extract_entities
 from router.classify.model import features
@@ -347,6 +349,19 @@ def test_the_fast_scoring_path_gives_scikit_learns_probabilities(rules):
         prepared = for_model(prepare(text))
         fast, reference = model.probabilities(prepared), model.sklearn_probabilities(prepared)
         assert fast == pytest.approx(reference, abs=1e-9), text
+
+
+def test_the_rows_kept_as_python_floats_stay_bounded_and_add_up_as_numpy_adds_them(rules):
+    """A stream of messages that reads every row of the table keeps at most the bound of them,
+    and each sum is numpy's, bit for bit."""
+    model = rules.classifier.model
+    table = model._table
+    every = range(len(table))
+    for start in range(0, len(table), 500):
+        rows = set(every[start : start + 500])
+        order = np.fromiter(rows, dtype=np.intp, count=len(rows))  # the set's own order
+        assert model._summed(rows) == np.add.reduce(table.take(order, axis=0)).tolist()
+    assert 0 < len(model._row_values) <= model_module._ROW_CACHE_SIZE + 500
 
 
 def test_the_fast_scoring_path_reads_exactly_the_n_grams_scikit_learn_reads(rules):

@@ -23,6 +23,7 @@ from router.classify.textprep import CJK
 _TOKEN = re.compile(r"[^\W\d_]+|\d+|[^\w\s]", re.U)
 _WORD = re.compile(r"[a-z][a-z']*")
 _CHUNK_CACHE_SIZE = 200_000
+_ROW_CACHE_SIZE = 20_000  # rows kept as Python floats: about 4 MB
 
 
 def chunk_features(chunk: str) -> list[str]:
@@ -85,6 +86,7 @@ class NgramModel:
         # rows are remembered, up to a bound, so a common word is looked up once. Frozensets:
         # a message's rows are then one union of sets that already hold their hashes.
         self._chunk_rows = _ChunkRows(self._vocabulary)
+        self._row_values: dict[int, list[float]] = {}
         # The word pairs' rows, by the pair: no "b:a b" string to build per pair.
         self._pairs: dict[tuple[str, str], int] = {}
         for feature, row in self._vocabulary.items():
@@ -142,9 +144,7 @@ class NgramModel:
         """The natural log of each class's probability (what the classifier adds rules to)."""
         present = self._rows(text)
         if present:
-            summed = np.add.reduce(
-                self._table.take(np.fromiter(present, dtype=np.intp, count=len(present)), axis=0)
-            ).tolist()
+            summed = self._summed(present)
             # Python floats: the same IEEE arithmetic as numpy's on eight numbers, minus its calls.
             norm = math.sqrt(summed.pop())
             scores = [s / norm + b for s, b in zip(summed, self._intercepts, strict=True)]
@@ -153,6 +153,27 @@ class NgramModel:
         top = max(scores)
         normalizer = top + math.log(sum([math.exp(s - top) for s in scores]))
         return dict(zip(self.classes, [s - normalizer for s in scores], strict=True))
+
+    def _summed(self, rows: set[int]) -> list[float]:
+        """The table's rows added up, one after another in the set's order: the sums numpy's
+        `take` and `add.reduce` gave, bit for bit, without numpy, which let go of the GIL twice
+        a message. In the gateway, beside the intake journal's thread, each of those handed the
+        GIL over and back (docs/performance.md, "Sixteenth round"). Each row read is kept as
+        Python floats, up to a bound."""
+        known = self._row_values
+        if len(known) > _ROW_CACHE_SIZE:
+            known.clear()
+        total: list[float] = []
+        for row in rows:
+            values = known.get(row)
+            if values is None:
+                values = known[row] = self._table[row].tolist()
+            if not total:
+                total = list(values)
+            else:
+                for column, value in enumerate(values):
+                    total[column] += value
+        return total
 
     def probabilities(self, text: str) -> dict[str, float]:
         return {name: math.exp(value) for name, value in self.log_probabilities(text).items()}
