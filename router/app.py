@@ -57,6 +57,7 @@ class Router:
     store: ConversationStore | None = None
     bus: KafkaBus | None = None
     gateway: Gateway | None = None
+    intake: Intake | None = None
     dispatcher: DispatcherService | None = None
     watcher: ConfigWatcher | None = None
     journal: IntakeJournal | None = None
@@ -166,7 +167,9 @@ class Router:
             protect = ProtectService(s, self.store, self.rules, self.dispatcher.relay)
             self.dispatcher.cases.on_queued = protect.wake
             consumers.append(protect)
-        intake = Intake(self.bus, self.rules, self.journal, classifies=not s.classifier_stage)
+        self.intake = intake = Intake(
+            self.bus, self.rules, self.journal, classifies=not s.classifier_stage
+        )
         channels = (
             []  # the classifier: no store and no channels
             if self.store is None

@@ -1,14 +1,36 @@
+import uuid
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from router.core.envelope import Channel, Classification, Envelope, Sender, Urgency, message_id_for
+from router.core.envelope import (
+    _MESSAGE_NAMESPACE,
+    Channel,
+    Classification,
+    Envelope,
+    Sender,
+    Urgency,
+    message_id_for,
+)
 
 
 def test_same_provider_message_gets_the_same_message_id():
     assert message_id_for("sms", "SM123") == message_id_for("sms", "SM123")
     assert message_id_for("sms", "SM123") != message_id_for("whatsapp", "SM123")
+
+
+@settings(derandomize=True, max_examples=500)
+@given(
+    channel=st.sampled_from([c.value for c in Channel]),
+    provider_id=st.text(st.characters(exclude_categories=["Cs"]), max_size=80),
+)
+def test_a_message_id_is_the_uuid5_of_its_channel_and_provider_id(channel, provider_id):
+    # Stored ids were made with uuid.uuid5: a provider's retry must still find its message.
+    expected = str(uuid.uuid5(_MESSAGE_NAMESPACE, f"{channel}:{provider_id}"))
+    assert message_id_for(channel, provider_id) == expected
 
 
 def test_envelope_round_trips_through_kafka_bytes_unchanged():

@@ -132,6 +132,49 @@ async def test_a_message_the_gateway_could_not_classify_is_accepted_and_classifi
     )
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("broker_kind", ["tansu"], indirect=True)
+async def test_messages_taken_in_one_turn_are_classified_together_each_as_it_would_be_alone(
+    running_router, monkeypatch
+):
+    """The gateway classifies the messages of one turn of its loop together: each gets its own
+    lane and classification, and a fault on one leaves the others classified."""
+    r = running_router
+    intake, rules = r.router.intake, r.router.rules
+    assert intake is not None and intake.classifies
+    unlucky = "this one breaks the classifier"
+    texts = [*MODEL_ONLY_FRAUD, *STANDARD_TEXTS[:3], unlucky, *STANDARD_TEXTS[3:]]
+    alone = {text: rules.screen(text, Channel.CHAT, None) for text in texts if text != unlucky}
+    screen = rules.screen
+
+    def screen_unless_unlucky(text, *args, **kwargs):
+        if text == unlucky:
+            raise RuntimeError("the classifier broke")
+        return screen(text, *args, **kwargs)
+
+    monkeypatch.setattr(rules, "screen", screen_unless_unlucky)
+    envelopes = [
+        Envelope.new(
+            channel=Channel.CHAT,
+            channel_message_id=f"turn-{i}",
+            conversation_key=f"chat:turn-{i}",
+            sender=Sender(address=f"chat:turn-{i}"),
+            text=text,
+        )
+        for i, text in enumerate(texts)
+    ]
+    turns, prepared = intake.turns, intake.prepared
+    published = await asyncio.gather(*(intake.publish(e) for e in envelopes))
+
+    assert (intake.turns - turns, intake.prepared - prepared) == (1, len(texts))
+    for text, envelope in zip(texts, published, strict=True):
+        if text == unlucky:
+            assert (envelope.lane, envelope.classification) == (rules.lane(text), None)
+        else:
+            assert (envelope.lane, envelope.classification) == alone[text], text
+    assert [e.lane for e in published[:2]] == [Lane.URGENT, Lane.URGENT]  # the model's fraud
+
+
 def test_the_pre_screen_reads_the_email_subject_too(rules):
     assert (
         rules.lane("Please call me back.", subject="Unauthorised payment on my account")

@@ -164,6 +164,33 @@ async def test_the_signature_is_checked_against_the_public_url_not_the_address_t
         assert (await t.post(PATH, params))[0] == 200  # signed for the public URL
 
 
+async def test_signatures_of_the_public_url_with_and_without_its_port_both_pass_in_any_order(
+    sqlite_url, monkeypatch
+):
+    # Twilio signs the URL with its port or without it (twilio's `validate` takes either); the
+    # router tries the form signed last first, so each switch takes the other path.
+    async with twilio_router(sqlite_url, monkeypatch) as t:
+        with_port, without_port = "https://support.example.test:443" + PATH, PUBLIC_URL + PATH
+        statuses, sids = [], []
+        for url in [with_port, without_port, without_port, with_port, with_port, without_port]:
+            params = {"MessageSid": message_sid(), "From": CUSTOMER, "To": OUR_NUMBER, "Body": "hi"}
+            signature = t.validator.compute_signature(url, params)
+            statuses.append((await t.post(PATH, params, signature=signature))[0])
+            sids.append(params["MessageSid"])
+        assert statuses == [200] * 6
+
+        params = {"MessageSid": message_sid(), "From": CUSTOMER, "To": OUR_NUMBER, "Body": "hi"}
+        for url in [
+            "https://support.example.test:8443" + PATH,
+            "http://support.example.test" + PATH,
+        ]:
+            signature = t.validator.compute_signature(url, params)
+            assert (await t.post(PATH, params, signature=signature))[0] == 403
+        sha256 = t.validator.compute_signature(without_port, params, "HMAC_SHA256")
+        assert (await t.post(PATH, params, signature=sha256))[0] == 403  # not the one it says
+        assert [e.channel_message_id for e in await t.inbound_records()] == sids
+
+
 async def test_without_an_auth_token_webhooks_are_refused(sqlite_url, monkeypatch):
     async with twilio_router(sqlite_url, monkeypatch, env={"TWILIO_AUTH_TOKEN": None}) as t:
         status, body = await t.sms("hello")

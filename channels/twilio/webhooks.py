@@ -7,15 +7,22 @@ can be checked, so webhooks are refused unless SUPPORTROUTER_TWILIO_INSECURE_DEV
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlparse
 
 import structlog
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
-from twilio.request_validator import RequestValidator, get_signature_algorithm
+from twilio.request_validator import (
+    RequestValidator,
+    add_port,
+    compare,
+    get_signature_algorithm,
+    remove_port,
+)
 
 from channels.twilio.addresses import MAX_ADDRESS_CHARS
 from router.core.channel_settings import TwilioSettings
@@ -43,6 +50,7 @@ class WebhookVerifier:
         self._validator = RequestValidator(auth_token) if auth_token else None
         self.public_url = public_url.rstrip("/") if public_url else None
         self.insecure_dev = insecure_dev and not auth_token
+        self._port_form = 0  # which of `_port_forms` Twilio signed last: 0 without, 1 with
 
     @classmethod
     def from_settings(
@@ -90,11 +98,36 @@ class WebhookVerifier:
             algorithm = get_signature_algorithm(
                 request.headers.get("X-Twilio-Webhooks-Signature-Settings")
             )
-            if not self._validator.validate(self.url_for(request), form, signature, algorithm):
+            if not self._signed(self.url_for(request), form, signature, algorithm):
                 log.warning("twilio.bad_signature", path=request.path, channel=channel)
                 raise _forbidden(channel, "bad_signature", "X-Twilio-Signature does not match")
         _check_form(request, utf8, channel)
         return MultiDictProxy(form)
+
+    def _signed(self, url: str, form: MultiDict[str], signature: str, algorithm: str) -> bool:
+        """twilio's `RequestValidator.validate`: the signature of the URL with or without its
+        port. That signs the form twice, and parses the URL, for every webhook; here the form
+        of the URL Twilio signed last is tried first, alone, and only a signature that does not
+        match it goes through `validate`. The same requests pass: a form (like the request's
+        own, a MultiDict) makes `validate` check exactly these two URLs."""
+        assert self._validator is not None
+        try:
+            first = _port_forms(url)[self._port_form]
+            if compare(self._validator.compute_signature(first, form, algorithm), signature):
+                return True
+        except ValueError:  # an algorithm twilio does not know: `validate` logs it, and refuses
+            pass
+        if self._validator.validate(url, form, signature, algorithm):
+            self._port_form = 1 - self._port_form  # the other form matched
+            return True
+        return False
+
+
+@functools.lru_cache(maxsize=64)
+def _port_forms(url: str) -> tuple[str, str]:
+    """The URL without and with its port, as twilio's `validate` writes them."""
+    parsed = urlparse(url)
+    return remove_port(parsed), add_port(parsed)
 
 
 def _parse_form(body: bytes) -> tuple[MultiDict[str], bool]:

@@ -8,6 +8,7 @@ Kafka and stored.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ SCHEMA_VERSION = 1
 # A fixed namespace so the same provider message always gets the same message_id:
 # a provider's retry then dedupes on message_id as well as on channel_message_id.
 _MESSAGE_NAMESPACE = uuid.UUID("6f1d2a52-5b3e-4c1e-9a57-3f0c2f1d9b11")
+_NAMESPACE_BYTES = _MESSAGE_NAMESPACE.bytes
 
 
 class Channel(StrEnum):
@@ -75,7 +77,14 @@ def ordered_id() -> str:
 
 
 def message_id_for(channel: str, channel_message_id: str) -> str:
-    return str(uuid.uuid5(_MESSAGE_NAMESPACE, f"{channel}:{channel_message_id}"))
+    """`str(uuid.uuid5(_MESSAGE_NAMESPACE, "channel:id"))`, the same text, made without a UUID
+    object (whose checks were a quarter of the cost, on every webhook)."""
+    name = f"{channel}:{channel_message_id}".encode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class _Record(BaseModel):
