@@ -2,12 +2,12 @@
 dispatcher does not have a classifier stage before it), keep it in the intake journal (when there
 is one), produce with acks=all; a yes to the customer only after both.
 
-The messages taken in one turn of the event loop are redacted, classified and encoded together, one
-after another, at the start of the next turn. One at a time, between the HTTP parsing, the signature checks and the
-Kafka client's work of every other request, a classification cost the gateway about twice its
-CPU in a loop: the model's rows, the patterns and the classifier's code were no longer in the
-processor's caches. In a burst a turn brings tens of messages; alone, a message waits for one
-turn more.
+The messages taken in one turn of the event loop are redacted, classified and encoded together,
+one after another, at the start of the next turn. One at a time, between the HTTP parsing, the
+signature checks and the Kafka client's work of every other request, a classification cost the
+gateway about twice its CPU in a loop: the model's rows, the patterns and the classifier's code
+were no longer in the processor's caches. In a burst a turn brings about fifteen messages;
+alone, a message waits for one turn more.
 """
 
 from __future__ import annotations
