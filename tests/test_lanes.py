@@ -254,6 +254,8 @@ async def test_an_urgent_message_overtakes_a_backlog_of_5000_standard_ones_all_t
         else MODEL_ONLY_FRAUD[1]
     )
     async with new_router(settings) as router, aiohttp.ClientSession() as http:
+        assert router.dispatcher is not None
+        chunk = router.dispatcher.loop.chunk  # the standard lane's records handled at a time
         # The backlog goes straight onto the standard lane, as a burst from every channel would.
         producer = AIOKafkaProducer(
             bootstrap_servers=router.bus.bootstrap_servers, acks="all", linger_ms=20
@@ -304,11 +306,17 @@ async def test_an_urgent_message_overtakes_a_backlog_of_5000_standard_ones_all_t
     assert ahead < BACKLOG // 2, (
         f"{ahead} of {BACKLOG} backlog messages were stored before the urgent one"
     )
-    # ... and it passed every backlog message still in flight when it arrived, give or take the
-    # handful each stage already had in hand.
+    # ... and it passed every backlog message still in flight when it arrived, give or take what
+    # the standard lane had in hand. In this one process a standard chunk runs to its end before
+    # anything else on the loop, and the urgent message waits three times on its way (the
+    # journal's commit, Kafka's acknowledgement, the urgent lane's fetch): up to a chunk may be
+    # stored at each. Measured: two chunks (400) in most runs, three in one run of three or four,
+    # before and after the gateway prepared a turn's messages together. Without the lanes it
+    # would be most of the backlog.
     overtaken_by = ahead - stored_when_sent
-    assert overtaken_by < BACKLOG // 10, (
-        f"{overtaken_by} backlog messages reached the store after the urgent one was sent and before it"
+    assert overtaken_by <= 3 * chunk, (
+        f"{overtaken_by} backlog messages reached the store after the urgent one was sent and"
+        f" before it (chunks of {chunk})"
     )
 
 
