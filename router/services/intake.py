@@ -8,7 +8,7 @@ the next turn. One at a time, between the HTTP parsing, the signature checks and
 client's work of every other request, a classification cost the gateway about twice its CPU in
 a loop: the model's rows, the patterns and the classifier's code were no longer in the
 processor's caches. In a burst a turn brings about fifteen messages; a message alone in its turn
-(any at a steady rate) is prepared at once, and waits for nothing more than before.
+(nearly every one at a steady rate) is prepared at once, and waits for nothing more than before.
 """
 
 from __future__ import annotations
