@@ -383,6 +383,31 @@ def test_filter_language_evaluates(source, expected):
         assert expression.evaluate(FACTS) is expected
 
 
+URGENCIES = list(Urgency)
+OPERATORS = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
+
+
+@pytest.mark.parametrize("op", OPERATORS)
+def test_urgencies_compare_by_rank_on_either_side_and_anything_else_as_text(op):
+    import operator
+
+    test = getattr(operator, OPERATORS[op])
+    for have in URGENCIES:
+        for named in URGENCIES:
+            facts = {**FACTS, "urgency": have}
+            expected = test(URGENCIES.index(have), URGENCIES.index(named))
+            assert Expression(f'urgency {op} "{named}"').evaluate(facts) is expected
+            assert Expression(f'"{named}" {op} urgency').evaluate(facts) is test(
+                URGENCIES.index(named), URGENCIES.index(have)
+            )
+        # Not an urgency (a customer's attribute): the two compare as text, never by rank.
+        for other in ("gold", "HIGH", 3, None):
+            facts = {**FACTS, "urgency": have, "customer": namespace({"segment": other})}
+            assert Expression(f"urgency {op} customer.segment").evaluate(facts) is test(
+                str(have), str(other)
+            )
+
+
 REFUSED = [
     ('__import__("os").system("id")', "calling a function"),
     ("category.__class__", "only customer and entities"),

@@ -8,6 +8,8 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from router.app import Router
@@ -75,6 +77,32 @@ def test_open_and_next_opening():
         calendar.describe(local(2025, 6, 9, 9, 0), local(2025, 6, 8, 12, 0))
         == "Mon 09:00 (Asia/Shanghai)"
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["is_open", "next_open", "add"]),
+            # Around a week with a holiday: evenings, weekends, the closed day, opening times.
+            st.datetimes(
+                min_value=datetime(2025, 9, 26),
+                max_value=datetime(2025, 10, 6),
+                timezones=st.just(SHANGHAI),
+            ).map(lambda at: at.replace(second=0, microsecond=0)),
+            st.sampled_from([0, 60, 30 * 60, 4 * 3600, 30 * 3600]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_a_calendar_asked_again_and_again_answers_as_a_new_one_would(questions):
+    # A dispatcher's batch keeps one calendar a queue, which keeps its last answers: asked the
+    # same or something else, in any order, it must answer what a calendar of its own would.
+    kept = Calendar(OFFICE)
+    for method, at, seconds in questions:
+        args = (at, seconds) if method == "add" else (at,)
+        assert getattr(kept, method)(*args) == getattr(Calendar(OFFICE), method)(*args)
 
 
 def test_without_hours_a_queue_is_always_open():

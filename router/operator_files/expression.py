@@ -251,6 +251,11 @@ def _compile(node: ast.expr) -> Evaluator:
     raise EvaluationError(f"cannot evaluate {type(node).__name__}")  # _check let it through: a bug
 
 
+# Each urgency's rank by its text (an Urgency is its text): what `Urgency(x).rank` gives, without
+# building the enum twice for every comparison the workflow's filters make for every message.
+_RANKS: dict[str, int] = {u.value: u.rank for u in Urgency}
+
+
 def _ranked(a: Any, b: Any) -> tuple[Any, Any]:
     """Urgencies compare by rank; a list of urgencies (for `in`) is left as it is."""
     if isinstance(a, Urgency) or isinstance(b, Urgency):
@@ -259,7 +264,10 @@ def _ranked(a: Any, b: Any) -> tuple[Any, Any]:
         if isinstance(a, list):
             return [str(x) for x in a], str(b)
         try:
-            return Urgency(a).rank, Urgency(b).rank
-        except ValueError:
+            rank_a, rank_b = _RANKS.get(a), _RANKS.get(b)
+        except TypeError:  # a value that cannot be a dict's key is no urgency either
+            rank_a = rank_b = None
+        if rank_a is None or rank_b is None:
             return str(a), str(b)
+        return rank_a, rank_b
     return a, b

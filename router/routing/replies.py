@@ -8,6 +8,7 @@ SMS-sized channels get the short form, email the full one.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,8 +40,11 @@ class Wait:
     staffed: bool = True
 
 
+@functools.lru_cache(maxsize=256)
 def moment(at: datetime, timezone: str, reference: datetime | None, language: str) -> str:
-    """`at` as a customer reads it: "周三 09:00（北京时间）", "tomorrow 09:00 (Asia/Shanghai)"."""
+    """`at` as a customer reads it: "周三 09:00（北京时间）", "tomorrow 09:00 (Asia/Shanghai)".
+    Kept for the last few questions: a dispatcher's batch quotes the same moment, from the
+    same reference (the batch's), in each acknowledgement of a queue."""
     zone = ZoneInfo(timezone)
     local = at.astimezone(zone)
     days = (local.date() - (reference or at).astimezone(zone).date()).days

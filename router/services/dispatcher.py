@@ -187,7 +187,7 @@ class DispatcherService:
             self.store.customer_attributes_many([e.sender.address for e in envelopes]),
             self._last_agents(envelopes, window),
         )
-        batch = _Batch(config, snapshot)
+        batch = _Batch(config, snapshot, self.clock.now())
         items = []
         for envelope in envelopes:
             customer = dict(customers.get(envelope.sender.address, {}))
@@ -288,8 +288,7 @@ class DispatcherService:
         """The routing decision for one message, and the acknowledgement to store with it."""
         c = envelope.classification
         assert c is not None
-        config = batch.config
-        at = self.clock.now()
+        config, at = batch.config, batch.at
         decision = batch.workflow.decide(
             facts_for(envelope, config, customer),
             available=batch.snapshot.availability(c.language, envelope.channel),
@@ -346,10 +345,13 @@ class DispatcherService:
 
 
 class _Batch:
-    """What one batch decides with: the rules, one workflow, the calendars, one snapshot."""
+    """What one batch decides with: the rules, one workflow, the calendars, one snapshot, and
+    one moment (its timers start then): what each message's decision asks of a queue's
+    calendar is then the same for the whole batch, and worked out once (`Calendar` keeps its
+    last answer)."""
 
-    def __init__(self, config: RouterConfig, snapshot: Snapshot):
-        self.config, self.snapshot = config, snapshot
+    def __init__(self, config: RouterConfig, snapshot: Snapshot, at: datetime):
+        self.config, self.snapshot, self.at = config, snapshot, at
         self.workflow = Workflow(config)
         self._calendars: dict[str, Calendar] = {}
         self.acknowledgements: list[Outbound] = []  # as the store's transaction stored them

@@ -64,6 +64,9 @@ class Calendar:
         self.zone = ZoneInfo(hours.timezone) if hours else UTC
         self.always = hours is None or (hours.weekly is None and not hours.closed_on)
         self._days: dict[date, list[tuple[datetime, datetime]]] = {}  # each day's, once worked out
+        # The last question and its answer: a dispatcher's batch asks the same for each message.
+        self._opens: tuple[datetime, datetime] | None = None  # at, the next open moment
+        self._added: tuple[datetime, float, datetime] | None = None  # start, seconds, result
 
     def _spans(self, day: date) -> list[tuple[datetime, datetime]]:
         if day not in self._days:
@@ -105,10 +108,14 @@ class Calendar:
         raise ValueError("business hours never open")  # refused at load time; a bug if reached
 
     def is_open(self, at: datetime) -> bool:
-        return self.always or next(self._spans_from(at))[0] == at
+        return self.always or self.next_open(at) == at
 
     def next_open(self, at: datetime) -> datetime:
-        return at.astimezone(UTC) if self.always else next(self._spans_from(at))[0]
+        if self.always:
+            return at.astimezone(UTC)
+        if self._opens is None or self._opens[0] != at:
+            self._opens = (at, next(self._spans_from(at))[0])
+        return self._opens[1]
 
     def next_start(self, at: datetime) -> datetime | None:
         """The start of the next open span after `at` (None: open around the clock)."""
@@ -120,6 +127,11 @@ class Calendar:
         """The moment `seconds` of open time have passed since `start`."""
         if self.always:
             return start.astimezone(UTC) + timedelta(seconds=seconds)
+        if self._added is None or self._added[:2] != (start, seconds):
+            self._added = (start, seconds, self._add(start, seconds))
+        return self._added[2]
+
+    def _add(self, start: datetime, seconds: float) -> datetime:
         remaining = timedelta(seconds=seconds)
         for begin, finish in self._spans_from(start):
             if remaining <= finish - begin:
