@@ -248,3 +248,46 @@ async def test_a_chunk_offers_what_it_queued_only_when_someone_was_available(bus
     await dispatcher.handle_batch(await fetch_uncommitted(bus, [bus.topics.classified], group, 2))
     offered = await store.conversation_by_key(staffed.conversation_key)
     assert offered is not None and offered["assignee"] == "li.na", offered
+
+
+async def test_a_chunk_of_several_channels_finds_what_was_stored_by_id_or_by_the_channels_own_id(
+    database_url, rules
+):
+    # A chunk mixes channels: each message stored before is a duplicate, found by its id or by
+    # its channel's own id for it (a provider's retry), whichever channel it came on.
+    def on(channel: Channel, text: str, n: int) -> Envelope:
+        envelope = Envelope.new(
+            channel=channel,
+            channel_message_id=f"mixed-{n}",  # the same provider id on every channel
+            conversation_key=f"{channel}:mixed-{n}",
+            sender=Sender(address=f"+1555010{n:04d}"),
+            text=text,
+        )
+        return envelope.model_copy(update={"classification": rules.classify(text)})
+
+    def items(envelopes: list[Envelope]) -> list[Inbound]:
+        return [Inbound(e, "general", lambda conversation, created: None) for e in envelopes]
+
+    chat, sms, whatsapp = (
+        on(Channel.CHAT, "what is the fee for a withdrawal", 1),
+        on(Channel.SMS, "how do I raise my daily limit", 1),
+        on(Channel.WHATSAPP, "my transfer failed yesterday", 2),
+    )
+    async with ConversationStore(database_url, sqlite_on_loop=True) as store:
+        first = await store.record_inbound_many(items([chat, sms, whatsapp]))
+        assert [r.duplicate for r in first] == [False, False, False]
+        # Again, with another id for the WhatsApp message (the same provider id), and new ones
+        # on each channel with provider ids seen on other channels only.
+        again = whatsapp.model_copy(update={"message_id": "another-id-for-the-same-message"})
+        fresh = [on(Channel.SMS, "my card was charged twice", 2), on(Channel.CHAT, "hi", 2)]
+        # And the chat message under its own id, with a provider id of another form.
+        renamed = chat.model_copy(update={"channel_message_id": "mixed-1-as-resent"})
+        second = await store.record_inbound_many(items([sms, again, renamed, *fresh]))
+        assert [r.duplicate for r in second] == [True, True, True, False, False]
+        assert [r.conversation["id"] for r in second[:3]] == [
+            first[1].conversation["id"],
+            first[2].conversation["id"],
+            first[0].conversation["id"],
+        ]
+        inbound, _, n_conversations = await stored_counts(store)
+    assert set(inbound.values()) == {1} and len(inbound) == 5 and n_conversations == 5

@@ -263,6 +263,7 @@ async def open_case(conn: AsyncConnection, phone: str | None, at: datetime) -> s
 
 
 # Every chunk that opens conversations runs it: built once (see value_lists.py).
+_INSERT_CASES, _INSERT_EVENTS = cases.insert(), case_events.insert()  # built once: every chunk
 _MOVE_TO_CASE = (
     conversations.update()
     .where(conversations.c.id == sa.bindparam("conversation"))
@@ -280,7 +281,7 @@ async def open_cases(
         return {}
     opened = {conversation_id: ordered_id() for conversation_id, _, _ in wanted}
     await conn.execute(
-        cases.insert(),
+        _INSERT_CASES,
         [
             storable(cases, {"id": opened[c], "customer_phone": phone, "created_at": at})
             for c, phone, at in wanted
@@ -291,7 +292,7 @@ async def open_cases(
     )
     at = now()
     await conn.execute(
-        case_events.insert(),
+        _INSERT_EVENTS,
         [
             storable(
                 case_events,

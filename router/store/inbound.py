@@ -26,6 +26,21 @@ _OPEN_CONVERSATIONS = (
     .where(conversations.c.status != "resolved")
     .order_by(conversations.c.created_at.desc())
 )
+# Stored already: by message id, or by the channel's own id for the message (a provider's retry).
+_SEEN = sa.select(
+    messages.c.message_id,
+    messages.c.channel,
+    messages.c.channel_message_id,
+    messages.c.conversation_id,
+).where(
+    sa.or_(
+        one_of(messages.c.message_id, listed("ids")),
+        (messages.c.channel == sa.bindparam("channel"))
+        & one_of(messages.c.channel_message_id, listed("channel_ids")),
+    )
+)
+_INSERT_CONVERSATIONS = conversations.insert()
+_INSERT_MESSAGES = messages.insert()
 _TAKEN_TICKETS = sa.select(conversations.c.ticket).where(
     one_of(conversations.c.ticket, listed("tickets"))
 )
@@ -146,14 +161,14 @@ class InboundMessages(Repository):
                     message_rows.append(outbound_row(ack))
                 results.append(Recorded(conversation, False, created, requeued))
             if new_rows:
-                await conn.execute(conversations.insert(), list(new_rows.values()))
+                await conn.execute(_INSERT_CONVERSATIONS, list(new_rows.values()))
             for conv_id, values in changed.items():
                 await conn.execute(
                     conversations.update().where(conversations.c.id == conv_id).values(**values)
                 )
             if message_rows:
                 # One statement, rows in order: each acknowledgement right after its message.
-                await conn.execute(messages.insert(), message_rows)
+                await conn.execute(_INSERT_MESSAGES, message_rows)
             if on_stored is not None:
                 stored = [
                     (i, r) for i, r in zip(items, results, strict=True) if isinstance(r, Recorded)
@@ -200,33 +215,23 @@ class InboundMessages(Repository):
     @staticmethod
     async def _seen(conn: AsyncConnection, envelopes: list[Envelope]) -> dict[tuple[str, Any], str]:
         """Which of these messages are stored already: ("id", message_id) and
-        ("pair", (channel, channel_message_id)) → their conversation id."""
+        ("pair", (channel, channel_message_id)) → their conversation id. One statement for each
+        channel among them (a chunk's messages almost always share one), built once."""
         stored_ids = [_ids(e) for e in envelopes]
         by_channel: dict[str, set[str]] = {}
         for _, (channel, channel_message_id) in stored_ids:
             by_channel.setdefault(channel, set()).add(channel_message_id)
-        query = sa.select(
-            messages.c.message_id,
-            messages.c.channel,
-            messages.c.channel_message_id,
-            messages.c.conversation_id,
-        ).where(
-            sa.or_(
-                one_of(messages.c.message_id, [message_id for message_id, _ in stored_ids]),
-                *(
-                    (messages.c.channel == channel)
-                    & one_of(messages.c.channel_message_id, sorted(ids))
-                    for channel, ids in by_channel.items()
-                ),
-            )
-        )
+        ids = [message_id for message_id, _ in stored_ids]
         seen: dict[tuple[str, Any], str] = {}
-        for message_id, channel, channel_message_id, conversation_id in (
-            await conn.execute(query)
-        ).all():
-            seen[("id", message_id)] = conversation_id
-            if channel_message_id is not None:
-                seen[("pair", (channel, channel_message_id))] = conversation_id
+        for channel, channel_ids in by_channel.items():
+            found = await conn.execute(
+                _SEEN, {"ids": ids, "channel": channel, "channel_ids": sorted(channel_ids)}
+            )
+            ids = []  # every message id was asked for with the first channel
+            for message_id, stored_channel, channel_message_id, conversation_id in found.all():
+                seen[("id", message_id)] = conversation_id
+                if channel_message_id is not None:
+                    seen[("pair", (stored_channel, channel_message_id))] = conversation_id
         return seen
 
     @staticmethod
