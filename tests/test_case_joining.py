@@ -113,3 +113,28 @@ async def test_in_one_batch_reports_of_one_phone_join_and_other_messages_open_th
     case = await store.cases.case(first["case_id"])
     assert case is not None
     assert [e["kind"] for e in case["events"]] == ["case.opened", "case.joined"]
+
+
+async def test_a_customers_next_messages_stay_in_the_case_their_conversation_is_in(store):
+    """A follow-up finds its conversation's case, alone or in a chunk beside a new customer's
+    first message (which opens a case of its own): no second case, no second opening."""
+    question = classified("payments", "normal", channel="sms", key=f"sms|{PHONE}|q")
+    first = await stored(store, question)
+    again = classified("payments", "normal", channel="sms", key=f"sms|{PHONE}|q")
+    assert (await stored(store, again))["case_id"] == first["case_id"]
+
+    newcomer = classified("payments", "normal", channel="sms", key="sms|+8613700137000|q")
+    third = classified("general", "low", channel="sms", key=f"sms|{PHONE}|q")
+    keeper = CaseKeeper(store, rules_from(CONFIG_DIR), protect_configured=False)
+    on_stored, placed = await keeper.placing([newcomer, third])
+    done = await store.record_inbound_many(
+        [Inbound(e, "fraud", lambda conversation, created: None) for e in (newcomer, third)],
+        on_stored,
+    )
+    opened, followed = [await store.conversation(d.conversation["id"]) for d in done]
+    assert opened and followed and followed["id"] == first["id"]
+    assert followed["case_id"] == first["case_id"] != opened["case_id"]
+    assert placed == {opened["id"]: opened["case_id"], first["id"]: first["case_id"]}
+    case = await store.cases.case(first["case_id"])
+    assert case is not None
+    assert [e["kind"] for e in case["events"]] == ["case.opened"]

@@ -51,7 +51,12 @@ class CaseKeeper:
 
         async def on_stored(conn: Any, stored: list[tuple[Inbound, Recorded]]) -> None:
             items = [
-                _facts(item.envelope, done.conversation["id"], phones.get(item.envelope.message_id))
+                _facts(
+                    item.envelope,
+                    done.conversation["id"],
+                    phones.get(item.envelope.message_id),
+                    opened=done.created,
+                )
                 for item, done in stored
             ]
             placed.update(await place_cases(conn, items, windows))
@@ -102,7 +107,9 @@ class CaseKeeper:
         return phone if phone and E164.match(phone) else None
 
 
-def _facts(envelope: Envelope, conversation_id: str, phone: str | None) -> CaseFacts:
+def _facts(
+    envelope: Envelope, conversation_id: str, phone: str | None, *, opened: bool
+) -> CaseFacts:
     c = envelope.classification
     entities = c.entities if c else {}
     return CaseFacts(
@@ -113,6 +120,7 @@ def _facts(envelope: Envelope, conversation_id: str, phone: str | None) -> CaseF
         transaction_ids=[t.upper() for t in entities.get("transaction_ids", [])],
         amounts=list(entities.get("amounts", [])),
         unauthorized=c is not None and c.category == "unauthorized_transaction",
+        opened=opened,
     )
 
 

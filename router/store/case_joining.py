@@ -29,6 +29,7 @@ class CaseFacts:
     transaction_ids: list[str] = field(default_factory=list)
     amounts: list[str] = field(default_factory=list)
     unauthorized: bool = False
+    opened: bool = False  # the message opened its conversation, in this transaction: no case yet
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ async def place_cases(
             ),
             {"keys": sorted({i.phone or i.conversation_id for i in items})},
         )
-    current = await _cases_of(conn, [item.conversation_id for item in items])
+    current = await _cases_of(conn, [item.conversation_id for item in items if not item.opened])
     # Most messages open a case of their own (no case yet, nothing to join by): those are
     # opened together, and before any message that has to look at the cases stored so far.
     opening: list[tuple[str, str | None, datetime]] = []
@@ -81,6 +82,8 @@ _CASES_OF = sa.select(conversations.c.id, conversations.c.case_id).where(
 
 
 async def _cases_of(conn: AsyncConnection, conversation_ids: list[str]) -> dict[str, str | None]:
+    if not conversation_ids:  # every one opened now (most chunks): nothing to ask
+        return {}
     rows = await conn.execute(_CASES_OF, {"ids": sorted(set(conversation_ids))})
     return {row[0]: row[1] for row in rows}
 
