@@ -50,12 +50,7 @@ async def place_cases(
     if conn.dialect.name == "postgresql":
         # Two dispatchers placing the same customer's messages at once would open two cases.
         await conn.execute(
-            sa.text(
-                "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT "
-                "hashtextextended('case:' || k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k "
-                "ORDER BY h) AS held"
-            ),
-            {"keys": sorted({i.phone or i.conversation_id for i in items})},
+            _HOLD_CASE_KEYS, {"keys": sorted({i.phone or i.conversation_id for i in items})}
         )
     current = await _cases_of(conn, [item.conversation_id for item in items if not item.opened])
     # Most messages open a case of their own (no case yet, nothing to join by): those are
@@ -76,6 +71,11 @@ async def place_cases(
     return placed
 
 
+_HOLD_CASE_KEYS = sa.text(
+    "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT "
+    "hashtextextended('case:' || k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k "
+    "ORDER BY h) AS held"
+)  # built once, as the statements below
 _CASES_OF = sa.select(conversations.c.id, conversations.c.case_id).where(
     one_of(conversations.c.id, listed("ids"))
 )  # built once: every chunk asks (see value_lists.py)

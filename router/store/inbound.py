@@ -39,6 +39,10 @@ _SEEN = sa.select(
         & one_of(messages.c.channel_message_id, listed("channel_ids")),
     )
 )
+_HOLD_KEYS = sa.text(  # PostgreSQL: each key's transaction-scoped advisory lock, in one order
+    "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h "
+    "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS held"
+)
 _INSERT_CONVERSATIONS = conversations.insert()
 _INSERT_MESSAGES = messages.insert()
 _TAKEN_TICKETS = sa.select(conversations.c.ticket).where(
@@ -204,13 +208,7 @@ class InboundMessages(Repository):
         advisory lock per key, taken in one order (a deadlock would only roll one back)."""
         await hold_sqlite_writes(conn)
         if conn.dialect.name == "postgresql":
-            await conn.execute(
-                sa.text(
-                    "SELECT count(pg_advisory_xact_lock(h)) FROM "
-                    "(SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS held"
-                ),
-                {"keys": sorted(keys)},
-            )
+            await conn.execute(_HOLD_KEYS, {"keys": sorted(keys)})
 
     @staticmethod
     async def _seen(conn: AsyncConnection, envelopes: list[Envelope]) -> dict[tuple[str, Any], str]:
