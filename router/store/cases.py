@@ -262,8 +262,8 @@ async def open_case(conn: AsyncConnection, phone: str | None, at: datetime) -> s
     return case_id
 
 
-# Every chunk that opens conversations runs it: built once (see value_lists.py).
-_INSERT_CASES, _INSERT_EVENTS = cases.insert(), case_events.insert()  # built once: every chunk
+# Every chunk that opens conversations runs these: built once (see value_lists.py).
+_INSERT_CASES, _INSERT_EVENTS = cases.insert(), case_events.insert()
 _MOVE_TO_CASE = (
     conversations.update()
     .where(conversations.c.id == sa.bindparam("conversation"))
