@@ -7,6 +7,7 @@ available and which queues are open are given too.
 from __future__ import annotations
 
 import json
+import operator
 import shutil
 import subprocess
 import sys
@@ -389,8 +390,6 @@ OPERATORS = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge
 
 @pytest.mark.parametrize("op", OPERATORS)
 def test_urgencies_compare_by_rank_on_either_side_and_anything_else_as_text(op):
-    import operator
-
     test = getattr(operator, OPERATORS[op])
     for have in URGENCIES:
         for named in URGENCIES:
