@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.core.envelope import now
 from router.store.cases import ROUTER, add_event, case_of, move_to_case, open_case, open_cases
+from router.store.database import hold_keys
 from router.store.schema import case_events, case_facts, conversations
 from router.store.storable import fit, storable
 from router.store.value_lists import listed, one_of
@@ -47,11 +48,8 @@ async def place_cases(
     placed: dict[str, str] = {}
     if not items:
         return placed
-    if conn.dialect.name == "postgresql":
-        # Two dispatchers placing the same customer's messages at once would open two cases.
-        await conn.execute(
-            _HOLD_CASE_KEYS, {"keys": sorted({i.phone or i.conversation_id for i in items})}
-        )
+    # Two dispatchers placing the same customer's messages at once would open two cases.
+    await hold_keys(conn, {"case:" + (i.phone or i.conversation_id) for i in items})
     current = await _cases_of(conn, [item.conversation_id for item in items if not item.opened])
     # Most messages open a case of their own (no case yet, nothing to join by): those are
     # opened together, and before any message that has to look at the cases stored so far.
@@ -71,11 +69,6 @@ async def place_cases(
     return placed
 
 
-_HOLD_CASE_KEYS = sa.text(
-    "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT "
-    "hashtextextended('case:' || k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k "
-    "ORDER BY h) AS held"
-)  # built once, as the statements below
 _CASES_OF = sa.select(conversations.c.id, conversations.c.case_id).where(
     one_of(conversations.c.id, listed("ids"))
 )  # built once: every chunk asks (see value_lists.py)

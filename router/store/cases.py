@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.core.envelope import now, ordered_id
-from router.store.database import Repository
+from router.store.database import Repository, hold_keys
 from router.store.rows import jsonable, listing, message_dict
 from router.store.schema import (
     case_events,
@@ -157,11 +157,7 @@ async def case_owner(conn: AsyncConnection, conversation_id: str) -> str | None:
     # find no owner: hold the case until this offer is made.
     if conn.dialect.name == "sqlite":
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
-    elif conn.dialect.name == "postgresql":
-        await conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-            {"k": "case-owner:" + case_id},
-        )
+    await hold_keys(conn, ["case-owner:" + case_id])
     me = conversations.alias("me")
     rows = (
         (

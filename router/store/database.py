@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -199,6 +199,22 @@ async def hold_sqlite_writes(conn: AsyncConnection) -> None:
     database half-way. Must be the transaction's first statement; elsewhere a no-op."""
     if conn.dialect.name == "sqlite":
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# Each key's advisory lock, in the order of its hash: built once (every dispatcher chunk runs it).
+_HOLD_KEYS = sa.text(
+    "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h "
+    "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS held"
+)
+
+
+async def hold_keys(conn: AsyncConnection, keys: Iterable[str]) -> None:
+    """On PostgreSQL, hold each key (a transaction-scoped advisory lock on its text's hash) until
+    the transaction ends, all in one statement and one order, so two transactions holding keys
+    in common wait for each other instead of deadlocking. Elsewhere a no-op: SQLite's writers
+    wait for its one write lock (`hold_sqlite_writes`)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_HOLD_KEYS, {"keys": sorted(set(keys))})
 
 
 def insert_for(dialect: str) -> Callable[[sa.Table], Any]:

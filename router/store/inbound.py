@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.core.envelope import Envelope, Outbound, now, ordered_id
-from router.store.database import Repository, hold_sqlite_writes
+from router.store.database import Repository, hold_keys, hold_sqlite_writes
 from router.store.rows import listing, new_ticket, outbound_row, utc
 from router.store.schema import conversations, messages
 from router.store.storable import fit, storable
@@ -38,10 +38,6 @@ _SEEN = sa.select(
         (messages.c.channel == sa.bindparam("channel"))
         & one_of(messages.c.channel_message_id, listed("channel_ids")),
     )
-)
-_HOLD_KEYS = sa.text(  # PostgreSQL: each key's transaction-scoped advisory lock, in one order
-    "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h "
-    "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS held"
 )
 _INSERT_CONVERSATIONS = conversations.insert()
 _INSERT_MESSAGES = messages.insert()
@@ -207,8 +203,7 @@ class InboundMessages(Repository):
         (BEGIN IMMEDIATE) instead of at the first insert. PostgreSQL: a transaction-scoped
         advisory lock per key, taken in one order (a deadlock would only roll one back)."""
         await hold_sqlite_writes(conn)
-        if conn.dialect.name == "postgresql":
-            await conn.execute(_HOLD_KEYS, {"keys": sorted(keys)})
+        await hold_keys(conn, keys)
 
     @staticmethod
     async def _seen(conn: AsyncConnection, envelopes: list[Envelope]) -> dict[tuple[str, Any], str]:
