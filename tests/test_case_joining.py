@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from router.core.envelope import Envelope
 from router.services.cases import CaseKeeper
@@ -28,9 +29,10 @@ async def store(database_url) -> AsyncIterator[ConversationStore]:
 async def stored(store: ConversationStore, envelope: Envelope) -> dict:
     """The envelope stored as the dispatcher stores it, with its case; its conversation now."""
     keeper = CaseKeeper(store, rules_from(CONFIG_DIR), protect_configured=False)
-    on_stored, _ = await keeper.placing([envelope])
+    on_stored, _, ahead = await keeper.placing([envelope])
     [done] = await store.record_inbound_many(
-        [Inbound(envelope, "fraud", lambda conversation, created: None)], on_stored
+        [Inbound(envelope, "fraud", lambda _c, _n: None, case_id=ahead.get(envelope.message_id))],
+        on_stored,
     )
     conversation = await store.conversation(done.conversation["id"])
     assert conversation is not None
@@ -102,7 +104,7 @@ async def test_in_one_batch_reports_of_one_phone_join_and_other_messages_open_th
         report("whatsapp", f"whatsapp|whatsapp:{PHONE}|x", f"whatsapp:{PHONE}"),
     ]
     keeper = CaseKeeper(store, rules_from(CONFIG_DIR), protect_configured=False)
-    on_stored, placed = await keeper.placing(envelopes)
+    on_stored, placed, _ = await keeper.placing(envelopes)
     done = await store.record_inbound_many(
         [Inbound(e, "fraud", lambda conversation, created: None) for e in envelopes], on_stored
     )
@@ -126,7 +128,7 @@ async def test_a_customers_next_messages_stay_in_the_case_their_conversation_is_
     newcomer = classified("payments", "normal", channel="sms", key="sms|+8613700137000|q")
     third = classified("general", "low", channel="sms", key=f"sms|{PHONE}|q")
     keeper = CaseKeeper(store, rules_from(CONFIG_DIR), protect_configured=False)
-    on_stored, placed = await keeper.placing([newcomer, third])
+    on_stored, placed, _ = await keeper.placing([newcomer, third])
     done = await store.record_inbound_many(
         [Inbound(e, "fraud", lambda conversation, created: None) for e in (newcomer, third)],
         on_stored,
@@ -138,3 +140,46 @@ async def test_a_customers_next_messages_stay_in_the_case_their_conversation_is_
     case = await store.cases.case(first["case_id"])
     assert case is not None
     assert [e["kind"] for e in case["events"]] == ["case.opened"]
+
+
+async def test_a_conversation_opened_in_the_case_drawn_for_it_is_never_moved(store):
+    """A message with nothing to join by gets its case drawn before it is stored (as the
+    dispatcher stores it): its conversation is inserted in that case, no UPDATE moves it, and
+    a report later in the chunk, in the same conversation, finds it there. A report, which may
+    join another case, gets none drawn."""
+    other_phone = "+8613900139000"
+    key = f"sms|{other_phone}|x"
+    question = classified("payments", "normal", channel="sms", key=key)
+    question = question.model_copy(
+        update={"sender": question.sender.model_copy(update={"address": other_phone})}
+    )
+    envelopes = [question, report("sms", key, other_phone)]
+    keeper = CaseKeeper(store, rules_from(CONFIG_DIR), protect_configured=False)
+    on_stored, placed, ahead = await keeper.placing(envelopes)
+    assert set(ahead) == {question.message_id}
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(" ".join(statement.split()))
+
+    sa.event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        done = await store.record_inbound_many(
+            [
+                Inbound(e, "fraud", lambda _c, _n: None, case_id=ahead.get(e.message_id))
+                for e in envelopes
+            ],
+            on_stored,
+        )
+    finally:
+        sa.event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
+    assert [d.created for d in done] == [True, False]
+    conversation = await store.conversation(done[0].conversation["id"])
+    assert conversation is not None
+    assert conversation["case_id"] == ahead[question.message_id] == placed[conversation["id"]]
+    assert any(s.startswith("INSERT INTO conversations") for s in statements)
+    assert not [s for s in statements if s.startswith("UPDATE conversations SET case_id")]
+    case = await store.cases.case(conversation["case_id"])
+    assert case is not None
+    assert [e["kind"] for e in case["events"]] == ["case.opened"]
+    assert [c["id"] for c in case["conversations"]] == [conversation["id"]]

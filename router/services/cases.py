@@ -16,10 +16,10 @@ from typing import Any
 
 import structlog
 
-from router.core.envelope import Channel, Envelope
+from router.core.envelope import Channel, Envelope, ordered_id
 from router.operator_files.schemas.actions import FreezeAction
 from router.policy.rules import Rules
-from router.store.case_joining import CaseFacts, CaseWindows, place_cases
+from router.store.case_joining import CaseFacts, CaseWindows, may_join, place_cases
 from router.store.cases import ROUTER
 from router.store.conversations import ConversationStore
 from router.store.inbound import Inbound, OnStored, Recorded
@@ -37,9 +37,17 @@ class CaseKeeper:
         self.protect_configured = protect_configured
         self.on_queued: Callable[[], None] | None = None  # wakes the protective action's sender
 
-    async def placing(self, envelopes: Sequence[Envelope]) -> tuple[OnStored, dict[str, str]]:
+    async def placing(
+        self, envelopes: Sequence[Envelope]
+    ) -> tuple[OnStored, dict[str, str], dict[str, str]]:
         """What the store runs in the transaction that stores these messages (each new one's
-        conversation into its case), and the conversation id → case id it fills in."""
+        conversation into its case), the conversation id → case id it fills in, and message id →
+        the case a conversation the message opens is stored in (`Inbound.case_id`).
+
+        That case is drawn now for each message that cannot join another case: opening its
+        conversation, it opens a case of its own, the conversation stored in it from the start.
+        Otherwise the conversation is moved into its case afterwards, in the same transaction:
+        on PostgreSQL a second version of its row, in each of its ten indexes."""
         config = self.rules.config
         phones = {e.message_id: await self._phone(e) for e in envelopes}
         rules = config.routing.cases
@@ -48,6 +56,12 @@ class CaseKeeper:
             transaction=timedelta(days=rules.transaction_days),
         )
         placed: dict[str, str] = {}
+        ahead = {
+            e.message_id: ordered_id()
+            for e in envelopes
+            # What the message says, before it is stored: no conversation id yet.
+            if not may_join(_facts(e, "", phones[e.message_id], opened=True), windows)
+        }
 
         async def on_stored(conn: Any, stored: list[tuple[Inbound, Recorded]]) -> None:
             items = [
@@ -56,6 +70,8 @@ class CaseKeeper:
                     done.conversation["id"],
                     phones.get(item.envelope.message_id),
                     opened=done.created,
+                    # As stored: a caller may not have put the case drawn ahead in its Inbound.
+                    case_id=done.conversation.get("case_id") if done.created else None,
                 )
                 for item, done in stored
             ]
@@ -63,7 +79,7 @@ class CaseKeeper:
             for _, done in stored:
                 done.conversation["case_id"] = placed.get(done.conversation["id"])
 
-        return on_stored, placed
+        return on_stored, placed, ahead
 
     async def protect(
         self, envelopes: Sequence[Envelope], recorded: Sequence[Recorded], placed: dict[str, str]
@@ -108,7 +124,12 @@ class CaseKeeper:
 
 
 def _facts(
-    envelope: Envelope, conversation_id: str, phone: str | None, *, opened: bool
+    envelope: Envelope,
+    conversation_id: str,
+    phone: str | None,
+    *,
+    opened: bool,
+    case_id: str | None = None,
 ) -> CaseFacts:
     c = envelope.classification
     entities = c.entities if c else {}
@@ -121,6 +142,7 @@ def _facts(
         amounts=list(entities.get("amounts", [])),
         unauthorized=c is not None and c.category == "unauthorized_transaction",
         opened=opened,
+        case_id=case_id,
     )
 
 

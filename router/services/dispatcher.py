@@ -188,13 +188,13 @@ class DispatcherService:
             self._last_agents(envelopes, window),
         )
         batch = _Batch(config, snapshot, self.clock.now())
+        # Each conversation joins its case as it is stored: offered, it goes to the case's owner.
+        on_stored, placed, ahead = await self.cases.placing(envelopes)
         items = []
         for envelope in envelopes:
             customer = dict(customers.get(envelope.sender.address, {}))
             customer.setdefault("returning", envelope.conversation_key in previous)
-            items.append(self._inbound(envelope, customer, batch))
-        # Each conversation joins its case as it is stored: offered, it goes to the case's owner.
-        on_stored, placed = await self.cases.placing(envelopes)
+            items.append(self._inbound(envelope, customer, batch, ahead.get(envelope.message_id)))
         recorded = await self.store.record_inbound_many(items, on_stored)
         await self.cases.protect(envelopes, recorded, placed)
         events = [
@@ -284,8 +284,11 @@ class DispatcherService:
             stored + [out for out in made if out.conversation_id not in read_back]
         )
 
-    def _inbound(self, envelope: Envelope, customer: dict, batch: _Batch) -> Inbound:
-        """The routing decision for one message, and the acknowledgement to store with it."""
+    def _inbound(
+        self, envelope: Envelope, customer: dict, batch: _Batch, case_id: str | None
+    ) -> Inbound:
+        """The routing decision for one message, and the acknowledgement to store with it;
+        `case_id`: the case a conversation it opens is stored in (`CaseKeeper.placing`)."""
         c = envelope.classification
         assert c is not None
         config, at = batch.config, batch.at
@@ -341,6 +344,7 @@ class DispatcherService:
             acknowledge,
             placement=placement(config, decision, at, batch.calendar(decision.queue)),
             decision=decision.as_dict(),
+            case_id=case_id,
         )
 
 

@@ -30,7 +30,10 @@ class CaseFacts:
     transaction_ids: list[str] = field(default_factory=list)
     amounts: list[str] = field(default_factory=list)
     unauthorized: bool = False
-    opened: bool = False  # the message opened its conversation, in this transaction: no case yet
+    opened: bool = False  # the message opened its conversation, in this transaction
+    # The case that conversation was stored in, drawn before (`may_join` said it joins nothing);
+    # None: it has no case yet.
+    case_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,14 +56,17 @@ async def place_cases(
     current = await _cases_of(conn, [item.conversation_id for item in items if not item.opened])
     # Most messages open a case of their own (no case yet, nothing to join by): those are
     # opened together, and before any message that has to look at the cases stored so far.
-    opening: list[tuple[str, str | None, datetime]] = []
+    opening: list[tuple[str, str | None, datetime, str | None]] = []
     seen: set[str] = set()
     for item in items:
         await _store_facts(conn, item)
-        alone = item.conversation_id not in seen and current.get(item.conversation_id) is None
+        first = item.conversation_id not in seen
         seen.add(item.conversation_id)
-        if alone and not _may_join(item, windows):
-            opening.append((item.conversation_id, item.phone, item.at))
+        if first and item.opened and item.case_id is not None:  # stored in its case already
+            opening.append((item.conversation_id, item.phone, item.at, item.case_id))
+            continue
+        if first and current.get(item.conversation_id) is None and not may_join(item, windows):
+            opening.append((item.conversation_id, item.phone, item.at, None))
             continue
         placed.update(await open_cases(conn, opening))
         opening = []
@@ -81,8 +87,9 @@ async def _cases_of(conn: AsyncConnection, conversation_ids: list[str]) -> dict[
     return {row[0]: row[1] for row in rows}
 
 
-def _may_join(item: CaseFacts, windows: CaseWindows) -> bool:
-    """Could this message join another case (what `_match` looks for)?"""
+def may_join(item: CaseFacts, windows: CaseWindows) -> bool:
+    """Could this message join another case (what `_match` looks for)? A message that cannot,
+    and opens its conversation, opens a case of its own."""
     return bool(item.phone) and bool(
         item.transaction_ids or (item.unauthorized and windows.unauthorized is not None)
     )

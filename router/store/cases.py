@@ -268,24 +268,25 @@ _MOVE_TO_CASE = (
 
 
 async def open_cases(
-    conn: AsyncConnection, wanted: list[tuple[str, str | None, datetime]]
+    conn: AsyncConnection, wanted: list[tuple[str, str | None, datetime, str | None]]
 ) -> dict[str, str]:
-    """A case of its own for each (conversation id, phone, at), each in the audit trail as
-    opened: what `open_case`, `move_to_case` and `add_event` do one by one, in three statements
-    for them all. Returns conversation id → case id."""
+    """A case of its own for each (conversation id, phone, at, case id), each in the audit trail
+    as opened: what `open_case`, `move_to_case` and `add_event` do one by one, in three
+    statements for them all. A case id given was drawn before the conversation was stored, in
+    it: that conversation is not moved. Returns conversation id → case id."""
     if not wanted:
         return {}
-    opened = {conversation_id: ordered_id() for conversation_id, _, _ in wanted}
+    opened = {c: case_id or ordered_id() for c, _, _, case_id in wanted}
     await conn.execute(
         _INSERT_CASES,
         [
             storable(cases, {"id": opened[c], "customer_phone": phone, "created_at": at})
-            for c, phone, at in wanted
+            for c, phone, at, _ in wanted
         ],
     )
-    await conn.execute(
-        _MOVE_TO_CASE, [{"conversation": c, "case": case_id} for c, case_id in opened.items()]
-    )
+    moved = [{"conversation": c, "case": opened[c]} for c, _, _, case_id in wanted if not case_id]
+    if moved:
+        await conn.execute(_MOVE_TO_CASE, moved)
     at = now()
     await conn.execute(
         _INSERT_EVENTS,

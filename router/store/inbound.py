@@ -58,6 +58,7 @@ class Inbound:
     acknowledge: Acknowledge
     placement: dict[str, Any] | None = None
     decision: dict[str, Any] | None = None
+    case_id: str | None = None  # the case a conversation this message opens is stored in
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ class InboundMessages(Repository):
                     open_by_key.get(_key(envelope)),
                     at,
                     tickets,
+                    item.case_id,
                 )
                 conv_id = row["id"]
                 if created:
@@ -246,6 +248,7 @@ def _place_inbound(
     open_conv: dict[str, Any] | None,
     at: datetime,
     tickets: list[str],
+    case_id: str | None,
 ) -> tuple[dict[str, Any], bool, bool, dict[str, Any]]:
     """Where a new message goes: a new conversation (its ticket taken from `tickets`), or the
     open one (changed in place). Returns the conversation's row as it is now, created,
@@ -269,6 +272,7 @@ def _place_inbound(
             queue=queue,
             status="waiting",
             assignee=None,
+            case_id=case_id,
             preview=envelope.text[:200],
             priority=0,  # the columns' server defaults, unless the placement says otherwise
             ladder_step=0,
