@@ -9,6 +9,7 @@ neither send nor keep any reply twice, and one conversation's replies arrive in 
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -246,6 +247,22 @@ async def test_the_sandbox_keeps_a_chunk_once_and_marks_only_what_it_kept_now(pa
     assert await store.record_sandbox_deliveries([first, second, second]) == [second.message_id]
     assert await kept(store) == {first.message_id: 1, second.message_id: 1}
     assert await statuses(store, [first, second]) == ["read", "sandboxed"]
+
+
+async def test_two_senders_keeping_one_chunk_at_once_are_each_told_of_a_reply_once(
+    parts, database_url
+):
+    """After a rebalance two senders may keep the same chunk at the same moment: each reply is
+    kept once, and only one of them is told it kept it (and so logs and counts it)."""
+    mail = await conversation(parts.store, Channel.EMAIL, "f@example.com")
+    outs = await replies(parts.store, mail, *(f"reply {n}" for n in range(20)))
+    async with ConversationStore(database_url) as other:
+        told = await asyncio.gather(
+            parts.store.record_sandbox_deliveries(outs), other.record_sandbox_deliveries(outs)
+        )
+    assert sorted(told[0] + told[1]) == sorted(o.message_id for o in outs)
+    assert await kept(parts.store) == {o.message_id: 1 for o in outs}
+    assert await statuses(parts.store, outs) == ["sandboxed"] * 20
 
 
 async def test_the_sandbox_keeps_a_chunk_in_as_many_statements_whatever_its_length(parts):

@@ -35,6 +35,7 @@ from aiokafka.errors import (
     UnknownError,
 )
 
+from router.bus.partitioner import KeyPartitioner
 from router.core.envelope import now
 from router.core.settings import Settings
 from router.observability.metrics import DEAD_LETTERS
@@ -204,6 +205,7 @@ class KafkaBus:
             enable_idempotence=idempotent,
             linger_ms=0,
             request_timeout_ms=10000,
+            partitioner=KeyPartitioner(),
         )
 
     async def stop(self) -> None:
