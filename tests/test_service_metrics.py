@@ -129,3 +129,25 @@ def test_the_grafana_dashboard_asks_only_for_metrics_we_serve():
         "supportrouter_outbound_delivered_total",
     ):
         assert needed in asked
+
+
+def test_a_kept_labelled_child_counts_where_labels_would_put_it():
+    """The counters every message moves go through `labelled` (a child kept, not looked up
+    again): the same sample as `labels` by name, for an enum value and its text alike."""
+    from router.core.envelope import Channel, Lane
+    from router.observability.metrics import RECEIVED, labelled
+
+    def count() -> float:
+        value = prometheus_client.REGISTRY.get_sample_value(
+            "supportrouter_messages_received_total", {"channel": "telegram", "lane": "urgent"}
+        )
+        return value or 0.0
+
+    before = count()
+    labelled(RECEIVED, Channel.TELEGRAM, Lane.URGENT).inc()
+    labelled(RECEIVED, "telegram", "urgent").inc()
+    RECEIVED.labels(channel="telegram", lane="urgent").inc()
+    assert count() == before + 3
+    assert labelled(RECEIVED, Channel.TELEGRAM, Lane.URGENT) is RECEIVED.labels(
+        channel="telegram", lane="urgent"
+    )

@@ -1,6 +1,20 @@
 """Prometheus counters, served as text at GET /metrics."""
 
+import functools
+from typing import Any, TypeVar
+
 from prometheus_client import Counter, Gauge, Histogram
+
+_Metric = TypeVar("_Metric", Counter, Gauge, Histogram)
+
+
+@functools.lru_cache(maxsize=4096)
+def labelled(metric: _Metric, *values: Any) -> _Metric:
+    """`metric.labels(*values)`, kept: a labelled child is found in 0.2 µs, where `labels`
+    checks and converts its values and looks it up again in 1.6. For the counters every
+    message moves (values by position, in the metric's order of label names)."""
+    return metric.labels(*values)
+
 
 RECEIVED = Counter(
     "supportrouter_messages_received_total", "Inbound messages accepted", ["channel", "lane"]

@@ -30,6 +30,7 @@ from router.observability.metrics import (
     QUEUE_OLDEST_WAIT,
     QUEUE_WAITING,
     ROUTING_SECONDS,
+    labelled,
 )
 from router.operator_files.config import RouterConfig
 from router.policy.rules import Rules
@@ -229,7 +230,7 @@ class DispatcherService:
             c = envelope.classification
             assert c is not None
             if before.classification is None:  # classified here, not by the gateway or a stage
-                CLASSIFIED.labels(category=c.category, urgency=c.urgency).inc()
+                labelled(CLASSIFIED, c.category, c.urgency).inc()
             conversation = done.conversation
             ROUTING_SECONDS.observe((now() - envelope.received_at).total_seconds())
             decision = item.decision or {}

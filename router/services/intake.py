@@ -20,7 +20,7 @@ import structlog
 from router.bus.kafka import KafkaBus
 from router.classify.redact_fields import masked_fields
 from router.core.envelope import Classification, Envelope, Lane
-from router.observability.metrics import CLASSIFIED, RECEIVED
+from router.observability.metrics import CLASSIFIED, RECEIVED, labelled
 from router.policy.rules import Rules
 from router.store.journal import IntakeJournal
 
@@ -70,11 +70,11 @@ class Intake:
                 await self.journal.due_now([clean.message_id])
             raise
         self.unconfirmed.add(clean.message_id)
-        RECEIVED.labels(channel=clean.channel, lane=lane).inc()
+        labelled(RECEIVED, clean.channel, lane).inc()
         classified: dict[str, object] = {}
         if clean.classification is not None:
             c = clean.classification
-            CLASSIFIED.labels(category=c.category, urgency=c.urgency).inc()
+            labelled(CLASSIFIED, c.category, c.urgency).inc()
             classified = {"category": c.category, "urgency": c.urgency}
         log.info(
             "message.received",

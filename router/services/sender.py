@@ -36,6 +36,7 @@ from router.observability.metrics import (
     RESENT_UNKNOWN_OUTCOME,
     UNKNOWN_OUTCOME_FOUND,
     UNKNOWN_OUTCOME_GIVEN_UP,
+    labelled,
 )
 from router.store.conversations import ConversationStore
 
@@ -160,7 +161,7 @@ class SenderService:
         for out in outs:
             if out.message_id in kept:
                 kept.discard(out.message_id)  # a reply twice in the chunk is counted once
-                DELIVERED.labels(channel=out.channel, mode="sandbox").inc()
+                labelled(DELIVERED, out.channel, "sandbox").inc()
                 log.info(
                     "reply.sandboxed",
                     trace_id=out.trace_id,
@@ -190,7 +191,7 @@ class SenderService:
                     error=repr(exc)[:300],
                 )
                 return exc
-            DELIVERED.labels(channel=out.channel, mode="provider").inc()
+            labelled(DELIVERED, out.channel, "provider").inc()
             log.info(
                 "reply.sent",
                 trace_id=out.trace_id,
