@@ -247,8 +247,14 @@ def _open_log(path: Path):
     return open(path, "ab")  # noqa: SIM115  # closed by running()
 
 
-def _tail(path: Path) -> str:
-    return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+def _tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a process's log that are not a library's (the Kafka client's
+    connection errors, once the broker is gone, would fill any tail), then its very last."""
+    if not path.exists():
+        return ""
+    every = path.read_text(errors="replace").splitlines()
+    own = [line for line in every if '"logger":' not in line]
+    return "\n".join([*own[-lines:], "...", *every[-5:]])
 
 
 @contextlib.asynccontextmanager

@@ -466,3 +466,17 @@ async def test_the_bench_counts_a_process_that_ended_for_the_one_that_took_its_p
         parent.stdin.close()
         await parent.wait()
         await memory.stop()
+
+
+def test_a_router_that_did_not_start_is_told_by_its_own_last_lines_not_the_kafka_clients(
+    tmp_path,
+):
+    """When the router exits before it is ready, the bench shows its own last lines: the Kafka
+    client's connection errors, once the broker is gone, filled the whole tail before."""
+    log = tmp_path / "router.log"
+    own = '{"event":"worker.exited","role":"dispatcher","level":"error"}'
+    noise = '{"event":"Unable connect to node with id 111","level":"error","logger":"aiokafka"}'
+    log.write_text("\n".join(["starting", own, *[noise] * 200, "stopped."]) + "\n")
+    tail = from_bench("bench_support")._tail(log)
+    assert own in tail and "starting" in tail and tail.endswith("stopped.")
+    assert tail.count(noise) <= 4
