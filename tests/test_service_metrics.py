@@ -11,9 +11,10 @@ from pathlib import Path
 import aiohttp
 import prometheus_client
 
-import router.observability.metrics  # noqa: F401  (registers every metric)
 from router.bus.embedded import free_port
 from router.bus.kafka import KafkaBus
+from router.core.envelope import Channel, Lane
+from router.observability.metrics import RECEIVED, labelled  # (registers every metric)
 from tests.conftest import migrated_sqlite
 from tests.test_process import _env, _start
 
@@ -134,8 +135,6 @@ def test_the_grafana_dashboard_asks_only_for_metrics_we_serve():
 def test_a_kept_labelled_child_counts_where_labels_would_put_it():
     """The counters every message moves go through `labelled` (a child kept, not looked up
     again): the same sample as `labels` by name, for an enum value and its text alike."""
-    from router.core.envelope import Channel, Lane
-    from router.observability.metrics import RECEIVED, labelled
 
     def count() -> float:
         value = prometheus_client.REGISTRY.get_sample_value(
