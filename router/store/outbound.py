@@ -28,16 +28,13 @@ _IN_OUTBOX = sa.select(outbox.c.message_id).where(one_of(outbox.c.message_id, li
 # ids kept come back. No lookup first: on a new database, a lookup prepared while the outbox was
 # nearly empty kept a plan that reads the whole table (a generic plan, until the table is
 # analyzed), a few milliseconds a chunk and growing.
+_KEPT_COLUMNS = [column for column in outbox.columns if column.name != "seq"]  # as _outbox_row
 _KEEP_IN_OUTBOX = sa.text(
-    "INSERT INTO outbox (message_id, conversation_id, channel, recipient, kind, text, created_at)"
-    " SELECT * FROM unnest(:message_id, :conversation_id, :channel, :recipient, :kind, :text,"
-    " :created_at) ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
+    f"INSERT INTO outbox ({', '.join(column.name for column in _KEPT_COLUMNS)})"
+    f" SELECT * FROM unnest({', '.join(':' + column.name for column in _KEPT_COLUMNS)})"
+    " ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
 ).bindparams(
-    *(
-        sa.bindparam(column.name, type_=postgresql.ARRAY(column.type))
-        for column in outbox.columns
-        if column.name != "seq"
-    )
+    *(sa.bindparam(column.name, type_=postgresql.ARRAY(column.type)) for column in _KEPT_COLUMNS)
 )
 _SANDBOXED = (
     messages.update()
