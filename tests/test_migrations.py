@@ -15,16 +15,25 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from router.bus.embedded import free_port
+from router.core.envelope import Channel
 from router.store.conversations import ConversationStore
 from router.store.migrate import SchemaError, current, upgrade
-from router.store.revisions import MIGRATIONS, SchemaNotReady, first_schema, head
+from router.store.revisions import (
+    MIGRATIONS,
+    SchemaNotReady,
+    alembic_config,
+    first_schema,
+    head,
+)
 from router.store.schema import metadata
 from tests.conftest import ADMIN_PASSWORD, CONFIG_DIR, make_settings, new_router
+from tests.test_batch_sender import conversation, replies
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,6 +84,48 @@ async def test_an_unknown_revision_is_refused_and_the_database_left_empty(empty_
     with pytest.raises(SchemaError, match="no-such-revision"):
         await upgrade(empty_database_url, "no-such-revision")
     assert await _sync(empty_database_url, _tables) == set()
+
+
+async def test_replies_unpublished_across_0005_stay_unpublished_both_ways_and_in_order(
+    empty_database_url,
+):
+    """0005 moved "not yet on Kafka" from a flag on each message to `unpublished_replies`: the
+    replies unpublished before an upgrade (or a downgrade) are the ones the relay finds after."""
+    url = empty_database_url
+    await upgrade(url)
+    async with ConversationStore(url) as store:
+        opened = await conversation(store, Channel.SMS, "+15550005005")
+        outs = await replies(store, opened, "first", "second", "third", "fourth")
+        await store.mark_published(outs[1].message_id, outs[3].message_id)
+        unpublished = [o.message_id for o in await store.unpublished()]
+    assert unpublished == [outs[0].message_id, outs[2].message_id]
+
+    await _sync(url, lambda connection: _downgrade(connection, "0004"))
+    flags = await _sync(
+        url,
+        lambda c: {
+            m: published
+            for m, published in c.execute(
+                sa.text("SELECT message_id, published FROM messages WHERE direction = 'out'")
+            )
+        },
+    )
+    assert {m: bool(published) for m, published in flags.items()} == {
+        o.message_id: o.message_id not in unpublished for o in outs
+    }
+    assert "unpublished_replies" not in await _sync(url, _tables)
+
+    assert (await upgrade(url)).after == head()
+    async with ConversationStore(url) as store:
+        assert [o.message_id for o in await store.unpublished()] == unpublished
+        assert [o.message_id for o in await store.unpublished(opened["id"])] == unpublished
+    assert await _sync(url, _differences) == []
+
+
+def _downgrade(connection: sa.Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
 
 
 # --- adopting a database made by create_all before migrations -------------------------------

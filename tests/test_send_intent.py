@@ -31,6 +31,7 @@ from router.store.conversations import ConversationStore
 from router.store.schema import messages
 from tests import telegram_standin as tg
 from tests.kafka_helpers import fetch_uncommitted
+from tests.store_helpers import statements_run
 from tests.test_batch_sender import (
     LONG,
     conversation,
@@ -234,6 +235,30 @@ async def test_a_send_that_fails_is_queued_again_and_retried_as_an_ordinary_send
     assert metric("supportrouter_replies_resent_unknown_outcome_total", "telegram") == resent_before
 
 
+# --- published --------------------------------------------------------------------------------
+
+
+async def test_marking_replies_published_leaves_their_messages_untouched(parts):
+    """Published is a row of `unpublished_replies` gone, not an update of each reply in
+    `messages` (which rewrote the reply and its indexes: docs/performance.md, "Twentieth
+    round"); the relay then finds only the others."""
+    store = parts.store
+    sms = await conversation(store, Channel.SMS, "+15550002006")
+    outs = await replies(store, sms, "one", "two", "three")
+
+    async def stored_replies() -> list:
+        async with store.engine.connect() as conn:
+            query = sa.select(messages).where(messages.c.direction == "out")
+            return [tuple(row) for row in await conn.execute(query.order_by(messages.c.seq))]
+
+    before = await stored_replies()
+    with statements_run(store.engine) as statements:
+        await store.mark_published(outs[0].message_id, outs[2].message_id)
+    assert not [s for s in statements if "messages" in s.split("WHERE")[0]]
+    assert await stored_replies() == before
+    assert [o.message_id for o in await store.unpublished()] == [outs[1].message_id]
+
+
 # --- requeue_unsent -------------------------------------------------------------------------------
 
 
@@ -275,14 +300,6 @@ async def test_requeue_unsent_puts_back_exactly_the_published_replies_not_sent_y
         Outbound.from_bytes(r.value).message_id
         for r in await fetch_uncommitted(parts.bus, [topic], "requeue-check", 5)
     )
+    # The gateway's chat reply is left alone: not published again.
     assert on_topic == {o.message_id: 1 for o in (outs[0], outs[1], outs[2], outs[3], outs[7])}
     assert await store.unpublished() == []
-    async with store.engine.connect() as conn:
-        unpublished_chat = (
-            await conn.execute(
-                sa.select(messages.c.published).where(
-                    messages.c.message_id == chat_reply.message_id
-                )
-            )
-        ).scalar_one()
-    assert unpublished_chat is True  # the gateway's: left alone

@@ -26,7 +26,6 @@ def row(**changes):
         "text": "my transfer failed",
         "trace_id": "t-1",
         "meta": {"classification": {"rules": ["a", "b"], "confidence": 0.9}, "thread": {}},
-        "published": True,
         "delivery_status": None,
         "created_at": AT,
     }

@@ -9,12 +9,13 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.core.envelope import Envelope, Outbound, now, ordered_id
 from router.store.database import Repository, hold_keys, hold_sqlite_writes
-from router.store.rows import listing, new_ticket, outbound_row, utc
-from router.store.schema import conversations, messages
+from router.store.rows import listing, new_ticket, outbound_row, unpublished_row, utc
+from router.store.schema import conversations, messages, unpublished_replies
 from router.store.storable import fit, storable
 from router.store.value_lists import listed, one_of
 
@@ -41,6 +42,16 @@ _SEEN = sa.select(
 )
 _INSERT_CONVERSATIONS = conversations.insert()
 _INSERT_MESSAGES = messages.insert()
+_INSERT_UNPUBLISHED = unpublished_replies.insert()
+# PostgreSQL: a chunk's unpublished replies as two arrays in one statement, which costs the
+# dispatcher less than asyncpg's executemany of a row each (SQLite's executemany is cheap).
+_INSERT_UNPUBLISHED_ARRAYS = sa.text(
+    "INSERT INTO unpublished_replies (message_id, conversation_id)"
+    " SELECT * FROM unnest(:message_id, :conversation_id)"
+).bindparams(
+    sa.bindparam("message_id", type_=postgresql.ARRAY(sa.String())),
+    sa.bindparam("conversation_id", type_=postgresql.ARRAY(sa.String())),
+)
 _TAKEN_TICKETS = sa.select(conversations.c.ticket).where(
     one_of(conversations.c.ticket, listed("tickets"))
 )
@@ -130,6 +141,7 @@ class InboundMessages(Repository):
             new_rows: dict[str, dict[str, Any]] = {}  # inserted by this call, in order
             changed: dict[str, dict[str, Any]] = {}  # updates of conversations stored before
             message_rows: list[dict[str, Any]] = []
+            reply_rows: list[dict[str, Any]] = []  # the acknowledgements: unpublished yet
             results: list[Recorded | str] = []  # a duplicate's conversation id until it is read
             at = now()
             for item in items:
@@ -160,7 +172,8 @@ class InboundMessages(Repository):
                 conversation = listing(row)
                 ack = item.acknowledge(conversation, created)
                 if ack is not None:
-                    message_rows.append(outbound_row(ack))
+                    message_rows.append(reply := outbound_row(ack))
+                    reply_rows.append(unpublished_row(reply))
                 results.append(Recorded(conversation, False, created, requeued))
             if new_rows:
                 await conn.execute(_INSERT_CONVERSATIONS, list(new_rows.values()))
@@ -171,6 +184,8 @@ class InboundMessages(Repository):
             if message_rows:
                 # One statement, rows in order: each acknowledgement right after its message.
                 await conn.execute(_INSERT_MESSAGES, message_rows)
+            if reply_rows:
+                await _insert_unpublished(conn, reply_rows)
             if on_stored is not None:
                 stored = [
                     (i, r) for i, r in zip(items, results, strict=True) if isinstance(r, Recorded)
@@ -346,11 +361,23 @@ def _inbound_row(
             "thread": envelope.thread,
             **({"decision": decision} if decision else {}),
         },
-        "published": True,
         "delivery_status": None,
         "created_at": envelope.received_at,
     }
     return storable(messages, row, keep_in="meta")
+
+
+async def _insert_unpublished(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            _INSERT_UNPUBLISHED_ARRAYS,
+            {
+                "message_id": [row["message_id"] for row in rows],
+                "conversation_id": [row["conversation_id"] for row in rows],
+            },
+        )
+    else:
+        await conn.execute(_INSERT_UNPUBLISHED, rows)
 
 
 def _key(envelope: Envelope) -> str:

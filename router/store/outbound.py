@@ -1,5 +1,6 @@
-"""Replies: stored unpublished with their conversation's update, marked published once Kafka
-has them, their delivery status, and the sandbox outbox (what would have been sent)."""
+"""Replies: stored unpublished with their conversation's update (a row of `unpublished_replies`
+beside each), marked published once Kafka has them (that row deleted), their delivery status, and
+the sandbox outbox (what would have been sent)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.core.envelope import Outbound, now
 from router.store.database import Repository, hold_sqlite_writes, insert_for
-from router.store.rows import jsonable, outbound_row
-from router.store.schema import conversations, messages, outbox
+from router.store.rows import jsonable, outbound_row, unpublished_row
+from router.store.schema import conversations, messages, outbox, unpublished_replies
 from router.store.storable import fit, storable
 from router.store.value_lists import listed, one_of
 
 # The statements every chunk runs, built once (see value_lists.py).
-_MARK_PUBLISHED = (
-    messages.update().where(one_of(messages.c.message_id, listed("ids"))).values(published=True)
+_MARK_PUBLISHED = unpublished_replies.delete().where(
+    one_of(unpublished_replies.c.message_id, listed("ids"))
 )
 _IN_OUTBOX = sa.select(outbox.c.message_id).where(one_of(outbox.c.message_id, listed("ids")))
 # PostgreSQL: a chunk's rows as one array a column, kept unless the outbox has the message; the
@@ -66,7 +67,9 @@ def not_sent_yet(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
 
 class OutboundMessages(Repository):
     async def _insert_outbound(self, conn: AsyncConnection, out: Outbound) -> None:
-        await conn.execute(messages.insert().values(**outbound_row(out)))
+        row = outbound_row(out)
+        await conn.execute(messages.insert().values(**row))
+        await conn.execute(unpublished_replies.insert().values(**unpublished_row(row)))
 
     async def add_outbound(self, out: Outbound) -> None:
         async with self.write() as conn:
@@ -92,15 +95,19 @@ class OutboundMessages(Repository):
     ) -> list[Outbound]:
         """Replies stored but not yet acknowledged by Kafka, oldest first: of one conversation,
         of several (`conversation_ids`), or of all."""
-        query = sa.select(messages.c.meta).where(
-            (messages.c.direction == "out") & (messages.c.published == sa.false())
-        )
+        # The replies are found through the small table, each by its message id: never by a
+        # read of `messages` in its order (what SQLite's planner picks for a join, to skip the
+        # sort).
+        pending = sa.select(unpublished_replies.c.message_id)
         if conversation_id is not None:
-            query = query.where(messages.c.conversation_id == conversation_id)
+            pending = pending.where(unpublished_replies.c.conversation_id == conversation_id)
         if conversation_ids is not None:
             if not conversation_ids:
                 return []
-            query = query.where(one_of(messages.c.conversation_id, sorted(set(conversation_ids))))
+            pending = pending.where(
+                one_of(unpublished_replies.c.conversation_id, sorted(set(conversation_ids)))
+            )
+        query = sa.select(messages.c.meta).where(messages.c.message_id.in_(pending))
         if older_than:
             query = query.where(messages.c.created_at < now() - timedelta(seconds=older_than))
         async with self.engine.connect() as conn:
@@ -108,6 +115,7 @@ class OutboundMessages(Repository):
         return [Outbound.model_validate(r[0]["outbound"]) for r in rows]
 
     async def mark_published(self, *message_ids: str) -> None:
+        """Kafka has these replies: their rows of `unpublished_replies` go."""
         if not message_ids:
             return
         async with self.write_one() as conn:
@@ -186,15 +194,17 @@ class OutboundMessages(Repository):
         become unpublished again, so the OutboundRelay publishes them once more: for a broker
         that lost its records. Chat replies are skipped by default: the gateway delivers them
         and never moves their status past queued. Returns how many."""
-        query = messages.update().where(
+        pending = unpublished_replies.c
+        unsent = sa.select(messages.c.message_id, messages.c.conversation_id).where(
             (messages.c.direction == "out")
-            & (messages.c.published == sa.true())
             & not_sent_yet(messages.c.delivery_status)
+            & ~sa.exists().where(pending.message_id == messages.c.message_id)
         )
         if skip_channels:
-            query = query.where(messages.c.channel.not_in(sorted(skip_channels)))
+            unsent = unsent.where(messages.c.channel.not_in(sorted(skip_channels)))
+        query = unpublished_replies.insert().from_select(["message_id", "conversation_id"], unsent)
         async with self.write() as conn:
-            return (await conn.execute(query.values(published=False))).rowcount
+            return (await conn.execute(query)).rowcount
 
     async def record_sandbox_delivery(self, out: Outbound) -> bool:
         """Keep what would have been sent; False when this message was kept before."""

@@ -48,13 +48,13 @@ def listing(row: Mapping[Any, Any]) -> dict[str, Any]:
 def message_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
     out = jsonable(row)
     out["id"] = out.pop("message_id")
-    out.pop("published", None)
     return out
 
 
 def outbound_row(out: Outbound) -> dict[str, Any]:
-    """A reply as stored: unpublished until Kafka acknowledged it (see OutboundRelay). The
-    reply itself is kept in meta, cleaned as every value is (see `router.store.storable`)."""
+    """A reply as stored (with its row of `unpublished_replies` until Kafka acknowledged it: see
+    `unpublished_row` and OutboundRelay). The reply itself is kept in meta, cleaned as every
+    value is (see `router.store.storable`)."""
     row = {
         "message_id": out.message_id,
         "conversation_id": out.conversation_id,
@@ -66,8 +66,12 @@ def outbound_row(out: Outbound) -> dict[str, Any]:
         "text": out.text,
         "trace_id": out.trace_id,
         "meta": {"outbound": out.model_dump(mode="json")},
-        "published": False,
         "delivery_status": "queued",
         "created_at": out.created_at,
     }
     return storable(messages, row, keep_in="meta")
+
+
+def unpublished_row(row: dict[str, Any]) -> dict[str, Any]:
+    """What `unpublished_replies` keeps of a reply's stored row (`outbound_row`)."""
+    return {"message_id": row["message_id"], "conversation_id": row["conversation_id"]}

@@ -94,7 +94,6 @@ messages = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("trace_id", sa.String(32), nullable=False),
     sa.Column("meta", sa.JSON, nullable=False),
-    sa.Column("published", sa.Boolean, nullable=False),
     # Outbound only: queued → sending → sent | sandboxed | failed, then what the provider reports
     # (delivered, undelivered, read ...); provider_message_id ties a status callback to it.
     sa.Column("delivery_status", sa.String(20)),
@@ -108,14 +107,18 @@ messages = sa.Table(
     sa.Column("send_started_at", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("channel", "channel_message_id", name="uq_messages_channel_message"),
     sa.Index("ix_messages_conversation", "conversation_id", "seq"),
-    # The replies not yet on Kafka (router/store/outbound.py `unpublished`, the relay's round):
-    # only those are in it, so it stays small (an inbound message is stored published).
-    sa.Index(
-        "ix_messages_unpublished",
-        "seq",
-        sqlite_where=sa.text("published = 0"),
-        postgresql_where=sa.text("published = false"),
-    ),
+)
+
+# The replies stored and not yet acknowledged by Kafka (router/store/outbound.py): a row is
+# written with its reply, in the same transaction, and deleted once Kafka took the reply; what a
+# crash or a lost broker left here the relay publishes again. A small table of its own, so that
+# marking a chunk's replies published deletes a few short rows instead of rewriting each reply
+# in `messages` and its indexes (docs/performance.md, "Twentieth round").
+unpublished_replies = sa.Table(
+    "unpublished_replies",
+    metadata,
+    sa.Column("message_id", sa.String(64), primary_key=True),
+    sa.Column("conversation_id", sa.String(32), nullable=False, index=True),
 )
 
 outbox = sa.Table(
