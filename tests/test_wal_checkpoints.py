@@ -53,7 +53,9 @@ async def test_the_workers_commits_never_checkpoint_and_their_checkpointer_does(
     finally:
         await idle.stop()  # its last checkpoint
 
-    assert _pages_in_the_database(path) - before > ROWS // 2  # the stop's checkpoint copied it
+    # The stop's checkpoint copied it: the filler's 1,500 pages or so, less the free pages the
+    # migrations left in the file for it to take (0005 rebuilds `messages` to drop a column).
+    assert _pages_in_the_database(path) - before > ROWS // 3
 
     working = Database(url, sqlite_on_loop=True, checkpoint_seconds=0.05)
     await working.start()
