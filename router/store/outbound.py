@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.core.envelope import Outbound, now
@@ -18,7 +17,7 @@ from router.store.database import Repository, hold_sqlite_writes, insert_for
 from router.store.rows import jsonable, outbound_row, unpublished_row
 from router.store.schema import conversations, messages, outbox, unpublished_replies
 from router.store.storable import fit, storable
-from router.store.value_lists import listed, one_of
+from router.store.value_lists import as_arrays, listed, one_of, unnest_insert
 
 # The statements every chunk runs, built once (see value_lists.py).
 _MARK_PUBLISHED = unpublished_replies.delete().where(
@@ -30,12 +29,8 @@ _IN_OUTBOX = sa.select(outbox.c.message_id).where(one_of(outbox.c.message_id, li
 # nearly empty kept a plan that reads the whole table (a generic plan, until the table is
 # analyzed), a few milliseconds a chunk and growing.
 _KEPT_COLUMNS = [column for column in outbox.columns if column.name != "seq"]  # as _outbox_row
-_KEEP_IN_OUTBOX = sa.text(
-    f"INSERT INTO outbox ({', '.join(column.name for column in _KEPT_COLUMNS)})"
-    f" SELECT * FROM unnest({', '.join(':' + column.name for column in _KEPT_COLUMNS)})"
-    " ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
-).bindparams(
-    *(sa.bindparam(column.name, type_=postgresql.ARRAY(column.type)) for column in _KEPT_COLUMNS)
+_KEEP_IN_OUTBOX = unnest_insert(
+    outbox, _KEPT_COLUMNS, " ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
 )
 _SANDBOXED = (
     messages.update()
@@ -235,9 +230,8 @@ class OutboundMessages(Repository):
         if self.engine.dialect.name == "postgresql":
             # One statement keeps each row the outbox lacks; ON CONFLICT keeps a row once if
             # another sender (a rebalance) keeps it at the same moment, and only one is told.
-            columns = {name: [row[name] for row in rows] for name in rows[0]}
             async with self.write() as conn:
-                kept = set((await conn.execute(_KEEP_IN_OUTBOX, columns)).scalars())
+                kept = set((await conn.execute(_KEEP_IN_OUTBOX, as_arrays(rows))).scalars())
                 if kept:
                     await conn.execute(_SANDBOXED, {"ids": sorted(kept)})
             return [row["message_id"] for row in rows if row["message_id"] in kept]

@@ -84,3 +84,21 @@ def _in_json_array(element: OneOf, compiler: Any, **kw: Any) -> str:
 def _any_of_array(element: OneOf, compiler: Any, **kw: Any) -> str:
     column = compiler.process(element.column, **kw)
     return f"{column} = ANY({compiler.process(element.values, **kw)})"
+
+
+def unnest_insert(table: sa.Table, columns: list[sa.Column[Any]], tail: str = "") -> sa.TextClause:
+    """PostgreSQL: `INSERT INTO table (columns) SELECT * FROM unnest(...)`, a chunk's rows as one
+    array a column (given by `as_arrays`), then `tail` (ON CONFLICT, RETURNING): one statement
+    for any number of rows, where asyncpg's executemany binds and runs each row."""
+    names = [column.name for column in columns]
+    return sa.text(
+        f"INSERT INTO {table.name} ({', '.join(names)})"
+        f" SELECT * FROM unnest({', '.join(':' + name for name in names)}){tail}"
+    ).bindparams(
+        *(sa.bindparam(column.name, type_=postgresql.ARRAY(column.type)) for column in columns)
+    )
+
+
+def as_arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The parameters of an `unnest_insert`: each column's values, the rows in order."""
+    return {name: [row[name] for row in rows] for name in rows[0]}
