@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError
 
 from router.bus.kafka import KafkaBus, stop_consumer
 from router.bus.watch import LayoutWatch
@@ -47,6 +48,7 @@ Offsets = dict[TopicPartition, int]  # per partition, the offset to resume from
 # A fetch whose records were waiting in the consumer's buffer is topped up: see `_fetch`.
 _WAITING = 0.001  # seconds: a getmany this quick found its records buffered
 TOP_UP_MS = 5
+FAILURE_PAUSE = 1.0  # seconds after a batch that failed (the broker away), before the next fetch
 
 
 class ConsumerLoop:
@@ -96,6 +98,8 @@ class ConsumerLoop:
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._backoff = 1.0  # seconds before a record whose DLQ publish failed is tried again
+        self.failure_pause = FAILURE_PAUSE
+        self.commits_refused = 0  # batches whose commit the group refused (see `_run`)
         self._layout: dict[str, int] = {}
 
     async def start(self) -> None:
@@ -127,12 +131,21 @@ class ConsumerLoop:
                 watch.succeeded()
             except asyncio.CancelledError:
                 raise
+            except CommitFailedError as exc:
+                # The group moved on while the batch was in hand: a rebalance, or a broker that
+                # came back without it (a crash, or the recycler). The batch's effects are stored;
+                # what was not committed comes back and the idempotent handlers absorb it. The
+                # next fetch joins the group again at once: a pause here held routing still for
+                # a second after every restart of the embedded broker.
+                self.commits_refused += 1
+                log.info("consumer.commit_refused", stage=self.stage, error=repr(exc)[:300])
+                watch.failed()
             except Exception as exc:
-                # A lost broker or a rebalance (CommitFailedError): what was not committed comes
-                # back and the idempotent handlers absorb it. The loop itself must never die.
+                # A lost broker: what was not committed comes back and the idempotent handlers
+                # absorb it. The loop itself must never die.
                 log.warning("consumer.batch_failed", stage=self.stage, error=repr(exc)[:300])
                 watch.failed()
-                await asyncio.sleep(1)
+                await asyncio.sleep(self.failure_pause)
             if await watch.changed():
                 await self._rebuild(watch)
             elif self._consumer is not None:
