@@ -21,6 +21,7 @@ from router.bus.consumer import ConsumerLoop
 from router.bus.embedded import EmbeddedBroker
 from router.bus.kafka import KafkaBus
 from tests.brokers import Broker
+from tests.chunk_loops import handled_alone, run_until
 
 
 async def test_a_commit_refused_after_the_broker_came_back_is_followed_by_the_next_fetch_at_once():
@@ -31,9 +32,6 @@ async def test_a_commit_refused_after_the_broker_came_back_is_followed_by_the_ne
             handled: list[list[bytes]] = []
             done = asyncio.Event()
 
-            async def handle(record) -> None:
-                raise AssertionError(f"handled alone: {record.value!r}")
-
             async def handle_chunk(records) -> None:
                 handled.append([r.value for r in records])
                 if len(handled) == 1:
@@ -43,14 +41,11 @@ async def test_a_commit_refused_after_the_broker_came_back_is_followed_by_the_ne
                     done.set()
 
             await bus.publish(topic, b"before", key=b"k")
-            loop = ConsumerLoop(bus, [topic], "refused", handle, "test", batch_handler=handle_chunk)
+            loop = ConsumerLoop(
+                bus, [topic], "refused", handled_alone, "test", batch_handler=handle_chunk
+            )
             loop.failure_pause = 3600.0
-            await loop.start()
-            try:
-                async with asyncio.timeout(60):
-                    await done.wait()
-            finally:
-                await loop.stop()
+            await run_until(loop, done)
     assert handled[0] == [b"before"]
     assert handled[-1] == [b"after"]
     assert loop.commits_refused >= 1

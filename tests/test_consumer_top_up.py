@@ -11,6 +11,7 @@ import asyncio
 
 from router.bus.consumer import ConsumerLoop
 from router.bus.kafka import KafkaBus
+from tests.chunk_loops import handled_alone, run_until
 
 
 async def test_records_that_arrived_during_a_batch_join_those_found_waiting(broker):
@@ -19,9 +20,6 @@ async def test_records_that_arrived_during_a_batch_join_those_found_waiting(brok
         topic = bus.topics.classified
         chunks: list[list[bytes]] = []
         done = asyncio.Event()
-
-        async def handle(record) -> None:
-            raise AssertionError(f"handled alone: {record.value!r}")
 
         async def handle_chunk(records) -> None:
             chunks.append([r.value for r in records])
@@ -36,12 +34,13 @@ async def test_records_that_arrived_during_a_batch_join_those_found_waiting(brok
 
         await bus.publish(topic, b"1", key=b"k")
         loop = ConsumerLoop(
-            bus, [topic], "top-up", handle, "test", batch_handler=handle_chunk, top_up_ms=5000
+            bus,
+            [topic],
+            "top-up",
+            handled_alone,
+            "test",
+            batch_handler=handle_chunk,
+            top_up_ms=5000,
         )
-        await loop.start()
-        try:
-            async with asyncio.timeout(60):
-                await done.wait()
-        finally:
-            await loop.stop()
+        await run_until(loop, done)
     assert chunks == [[b"1"], [b"2", b"3", b"4", b"5"]]
