@@ -4,9 +4,9 @@ When the embedded broker is started again (a crash, or the recycler bounding its
 batch is in hand, the group that batch was fetched in is gone, and its commit is refused
 (CommitFailedError: the member is unknown). The batch's effects are stored already; what the
 broker lost is published again by its owners (the intake journal, the store's replies) and the
-idempotent handlers absorb what comes twice. Nothing there needs a pause: the next fetch joins
-the new group. The loop used to pause after it as after a lost broker (a second), and after
-every restart of the embedded broker routing stood still for that long (docs/performance.md,
+idempotent handlers absorb what comes twice. Nothing there needs a pause: the next fetch waits
+for the group to be joined again. The loop used to pause after it as after a lost broker, a
+second in which it fetched nothing even once the group was joined again (docs/performance.md,
 "Twenty-first round"). A rebalance refuses a commit the same way, and is handled the same way.
 
 On the real Tansu, started again by the test inside the batch. The pause after a failed batch is

@@ -135,8 +135,8 @@ class ConsumerLoop:
                 # The group moved on while the batch was in hand: a rebalance, or a broker that
                 # came back without it (a crash, or the recycler). The batch's effects are stored;
                 # what was not committed comes back and the idempotent handlers absorb it. The
-                # next fetch joins the group again at once: a pause here held routing still for
-                # a second after every restart of the embedded broker.
+                # next fetch waits for the group to be joined again, and no longer: a lost
+                # broker's pause here could only add to that wait.
                 self.commits_refused += 1
                 log.info("consumer.commit_refused", stage=self.stage, error=repr(exc)[:300])
                 watch.failed()
