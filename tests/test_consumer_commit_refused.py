@@ -20,12 +20,12 @@ import asyncio
 from router.bus.consumer import ConsumerLoop
 from router.bus.embedded import EmbeddedBroker
 from router.bus.kafka import KafkaBus
-from tests.brokers import Broker
+from router.core.settings import Settings
 from tests.chunk_loops import handled_alone, run_until
 
 
 async def test_a_commit_refused_after_the_broker_came_back_is_followed_by_the_next_fetch_at_once():
-    settings = Broker("tansu", "").settings(partitions=1)
+    settings = Settings(partitions=1)
     topic = settings.topics.classified
     async with EmbeddedBroker(topics=[topic], partitions=1) as tansu:
         async with KafkaBus(settings, tansu.bootstrap_servers, embedded=True) as bus:
