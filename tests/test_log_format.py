@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import logging
 
 import structlog
 
-from router.observability.logs import configure_logging
+from router.observability.logs import IsoStamp, configure_logging
 
 
 def _lines(buffer: io.StringIO) -> list[dict]:
@@ -82,3 +83,66 @@ def test_each_line_is_one_write_with_its_newline_so_processes_sharing_stderr_nev
     for text in stream.writes:
         assert text.endswith("\n") and text.count("\n") == 1, text
         json.loads(text)
+
+
+def _chain_and_short(**fields) -> tuple[dict, dict, list[str]]:
+    """The same info line twice: the short way, and through the processor chain (an
+    `exc_info=False` sends it there and, being false, adds nothing to the line)."""
+    buffer = io.StringIO()
+    configure_logging("json", "info", stream=buffer)
+    log = structlog.get_logger().bind(process="dispatcher")
+    log.info("conversation.queued", **fields)
+    log.info("conversation.queued", exc_info=False, **fields)
+    short, chained = _lines(buffer)
+    return short, chained, buffer.getvalue().splitlines()
+
+
+def test_an_info_line_the_short_way_is_the_line_the_processor_chain_writes():
+    short, chained, raw = _chain_and_short(queue="fraud", rank=1, tags=["a"], at=object())
+    assert list(short) == list(chained)  # the same keys in the same order
+    assert list(short) == ["process", "queue", "rank", "tags", "at", "event", "level", "timestamp"]
+    assert {k: v for k, v in short.items() if k not in ("timestamp", "at")} == {
+        k: v for k, v in chained.items() if k not in ("timestamp", "at")
+    }
+    assert short["at"].startswith("<object object at")  # the renderer's fallback, the same way
+    assert short["level"] == "info"
+    for line in raw:  # structlog's ISO format: UTC, "Z"
+        stamp = json.loads(line)["timestamp"]
+        assert stamp.endswith("Z") and stamp[10] == "T", stamp
+
+
+def test_lines_the_short_way_cannot_write_go_through_the_chain():
+    buffer = io.StringIO()
+    configure_logging("json", "info", stream=buffer)
+    log = structlog.get_logger()
+    log.info("router.%s", "formatted")  # positional arguments: %-formatted by the chain
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.info("router.failed", exc_info=True)
+    with structlog.contextvars.bound_contextvars(request_id="r1"):
+        log.info("router.bound", n=1)
+    formatted, failed, bound = _lines(buffer)
+    assert formatted["event"] == "router.formatted"
+    assert "ValueError: boom" in failed["exception"]
+    assert bound["request_id"] == "r1" and bound["n"] == 1
+
+
+def test_info_lines_are_dropped_at_warning_level():
+    buffer = io.StringIO()
+    configure_logging("json", "warning", stream=buffer)
+    structlog.get_logger().info("router.quiet", n=1)
+    structlog.get_logger().warning("router.loud", n=2)
+    assert [line["event"] for line in _lines(buffer)] == ["router.loud"]
+
+
+def test_the_timestamp_is_the_one_structlog_writes(monkeypatch):
+    stamp = IsoStamp()
+    for at in (1796480000.0, 1796480000.25, 1796480061.000001):
+        monkeypatch.setattr("router.observability.logs.time.time", lambda at=at: at)
+        expected = (
+            datetime.datetime.fromtimestamp(at, datetime.UTC)
+            .isoformat()
+            .replace("+00:00", "Z")
+        )
+        assert stamp.now() == expected
