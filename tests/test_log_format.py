@@ -141,8 +141,6 @@ def test_the_timestamp_is_the_one_structlog_writes(monkeypatch):
     for at in (1796480000.0, 1796480000.25, 1796480061.000001):
         monkeypatch.setattr("router.observability.logs.time.time", lambda at=at: at)
         expected = (
-            datetime.datetime.fromtimestamp(at, datetime.UTC)
-            .isoformat()
-            .replace("+00:00", "Z")
+            datetime.datetime.fromtimestamp(at, datetime.UTC).isoformat().replace("+00:00", "Z")
         )
         assert stamp.now() == expected

@@ -47,15 +47,17 @@ class IsoStamp:
     once a second instead of for every line."""
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+        # One attribute, replaced whole: a library's record may be stamped on another thread.
+        self._second: tuple[int, str] = (-1, "")
 
     def now(self) -> str:
         second, micros = divmod(round(time.time() * 1_000_000), 1_000_000)
-        if second != self._second:
+        cached, prefix = self._second
+        if second != cached:
             whole = datetime.datetime.fromtimestamp(second, datetime.UTC)
-            self._second, self._prefix = second, whole.strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._prefix}.{micros:06d}Z" if micros else f"{self._prefix}Z"
+            prefix = whole.strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, prefix)
+        return f"{prefix}.{micros:06d}Z" if micros else f"{prefix}Z"
 
     def __call__(self, _logger: Any, _name: str, event: EventDict) -> EventDict:
         event["timestamp"] = self.now()
