@@ -7,9 +7,20 @@ import io
 import json
 import logging
 
+import pytest
 import structlog
+import structlog.testing
 
 from router.observability.logs import IsoStamp, configure_logging
+
+
+@pytest.fixture(autouse=True)
+def _structlog_restored():
+    """Each test configures structlog for itself; the next module gets it back as it was (a
+    level of warning left behind would drop the info lines other tests capture)."""
+    before = structlog.get_config()
+    yield
+    structlog.configure(**before)
 
 
 def _lines(buffer: io.StringIO) -> list[dict]:
@@ -126,6 +137,19 @@ def test_lines_the_short_way_cannot_write_go_through_the_chain():
     assert formatted["event"] == "router.formatted"
     assert "ValueError: boom" in failed["exception"]
     assert bound["request_id"] == "r1" and bound["n"] == 1
+
+
+def test_captured_logs_get_the_info_lines_too():
+    # structlog.testing.capture_logs swaps the configured chain for its own, in place: a line
+    # the short way would skip it (the tests that read the router's lines through it).
+    buffer = io.StringIO()
+    configure_logging("json", "info", stream=buffer)
+    with structlog.testing.capture_logs() as captured:
+        structlog.get_logger().info("agent.login_failed", username_sha="abc")
+    assert captured == [{"event": "agent.login_failed", "username_sha": "abc", "log_level": "info"}]
+    assert buffer.getvalue() == ""
+    structlog.get_logger().info("router.after", n=1)  # the chain put back: the short way again
+    assert [line["event"] for line in _lines(buffer)] == ["router.after"]
 
 
 def test_info_lines_are_dropped_at_warning_level():

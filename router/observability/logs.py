@@ -74,9 +74,16 @@ def _json_lines(level_no: int, stamp: IsoStamp, renderer: Processor) -> type:
         def info(self, event: str, *args: Any, **kw: Any) -> Any:
             # What the chain would do with this line (merge_contextvars, add_log_level, the
             # stamp, format_exc_info, the renderer), in the same order, where it would do only
-            # that: no positional arguments to format, no exception or stack to render, no
-            # context variables bound (the router binds none).
-            if args or "exc_info" in kw or "stack_info" in kw or _bound_contextvars():
+            # that: the chain is still the one configured here (structlog's `capture_logs`
+            # swaps it for its own in place), no positional arguments to format, no exception
+            # or stack to render, no context variables bound (the router binds none).
+            if (
+                self._processors[-1] is not renderer
+                or args
+                or "exc_info" in kw
+                or "stack_info" in kw
+                or _bound_contextvars()
+            ):
                 return base.info(self, event, *args, **kw)
             line = {**self._context, **kw} if self._context else kw
             line["event"] = event
