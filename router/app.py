@@ -46,6 +46,7 @@ log = structlog.get_logger("router.app")
 ROLES = ("all", "gateway", "classifier", "dispatcher", "sender")
 # The port each service run alone serves /metrics, /healthz and /readyz on (Settings.status_port).
 STATUS_PORTS = {"classifier": 8081, "dispatcher": 8082, "sender": 8083}
+WORKERS_STARTING = "the router's other worker processes are still starting"
 
 
 @dataclass
@@ -69,6 +70,9 @@ class Router:
     admin_password: str | None = None  # set only when generated at this start, to be printed
     plan: Plan | None = None  # role "all" with a plan: the stages run as worker processes
     workers: WorkerProcesses | None = None
+    # `run gateway --held`: the supervisor's gateway worker, not ready until the supervisor says
+    # (SIGUSR2) that every worker is up (router/services/workers.py).
+    held: bool = False
     _started: list[Any] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -200,6 +204,8 @@ class Router:
             adapters = [parts.adapter for parts in channels if parts.adapter is not None]
             api = AgentApi(s, self.store, self.bus, self.rules, clock=self.clock)
             self.gateway = Gateway(s, self.store, self.bus, api, adapters)
+            if self.held:
+                self.gateway.waiting_for = WORKERS_STARTING
             await self._up(self.gateway)
 
     def _build_channels(self, context: ChannelContext) -> list[ChannelParts]:
@@ -235,6 +241,12 @@ class Router:
         if self.workers is not None:
             for role in ("classifier", "dispatcher", "sender", "gateway"):
                 self.workers.signal(role, signal.SIGHUP)
+
+    def workers_up(self) -> None:
+        """SIGUSR2 from the supervisor: every worker is up, so its gateway is ready."""
+        self.held = False
+        if self.gateway is not None:
+            self.gateway.waiting_for = None
 
     def broker_lost(self) -> None:
         """SIGUSR1 from the supervisor: its embedded broker came back empty."""

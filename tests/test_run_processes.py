@@ -11,7 +11,9 @@ import aiohttp
 import pytest
 from twilio.request_validator import RequestValidator
 
+from router.bus.reader import read_to_end
 from router.store.conversations import ConversationStore
+from tests.conftest import migrated_sqlite
 from tests.test_process import _alive, _children, _env, _start
 
 TOKEN = "multi-process-twilio-token"
@@ -47,23 +49,29 @@ async def _banner(process: asyncio.subprocess.Process) -> str:
                 return "".join(lines)
 
 
-async def _fraud_report_reaches_the_fraud_queue(env: dict[str, str]) -> None:
-    """A signed SMS fraud report through the router's gateway, until the store has it queued."""
-    url = f"http://127.0.0.1:{env['SUPPORTROUTER_HTTP_PORT']}/webhooks/twilio/messaging"
+async def _post_sms(
+    http: aiohttp.ClientSession, base: str, sid: str, body: str, sender: str = "+15550001234"
+) -> None:
+    """A signed Twilio SMS webhook to the router's gateway at `base`, answered 200."""
+    url = f"{base}/webhooks/twilio/messaging"
     params = {
-        "MessageSid": "SM" + "7" * 32,
+        "MessageSid": sid,
         "AccountSid": "AC" + "0" * 32,
-        "From": "+15550001234",
+        "From": sender,
         "To": "+15550000000",
-        "Body": FRAUD,
+        "Body": body,
         "NumMedia": "0",
     }
     headers = {"X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(url, params)}
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(url, data=params, headers=headers) as resp,
-    ):
+    async with http.post(url, data=params, headers=headers) as resp:
         assert resp.status == 200, await resp.text()
+
+
+async def _fraud_report_reaches_the_fraud_queue(env: dict[str, str]) -> None:
+    """A signed SMS fraud report through the router's gateway, until the store has it queued."""
+    async with aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{env['SUPPORTROUTER_HTTP_PORT']}"
+        await _post_sms(http, base, "SM" + "7" * 32, FRAUD)
     async with ConversationStore(env["SUPPORTROUTER_DATABASE_URL"]) as store:
         async with asyncio.timeout(120):
             while not any(
@@ -175,3 +183,39 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+async def test_the_supervisors_gateway_is_not_ready_until_told_and_keeps_what_it_takes_meanwhile(
+    tmp_path: Path, broker
+):
+    """The gateway worker serves the whole router's /readyz: it answers 503 until the supervisor
+    says (SIGUSR2) every other worker is up, so nothing takes a started gateway for a ready
+    router. A webhook it takes meanwhile still gets its 200 and is kept: it is on the broker."""
+    env = _env_for_processes(tmp_path, **broker.env())
+    await migrated_sqlite(tmp_path / "store.db")  # the database _env names, at the latest schema
+    process = await _start(env, "--held", "gateway", stderr=asyncio.subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{env['SUPPORTROUTER_HTTP_PORT']}"
+    try:
+        await _banner(process)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/readyz") as resp:
+                assert resp.status == 503
+                assert "still starting" in (await resp.json())["problems"]["workers"]
+            await _post_sms(http, base, "SM" + "5" * 32, "my transfer failed twice today")
+            topics = broker.settings().topics
+            lanes = [topics.inbound_standard, topics.inbound_urgent]
+            records = await read_to_end(broker.bootstrap_servers, lanes)
+            assert [r for r in records if r.value and b"SM" + b"5" * 32 in r.value]
+            process.send_signal(signal.SIGUSR2)
+            async with asyncio.timeout(30):
+                while True:
+                    async with http.get(f"{base}/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                        assert set((await resp.json())["problems"]) == {"workers"}
+                    await asyncio.sleep(0.1)
+        await _stops_leaving_nothing(process, [])
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         choices=["all", "gateway", "classifier", "dispatcher", "sender"],
     )
+    # The supervisor's own: its gateway worker answers /readyz with 503 until SIGUSR2 says the
+    # other workers are up (router/services/workers.py).
+    run.add_argument("--held", action="store_true", help=argparse.SUPPRESS)
     run.set_defaults(func=_command("run"))
 
     config = sub.add_parser("config", help="operators' files")

@@ -29,13 +29,14 @@ def command(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         plan = plan_for(settings) if args.role == "all" else None
-        router = Router(settings, role=args.role, plan=plan)
+        router = Router(settings, role=args.role, plan=plan, held=args.held)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, router.reload)
         loop.add_signal_handler(signal.SIGUSR1, router.broker_lost)
+        loop.add_signal_handler(signal.SIGUSR2, router.workers_up)
         await router.start()
         _settle_heap()
         try:

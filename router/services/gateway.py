@@ -86,6 +86,10 @@ class Gateway:
         )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        # Set, /readyz answers 503 with it as the reason. The supervisor's gateway worker starts
+        # with it set and clears it when every other worker is up (router/services/workers.py):
+        # the webhooks it takes meanwhile are kept, but nothing is routed yet.
+        self.waiting_for: str | None = None
 
     def build_app(self) -> web.Application:
         app = web.Application(
@@ -142,6 +146,8 @@ class Gateway:
 
     async def readyz(self, request: web.Request) -> web.Response:
         found = await problems(self.bus, self.store)
+        if self.waiting_for is not None:
+            found["workers"] = self.waiting_for
         if found:
             return web.json_response({"status": "unavailable", "problems": found}, status=503)
         return web.json_response({"status": "ready"})

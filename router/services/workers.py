@@ -3,11 +3,13 @@
 Each worker is `supportrouter run ROLE` (router/app.py's roles) talking to the supervisor's
 embedded broker, or to the Kafka cluster it was given when a number of processes is set. The
 supervisor keeps the broker and the store's start-up work, starts the workers together and
-reports ready only when every one printed its banner. Stopping is the reverse: the gateway first
-(its drain waits for accepted messages to be stored while the pipeline still runs), then the
-consumers. The workers run in their own process group, so a Ctrl-C reaches the supervisor alone
-and it stops them in that order; each one also dies with the supervisor (PR_SET_PDEATHSIG), so
-nothing is orphaned even by a SIGKILL.
+reports ready only when every one printed its banner. The gateway worker, which serves the
+router's /readyz, answers 503 until then: the supervisor tells it (SIGUSR2) once every worker is
+up, so a load balancer or a benchmark never takes a started gateway for a ready router.
+Stopping is the reverse: the gateway first (its drain waits for accepted messages to be stored
+while the pipeline still runs), then the consumers. The workers run in their own process group,
+so a Ctrl-C reaches the supervisor alone and it stops them in that order; each one also dies
+with the supervisor (PR_SET_PDEATHSIG), so nothing is orphaned even by a SIGKILL.
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ class WorkerProcesses:
             if isinstance(result, BaseException):
                 raise result
         self._watch = asyncio.create_task(self._watch_exits(), name="workers:watch")
+        self.signal("gateway", signal.SIGUSR2)  # every worker is up: the gateway is ready
         log.info("workers.started", roles=[role for role, _ in self.processes])
 
     async def _spawn(self, role: str, env: dict[str, str], timeout: float) -> None:
@@ -112,7 +115,8 @@ class WorkerProcesses:
             "-m",
             "router.cli",
             "run",
-            role,
+            *(["--held"] if role == "gateway" else []),
+            role,  # last: what `ps` shows a worker runs
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stdin=asyncio.subprocess.DEVNULL,
