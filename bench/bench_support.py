@@ -133,8 +133,8 @@ def _label(pid: int, root_label: str, is_root: bool) -> str:
         if "tansu" in name:
             return f"{root_label}.broker"
         words = [a.decode() for a in argv if a]
-        if "run" in words and words.index("run") + 1 < len(words):  # a worker: `run ROLE`
-            return f"{root_label}.{words[words.index('run') + 1]}"
+        if "run" in words[:-1]:  # a worker: `run [--held] ROLE`, its role last
+            return f"{root_label}.{words[-1]}"
         return f"{root_label}.{name or pid}"
     return f"{root_label}.{pid}"
 

@@ -3,9 +3,10 @@
 The dispatcher as its worker runs it (SQLite called on the loop, `sqlite_on_loop`), on the
 embedded broker: chunks of classified SMS messages (new customers each) go straight to
 `handle_batch`, each size `--chunks` times, and the CPU time of this process (the Kafka client's
-publishes included, the broker's own not) is divided by the chunks. Then the store is filled
-until `--waiting` conversations wait, and each of the dispatcher's rounds runs five times: the
-timers' tick (every second), the queue gauges and the relay (every five). On the worker's event
+publishes included, the broker's own not) is divided by the chunks. Then the same customers
+write again, as many chunks of the same size: later messages, into open conversations. Then the
+store is filled until `--waiting` conversations wait, and each of the dispatcher's rounds runs
+five times: the timers' tick (every second), the queue gauges and the relay (every five). On the worker's event
 loop, a round's time is a stall of every chunk behind it.
 
     .venv/bin/python bench/dispatcher_rounds.py [--sizes 1,20,200] [--chunks 100] [--waiting 24000]
@@ -53,35 +54,63 @@ TEXTS = (
 )
 
 
+LATER = "any news on this? still waiting"
+
+
 class Messages:
-    """Classified SMS records, one new customer each."""
+    """Classified SMS records, one new customer each; or the next message of a customer who
+    wrote before (their conversation open)."""
 
     def __init__(self, rules: Rules, topic: str):
-        self.rules, self.topic, self.sent = rules, topic, 0
+        self.rules, self.topic, self.sent, self.followed = rules, topic, 0, 0
 
     def chunk(self, size: int) -> list[ConsumerRecord]:
         records = []
         for _ in range(size):
             self.sent += 1
-            phone, text = f"+1555{self.sent:07d}", TEXTS[self.sent % len(TEXTS)]
-            envelope = Envelope.new(
-                channel=Channel.SMS,
-                channel_message_id=f"bench-{self.sent}",
-                conversation_key=f"sms:{phone}",
-                sender=Sender(address=phone),
-                text=text,
-            ).model_copy(update={"classification": self.rules.classify(text)})
-            value = envelope.to_bytes()
-            records.append(
-                ConsumerRecord(self.topic, 0, self.sent, 0, 0, None, value, None, 0, len(value), ())
-            )
+            records.append(self._record(self.sent, TEXTS[self.sent % len(TEXTS)], "new"))
         return records
+
+    def later(self, size: int) -> list[ConsumerRecord]:
+        """The next message of `size` customers who wrote before, in the order they wrote."""
+        records = []
+        for _ in range(size):
+            self.followed += 1
+            assert self.followed <= self.sent, "only a customer who wrote before writes again"
+            records.append(self._record(self.followed, LATER, "later"))
+        return records
+
+    def _record(self, customer: int, text: str, kind: str) -> ConsumerRecord:
+        phone = f"+1555{customer:07d}"
+        envelope = Envelope.new(
+            channel=Channel.SMS,
+            channel_message_id=f"bench-{kind}-{customer}",
+            conversation_key=f"sms:{phone}",
+            sender=Sender(address=phone),
+            text=text,
+        ).model_copy(update={"classification": self.rules.classify(text)})
+        value = envelope.to_bytes()
+        return ConsumerRecord(self.topic, 0, customer, 0, 0, None, value, None, 0, len(value), ())
 
 
 async def cpu_ms(work: Callable[[], Awaitable[object]]) -> float:
     started = time.process_time()
     await work()
     return (time.process_time() - started) * 1000
+
+
+async def timed(
+    dispatcher: DispatcherService, batches: list[list[ConsumerRecord]]
+) -> tuple[float, float]:
+    """The CPU and the wall time of handling `batches`, in ms."""
+
+    async def handle_all() -> None:
+        for batch in batches:
+            await dispatcher.handle_batch(batch)
+
+    started = time.perf_counter()
+    spent = await cpu_ms(handle_all)
+    return spent, (time.perf_counter() - started) * 1000
 
 
 async def run(sizes: list[int], chunks: int, waiting: int, database_url: str | None) -> None:
@@ -96,22 +125,24 @@ async def run(sizes: list[int], chunks: int, waiting: int, database_url: str | N
     ):
         dispatcher = DispatcherService(bus, store, rules)
         messages = Messages(rules, bus.topics.classified)
-        print("chunk size   CPU a chunk   CPU a message   wall a chunk")
+        print(
+            "chunk size   CPU a chunk   CPU a message   wall a chunk"
+            "   later messages: CPU a message   wall a chunk"
+        )
         for size in sizes:
             for _ in range(5):  # warm: statements prepared, pools filled
                 await dispatcher.handle_batch(messages.chunk(size))
-            batches = [messages.chunk(size) for _ in range(chunks)]
-
-            async def handle_all(batches=batches) -> None:
-                for batch in batches:
-                    await dispatcher.handle_batch(batch)
-
-            started = time.perf_counter()
-            spent = await cpu_ms(handle_all)
-            wall = (time.perf_counter() - started) * 1000
+                await dispatcher.handle_batch(messages.later(size))
+            first = [messages.chunk(size) for _ in range(chunks)]
+            spent, wall = await timed(dispatcher, first)
+            # The same customers write again: their conversations are open, each in its case.
+            spent_later, wall_later = await timed(
+                dispatcher, [messages.later(size) for _ in range(chunks)]
+            )
             print(
                 f"{size:10d} {spent / chunks:10.2f} ms {spent / chunks / size:11.3f} ms"
-                f" {wall / chunks:11.2f} ms"
+                f" {wall / chunks:11.2f} ms {spent_later / chunks / size:27.3f} ms"
+                f" {wall_later / chunks:11.2f} ms"
             )
         while messages.sent < waiting:
             await dispatcher.handle_batch(messages.chunk(200))

@@ -332,6 +332,8 @@ def test_dispatcher_rounds_reports_each_chunk_size_and_each_round_on_a_full_stor
     }
     assert set(chunks) == {1, 5}, out
     assert all(float(words[1]) > 0 and float(words[3]) > 0 for words in chunks.values()), out
+    # the same customers' later messages, into their open conversations: a CPU and a wall time
+    assert all(float(words[7]) > 0 and float(words[9]) > 0 for words in chunks.values()), out
     waiting = next(line for line in lines if line.startswith("rounds with"))
     assert int(waiting.split()[2].replace(",", "")) >= 300, out  # routed, none offered
     after = lines[lines.index(waiting) + 1 :]

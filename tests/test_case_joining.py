@@ -183,3 +183,57 @@ async def test_a_conversation_opened_in_the_case_drawn_for_it_is_never_moved(sto
     assert case is not None
     assert [e["kind"] for e in case["events"]] == ["case.opened"]
     assert [c["id"] for c in case["conversations"]] == [conversation["id"]]
+
+
+async def test_a_later_message_in_the_chunk_stays_in_the_case_an_earlier_one_joined(store):
+    """A report moves its conversation to the case of the same phone's earlier report; the
+    customer's next message, in the same chunk, names nothing to join by: it stays in the case
+    the report moved the conversation to, not the one it was in when the chunk began."""
+    elsewhere = await stored(store, report("whatsapp", f"whatsapp|whatsapp:{PHONE}|x", PHONE))
+    key = f"sms|{PHONE}|+15005550006"
+    question = classified("payments", "normal", channel="sms", key=key)
+    question = question.model_copy(
+        update={"sender": question.sender.model_copy(update={"address": PHONE})}
+    )
+    before = await stored(store, question)
+    assert before["case_id"] != elsewhere["case_id"]
+
+    then = report("sms", key, PHONE)
+    thanks = classified("general", "low", channel="sms", key=key, text="thanks, waiting")
+    thanks = thanks.model_copy(update={"sender": then.sender})
+    keeper = CaseKeeper(store, rules_from(CONFIG_DIR), protect_configured=False)
+    on_stored, placed, _ = await keeper.placing([then, thanks])
+    await store.record_inbound_many(
+        [Inbound(e, "fraud", lambda _c, _n: None) for e in (then, thanks)], on_stored
+    )
+    after = await store.conversation(before["id"])
+    assert after is not None and after["case_id"] == elsewhere["case_id"]
+    assert placed == {before["id"]: elsewhere["case_id"]}
+
+
+async def test_a_chunk_of_later_messages_changes_each_conversation_as_its_own_message_says(store):
+    """Later messages of several conversations in one chunk: each conversation shows its own
+    last message, and only the one whose message is more urgent is raised and requeued."""
+    keys = [f"sms|+861380013800{n}|x" for n in range(3)]
+    opened = [
+        await stored(store, classified("payments", "normal", channel="sms", key=k)) for k in keys
+    ]
+    texts = ["any news?", "someone took money from my wallet", "still waiting"]
+    later = [
+        classified("payments", "normal", channel="sms", key=keys[0], text=texts[0]),
+        classified(
+            "unauthorized_transaction", "critical", channel="sms", key=keys[1], text=texts[1]
+        ),
+        classified("payments", "low", channel="sms", key=keys[2], text=texts[2]),
+    ]
+    done = await store.record_inbound_many(
+        [Inbound(e, "fraud", lambda _c, _n: None) for e in later]
+    )
+    assert [d.requeued for d in done] == [False, True, False]
+    now = [await store.conversation(c["id"]) for c in opened]
+    assert [c["preview"] for c in now if c] == texts
+    assert [(c["urgency"], c["queue"]) for c in now if c] == [
+        ("normal", opened[0]["queue"]),
+        ("critical", "fraud"),
+        ("normal", opened[2]["queue"]),
+    ]

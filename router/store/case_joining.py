@@ -65,8 +65,14 @@ async def place_cases(
         if first and item.opened and item.case_id is not None:  # stored in its case already
             opening.append((item.conversation_id, item.phone, item.at, item.case_id))
             continue
-        if first and current.get(item.conversation_id) is None and not may_join(item, windows):
+        case = placed.get(item.conversation_id) or current.get(item.conversation_id)
+        if case is None and first and not may_join(item, windows):
             opening.append((item.conversation_id, item.phone, item.at, None))
+            continue
+        if case is not None and not may_join(item, windows):
+            # A later message of a conversation in its case, naming nothing that could join
+            # another: it stays where it is (what `_place` finds, without its two queries).
+            placed[item.conversation_id] = case
             continue
         placed.update(await open_cases(conn, opening))
         opening = []

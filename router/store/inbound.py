@@ -42,6 +42,12 @@ _SEEN = sa.select(
 _INSERT_CONVERSATIONS = conversations.insert()
 _INSERT_MESSAGES = messages.insert()
 _INSERT_UNPUBLISHED = unpublished_replies.insert()
+# The conversations a chunk's later messages changed: the SET clause is the parameters' columns,
+# so the changes with the same columns (a follow-up's `updated_at` and `preview`) are one
+# executemany, not a statement built and run for each conversation.
+_UPDATE_CONVERSATION = conversations.update().where(
+    conversations.c.id == sa.bindparam("changed_id")
+)
 # PostgreSQL: a chunk's unpublished replies as one array a column (with asyncpg's executemany
 # of a row each the dispatcher's CPU came out higher; SQLite's executemany is cheap).
 _INSERT_UNPUBLISHED_ARRAYS = unnest_insert(unpublished_replies, list(unpublished_replies.columns))
@@ -170,10 +176,11 @@ class InboundMessages(Repository):
                 results.append(Recorded(conversation, False, created, requeued))
             if new_rows:
                 await conn.execute(_INSERT_CONVERSATIONS, list(new_rows.values()))
+            same_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
             for conv_id, values in changed.items():
-                await conn.execute(
-                    conversations.update().where(conversations.c.id == conv_id).values(**values)
-                )
+                same_columns.setdefault(tuple(values), []).append({**values, "changed_id": conv_id})
+            for rows in same_columns.values():
+                await conn.execute(_UPDATE_CONVERSATION, rows)
             if message_rows:
                 # One statement, rows in order: each acknowledgement right after its message.
                 await conn.execute(_INSERT_MESSAGES, message_rows)
