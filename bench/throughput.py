@@ -500,7 +500,10 @@ class Bench:
             kafka_bootstrap_servers=self.args.kafka or None,
             classify_in=dict(self.args.setting).get("classify_in", "auto"),
         ).classifier_stage
-        for n in counts:  # each run's message SIDs: SM, the run id, "a", n in hex (SID format)
+        # each run's message SIDs: SM, the run id, "a", n in hex (SID format); new customers
+        # each run, as in the bursts (on PostgreSQL the database holds the bursts' customers,
+        # whose next message would take the lighter path of a conversation already open)
+        for i, n in enumerate(counts):
             url = self.database_url
             if url.startswith("sqlite"):
                 url = f"sqlite+aiosqlite:///{self.tmp}/scale-{n}.db"
@@ -517,7 +520,12 @@ class Bench:
                 store = StoreView(url)
                 try:
                     figures = await self.burst_to_store(
-                        base, store, memory, phase, f"{self.run_id}a{n:02x}"
+                        base,
+                        store,
+                        memory,
+                        phase,
+                        f"{self.run_id}a{n:02x}",
+                        first_customer=6_000_000 + i * self.size["burst"],
                     )
                 finally:
                     await store.close()
