@@ -6,8 +6,8 @@ embedded broker: chunks of classified SMS messages (new customers each) go strai
 publishes included, the broker's own not) is divided by the chunks. Then the same customers
 write again, as many chunks of the same size: later messages, into open conversations. Then the
 store is filled until `--waiting` conversations wait, and each of the dispatcher's rounds runs
-five times: the timers' tick (every second), the queue gauges and the relay (every five). On the worker's event
-loop, a round's time is a stall of every chunk behind it.
+five times: the timers' tick (every second), the queue gauges and the relay (every five). On the
+worker's event loop, a round's time is a stall of every chunk behind it.
 
     .venv/bin/python bench/dispatcher_rounds.py [--sizes 1,20,200] [--chunks 100] [--waiting 24000]
         [--database-url postgresql+asyncpg://...]
