@@ -95,7 +95,7 @@ async def place(
     recorded = await store.record_inbound(
         envelope.model_copy(update={"received_at": at}),
         decision.queue,
-        lambda conversation, created: None,
+        lambda *_: None,
         placement=placement(config, decision, at),
         decision=decision.as_dict(),
     )

@@ -107,7 +107,7 @@ async def test_a_chunk_stored_but_never_published_is_published_once_when_redeliv
     batch = a_batch(rules, "crash-before-publish")
 
     def acknowledge(envelope):
-        return lambda conversation, created: (
+        return lambda conversation, created, _requeued: (
             rules.acknowledgement(
                 conversation,
                 "en",
@@ -266,7 +266,7 @@ async def test_a_chunk_of_several_channels_finds_what_was_stored_by_id_or_by_the
         return envelope.model_copy(update={"classification": rules.classify(text)})
 
     def items(envelopes: list[Envelope]) -> list[Inbound]:
-        return [Inbound(e, "general", lambda conversation, created: None) for e in envelopes]
+        return [Inbound(e, "general", lambda *_: None) for e in envelopes]
 
     chat, sms, whatsapp = (
         on(Channel.CHAT, "what is the fee for a withdrawal", 1),
@@ -291,3 +291,52 @@ async def test_a_chunk_of_several_channels_finds_what_was_stored_by_id_or_by_the
         ]
         inbound, _, n_conversations = await stored_counts(store)
     assert set(inbound.values()) == {1} and len(inbound) == 5 and n_conversations == 5
+
+
+async def test_a_later_message_raising_its_conversation_to_critical_is_acknowledged_as_one(
+    bus_and_store, rules
+):
+    """A customer asks about a transfer, then reports in the same conversation a payment they
+    never made: the report moves it to the fraud queue and gets the fraud acknowledgement (what
+    to do meanwhile) at once; a third message that raises nothing gets none."""
+    bus, store = bus_and_store
+    dispatcher = DispatcherService(bus, store, rules)
+    group = f"{bus.settings.consumer_group_prefix}-dispatcher"
+    key = "sms:+15550103"
+    texts = [
+        "where is my transfer to my sister, it still shows pending",
+        "and there is a payment of 80 euros to a shop I never made",
+        "any news?",
+    ]
+    sent = []
+    for n, text in enumerate(texts, 1):
+        envelope = classified_envelope(rules, text, key, f"raised-{n}")
+        sent.append(envelope)
+        await bus.publish(bus.topics.classified, envelope.to_bytes(), key=envelope.kafka_key)
+        # Each round sees the rounds before it again (nothing committed): duplicates, no change.
+        await dispatcher.handle_batch(
+            await fetch_uncommitted(bus, [bus.topics.classified], group, n)
+        )
+    conversation = await store.conversation_by_key(key)
+    assert conversation is not None
+    assert (conversation["category"], conversation["queue"]) == (
+        "unauthorized_transaction",
+        "fraud",
+    )
+    async with store.engine.connect() as conn:
+        replies = (
+            await conn.execute(
+                sa.select(messages.c.message_id, messages.c.text)
+                .where(messages.c.conversation_id == conversation["id"])
+                .where(messages.c.direction == "out")
+                .order_by(messages.c.seq)
+            )
+        ).all()
+    asked, reported, _ = (f"ack-{e.message_id}" for e in sent)
+    by_id = dict(replies)
+    assert len(replies) == 2 and set(by_id) == {asked, reported}, replies
+    assert "transaction you did not make" not in by_id[asked]
+    assert "transaction you did not make" in by_id[reported]
+    assert "freeze your account" in by_id[reported].lower()  # staffed or not
+    published = await read_topic(bus, bus.topics.outbound, lambda r: len(r) >= 2)
+    assert {r["value"]["message_id"] for r in published} == set(by_id)

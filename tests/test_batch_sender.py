@@ -92,7 +92,7 @@ async def conversation(
             )
         }
     )
-    return (await store.record_inbound(envelope, "payments", lambda c, created: None)).conversation
+    return (await store.record_inbound(envelope, "payments", lambda *_: None)).conversation
 
 
 async def replies(store: ConversationStore, conversation: dict, *texts: str) -> list[Outbound]:

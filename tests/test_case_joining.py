@@ -31,7 +31,7 @@ async def stored(store: ConversationStore, envelope: Envelope) -> dict:
     keeper = CaseKeeper(store, rules_from(CONFIG_DIR), protect_configured=False)
     on_stored, _, ahead = await keeper.placing([envelope])
     [done] = await store.record_inbound_many(
-        [Inbound(envelope, "fraud", lambda _c, _n: None, case_id=ahead.get(envelope.message_id))],
+        [Inbound(envelope, "fraud", lambda *_: None, case_id=ahead.get(envelope.message_id))],
         on_stored,
     )
     conversation = await store.conversation(done.conversation["id"])
@@ -106,7 +106,7 @@ async def test_in_one_batch_reports_of_one_phone_join_and_other_messages_open_th
     keeper = CaseKeeper(store, rules_from(CONFIG_DIR), protect_configured=False)
     on_stored, placed, _ = await keeper.placing(envelopes)
     done = await store.record_inbound_many(
-        [Inbound(e, "fraud", lambda conversation, created: None) for e in envelopes], on_stored
+        [Inbound(e, "fraud", lambda *_: None) for e in envelopes], on_stored
     )
     first, alone, joined = [await store.conversation(d.conversation["id"]) for d in done]
     assert first and alone and joined
@@ -130,7 +130,7 @@ async def test_a_customers_next_messages_stay_in_the_case_their_conversation_is_
     keeper = CaseKeeper(store, rules_from(CONFIG_DIR), protect_configured=False)
     on_stored, placed, _ = await keeper.placing([newcomer, third])
     done = await store.record_inbound_many(
-        [Inbound(e, "fraud", lambda conversation, created: None) for e in (newcomer, third)],
+        [Inbound(e, "fraud", lambda *_: None) for e in (newcomer, third)],
         on_stored,
     )
     opened, followed = [await store.conversation(d.conversation["id"]) for d in done]
@@ -166,7 +166,7 @@ async def test_a_conversation_opened_in_the_case_drawn_for_it_is_never_moved(sto
     try:
         done = await store.record_inbound_many(
             [
-                Inbound(e, "fraud", lambda _c, _n: None, case_id=ahead.get(e.message_id))
+                Inbound(e, "fraud", lambda *_: None, case_id=ahead.get(e.message_id))
                 for e in envelopes
             ],
             on_stored,
@@ -204,7 +204,7 @@ async def test_a_later_message_in_the_chunk_stays_in_the_case_an_earlier_one_joi
     keeper = CaseKeeper(store, rules_from(CONFIG_DIR), protect_configured=False)
     on_stored, placed, _ = await keeper.placing([then, thanks])
     await store.record_inbound_many(
-        [Inbound(e, "fraud", lambda _c, _n: None) for e in (then, thanks)], on_stored
+        [Inbound(e, "fraud", lambda *_: None) for e in (then, thanks)], on_stored
     )
     after = await store.conversation(before["id"])
     assert after is not None and after["case_id"] == elsewhere["case_id"]
@@ -226,9 +226,7 @@ async def test_a_chunk_of_later_messages_changes_each_conversation_as_its_own_me
         ),
         classified("payments", "low", channel="sms", key=keys[2], text=texts[2]),
     ]
-    done = await store.record_inbound_many(
-        [Inbound(e, "fraud", lambda _c, _n: None) for e in later]
-    )
+    done = await store.record_inbound_many([Inbound(e, "fraud", lambda *_: None) for e in later])
     assert [d.requeued for d in done] == [False, True, False]
     now = [await store.conversation(c["id"]) for c in opened]
     assert [c["preview"] for c in now if c] == texts

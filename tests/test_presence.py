@@ -24,7 +24,7 @@ async def store(database_url) -> AsyncIterator[ConversationStore]:
 
 async def waiting(store: ConversationStore, customer: str, urgency: Urgency) -> None:
     envelope = classified("transaction_failed", urgency.value, channel="sms", key=customer)
-    await store.record_inbound(envelope, "payments", lambda c, created: None)
+    await store.record_inbound(envelope, "payments", lambda *_: None)
 
 
 async def presence_and_statements(store: ConversationStore):

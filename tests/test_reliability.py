@@ -61,7 +61,7 @@ async def test_a_reply_stored_but_never_published_goes_out_when_its_record_is_re
     await store.record_inbound(
         env,
         queue,
-        lambda conversation, created: router.rules.acknowledgement(
+        lambda conversation, created, _requeued: router.rules.acknowledgement(
             conversation, "en", [], message_id=f"ack-{env.message_id}", trace_id=env.trace_id
         ),
     )

@@ -103,7 +103,7 @@ async def telegram_conversation(store: ConversationStore) -> dict:
             )
         }
     )
-    return (await store.record_inbound(envelope, "payments", lambda c, created: None)).conversation
+    return (await store.record_inbound(envelope, "payments", lambda *_: None)).conversation
 
 
 async def attempts(store: ConversationStore, out: Outbound) -> int:

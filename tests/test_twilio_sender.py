@@ -79,9 +79,7 @@ async def stored_reply(
             )
         }
     )
-    conversation = (
-        await store.record_inbound(envelope, "payments", lambda c, created: None)
-    ).conversation
+    conversation = (await store.record_inbound(envelope, "payments", lambda *_: None)).conversation
     out = Outbound(
         conversation_id=conversation["id"],
         conversation_key=key,

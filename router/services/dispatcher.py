@@ -299,8 +299,12 @@ class DispatcherService:
             is_open=lambda queue: batch.calendar(queue).is_open(at),
         )
 
-        def acknowledge(conversation: dict, created: bool) -> Outbound | None:
-            out = _acknowledgement(conversation, created)
+        def acknowledge(conversation: dict, created: bool, requeued: bool) -> Outbound | None:
+            # A later message that raises its open conversation to critical ("there is also a
+            # payment I never made") is acknowledged as a new critical one: the customer hears
+            # at once that the fraud team has it, with what to do meanwhile (freeze the wallet).
+            raised = requeued and c.urgency == Urgency.CRITICAL
+            out = _acknowledgement(conversation, created or raised)
             if out is None:
                 return None
             if c.language == "zh":
@@ -308,9 +312,12 @@ class DispatcherService:
             batch.acknowledgements.append(out)
             return out
 
-        def _acknowledgement(conversation: dict, created: bool) -> Outbound | None:
+        def _acknowledgement(conversation: dict, queued: bool) -> Outbound | None:
+            """`queued`: the conversation joins its queue with this message (opened, or raised
+            to critical): the full acknowledgement with its wait. Otherwise only a warning when
+            the message held a secret."""
             wait = None
-            if created:
+            if queued:
                 # Quoted before this conversation joins the count, then counted for the next.
                 wait = batch.wait(
                     decision, c.language, envelope.channel, c.urgency == Urgency.CRITICAL, at
@@ -319,7 +326,7 @@ class DispatcherService:
             if envelope.thread.get("no_auto_reply"):  # automatic, bulk or list mail: never answered
                 return None
             fields = {"trace_id": envelope.trace_id, "message_id": f"ack-{envelope.message_id}"}
-            if created:
+            if queued:
                 return self.rules.acknowledgement(
                     conversation, c.language, envelope.redactions, wait=wait, **fields
                 )

@@ -55,7 +55,9 @@ _TAKEN_TICKETS = sa.select(conversations.c.ticket).where(
     one_of(conversations.c.ticket, listed("tickets"))
 )
 
-Acknowledge = Callable[[dict[str, Any], bool], Outbound | None]
+# acknowledge(conversation, created, requeued): the automatic reply to store with a message, if
+# any; `requeued`: the message opened its conversation or raised its urgency (see `Recorded`).
+Acknowledge = Callable[[dict[str, Any], bool, bool], Outbound | None]
 OnStored = Callable[[AsyncConnection, list[tuple["Inbound", "Recorded"]]], Awaitable[None]]
 
 
@@ -169,7 +171,7 @@ class InboundMessages(Repository):
                 seen[("id", message_id)] = seen[("pair", pair)] = conv_id
                 message_rows.append(_inbound_row(envelope, conv_id, item.decision))
                 conversation = listing(row)
-                ack = item.acknowledge(conversation, created)
+                ack = item.acknowledge(conversation, created, requeued)
                 if ack is not None:
                     message_rows.append(reply := outbound_row(ack))
                     reply_rows.append(unpublished_row(reply))
