@@ -66,14 +66,15 @@ async def place_cases(
             opening.append((item.conversation_id, item.phone, item.at, item.case_id))
             continue
         case = placed.get(item.conversation_id) or current.get(item.conversation_id)
-        if case is None and first and not may_join(item, windows):
-            opening.append((item.conversation_id, item.phone, item.at, None))
-            continue
-        if case is not None and not may_join(item, windows):
-            # A later message of a conversation in its case, naming nothing that could join
-            # another: it stays where it is (what `_place` finds, without its two queries).
-            placed[item.conversation_id] = case
-            continue
+        if not may_join(item, windows):
+            if case is not None:
+                # A later message of a conversation in its case, naming nothing that could join
+                # another: it stays where it is (what `_place` finds, without its two queries).
+                placed[item.conversation_id] = case
+                continue
+            if first:  # no case yet and nothing to join by: opened with the others
+                opening.append((item.conversation_id, item.phone, item.at, None))
+                continue
         placed.update(await open_cases(conn, opening))
         opening = []
         placed[item.conversation_id] = await _place(conn, item, windows)
