@@ -34,6 +34,7 @@ from router.services.groups import consumer_groups
 from router.services.intake import Intake
 from router.services.journal_relay import JournalRelay
 from router.services.protect import ProtectService
+from router.services.reply_requeue import ReplyRequeue
 from router.services.sender import SenderService
 from router.services.status_http import StatusServer
 from router.services.workers import Plan, WorkerProcesses
@@ -63,6 +64,7 @@ class Router:
     watcher: ConfigWatcher | None = None
     journal: IntakeJournal | None = None
     relay: JournalRelay | None = None
+    requeue: ReplyRequeue | None = None
     status: StatusServer | None = None
     clock: Any = (
         None  # router.services.sla.Clock; None: the system clock (tests pass a ManualClock)
@@ -139,8 +141,10 @@ class Router:
             )
             await self._up(self.store)
             await self._seed_admin()
+            self.requeue = ReplyRequeue(self.store)
+            await self._up(self.requeue)
             if self.broker is not None:
-                await self._requeue_unsent()
+                await self.requeue.started_empty()
         if self.plan is not None and self.role == "all":
             self.workers = WorkerProcesses(
                 s, self.plan, bootstrap, embedded=self.broker is not None
@@ -267,18 +271,8 @@ class Router:
             return
         if self.relay is not None:
             self.relay.broker_lost_records()
-        if self.store is not None:
-            await self._requeue_unsent()
-
-    async def _requeue_unsent(self) -> None:
-        """A fresh embedded broker holds nothing: replies stored and published before a crash
-        but not sent yet go out again (the sender skips any whose status says they left)."""
-        assert self.store is not None
-        requeued = await self.store.requeue_unsent()
-        if requeued:
-            log.warning(
-                "replies.requeued", replies=requeued, reason="embedded broker started empty"
-            )
+        if self.requeue is not None:
+            await self.requeue.broker_restarted()
 
     async def _seed_admin(self) -> None:
         assert self.store is not None

@@ -10,6 +10,7 @@ before its call, then the record handed to a new sender in the same group.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from router.bus.kafka import KafkaBus
 from router.core.channel_settings import TelegramSettings, TwilioSettings
 from router.core.envelope import Channel, Classification, Envelope, Outbound, Sender, Urgency
 from router.services.outbound_relay import OutboundRelay
+from router.services.reply_requeue import ReplyRequeue
 from router.services.sender import SenderService
 from router.store.conversations import ConversationStore
 from router.store.schema import messages
@@ -303,3 +305,34 @@ async def test_requeue_unsent_puts_back_exactly_the_published_replies_not_sent_y
     # The gateway's chat reply is left alone: not published again.
     assert on_topic == {o.message_id: 1 for o in (outs[0], outs[1], outs[2], outs[3], outs[7])}
     assert await store.unpublished() == []
+
+
+async def test_a_reply_marked_published_after_the_broker_restarted_empty_goes_out_again(parts):
+    """The race ReplyRequeue closes. A dispatcher had its replies acknowledged by the embedded
+    broker, which then died and came back empty. The restart's `requeue_unsent` passed them by,
+    as they were still unpublished, and only then did the dispatcher mark them published: on a
+    broker that no longer has them."""
+    store = parts.store
+    sms = await conversation(store, Channel.SMS, "+15550002006")
+    outs = await replies(store, sms, "in the race", "sent meanwhile", "not published yet")
+    ids = [o.message_id for o in outs]
+    requeue = ReplyRequeue(store, poll_seconds=0.01)
+    try:
+        await requeue.broker_restarted()
+        assert [o.message_id for o in await store.unpublished()] == ids  # none published yet
+        # The sender had the second from the old broker and sent it; then the dispatcher's mark.
+        await store.set_delivery_status(outs[1].message_id, "sent")
+        await store.mark_published(outs[0].message_id, outs[1].message_id)
+        async with asyncio.timeout(30):  # until the watch put the first back
+            while [o.message_id for o in await store.unpublished()] != [ids[0], ids[2]]:
+                await asyncio.sleep(0.01)
+    finally:
+        await requeue.stop()
+    # Put back once; the one sent meanwhile is not; the one never published stays as it was.
+    assert [o.message_id for o in await store.unpublished()] == [ids[0], ids[2]]
+    await OutboundRelay(parts.bus, store).flush()
+    on_topic = Counter(
+        Outbound.from_bytes(r.value).message_id
+        for r in await fetch_uncommitted(parts.bus, [parts.bus.topics.outbound], "race-check", 2)
+    )
+    assert on_topic == {ids[0]: 1, ids[2]: 1}

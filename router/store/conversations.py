@@ -165,6 +165,12 @@ class ConversationStore:
     async def requeue_unsent(self, skip_channels: Collection[str] = ("chat",)) -> int:
         return await self._outbound.requeue_unsent(skip_channels)
 
+    async def unpublished_ids(self, skip_channels: Collection[str] = ("chat",)) -> list[str]:
+        return await self._outbound.unpublished_ids(skip_channels)
+
+    async def requeue_published(self, message_ids: Collection[str]) -> tuple[list[str], int]:
+        return await self._outbound.requeue_published(message_ids)
+
     async def record_sandbox_delivery(self, out: Outbound) -> bool:
         return await self._outbound.record_sandbox_delivery(out)
 

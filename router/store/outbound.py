@@ -60,6 +60,24 @@ def not_sent_yet(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
     return column.is_(None) | column.in_(statuses)
 
 
+def _unsent(skip_channels: Collection[str]) -> sa.Select[Any]:
+    """The replies published (no row of `unpublished_replies`) and not sent yet."""
+    pending = unpublished_replies.c
+    unsent = sa.select(messages.c.message_id, messages.c.conversation_id).where(
+        (messages.c.direction == "out")
+        & not_sent_yet(messages.c.delivery_status)
+        & ~sa.exists().where(pending.message_id == messages.c.message_id)
+    )
+    if skip_channels:
+        unsent = unsent.where(messages.c.channel.not_in(sorted(skip_channels)))
+    return unsent
+
+
+def _requeue(unsent: sa.Select[Any]) -> sa.Insert:
+    """Make these replies unpublished again."""
+    return unpublished_replies.insert().from_select(["message_id", "conversation_id"], unsent)
+
+
 class OutboundMessages(Repository):
     async def _insert_outbound(self, conn: AsyncConnection, out: Outbound) -> None:
         row = outbound_row(out)
@@ -189,17 +207,41 @@ class OutboundMessages(Repository):
         become unpublished again, so the OutboundRelay publishes them once more: for a broker
         that lost its records. Chat replies are skipped by default: the gateway delivers them
         and never moves their status past queued. Returns how many."""
-        pending = unpublished_replies.c
-        unsent = sa.select(messages.c.message_id, messages.c.conversation_id).where(
-            (messages.c.direction == "out")
-            & not_sent_yet(messages.c.delivery_status)
-            & ~sa.exists().where(pending.message_id == messages.c.message_id)
-        )
-        if skip_channels:
-            unsent = unsent.where(messages.c.channel.not_in(sorted(skip_channels)))
-        query = unpublished_replies.insert().from_select(["message_id", "conversation_id"], unsent)
         async with self.write() as conn:
-            return (await conn.execute(query)).rowcount
+            return (await conn.execute(_requeue(_unsent(skip_channels)))).rowcount
+
+    async def unpublished_ids(self, skip_channels: Collection[str] = ("chat",)) -> list[str]:
+        """The message ids of the replies Kafka has not acknowledged yet (not of `skip_channels`)."""
+        pending = sa.select(unpublished_replies.c.message_id)
+        query = sa.select(messages.c.message_id).where(messages.c.message_id.in_(pending))
+        if skip_channels:
+            query = query.where(messages.c.channel.not_in(sorted(skip_channels)))
+        async with self.engine.connect() as conn:
+            return sorted((await conn.execute(query)).scalars())
+
+    async def requeue_published(self, message_ids: Collection[str]) -> tuple[list[str], int]:
+        """Of these replies, the ones marked published since they were listed, and not sent yet,
+        become unpublished again (`requeue_unsent` for them alone). Returns the ones still
+        unpublished, to ask about again, and how many were put back."""
+        ids = sorted(set(message_ids))
+        if not ids:
+            return [], 0
+        pending = unpublished_replies.c
+        async with self.write() as conn:
+            await hold_sqlite_writes(conn)  # nobody marks one between the two statements
+            still = set(
+                (
+                    await conn.execute(
+                        sa.select(pending.message_id).where(one_of(pending.message_id, ids))
+                    )
+                ).scalars()
+            )
+            marked = [i for i in ids if i not in still]
+            requeued = 0
+            if marked:
+                unsent = _unsent(()).where(one_of(messages.c.message_id, marked))
+                requeued = (await conn.execute(_requeue(unsent))).rowcount
+        return sorted(still), requeued
 
     async def record_sandbox_delivery(self, out: Outbound) -> bool:
         """Keep what would have been sent; False when this message was kept before."""
