@@ -12,6 +12,8 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from router.bus.reader import read_to_end
+from router.cli import run
+from router.cli.main import build_parser
 from router.store.conversations import ConversationStore
 from tests.conftest import migrated_sqlite
 from tests.test_process import _alive, _children, _env, _start
@@ -219,3 +221,10 @@ async def test_the_supervisors_gateway_is_not_ready_until_told_and_keeps_what_it
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@pytest.mark.parametrize("role", ["all", "dispatcher"])
+def test_held_is_refused_but_for_a_gateway(role: str, capsys) -> None:
+    """`--held` waits for a supervisor's word; anywhere but its gateway worker nobody gives it."""
+    assert run.command(build_parser().parse_args(["run", "--held", role])) == 2
+    assert "--held is the supervisor's own" in capsys.readouterr().err

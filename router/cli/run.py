@@ -22,6 +22,12 @@ def command(args: argparse.Namespace) -> int:
     from router.app import Router
     from router.services.workers import plan_for
 
+    if args.held and args.role != "gateway":  # nobody would ever say it may be ready
+        print(
+            "supportrouter run: --held is the supervisor's own, for its gateway worker alone",
+            file=sys.stderr,
+        )
+        return 2
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level, once=True)
 
