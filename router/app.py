@@ -141,9 +141,9 @@ class Router:
             )
             await self._up(self.store)
             await self._seed_admin()
-            self.requeue = ReplyRequeue(self.store)
-            await self._up(self.requeue)
-            if self.broker is not None:
+            if self.broker is not None:  # its owner puts back the replies it loses
+                self.requeue = ReplyRequeue(self.store)
+                await self._up(self.requeue)
                 await self.requeue.started_empty()
         if self.plan is not None and self.role == "all":
             self.workers = WorkerProcesses(
@@ -268,9 +268,10 @@ class Router:
         accepted messages from the journal and the replies from the store."""
         if self.workers is not None:  # the journal and its relay live in the gateway worker
             self.workers.signal("gateway", signal.SIGUSR1)
-            return
         if self.relay is not None:
             self.relay.broker_lost_records()
+        # The broker's owner (this process, or the supervisor) puts the replies back: it has
+        # its store before any worker is up to be told.
         if self.requeue is not None:
             await self.requeue.broker_restarted()
 

@@ -121,9 +121,7 @@ async def test_run_in_processes_takes_a_webhook_end_to_end_and_a_signal_leaves_n
         assert code == 0
         assert [pid for pid in tree if _alive(pid)] == []
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await _kill_if_running(process)
 
 
 async def test_run_on_a_cluster_it_was_given_starts_its_workers_there_when_told_how_many(
@@ -142,9 +140,7 @@ async def test_run_on_a_cluster_it_was_given_starts_its_workers_there_when_told_
         await _fraud_report_reaches_the_fraud_queue(env)
         await _stops_leaving_nothing(process, tree)
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await _kill_if_running(process)
 
 
 async def test_run_in_processes_starts_its_grown_broker_again_and_still_takes_a_webhook(
@@ -175,9 +171,7 @@ async def test_run_in_processes_starts_its_grown_broker_again_and_still_takes_a_
         tree = _tree(process.pid)
         await _stops_leaving_nothing(process, tree)
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await _kill_if_running(process)
 
 
 def _cmdline(pid: int) -> str:
@@ -218,9 +212,7 @@ async def test_the_supervisors_gateway_is_not_ready_until_told_and_keeps_what_it
                     await asyncio.sleep(0.1)
         await _stops_leaving_nothing(process, [])
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await _kill_if_running(process)
 
 
 @pytest.mark.parametrize("role", ["all", "dispatcher"])
@@ -228,3 +220,46 @@ def test_held_is_refused_but_for_a_gateway(role: str, capsys) -> None:
     """`--held` waits for a supervisor's word; anywhere but its gateway worker nobody gives it."""
     assert run.command(build_parser().parse_args(["run", "--held", role])) == 2
     assert "--held is the supervisor's own" in capsys.readouterr().err
+
+
+async def test_a_reload_asked_while_the_workers_start_reaches_each_once_it_is_up(tmp_path: Path):
+    """SIGHUP to the supervisor while its workers are still starting: a worker's handlers may
+    not be in place yet, and a SIGHUP's default is to end the process. The supervisor holds the
+    signal until the worker is up, so the router starts, and every worker reloads."""
+    env = _env_for_processes(tmp_path, SUPPORTROUTER_PROCESSES="2")
+    process = await _start(env)
+    assert process.stderr is not None
+    logs: list[bytes] = []
+    reading = asyncio.ensure_future(_read_lines(process.stderr, logs))
+    try:
+        async with asyncio.timeout(60):
+            while _workers(process.pid) != ["dispatcher", "gateway", "sender"]:
+                await asyncio.sleep(0.01)
+        process.send_signal(signal.SIGHUP)
+        banner = await _banner(process)
+        assert "processes               1 dispatcher, 1 sender, 1 gateway" in banner
+        async with asyncio.timeout(60):
+            while sum(b'"config.unchanged"' in line for line in logs) < 3:
+                await asyncio.sleep(0.1)
+        await _stops_leaving_nothing(process, [])
+    finally:
+        await _kill_if_running(process)
+        reading.cancel()
+
+
+async def _kill_if_running(process: asyncio.subprocess.Process) -> None:
+    """What a test leaves of its router when it failed half-way: nothing."""
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+
+
+def _workers(pid: int) -> list[str]:
+    """The roles of the worker processes started so far."""
+    lines = [_cmdline(child) for child in _tree(pid)]
+    return sorted(line.split()[-1] for line in lines if " router.cli run " in line)
+
+
+async def _read_lines(stream: asyncio.StreamReader, into: list[bytes]) -> None:
+    while line := await stream.readline():
+        into.append(line)

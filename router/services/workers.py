@@ -73,6 +73,10 @@ class WorkerProcesses:
         self.settings, self.plan, self.bootstrap = settings, plan, bootstrap_servers
         self.embedded = embedded  # the supervisor's own broker, or a cluster it was given
         self.processes: list[tuple[str, asyncio.subprocess.Process]] = []
+        # A signal for a worker not up yet (no banner: its handlers may not be in place, and a
+        # SIGHUP or SIGUSR1 would end it) waits here, its role's and its own, until it is up.
+        self._starting: list[tuple[str, list[int]]] = []
+        self._up: set[int] = set()  # the workers that printed their banner, by pid
         self._watch: asyncio.Task | None = None
         self.exited = asyncio.Event()  # set when a worker dies on its own
 
@@ -110,6 +114,23 @@ class WorkerProcesses:
         log.info("workers.started", roles=[role for role, _ in self.processes])
 
     async def _spawn(self, role: str, env: dict[str, str], timeout: float) -> None:
+        held: list[int] = []
+        self._starting.append((role, held))
+        try:
+            process = await self._started(role, env, timeout)
+        finally:
+            self._starting = [(r, h) for r, h in self._starting if h is not held]
+        self._up.add(process.pid)
+        for sig in dict.fromkeys(held):  # each once, in order
+            _send(process, sig)
+        assert process.stdout is not None
+        # The rest of its banner and anything else it prints is read and dropped.
+        asyncio.get_running_loop().create_task(_drain(process.stdout))
+
+    async def _started(
+        self, role: str, env: dict[str, str], timeout: float
+    ) -> asyncio.subprocess.Process:
+        """A worker started and up (its banner printed)."""
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -132,8 +153,7 @@ class WorkerProcesses:
                         raise RuntimeError(f"the {role} worker exited ({await process.wait()})")
         except TimeoutError:
             raise RuntimeError(f"the {role} worker was not ready after {timeout} s") from None
-        # The rest of its banner and anything else it prints is read and dropped.
-        asyncio.get_running_loop().create_task(_drain(process.stdout))
+        return process
 
     async def _watch_exits(self) -> None:
         waits = {asyncio.ensure_future(p.wait()): role for role, p in self.processes}
@@ -143,10 +163,12 @@ class WorkerProcesses:
         self.exited.set()
 
     def signal(self, role: str, sig: int) -> None:
+        for name, held in self._starting:
+            if name == role:
+                held.append(sig)
         for name, process in self.processes:
-            if name == role and process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(sig)
+            if name == role and process.pid in self._up and process.returncode is None:
+                _send(process, sig)
 
     async def stop(self, timeout: float | None = None) -> None:
         if self._watch is not None:
@@ -158,6 +180,11 @@ class WorkerProcesses:
         for group in (gateway, rest):
             await asyncio.gather(*(_terminate(p, timeout) for p in group))
         self.processes = []
+
+
+def _send(process: asyncio.subprocess.Process, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(sig)
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:
