@@ -64,6 +64,13 @@ async def _banner(process: asyncio.subprocess.Process) -> str:
                 return "".join(lines)
 
 
+async def _kill_if_running(process: asyncio.subprocess.Process) -> None:
+    """What a test leaves of its router when it failed half-way: nothing."""
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+
+
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
@@ -109,9 +116,7 @@ async def test_run_prints_where_things_are_and_a_signal_stops_it_without_an_orph
         tail = (await process.stdout.read()).decode()
         assert "stopped." in tail
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await _kill_if_running(process)
 
 
 async def test_a_killed_router_takes_its_embedded_broker_and_workers_with_it(tmp_path):
@@ -126,9 +131,7 @@ async def test_a_killed_router_takes_its_embedded_broker_and_workers_with_it(tmp
             while any(map(_alive, children)):
                 await asyncio.sleep(0.05)
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await _kill_if_running(process)
 
 
 async def test_with_bootstrap_servers_set_no_broker_is_started_and_that_cluster_is_used(

@@ -16,7 +16,7 @@ from router.cli import run
 from router.cli.main import build_parser
 from router.store.conversations import ConversationStore
 from tests.conftest import migrated_sqlite
-from tests.test_process import _alive, _children, _env, _start
+from tests.test_process import _alive, _children, _env, _kill_if_running, _start
 
 TOKEN = "multi-process-twilio-token"
 FRAUD = "someone made a payment from my wallet that I did not make"
@@ -245,13 +245,6 @@ async def test_a_reload_asked_while_the_workers_start_reaches_each_once_it_is_up
     finally:
         await _kill_if_running(process)
         reading.cancel()
-
-
-async def _kill_if_running(process: asyncio.subprocess.Process) -> None:
-    """What a test leaves of its router when it failed half-way: nothing."""
-    if process.returncode is None:
-        process.kill()
-        await process.wait()
 
 
 def _workers(pid: int) -> list[str]:
