@@ -11,7 +11,7 @@ import platform
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -357,6 +357,23 @@ def machine() -> str:
         kb = int(Path("/proc/meminfo").read_text().split()[1])
         mem = f", {kb / 1024 / 1024:.1f} GiB"
     return f"{os.cpu_count()} cores {model}{mem}, {platform.system()} {platform.release()}"
+
+
+def whole(low: int, high: int) -> Callable[[str], int]:
+    """argparse's `type` for an option's one whole number from `low` to `high`."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number from {low:,} to {high:,}, not {text!r}"
+            )
+        return number
+
+    return parse
 
 
 def number_list(text: str, low: int, high: int, what: str, example: str) -> list[int]:

@@ -70,6 +70,7 @@ from bench_support import (  # noqa: E402
     running,
     stop_process,
     wait_ready,
+    whole,
 )
 from loadgen import PATH, Signed, burst_command, ensure_wrk, sign_sms, threads_of  # noqa: E402
 from stages import hops  # noqa: E402
@@ -720,7 +721,7 @@ def main() -> None:
         help="default: SQLite in a temporary directory",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--connections", type=whole(1, 10_000), default=64)
     parser.add_argument("--processes", help="SUPPORTROUTER_PROCESSES for the router")
     parser.add_argument(
         "--kafka",
@@ -730,9 +731,14 @@ def main() -> None:
     )
     parser.add_argument("--profile", type=Path, help="py-spy's collapsed stacks of the router")
     parser.add_argument(
-        "--soak-seconds", type=int, default=0, help="then this long at --soak-rate (memory growth)"
+        "--soak-seconds",
+        type=whole(0, 86_400),
+        default=0,
+        help="then this long at --soak-rate (memory growth)",
     )
-    parser.add_argument("--soak-rate", type=int, default=100, help="messages/s of the soak")
+    parser.add_argument(
+        "--soak-rate", type=whole(1, 5_000), default=100, help="messages/s of the soak"
+    )
     parser.add_argument(
         "--scale-out",
         metavar="N,N,...",
@@ -740,7 +746,10 @@ def main() -> None:
         help="then the burst again with N classifier and N dispatcher processes for each N",
     )
     parser.add_argument(
-        "--partitions", type=int, default=4, help="partitions per topic in the scale-out runs"
+        "--partitions",
+        type=whole(1, 256),
+        default=4,
+        help="partitions per topic in the scale-out runs",
     )
     parser.add_argument(
         "--latency-rates",
@@ -773,7 +782,8 @@ def main() -> None:
         "consumer_fetch_wait_ms=20; repeatable",
     )
     for key in SIZES["default"]:
-        parser.add_argument(f"--{key.replace('_', '-')}", type=int, dest=key)
+        most = 3_600 if key == "steady_seconds" else 10_000_000
+        parser.add_argument(f"--{key.replace('_', '-')}", type=whole(1, most), dest=key)
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         if args.keep:

@@ -357,15 +357,22 @@ def test_dispatcher_rounds_refuses_a_wrong_list_of_sizes(value):
 SCALE_OUT_REFUSED = "--scale-out: expected counts from 1 to 64 like 1,2,4"
 RATES_REFUSED = "--latency-rates: expected rates from 1 to 5,000 like 100,200"
 SETTING_REFUSED = "--setting: expected NAME=VALUE with NAME a router setting"
+SIZE_REFUSED = "expected a whole number from 1 to 10,000,000"
 
 
 @pytest.mark.parametrize(
     "option, value, reason",
     [("--scale-out", value, SCALE_OUT_REFUSED) for value in ("x", "1,,2", "0", "1,65", "")]
     + [("--latency-rates", value, RATES_REFUSED) for value in ("fast", "100,", "0", "5001")]
-    + [("--setting", value, SETTING_REFUSED) for value in ("fetch_wait=1", "processes", "=1")],
+    + [("--setting", value, SETTING_REFUSED) for value in ("fetch_wait=1", "processes", "=1")]
+    # A size that is not a whole number above zero: before, a negative burst reached wrk.
+    + [(option, "-5", f"{option}: {SIZE_REFUSED}") for option in ("--burst", "--backlog")]
+    + [("--ceiling", "0", f"--ceiling: {SIZE_REFUSED}"), ("--burst", "2e4", SIZE_REFUSED)]
+    + [("--steady-seconds", "3601", "--steady-seconds: expected a whole number from 1 to 3,600")]
+    + [("--connections", "0", "--connections: expected a whole number from 1 to 10,000")]
+    + [("--soak-rate", "-1", "--soak-rate: expected a whole number from 1 to 5,000")],
 )
-def test_a_wrong_list_is_refused_before_anything_starts(option, value, reason):
+def test_a_wrong_option_is_refused_before_anything_starts(option, value, reason):
     run = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "throughput.py"), option, value],
         capture_output=True,
