@@ -3,7 +3,6 @@ view of what arrived, and a progress bar."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -11,7 +10,7 @@ import platform
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -357,33 +356,3 @@ def machine() -> str:
         kb = int(Path("/proc/meminfo").read_text().split()[1])
         mem = f", {kb / 1024 / 1024:.1f} GiB"
     return f"{os.cpu_count()} cores {model}{mem}, {platform.system()} {platform.release()}"
-
-
-def whole(low: int, high: int) -> Callable[[str], int]:
-    """argparse's `type` for an option's one whole number from `low` to `high`."""
-
-    def parse(text: str) -> int:
-        try:
-            number = int(text)
-        except ValueError:
-            number = low - 1
-        if not low <= number <= high:
-            raise argparse.ArgumentTypeError(
-                f"expected a whole number from {low:,} to {high:,}, not {text!r}"
-            )
-        return number
-
-    return parse
-
-
-def number_list(text: str, low: int, high: int, what: str, example: str) -> list[int]:
-    """An option's comma-separated whole numbers, each from `low` to `high` (argparse's `type`)."""
-    try:
-        numbers = [int(part) for part in text.split(",")]
-    except ValueError:
-        numbers = []
-    if not numbers or not all(low <= n <= high for n in numbers):
-        raise argparse.ArgumentTypeError(
-            f"expected {what} from {low} to {high:,} like {example}, not {text!r}"
-        )
-    return numbers

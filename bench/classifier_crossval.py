@@ -19,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from options import whole  # noqa: E402
+
 from router.classify.classifier import Classifier  # noqa: E402
 from router.classify.redact import redact  # noqa: E402
 from router.cli.evaluate import Report, format_json, format_text  # noqa: E402
@@ -58,7 +60,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--folds", type=whole(2, 100), default=4)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--config", type=Path, default=ROOT / "config")
     parser.add_argument("--json", action="store_true")

@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from options import whole  # noqa: E402
+
 from router.classify import NATIVE  # noqa: E402
 from router.classify.redact import redact  # noqa: E402
 from router.core.envelope import Envelope, Sender  # noqa: E402
@@ -85,10 +87,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--messages", type=whole(1, 10_000_000), default=20000)
     parser.add_argument("--csv", type=Path, help="take the messages from this CSV's text column")
     parser.add_argument("--config", type=Path, default=ROOT / "config")
-    parser.add_argument("--rounds", type=int, default=3, help="report the best of this many rounds")
+    parser.add_argument(
+        "--rounds", type=whole(1, 100), default=3, help="report the best of this many rounds"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 

@@ -32,7 +32,7 @@ from aiokafka import ConsumerRecord
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from bench_support import number_list  # noqa: E402
+from options import number_list  # noqa: E402
 
 from router.bus.embedded import EmbeddedBroker  # noqa: E402
 from router.bus.kafka import KafkaBus  # noqa: E402

@@ -22,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from options import whole  # noqa: E402
+
 from router.bus.embedded import EmbeddedBroker  # noqa: E402
 from router.bus.kafka import KafkaBus  # noqa: E402
 from router.core.envelope import Channel, Envelope, Sender  # noqa: E402
@@ -103,8 +105,8 @@ async def main(args: argparse.Namespace) -> dict:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=20000)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--messages", type=whole(1, 10_000_000), default=20000)
+    parser.add_argument("--concurrency", type=whole(1, 10_000), default=64)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = asyncio.run(main(args))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
+from options import whole
 from twilio.request_validator import RequestValidator
 
 PATH = "/webhooks/twilio/messaging"
@@ -173,7 +174,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--file", type=Path, required=True)
     parser.add_argument("--url", required=True)
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--connections", type=whole(1, 10_000), default=64)
     args = parser.parse_args()
     asyncio.run(_post_all(args.file.read_text().splitlines(), args.url, args.connections))
 

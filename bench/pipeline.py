@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from options import whole  # noqa: E402
+
 from router.app import Router  # noqa: E402
 from router.cli.main import database_url_argument  # noqa: E402
 from router.core.envelope import Channel, Envelope, Sender  # noqa: E402
@@ -142,8 +144,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--backlog", type=int, default=5000)
-    parser.add_argument("--urgent", type=int, default=5)
+    parser.add_argument("--backlog", type=whole(1, 10_000_000), default=5000)
+    parser.add_argument("--urgent", type=whole(1, 10_000), default=5)
     parser.add_argument("--database-url", type=database_url_argument)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -11,6 +11,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from options import whole
+
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
@@ -48,7 +50,7 @@ def summarize(text: str) -> tuple[int, Counter, Counter, Counter]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("profile", type=Path)
-    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--top", type=whole(1, 10_000), default=15)
     args = parser.parse_args()
     total, own, inclusive, processes = summarize(args.profile.read_text())
     print(f"{total} samples")

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from loadgen import PATH, sign_sms  # noqa: E402
+from options import whole  # noqa: E402
 from throughput import TOKEN, texts  # noqa: E402
 
 from router.app import Router  # noqa: E402
@@ -112,8 +113,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--messages", type=int, default=1000)
-    parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--messages", type=whole(1, 1_000_000), default=1000)
+    parser.add_argument("--top", type=whole(1, 10_000), default=20)
     parser.add_argument(
         "--database-url",
         type=database_url_argument,

@@ -66,13 +66,12 @@ from bench_support import (  # noqa: E402
     database_server_pid,
     listening_pid,
     machine,
-    number_list,
     running,
     stop_process,
     wait_ready,
-    whole,
 )
 from loadgen import PATH, Signed, burst_command, ensure_wrk, sign_sms, threads_of  # noqa: E402
+from options import number_list, whole  # noqa: E402
 from stages import hops  # noqa: E402
 
 from router.bus.embedded import free_port  # noqa: E402

@@ -383,6 +383,33 @@ def test_a_wrong_option_is_refused_before_anything_starts(option, value, reason)
     assert reason in run.stderr
 
 
+@pytest.mark.parametrize(
+    "script, option, value, reason",
+    [
+        # Each crashed (a division by zero, min() of nothing) or measured nothing, before.
+        ("classifier_throughput.py", "--messages", "-5", "from 1 to 10,000,000"),
+        ("classifier_throughput.py", "--rounds", "0", "from 1 to 100"),
+        ("intake_journal.py", "--messages", "0", "from 1 to 10,000,000"),
+        ("intake_journal.py", "--concurrency", "x", "from 1 to 10,000"),
+        ("pipeline.py", "--backlog", "-1", "from 1 to 10,000,000"),
+        ("pipeline.py", "--urgent", "0", "from 1 to 10,000"),
+        ("classifier_crossval.py", "--folds", "1", "from 2 to 100"),
+        ("store_statements.py", "--messages", "0", "from 1 to 1,000,000"),
+        ("profile_top.py", "--top", "0", "from 1 to 10,000"),
+    ],
+)
+def test_every_bench_script_refuses_a_number_out_of_range(script, option, value, reason):
+    extra = ["profile.txt"] if script == "profile_top.py" else []
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *extra, option, value],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2, run.stderr
+    assert f"{option}: expected a whole number {reason}, not {value!r}" in run.stderr
+
+
 async def test_a_steady_phase_begins_once_the_replies_left_to_send_are_sent(tmp_path):
     """`StoreView.quiet`, what each steady phase of the bench waits for first: every stored
     reply through the sender (a burst leaves thousands of acknowledgements to send)."""
