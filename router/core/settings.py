@@ -132,9 +132,10 @@ class Settings(BaseSettings):
     # broker (short group timeouts, no idempotent producer), not a Kafka cluster.
     kafka_is_embedded: bool = False
     # `supportrouter run` on the embedded broker: "auto" puts the gateway, the sender and the
-    # pipeline stages in processes of their own, one classifier and one dispatcher per two cores
-    # (at least one each; on one core, everything in one process); a number N plans as if
-    # there were N cores; "1" runs everything in one process. On a Kafka cluster "auto" is one
+    # pipeline stages in processes of their own, one dispatcher per two cores, and as many
+    # classifiers where that stage runs (`classify_in`; at least one each; on one core,
+    # everything in one process); a number N plans as if there were N cores; "1" runs
+    # everything in one process. On a Kafka cluster "auto" is one
     # process (there each service is run and scaled on its own); a number N starts the workers
     # there too.
     processes: str = Field(default="auto", pattern=r"^(auto|[1-9][0-9]?)$")
