@@ -4,24 +4,13 @@ option's name before anything starts, not found by a crash deep in a run."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import sys
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-def whole(low: int, high: int) -> Callable[[str], int]:
-    """argparse's `type` for an option's one whole number from `low` to `high`."""
-
-    def parse(text: str) -> int:
-        try:
-            number = int(text)
-        except ValueError:
-            number = low - 1
-        if not low <= number <= high:
-            raise argparse.ArgumentTypeError(
-                f"expected a whole number from {low:,} to {high:,}, not {text!r}"
-            )
-        return number
-
-    return parse
+# The router's own, so that the bench scripts and `supportrouter` refuse a number alike.
+from router.cli.main import whole_number as whole  # noqa: E402, F401
 
 
 def number_list(text: str, low: int, high: int, what: str, example: str) -> list[int]:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -167,6 +168,21 @@ async def test_one_service_alone_needs_a_cluster_and_says_so(tmp_path):
     err = (await process.stderr.read()).decode()
     assert code == 1
     assert "SUPPORTROUTER_KAFKA_BOOTSTRAP_SERVERS" in err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "many"])
+def test_tail_refuses_a_max_that_is_not_a_count(value):
+    result = subprocess.run(
+        [sys.executable, "-m", "router.cli", "tail", "support.inbound", "--max", value],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"argument --max: expected a whole number from 1 to 1,000,000,000, not {value!r}" in (
+        result.stderr
+    )
 
 
 async def test_tail_prints_the_records_of_a_topic_as_json_lines(tmp_path, broker):

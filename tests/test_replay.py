@@ -123,3 +123,17 @@ async def test_a_bad_since_is_a_clear_error(recorded, tmp_path):
         "--config", str(CONFIG_DIR), "--database-url", recorded, "--since", "last tuesday"
     )
     assert result.returncode == 2 and "--since 'last tuesday'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "option, value, reason",
+    [
+        ("--limit", "-3", "from 1 to 10,000,000"),  # SQLite took it for no limit at all
+        ("--limit", "ten", "from 1 to 10,000,000"),
+        ("--show", "-1", "from 0 to 1,000,000"),  # listed all but the last
+    ],
+)
+def test_a_count_out_of_range_is_refused_before_the_store_is_opened(option, value, reason):
+    result = replay("--config", str(CONFIG_DIR), option, value)
+    assert result.returncode == 2
+    assert f"argument {option}: expected a whole number {reason}, not {value!r}" in result.stderr

@@ -36,6 +36,24 @@ def database_url_argument(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def whole_number(low: int, high: int) -> Callable[[str], int]:
+    """argparse's `type` for an option's one whole number from `low` to `high`: one out of range
+    is refused with the option's name before the command starts."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number from {low:,} to {high:,}, not {text!r}"
+            )
+        return number
+
+    return parse
+
+
 def _settings_refused(exc: ValidationError) -> str:
     """Each setting the environment got wrong: its variable, what is wrong, the value given."""
     from router.core.settings_reference import refused
@@ -126,9 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--database-url", type=database_url_argument, help="default: SUPPORTROUTER_DATABASE_URL"
     )
     replay.add_argument(
-        "--limit", type=int, default=100_000, help="at most this many conversations"
+        "--limit",
+        type=whole_number(1, 10_000_000),
+        default=100_000,
+        help="at most this many conversations",
     )
-    replay.add_argument("--show", type=int, default=20, help="list this many changed conversations")
+    replay.add_argument(
+        "--show",
+        type=whole_number(0, 1_000_000),
+        default=20,
+        help="list this many changed conversations",
+    )
     replay.add_argument("--json", action="store_true", help="the whole report as JSON")
     replay.set_defaults(func=_command("replay"))
 
@@ -137,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("topic")
     tail.add_argument("--from-beginning", action="store_true")
-    tail.add_argument("--max", type=int, help="stop after this many records")
+    tail.add_argument(
+        "--max", type=whole_number(1, 1_000_000_000), help="stop after this many records"
+    )
     tail.set_defaults(func=_command("tail"))
 
     dlq = sub.add_parser(
