@@ -32,7 +32,7 @@ from aiokafka import ConsumerRecord
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from options import number_list  # noqa: E402
+from options import number_list, whole  # noqa: E402
 
 from router.bus.embedded import EmbeddedBroker  # noqa: E402
 from router.bus.kafka import KafkaBus  # noqa: E402
@@ -166,23 +166,13 @@ def sizes_list(text: str) -> list[int]:
     return number_list(text, 1, 1000, "chunk sizes", "1,20,200")
 
 
-def count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError("expected a whole number, 0 or more")
-    return value
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=sizes_list, default=[1, 20, 200])
-    parser.add_argument("--chunks", type=count, default=100)
-    parser.add_argument("--waiting", type=count, default=24_000)
+    parser.add_argument("--chunks", type=whole(0, 10_000_000), default=100)
+    parser.add_argument("--waiting", type=whole(0, 10_000_000), default=24_000)
     parser.add_argument(
         "--database-url",
         type=database_url_argument,
