@@ -91,11 +91,35 @@ async def test_a_broker_past_its_limit_is_started_again_only_once_every_group_re
             await eventually(lambda: _recycled(broker), timeout=60, every=0.1)
         finally:
             await recycler.stop()
-        # The new, empty broker is past 1 MB too, so the recycler may have begun another recycle
-        # before it stopped: that one ends all the same, and counts as a recycle, not a death.
+        # The new broker is past 1 MB too, but empty: it is left alone (the test below).
         await eventually(lambda: _resident(broker), timeout=30, every=0.05)
         assert broker.pid not in (None, first) and broker.restarts == 0
+        assert broker.recycles == 1
         assert await read_to_end(bootstrap, [IN]) == []  # empty: it holds nothing read
+
+
+async def test_a_broker_that_took_no_record_is_never_started_again_whatever_its_limit():
+    # A limit below what an empty broker uses: were it started again at every look, no consumer
+    # group could join in between (Tansu answers a JoinGroup after a second), and every record
+    # published later would be lost to the next restart before anyone read it.
+    async with EmbeddedBroker(topics=[IN, DLQ], partitions=2) as broker:
+        bootstrap = broker.bootstrap_servers
+        recycler = BrokerRecycler(broker, {"readers": [IN]}, DLQ, max_mb=1, every=0.05)
+        assert await recycler.look() == ([], 0)
+        first = broker.pid
+        await recycler.start()
+        try:
+            await asyncio.sleep(1.5)  # about 30 looks, each finding it past its limit, empty
+            assert (broker.recycles, broker.restarts, broker.pid) == (0, 0, first)
+
+            await produce(bootstrap, IN, [(0, b"one"), (1, b"two")])
+            await read_and_commit(bootstrap, "readers", 2)
+            await eventually(lambda: _recycled(broker), timeout=60, every=0.1)
+            second = broker.pid
+            await asyncio.sleep(1.5)  # the new broker is empty again: left alone
+            assert (broker.recycles, broker.pid) == (1, second)
+        finally:
+            await recycler.stop()
 
 
 async def test_a_recycle_whose_caller_is_cancelled_still_ends_as_a_recycle():

@@ -124,7 +124,8 @@ class Settings(BaseSettings):
     # The embedded broker keeps every record in memory and has no retention: once its resident
     # memory passes this many MB, it is started again, empty, at a moment when every consumer
     # group has read everything, or after six looks without one (what was unread is published
-    # again from the journal and the store); 0: never (router/bus/recycler.py).
+    # again from the journal and the store); never while it holds no record; 0: never
+    # (router/bus/recycler.py).
     embedded_broker_max_mb: int = Field(default=256, ge=0)
     # How often the embedded broker's memory is looked at (every second while it waits).
     embedded_broker_check_seconds: float = Field(default=5.0, gt=0)
