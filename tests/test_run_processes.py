@@ -69,16 +69,17 @@ async def _post_sms(
         assert resp.status == 200, await resp.text()
 
 
-async def _fraud_report_reaches_the_fraud_queue(env: dict[str, str]) -> None:
+async def _fraud_report_reaches_the_fraud_queue(
+    env: dict[str, str], sid: str = "SM" + "7" * 32, sender: str = "+15550001234"
+) -> None:
     """A signed SMS fraud report through the router's gateway, until the store has it queued."""
     async with aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{env['SUPPORTROUTER_HTTP_PORT']}"
-        await _post_sms(http, base, "SM" + "7" * 32, FRAUD)
+        await _post_sms(http, base, sid, FRAUD, sender)
     async with ConversationStore(env["SUPPORTROUTER_DATABASE_URL"]) as store:
         async with asyncio.timeout(120):
             while not any(
-                "+15550001234" in c["conversation_key"]
-                for c in await store.queue_conversations("fraud")
+                sender in c["conversation_key"] for c in await store.queue_conversations("fraud")
             ):
                 await asyncio.sleep(0.2)
 
@@ -147,7 +148,8 @@ async def test_run_in_processes_starts_its_grown_broker_again_and_still_takes_a_
     tmp_path: Path,
 ):
     """The embedded broker past its memory limit (1 MB: from its start) is started again by the
-    supervisor; the workers and the gateway's journal follow it, and nothing is left behind."""
+    supervisor once it holds a record everyone read; the workers and the gateway's journal follow
+    it, and nothing is left behind."""
     env = _env_for_processes(
         tmp_path,
         SUPPORTROUTER_PROCESSES="2",
@@ -163,11 +165,12 @@ async def test_run_in_processes_starts_its_grown_broker_again_and_still_takes_a_
 
         first = brokers()
         assert len(first) == 1
+        await _fraud_report_reaches_the_fraud_queue(env)  # an empty broker is never restarted
         async with asyncio.timeout(60):
             while not (now := brokers()) or now == first:
                 await asyncio.sleep(0.1)
         assert not any(_alive(pid) for pid in first)  # ended, not left running beside it
-        await _fraud_report_reaches_the_fraud_queue(env)
+        await _fraud_report_reaches_the_fraud_queue(env, "SM" + "8" * 32, "+15550005678")
         tree = _tree(process.pid)
         await _stops_leaving_nothing(process, tree)
     finally:
