@@ -74,10 +74,13 @@ async def test_a_broker_past_its_limit_is_started_again_only_once_every_group_re
         bootstrap = broker.bootstrap_servers
         await produce(bootstrap, IN, [(i % 2, b"m%d" % i) for i in range(6)])
         recycler = BrokerRecycler(broker, {"readers": [IN]}, DLQ, max_mb=10**6, every=0.05)
-        assert sorted(await recycler.behind()) == ["readers recycle.in[0]", "readers recycle.in[1]"]
+        assert sorted((await recycler.look())[0]) == [
+            "readers recycle.in[0]",
+            "readers recycle.in[1]",
+        ]
 
         await read_and_commit(bootstrap, "readers", 4)
-        assert len(await recycler.behind()) == 1  # two of one partition are still unread
+        assert len((await recycler.look())[0]) == 1  # two of one partition are still unread
 
         await recycler.start()
         try:
@@ -87,7 +90,7 @@ async def test_a_broker_past_its_limit_is_started_again_only_once_every_group_re
             assert (broker.recycles, broker.restarts, broker.pid) == (0, 0, first)
 
             await read_and_commit(bootstrap, "readers", 2)
-            assert await recycler.behind() == []
+            assert (await recycler.look())[0] == []
             await eventually(lambda: _recycled(broker), timeout=60, every=0.1)
         finally:
             await recycler.stop()

@@ -100,13 +100,10 @@ class BrokerRecycler:
             except Exception as exc:  # this watch goes on: the next look tries again
                 log.error("broker.recycle_failed", error=repr(exc)[:300])
 
-    async def behind(self) -> list[str]:
-        """`group topic[partition]` for every partition some group has not read to its end."""
-        return (await self.look())[0]
-
     async def look(self) -> tuple[list[str], int]:
-        """What `behind` says, and how many records the groups' topics took since the broker
-        started (their log ends, summed)."""
+        """`group topic[partition]` for every partition some group has not read to its end, and
+        how many records the groups' topics took since the broker started (their log ends,
+        summed)."""
         bootstrap = self.broker.bootstrap_servers
         topics = sorted({topic for read in self.groups.values() for topic in read})
         partitions = await topic_partitions(bootstrap, topics)
