@@ -56,6 +56,47 @@ def test_crossval_holds_out_every_example_once_and_reports_the_figures():
     assert 0 < report["macro_f1"] <= 1 and 0 < report["unauthorized_recall"] <= 1
 
 
+def test_crossval_of_the_shipped_set_holds_out_each_row_from_the_model_that_scores_it():
+    from collections import Counter
+
+    from router.classify import examples
+    from router.classify.textprep import for_model, prepare
+    from router.operator_files.config import load_config
+
+    crossval = from_bench("classifier_crossval")
+    config = load_config(CONFIG_DIR).classifier
+    name = config.model.extra_examples
+    whole = examples.shipped(name)
+    scored: list[str] = []
+    for _classifier, rows in crossval.shipped_folds(config, 2, seed=1):
+        taught = examples.shipped(name)  # what the classifier of this fold learned from
+        held = [for_model(prepare(text)) for text, _ in rows]
+        assert Counter(taught) + Counter(zip(held, (c for _, c in rows), strict=True)) == Counter(
+            whole
+        )
+        scored += held
+    assert examples.shipped(name) == whole  # the whole set again once the folds are done
+    assert Counter(scored) == Counter(text for text, _ in whole)
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "classifier_crossval.py"),
+            "--shipped",
+            "--folds",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    report = json.loads(out.stdout)
+    assert report["rows"] == len(whole)
+    assert 0 < report["macro_f1"] <= 1 and 0 < report["unauthorized_recall"] <= 1
+
+
 def test_classifier_throughput_reports_every_stage():
     out = subprocess.run(
         [

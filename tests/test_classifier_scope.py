@@ -33,6 +33,12 @@ def _frame_of(text: str, evidence: str) -> str | None:
             "hypothetical",
         ),
         ("万一有人冒用我的身份开户怎么办", "冒用", "hypothetical"),
+        ("万一有人盗刷我的卡怎么办", "盗刷", "hypothetical"),
+        (
+            "if someone ever took money from my wallet, would you pay it back",
+            "took money",
+            "hypothetical",
+        ),
         ("我表姐的卡上周被盗刷了", "被盗刷", "someone_else"),
         ("my neighbour got scammed out of 2k", "got scammed", "someone_else"),
         ("I almost clicked the link but closed it", "clicked", "averted"),
@@ -60,6 +66,48 @@ def test_fraud_told_as_ones_own_loss_still_counts(text, evidence):
 
 
 @pytest.mark.parametrize(
+    ("text", "evidence"),
+    [
+        ("what should I do if I notice a card payment I don't recognise", "don't recognise"),
+        ("who do I call if I think a withdrawal was not made by me", "not made by me"),
+        ("what do I do if someone has used my card", "someone has used my"),
+        ("how do I get it back if somebody else spent money from my wallet", "spent money"),
+        ("如果我发现钱包里有一笔不是我付的款，该怎么办", "不是我付"),
+        ("如果有人用了我的卡，要先冻结吗", "有人用"),
+    ],
+)
+def test_an_if_that_tells_what_the_customer_sees_or_suspects_still_counts(text, evidence):
+    """A question in the form of "what do I do if I see..." is how many customers report what
+    they see on their own account; it is not a fear of something that has not happened."""
+    assert _frame_of(text, evidence) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "What should I do if I notice a card payment I don't recognise?",
+        "what do I do if someone has used my card",
+        "如果有人用了我的卡怎么办",
+        "People are using my credit card, please stop it",
+        "A top-up on my account was not done by me",
+        "There are two payments in the app that weren't made by me",
+        "The app keeps saying I made a withdrawal, but I didn't.",
+        "a card payment that does not belong to me showed up today",
+        "my purse was snatched on the bus and they have already used my card",
+        "if my card has been compromised what do I do first",
+    ],
+)
+def test_a_report_in_other_peoples_words_reaches_the_fraud_desk(rules, text):
+    """As a question ("what do I do if I see..."), about strangers using the card, a charge that
+    "does not belong to me", a wallet stolen and the card used: the way BANKING77's customers put
+    it, written anew here."""
+    c = rules.classify(text, channel="chat")
+    assert c.category == FRAUD, c.rules
+    assert c.urgency is Urgency.CRITICAL
+    assert rules.lane(text) == "urgent"
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "我同学的微信被盗了，我想给自己的钱包加个安全锁，在哪设置",
@@ -69,6 +117,7 @@ def test_fraud_told_as_ones_own_loss_still_counts(text, evidence):
         "I nearly gave my code to someone claiming to be you, but I hung up",
         "这不是诈骗，是我自己填错了收款账号，钱转出去了",
         "not fraud – I just don't remember what this 9.99 subscription is",
+        "the app says I made a payment but I didn't get a receipt",
     ],
 )
 def test_fraud_words_that_do_not_report_a_loss_do_not_reach_the_fraud_desk(rules, text):
