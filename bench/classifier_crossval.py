@@ -70,6 +70,15 @@ def without(config: ClassifierConfig, held: dict[tuple[str, str], list[str]]) ->
     return config.model_copy(update={"categories": categories})
 
 
+def config_folds(
+    config: ClassifierConfig, k: int, seed: int
+) -> Iterator[tuple[Classifier, list[tuple[str, str]]]]:
+    """For each fold of the config's examples: a classifier trained without it, and its rows."""
+    for held in folds_of(config, k, seed):
+        rows = [(text, category) for (category, _), texts in held.items() for text in texts]
+        yield Classifier(without(config, held)), rows
+
+
 def shipped_folds(
     config: ClassifierConfig, k: int, seed: int
 ) -> Iterator[tuple[Classifier, list[tuple[str, str]]]]:
@@ -119,17 +128,14 @@ def main() -> int:
     gold: list[str] = []
     predicted: list[str] = []
     started = time.perf_counter()
-    if args.shipped:
-        for classifier, held_rows in shipped_folds(config, args.folds, args.seed):
-            for text, category in held_rows:
-                gold.append(category)
-                predicted.append(classifier.classify(redact(text).text).category)
-    for held in [] if args.shipped else folds_of(config, args.folds, args.seed):
-        classifier = Classifier(without(config, held))
-        for (category, _), texts in held.items():
-            for text in texts:
-                gold.append(category)
-                predicted.append(classifier.classify(redact(text).text).category)
+    for classifier, held_rows in (
+        shipped_folds(config, args.folds, args.seed)
+        if args.shipped
+        else config_folds(config, args.folds, args.seed)
+    ):
+        for text, category in held_rows:
+            gold.append(category)
+            predicted.append(classifier.classify(redact(text).text).category)
     report = Report(
         rows=len(gold),
         seconds=time.perf_counter() - started,
