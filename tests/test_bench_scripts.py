@@ -31,6 +31,17 @@ def from_bench(module: str) -> ModuleType:
         sys.path.remove(str(ROOT / "bench"))
 
 
+def bench_output(script: str, *args: str) -> str:
+    """What a script of bench/ prints, run as the README runs it (it must exit 0)."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
+
+
 def test_crossval_holds_out_every_example_once_and_reports_the_figures():
     crossval = from_bench("classifier_crossval")
     folds_of, without = crossval.folds_of, crossval.without
@@ -44,14 +55,7 @@ def test_crossval_holds_out_every_example_once_and_reports_the_figures():
     left = {t for c in trimmed.categories.values() for t in c.examples.all()}
     assert left.isdisjoint(t for texts in folds[0].values() for t in texts)
 
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "classifier_crossval.py"), "--folds", "2", "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    report = json.loads(out.stdout)
+    report = json.loads(bench_output("classifier_crossval.py", "--folds", "2", "--json"))
     assert report["rows"] == len(held)
     assert 0 < report["macro_f1"] <= 1 and 0 < report["unauthorized_recall"] <= 1
 
@@ -78,61 +82,23 @@ def test_crossval_of_the_shipped_set_holds_out_each_row_from_the_model_that_scor
     assert examples.shipped(name) == whole  # the whole set again once the folds are done
     assert Counter(scored) == Counter(text for text, _ in whole)
 
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "classifier_crossval.py"),
-            "--shipped",
-            "--folds",
-            "2",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
+    report = json.loads(
+        bench_output("classifier_crossval.py", "--shipped", "--folds", "2", "--json")
     )
-    report = json.loads(out.stdout)
     assert report["rows"] == len(whole)
     assert 0 < report["macro_f1"] <= 1 and 0 < report["unauthorized_recall"] <= 1
 
 
 def test_classifier_throughput_reports_every_stage():
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "classifier_throughput.py"),
-            "--messages",
-            "300",
-            "--rounds",
-            "1",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
+    result = json.loads(
+        bench_output("classifier_throughput.py", "--messages", "300", "--rounds", "1", "--json")
     )
-    result = json.loads(out.stdout)
     for key in ("gateway", "classify_only", "classifier_record", "pipeline"):
         assert result[f"{key}_messages_per_second"] > 0
 
 
 def test_intake_journal_bench_reports_the_ceiling_and_the_journal_in_the_same_run():
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "intake_journal.py"),
-            "--messages",
-            "300",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    result = json.loads(out.stdout)
+    result = json.loads(bench_output("intake_journal.py", "--messages", "300", "--json"))
     assert set(result) == {
         "journal alone (full)",
         "journal alone (normal)",
@@ -356,17 +322,9 @@ async def test_store_statements_counts_what_the_router_asks_its_database(databas
 
 
 def test_dispatcher_rounds_reports_each_chunk_size_and_each_round_on_a_full_store():
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "dispatcher_rounds.py"),
-            *("--sizes", "1,5", "--chunks", "4", "--waiting", "300"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    ).stdout
+    out = bench_output(
+        "dispatcher_rounds.py", "--sizes", "1,5", "--chunks", "4", "--waiting", "300"
+    )
     lines = out.splitlines()
     chunks = {
         int(line.split()[0]): line.split() for line in lines if line.split()[:1] in (["1"], ["5"])
