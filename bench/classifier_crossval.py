@@ -17,7 +17,6 @@ question set nobody on the team has.
 from __future__ import annotations
 
 import argparse
-import csv
 import random
 import sys
 import time
@@ -35,11 +34,7 @@ from router.classify.redact import redact  # noqa: E402
 from router.classify.textprep import for_model, prepare  # noqa: E402
 from router.cli.evaluate import Report, format_json, format_text  # noqa: E402
 from router.operator_files.config import load_config  # noqa: E402
-from router.operator_files.schemas.classifier import (  # noqa: E402
-    EXTRA_EXAMPLES_DIR,
-    Bilingual,
-    ClassifierConfig,
-)
+from router.operator_files.schemas.classifier import Bilingual, ClassifierConfig  # noqa: E402
 
 
 def folds_of(config: ClassifierConfig, k: int, seed: int) -> list[dict[tuple[str, str], list[str]]]:
@@ -88,12 +83,7 @@ def shipped_folds(
     name = config.model.extra_examples
     if name is None:
         raise SystemExit("this config ships no labelled set (model.extra_examples)")
-    with (EXTRA_EXAMPLES_DIR / name).open(encoding="utf-8-sig", newline="") as f:
-        rows = [
-            (r["text"], r["category"])
-            for r in csv.DictReader(f)
-            if r.get("text") and r.get("category")
-        ]
+    rows = examples.shipped_rows(name)
     random.Random(seed).shuffle(rows)
     whole_set = examples.shipped
     try:

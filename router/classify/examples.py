@@ -15,15 +15,20 @@ from router.classify.textprep import for_model, prepare
 from router.operator_files.schemas.classifier import EXTRA_EXAMPLES_DIR, ClassifierConfig
 
 
+def shipped_rows(name: str) -> list[tuple[str, str]]:
+    """(text as written, category) rows of a shipped CSV."""
+    with (EXTRA_EXAMPLES_DIR / name).open(encoding="utf-8-sig", newline="") as f:
+        return [
+            (row["text"], row["category"])
+            for row in csv.DictReader(f)
+            if row.get("text") and row.get("category")
+        ]
+
+
 @functools.lru_cache(maxsize=4)
 def shipped(name: str) -> tuple[tuple[str, str], ...]:
     """(prepared text, category) rows of a shipped CSV, read and prepared once per process."""
-    with (EXTRA_EXAMPLES_DIR / name).open(encoding="utf-8-sig", newline="") as f:
-        return tuple(
-            (for_model(prepare(row["text"])), row["category"])
-            for row in csv.DictReader(f)
-            if row.get("text") and row.get("category")
-        )
+    return tuple((for_model(prepare(text)), category) for text, category in shipped_rows(name))
 
 
 def training_set(
